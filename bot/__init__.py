@@ -1,0 +1,1 @@
+"""dalaba's Telegram side: chat-channel implementation and the conversational bot."""

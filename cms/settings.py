@@ -1,0 +1,136 @@
+"""One place where configuration is read from the environment (``DALABA_*``)."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+
+class ConfigError(ValueError):
+    """A configuration value is missing or malformed; the message names the variable."""
+
+
+def _bool(name: str, raw: str) -> bool:
+    value = raw.strip().lower()
+    if value in {"1", "true", "yes", "on"}:
+        return True
+    if value in {"0", "false", "no", "off", ""}:
+        return False
+    raise ConfigError(f"{name} 应为 true/false（当前为 {raw!r}）")
+
+
+def _int(name: str, raw: str, minimum: int, maximum: int) -> int:
+    try:
+        value = int(raw)
+    except ValueError as exc:
+        raise ConfigError(f"{name} 应为整数（当前为 {raw!r}）") from exc
+    if not minimum <= value <= maximum:
+        raise ConfigError(f"{name} 应在 {minimum}–{maximum} 之间（当前为 {value}）")
+    return value
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything dalaba can be configured with. Build it with :meth:`from_env`."""
+
+    data_dir: Path
+    database_url: str
+    secret_key: str
+    demo: bool = False
+    timezone: str = "Asia/Shanghai"
+    default_locale: str = "zh_CN"
+    tts_engine: str = "auto"  # auto | edge | offline
+    edge_wss_url: str | None = None
+    telegram_token: str | None = None
+    telegram_api_url: str | None = None
+    scheduler_enabled: bool = True
+    build_time: str = "04:00"
+    base_url: str = "http://127.0.0.1:8080"
+    extra: Mapping[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        try:
+            ZoneInfo(self.timezone)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ConfigError(f"DALABA_TIMEZONE 不是有效的时区：{self.timezone!r}") from exc
+        if self.tts_engine not in {"auto", "edge", "offline"}:
+            raise ConfigError(
+                f"DALABA_TTS_ENGINE 应为 auto、edge 或 offline（当前为 {self.tts_engine!r}）"
+            )
+        hh, _, mm = self.build_time.partition(":")
+        if not (hh.isdigit() and mm.isdigit() and int(hh) < 24 and int(mm) < 60):
+            raise ConfigError(f"DALABA_BUILD_TIME 应为 HH:MM（当前为 {self.build_time!r}）")
+
+    @property
+    def tz(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+    @property
+    def audio_dir(self) -> Path:
+        return self.data_dir / "audio"
+
+    @classmethod
+    def from_env(
+        cls, environ: Mapping[str, str] | None = None, *, demo: bool = False, **overrides: object
+    ) -> Settings:
+        """Read ``DALABA_*`` variables; ``overrides`` win over the environment.
+
+        Raises:
+            ConfigError: a value is malformed, or no secret key is set outside demo mode.
+        """
+        env = os.environ if environ is None else environ
+        data_dir = Path(env.get("DALABA_DATA_DIR") or "dalaba-data").expanduser().resolve()
+        if "data_dir" in overrides:
+            data_dir = Path(str(overrides.pop("data_dir"))).expanduser().resolve()
+        database_url = env.get("DALABA_DATABASE_URL") or f"sqlite:///{data_dir / 'dalaba.db'}"
+        secret_key = env.get("DALABA_SECRET_KEY", "")
+        if not secret_key:
+            if demo:
+                secret_key = _demo_secret(data_dir)
+            elif not overrides.get("secret_key"):
+                raise ConfigError(
+                    "未设置 DALABA_SECRET_KEY：生产环境必须提供一个随机密钥"
+                    "（例如 python -c \"import secrets; print(secrets.token_hex(32))\"）"
+                )
+        values: dict[str, object] = {
+            "data_dir": data_dir,
+            "database_url": database_url,
+            "secret_key": secret_key,
+            "demo": demo,
+            "timezone": env.get("DALABA_TIMEZONE", "Asia/Shanghai"),
+            "default_locale": env.get("DALABA_LOCALE", "zh_CN"),
+            "tts_engine": env.get("DALABA_TTS_ENGINE", "offline" if demo else "auto"),
+            "edge_wss_url": env.get("DALABA_EDGE_WSS_URL") or None,
+            "telegram_token": env.get("DALABA_TELEGRAM_TOKEN") or None,
+            "telegram_api_url": env.get("DALABA_TELEGRAM_API_URL") or None,
+            "scheduler_enabled": _bool(
+                "DALABA_SCHEDULER", env.get("DALABA_SCHEDULER", "true")
+            ),
+            "build_time": env.get("DALABA_BUILD_TIME", "04:00"),
+            "base_url": env.get("DALABA_BASE_URL", "http://127.0.0.1:8080").rstrip("/"),
+        }
+        if "DALABA_PORT" in env:
+            _int("DALABA_PORT", env["DALABA_PORT"], 1, 65535)
+        values.update(overrides)
+        return cls(**values)  # type: ignore[arg-type]
+
+    def with_(self, **changes: object) -> Settings:
+        return replace(self, **changes)  # type: ignore[arg-type]
+
+
+def _demo_secret(data_dir: Path) -> str:
+    """A per-installation secret for demo mode, kept in the data folder so sessions survive."""
+    path = data_dir / "secret_key"
+    if path.exists():
+        return path.read_text().strip()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    key = secrets.token_hex(32)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(key)
+    os.chmod(tmp, 0o600)
+    tmp.replace(path)
+    return key
