@@ -1,0 +1,172 @@
+"""The ``dalaba`` command: the composition root that wires settings, database, web and audio."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+
+import click
+
+from cms.settings import ConfigError, Settings
+
+
+def _settings(demo: bool = False, **overrides: object) -> Settings:
+    try:
+        return Settings.from_env(demo=demo, **overrides)
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+def _engine(settings: Settings):  # type: ignore[no-untyped-def]
+    from cms.db import make_engine
+    from cms.migrate import upgrade
+
+    engine = make_engine(settings.database_url)
+    upgrade(engine)
+    return engine
+
+
+@click.group()
+@click.option("-v", "--verbose", is_flag=True, help="更详细的日志")
+def cli(verbose: bool) -> None:
+    """大喇叭 dalaba：一份稿子，发到大喇叭、移动音箱和群聊。"""
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+
+
+@cli.group()
+def db() -> None:
+    """数据库维护。"""
+
+
+@db.command("upgrade")
+def db_upgrade() -> None:
+    """Upgrade the database schema to the newest version."""
+    from cms.migrate import current_revision, head_revision
+
+    settings = _settings(secret_key="unused-for-migrations")
+    engine = _engine(settings)
+    click.echo(f"数据库已是最新版本：{current_revision(engine)}（head {head_revision()}）")
+
+
+@cli.group()
+def user() -> None:
+    """用户管理。"""
+
+
+@user.command("add")
+@click.argument("name")
+@click.option(
+    "--role", required=True, type=click.Choice(["admin", "editor", "reviewer", "operator"])
+)
+@click.option("--display-name", default="", help="显示的姓名")
+def user_add(name: str, role: str, display_name: str) -> None:
+    """Add a user; the password is read from a prompt, or from stdin when piped."""
+    from cms.db import make_session_factory, transaction
+    from cms.services import users
+    from cms.services.errors import ValidationError
+
+    if sys.stdin.isatty():
+        password = click.prompt("密码", hide_input=True, confirmation_prompt="再输一次")
+    else:
+        password = sys.stdin.readline().rstrip("\n")
+    settings = _settings(secret_key="unused-for-cli")
+    try:
+        with transaction(make_session_factory(_engine(settings))) as session:
+            users.create_user(
+                session,
+                None,
+                username=name,
+                display_name=display_name or name,
+                role=role,
+                password=password,
+            )
+    except ValidationError as exc:
+        raise click.ClickException("；".join(exc.render().values())) from exc
+    click.echo(f"已添加用户 {name}（{role}）")
+
+
+@cli.command("api-token")
+@click.argument("username")
+@click.option("--label", default="", help="说明这个令牌的用途")
+def api_token(username: str, label: str) -> None:
+    """Print a new API token for USERNAME (revocable in the CMS)."""
+    from cms.db import make_session_factory, transaction
+    from cms.services import users
+    from cms.services.errors import DomainError
+
+    settings = _settings(secret_key="unused-for-cli")
+    try:
+        with transaction(make_session_factory(_engine(settings))) as session:
+            token = users.issue_api_token(
+                session, None, users.get_user_by_name(session, username), label
+            )
+    except DomainError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(token)
+
+
+def _serve(settings: Settings, host: str, port: int) -> None:
+    from waitress import serve
+
+    from cms.web import create_app
+
+    app = create_app(settings, engine=_engine(settings))
+    click.echo(f"大喇叭已启动：http://{host}:{port}/  （Ctrl+C 停止）")
+    serve(app, host=host, port=port, threads=8, ident="dalaba")
+
+
+@cli.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8080, show_default=True, type=click.IntRange(1, 65535))
+def serve(host: str, port: int) -> None:
+    """Run dalaba in production (configured by DALABA_* environment variables)."""
+    _serve(_settings(), host, port)
+
+
+@cli.command()
+@click.option("--port", default=8080, show_default=True, type=click.IntRange(1, 65535))
+@click.option(
+    "--data", "data_dir", default="dalaba-data", show_default=True, type=click.Path(file_okay=False)
+)
+@click.option("--seed-only", is_flag=True, help="只创建演示数据，不启动服务")
+def demo(port: int, data_dir: str, seed_only: bool) -> None:
+    """Create a demo township in DATA and serve it on 127.0.0.1."""
+    from cms.db import make_session_factory, transaction
+    from cms.demo import seed
+
+    settings = _settings(demo=True, data_dir=Path(data_dir), base_url=f"http://127.0.0.1:{port}")
+    engine = _engine(settings)
+    with transaction(make_session_factory(engine)) as session:
+        accounts = seed(session, settings)
+    if accounts:
+        click.echo(f"演示数据已创建：{settings.data_dir}")
+        click.echo("演示账号（用户名 / 密码 / 角色）：")
+        for username, password, role in accounts:
+            click.echo(f"  {username:<10} {password:<14} {role}")
+    else:
+        click.echo(
+            f"使用已有的演示数据：{settings.data_dir}（账号见首次运行时的输出，密码均为 dalaba-demo）"
+        )
+    if not seed_only:
+        _serve(settings, "127.0.0.1", port)
+
+
+def _register_optional_commands() -> None:
+    from cms.cli_audio import say
+
+    cli.add_command(say)
+
+
+_register_optional_commands()
+
+
+def main() -> None:
+    cli(prog_name="dalaba")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,418 @@
+"""The data model: plain SQLAlchemy 2.0, usable without Flask."""
+
+from __future__ import annotations
+
+import enum
+from datetime import UTC, date, datetime, time
+from typing import Annotated, Any
+
+from sqlalchemy import (
+    JSON,
+    Column,
+    DateTime,
+    Enum,
+    ForeignKey,
+    MetaData,
+    String,
+    Table,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+    select,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Timezone-aware UTC datetimes on every backend (SQLite drops the zone otherwise)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime stored; use timezone-aware UTC")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+intpk = Annotated[int, mapped_column(primary_key=True)]
+created_at = Annotated[datetime, mapped_column(UTCDateTime, default=utcnow)]
+str80 = Annotated[str, mapped_column(String(80))]
+str200 = Annotated[str, mapped_column(String(200))]
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map = {datetime: UTCDateTime}
+
+
+def _enum(cls: type[enum.Enum]) -> Enum:
+    """Store enums by value (readable in the database, stable across renames of members)."""
+    return Enum(
+        cls,
+        values_callable=lambda e: [m.value for m in e],
+        native_enum=False,
+        validate_strings=True,
+        length=20,
+        name=cls.__name__.lower(),
+    )
+
+
+class Role(enum.StrEnum):
+    ADMIN = "admin"
+    EDITOR = "editor"
+    REVIEWER = "reviewer"
+    OPERATOR = "operator"
+
+
+class AreaKind(enum.StrEnum):
+    TOWNSHIP = "township"
+    VILLAGE = "village"
+    GROUP = "group"
+
+
+class OutletKind(enum.StrEnum):
+    LOUDSPEAKER = "loudspeaker"
+    MOBILE = "mobile"
+
+
+class Status(enum.StrEnum):
+    DRAFT = "draft"
+    IN_REVIEW = "in_review"
+    APPROVED = "approved"
+    WITHDRAWN = "withdrawn"
+
+
+class Priority(enum.StrEnum):
+    NORMAL = "normal"
+    URGENT = "urgent"
+
+
+outlet_operator = Table(
+    "outlet_operator",
+    Base.metadata,
+    Column("outlet_id", ForeignKey("outlet.id", ondelete="CASCADE"), primary_key=True),
+    Column("user_id", ForeignKey("user.id", ondelete="CASCADE"), primary_key=True),
+)
+
+revision_area = Table(
+    "revision_area",
+    Base.metadata,
+    Column("revision_id", ForeignKey("revision.id", ondelete="CASCADE"), primary_key=True),
+    Column("area_id", ForeignKey("area.id", ondelete="RESTRICT"), primary_key=True),
+)
+
+
+class User(Base):
+    __tablename__ = "user"
+
+    id: Mapped[intpk]
+    username: Mapped[str] = mapped_column(String(40), unique=True)
+    display_name: Mapped[str80]
+    password_hash: Mapped[str] = mapped_column(String(255))
+    role: Mapped[Role] = mapped_column(_enum(Role))
+    active: Mapped[bool] = mapped_column(default=True)
+    locale: Mapped[str | None] = mapped_column(String(10))
+    created_at: Mapped[created_at]
+
+    outlets: Mapped[list[Outlet]] = relationship(
+        secondary=outlet_operator, back_populates="operators"
+    )
+
+    def __repr__(self) -> str:
+        return f"<User {self.username} {self.role.value}>"
+
+
+class ApiToken(Base):
+    """A bearer token for /api/v1; only its SHA-256 is stored."""
+
+    __tablename__ = "api_token"
+
+    id: Mapped[intpk]
+    user_id: Mapped[int] = mapped_column(ForeignKey("user.id", ondelete="CASCADE"), index=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    prefix: Mapped[str] = mapped_column(String(12))
+    label: Mapped[str80] = mapped_column(default="")
+    created_at: Mapped[created_at]
+    last_used_at: Mapped[datetime | None]
+    revoked_at: Mapped[datetime | None]
+
+    user: Mapped[User] = relationship()
+
+
+class LoginFailure(Base):
+    """One failed login, kept briefly to throttle guessing by user name and by address."""
+
+    __tablename__ = "login_failure"
+
+    id: Mapped[intpk]
+    username: Mapped[str] = mapped_column(String(40), index=True)
+    remote_addr: Mapped[str] = mapped_column(String(64), index=True)
+    at: Mapped[created_at]
+
+
+class Area(Base):
+    """A node of the township grid (乡镇 → 村 → 组, any depth).
+
+    ``path`` is the materialised path of ids ("/1/4/9/") so that "this area and all below
+    it" is one indexed prefix query on any database.
+    """
+
+    __tablename__ = "area"
+
+    id: Mapped[intpk]
+    name: Mapped[str80]
+    kind: Mapped[AreaKind] = mapped_column(_enum(AreaKind))
+    parent_id: Mapped[int | None] = mapped_column(ForeignKey("area.id", ondelete="RESTRICT"))
+    path: Mapped[str] = mapped_column(String(255), index=True, default="")
+    sort: Mapped[int] = mapped_column(default=0)
+
+    parent: Mapped[Area | None] = relationship(remote_side="Area.id", back_populates="children")
+    children: Mapped[list[Area]] = relationship(
+        back_populates="parent", order_by="(Area.sort, Area.id)"
+    )
+    outlets: Mapped[list[Outlet]] = relationship(back_populates="area")
+
+    __table_args__ = (UniqueConstraint("parent_id", "name"),)
+
+    @property
+    def depth(self) -> int:
+        return self.path.count("/") - 2
+
+    def __repr__(self) -> str:
+        return f"<Area {self.id} {self.name}>"
+
+
+class Outlet(Base):
+    """A place where audio is played: a fixed loudspeaker or a mobile speaker."""
+
+    __tablename__ = "outlet"
+
+    id: Mapped[intpk]
+    name: Mapped[str80]
+    kind: Mapped[OutletKind] = mapped_column(_enum(OutletKind))
+    area_id: Mapped[int] = mapped_column(ForeignKey("area.id", ondelete="RESTRICT"), index=True)
+    active: Mapped[bool] = mapped_column(default=True)
+    loop_minutes: Mapped[int] = mapped_column(default=30)
+    note: Mapped[str] = mapped_column(String(500), default="")
+    created_at: Mapped[created_at]
+
+    area: Mapped[Area] = relationship(back_populates="outlets")
+    slots: Mapped[list[Slot]] = relationship(
+        back_populates="outlet", cascade="all, delete-orphan", order_by="Slot.at"
+    )
+    operators: Mapped[list[User]] = relationship(
+        secondary=outlet_operator, back_populates="outlets"
+    )
+
+
+class Slot(Base):
+    """A daily broadcast time of an outlet, with the length the program may fill."""
+
+    __tablename__ = "slot"
+
+    id: Mapped[intpk]
+    outlet_id: Mapped[int] = mapped_column(ForeignKey("outlet.id", ondelete="CASCADE"))
+    at: Mapped[time]
+    minutes: Mapped[int] = mapped_column(default=10)
+
+    outlet: Mapped[Outlet] = relationship(back_populates="slots")
+
+    __table_args__ = (UniqueConstraint("outlet_id", "at"),)
+
+    @property
+    def label(self) -> str:
+        return self.at.strftime("%H:%M")
+
+
+class ChatGroup(Base):
+    """A group chat bound to one area; the bot posts the area's notices there."""
+
+    __tablename__ = "chat_group"
+
+    id: Mapped[intpk]
+    platform: Mapped[str] = mapped_column(String(20), default="telegram")
+    chat_id: Mapped[str] = mapped_column(String(64))
+    title: Mapped[str200] = mapped_column(default="")
+    area_id: Mapped[int] = mapped_column(ForeignKey("area.id", ondelete="RESTRICT"), index=True)
+    active: Mapped[bool] = mapped_column(default=True)
+    deactivated_reason: Mapped[str | None] = mapped_column(String(500))
+    created_at: Mapped[created_at]
+
+    area: Mapped[Area] = relationship()
+
+    __table_args__ = (UniqueConstraint("platform", "chat_id"),)
+
+
+class Topic(Base):
+    __tablename__ = "topic"
+
+    id: Mapped[intpk]
+    name: Mapped[str] = mapped_column(String(40), unique=True)
+    active: Mapped[bool] = mapped_column(default=True)
+    sort: Mapped[int] = mapped_column(default=0)
+
+
+class Announcement(Base):
+    """An announcement and its workflow state; its content lives in immutable revisions."""
+
+    __tablename__ = "announcement"
+
+    id: Mapped[intpk]
+    status: Mapped[Status] = mapped_column(_enum(Status), default=Status.DRAFT, index=True)
+    created_by_id: Mapped[int] = mapped_column(ForeignKey("user.id"))
+    created_at: Mapped[created_at]
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    # The newest revision (what the editor sees and what goes to review).
+    latest_revision_id: Mapped[int | None] = mapped_column(
+        ForeignKey("revision.id", use_alter=True)
+    )
+    # The revision that goes out; stays pinned while a newer revision is in review.
+    approved_revision_id: Mapped[int | None] = mapped_column(
+        ForeignKey("revision.id", use_alter=True)
+    )
+    submitted_by_id: Mapped[int | None] = mapped_column(ForeignKey("user.id"))
+    review_comment: Mapped[str | None] = mapped_column(Text)
+    reviewed_by_id: Mapped[int | None] = mapped_column(ForeignKey("user.id"))
+    reviewed_at: Mapped[datetime | None]
+    withdrawn_at: Mapped[datetime | None]
+
+    created_by: Mapped[User] = relationship(foreign_keys=[created_by_id])
+    reviewed_by: Mapped[User | None] = relationship(foreign_keys=[reviewed_by_id])
+    latest_revision: Mapped[Revision | None] = relationship(
+        foreign_keys=[latest_revision_id], post_update=True
+    )
+    approved_revision: Mapped[Revision | None] = relationship(
+        foreign_keys=[approved_revision_id], post_update=True
+    )
+    revisions: Mapped[list[Revision]] = relationship(
+        back_populates="announcement",
+        foreign_keys="Revision.announcement_id",
+        order_by="Revision.number",
+    )
+
+    @property
+    def current(self) -> Revision:
+        assert self.latest_revision is not None
+        return self.latest_revision
+
+    def phase(self, today: date) -> str:
+        """The workflow state as users see it, with approved split into its campaign phases."""
+        if self.status is not Status.APPROVED or self.approved_revision is None:
+            return self.status.value
+        rev = self.approved_revision
+        if today < rev.start_date:
+            return "scheduled"
+        if today > rev.end_date:
+            return "finished"
+        return "active"
+
+
+class Revision(Base):
+    """One immutable version of an announcement's content."""
+
+    __tablename__ = "revision"
+
+    id: Mapped[intpk]
+    announcement_id: Mapped[int] = mapped_column(
+        ForeignKey("announcement.id", ondelete="CASCADE"), index=True
+    )
+    number: Mapped[int]
+    title: Mapped[str200]
+    body: Mapped[str] = mapped_column(Text)
+    spoken_text: Mapped[str | None] = mapped_column(Text)
+    topic_id: Mapped[int | None] = mapped_column(ForeignKey("topic.id", ondelete="SET NULL"))
+    priority: Mapped[Priority] = mapped_column(_enum(Priority), default=Priority.NORMAL)
+    to_loudspeaker: Mapped[bool] = mapped_column(default=True)
+    to_chats: Mapped[bool] = mapped_column(default=True)
+    start_date: Mapped[date]
+    end_date: Mapped[date]
+    repeats: Mapped[int] = mapped_column(default=1)
+    chat_post_time: Mapped[time | None]
+    voice: Mapped[str] = mapped_column(String(60), default="zh-CN-XiaoxiaoNeural")
+    rate: Mapped[int] = mapped_column(default=0)
+    author_id: Mapped[int] = mapped_column(ForeignKey("user.id"))
+    created_at: Mapped[created_at]
+
+    announcement: Mapped[Announcement] = relationship(
+        back_populates="revisions", foreign_keys=[announcement_id]
+    )
+    topic: Mapped[Topic | None] = relationship()
+    author: Mapped[User] = relationship()
+    areas: Mapped[list[Area]] = relationship(secondary=revision_area, order_by="Area.path")
+
+    __table_args__ = (UniqueConstraint("announcement_id", "number"),)
+
+    @property
+    def speech(self) -> str:
+        """What the loudspeaker says: the spoken text, or the body when none is given."""
+        return self.spoken_text or self.body
+
+    @property
+    def channels(self) -> list[str]:
+        return [
+            c for c, on in (("loudspeaker", self.to_loudspeaker), ("chats", self.to_chats)) if on
+        ]
+
+
+class LexiconEntry(Base):
+    """A whole-word pronunciation fix: written form → spoken form."""
+
+    __tablename__ = "lexicon_entry"
+
+    id: Mapped[intpk]
+    written: Mapped[str] = mapped_column(String(40), unique=True)
+    spoken: Mapped[str] = mapped_column(String(80))
+    note: Mapped[str] = mapped_column(String(200), default="")
+    created_at: Mapped[created_at]
+
+
+class Setting(Base):
+    """Admin-editable settings (key → JSON value)."""
+
+    __tablename__ = "setting"
+
+    key: Mapped[str] = mapped_column(String(60), primary_key=True)
+    value: Mapped[Any] = mapped_column(JSON)
+
+
+class AuditLog(Base):
+    """Who did what, when: every state change and admin action."""
+
+    __tablename__ = "audit_log"
+
+    id: Mapped[intpk]
+    at: Mapped[created_at] = mapped_column(index=True)
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("user.id", ondelete="SET NULL"))
+    action: Mapped[str] = mapped_column(String(60), index=True)
+    object_type: Mapped[str] = mapped_column(String(40))
+    object_id: Mapped[int | None]
+    detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+    user: Mapped[User | None] = relationship()
+
+
+def get_setting(session: Session, key: str, default: Any = None) -> Any:
+    value = session.scalar(select(Setting.value).where(Setting.key == key))
+    return default if value is None else value

@@ -1,0 +1,122 @@
+"""The township grid: a tree of areas (乡镇 → 村 → 组)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from sqlalchemy import or_, select
+from sqlalchemy.orm import Session
+
+from cms.models import Area, AreaKind, User
+from cms.services import audit
+from cms.services.errors import N_, Conflict, Errors, NotFound
+from cms.services.text import clean_text
+
+AREA_KIND_LABELS = {
+    AreaKind.TOWNSHIP: N_("乡镇"),
+    AreaKind.VILLAGE: N_("村"),
+    AreaKind.GROUP: N_("组"),
+}
+
+
+def all_areas(session: Session) -> list[Area]:
+    """Every area in tree order (parents before children, siblings by sort then id)."""
+    areas = list(session.scalars(select(Area)))
+    by_parent: dict[int | None, list[Area]] = {}
+    for area in areas:
+        by_parent.setdefault(area.parent_id, []).append(area)
+    ordered: list[Area] = []
+
+    def walk(parent: int | None) -> None:
+        for child in sorted(by_parent.get(parent, []), key=lambda a: (a.sort, a.id)):
+            ordered.append(child)
+            walk(child.id)
+
+    walk(None)
+    return ordered
+
+
+def get_area(session: Session, area_id: int) -> Area:
+    area = session.get(Area, area_id)
+    if area is None:
+        raise NotFound(N_("区域 {id} 不存在"), id=area_id)
+    return area
+
+
+def create_area(
+    session: Session, actor: User | None, *, name: object, kind: object, parent_id: int | None
+) -> Area:
+    errors = Errors()
+    clean = clean_text(errors, "name", name, label=N_("名称"), max_len=80)
+    try:
+        parsed_kind = AreaKind(str(kind))
+    except ValueError:
+        errors.add("kind", N_("区域类型无效"))
+        parsed_kind = AreaKind.GROUP
+    parent = None
+    if parent_id is not None:
+        parent = session.get(Area, parent_id)
+        if parent is None:
+            errors.add("parent_id", N_("上级区域 {id} 不存在"), id=parent_id)
+    if (
+        clean
+        and "parent_id" not in errors
+        and session.scalar(
+            select(Area.id).where(
+                Area.name == clean,
+                Area.parent_id == parent_id if parent_id is not None else Area.parent_id.is_(None),
+            )
+        )
+    ):
+        errors.add("name", N_("同一上级下已有“{name}”"), name=clean)
+    errors.raise_if_any()
+    area = Area(name=clean, kind=parsed_kind, parent=parent)
+    session.add(area)
+    session.flush()
+    area.path = (parent.path if parent else "/") + f"{area.id}/"
+    audit.record(session, actor, "area.create", area, name=clean, parent=parent_id)
+    return area
+
+
+def rename_area(session: Session, actor: User, area: Area, name: object) -> Area:
+    errors = Errors()
+    clean = clean_text(errors, "name", name, label=N_("名称"), max_len=80)
+    errors.raise_if_any()
+    old, area.name = area.name, clean
+    audit.record(session, actor, "area.rename", area, old=old, new=clean)
+    return area
+
+
+def delete_area(session: Session, actor: User, area: Area) -> None:
+    if area.children or area.outlets:
+        raise Conflict(N_("“{name}”下还有下级区域或广播点，不能删除"), name=area.name)
+    from cms.models import ChatGroup, revision_area
+
+    used = session.scalar(select(revision_area.c.area_id).where(revision_area.c.area_id == area.id))
+    bound = session.scalar(select(ChatGroup.id).where(ChatGroup.area_id == area.id))
+    if used or bound:
+        raise Conflict(N_("“{name}”已被公告或群聊使用，不能删除"), name=area.name)
+    audit.record(session, actor, "area.delete", area, name=area.name)
+    session.delete(area)
+
+
+def descendant_ids(session: Session, areas: Iterable[Area]) -> set[int]:
+    """Ids of the given areas and everything below them."""
+    paths = [a.path for a in areas]
+    if not paths:
+        return set()
+    return set(
+        session.scalars(select(Area.id).where(or_(*(Area.path.startswith(p) for p in paths))))
+    )
+
+
+def ancestor_ids(area: Area) -> list[int]:
+    """Ids from the root down to ``area`` itself."""
+    return [int(p) for p in area.path.strip("/").split("/") if p]
+
+
+def full_name(session: Session, area: Area) -> str:
+    names = {
+        a.id: a.name for a in session.scalars(select(Area).where(Area.id.in_(ancestor_ids(area))))
+    }
+    return " / ".join(names[i] for i in ancestor_ids(area) if i in names)

@@ -1,0 +1,81 @@
+"""The CMS's domain errors. Views turn them into messages, the API into 4xx, the CLI into exit codes.
+
+Messages are Chinese msgids with ``{name}`` parameters, translated at the edge, so the
+services stay usable without Flask.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+
+def N_(msgid: str) -> str:
+    """Mark a message for extraction; translation happens where it is shown."""
+    return msgid
+
+
+@dataclass(frozen=True)
+class Message:
+    msgid: str
+    params: Mapping[str, Any] = field(default_factory=dict)
+
+    def render(self, translate: Callable[[str], str] | None = None) -> str:
+        text = translate(self.msgid) if translate else self.msgid
+        return text.format(**self.params) if self.params else text
+
+    def __str__(self) -> str:
+        return self.render()
+
+
+class DomainError(Exception):
+    """Base of every error the services raise on purpose."""
+
+    def __init__(self, msgid: str, **params: Any) -> None:
+        self.message = Message(msgid, params)
+        super().__init__(str(self.message))
+
+
+class NotFound(DomainError):
+    pass
+
+
+class PermissionDenied(DomainError):
+    pass
+
+
+class WorkflowError(DomainError):
+    """The requested transition is not allowed from the current state."""
+
+
+class Conflict(DomainError):
+    pass
+
+
+class ValidationError(DomainError):
+    """One or more fields are invalid; ``errors`` maps each field to its message."""
+
+    def __init__(self, errors: Mapping[str, Message]) -> None:
+        self.errors = dict(errors)
+        super().__init__(N_("输入有误：{fields}"), fields="、".join(self.errors))
+
+    def render(self, translate: Callable[[str], str] | None = None) -> dict[str, str]:
+        return {name: msg.render(translate) for name, msg in self.errors.items()}
+
+
+class Errors:
+    """Collects field errors while validating, then raises them together."""
+
+    def __init__(self) -> None:
+        self.items: dict[str, Message] = {}
+
+    def add(self, name: str, msgid: str, **params: Any) -> None:
+        self.items.setdefault(name, Message(msgid, params))
+
+    def __contains__(self, name: str) -> bool:
+        return name in self.items
+
+    def raise_if_any(self) -> None:
+        if self.items:
+            raise ValidationError(self.items)

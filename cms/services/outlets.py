@@ -1,0 +1,121 @@
+"""Outlets (loudspeakers and mobile speakers) and their daily broadcast slots."""
+
+from __future__ import annotations
+
+import contextlib
+from datetime import time
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from cms.models import Area, Outlet, OutletKind, Slot, User
+from cms.services import audit
+from cms.services.errors import N_, Errors, NotFound
+from cms.services.text import clean_text
+
+OUTLET_KIND_LABELS = {OutletKind.LOUDSPEAKER: N_("固定大喇叭"), OutletKind.MOBILE: N_("移动音箱")}
+
+
+def parse_slots(errors: Errors, raw: object) -> list[tuple[time, int]]:
+    """Parse "07:30 10, 12:00, 19:30 15" (time and optional minutes, comma or newline separated)."""
+    if isinstance(raw, list):
+        items = [str(x) for x in raw]
+    else:
+        items = [p for p in str(raw or "").replace("，", ",").replace("\n", ",").split(",")]
+    slots: dict[time, int] = {}
+    for item in (i.strip() for i in items):
+        if not item:
+            continue
+        parts = item.split()
+        try:
+            hh, mm = parts[0].replace("：", ":").split(":")
+            at = time(int(hh), int(mm))
+            minutes = int(parts[1]) if len(parts) > 1 else 10
+            if not 1 <= minutes <= 120 or len(parts) > 2:
+                raise ValueError
+        except ValueError:
+            errors.add(
+                "slots",
+                N_("播出时段“{item}”格式不对，应为 HH:MM 或 HH:MM 分钟数（1–120）"),
+                item=item,
+            )
+            continue
+        if at in slots:
+            errors.add("slots", N_("播出时段 {t} 重复"), t=at.strftime("%H:%M"))
+        slots[at] = minutes
+    return sorted(slots.items())
+
+
+def save_outlet(
+    session: Session,
+    actor: User,
+    outlet: Outlet | None,
+    *,
+    name: object,
+    kind: object,
+    area_id: object,
+    slots: object,
+    loop_minutes: object = 30,
+    note: object = "",
+    active: bool = True,
+) -> Outlet:
+    """Create (outlet is None) or update an outlet with its slots."""
+    errors = Errors()
+    clean = clean_text(errors, "name", name, label=N_("名称"), max_len=80)
+    try:
+        parsed_kind = OutletKind(str(kind))
+    except ValueError:
+        errors.add("kind", N_("广播点类型无效"))
+        parsed_kind = OutletKind.LOUDSPEAKER
+    area = None
+    with contextlib.suppress(ValueError):
+        area = session.get(Area, int(str(area_id)))
+    if area is None:
+        errors.add("area_id", N_("请选择存在的区域"))
+    parsed_slots = parse_slots(errors, slots)
+    if not parsed_slots and "slots" not in errors:
+        errors.add("slots", N_("至少设置一个播出时段"))
+    try:
+        loop = int(str(loop_minutes))
+        if not 1 <= loop <= 240:
+            raise ValueError
+    except ValueError:
+        errors.add("loop_minutes", N_("循环时长应为 1–240 分钟"))
+        loop = 30
+    clean_note = clean_text(
+        errors, "note", note, label=N_("备注"), max_len=500, required=False, multiline=True
+    )
+    errors.raise_if_any()
+    assert area is not None
+    creating = outlet is None
+    if outlet is None:
+        outlet = Outlet(name=clean, kind=parsed_kind, area=area)
+        session.add(outlet)
+    outlet.name, outlet.kind, outlet.area, outlet.loop_minutes = clean, parsed_kind, area, loop
+    outlet.note, outlet.active = clean_note, active
+    existing = {s.at: s for s in outlet.slots}
+    wanted = dict(parsed_slots)
+    outlet.slots = [existing.get(at) or Slot(at=at) for at in sorted(wanted)]
+    for slot in outlet.slots:
+        slot.minutes = wanted[slot.at]
+    session.flush()
+    audit.record(
+        session,
+        actor,
+        "outlet.create" if creating else "outlet.update",
+        outlet,
+        name=clean,
+        slots=[f"{t:%H:%M} {m}" for t, m in parsed_slots],
+    )
+    return outlet
+
+
+def get_outlet(session: Session, outlet_id: int) -> Outlet:
+    outlet = session.get(Outlet, outlet_id)
+    if outlet is None:
+        raise NotFound(N_("广播点 {id} 不存在"), id=outlet_id)
+    return outlet
+
+
+def all_outlets(session: Session) -> list[Outlet]:
+    return list(session.scalars(select(Outlet).order_by(Outlet.area_id, Outlet.name)))

@@ -1,0 +1,209 @@
+"""Users, passwords, login throttling and API tokens."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import secrets
+from datetime import datetime, timedelta
+
+from sqlalchemy import delete, func, select
+from sqlalchemy.orm import Session
+from werkzeug.security import check_password_hash, generate_password_hash
+
+from cms.models import ApiToken, LoginFailure, Outlet, Role, User, utcnow
+from cms.services import audit
+from cms.services.errors import N_, Conflict, DomainError, Errors, NotFound
+from cms.services.text import clean_text
+
+USERNAME_RE = re.compile(r"^[A-Za-z0-9_.-]{2,40}$")
+MIN_PASSWORD = 8
+THROTTLE_WINDOW = timedelta(minutes=15)
+MAX_FAILURES_PER_USER = 5
+MAX_FAILURES_PER_ADDR = 20
+TOKEN_PREFIX = "dlb_"
+
+ROLE_LABELS = {
+    Role.ADMIN: N_("管理员"),
+    Role.EDITOR: N_("宣传委员（编辑）"),
+    Role.REVIEWER: N_("审核员"),
+    Role.OPERATOR: N_("广播员"),
+}
+
+
+class LoginThrottled(DomainError):
+    pass
+
+
+def parse_role(errors: Errors, raw: object) -> Role | None:
+    try:
+        return Role(str(raw))
+    except ValueError:
+        errors.add("role", N_("角色无效，可选：{roles}"), roles="、".join(r.value for r in Role))
+        return None
+
+
+def check_password(errors: Errors, password: object) -> str:
+    if not isinstance(password, str) or len(password) < MIN_PASSWORD:
+        errors.add("password", N_("密码至少 {n} 位"), n=MIN_PASSWORD)
+        return ""
+    if len(password) > 200:
+        errors.add("password", N_("密码太长"))
+    return password
+
+
+def create_user(
+    session: Session,
+    actor: User | None,
+    *,
+    username: object,
+    display_name: object,
+    role: object,
+    password: object,
+) -> User:
+    """Create a user. Raises ValidationError (naming each bad field) or nothing."""
+    errors = Errors()
+    name = clean_text(errors, "username", username, label=N_("用户名"), max_len=40)
+    if "username" not in errors and not USERNAME_RE.match(name):
+        errors.add("username", N_("用户名只能用字母、数字和 _ . -，2–40 位"))
+    if "username" not in errors and session.scalar(
+        select(User.id).where(func.lower(User.username) == name.lower())
+    ):
+        errors.add("username", N_("用户名“{name}”已被使用"), name=name)
+    shown = clean_text(errors, "display_name", display_name or name, label=N_("姓名"), max_len=80)
+    parsed_role = parse_role(errors, role)
+    pw = check_password(errors, password)
+    errors.raise_if_any()
+    assert parsed_role is not None
+    user = User(
+        username=name,
+        display_name=shown,
+        role=parsed_role,
+        password_hash=generate_password_hash(pw),
+    )
+    session.add(user)
+    session.flush()
+    audit.record(session, actor, "user.create", user, username=name, role=parsed_role.value)
+    return user
+
+
+def update_user(
+    session: Session,
+    actor: User,
+    user: User,
+    *,
+    display_name: object,
+    role: object,
+    active: bool,
+    password: object = "",
+) -> User:
+    errors = Errors()
+    shown = clean_text(errors, "display_name", display_name, label=N_("姓名"), max_len=80)
+    parsed_role = parse_role(errors, role)
+    pw = check_password(errors, password) if password else ""
+    if user.id == actor.id and (parsed_role is not Role.ADMIN or not active):
+        errors.add("role", N_("不能取消自己的管理员身份或停用自己"))
+    errors.raise_if_any()
+    assert parsed_role is not None
+    changes = {}
+    if user.role is not parsed_role:
+        changes["role"] = [user.role.value, parsed_role.value]
+    if user.active != active:
+        changes["active"] = [user.active, active]
+    user.display_name, user.role, user.active = shown, parsed_role, active
+    if pw:
+        user.password_hash = generate_password_hash(pw)
+        changes["password"] = "reset"
+    audit.record(session, actor, "user.update", user, **changes)
+    return user
+
+
+def set_operator_outlets(session: Session, actor: User, user: User, outlet_ids: list[int]) -> None:
+    outlets = list(session.scalars(select(Outlet).where(Outlet.id.in_(outlet_ids))))
+    user.outlets = outlets
+    audit.record(session, actor, "user.outlets", user, outlets=[o.id for o in outlets])
+
+
+def authenticate(
+    session: Session, username: str, password: str, remote_addr: str, now: datetime | None = None
+) -> User | None:
+    """Check a login; throttles by user name and by address after repeated failures.
+
+    Raises:
+        LoginThrottled: too many recent failures; the message says when to try again.
+    """
+    now = now or utcnow()
+    since = now - THROTTLE_WINDOW
+    session.execute(delete(LoginFailure).where(LoginFailure.at < since))
+    by_user = session.scalar(
+        select(func.count()).where(
+            LoginFailure.username == username.lower(), LoginFailure.at >= since
+        )
+    )
+    by_addr = session.scalar(
+        select(func.count()).where(
+            LoginFailure.remote_addr == remote_addr, LoginFailure.at >= since
+        )
+    )
+    if (by_user or 0) >= MAX_FAILURES_PER_USER or (by_addr or 0) >= MAX_FAILURES_PER_ADDR:
+        raise LoginThrottled(
+            N_("登录失败次数过多，请 {minutes} 分钟后再试"),
+            minutes=int(THROTTLE_WINDOW.total_seconds() // 60),
+        )
+    user = session.scalar(select(User).where(func.lower(User.username) == username.lower()))
+    if user is None:
+        # Same cost as a real check, so timing does not reveal which names exist.
+        check_password_hash(_DUMMY_HASH, password)
+    if user is None or not user.active or not check_password_hash(user.password_hash, password):
+        session.add(
+            LoginFailure(username=username.lower()[:40], remote_addr=remote_addr[:64], at=now)
+        )
+        return None
+    session.execute(delete(LoginFailure).where(LoginFailure.username == username.lower()))
+    audit.record(session, user, "user.login", user, remote_addr=remote_addr)
+    return user
+
+
+_DUMMY_HASH = generate_password_hash("not-a-real-password")
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def issue_api_token(session: Session, actor: User | None, user: User, label: str = "") -> str:
+    """Create an API token for ``user``; returns the token itself, shown once."""
+    token = TOKEN_PREFIX + secrets.token_urlsafe(32)
+    row = ApiToken(
+        user_id=user.id, token_hash=hash_token(token), prefix=token[:10], label=label[:80]
+    )
+    session.add(row)
+    session.flush()
+    audit.record(session, actor or user, "api_token.issue", row, user=user.username)
+    return token
+
+
+def user_for_token(session: Session, token: str) -> User | None:
+    row = session.scalar(select(ApiToken).where(ApiToken.token_hash == hash_token(token)))
+    if row is None or row.revoked_at is not None or not row.user.active:
+        return None
+    row.last_used_at = utcnow()
+    return row.user
+
+
+def revoke_api_token(session: Session, actor: User, token_id: int) -> ApiToken:
+    row = session.get(ApiToken, token_id)
+    if row is None:
+        raise NotFound(N_("令牌不存在"))
+    if row.revoked_at is not None:
+        raise Conflict(N_("该令牌已被吊销"))
+    row.revoked_at = utcnow()
+    audit.record(session, actor, "api_token.revoke", row, user=row.user.username)
+    return row
+
+
+def get_user_by_name(session: Session, username: str) -> User:
+    user = session.scalar(select(User).where(func.lower(User.username) == username.lower()))
+    if user is None:
+        raise NotFound(N_("用户“{name}”不存在"), name=username)
+    return user

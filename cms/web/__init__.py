@@ -1,0 +1,114 @@
+"""The Flask web app."""
+
+from __future__ import annotations
+
+import logging
+from datetime import date, datetime
+from typing import Any
+
+from flask import Flask, g, render_template, request
+from flask_wtf.csrf import CSRFError, CSRFProtect
+from markupsafe import Markup
+from werkzeug.exceptions import HTTPException
+
+from cms.db import make_engine, make_session_factory
+from cms.settings import Settings
+
+log = logging.getLogger(__name__)
+csrf = CSRFProtect()
+
+
+def create_app(settings: Settings, *, engine: Any = None) -> Flask:
+    """Build the web app for ``settings``; ``engine`` lets tests share a database."""
+    app = Flask(__name__.rsplit(".", 1)[0], template_folder="templates", static_folder="static")
+    app.config.update(
+        SECRET_KEY=settings.secret_key,
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        SESSION_COOKIE_SECURE=settings.base_url.startswith("https://"),
+        MAX_CONTENT_LENGTH=64 * 1024 * 1024,
+        WTF_CSRF_TIME_LIMIT=None,
+        JSON_AS_ASCII=False,
+    )
+    app.json.ensure_ascii = False  # type: ignore[attr-defined]
+    app.extensions["dalaba.settings"] = settings
+    engine = engine or make_engine(settings.database_url)
+    app.extensions["dalaba.engine"] = engine
+    app.extensions["dalaba.sessions"] = make_session_factory(engine)
+
+    from cms.web import i18n
+
+    i18n.init_app(app, settings)
+    csrf.init_app(app)
+
+    from cms.web import admin, announcements, api, auth, dashboard
+
+    app.register_blueprint(auth.bp)
+    app.register_blueprint(dashboard.bp)
+    app.register_blueprint(announcements.bp)
+    app.register_blueprint(admin.bp)
+    app.register_blueprint(api.bp)
+    csrf.exempt(api.bp)
+
+    app.teardown_appcontext(_close_session)
+    app.before_request(auth.load_user)
+    app.before_request(auth.enforce_route_rule)
+    app.after_request(_security_headers)
+    app.register_error_handler(CSRFError, _csrf_error)
+    app.register_error_handler(HTTPException, _http_error)
+    app.jinja_env.filters["localtime"] = lambda dt, fmt="%Y-%m-%d %H:%M": _localtime(
+        settings, dt, fmt
+    )
+    app.jinja_env.filters["nl2br"] = _nl2br
+    app.jinja_env.globals["today"] = lambda: today(settings)
+    return app
+
+
+def today(settings: Settings) -> date:
+    return datetime.now(settings.tz).date()
+
+
+def _localtime(settings: Settings, dt: datetime | None, fmt: str) -> str:
+    return dt.astimezone(settings.tz).strftime(fmt) if dt else ""
+
+
+def _nl2br(text: str | None) -> Markup:
+    from markupsafe import escape
+
+    return Markup("<br>").join(escape(text or "").split("\n"))
+
+
+def _close_session(_exc: BaseException | None) -> None:
+    session = g.pop("db", None)
+    if session is not None:
+        session.close()
+
+
+def _security_headers(response):  # type: ignore[no-untyped-def]
+    response.headers.setdefault("X-Content-Type-Options", "nosniff")
+    response.headers.setdefault("X-Frame-Options", "DENY")
+    response.headers.setdefault("Referrer-Policy", "same-origin")
+    response.headers.setdefault(
+        "Content-Security-Policy",
+        "default-src 'self'; img-src 'self' data:; media-src 'self' blob:; style-src 'self'; "
+        "script-src 'self'; frame-ancestors 'none'",
+    )
+    return response
+
+
+def _csrf_error(exc: CSRFError):  # type: ignore[no-untyped-def]
+    from flask_babel import gettext as _
+
+    return render_template(
+        "error.html",
+        code=400,
+        message=_("表单已过期或来源不明（CSRF 校验失败），请刷新页面后重试。"),
+    ), 400
+
+
+def _http_error(exc: HTTPException):  # type: ignore[no-untyped-def]
+    if request.path.startswith("/api/"):
+        from cms.web.api import error_response
+
+        return error_response(exc.code or 500, exc.name, exc.description)
+    return render_template("error.html", code=exc.code, message=exc.description), exc.code or 500

@@ -1,0 +1,314 @@
+"""Administration: the area tree, outlets and slots, users and roles, topics, settings, audit."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, abort, flash, g, redirect, render_template, request, url_for
+from flask_babel import gettext as _
+from sqlalchemy import select
+
+from cms.models import (
+    ApiToken,
+    AuditLog,
+    OutletKind,
+    Role,
+    Setting,
+    Topic,
+    User,
+    get_setting,
+)
+from cms.services import areas as area_svc
+from cms.services import outlets as outlet_svc
+from cms.services import topics as topic_svc
+from cms.services import users as user_svc
+from cms.services.announcements import SELF_APPROVAL_SETTING
+from cms.services.audit import record
+from cms.services.errors import DomainError, ValidationError
+from cms.web.auth import rule
+from cms.web.db import db
+from cms.web.forms import field_errors, int_arg, message, paginate
+
+bp = Blueprint("admin", __name__, url_prefix="/admin")
+ADMIN = Role.ADMIN
+
+
+def _fail(exc: DomainError) -> None:
+    db().rollback()
+    if isinstance(exc, ValidationError):
+        flash("；".join(field_errors(exc).values()), "error")
+    else:
+        flash(message(exc), "error")
+
+
+@bp.route("/areas", methods=["GET", "POST"])
+@rule(ADMIN)
+def areas() -> Any:
+    """The area tree; add an area under any node."""
+    form: dict[str, Any] = {}
+    status = 200
+    if request.method == "POST":
+        form = request.form.to_dict()
+        parent = request.form.get("parent_id") or None
+        try:
+            area_svc.create_area(
+                db(),
+                g.user,
+                name=form.get("name", ""),
+                kind=form.get("kind", ""),
+                parent_id=int(parent) if parent and parent.isdigit() else None,
+            )
+            db().commit()
+            flash(_("已添加区域“{name}”").format(name=form.get("name", "").strip()), "success")
+            return redirect(url_for(".areas"))
+        except DomainError as exc:
+            _fail(exc)
+            status = 400
+    return render_template(
+        "admin/areas.html",
+        areas=area_svc.all_areas(db()),
+        kinds=area_svc.AREA_KIND_LABELS,
+        form=form,
+    ), status
+
+
+@bp.post("/areas/<int:area_id>")
+@rule(ADMIN)
+def area_update(area_id: int) -> Any:
+    """Rename or delete an area."""
+    try:
+        area = area_svc.get_area(db(), area_id)
+        if request.form.get("action") == "delete":
+            area_svc.delete_area(db(), g.user, area)
+            flash(_("已删除"), "success")
+        else:
+            area_svc.rename_area(db(), g.user, area, request.form.get("name", ""))
+            flash(_("已保存"), "success")
+        db().commit()
+    except DomainError as exc:
+        _fail(exc)
+    return redirect(url_for(".areas"))
+
+
+@bp.get("/outlets")
+@rule(ADMIN)
+def outlets() -> Any:
+    """Outlets and their daily slots."""
+    return render_template(
+        "admin/outlets.html",
+        outlets=outlet_svc.all_outlets(db()),
+        kinds=outlet_svc.OUTLET_KIND_LABELS,
+    )
+
+
+@bp.route("/outlets/new", methods=["GET", "POST"])
+@bp.route("/outlets/<int:outlet_id>", methods=["GET", "POST"])
+@rule(ADMIN)
+def outlet_edit(outlet_id: int | None = None) -> Any:
+    """Create or edit an outlet with its slots and operators."""
+    outlet = None
+    if outlet_id is not None:
+        try:
+            outlet = outlet_svc.get_outlet(db(), outlet_id)
+        except DomainError as exc:
+            abort(404, description=message(exc))
+    errors: dict[str, str] = {}
+    if request.method == "POST":
+        form = request.form
+        try:
+            saved = outlet_svc.save_outlet(
+                db(),
+                g.user,
+                outlet,
+                name=form.get("name", ""),
+                kind=form.get("kind", ""),
+                area_id=form.get("area_id", ""),
+                slots=form.get("slots", ""),
+                loop_minutes=form.get("loop_minutes", "30"),
+                note=form.get("note", ""),
+                active="active" in form,
+            )
+            ids = [int(i) for i in form.getlist("operator_ids") if i.isdigit()]
+            saved.operators = list(
+                db().scalars(select(User).where(User.id.in_(ids), User.role == Role.OPERATOR))
+            )
+            db().commit()
+            flash(_("已保存"), "success")
+            return redirect(url_for(".outlets"))
+        except ValidationError as exc:
+            db().rollback()
+            errors = field_errors(exc)
+        data = {
+            "name": form.get("name", ""),
+            "kind": form.get("kind", ""),
+            "area_id": form.get("area_id", ""),
+            "slots": form.get("slots", ""),
+            "loop_minutes": form.get("loop_minutes", ""),
+            "note": form.get("note", ""),
+            "active": "active" in form,
+            "operator_ids": form.getlist("operator_ids"),
+        }
+    elif outlet is not None:
+        data = {
+            "name": outlet.name,
+            "kind": outlet.kind.value,
+            "area_id": str(outlet.area_id),
+            "slots": ", ".join(f"{s.label} {s.minutes}" for s in outlet.slots),
+            "loop_minutes": outlet.loop_minutes,
+            "note": outlet.note,
+            "active": outlet.active,
+            "operator_ids": [str(u.id) for u in outlet.operators],
+        }
+    else:
+        data = {
+            "kind": OutletKind.LOUDSPEAKER.value,
+            "slots": "07:30 10, 12:00 10, 19:30 15",
+            "loop_minutes": 30,
+            "active": True,
+            "operator_ids": [],
+        }
+    operators = list(
+        db().scalars(select(User).where(User.role == Role.OPERATOR).order_by(User.username))
+    )
+    return render_template(
+        "admin/outlet_form.html",
+        outlet=outlet,
+        data=data,
+        errors=errors,
+        areas=area_svc.all_areas(db()),
+        kinds=outlet_svc.OUTLET_KIND_LABELS,
+        operators=operators,
+    ), (400 if errors else 200)
+
+
+@bp.route("/users", methods=["GET", "POST"])
+@rule(ADMIN)
+def users() -> Any:
+    """Users and roles; add a user."""
+    form: dict[str, Any] = {}
+    errors: dict[str, str] = {}
+    if request.method == "POST":
+        form = request.form.to_dict()
+        form.pop("password", None)
+        try:
+            user_svc.create_user(
+                db(),
+                g.user,
+                username=request.form.get("username", ""),
+                display_name=request.form.get("display_name", ""),
+                role=request.form.get("role", ""),
+                password=request.form.get("password", ""),
+            )
+            db().commit()
+            flash(_("已添加用户"), "success")
+            return redirect(url_for(".users"))
+        except ValidationError as exc:
+            db().rollback()
+            errors = field_errors(exc)
+    all_users = list(db().scalars(select(User).order_by(User.role, User.username)))
+    return render_template(
+        "admin/users.html", users=all_users, roles=user_svc.ROLE_LABELS, form=form, errors=errors
+    ), (400 if errors else 200)
+
+
+@bp.post("/users/<int:user_id>")
+@rule(ADMIN)
+def user_update(user_id: int) -> Any:
+    """Change a user's name, role, active flag or password."""
+    user = db().get(User, user_id)
+    if user is None:
+        abort(404)
+    try:
+        user_svc.update_user(
+            db(),
+            g.user,
+            user,
+            display_name=request.form.get("display_name", ""),
+            role=request.form.get("role", ""),
+            active="active" in request.form,
+            password=request.form.get("password", ""),
+        )
+        db().commit()
+        flash(_("已保存"), "success")
+    except DomainError as exc:
+        _fail(exc)
+    return redirect(url_for(".users"))
+
+
+@bp.route("/topics", methods=["GET", "POST"])
+@rule(ADMIN)
+def topics() -> Any:
+    """The topic list."""
+    if request.method == "POST":
+        topic_id = request.form.get("topic_id", "")
+        topic = db().get(Topic, int(topic_id)) if topic_id.isdigit() else None
+        try:
+            topic_svc.save_topic(
+                db(),
+                g.user,
+                topic,
+                name=request.form.get("name", ""),
+                active=topic is None or "active" in request.form,
+            )
+            db().commit()
+            flash(_("已保存"), "success")
+        except DomainError as exc:
+            _fail(exc)
+        return redirect(url_for(".topics"))
+    return render_template("admin/topics.html", topics=topic_svc.all_topics(db()))
+
+
+@bp.route("/settings", methods=["GET", "POST"])
+@rule(ADMIN)
+def settings_page() -> Any:
+    """Township-wide settings."""
+    if request.method == "POST":
+        allow = "allow_self_approval" in request.form
+        row = db().get(Setting, SELF_APPROVAL_SETTING)
+        if row is None:
+            db().add(Setting(key=SELF_APPROVAL_SETTING, value=allow))
+        else:
+            row.value = allow
+        record(db(), g.user, "setting.update", None, key=SELF_APPROVAL_SETTING, value=allow)
+        db().commit()
+        flash(_("已保存"), "success")
+        return redirect(url_for(".settings_page"))
+    return render_template(
+        "admin/settings.html",
+        allow_self_approval=bool(get_setting(db(), SELF_APPROVAL_SETTING, False)),
+    )
+
+
+@bp.route("/tokens", methods=["GET", "POST"])
+@rule(ADMIN)
+def tokens() -> Any:
+    """API tokens: issue and revoke."""
+    new_token = None
+    if request.method == "POST":
+        try:
+            if request.form.get("action") == "revoke":
+                user_svc.revoke_api_token(db(), g.user, int(request.form.get("token_id", "0") or 0))
+                flash(_("令牌已吊销"), "success")
+            else:
+                owner = user_svc.get_user_by_name(db(), request.form.get("username", ""))
+                new_token = user_svc.issue_api_token(
+                    db(), g.user, owner, request.form.get("label", "")
+                )
+            db().commit()
+        except (DomainError, ValueError) as exc:
+            db().rollback()
+            flash(message(exc) if isinstance(exc, DomainError) else _("输入有误"), "error")
+    rows = list(db().scalars(select(ApiToken).order_by(ApiToken.created_at.desc())))
+    return render_template("admin/tokens.html", tokens=rows, new_token=new_token)
+
+
+@bp.get("/audit")
+@rule(ADMIN)
+def audit() -> Any:
+    """The audit log, newest first."""
+    stmt = select(AuditLog).order_by(AuditLog.at.desc(), AuditLog.id.desc())
+    action = (request.args.get("action") or "").strip()[:60]
+    if action:
+        stmt = stmt.where(AuditLog.action.startswith(action))
+    page = paginate(stmt, int_arg("page", 1) or 1, 50)
+    return render_template("admin/audit.html", page=page, action=action)

@@ -1,0 +1,297 @@
+"""Announcements: list, draft, edit, submit, review, history, withdraw."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, flash, g, redirect, render_template, request, url_for
+from flask_babel import gettext as _
+
+from cms.models import Announcement, Revision, Role
+from cms.services import announcements as svc
+from cms.services.areas import all_areas
+from cms.services.errors import DomainError, NotFound, ValidationError
+from cms.services.topics import all_topics
+from cms.web import today
+from cms.web.auth import STAFF, rule
+from cms.web.db import db, settings
+from cms.web.forms import announcement_form_data, field_errors, int_arg, message, paginate
+
+bp = Blueprint("announcements", __name__, url_prefix="/announcements")
+EDITORS = (Role.ADMIN, Role.EDITOR)
+REVIEWERS = (Role.ADMIN, Role.REVIEWER)
+PER_PAGE = 20
+
+
+def _get(announcement_id: int) -> Announcement:
+    try:
+        return svc.get(db(), announcement_id)
+    except NotFound as exc:
+        from flask import abort
+
+        abort(404, description=message(exc))
+
+
+def _form_context(**extra: Any) -> dict[str, Any]:
+    from audio.voices import VOICES
+
+    return {
+        "areas": all_areas(db()),
+        "topics": all_topics(db(), active_only=True),
+        "voices": VOICES,
+        "limits": {"title": svc.MAX_TITLE, "body": svc.MAX_BODY, "spoken": svc.MAX_SPOKEN},
+        **extra,
+    }
+
+
+def _data_of(rev: Revision) -> dict[str, Any]:
+    return {
+        "title": rev.title,
+        "body": rev.body,
+        "spoken_text": rev.spoken_text or "",
+        "topic_id": rev.topic_id or "",
+        "priority": rev.priority.value,
+        "area_ids": [str(a.id) for a in rev.areas],
+        "to_loudspeaker": rev.to_loudspeaker,
+        "to_chats": rev.to_chats,
+        "start_date": rev.start_date.isoformat(),
+        "end_date": rev.end_date.isoformat(),
+        "repeats": rev.repeats,
+        "chat_post_time": rev.chat_post_time.strftime("%H:%M") if rev.chat_post_time else "",
+        "voice": rev.voice,
+        "rate": rev.rate,
+    }
+
+
+@bp.get("/")
+@rule(*STAFF)
+def index() -> Any:
+    """List announcements with filters and pagination."""
+    status = request.args.get("status") or None
+    if status is not None and status not in svc.PHASES:
+        status = None
+    q = (request.args.get("q") or "").strip()[:100] or None
+    stmt = svc.search(
+        db(),
+        today=today(settings()),
+        status=status,
+        topic_id=int_arg("topic"),
+        area_id=int_arg("area"),
+        q=q,
+    )
+    page = paginate(stmt, int_arg("page", 1) or 1, PER_PAGE)
+    return render_template(
+        "announcements/index.html",
+        page=page,
+        areas=all_areas(db()),
+        topics=all_topics(db()),
+        status=status,
+        q=q or "",
+        topic_id=int_arg("topic"),
+        area_id=int_arg("area"),
+        phases=svc.PHASES,
+        labels=svc.STATUS_LABELS,
+    )
+
+
+@bp.route("/new", methods=["GET", "POST"])
+@rule(*EDITORS)
+def create() -> Any:
+    """Draft a new announcement."""
+    day = today(settings())
+    if request.method == "POST":
+        data = announcement_form_data()
+        try:
+            ann = svc.create(db(), g.user, data, today=day)
+            if request.form.get("action") == "submit":
+                svc.submit(db(), g.user, ann)
+            db().commit()
+        except ValidationError as exc:
+            db().rollback()
+            return render_template(
+                "announcements/form.html",
+                **_form_context(data=data, errors=field_errors(exc), ann=None),
+            ), 400
+        flash(_("已保存") if ann.status.value == "draft" else _("已提交审核"), "success")
+        return redirect(url_for(".show", announcement_id=ann.id))
+    start, end = svc.default_window(day)
+    data = {
+        "to_loudspeaker": True,
+        "to_chats": True,
+        "start_date": start.isoformat(),
+        "end_date": end.isoformat(),
+        "repeats": 2,
+        "chat_post_time": "09:00",
+        "voice": svc.DEFAULT_VOICE,
+        "rate": 0,
+        "priority": "normal",
+        "area_ids": [],
+    }
+    return render_template(
+        "announcements/form.html", **_form_context(data=data, errors={}, ann=None)
+    )
+
+
+@bp.route("/<int:announcement_id>/edit", methods=["GET", "POST"])
+@rule(*EDITORS)
+def edit(announcement_id: int) -> Any:
+    """Edit an announcement: saves a new revision."""
+    ann = _get(announcement_id)
+    if request.method == "POST":
+        data = announcement_form_data()
+        try:
+            svc.update(db(), g.user, ann, data, today=today(settings()))
+            if request.form.get("action") == "submit":
+                svc.submit(db(), g.user, ann)
+            db().commit()
+        except ValidationError as exc:
+            db().rollback()
+            return render_template(
+                "announcements/form.html",
+                **_form_context(data=data, errors=field_errors(exc), ann=ann),
+            ), 400
+        except DomainError as exc:
+            db().rollback()
+            flash(message(exc), "error")
+            return render_template(
+                "announcements/form.html", **_form_context(data=data, errors={}, ann=ann)
+            ), 409
+        flash(_("已保存为第 {n} 版").format(n=ann.current.number), "success")
+        return redirect(url_for(".show", announcement_id=ann.id))
+    if ann.status.value in {"in_review", "withdrawn"}:
+        flash(_("当前状态下不能修改"), "error")
+        return redirect(url_for(".show", announcement_id=ann.id))
+    return render_template(
+        "announcements/form.html", **_form_context(data=_data_of(ann.current), errors={}, ann=ann)
+    )
+
+
+@bp.get("/<int:announcement_id>")
+@rule(*STAFF)
+def show(announcement_id: int) -> Any:
+    """One announcement: content, state, actions and history."""
+    ann = _get(announcement_id)
+    from sqlalchemy import select
+
+    from cms.models import AuditLog
+
+    history = list(
+        db().scalars(
+            select(AuditLog)
+            .where(AuditLog.object_type == "announcement", AuditLog.object_id == ann.id)
+            .order_by(AuditLog.at.desc(), AuditLog.id.desc())
+        )
+    )
+    return render_template(
+        "announcements/show.html",
+        ann=ann,
+        rev=ann.current,
+        history=history,
+        phase=ann.phase(today(settings())),
+        labels=svc.STATUS_LABELS,
+        can_approve=svc.can_approve(db(), g.user, ann),
+        priority_labels=svc.PRIORITY_LABELS,
+    )
+
+
+def _transition(announcement_id: int, action: str) -> Any:
+    ann = _get(announcement_id)
+    comment = request.form.get("comment", "")
+    try:
+        match action:
+            case "submit":
+                svc.submit(db(), g.user, ann)
+            case "approve":
+                svc.approve(db(), g.user, ann, comment)
+            case "reject":
+                svc.reject(db(), g.user, ann, comment)
+            case "withdraw":
+                svc.withdraw(db(), g.user, ann, comment)
+        db().commit()
+    except ValidationError as exc:
+        db().rollback()
+        flash("；".join(field_errors(exc).values()), "error")
+        return redirect(url_for(".show", announcement_id=announcement_id))
+    except DomainError as exc:
+        db().rollback()
+        flash(message(exc), "error")
+        return redirect(url_for(".show", announcement_id=announcement_id))
+    done = {
+        "submit": _("已提交审核"),
+        "approve": _("已审核通过"),
+        "reject": _("已退回修改"),
+        "withdraw": _("已撤回"),
+    }
+    flash(done[action], "success")
+    if action in {"approve", "reject"}:
+        return redirect(url_for(".review_queue"))
+    return redirect(url_for(".show", announcement_id=announcement_id))
+
+
+@bp.post("/<int:announcement_id>/submit")
+@rule(*EDITORS)
+def submit(announcement_id: int) -> Any:
+    """Send a draft to review."""
+    return _transition(announcement_id, "submit")
+
+
+@bp.post("/<int:announcement_id>/approve")
+@rule(*REVIEWERS)
+def approve(announcement_id: int) -> Any:
+    """Approve the revision under review."""
+    return _transition(announcement_id, "approve")
+
+
+@bp.post("/<int:announcement_id>/reject")
+@rule(*REVIEWERS)
+def reject(announcement_id: int) -> Any:
+    """Send back to draft with a comment."""
+    return _transition(announcement_id, "reject")
+
+
+@bp.post("/<int:announcement_id>/withdraw")
+@rule(*STAFF)
+def withdraw(announcement_id: int) -> Any:
+    """Withdraw: stop everywhere from now on."""
+    return _transition(announcement_id, "withdraw")
+
+
+@bp.get("/review")
+@rule(*REVIEWERS)
+def review_queue() -> Any:
+    """Announcements waiting for review, oldest first."""
+    from sqlalchemy import select
+
+    from cms.models import Status
+
+    items = list(
+        db().scalars(
+            select(Announcement)
+            .where(Announcement.status == Status.IN_REVIEW)
+            .order_by(Announcement.updated_at)
+        )
+    )
+    return render_template(
+        "announcements/review.html",
+        items=items,
+        can_approve={a.id: svc.can_approve(db(), g.user, a) for a in items},
+    )
+
+
+@bp.get("/<int:announcement_id>/revisions")
+@rule(*STAFF)
+def revisions(announcement_id: int) -> Any:
+    """Revision history with a diff between any two revisions."""
+    ann = _get(announcement_id)
+    numbers = [r.number for r in ann.revisions]
+    new_n = int_arg("new", numbers[-1]) or numbers[-1]
+    old_n = int_arg("old", max(1, new_n - 1)) or 1
+    try:
+        new, old = svc.revision(db(), ann, new_n), svc.revision(db(), ann, old_n)
+    except NotFound as exc:
+        from flask import abort
+
+        abort(404, description=message(exc))
+    return render_template(
+        "announcements/revisions.html", ann=ann, old=old, new=new, changes=svc.diff(old, new)
+    )

@@ -1,0 +1,53 @@
+"""The dashboard: what goes out today, where."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, g, render_template
+from sqlalchemy import func, select
+
+from cms.models import Announcement, ChatGroup, Role, Status
+from cms.services import announcements as svc
+from cms.web import today
+from cms.web.auth import ANY_USER, rule
+from cms.web.db import db, settings
+
+bp = Blueprint("dashboard", __name__)
+
+
+@bp.get("/")
+@rule(*ANY_USER)
+def index() -> Any:
+    """Today at a glance: announcements going out, per outlet and per chat."""
+    day = today(settings())
+    going = svc.going_out_on(db(), day)
+    plan = svc.plan_for_day(db(), day)
+    if g.user.role is Role.OPERATOR:
+        mine = {o.id for o in g.user.outlets}
+        plan = [(o, anns) for o, anns in plan if o.id in mine]
+    counts = dict(
+        db().execute(select(Announcement.status, func.count()).group_by(Announcement.status)).all()
+    )
+    chats = list(db().scalars(select(ChatGroup).where(ChatGroup.active)))
+    chat_plan = [
+        (
+            c,
+            [
+                a
+                for a in going
+                if a.approved_revision.to_chats and svc.reaches(a.approved_revision, c.area)
+            ],
+        )
+        for c in chats
+    ]
+    return render_template(
+        "dashboard.html",
+        day=day,
+        going=going,
+        plan=plan,
+        chat_plan=chat_plan,
+        in_review=counts.get(Status.IN_REVIEW, 0),
+        drafts=counts.get(Status.DRAFT, 0),
+        priority_labels=svc.PRIORITY_LABELS,
+    )

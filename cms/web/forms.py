@@ -1,0 +1,81 @@
+"""Helpers shared by the HTML views: error display, pagination, form parsing."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from flask import abort, request
+from flask_babel import gettext as _
+from sqlalchemy import Select, func, select
+
+from cms.services.errors import DomainError, ValidationError
+from cms.web.db import db
+
+
+def field_errors(exc: ValidationError) -> dict[str, str]:
+    return exc.render(_)
+
+
+def message(exc: DomainError) -> str:
+    return exc.message.render(_)
+
+
+def int_arg(name: str, default: int | None = None, *, lo: int = 1, hi: int = 10**9) -> int | None:
+    raw = request.args.get(name, "")
+    if raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        abort(400, description=_("参数 {name} 应为整数").format(name=name))
+    if not lo <= value <= hi:
+        abort(400, description=_("参数 {name} 超出范围").format(name=name))
+    return value
+
+
+@dataclass
+class Page:
+    items: list[Any]
+    page: int
+    per_page: int
+    total: int
+
+    @property
+    def pages(self) -> int:
+        return max(1, -(-self.total // self.per_page))
+
+    @property
+    def has_prev(self) -> bool:
+        return self.page > 1
+
+    @property
+    def has_next(self) -> bool:
+        return self.page < self.pages
+
+
+def paginate(stmt: Select[Any], page: int, per_page: int) -> Page:
+    total = db().scalar(select(func.count()).select_from(stmt.order_by(None).subquery())) or 0
+    items = list(db().scalars(stmt.limit(per_page).offset((page - 1) * per_page)))
+    return Page(items, page, per_page, total)
+
+
+def announcement_form_data() -> dict[str, Any]:
+    """The announcement form as the services expect it (checkboxes and multi-selects)."""
+    form = request.form
+    return {
+        "title": form.get("title", ""),
+        "body": form.get("body", ""),
+        "spoken_text": form.get("spoken_text", ""),
+        "topic_id": form.get("topic_id", ""),
+        "priority": form.get("priority", "normal"),
+        "area_ids": form.getlist("area_ids"),
+        "to_loudspeaker": "to_loudspeaker" in form,
+        "to_chats": "to_chats" in form,
+        "start_date": form.get("start_date", ""),
+        "end_date": form.get("end_date", ""),
+        "repeats": form.get("repeats", "1"),
+        "chat_post_time": form.get("chat_post_time", ""),
+        "voice": form.get("voice", ""),
+        "rate": form.get("rate", "0"),
+    }

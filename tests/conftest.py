@@ -1,0 +1,165 @@
+"""Shared fixtures: a migrated temporary database, the app, clients and small factories."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable, Iterator
+from datetime import date, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session
+
+from cms.db import make_engine, make_session_factory
+from cms.migrate import upgrade
+from cms.models import Announcement, Area, AreaKind, Role, Topic, User
+from cms.services import announcements, areas, topics, users
+from cms.settings import Settings
+
+PASSWORD = "correct-horse-1"
+_counter = itertools.count(1)
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return Settings.from_env(
+        {}, data_dir=tmp_path / "data", secret_key="test-secret", tts_engine="offline"
+    )
+
+
+@pytest.fixture
+def engine(settings: Settings) -> Iterator[Engine]:
+    engine = make_engine(settings.database_url)
+    upgrade(engine)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def session(engine: Engine) -> Iterator[Session]:
+    with make_session_factory(engine)() as session:
+        yield session
+
+
+@pytest.fixture
+def app(settings: Settings, engine: Engine):  # type: ignore[no-untyped-def]
+    from cms.web import create_app
+
+    app = create_app(settings, engine=engine)
+    app.config.update(TESTING=True, WTF_CSRF_ENABLED=False)
+    return app
+
+
+@pytest.fixture
+def csrf_app(settings: Settings, engine: Engine):  # type: ignore[no-untyped-def]
+    """The app with CSRF checks on, as in production."""
+    from cms.web import create_app
+
+    app = create_app(settings, engine=engine)
+    app.config.update(TESTING=True)
+    return app
+
+
+@pytest.fixture
+def client(app):  # type: ignore[no-untyped-def]
+    return app.test_client()
+
+
+@pytest.fixture
+def today() -> date:
+    return date.today()
+
+
+@pytest.fixture
+def make_user(session: Session) -> Callable[..., User]:
+    def make(role: Role | str = Role.EDITOR, username: str | None = None, **kw: Any) -> User:
+        role = Role(role)
+        user = users.create_user(
+            session,
+            None,
+            username=username or f"{role.value}{next(_counter)}",
+            display_name=kw.pop("display_name", None) or f"{role.value} 用户",
+            role=role.value,
+            password=kw.pop("password", PASSWORD),
+        )
+        session.commit()
+        return user
+
+    return make
+
+
+@pytest.fixture
+def grid(session: Session) -> dict[str, Area]:
+    """A township with two villages and a group in each."""
+    town = areas.create_area(session, None, name="清水镇", kind=AreaKind.TOWNSHIP, parent_id=None)
+    v1 = areas.create_area(session, None, name="石桥村", kind=AreaKind.VILLAGE, parent_id=town.id)
+    v2 = areas.create_area(session, None, name="柳林村", kind=AreaKind.VILLAGE, parent_id=town.id)
+    g1 = areas.create_area(session, None, name="一组", kind=AreaKind.GROUP, parent_id=v1.id)
+    g2 = areas.create_area(session, None, name="一组", kind=AreaKind.GROUP, parent_id=v2.id)
+    session.commit()
+    return {"town": town, "v1": v1, "v2": v2, "g1": g1, "g2": g2}
+
+
+@pytest.fixture
+def topic(session: Session) -> Topic:
+    t = topics.save_topic(session, None, None, name="绿美知识")
+    session.commit()
+    return t
+
+
+@pytest.fixture
+def content(grid: dict[str, Area], topic: Topic, today: date) -> Callable[..., dict[str, Any]]:
+    def make(**overrides: Any) -> dict[str, Any]:
+        data: dict[str, Any] = {
+            "title": "垃圾分类从我做起",
+            "body": "各位村民：本周六上午九点在村委会门口集中清理垃圾，请每户派一人参加。",
+            "spoken_text": "",
+            "topic_id": topic.id,
+            "priority": "normal",
+            "area_ids": [grid["v1"].id],
+            "to_loudspeaker": True,
+            "to_chats": True,
+            "start_date": today.isoformat(),
+            "end_date": (today + timedelta(days=6)).isoformat(),
+            "repeats": 2,
+            "chat_post_time": "09:00",
+            "voice": "zh-CN-XiaoxiaoNeural",
+            "rate": 0,
+        }
+        data.update(overrides)
+        return data
+
+    return make
+
+
+@pytest.fixture
+def make_announcement(
+    session: Session,
+    content: Callable[..., dict[str, Any]],
+    make_user: Callable[..., User],
+    today: date,
+) -> Callable[..., Announcement]:
+    """Create an announcement and drive it to ``state`` (draft, in_review, approved, withdrawn)."""
+
+    def make(state: str = "draft", author: User | None = None, **overrides: Any) -> Announcement:
+        author = author or make_user(Role.EDITOR)
+        ann = announcements.create(session, author, content(**overrides), today=today)
+        if state in {"in_review", "approved", "withdrawn"}:
+            announcements.submit(session, author, ann)
+        if state in {"approved", "withdrawn"}:
+            announcements.approve(session, make_user(Role.REVIEWER), ann)
+        if state == "withdrawn":
+            announcements.withdraw(session, author, ann)
+        session.commit()
+        return ann
+
+    return make
+
+
+def login(client, user: User, password: str = PASSWORD):  # type: ignore[no-untyped-def]
+    """Log ``user`` in through the real form (the test app has CSRF switched off)."""
+    response = client.post("/login", data={"username": user.username, "password": password})
+    assert response.status_code == 302, response.get_data(as_text=True)[:500]
+    return response
