@@ -416,3 +416,270 @@ class AuditLog(Base):
 def get_setting(session: Session, key: str, default: Any = None) -> Any:
     value = session.scalar(select(Setting.value).where(Setting.key == key))
     return default if value is None else value
+
+
+# --- Work queue: the database is the queue; APScheduler only ticks. ---------------------------
+
+
+class JobState(enum.StrEnum):
+    """States of queued work. Every transition is one ``UPDATE … WHERE state = old``."""
+
+    PENDING = "pending"
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+class DeliveryState(enum.StrEnum):
+    PENDING = "pending"
+    SENDING = "sending"
+    SENT = "sent"
+    # The request went out but its answer was lost: Telegram has no idempotency key, so it
+    # may or may not have arrived. Shown to officers; never retried automatically.
+    UNCERTAIN = "uncertain"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+class ClipProfile(enum.StrEnum):
+    LOUDSPEAKER = "loudspeaker"
+    VOICE = "voice"
+
+
+class QueueMixin:
+    """Columns shared by queued work: attempts, backoff, the last error and a claim lease."""
+
+    attempts: Mapped[int] = mapped_column(default=0)
+    next_attempt_at: Mapped[datetime | None]
+    # A running row whose claim expired belongs to a worker that died: it is taken again.
+    claimed_until: Mapped[datetime | None]
+    claimed_by: Mapped[str | None] = mapped_column(String(80))
+    last_error: Mapped[str | None] = mapped_column(Text)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class Clip(QueueMixin, Base):
+    """The rendered, mastered audio of one revision in one profile."""
+
+    __tablename__ = "clip"
+
+    id: Mapped[intpk]
+    revision_id: Mapped[int] = mapped_column(
+        ForeignKey("revision.id", ondelete="CASCADE"), index=True
+    )
+    profile: Mapped[ClipProfile] = mapped_column(_enum(ClipProfile))
+    state: Mapped[JobState] = mapped_column(_enum(JobState), default=JobState.PENDING, index=True)
+    # Hash of everything that shapes the audio (spoken text after lexicon, engine, voice, rate,
+    # profile); a lexicon change alters it and the clip is rendered again.
+    cache_key: Mapped[str | None] = mapped_column(String(64))
+    path: Mapped[str | None] = mapped_column(String(500))
+    duration: Mapped[float | None]
+    engine: Mapped[str | None] = mapped_column(String(20))
+    fallback_reason: Mapped[str | None] = mapped_column(Text)
+    subtitles_path: Mapped[str | None] = mapped_column(String(500))
+    created_at: Mapped[created_at]
+
+    revision: Mapped[Revision] = relationship()
+
+    __table_args__ = (UniqueConstraint("revision_id", "profile"),)
+
+
+class Recording(Base):
+    """A human recording uploaded for an announcement; replaces synthesis for its revisions."""
+
+    __tablename__ = "recording"
+
+    id: Mapped[intpk]
+    announcement_id: Mapped[int] = mapped_column(
+        ForeignKey("announcement.id", ondelete="CASCADE"), index=True
+    )
+    original_name: Mapped[str200]
+    path: Mapped[str] = mapped_column(String(500))
+    duration: Mapped[float]
+    uploaded_by_id: Mapped[int] = mapped_column(ForeignKey("user.id"))
+    active: Mapped[bool] = mapped_column(default=True)
+    created_at: Mapped[created_at]
+
+
+class Program(QueueMixin, Base):
+    """One outlet's audio for one day and one slot, built from mastered clips."""
+
+    __tablename__ = "program"
+
+    id: Mapped[intpk]
+    outlet_id: Mapped[int] = mapped_column(ForeignKey("outlet.id", ondelete="CASCADE"), index=True)
+    day: Mapped[date] = mapped_column(index=True)
+    slot_id: Mapped[int] = mapped_column(ForeignKey("slot.id", ondelete="CASCADE"))
+    state: Mapped[JobState] = mapped_column(_enum(JobState), default=JobState.PENDING, index=True)
+    # Hash of the inputs (clips, order, repeats); a rebuild with the same hash does nothing.
+    input_hash: Mapped[str | None] = mapped_column(String(64))
+    path: Mapped[str | None] = mapped_column(String(500))
+    duration: Mapped[float | None]
+    manifest: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    overrun: Mapped[bool] = mapped_column(default=False)
+    missed: Mapped[bool] = mapped_column(default=False)
+    built_at: Mapped[datetime | None]
+    created_at: Mapped[created_at]
+
+    outlet: Mapped[Outlet] = relationship()
+    slot: Mapped[Slot] = relationship()
+
+    __table_args__ = (UniqueConstraint("outlet_id", "day", "slot_id"),)
+
+
+class Delivery(QueueMixin, Base):
+    """One approved revision posted to one group chat."""
+
+    __tablename__ = "delivery"
+
+    id: Mapped[intpk]
+    revision_id: Mapped[int] = mapped_column(
+        ForeignKey("revision.id", ondelete="CASCADE"), index=True
+    )
+    chat_group_id: Mapped[int] = mapped_column(
+        ForeignKey("chat_group.id", ondelete="CASCADE"), index=True
+    )
+    due_at: Mapped[datetime] = mapped_column(index=True)
+    state: Mapped[DeliveryState] = mapped_column(
+        _enum(DeliveryState), default=DeliveryState.PENDING, index=True
+    )
+    message_ids: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    sent_at: Mapped[datetime | None]
+    created_at: Mapped[created_at]
+
+    revision: Mapped[Revision] = relationship()
+    chat_group: Mapped[ChatGroup] = relationship()
+
+    __table_args__ = (UniqueConstraint("revision_id", "chat_group_id"),)
+
+
+class OutboxMessage(Base):
+    """A chat message recorded by the local outbox channel (the default without a bot token)."""
+
+    __tablename__ = "outbox_message"
+
+    id: Mapped[intpk]
+    delivery_id: Mapped[int | None] = mapped_column(ForeignKey("delivery.id", ondelete="SET NULL"))
+    chat_group_id: Mapped[int | None] = mapped_column(
+        ForeignKey("chat_group.id", ondelete="SET NULL")
+    )
+    kind: Mapped[str] = mapped_column(String(20))  # text | voice | audio | document
+    text: Mapped[str] = mapped_column(Text, default="")
+    file_path: Mapped[str | None] = mapped_column(String(500))
+    created_at: Mapped[created_at]
+
+
+class SchedulerLease(Base):
+    """Exactly one scheduler per database: whoever holds an unexpired lease runs it."""
+
+    __tablename__ = "scheduler_lease"
+
+    name: Mapped[str] = mapped_column(String(40), primary_key=True)
+    holder: Mapped[str] = mapped_column(String(120))
+    acquired_at: Mapped[datetime]
+    heartbeat_at: Mapped[datetime]
+    expires_at: Mapped[datetime]
+    info: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+class Alert(Base):
+    """Something officers must see: a gap found by reconciliation, an unconfirmed program …"""
+
+    __tablename__ = "alert"
+
+    id: Mapped[intpk]
+    kind: Mapped[str] = mapped_column(String(40), index=True)
+    message: Mapped[str] = mapped_column(Text)
+    day: Mapped[date | None]
+    object_type: Mapped[str] = mapped_column(String(40), default="")
+    object_id: Mapped[int | None]
+    created_at: Mapped[created_at]
+    notified_at: Mapped[datetime | None]
+    resolved_at: Mapped[datetime | None]
+
+    __table_args__ = (UniqueConstraint("kind", "object_type", "object_id", "day"),)
+
+
+# --- Chats and operators -----------------------------------------------------------------------
+
+
+class BindingCode(Base):
+    """A one-time code: binds a group chat to an area, or a chat account to a CMS user."""
+
+    __tablename__ = "binding_code"
+
+    id: Mapped[intpk]
+    code_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    purpose: Mapped[str] = mapped_column(String(20))  # chat | operator
+    area_id: Mapped[int | None] = mapped_column(ForeignKey("area.id", ondelete="CASCADE"))
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("user.id", ondelete="CASCADE"))
+    created_by_id: Mapped[int | None] = mapped_column(ForeignKey("user.id", ondelete="SET NULL"))
+    created_at: Mapped[created_at]
+    expires_at: Mapped[datetime]
+    used_at: Mapped[datetime | None]
+    used_by: Mapped[str | None] = mapped_column(String(64))
+
+
+class ChatAccount(Base):
+    """A chat-platform account linked to a CMS user (operators use it for /program)."""
+
+    __tablename__ = "chat_account"
+
+    id: Mapped[intpk]
+    user_id: Mapped[int] = mapped_column(ForeignKey("user.id", ondelete="CASCADE"), index=True)
+    platform: Mapped[str] = mapped_column(String(20), default="telegram")
+    external_id: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[created_at]
+
+    user: Mapped[User] = relationship()
+
+    __table_args__ = (UniqueConstraint("platform", "external_id"),)
+
+
+class OutletToken(Base):
+    """The private download link of an outlet; only the SHA-256 of the token is stored."""
+
+    __tablename__ = "outlet_token"
+
+    id: Mapped[intpk]
+    outlet_id: Mapped[int] = mapped_column(ForeignKey("outlet.id", ondelete="CASCADE"), index=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    prefix: Mapped[str] = mapped_column(String(12))
+    created_at: Mapped[created_at]
+    revoked_at: Mapped[datetime | None]
+
+    outlet: Mapped[Outlet] = relationship()
+
+
+class Receipt(Base):
+    """An operator's confirmation that a program was played: one per program."""
+
+    __tablename__ = "receipt"
+
+    id: Mapped[intpk]
+    program_id: Mapped[int] = mapped_column(
+        ForeignKey("program.id", ondelete="CASCADE"), unique=True
+    )
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("user.id", ondelete="SET NULL"))
+    via: Mapped[str] = mapped_column(String(20))  # web | bot | link
+    confirmed_at: Mapped[datetime]
+    late: Mapped[bool] = mapped_column(default=False)
+
+    program: Mapped[Program] = relationship()
+    user: Mapped[User | None] = relationship()
+
+
+class DownloadEvent(Base):
+    """A program file fetched through an outlet's link (for the compliance view)."""
+
+    __tablename__ = "download_event"
+
+    id: Mapped[intpk]
+    program_id: Mapped[int | None] = mapped_column(
+        ForeignKey("program.id", ondelete="SET NULL"), index=True
+    )
+    outlet_id: Mapped[int] = mapped_column(ForeignKey("outlet.id", ondelete="CASCADE"), index=True)
+    day: Mapped[date] = mapped_column(index=True)
+    kind: Mapped[str] = mapped_column(String(20))  # mp3 | zip | loop | m3u | rss
+    at: Mapped[created_at]
