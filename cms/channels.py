@@ -1,0 +1,105 @@
+"""The chat-channel interface: how the scheduler reaches group chats.
+
+The cms side defines it; implementations live elsewhere (bot/ for Telegram; a WeCom or
+DingTalk group-robot webhook can be added as one more module) and are found at start-up
+through the ``dalaba.channels`` entry point group, so cms never imports them.
+
+A channel is called from a worker thread and may block. It raises the errors below so that
+the dispatcher can decide: retry later, deactivate the chat, or mark the delivery uncertain.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from importlib.metadata import entry_points
+from pathlib import Path
+from typing import Protocol, runtime_checkable
+
+from cms.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Notice:
+    """One delivery: the same notice a village hears, as text and a voice note."""
+
+    delivery_id: int
+    chat_id: str
+    title: str
+    text: str
+    voice_path: Path | None = None
+    voice_duration: float | None = None
+    # Parts already sent before a restart (their message ids are in ``sent_ids``); a channel
+    # resumes after them instead of sending them again.
+    sent_ids: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class SendResult:
+    message_ids: list[str]
+    # Set when the platform moved the chat (Telegram: group → supergroup).
+    new_chat_id: str | None = None
+
+
+class ChannelError(Exception):
+    """Base of the errors a channel raises."""
+
+
+class TemporaryFailure(ChannelError):
+    """Network trouble, rate limit or server error: try again later."""
+
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class ChatUnavailable(ChannelError):
+    """The chat can no longer be reached (bot removed, chat deleted): deactivate it."""
+
+
+class OutcomeUnknown(ChannelError):
+    """The request went out but no answer came back: it may have been delivered."""
+
+
+ProgressCallback = Callable[[list[str]], None]
+
+
+@runtime_checkable
+class ChatChannel(Protocol):
+    platform: str
+
+    def send(self, notice: Notice, progress: ProgressCallback) -> SendResult:
+        """Post ``notice``; call ``progress(ids_so_far)`` after each part is accepted."""
+        ...
+
+
+@dataclass
+class ChannelRegistry:
+    channels: dict[str, ChatChannel] = field(default_factory=dict)
+
+    def register(self, channel: ChatChannel) -> None:
+        self.channels[channel.platform] = channel
+
+    def get(self, platform: str) -> ChatChannel | None:
+        return self.channels.get(platform)
+
+
+ChannelFactory = Callable[[Settings], "ChatChannel | None"]
+
+
+def load_channels(settings: Settings, registry: ChannelRegistry) -> ChannelRegistry:
+    """Register every installed channel that is configured (a factory returns None if not)."""
+    for ep in entry_points(group="dalaba.channels"):
+        try:
+            factory: ChannelFactory = ep.load()
+            channel = factory(settings)
+        except Exception:
+            log.exception("chat channel %s failed to load; its chats use the local outbox", ep.name)
+            continue
+        if channel is not None:
+            registry.register(channel)
+            log.info("chat channel %s ready", ep.name)
+    return registry
