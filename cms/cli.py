@@ -155,13 +155,21 @@ def demo(port: int, data_dir: str, seed_only: bool) -> None:
         _serve(settings, "127.0.0.1", port)
 
 
-def _register_optional_commands() -> None:
+def _register_commands() -> None:
+    """Add the commands of the other parts; installed plugins add theirs by entry point."""
+    from importlib.metadata import entry_points
+
     from cms.cli_audio import say
 
     cli.add_command(say)
+    for ep in entry_points(group="dalaba.commands"):
+        try:
+            cli.add_command(ep.load(), ep.name)
+        except Exception as exc:  # a broken plugin must not take the whole CLI down
+            logging.getLogger(__name__).warning("command %s unavailable: %s", ep.name, exc)
 
 
-_register_optional_commands()
+_register_commands()
 
 
 def main() -> None:

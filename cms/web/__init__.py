@@ -41,13 +41,10 @@ def create_app(settings: Settings, *, engine: Any = None) -> Flask:
     i18n.init_app(app, settings)
     csrf.init_app(app)
 
-    from cms.web import admin, announcements, api, auth, dashboard
+    from cms.web import admin, announcements, api, auth, chats, dashboard, operators, schedule
 
-    app.register_blueprint(auth.bp)
-    app.register_blueprint(dashboard.bp)
-    app.register_blueprint(announcements.bp)
-    app.register_blueprint(admin.bp)
-    app.register_blueprint(api.bp)
+    for blueprint in (auth, dashboard, announcements, admin, schedule, chats, operators, api):
+        app.register_blueprint(blueprint.bp)
     csrf.exempt(api.bp)
 
     app.teardown_appcontext(_close_session)
