@@ -94,7 +94,7 @@ class Settings:
             elif not overrides.get("secret_key"):
                 raise ConfigError(
                     "未设置 DALABA_SECRET_KEY：生产环境必须提供一个随机密钥"
-                    "（例如 python -c \"import secrets; print(secrets.token_hex(32))\"）"
+                    '（例如 python -c "import secrets; print(secrets.token_hex(32))"）'
                 )
         values: dict[str, object] = {
             "data_dir": data_dir,
@@ -107,9 +107,7 @@ class Settings:
             "edge_wss_url": env.get("DALABA_EDGE_WSS_URL") or None,
             "telegram_token": env.get("DALABA_TELEGRAM_TOKEN") or None,
             "telegram_api_url": env.get("DALABA_TELEGRAM_API_URL") or None,
-            "scheduler_enabled": _bool(
-                "DALABA_SCHEDULER", env.get("DALABA_SCHEDULER", "true")
-            ),
+            "scheduler_enabled": _bool("DALABA_SCHEDULER", env.get("DALABA_SCHEDULER", "true")),
             "build_time": env.get("DALABA_BUILD_TIME", "04:00"),
             "base_url": env.get("DALABA_BASE_URL", "http://127.0.0.1:8080").rstrip("/"),
         }
