@@ -1,0 +1,154 @@
+"""Running ffmpeg (from imageio-ffmpeg; never a system ffmpeg, never ffprobe) and measuring audio."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import subprocess
+import tempfile
+from collections.abc import Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+
+from audio.errors import MasteringError
+
+__all__ = ["Loudness", "atomic_path", "decode_pcm", "ffmpeg_exe", "measure_loudness", "run_ffmpeg"]
+
+log = logging.getLogger(__name__)
+
+
+@cache
+def ffmpeg_exe() -> str:
+    """The ffmpeg binary bundled with imageio-ffmpeg.
+
+    Raises:
+        MasteringError: imageio-ffmpeg has no binary for this platform.
+    """
+    try:
+        import imageio_ffmpeg
+
+        return imageio_ffmpeg.get_ffmpeg_exe()
+    except Exception as exc:  # imageio-ffmpeg raises RuntimeError, or OSError on odd systems
+        raise MasteringError("找不到 ffmpeg（imageio-ffmpeg 未提供本平台的可执行文件）") from exc
+
+
+def run_ffmpeg(
+    args: Sequence[str], *, input_bytes: bytes | None = None, what: str = "处理音频"
+) -> str:
+    """Run ffmpeg with ``args`` and return its log (stderr).
+
+    Raises:
+        MasteringError: ffmpeg exited with an error; the message names ``what``.
+    """
+    cmd = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-nostats", *args]
+    try:
+        proc = subprocess.run(cmd, input=input_bytes, capture_output=True, check=False, timeout=900)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise MasteringError(f"{what}失败：无法运行 ffmpeg（{exc}）") from exc
+    stderr = proc.stderr.decode("utf-8", "replace")
+    if proc.returncode != 0:
+        tail = " / ".join(stderr.strip().splitlines()[-3:])
+        log.warning("ffmpeg failed (%s): %s", proc.returncode, tail)
+        raise MasteringError(f"{what}失败（ffmpeg：{tail[-300:]}）")
+    return stderr
+
+
+def decode_pcm(path: Path, *, sample_rate: int = 16_000, what: str = "解码音频") -> bytes:
+    """Decode any audio file to mono signed 16-bit little-endian PCM.
+
+    Raises:
+        MasteringError: ffmpeg cannot decode the file.
+    """
+    cmd = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-v", "error", "-i", str(path), "-vn"]
+    cmd += ["-ac", "1", "-ar", str(sample_rate), "-f", "s16le", "-"]
+    try:
+        proc = subprocess.run(cmd, capture_output=True, check=False, timeout=900)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise MasteringError(f"{what}失败：无法运行 ffmpeg（{exc}）") from exc
+    if proc.returncode != 0:
+        tail = proc.stderr.decode("utf-8", "replace").strip()[-300:]
+        raise MasteringError(f"{what}失败（ffmpeg：{tail}）")
+    return proc.stdout
+
+
+@dataclass(frozen=True)
+class Loudness:
+    """EBU R128 measurement of a file.
+
+    Attributes:
+        integrated: integrated loudness in LUFS (``-inf`` for silence).
+        true_peak: maximum true peak in dBTP.
+        lra: loudness range in LU.
+    """
+
+    integrated: float
+    true_peak: float
+    lra: float
+
+
+def parse_loudnorm_json(log_text: str) -> dict[str, str]:
+    """Extract the JSON block ``loudnorm=print_format=json`` writes to the log."""
+    start = log_text.rfind("{")
+    end = log_text.rfind("}")
+    if start < 0 or end < start:
+        raise MasteringError("无法读取响度测量结果（ffmpeg loudnorm 没有输出）")
+    try:
+        return json.loads(log_text[start : end + 1])
+    except json.JSONDecodeError as exc:
+        raise MasteringError("无法读取响度测量结果（ffmpeg loudnorm 输出格式异常）") from exc
+
+
+def measure_loudness(path: Path) -> Loudness:
+    """Measure integrated loudness, true peak and loudness range with ffmpeg's ebur128.
+
+    Args:
+        path: any file ffmpeg decodes.
+
+    Returns:
+        The measurement.
+
+    Raises:
+        MasteringError: ffmpeg cannot decode the file.
+    """
+    out = run_ffmpeg(
+        ["-i", str(path), "-af", "ebur128=peak=true:framelog=quiet", "-f", "null", "-"],
+        what="测量响度",
+    )
+    summary = out[out.rfind("Summary:") :]
+    i_match = re.search(r"I:\s+(-?[\d.]+|-inf)\s+LUFS", summary)
+    lra_match = re.search(r"LRA:\s+(-?[\d.]+)\s+LU", summary)
+    tp_match = re.search(r"Peak:\s+(-?[\d.]+|-inf)\s+dBFS", summary)
+    if not (i_match and lra_match and tp_match):
+        raise MasteringError("无法读取响度测量结果（ffmpeg ebur128 输出格式异常）")
+    return Loudness(float(i_match.group(1)), float(tp_match.group(1)), float(lra_match.group(1)))
+
+
+@contextmanager
+def atomic_path(target: Path):
+    """Yield a temporary path beside ``target``; on success it replaces ``target`` atomically.
+
+    Readers never see a half-written file, even across processes: the temporary file is
+    in the same directory and ``os.replace`` is atomic on one filesystem.
+    """
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        yield tmp
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_atomic(target: Path, data: bytes | str) -> None:
+    """Write ``data`` to ``target`` atomically (see :func:`atomic_path`)."""
+    with atomic_path(target) as tmp:
+        if isinstance(data, str):
+            tmp.write_text(data, encoding="utf-8")
+        else:
+            tmp.write_bytes(data)
