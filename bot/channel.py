@@ -1,0 +1,386 @@
+"""The Telegram chat channel: the scheduler's sender, and the bot's home when a token is set.
+
+:func:`from_settings` is the ``dalaba.channels`` entry point. The channel owns the
+python-telegram-bot Application and runs it on its own event loop in a background thread
+(long polling, or a webhook when configured); :meth:`TelegramChannel.send` is called from
+the scheduler's worker threads and hands coroutines to that loop.
+
+Duplicates policy. The Bot API has no idempotency key, so a request whose answer is lost
+(connection reset or read timeout after the request was written) may or may not have been
+posted. Such a part raises :class:`~cms.channels.OutcomeUnknown`: the dispatcher records
+the delivery as "uncertain" and never retries it by itself; an officer looks at the group
+and retries by hand if needed. Everything else is safe to retry: a request that never got
+out (connect errors, timeouts before the body was written, a full pool) or that Telegram
+answered with an error (429, 5xx) was not posted. Each part's message id is reported
+through ``progress`` as soon as Telegram accepts it, and a resumed delivery skips the parts
+in ``notice.sent_ids``: a crash repeats at most the one part that was in flight.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+import queue
+import random
+import threading
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+import httpx
+from telegram import Update
+from telegram.error import (
+    BadRequest,
+    ChatMigrated,
+    Forbidden,
+    InvalidToken,
+    NetworkError,
+    RetryAfter,
+    TelegramError,
+)
+from telegram.ext import Application
+
+from bot.application import PLATFORM, build_application
+from bot.sending import Part, plan, send_part
+from cms.channels import (
+    ChannelError,
+    ChatUnavailable,
+    Notice,
+    OutcomeUnknown,
+    ProgressCallback,
+    SendResult,
+    TemporaryFailure,
+)
+from cms.settings import Settings
+
+log = logging.getLogger(__name__)
+
+__all__ = ["RejectedNotice", "TelegramChannel", "WebhookConfig", "from_settings"]
+
+# httpx errors raised after the whole request was written: Telegram may have acted on it.
+_ANSWER_LOST = (httpx.ReadTimeout, httpx.ReadError, httpx.RemoteProtocolError)
+# BadRequest descriptions that mean the chat itself is gone, not this message.
+_CHAT_GONE = (
+    "chat not found",
+    "group chat was deactivated",
+    "not enough rights",
+    "have no rights to send",
+    "need administrator rights",
+    "chat_write_forbidden",
+    "peer_id_invalid",
+)
+
+
+class RejectedNotice(ChannelError):
+    """Telegram refused this message itself (a 400 that is not about the chat)."""
+
+
+@dataclass(frozen=True)
+class WebhookConfig:
+    """Receive updates on ``url`` (public HTTPS) through a local listener."""
+
+    url: str
+    listen: str = "127.0.0.1"
+    port: int = 8443
+    secret_token: str | None = None
+
+
+def webhook_from_settings(settings: Settings) -> WebhookConfig | None:
+    """The webhook configuration, if any (``telegram_webhook_*`` settings, else none)."""
+    url = getattr(settings, "telegram_webhook_url", None) or settings.extra.get(
+        "telegram_webhook_url"
+    )
+    if not url:
+        return None
+    listen = str(
+        getattr(settings, "telegram_webhook_listen", None)
+        or settings.extra.get("telegram_webhook_listen")
+        or "127.0.0.1:8443"
+    )
+    host, _, port = listen.rpartition(":")
+    secret = getattr(settings, "telegram_webhook_secret", None) or settings.extra.get(
+        "telegram_webhook_secret"
+    )
+    return WebhookConfig(str(url), host or "127.0.0.1", int(port or 8443), secret or None)
+
+
+def from_settings(settings: Settings) -> TelegramChannel | None:
+    """The ``dalaba.channels`` factory: a running channel, or None without a token."""
+    if not settings.telegram_token:
+        return None
+    channel = TelegramChannel(
+        build_application(settings),
+        updates="webhook" if webhook_from_settings(settings) else "polling",
+        webhook=webhook_from_settings(settings),
+    )
+    channel.start()
+    return channel
+
+
+class TelegramChannel:
+    """Sends notices through the Bot API and runs the bot, on one background event loop."""
+
+    platform = PLATFORM
+
+    def __init__(
+        self,
+        application: Application,  # type: ignore[type-arg]
+        *,
+        updates: str = "polling",
+        webhook: WebhookConfig | None = None,
+        max_wait: float = 20.0,
+        max_attempts: int = 3,
+        backoff: float = 0.5,
+        close_grace: float = 10.0,
+    ) -> None:
+        """
+        Args:
+            application: built by :func:`bot.application.build_application`.
+            updates: "polling", "webhook" or "none" (send only).
+            max_wait: longest time one part may wait in here (429s, backoff) before the
+                channel gives the delivery back to the dispatcher with TemporaryFailure.
+            max_attempts: tries per part for errors that are safe to retry.
+            backoff: first delay between such tries (doubled each time, with jitter).
+            close_grace: how long :meth:`close` lets in-flight deliveries finish.
+        """
+        if updates not in {"polling", "webhook", "none"}:
+            raise ValueError(f"updates must be polling, webhook or none, not {updates!r}")
+        if updates == "webhook" and webhook is None:
+            raise ValueError("webhook mode needs a WebhookConfig")
+        self.application = application
+        self.updates = updates
+        self.webhook = webhook
+        self.max_wait = max_wait
+        self.max_attempts = max_attempts
+        self.backoff = backoff
+        self.close_grace = close_grace
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._ready = threading.Event()
+        self._startup_error: BaseException | None = None
+        self._closing = False
+        self._in_flight: set[asyncio.Task[Any]] = set()
+        self._webhook_runner: Any = None
+
+    # --- lifecycle ----------------------------------------------------------------------------
+
+    def start(self, timeout: float = 30.0) -> None:
+        """Start the loop thread and the bot; return once it answers (or raise why not)."""
+        if self._thread is not None:
+            return
+        self._thread = threading.Thread(target=self._run, name="telegram-bot", daemon=True)
+        self._thread.start()
+        if not self._ready.wait(timeout):
+            raise TemporaryFailure("Telegram 机器人启动超时")
+        if self._startup_error is not None:
+            self._thread.join(timeout)
+            self._thread = None
+            raise self._startup_error
+
+    def _run(self) -> None:
+        loop = asyncio.new_event_loop()
+        asyncio.set_event_loop(loop)
+        self._loop = loop
+        try:
+            loop.run_until_complete(self._startup())
+        except BaseException as exc:  # reported to start()'s caller
+            self._startup_error = exc
+            self._ready.set()
+            loop.run_until_complete(self._safe_shutdown())
+            loop.close()
+            return
+        self._ready.set()
+        try:
+            loop.run_forever()
+        finally:
+            loop.run_until_complete(self._safe_shutdown())
+            loop.run_until_complete(loop.shutdown_asyncgens())
+            loop.close()
+
+    async def _startup(self) -> None:
+        application = self.application
+        await application.initialize()
+        if application.post_init is not None:
+            await application.post_init(application)
+        if self.updates == "polling":
+            assert application.updater is not None
+            await application.updater.start_polling(
+                allowed_updates=Update.ALL_TYPES, error_callback=_polling_error
+            )
+        elif self.updates == "webhook":
+            from bot.webhook import start_webhook
+
+            assert self.webhook is not None
+            self._webhook_runner = await start_webhook(application, self.webhook)
+        await application.start()
+        log.info("Telegram bot @%s running (%s)", application.bot.username, self.updates)
+
+    async def _safe_shutdown(self) -> None:
+        application = self.application
+        if self._in_flight:
+            _done, pending = await asyncio.wait(set(self._in_flight), timeout=self.close_grace)
+            for task in pending:
+                task.cancel()
+            if pending:
+                await asyncio.wait(pending)
+        try:
+            if application.updater is not None and application.updater.running:
+                await application.updater.stop()
+            if self._webhook_runner is not None:
+                await self._webhook_runner.cleanup()
+                self._webhook_runner = None
+            if application.running:
+                await application.stop()
+            if application.post_stop is not None:
+                await application.post_stop(application)
+            await application.shutdown()
+            if application.post_shutdown is not None:
+                await application.post_shutdown(application)
+        except Exception:
+            log.exception("Telegram bot did not shut down cleanly")
+
+    def close(self) -> None:
+        """Stop receiving updates, let in-flight deliveries finish, shut the bot down."""
+        self._closing = True
+        loop, thread = self._loop, self._thread
+        if loop is None or thread is None:
+            return
+        if loop.is_running():
+            loop.call_soon_threadsafe(loop.stop)
+        thread.join(self.close_grace + 30)
+        self._thread = None
+
+    # --- sending ------------------------------------------------------------------------------
+
+    def send(self, notice: Notice, progress: ProgressCallback) -> SendResult:
+        """Post ``notice``; blocks the calling (worker) thread, never the bot's loop.
+
+        ``progress`` runs in the calling thread after each accepted part, and the next part
+        waits for it, so a crash repeats at most the part that was in flight.
+        """
+        loop = self._loop
+        if self._closing or loop is None or not self._ready.is_set() or not loop.is_running():
+            raise TemporaryFailure("Telegram 机器人未运行", retry_after=30)
+        events: queue.Queue[tuple[str, list[str], asyncio.Future[None] | None]] = queue.Queue()
+
+        async def report(ids: list[str]) -> None:
+            ack: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            events.put(("progress", ids, ack))
+            await ack
+
+        future = asyncio.run_coroutine_threadsafe(self._tracked(notice, report), loop)
+        future.add_done_callback(lambda _f: events.put(("done", [], None)))
+        while True:
+            kind, ids, ack = events.get()
+            if kind == "done":
+                break
+            assert ack is not None
+            try:
+                progress(list(ids))
+            except BaseException as exc:
+                loop.call_soon_threadsafe(_settle, ack, exc)
+            else:
+                loop.call_soon_threadsafe(_settle, ack, None)
+        try:
+            return future.result()
+        except concurrent.futures.CancelledError as exc:
+            raise TemporaryFailure("Telegram 机器人正在停止") from exc
+
+    async def _tracked(
+        self, notice: Notice, report: Callable[[list[str]], Awaitable[None]]
+    ) -> SendResult:
+        task = asyncio.current_task()
+        assert task is not None
+        self._in_flight.add(task)
+        try:
+            return await self.deliver(notice, report)
+        finally:
+            self._in_flight.discard(task)
+
+    async def deliver(
+        self, notice: Notice, report: Callable[[list[str]], Awaitable[None]]
+    ) -> SendResult:
+        """Send the parts of ``notice`` not yet in ``notice.sent_ids``, reporting each."""
+        parts = plan(notice.title, notice.text, notice.voice_path, notice.voice_duration)
+        ids = list(notice.sent_ids)
+        chat_id = notice.chat_id
+        moved: str | None = None
+        for part in parts[len(ids) :]:
+            message_id, now_at = await self._send_part(chat_id, part)
+            if now_at != chat_id:
+                chat_id = moved = now_at
+            ids.append(message_id)
+            await report(list(ids))
+        return SendResult(message_ids=ids, new_chat_id=moved)
+
+    async def _send_part(self, chat_id: str, part: Part) -> tuple[str, str]:
+        """Send one part, following migrations and waiting out short flood limits."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.max_wait
+        attempts = migrations = 0
+        in_flight = False
+        try:
+            while True:
+                try:
+                    in_flight = True
+                    message = await send_part(self.application.bot, chat_id, part)
+                    return str(message.message_id), chat_id
+                except RetryAfter as exc:
+                    in_flight = False
+                    wait = _seconds(exc.retry_after)
+                    if loop.time() + wait > deadline:
+                        raise TemporaryFailure(
+                            f"Telegram 限流，{wait:.0f} 秒后再试", retry_after=wait
+                        ) from exc
+                    log.info("429 for chat %s: waiting %.1f s", chat_id, wait)
+                    await asyncio.sleep(wait)
+                except ChatMigrated as exc:
+                    in_flight = False
+                    migrations += 1
+                    if migrations > 3:
+                        raise TemporaryFailure("群聊迁移次数过多") from exc
+                    log.info("chat %s migrated to %s", chat_id, exc.new_chat_id)
+                    chat_id = str(exc.new_chat_id)
+                except Forbidden as exc:
+                    raise ChatUnavailable(exc.message) from exc
+                except InvalidToken as exc:
+                    raise TemporaryFailure("Telegram 令牌无效", retry_after=300) from exc
+                except BadRequest as exc:
+                    if any(s in exc.message.lower() for s in _CHAT_GONE):
+                        raise ChatUnavailable(exc.message) from exc
+                    raise RejectedNotice(exc.message) from exc
+                except NetworkError as exc:
+                    in_flight = False
+                    if isinstance(exc.__cause__, _ANSWER_LOST):
+                        raise OutcomeUnknown(f"Telegram 未应答：{exc.message}") from exc
+                    attempts += 1
+                    delay = self.backoff * 2 ** (attempts - 1) * random.uniform(0.8, 1.2)
+                    if attempts >= self.max_attempts or loop.time() + delay > deadline:
+                        raise TemporaryFailure(f"网络错误：{exc.message}") from exc
+                    await asyncio.sleep(delay)
+                except TelegramError as exc:
+                    raise TemporaryFailure(exc.message) from exc
+        except asyncio.CancelledError as exc:
+            # Only a shutdown cancels us. A request on the wire may have been posted.
+            if in_flight:
+                raise OutcomeUnknown("发送中途停止，无法确认是否已送达") from exc
+            raise TemporaryFailure("Telegram 机器人正在停止") from exc
+
+
+def _seconds(value: float | timedelta) -> float:
+    return value.total_seconds() if isinstance(value, timedelta) else float(value)
+
+
+def _settle(future: asyncio.Future[None], exc: BaseException | None) -> None:
+    if future.done():
+        return
+    if exc is None:
+        future.set_result(None)
+    else:
+        future.set_exception(exc)
+
+
+def _polling_error(exc: TelegramError) -> None:
+    log.warning("getUpdates failed: %s", exc)

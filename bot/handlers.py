@@ -1,0 +1,419 @@
+"""Conversation handlers: members, group admins and operators talk to the bot in Chinese."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import date
+from pathlib import Path
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+from telegram import (
+    ChatMember,
+    ChatMemberUpdated,
+    InlineKeyboardButton,
+    InlineKeyboardMarkup,
+    Update,
+)
+from telegram.constants import ChatType, ParseMode
+from telegram.error import TelegramError
+from telegram.ext import (
+    Application,
+    CallbackQueryHandler,
+    ChatMemberHandler,
+    CommandHandler,
+    MessageHandler,
+    filters,
+)
+
+from bot.application import PLATFORM, BotData, Context
+from bot.sending import plan, send_part
+from bot.text import escape
+from cms.models import ChatGroup, Program, Receipt, User
+from cms.services import chats
+from cms.services.areas import full_name
+from cms.services.errors import DomainError
+
+log = logging.getLogger(__name__)
+
+PLAYED = "已播放"
+PLAYED_PATTERN = r"^played:(\d+)$"
+
+HELP = (
+    "大喇叭通知机器人\n"
+    "\n"
+    "/today 今天发给本群的通知（文字和语音）\n"
+    "/latest 最新一条通知\n"
+    "\n"
+    "群管理员：\n"
+    "/bind 绑定码 把本群绑定到村组（绑定码由乡镇管理员在后台生成）\n"
+    "/unbind 解除本群绑定\n"
+    "\n"
+    "广播员（私聊机器人）：\n"
+    "/link 关联码 关联您的大喇叭账号\n"
+    "/program 今天的节目音频，播放后点“已播放”"
+)
+HOW_TO_BIND = (
+    "本群还没有绑定村组，暂时收不到通知。\n"
+    "请群管理员向乡镇管理员要一个绑定码，然后在群里发送：/bind 绑定码"
+)
+
+
+def _data(context: Context) -> BotData:
+    return context.bot_data
+
+
+def _is_group(update: Update) -> bool:
+    chat = update.effective_chat
+    return chat is not None and chat.type in (ChatType.GROUP, ChatType.SUPERGROUP)
+
+
+async def _reply(update: Update, text: str) -> None:
+    if update.effective_message is not None:
+        await update.effective_message.reply_text(text)
+
+
+async def _is_admin(update: Update, context: Context) -> bool:
+    """Whether the sender administers this group (anonymous admins post as the group)."""
+    message, chat, user = update.effective_message, update.effective_chat, update.effective_user
+    if message is None or chat is None:
+        return False
+    if message.sender_chat is not None and message.sender_chat.id == chat.id:
+        return True
+    if user is None:
+        return False
+    member = await context.bot.get_chat_member(chat.id, user.id)
+    return member.status in (ChatMember.OWNER, ChatMember.ADMINISTRATOR)
+
+
+async def _bound(update: Update, context: Context) -> tuple[int, str] | None:
+    """This group's binding (chat group id, area name), or None after telling how to bind."""
+    chat = update.effective_chat
+    assert chat is not None
+
+    def lookup(session: Session) -> tuple[int, str] | None:
+        row = chats.bound_chat(session, PLATFORM, chat.id)
+        return (row.id, full_name(session, row.area)) if row else None
+
+    found = await _data(context).run(lookup)
+    if found is None:
+        await _reply(update, HOW_TO_BIND)
+    return found
+
+
+async def _post_notices(
+    update: Update, context: Context, notices: list[tuple[str, str, str | None, float | None]]
+) -> None:
+    chat = update.effective_chat
+    assert chat is not None
+    for title, body, voice_path, duration in notices:
+        path = voice_path if voice_path and Path(voice_path).is_file() else None
+        for part in plan(title, body, path, duration):
+            await send_part(context.bot, chat.id, part)
+
+
+def _as_tuple(notice: chats.ChatNotice) -> tuple[str, str, str | None, float | None]:
+    return notice.revision.title, notice.revision.body, notice.voice_path, notice.voice_duration
+
+
+async def start(update: Update, context: Context) -> None:
+    """Greet; in a group, say whether it is bound and how to bind it."""
+    if _is_group(update):
+        found = await _bound(update, context)
+        if found is not None:
+            await _reply(
+                update, f"本群已绑定到“{found[1]}”，会收到该地的通知。发送 /today 查看今天的通知。"
+            )
+        return
+    await _reply(update, "您好！我是大喇叭通知机器人。\n\n" + HELP)
+
+
+async def help_command(update: Update, context: Context) -> None:
+    """List the commands."""
+    await _reply(update, HELP)
+
+
+async def today(update: Update, context: Context) -> None:
+    """Post today's notices for this group's area, as text and voice."""
+    if not _is_group(update):
+        await _reply(update, "请在已绑定村组的群里发送 /today。")
+        return
+    found = await _bound(update, context)
+    if found is None:
+        return
+    data = _data(context)
+    day = data.today()
+
+    def load(session: Session) -> list[tuple[str, str, str | None, float | None]]:
+        chat = session.get(ChatGroup, found[0])
+        assert chat is not None
+        return [_as_tuple(n) for n in chats.notices_for_chat(session, chat, day)]
+
+    notices = await data.run(load)
+    if not notices:
+        await _reply(update, f"今天（{day:%m月%d日}）没有发给“{found[1]}”的通知。")
+        return
+    await _post_notices(update, context, notices)
+
+
+async def latest(update: Update, context: Context) -> None:
+    """Post the most recent notice for this group's area."""
+    if not _is_group(update):
+        await _reply(update, "请在已绑定村组的群里发送 /latest。")
+        return
+    found = await _bound(update, context)
+    if found is None:
+        return
+    data = _data(context)
+    day = data.today()
+
+    def load(session: Session) -> tuple[str, str, str | None, float | None] | None:
+        chat = session.get(ChatGroup, found[0])
+        assert chat is not None
+        notice = chats.latest_notice_for_chat(session, chat, day)
+        return _as_tuple(notice) if notice else None
+
+    notice = await data.run(load)
+    if notice is None:
+        await _reply(update, f"“{found[1]}”还没有通知。")
+        return
+    await _post_notices(update, context, [notice])
+
+
+async def bind(update: Update, context: Context) -> None:
+    """Bind this group to an area with a one-time code (group admins only)."""
+    chat = update.effective_chat
+    if not _is_group(update) or chat is None:
+        await _reply(update, "请在要绑定的群里发送 /bind 绑定码。")
+        return
+    if not await _is_admin(update, context):
+        await _reply(update, "只有群管理员可以绑定本群。")
+        return
+    if len(context.args or []) != 1:
+        await _reply(update, "用法：/bind 绑定码（绑定码由乡镇管理员在大喇叭后台生成）")
+        return
+    code = (context.args or [""])[0]
+    data = _data(context)
+    now = data.now()
+
+    def work(session: Session) -> str:
+        row = chats.bind_with_code(
+            session, code, platform=PLATFORM, chat_id=chat.id, title=chat.title or "", now=now
+        )
+        return full_name(session, row.area)
+
+    try:
+        area = await data.run(work)
+    except DomainError as exc:
+        await _reply(update, str(exc))
+        return
+    await _reply(update, f"绑定成功：本群会收到“{area}”的通知。")
+
+
+async def unbind(update: Update, context: Context) -> None:
+    """Stop posting to this group (group admins only)."""
+    chat = update.effective_chat
+    if not _is_group(update) or chat is None:
+        await _reply(update, "请在要解除绑定的群里发送 /unbind。")
+        return
+    if not await _is_admin(update, context):
+        await _reply(update, "只有群管理员可以解除绑定。")
+        return
+
+    def work(session: Session) -> bool:
+        row = chats.bound_chat(session, PLATFORM, chat.id)
+        if row is None:
+            return False
+        chats.unbind_chat(session, None, row)
+        return True
+
+    if await _data(context).run(work):
+        await _reply(update, "已解除绑定，本群不再收到通知。需要时可再用 /bind 绑定。")
+    else:
+        await _reply(update, "本群没有绑定，无需解除。")
+
+
+async def link(update: Update, context: Context) -> None:
+    """Link this private chat to a CMS account with a one-time code."""
+    chat, user = update.effective_chat, update.effective_user
+    if chat is None or user is None or chat.type != ChatType.PRIVATE:
+        await _reply(update, "为保护账号，请私聊机器人发送 /link 关联码。")
+        return
+    if len(context.args or []) != 1:
+        await _reply(update, "用法：/link 关联码（关联码由管理员在大喇叭后台生成）")
+        return
+    code = (context.args or [""])[0]
+    data = _data(context)
+    now = data.now()
+
+    def work(session: Session) -> str:
+        linked = chats.link_account(session, code, platform=PLATFORM, external_id=user.id, now=now)
+        return linked.display_name
+
+    try:
+        name = await data.run(work)
+    except DomainError as exc:
+        await _reply(update, str(exc))
+        return
+    await _reply(update, f"已关联大喇叭账号：{name}。发送 /program 获取今天的节目。")
+
+
+async def program(update: Update, context: Context) -> None:
+    """Send an operator today's program files, each with a "played" button."""
+    chat, user = update.effective_chat, update.effective_user
+    if chat is None or user is None:
+        return
+    data = _data(context)
+    day = data.today()
+
+    def load(session: Session) -> tuple[bool, list[tuple[int, str, str, float | None, bool]]]:
+        account: User | None = chats.account_user(session, PLATFORM, user.id)
+        if account is None:
+            return False, []
+        rows = []
+        for p in chats.programs_for_operator(session, account, day):
+            rows.append(
+                (p.id, _program_title(p, day), p.path or "", p.duration, _confirmed(session, p))
+            )
+        return True, rows
+
+    linked, rows = await data.run(load)
+    if not linked:
+        await _reply(
+            update, "您还没有关联大喇叭账号。请向管理员要关联码，然后私聊我发送 /link 关联码。"
+        )
+        return
+    if not rows:
+        await _reply(update, f"今天（{day:%m月%d日}）您的广播点还没有生成好的节目。")
+        return
+    for program_id, title, path, duration, confirmed in rows:
+        if not Path(path).is_file():
+            await context.bot.send_message(chat.id, f"{title}：音频文件暂不可用，请稍后再试。")
+            continue
+        audio = await _read(path)
+        await context.bot.send_audio(
+            chat.id,
+            audio,
+            duration=max(1, round(duration)) if duration else None,
+            title=title,
+            filename=f"{title}.mp3",
+            caption=escape(title),
+            parse_mode=ParseMode.HTML,
+            reply_markup=_played_button(program_id, confirmed),
+        )
+
+
+def _program_title(p: Program, day: date) -> str:
+    return f"{p.outlet.name} {day:%m月%d日} {p.slot.label}"
+
+
+def _confirmed(session: Session, p: Program) -> bool:
+    return session.scalar(select(Receipt.id).where(Receipt.program_id == p.id)) is not None
+
+
+def _played_button(program_id: int, confirmed: bool) -> InlineKeyboardMarkup:
+    label = f"✓ {PLAYED}" if confirmed else PLAYED
+    return InlineKeyboardMarkup(
+        [[InlineKeyboardButton(label, callback_data=f"played:{program_id}")]]
+    )
+
+
+async def _read(path: str) -> bytes:
+    return await asyncio.to_thread(Path(path).read_bytes)
+
+
+async def played(update: Update, context: Context) -> None:
+    """Record a playback receipt for the program behind the "已播放" button, once."""
+    query = update.callback_query
+    if query is None or query.from_user is None:
+        return
+    program_id = int(context.matches[0].group(1)) if context.matches else 0
+    data = _data(context)
+    now = data.now()
+    assert data.settings is not None
+    tz = data.settings.tz
+
+    def work(session: Session) -> tuple[str, bool]:
+        account = chats.account_user(session, PLATFORM, query.from_user.id)
+        if account is None:
+            return "请先私聊机器人用 /link 关联账号。", False
+        receipt, created = chats.confirm_program(
+            session, account, program_id, via="bot", now=now, tz=tz
+        )
+        when = receipt.confirmed_at.astimezone(tz).strftime("%H:%M")
+        if created:
+            return ("已记录播放，谢谢！（补报）" if receipt.late else "已记录播放，谢谢！"), True
+        return f"这个节目已在 {when} 记录过播放。", True
+
+    try:
+        text, done = await data.run(work)
+    except DomainError as exc:
+        text, done = str(exc), False
+    await query.answer(text, show_alert=not done)
+    if done:
+        try:
+            await query.edit_message_reply_markup(_played_button(program_id, True))
+        except TelegramError as exc:
+            log.debug("could not mark the button: %s", exc)
+
+
+async def unknown(update: Update, context: Context) -> None:
+    """Answer an unknown command with a short help."""
+    await _reply(update, "没有这个命令。\n\n" + HELP)
+
+
+async def migrated(update: Update, context: Context) -> None:
+    """Follow a group that became a supergroup to its new id."""
+    message = update.effective_message
+    if message is None or message.migrate_to_chat_id is None:
+        return
+    old, new = message.chat.id, message.migrate_to_chat_id
+    await _data(context).run(lambda session: chats.follow_migration(session, PLATFORM, old, new))
+
+
+async def membership(update: Update, context: Context) -> None:
+    """Deactivate a group's binding when the bot is removed from it."""
+    change: ChatMemberUpdated | None = update.my_chat_member
+    if change is None:
+        return
+    if change.new_chat_member.status not in (ChatMember.LEFT, ChatMember.BANNED):
+        return
+    chat_id = change.chat.id
+    by = change.from_user.full_name if change.from_user else ""
+
+    def work(session: Session) -> None:
+        row = chats.bound_chat(session, PLATFORM, chat_id)
+        if row is not None:
+            chats.deactivate_chat(
+                session, row, f"机器人已被移出群聊（{by}）" if by else "机器人已被移出群聊"
+            )
+
+    await _data(context).run(work)
+
+
+async def on_error(update: object, context: Context) -> None:
+    """Log the error and tell the user something went wrong."""
+    log.error("bot handler failed", exc_info=context.error)
+    if isinstance(update, Update) and update.effective_message is not None:
+        try:
+            await update.effective_message.reply_text("抱歉，出了点问题，请稍后再试。")
+        except TelegramError:
+            log.debug("could not report the error to the chat")
+
+
+def register(application: Application) -> None:  # type: ignore[type-arg]
+    """Add every handler and the error handler."""
+    application.add_handler(CommandHandler("start", start))
+    application.add_handler(CommandHandler("help", help_command))
+    application.add_handler(CommandHandler("today", today))
+    application.add_handler(CommandHandler("latest", latest))
+    application.add_handler(CommandHandler("bind", bind))
+    application.add_handler(CommandHandler("unbind", unbind))
+    application.add_handler(CommandHandler("link", link))
+    application.add_handler(CommandHandler("program", program))
+    application.add_handler(CallbackQueryHandler(played, pattern=PLAYED_PATTERN))
+    application.add_handler(MessageHandler(filters.StatusUpdate.MIGRATE, migrated))
+    application.add_handler(ChatMemberHandler(membership, ChatMemberHandler.MY_CHAT_MEMBER))
+    application.add_handler(MessageHandler(filters.COMMAND, unknown))
+    application.add_error_handler(on_error)

@@ -1,0 +1,442 @@
+"""Group chats and chat accounts: one-time codes, binding, and what a chat may ask for.
+
+A binding code is shown once and only its SHA-256 is stored; it binds a group chat to an
+area (purpose ``chat``) or links a chat account to a CMS user (purpose ``operator``). The
+code is short enough to type on a phone and expires after :data:`CODE_TTL`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import secrets
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from cms.models import (
+    Announcement,
+    Area,
+    BindingCode,
+    ChatAccount,
+    ChatGroup,
+    Clip,
+    ClipProfile,
+    JobState,
+    Program,
+    Receipt,
+    Revision,
+    User,
+    outlet_operator,
+    utcnow,
+)
+from cms.services import audit
+from cms.services.announcements import going_out_on, live_filter, reaches
+from cms.services.areas import full_name
+from cms.services.errors import N_, Conflict, DomainError, NotFound, PermissionDenied
+
+CODE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"  # no 0/O, 1/I: read aloud over the phone
+CODE_LENGTH = 8
+CODE_TTL = timedelta(hours=24)
+PURPOSE_CHAT = "chat"
+PURPOSE_OPERATOR = "operator"
+UNBOUND_REASON = N_("已解除绑定")
+
+_SEPARATORS = re.compile(r"[\s\-_]+")
+
+
+class InvalidCode(DomainError):
+    """The code is unknown, used or expired (one message for all, so codes cannot be probed)."""
+
+
+def _hash(code: str) -> str:
+    return hashlib.sha256(normalise_code(code).encode()).hexdigest()
+
+
+def normalise_code(code: str) -> str:
+    """Codes are case-insensitive and may be typed with spaces or dashes."""
+    return _SEPARATORS.sub("", code).upper()
+
+
+def _new_code(
+    session: Session,
+    actor: User | None,
+    purpose: str,
+    *,
+    area: Area | None = None,
+    user: User | None = None,
+    now: datetime | None = None,
+    ttl: timedelta = CODE_TTL,
+) -> tuple[str, BindingCode]:
+    now = now or utcnow()
+    code = "".join(secrets.choice(CODE_ALPHABET) for _ in range(CODE_LENGTH))
+    row = BindingCode(
+        code_hash=_hash(code),
+        purpose=purpose,
+        area_id=area.id if area else None,
+        user_id=user.id if user else None,
+        created_by_id=actor.id if actor else None,
+        created_at=now,
+        expires_at=now + ttl,
+    )
+    session.add(row)
+    session.flush()
+    return code, row
+
+
+def create_binding_code(
+    session: Session,
+    actor: User | None,
+    area: Area,
+    *,
+    now: datetime | None = None,
+    ttl: timedelta = CODE_TTL,
+) -> str:
+    """A one-time code that binds the group chat where ``/bind CODE`` is sent to ``area``.
+
+    Returns the code; it is not stored and cannot be shown again.
+    """
+    code, row = _new_code(session, actor, PURPOSE_CHAT, area=area, now=now, ttl=ttl)
+    audit.record(session, actor, "chat.code", row, area=area.id)
+    return code
+
+
+def create_link_code(
+    session: Session,
+    actor: User | None,
+    user: User,
+    *,
+    now: datetime | None = None,
+    ttl: timedelta = CODE_TTL,
+) -> str:
+    """A one-time code that links the chat account sending ``/link CODE`` to ``user``."""
+    if not user.active:
+        raise Conflict(N_("用户“{name}”已停用"), name=user.username)
+    code, row = _new_code(session, actor, PURPOSE_OPERATOR, user=user, now=now, ttl=ttl)
+    audit.record(session, actor, "chat.link_code", row, user=user.id)
+    return code
+
+
+def consume_code(
+    session: Session, code: str, purpose: str, used_by: str, *, now: datetime | None = None
+) -> BindingCode:
+    """Mark a code used, once: a second use, another purpose or an expired code is refused.
+
+    Raises:
+        InvalidCode: unknown, already used, expired or meant for something else.
+    """
+    now = now or utcnow()
+    row = session.scalar(select(BindingCode).where(BindingCode.code_hash == _hash(code)))
+    if row is None or row.purpose != purpose or row.used_at is not None or row.expires_at <= now:
+        raise InvalidCode(N_("绑定码无效、已使用或已过期，请向管理员重新申请"))
+    # Guarded update: of two simultaneous uses of one code only one wins.
+    won = session.execute(
+        BindingCode.__table__.update()
+        .where(BindingCode.id == row.id, BindingCode.used_at.is_(None))
+        .values(used_at=now, used_by=used_by[:64])
+    ).rowcount
+    if won != 1:
+        raise InvalidCode(N_("绑定码无效、已使用或已过期，请向管理员重新申请"))
+    session.refresh(row)
+    return row
+
+
+# --- Binding group chats ------------------------------------------------------------------------
+
+
+def get_chat(session: Session, chat_group_id: int) -> ChatGroup:
+    chat = session.get(ChatGroup, chat_group_id)
+    if chat is None:
+        raise NotFound(N_("群聊 {id} 不存在"), id=chat_group_id)
+    return chat
+
+
+def find_chat(session: Session, platform: str, chat_id: str | int) -> ChatGroup | None:
+    """The chat row for a platform's chat id, bound or not."""
+    return session.scalar(
+        select(ChatGroup).where(ChatGroup.platform == platform, ChatGroup.chat_id == str(chat_id))
+    )
+
+
+def bound_chat(session: Session, platform: str, chat_id: str | int) -> ChatGroup | None:
+    """The chat row if the chat is bound and active."""
+    chat = find_chat(session, platform, chat_id)
+    return chat if chat is not None and chat.active else None
+
+
+def bind_chat(
+    session: Session,
+    actor: User | None,
+    *,
+    platform: str,
+    chat_id: str | int,
+    area: Area,
+    title: str = "",
+) -> ChatGroup:
+    """Bind a chat to ``area``; a known chat is re-bound and re-activated."""
+    chat = find_chat(session, platform, chat_id)
+    if chat is None:
+        chat = ChatGroup(platform=platform, chat_id=str(chat_id), area=area, title=title[:200])
+        session.add(chat)
+    else:
+        chat.area = area
+        chat.active = True
+        chat.deactivated_reason = None
+        if title:
+            chat.title = title[:200]
+    session.flush()
+    audit.record(session, actor, "chat.bind", chat, area=area.id, chat_id=str(chat_id))
+    return chat
+
+
+def bind_with_code(
+    session: Session,
+    code: str,
+    *,
+    platform: str,
+    chat_id: str | int,
+    title: str = "",
+    now: datetime | None = None,
+) -> ChatGroup:
+    """``/bind CODE``: consume a chat code and bind the chat to its area."""
+    row = consume_code(session, code, PURPOSE_CHAT, f"{platform}:{chat_id}", now=now)
+    if row.area_id is None:
+        raise InvalidCode(N_("绑定码无效、已使用或已过期，请向管理员重新申请"))
+    area = session.get(Area, row.area_id)
+    if area is None:
+        raise InvalidCode(N_("绑定码无效、已使用或已过期，请向管理员重新申请"))
+    return bind_chat(session, None, platform=platform, chat_id=chat_id, area=area, title=title)
+
+
+def unbind_chat(
+    session: Session, actor: User | None, chat: ChatGroup, reason: str = UNBOUND_REASON
+) -> ChatGroup:
+    """Stop posting to a chat. The row stays, so its delivery history stays too."""
+    chat.active = False
+    chat.deactivated_reason = reason[:500]
+    audit.record(session, actor, "chat.unbind", chat, reason=reason)
+    return chat
+
+
+def deactivate_chat(session: Session, chat: ChatGroup, reason: str) -> None:
+    """The platform says the chat is gone (bot removed, chat deleted)."""
+    unbind_chat(session, None, chat, reason)
+
+
+def follow_migration(session: Session, platform: str, old_id: str | int, new_id: str | int) -> None:
+    """A group became a supergroup with a new id: keep the binding under the new id."""
+    chat = find_chat(session, platform, old_id)
+    if chat is None or find_chat(session, platform, new_id) is not None:
+        return
+    chat.chat_id = str(new_id)
+    audit.record(session, None, "chat.migrate", chat, old=str(old_id), new=str(new_id))
+
+
+def find_area(session: Session, ref: str) -> Area:
+    """An area by id, by full name path ("清水镇/石桥村/一组") or by a name that is unique.
+
+    Raises:
+        NotFound: nothing matches.
+        Conflict: a bare name matches several areas.
+    """
+    ref = ref.strip()
+    if ref.isdigit():
+        area = session.get(Area, int(ref))
+        if area is None:
+            raise NotFound(N_("区域 {id} 不存在"), id=ref)
+        return area
+    names = [part.strip() for part in re.split(r"[/／>]", ref) if part.strip()]
+    if not names:
+        raise NotFound(N_("区域“{name}”不存在"), name=ref)
+    candidates = list(session.scalars(select(Area).where(Area.name == names[-1])))
+    matches = [a for a in candidates if _path_names(session, a)[-len(names) :] == names]
+    if not matches:
+        raise NotFound(N_("区域“{name}”不存在"), name=ref)
+    if len(matches) > 1:
+        raise Conflict(
+            N_("“{name}”有多个同名区域，请写完整路径，例如 {example}"),
+            name=ref,
+            example=full_name(session, matches[0]).replace(" / ", "/"),
+        )
+    return matches[0]
+
+
+def _path_names(session: Session, area: Area) -> list[str]:
+    return [part.strip() for part in full_name(session, area).split(" / ")]
+
+
+def bind_chat_cli(
+    session: Session, chat_id: str | int, area: str, *, platform: str = "telegram", title: str = ""
+) -> ChatGroup:
+    """``dalaba chats bind --chat-id ID --area AREA`` (AREA by id or by name path)."""
+    chat_id = str(chat_id).strip()
+    if not re.fullmatch(r"-?\d{1,20}|@[A-Za-z0-9_]{4,40}", chat_id):
+        raise Conflict(N_("群聊 ID 应为数字（群组以 - 开头）或 @用户名：{id}"), id=chat_id)
+    return bind_chat(
+        session,
+        None,
+        platform=platform,
+        chat_id=chat_id,
+        area=find_area(session, area),
+        title=title,
+    )
+
+
+def list_chats(session: Session) -> list[ChatGroup]:
+    return list(session.scalars(select(ChatGroup).order_by(ChatGroup.active.desc(), ChatGroup.id)))
+
+
+# --- Chat accounts (operators) -------------------------------------------------------------------
+
+
+def link_account(
+    session: Session,
+    code: str,
+    *,
+    platform: str,
+    external_id: str | int,
+    now: datetime | None = None,
+) -> User:
+    """``/link CODE`` in a private chat: this chat account acts as the code's user from now on."""
+    row = consume_code(session, code, PURPOSE_OPERATOR, f"{platform}:{external_id}", now=now)
+    user = session.get(User, row.user_id) if row.user_id is not None else None
+    if user is None or not user.active:
+        raise InvalidCode(N_("绑定码无效、已使用或已过期，请向管理员重新申请"))
+    account = session.scalar(
+        select(ChatAccount).where(
+            ChatAccount.platform == platform, ChatAccount.external_id == str(external_id)
+        )
+    )
+    if account is None:
+        session.add(ChatAccount(user=user, platform=platform, external_id=str(external_id)))
+    else:
+        account.user = user
+    session.flush()
+    audit.record(session, None, "chat.link", user, platform=platform, external_id=str(external_id))
+    return user
+
+
+def account_user(session: Session, platform: str, external_id: str | int) -> User | None:
+    """The active CMS user linked to a chat account, if any."""
+    user = session.scalar(
+        select(User)
+        .join(ChatAccount, ChatAccount.user_id == User.id)
+        .where(ChatAccount.platform == platform, ChatAccount.external_id == str(external_id))
+    )
+    return user if user is not None and user.active else None
+
+
+# --- What a chat may ask for ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ChatNotice:
+    """A notice as a chat shows it: the approved revision and its voice note, if rendered."""
+
+    revision: Revision
+    voice_path: str | None
+    voice_duration: float | None
+
+
+def _voice(session: Session, revision: Revision) -> tuple[str | None, float | None]:
+    clip = session.scalar(
+        select(Clip).where(
+            Clip.revision_id == revision.id,
+            Clip.profile == ClipProfile.VOICE,
+            Clip.state == JobState.DONE,
+        )
+    )
+    if clip is None or not clip.path:
+        return None, None
+    return clip.path, clip.duration
+
+
+def notices_for_chat(session: Session, chat: ChatGroup, day: date) -> list[ChatNotice]:
+    """The notices that reach the chat's area on ``day`` and go to chats (urgent first)."""
+    notices = []
+    for ann in going_out_on(session, day):
+        rev = ann.approved_revision
+        if rev is not None and rev.to_chats and reaches(rev, chat.area):
+            notices.append(ChatNotice(rev, *_voice(session, rev)))
+    return notices
+
+
+def latest_notice_for_chat(session: Session, chat: ChatGroup, day: date) -> ChatNotice | None:
+    """The most recently approved notice for the chat's area that has started by ``day``."""
+    stmt = (
+        select(Announcement)
+        .join(Revision, Revision.id == Announcement.approved_revision_id)
+        .where(live_filter(), Revision.to_chats, Revision.start_date <= day)
+        .order_by(Announcement.reviewed_at.desc(), Announcement.id.desc())
+    )
+    for ann in session.scalars(stmt):
+        rev = ann.approved_revision
+        if rev is not None and reaches(rev, chat.area):
+            return ChatNotice(rev, *_voice(session, rev))
+    return None
+
+
+def programs_for_operator(session: Session, user: User, day: date) -> list[Program]:
+    """Built programs of ``day`` for the outlets ``user`` operates, in slot order."""
+    stmt = (
+        select(Program)
+        .join(outlet_operator, outlet_operator.c.outlet_id == Program.outlet_id)
+        .where(
+            outlet_operator.c.user_id == user.id,
+            Program.day == day,
+            Program.state == JobState.DONE,
+            Program.path.is_not(None),
+        )
+    )
+    return sorted(session.scalars(stmt), key=lambda p: (p.slot.at, p.outlet_id))
+
+
+def confirm_program(
+    session: Session,
+    user: User,
+    program_id: int,
+    *,
+    via: str,
+    now: datetime | None = None,
+    tz: object = UTC,
+) -> tuple[Receipt, bool]:
+    """Record that ``user`` played a program; once per program, however often asked.
+
+    A confirmation after the program's day (in the township's zone ``tz``) is marked late.
+
+    Returns:
+        The receipt and whether this call created it.
+
+    Raises:
+        NotFound: no such program.
+        PermissionDenied: ``user`` does not operate the program's outlet.
+    """
+    now = now or utcnow()
+    program = session.get(Program, program_id)
+    if program is None:
+        raise NotFound(N_("节目 {id} 不存在"), id=program_id)
+    if user not in program.outlet.operators:
+        raise PermissionDenied(N_("您不是“{outlet}”的广播员"), outlet=program.outlet.name)
+    existing = session.scalar(select(Receipt).where(Receipt.program_id == program.id))
+    if existing is not None:
+        return existing, False
+    receipt = Receipt(
+        program=program,
+        user=user,
+        via=via,
+        confirmed_at=now,
+        late=now.astimezone(tz).date() > program.day,  # type: ignore[arg-type]
+    )
+    try:
+        with session.begin_nested():
+            session.add(receipt)
+    except IntegrityError:
+        # Another press won the race between our check and our insert.
+        existing = session.scalar(select(Receipt).where(Receipt.program_id == program.id))
+        assert existing is not None
+        return existing, False
+    audit.record(session, user, "program.confirm", program, via=via, late=receipt.late)
+    return receipt, True
