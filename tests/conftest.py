@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import itertools
+import shutil
 from collections.abc import Callable, Iterator
 from datetime import date, timedelta
 from pathlib import Path
@@ -29,12 +31,35 @@ def settings(tmp_path: Path) -> Settings:
     )
 
 
-@pytest.fixture
-def engine(settings: Settings) -> Iterator[Engine]:
-    engine = make_engine(settings.database_url)
+@pytest.fixture(scope="session")
+def migrated_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A database migrated to head once per run; each test gets a copy (migrating is slow)."""
+    path = tmp_path_factory.mktemp("template") / "dalaba.db"
+    engine = make_engine(f"sqlite:///{path}")
     upgrade(engine)
+    with engine.connect() as conn:
+        conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+    engine.dispose()
+    return path
+
+
+@pytest.fixture
+def engine(settings: Settings, migrated_db: Path) -> Iterator[Engine]:
+    target = Path(settings.database_url.removeprefix("sqlite:///"))
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(migrated_db, target)
+    engine = make_engine(settings.database_url)
     yield engine
     engine.dispose()
+
+
+@pytest.fixture(autouse=True)
+def _fast_password_hashing(monkeypatch: pytest.MonkeyPatch) -> None:
+    """scrypt's deliberate slowness is for attackers, not for the test suite."""
+    from werkzeug import security
+
+    fast = functools.partial(security.generate_password_hash, method="pbkdf2:sha256:1000")
+    monkeypatch.setattr(users, "generate_password_hash", fast)
 
 
 @pytest.fixture

@@ -32,7 +32,7 @@ class Message:
 class DomainError(Exception):
     """Base of every error the services raise on purpose."""
 
-    def __init__(self, msgid: str, **params: Any) -> None:
+    def __init__(self, msgid: str, /, **params: Any) -> None:
         self.message = Message(msgid, params)
         super().__init__(str(self.message))
 
@@ -70,8 +70,8 @@ class Errors:
     def __init__(self) -> None:
         self.items: dict[str, Message] = {}
 
-    def add(self, name: str, msgid: str, **params: Any) -> None:
-        self.items.setdefault(name, Message(msgid, params))
+    def add(self, field_name: str, msgid: str, /, **params: Any) -> None:
+        self.items.setdefault(field_name, Message(msgid, params))
 
     def __contains__(self, name: str) -> bool:
         return name in self.items
