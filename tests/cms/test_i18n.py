@@ -1,0 +1,349 @@
+"""The English interface: every msgid translated, no Chinese left on English pages, zh_CN default."""
+
+from __future__ import annotations
+
+import json
+import re
+import string
+from collections.abc import Iterator
+from html.parser import HTMLParser
+from pathlib import Path
+from typing import Any
+
+import pytest
+from babel.messages.catalog import Catalog
+from babel.messages.extract import DEFAULT_KEYWORDS, extract_from_dir
+from babel.messages.frontend import parse_mapping_cfg
+from babel.messages.pofile import read_po
+from sqlalchemy import JSON, String, Text, select
+from sqlalchemy.orm import Session
+
+from cms.models import Announcement, Base, Outlet, Role, User
+from cms.web.i18n import LANGUAGES
+from tests.conftest import login
+
+ROOT = Path(__file__).resolve().parents[2]
+PO = ROOT / "cms" / "translations" / "en" / "LC_MESSAGES" / "messages.po"
+# The same keywords as the extraction command in the catalogue's header.
+KEYWORDS = {**DEFAULT_KEYWORDS, "N_": None, "lazy_gettext": None, "Voice": (2,)}
+
+# CJK ideographs and CJK/full-width punctuation; U+3000 (ideographic space) indents tree menus.
+CJK = re.compile(r"[\u3001-\u303f\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uff01-\uffef]")
+# Each language button names its language in that language.
+LANGUAGE_NAMES = set(LANGUAGES.values())
+BINARY_SUFFIXES = (
+    ".mp3",
+    ".ogg",
+    ".m3u",
+    ".m3u8",
+    ".zip",
+    ".xml",
+    ".rss",
+    ".json",
+    ".xlsx",
+    ".csv",
+)
+
+
+def extract_msgids() -> dict[str, list[str]]:
+    """Every msgid in cms/ (and the voice labels), with where it occurs, via babel.cfg."""
+    with (ROOT / "babel.cfg").open() as f:
+        method_map, options_map = parse_mapping_cfg(f, str(ROOT / "babel.cfg"))
+    found: dict[str, list[str]] = {}
+    for filename, lineno, message, _comments, _context in extract_from_dir(
+        str(ROOT), method_map, options_map, keywords=KEYWORDS, strip_comment_tags=True
+    ):
+        msgid = message[0] if isinstance(message, tuple) else message
+        if msgid:
+            found.setdefault(msgid, []).append(f"{filename}:{lineno}")
+    return found
+
+
+def load_catalogue() -> Catalog:
+    with PO.open("rb") as f:
+        return read_po(f, locale="en")
+
+
+def placeholders(text: str) -> set[str]:
+    return {name for _lit, name, _spec, _conv in string.Formatter().parse(text) if name is not None}
+
+
+@pytest.fixture(scope="module")
+def msgids() -> dict[str, list[str]]:
+    found = extract_msgids()
+    assert len(found) > 100, "extraction found suspiciously few msgids; is babel.cfg right?"
+    return found
+
+
+def test_every_msgid_has_an_english_translation(msgids: dict[str, list[str]]) -> None:
+    catalogue = load_catalogue()
+    assert not catalogue.fuzzy, "the catalogue header is marked fuzzy: none of it would be used"
+    missing = []
+    for msgid, where in sorted(msgids.items()):
+        message = catalogue.get(msgid)
+        if message is None or not message.string or message.fuzzy:
+            missing.append(f"{msgid!r} ({where[0]})")
+    assert not missing, (
+        f"{len(missing)} msgid(s) have no English translation in {PO.relative_to(ROOT)}:\n"
+        + "\n".join(missing)
+    )
+
+
+def test_translations_keep_placeholders_and_contain_no_chinese(
+    msgids: dict[str, list[str]],
+) -> None:
+    catalogue = load_catalogue()
+    bad = []
+    for message in catalogue:
+        if not message.id or not message.string or message.id not in msgids:
+            continue
+        if placeholders(message.id) != placeholders(message.string):
+            bad.append(
+                f"{message.id!r} → {message.string!r}: placeholders "
+                f"{sorted(placeholders(message.id))} ≠ {sorted(placeholders(message.string))}"
+            )
+        if "%" in message.string and "%" not in message.id:
+            # Jinja's gettext always applies %-formatting: a lone % breaks the page.
+            bad.append(f"{message.id!r} → {message.string!r}: a % the source does not have")
+        if CJK.search(message.string):
+            bad.append(f"{message.id!r} → {message.string!r}: Chinese left in the translation")
+    assert not bad, "\n".join(bad)
+
+
+# --- Rendered pages ------------------------------------------------------------------------
+
+
+class VisibleText(HTMLParser):
+    """Collects what a user can read: text nodes and the attributes browsers display."""
+
+    SHOWN_ATTRIBUTES = {"placeholder", "title", "alt", "aria-label", "data-label", "data-confirm"}
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.parts: list[str] = []
+        self._skip = 0
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag in {"script", "style"}:
+            self._skip += 1
+        values = dict(attrs)
+        for name, value in attrs:
+            if value and name in self.SHOWN_ATTRIBUTES:
+                self.parts.append(value)
+        if tag == "input" and values.get("type") in {"submit", "button"} and values.get("value"):
+            self.parts.append(values["value"] or "")
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in {"script", "style"} and self._skip:
+            self._skip -= 1
+
+    def handle_data(self, data: str) -> None:
+        if not self._skip and data.strip():
+            self.parts.append(data.strip())
+
+
+def visible_text(html: str) -> list[str]:
+    parser = VisibleText()
+    parser.feed(html)
+    return parser.parts
+
+
+def _strings_in(value: Any) -> Iterator[str]:
+    if isinstance(value, str):
+        yield value
+        try:
+            decoded = json.loads(value)
+        except ValueError:
+            return
+        if not isinstance(decoded, str):
+            yield from _strings_in(decoded)
+    elif isinstance(value, dict):
+        for v in value.values():
+            yield from _strings_in(v)
+    elif isinstance(value, list | tuple):
+        for v in value:
+            yield from _strings_in(v)
+
+
+def user_data(session: Session) -> list[str]:
+    """Every text stored in the database (names, titles, bodies, audit details), longest first."""
+    found: set[str] = set()
+    for table in Base.metadata.sorted_tables:
+        for column in table.columns:
+            if isinstance(column.type, String | Text | JSON):
+                for value in session.execute(select(column).distinct()).scalars():
+                    for text in _strings_in(value):
+                        found.update(line.strip() for line in text.splitlines() if line.strip())
+    return sorted(found, key=len, reverse=True)
+
+
+def chinese_left(html: str, data: list[str]) -> list[str]:
+    """Visible strings that still hold Chinese once user data and language names are removed."""
+    left = []
+    for part in visible_text(html):
+        rest = part
+        for text in data:
+            if text in rest:
+                rest = rest.replace(text, " ")
+        for name in LANGUAGE_NAMES:
+            rest = rest.replace(name, " ")
+        if CJK.search(rest):
+            left.append(part)
+    return left
+
+
+@pytest.fixture
+def demo(session: Session, settings) -> Session:  # type: ignore[no-untyped-def]
+    """The demo township: realistic data on every page."""
+    from cms.demo import seed
+
+    seed(session, settings)
+    session.commit()
+    return session
+
+
+def demo_user(session: Session, username: str) -> User:
+    user = session.scalar(select(User).where(User.username == username))
+    assert user is not None
+    return user
+
+
+def set_english(client) -> None:  # type: ignore[no-untyped-def]
+    response = client.post("/lang", data={"lang": "en", "next": "/login"})
+    assert response.status_code == 302
+
+
+def pages_to_check(app, session: Session) -> list[tuple[str, str]]:  # type: ignore[no-untyped-def]
+    """(path, username) for every HTML GET page, signed in as someone the route admits."""
+    announcements = list(session.scalars(select(Announcement).order_by(Announcement.id)))
+    args = {
+        "announcement_id": [a.id for a in announcements],
+        "outlet_id": [session.scalar(select(Outlet.id).limit(1))],
+    }
+    by_role = {Role.ADMIN: "admin", Role.EDITOR: "wangli", Role.REVIEWER: "lishuji"}
+    by_role[Role.OPERATOR] = "shiqiao"
+    pages: list[tuple[str, str]] = []
+    with app.test_request_context():
+        from flask import url_for
+
+        for rule in app.url_map.iter_rules():
+            if (
+                "GET" not in (rule.methods or ())
+                or rule.endpoint == "static"
+                or rule.rule.startswith("/api/")
+                or rule.rule.endswith(BINARY_SUFFIXES)
+                or any(arg not in args for arg in rule.arguments)
+            ):
+                continue
+            allowed = getattr(app.view_functions[rule.endpoint], "_dalaba_rule", None)
+            if allowed == "public" or allowed is None:
+                username = "admin"
+            else:
+                role = Role.ADMIN if Role.ADMIN in allowed else sorted(allowed)[0]
+                username = by_role[role]
+            if "announcement_id" in rule.arguments:
+                # Announcements in every state: each page shows different buttons and notes.
+                for ann_id in args["announcement_id"]:
+                    pages.append((url_for(rule.endpoint, announcement_id=ann_id), username))
+            else:
+                values = {arg: args[arg][0] for arg in rule.arguments}
+                pages.append((url_for(rule.endpoint, **values), username))
+    return sorted(set(pages))
+
+
+def test_chinese_is_the_default_language(client, demo: Session) -> None:  # type: ignore[no-untyped-def]
+    html = client.get("/login").get_data(as_text=True)
+    assert '<html lang="zh-CN">' in html
+    assert "用户名" in html and "密码" in html
+    assert 'data-testid="lang-en"' in html
+
+    user = demo_user(demo, "wangli")
+    assert user.locale is None
+    client.post("/login", data={"username": "wangli", "password": "dalaba-demo"})
+    html = client.get("/").get_data(as_text=True)
+    assert '<html lang="zh-CN">' in html and "今日播出" in html
+
+
+def test_login_page_in_english_has_no_chinese(client, demo: Session) -> None:  # type: ignore[no-untyped-def]
+    set_english(client)
+    html = client.get("/login").get_data(as_text=True)
+    assert '<html lang="en">' in html
+    assert "Username" in html and "Password" in html and "Log in" in html
+    assert chinese_left(html, user_data(demo)) == []
+
+    response = client.post("/login", data={"username": "wangli", "password": "wrong"})
+    html = response.get_data(as_text=True)
+    assert response.status_code == 401 and "Wrong username or password" in html
+    assert chinese_left(html, user_data(demo)) == []
+
+
+def test_every_page_in_english_has_no_chinese_but_user_data(app, demo: Session) -> None:  # type: ignore[no-untyped-def]
+    data = user_data(demo)
+    pages = pages_to_check(app, demo)
+    assert any(path == "/" for path, _user in pages)
+    problems: dict[str, list[str]] = {}
+    clients: dict[str, Any] = {}
+    for path, username in pages:
+        if username not in clients:
+            client = clients[username] = app.test_client()
+            login(client, demo_user(demo, username), "dalaba-demo")
+            set_english(client)
+        response = clients[username].get(path)
+        if response.status_code != 200 or response.mimetype != "text/html":
+            continue
+        html = response.get_data(as_text=True)
+        assert '<html lang="en">' in html, path
+        left = chinese_left(html, data)
+        if left:
+            problems[f"{path} (as {username})"] = left
+    assert not problems, "Chinese left on English pages:\n" + "\n".join(
+        f"{page}: {left}" for page, left in problems.items()
+    )
+
+
+def test_form_errors_in_english(client, demo: Session) -> None:  # type: ignore[no-untyped-def]
+    login(client, demo_user(demo, "wangli"), "dalaba-demo")
+    set_english(client)
+    response = client.post(
+        "/announcements/new",
+        data={
+            "title": "测试标题",
+            "body": "测试正文",
+            "start_date": "2030-01-10",
+            "end_date": "2030-01-01",
+            "action": "save",
+        },
+    )
+    html = response.get_data(as_text=True)
+    assert "The end date cannot be before the start date" in html
+    assert "测试标题" in html
+    assert chinese_left(html, [*user_data(demo), "测试标题", "测试正文"]) == []
+
+
+def test_language_choice_persists_for_the_user(app, client, demo: Session) -> None:  # type: ignore[no-untyped-def]
+    user = demo_user(demo, "wangli")
+    login(client, user, "dalaba-demo")
+    response = client.post("/lang", data={"lang": "en", "next": "/announcements/"})
+    assert response.status_code == 302 and response.headers["Location"].endswith("/announcements/")
+    demo.rollback()  # end the snapshot: the app wrote through its own session
+    assert demo_user(demo, "wangli").locale == "en"
+
+    # A fresh browser (no cookie) gets English after logging in.
+    other = app.test_client()
+    assert '<html lang="zh-CN">' in other.get("/login").get_data(as_text=True)
+    login(other, user, "dalaba-demo")
+    html = other.get("/").get_data(as_text=True)
+    assert '<html lang="en">' in html and "On air today" in html
+
+    # Switching back is remembered too.
+    other.post("/lang", data={"lang": "zh_CN"})
+    demo.rollback()  # end the snapshot: the app wrote through its own session
+    assert demo_user(demo, "wangli").locale == "zh_CN"
+    third = app.test_client()
+    login(third, user, "dalaba-demo")
+    assert '<html lang="zh-CN">' in third.get("/").get_data(as_text=True)
+
+
+def test_unknown_language_is_ignored(client, demo: Session) -> None:  # type: ignore[no-untyped-def]
+    client.post("/lang", data={"lang": "xx"})
+    assert '<html lang="zh-CN">' in client.get("/login").get_data(as_text=True)
