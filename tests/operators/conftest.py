@@ -1,0 +1,183 @@
+"""Fixtures for the operators' links: outlets with slots, real MP3 programs on disk, tokens."""
+
+from __future__ import annotations
+
+import itertools
+import subprocess
+from collections.abc import Callable
+from datetime import UTC, date, datetime, time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from imageio_ffmpeg import get_ffmpeg_exe
+from sqlalchemy.orm import Session
+
+from cms.models import Area, JobState, Outlet, OutletKind, Program, Slot
+from cms.services import operators as svc
+from cms.settings import Settings
+
+_names = itertools.count(1)
+
+
+def encode_tone(out: Path, seconds: float, frequency: int) -> Path:
+    """A sine tone in the house format: MPEG-1 Layer III, 44.1 kHz mono, 64 kbit/s CBR."""
+    subprocess.run(
+        [
+            get_ffmpeg_exe(), "-nostdin", "-loglevel", "error", "-y",
+            "-f", "lavfi", "-i", f"sine=frequency={frequency}:duration={seconds}",
+            "-ac", "1", "-ar", "44100", "-c:a", "libmp3lame", "-b:a", "64k",
+            "-write_xing", "0", "-id3v2_version", "0", str(out),
+        ],
+        check=True,
+    )  # fmt: skip
+    return out
+
+
+@pytest.fixture(scope="session")
+def tones(tmp_path_factory: pytest.TempPathFactory) -> Callable[[float, int], bytes]:
+    """Encoded tones, cached for the session (ffmpeg takes a moment per file)."""
+    folder = tmp_path_factory.mktemp("tones")
+    cache: dict[tuple[float, int], bytes] = {}
+
+    def tone(seconds: float = 2.0, frequency: int = 440) -> bytes:
+        key = (seconds, frequency)
+        if key not in cache:
+            cache[key] = encode_tone(
+                folder / f"{seconds}-{frequency}.mp3", seconds, frequency
+            ).read_bytes()
+        return cache[key]
+
+    return tone
+
+
+@pytest.fixture
+def make_outlet(session: Session, grid: dict[str, Area]) -> Callable[..., Outlet]:
+    def make(
+        area: Area | None = None,
+        slots: tuple[time, ...] = (time(7, 30), time(19, 0)),
+        kind: OutletKind = OutletKind.LOUDSPEAKER,
+        minutes: int = 10,
+        **kw: Any,
+    ) -> Outlet:
+        outlet = Outlet(
+            name=kw.pop("name", f"石桥村大喇叭{next(_names)}"),
+            kind=kind,
+            area_id=(area or grid["g1"]).id,
+            **kw,
+        )
+        outlet.slots = [Slot(at=at, minutes=minutes) for at in slots]
+        session.add(outlet)
+        session.commit()
+        return outlet
+
+    return make
+
+
+@pytest.fixture
+def make_program(
+    session: Session, settings: Settings, tones: Callable[[float, int], bytes]
+) -> Callable[..., Program]:
+    """A built program with a real MP3 under the data folder (written as the scheduler does)."""
+
+    def make(
+        outlet: Outlet,
+        day: date,
+        slot: int = 0,
+        seconds: float = 2.0,
+        frequency: int = 440,
+        state: JobState = JobState.DONE,
+        titles: tuple[str, ...] = ("垃圾分类从我做起",),
+    ) -> Program:
+        the_slot = outlet.slots[slot]
+        path = (
+            settings.data_dir / "programs" / day.isoformat() / f"{outlet.id}-{the_slot.at:%H%M}.mp3"
+        )
+        data = tones(seconds, frequency)
+        if state is JobState.DONE:
+            write_program(path, data)
+        program = Program(
+            outlet_id=outlet.id,
+            day=day,
+            slot_id=the_slot.id,
+            state=state,
+            path=str(path) if state is JobState.DONE else None,
+            duration=seconds,
+            manifest={"announcements": [{"title": t} for t in titles]},
+            built_at=datetime.now(UTC),
+        )
+        session.add(program)
+        session.commit()
+        return program
+
+    return make
+
+
+def write_program(path: Path, data: bytes) -> None:
+    """Write atomically, as the scheduler does: a temporary file, then os.replace."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{next(_names)}.tmp")
+    tmp.write_bytes(data)
+    tmp.replace(path)
+
+
+@pytest.fixture
+def link(session: Session) -> Callable[[Outlet], str]:
+    """Issue a link token for an outlet and return the page's path."""
+
+    def make(outlet: Outlet) -> str:
+        token = svc.issue_outlet_token(session, None, outlet)
+        session.commit()
+        return f"/o/{token}"
+
+    return make
+
+
+@pytest.fixture
+def ffmpeg_decodes() -> Callable[[bytes, Path], bool]:
+    """Whether ffmpeg decodes the bytes as MP3 without errors."""
+
+    def check(data: bytes, folder: Path) -> bool:
+        path = folder / f"check-{next(_names)}.mp3"
+        path.write_bytes(data)
+        done = subprocess.run(
+            [get_ffmpeg_exe(), "-nostdin", "-v", "error", "-i", str(path), "-f", "null", "-"],
+            capture_output=True,
+            text=True,
+        )
+        return done.returncode == 0 and not done.stderr.strip()
+
+    return check
+
+
+class Clock:
+    """The views' clock, moved by tests instead of sleeping."""
+
+    def __init__(self, tz: Any, now: datetime) -> None:
+        self.tz = tz
+        self.now = now
+
+    def set(self, day: date, hh: int, mm: int = 0) -> datetime:
+        self.now = datetime.combine(day, time(hh, mm), tzinfo=self.tz).astimezone(UTC)
+        return self.now
+
+    @property
+    def today(self) -> date:
+        return self.now.astimezone(self.tz).date()
+
+
+@pytest.fixture
+def clock(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Clock:
+    """Noon today in the configured zone: the 07:30 slot has played, the 19:00 one has not."""
+    import cms.web.operators as views
+
+    local_today = datetime.now(settings.tz).date()
+    clock = Clock(settings.tz, datetime.now(UTC))
+    clock.set(local_today, 12)
+    monkeypatch.setattr(views, "_now", lambda: clock.now)
+    return clock
+
+
+@pytest.fixture
+def day(clock: Clock) -> date:
+    return clock.today
