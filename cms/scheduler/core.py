@@ -1,0 +1,253 @@
+"""The scheduler's work, one pass at a time; APScheduler (see :mod:`runner`) only calls it.
+
+Every pass is level-triggered: it compares the database with what should be and queues
+the difference (clips to render, programs to rebuild, posts to send), then works through
+the queue. Nothing depends on having seen an event, so a restart after any crash simply
+resumes from the rows.
+"""
+
+from __future__ import annotations
+
+import logging
+import time as _time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import date
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from cms.models import (
+    Clip,
+    Delivery,
+    DeliveryState,
+    JobState,
+    Outlet,
+    Program,
+    Slot,
+)
+from cms.scheduler import deliveries, programs, queue, reconcile, renders
+from cms.scheduler.clock import at_local, local_day, parse_hhmm
+from cms.scheduler.context import Context
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class PassReport:
+    planned_clips: int = 0
+    planned_programs: int = 0
+    planned_deliveries: int = 0
+    cancelled_deliveries: int = 0
+    outcomes: dict[str, int] = field(default_factory=dict)
+
+    def count(self, kind: str, outcome: str) -> None:
+        key = f"{kind}.{outcome}"
+        self.outcomes[key] = self.outcomes.get(key, 0) + 1
+
+
+@dataclass
+class BuildLine:
+    outlet: str
+    slot: str
+    outcome: str
+    duration: float | None
+    overrun: bool
+    path: str | None
+
+
+class Scheduler:
+    """Plans and performs renders, program builds and deliveries for one database."""
+
+    def __init__(self, ctx: Context) -> None:
+        self.ctx = ctx
+
+    # -- planning ------------------------------------------------------------------------
+
+    def build_time_passed(self, day: date) -> bool:
+        tz = self.ctx.settings.tz
+        return self.ctx.now() >= at_local(day, parse_hhmm(self.ctx.settings.build_time), tz)
+
+    def plan(self) -> PassReport:
+        """Queue whatever differs from what should be (one transaction)."""
+        report = PassReport()
+        now, tz = self.ctx.now(), self.ctx.settings.tz
+        today = local_day(now, tz)
+
+        def work(session: Session) -> None:
+            report.planned_clips = renders.plan_clips(session, today, self.ctx.settings.tts_engine)
+            days = set(session.scalars(select(Program.day).where(Program.day >= today).distinct()))
+            if self.build_time_passed(today):
+                days.add(today)
+            for day in sorted(days):
+                plan = programs.plan_day(session, day, now, tz, create=day == today)
+                report.planned_programs += plan.queued + plan.created
+            created, cancelled = deliveries.plan_deliveries(session, today, now, tz)
+            report.planned_deliveries, report.cancelled_deliveries = created, cancelled
+
+        queue.in_txn(self.ctx.sessions, work)
+        return report
+
+    # -- work ----------------------------------------------------------------------------
+
+    def render_due(self, report: PassReport | None = None, budget_s: float = 60.0) -> int:
+        """Render ready clips until none is left or ``budget_s`` has passed."""
+        done = 0
+        deadline = _time.monotonic() + budget_s
+        tried: set[int] = set()
+        while _time.monotonic() < deadline:
+            ids = queue.in_txn(
+                self.ctx.sessions, lambda s: renders.due_clip_ids(s, self.ctx.now(), 20)
+            )
+            ids = [i for i in ids if i not in tried]
+            if not ids:
+                break
+            for clip_id in ids:
+                tried.add(clip_id)
+                outcome = renders.render_one(self.ctx, clip_id)
+                if report is not None:
+                    report.count("clip", outcome)
+                done += 1
+                if _time.monotonic() >= deadline:
+                    break
+        return done
+
+    def build_due(self, report: PassReport | None = None, partial: bool = False) -> int:
+        ids = queue.in_txn(self.ctx.sessions, lambda s: programs.due_program_ids(s, self.ctx.now()))
+        for program_id in ids:
+            outcome = programs.build_one(self.ctx, program_id, partial=partial)
+            if report is not None:
+                report.count("program", outcome)
+        return len(ids)
+
+    def dispatch_due(self, report: PassReport | None = None) -> int:
+        ids = queue.in_txn(
+            self.ctx.sessions, lambda s: deliveries.due_delivery_ids(s, self.ctx.now())
+        )
+        for delivery_id in ids:
+            outcome = deliveries.send_one(self.ctx, delivery_id)
+            if report is not None:
+                report.count("delivery", outcome)
+        return len(ids)
+
+    def reconcile(self, day: date | None = None) -> reconcile.Gaps:
+        now, tz = self.ctx.now(), self.ctx.settings.tz
+        target = day or local_day(now, tz)
+        return queue.in_txn(
+            self.ctx.sessions, lambda s: reconcile.reconcile_day(s, target, now, tz)
+        )
+
+    def run_once(self) -> PassReport:
+        """One full pass: plan, render, plan again (new clips change programs), build, send."""
+        report = self.plan()
+        self.render_due(report)
+        again = self.plan()
+        report.planned_programs += again.planned_programs
+        self.build_due(report)
+        self.dispatch_due(report)
+        return report
+
+    def release_orphans(self) -> int:
+        """On taking the lease: hand back work claimed by scheduler processes that died."""
+
+        def work(session: Session) -> int:
+            n = 0
+            for model, running, ready in (
+                (Clip, JobState.RUNNING, JobState.PENDING),
+                (Program, JobState.RUNNING, JobState.PENDING),
+                (Delivery, DeliveryState.SENDING, DeliveryState.PENDING),
+            ):
+                n += queue.release_orphans(
+                    session, model, running=running, ready=ready, worker=self.ctx.worker
+                )
+            return n
+
+        count = queue.in_txn(self.ctx.sessions, work)
+        if count:
+            log.info("resumed %d unfinished job(s) left by an earlier process", count)
+        return count
+
+    # -- the build-day command -----------------------------------------------------------
+
+    def build_day(
+        self, day: date, progress: Callable[[str], None] | None = None
+    ) -> list[BuildLine]:
+        """Build (or bring up to date) every outlet's programs for ``day``, synchronously."""
+        now, tz = self.ctx.now(), self.ctx.settings.tz
+
+        def plan(session: Session) -> list[int]:
+            renders.plan_clips(session, local_day(now, tz), self.ctx.settings.tts_engine)
+            renders.plan_clips(session, day, self.ctx.settings.tts_engine)
+            programs.plan_day(session, day, now, tz, create=True, explicit=True)
+            return list(
+                session.scalars(
+                    select(Program.id)
+                    .join(Slot, Slot.id == Program.slot_id)
+                    .join(Outlet, Outlet.id == Program.outlet_id)
+                    .where(Program.day == day, Outlet.active)
+                    .order_by(Outlet.id, Slot.at)
+                )
+            )
+
+        ids = queue.in_txn(self.ctx.sessions, plan)
+        self.render_due(budget_s=3600)
+        lines: list[BuildLine] = []
+        for program_id in ids:
+            # Make sure this program is looked at even if it was built already: an
+            # unchanged one is a quick no-op in the audio library.
+            queue.in_txn(self.ctx.sessions, lambda s, i=program_id: _requeue(s, i))
+            outcome = programs.build_one(self.ctx, program_id, partial=True)
+            line = queue.in_txn(
+                self.ctx.sessions, lambda s, i=program_id, o=outcome: _line(s, i, o)
+            )
+            lines.append(line)
+            if progress is not None:
+                progress(f"{line.outlet} {line.slot}")
+        return lines
+
+    # -- status --------------------------------------------------------------------------
+
+    def queue_lengths(self) -> dict[str, dict[str, int]]:
+        return queue.in_txn(self.ctx.sessions, queue_lengths)
+
+
+def _requeue(session: Session, program_id: int) -> None:
+    program = session.get(Program, program_id)
+    if program is not None and program.state in (
+        JobState.DONE,
+        JobState.FAILED,
+        JobState.CANCELLED,
+    ):
+        queue.transition(
+            session,
+            Program,
+            program_id,
+            program.state,
+            JobState.PENDING,
+            next_attempt_at=None,
+            attempts=0,
+        )
+    elif program is not None and program.state is JobState.PENDING:
+        program.next_attempt_at = None
+
+
+def _line(session: Session, program_id: int, outcome: str) -> BuildLine:
+    program = session.get(Program, program_id)
+    assert program is not None
+    return BuildLine(
+        outlet=program.outlet.name,
+        slot=program.slot.label,
+        outcome=outcome,
+        duration=program.duration,
+        overrun=program.overrun,
+        path=program.path,
+    )
+
+
+def queue_lengths(session: Session) -> dict[str, dict[str, int]]:
+    """Rows per state for clips, programs and deliveries."""
+    out: dict[str, dict[str, int]] = {}
+    for name, model in (("clips", Clip), ("programs", Program), ("deliveries", Delivery)):
+        rows = session.execute(select(model.state, func.count()).group_by(model.state)).all()
+        out[name] = {state.value: count for state, count in rows}
+    return out

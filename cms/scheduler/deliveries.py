@@ -1,0 +1,352 @@
+"""Chat deliveries: one row per (approved revision, chat group), sent through a channel.
+
+States ``pending → sending → sent | failed | uncertain`` (and ``cancelled``), each change
+one ``UPDATE … WHERE state = old``, made only after the channel has answered.
+
+Duplicate policy. Chat platforms have no idempotency key. The message ids of every part
+(text, voice note) are stored the moment the channel reports it (``progress``), so a
+restart resumes after the parts already recorded. A part can therefore be posted twice
+only if the process dies after the platform accepted it and before its id was committed:
+one request's round trip plus one small UPDATE. A lost answer (``OutcomeUnknown``) marks
+the delivery ``uncertain``: officers see it and decide; it is never retried by itself.
+The local outbox channel is idempotent (its rows are keyed by delivery), so deliveries
+through it are exactly once.
+
+Channel choice: a chat's platform channel if registered, else the local outbox (see
+:mod:`cms.scheduler.outbox`).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from pathlib import Path
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from cms.channels import (
+    ChatChannel,
+    ChatUnavailable,
+    Notice,
+    OutcomeUnknown,
+    SendResult,
+    TemporaryFailure,
+)
+from cms.models import (
+    Announcement,
+    ChatGroup,
+    Clip,
+    ClipProfile,
+    Delivery,
+    DeliveryState,
+    JobState,
+    Revision,
+)
+from cms.scheduler import queue
+from cms.scheduler.clock import at_local
+from cms.scheduler.context import Context
+from cms.scheduler.outbox import PLATFORM as OUTBOX
+from cms.services.announcements import live_filter, reaches
+
+log = logging.getLogger(__name__)
+
+SEND_HOLD = timedelta(minutes=15)
+VOICE_WAIT = timedelta(minutes=10)
+"""How long a due delivery waits for its voice note to render before going out as text."""
+
+
+def due_time(rev: Revision, now: datetime, tz) -> datetime:  # type: ignore[no-untyped-def]
+    """The post time on the first day of the campaign (already past: it goes out at once)."""
+    assert rev.chat_post_time is not None
+    return at_local(rev.start_date, rev.chat_post_time, tz)
+
+
+def plan_deliveries(session: Session, today: date, now: datetime, tz) -> tuple[int, int]:  # type: ignore[no-untyped-def]
+    """Create missing delivery rows and cancel those that no longer apply; returns both counts."""
+    live = list(
+        session.scalars(
+            select(Revision)
+            .join(Announcement, Announcement.approved_revision_id == Revision.id)
+            .where(
+                live_filter(),
+                Revision.to_chats,
+                Revision.chat_post_time.is_not(None),
+                Revision.end_date >= today,
+            )
+        )
+    )
+    chats = list(session.scalars(select(ChatGroup).where(ChatGroup.active)))
+    created = 0
+    for rev in live:
+        have = set(
+            session.scalars(select(Delivery.chat_group_id).where(Delivery.revision_id == rev.id))
+        )
+        for chat in chats:
+            if chat.id in have or not reaches(rev, chat.area):
+                continue
+            session.add(
+                Delivery(revision_id=rev.id, chat_group_id=chat.id, due_at=due_time(rev, now, tz))
+            )
+            created += 1
+    session.flush()
+    cancelled = cancel_stale(session)
+    return created, cancelled
+
+
+def cancel_stale(session: Session) -> int:
+    """Pending deliveries of withdrawn or superseded revisions, or of chats switched off."""
+    live_ids = select(Announcement.approved_revision_id).where(live_filter())
+    count = 0
+    stale = session.scalars(
+        select(Delivery).where(
+            Delivery.state == DeliveryState.PENDING, Delivery.revision_id.not_in(live_ids)
+        )
+    ).all()
+    for delivery in stale:
+        ann = delivery.revision.announcement
+        reason = "公告已撤回" if ann.withdrawn_at else "已被新版本取代"
+        count += queue.transition(
+            session,
+            Delivery,
+            delivery.id,
+            DeliveryState.PENDING,
+            DeliveryState.CANCELLED,
+            last_error=reason,
+        )
+    off = select(ChatGroup.id).where(ChatGroup.active.is_(False))
+    result = session.execute(
+        update(Delivery)
+        .where(Delivery.state == DeliveryState.PENDING, Delivery.chat_group_id.in_(off))
+        .values(state=DeliveryState.CANCELLED, last_error="群聊已停用")
+        .execution_options(synchronize_session=False)
+    )
+    return count + result.rowcount
+
+
+def retry(session: Session, delivery_id: int) -> bool:
+    """The retry button for a failed (or, after checking the chat, uncertain) delivery."""
+    for old in (DeliveryState.FAILED, DeliveryState.UNCERTAIN):
+        if queue.transition(
+            session,
+            Delivery,
+            delivery_id,
+            old,
+            DeliveryState.PENDING,
+            attempts=0,
+            next_attempt_at=None,
+            last_error=None,
+        ):
+            return True
+    return False
+
+
+def due_delivery_ids(session: Session, now: datetime, limit: int = 500) -> list[int]:
+    stmt = (
+        select(Delivery.id)
+        .join(ChatGroup, ChatGroup.id == Delivery.chat_group_id)
+        .where(
+            queue.claimable(Delivery, DeliveryState.PENDING, now),
+            Delivery.due_at <= now,
+            ChatGroup.active,
+        )
+        .order_by(Delivery.due_at, Delivery.id)
+        .limit(limit)
+    )
+    return list(session.scalars(stmt))
+
+
+@dataclass(frozen=True)
+class _SendJob:
+    delivery_id: int
+    chat_group_id: int
+    platform: str
+    chat_id: str
+    title: str
+    text: str
+    voice_path: str | None
+    voice_duration: float | None
+    sent_ids: tuple[str, ...]
+    attempts: int
+
+
+def _voice(session: Session, revision_id: int) -> Clip | None:
+    return session.scalar(
+        select(Clip).where(Clip.revision_id == revision_id, Clip.profile == ClipProfile.VOICE)
+    )
+
+
+def _voice_pending(session: Session, delivery_id: int, now: datetime) -> bool:
+    delivery = session.get(Delivery, delivery_id)
+    if delivery is None:
+        return False
+    clip = _voice(session, delivery.revision_id)
+    waiting = clip is None or clip.state in (JobState.PENDING, JobState.RUNNING)
+    return waiting and now < delivery.due_at + VOICE_WAIT
+
+
+def _load(session: Session, delivery_id: int) -> _SendJob | None:
+    delivery = session.get(Delivery, delivery_id)
+    if delivery is None:
+        return None
+    rev, chat = delivery.revision, delivery.chat_group
+    clip = _voice(session, rev.id)
+    ready = clip is not None and clip.state is JobState.DONE and clip.path
+    return _SendJob(
+        delivery_id=delivery.id,
+        chat_group_id=chat.id,
+        platform=chat.platform,
+        chat_id=chat.chat_id,
+        title=rev.title,
+        text=rev.body,
+        voice_path=clip.path if ready else None,  # type: ignore[union-attr]
+        voice_duration=clip.duration if ready else None,  # type: ignore[union-attr]
+        sent_ids=tuple(str(i) for i in (delivery.message_ids or [])),
+        attempts=delivery.attempts,
+    )
+
+
+def channel_for(ctx: Context, platform: str) -> ChatChannel:
+    channel = ctx.registry.get(platform)
+    if channel is None:
+        channel = ctx.registry.get(OUTBOX)
+    if channel is None:
+        raise RuntimeError("no chat channel registered (the outbox channel is missing)")
+    return channel
+
+
+def send_one(ctx: Context, delivery_id: int) -> str:
+    """Claim, send and record one delivery; returns its outcome."""
+    now = ctx.now()
+    if queue.in_txn(ctx.sessions, lambda s: _voice_pending(s, delivery_id, now)):
+        return "waiting"
+    if not queue.in_txn(
+        ctx.sessions,
+        lambda s: queue.claim(
+            s,
+            Delivery,
+            delivery_id,
+            ready=DeliveryState.PENDING,
+            running=DeliveryState.SENDING,
+            worker=ctx.worker,
+            now=now,
+            hold=SEND_HOLD,
+            extra=Delivery.due_at <= now,
+        ),
+    ):
+        return "skipped"
+    job = queue.in_txn(ctx.sessions, lambda s: _load(s, delivery_id))
+    if job is None:
+        return "skipped"
+    notice = Notice(
+        delivery_id=job.delivery_id,
+        chat_id=job.chat_id,
+        title=job.title,
+        text=job.text,
+        voice_path=Path(job.voice_path) if job.voice_path else None,
+        voice_duration=job.voice_duration,
+        sent_ids=job.sent_ids,
+    )
+
+    def progress(ids: list[str]) -> None:
+        # Each accepted part is committed at once: this is what keeps the duplicate window
+        # down to one part's round trip.
+        queue.in_txn(
+            ctx.sessions,
+            lambda s: s.execute(
+                update(Delivery)
+                .where(
+                    Delivery.id == delivery_id,
+                    Delivery.state == DeliveryState.SENDING,
+                    Delivery.claimed_by == ctx.worker,
+                )
+                .values(message_ids=[str(i) for i in ids])
+                .execution_options(synchronize_session=False)
+            ),
+        )
+
+    try:
+        result = channel_for(ctx, job.platform).send(notice, progress)
+    except TemporaryFailure as exc:
+        return queue.in_txn(
+            ctx.sessions, lambda s, e=exc: _temporary(s, ctx, job, e, e.retry_after)
+        )
+    except ChatUnavailable as exc:
+        return queue.in_txn(ctx.sessions, lambda s, e=exc: _unavailable(s, ctx, job, e))
+    except OutcomeUnknown as exc:
+        return queue.in_txn(
+            ctx.sessions,
+            lambda s, e=exc: _finish(
+                s, ctx, job, DeliveryState.UNCERTAIN, last_error=queue.error_text(e)
+            ),
+        )
+    except Exception as exc:
+        log.exception("delivery %s: unexpected channel error", delivery_id)
+        return queue.in_txn(ctx.sessions, lambda s, e=exc: _temporary(s, ctx, job, e, None))
+    return queue.in_txn(ctx.sessions, lambda s: _sent(s, ctx, job, result))
+
+
+def _finish(session: Session, ctx: Context, job: _SendJob, state: DeliveryState, **values) -> str:  # type: ignore[no-untyped-def]
+    moved = queue.finish(
+        session,
+        Delivery,
+        job.delivery_id,
+        running=DeliveryState.SENDING,
+        new=state,
+        worker=ctx.worker,
+        **values,
+    )
+    return state.value if moved else "skipped"
+
+
+def _sent(session: Session, ctx: Context, job: _SendJob, result: SendResult) -> str:
+    if result.new_chat_id and result.new_chat_id != job.chat_id:
+        session.execute(
+            update(ChatGroup)
+            .where(ChatGroup.id == job.chat_group_id)
+            .values(chat_id=result.new_chat_id)
+            .execution_options(synchronize_session=False)
+        )
+        log.info("chat %s moved to %s", job.chat_id, result.new_chat_id)
+    return _finish(
+        session,
+        ctx,
+        job,
+        DeliveryState.SENT,
+        message_ids=[str(i) for i in result.message_ids],
+        sent_at=ctx.now(),
+        last_error=None,
+        next_attempt_at=None,
+    )
+
+
+def _temporary(
+    session: Session, ctx: Context, job: _SendJob, exc: BaseException, retry_after: float | None
+) -> str:
+    attempts = session.scalar(select(Delivery.attempts).where(Delivery.id == job.delivery_id))
+    attempts = attempts or job.attempts
+    if attempts >= queue.MAX_ATTEMPTS:
+        return _finish(session, ctx, job, DeliveryState.FAILED, last_error=queue.error_text(exc))
+    return _finish(
+        session,
+        ctx,
+        job,
+        DeliveryState.PENDING,
+        last_error=queue.error_text(exc),
+        next_attempt_at=ctx.now() + queue.backoff(attempts, retry_after),
+    )
+
+
+def _unavailable(session: Session, ctx: Context, job: _SendJob, exc: BaseException) -> str:
+    reason = queue.error_text(exc)[:500]
+    session.execute(
+        update(ChatGroup)
+        .where(ChatGroup.id == job.chat_group_id, ChatGroup.active)
+        .values(active=False, deactivated_reason=reason)
+        .execution_options(synchronize_session=False)
+    )
+    log.warning("chat %s deactivated: %s", job.chat_id, reason)
+    outcome = _finish(session, ctx, job, DeliveryState.FAILED, last_error=reason)
+    cancel_stale(session)
+    return outcome

@@ -1,0 +1,554 @@
+"""Programs: each outlet's audio for each slot of a day, kept in step with what goes out.
+
+At the build time (``DALABA_BUILD_TIME``, 04:00 by default) the day's program rows are
+created; from then on every tick compares each program's inputs (the announcements that
+reach the outlet, their clips and repeats) with what it was built from, and rebuilds it
+when they differ, until its slot begins. An approval, a withdrawal, a lexicon change or a
+changed slot therefore reaches every future program of the day within a tick.
+
+A program that was not built by its slot is still built within :data:`GRACE` after the
+slot began (the operator may play it late); after that it is marked missed and an alert
+is raised. A slot that begins before an urgent announcement's clip is ready raises an
+alert to the operators at once (they read it out by hand or play the next slot).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from dataclasses import dataclass, field
+from datetime import date, datetime, time, timedelta
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from cms.models import (
+    Alert,
+    Announcement,
+    Clip,
+    JobState,
+    Outlet,
+    Priority,
+    Program,
+    Slot,
+)
+from cms.scheduler import queue
+from cms.scheduler.clock import at_local
+from cms.scheduler.context import Context
+from cms.scheduler.renders import clips_ready
+from cms.services.announcements import going_out_on, reaches
+
+log = logging.getLogger(__name__)
+
+GRACE = timedelta(minutes=30)
+"""How long after its slot began a program that was not built is still built."""
+PARTIAL_MARGIN = timedelta(minutes=3)
+"""Closer than this to the slot, a program is built with the clips that are ready."""
+URGENT_LEAD = timedelta(minutes=5)
+"""An urgent announcement whose clip is not ready this close to a slot raises an alert."""
+WAIT_RETRY = timedelta(seconds=15)
+BUILD_HOLD = timedelta(minutes=10)
+HASH_VERSION = 1
+
+
+def slot_start(day: date, at: time, tz: ZoneInfo) -> datetime:
+    return at_local(day, at, tz)
+
+
+@dataclass
+class Entry:
+    """One announcement as it stands for one program."""
+
+    announcement_id: int
+    revision_id: int
+    title: str
+    repeats: int
+    urgent: bool
+    clip_id: int | None
+    clip_key: str | None
+    clip_path: str | None
+    status: str  # ready | wait | skip
+    reason: str | None = None
+
+
+@dataclass
+class Inputs:
+    entries: list[Entry] = field(default_factory=list)
+
+    @property
+    def waiting(self) -> list[Entry]:
+        return [e for e in self.entries if e.status == "wait"]
+
+    @property
+    def ready(self) -> list[Entry]:
+        return [e for e in self.entries if e.status == "ready"]
+
+    def hash(self, program_key: tuple[int, int, str]) -> str:
+        payload = {
+            "v": HASH_VERSION,
+            "program": list(program_key),
+            "entries": [
+                [e.revision_id, e.clip_key, e.status, e.repeats, e.title] for e in self.entries
+            ],
+        }
+        return hashlib.sha256(json.dumps(payload, ensure_ascii=False).encode()).hexdigest()
+
+
+def outlet_announcements(session: Session, outlet: Outlet, day: date) -> list[Announcement]:
+    """Announcements that play at ``outlet`` on ``day``, urgent first."""
+    return [
+        a
+        for a in going_out_on(session, day)
+        if a.approved_revision is not None
+        and a.approved_revision.to_loudspeaker
+        and reaches(a.approved_revision, outlet.area)
+    ]
+
+
+def inputs_for(session: Session, anns: list[Announcement]) -> Inputs:
+    revs = [a.approved_revision for a in anns if a.approved_revision is not None]
+    clips = clips_ready(session, (r.id for r in revs))
+    inputs = Inputs()
+    for rev in revs:
+        clip: Clip | None = clips.get(rev.id)
+        if clip is None or clip.state in (JobState.PENDING, JobState.RUNNING):
+            status, reason = "wait", None
+        elif clip.state is JobState.DONE and clip.path:
+            status, reason = "ready", None
+        else:
+            status, reason = "skip", (clip.last_error or clip.state.value)
+        inputs.entries.append(
+            Entry(
+                announcement_id=rev.announcement_id,
+                revision_id=rev.id,
+                title=rev.title,
+                repeats=rev.repeats,
+                urgent=rev.priority is Priority.URGENT,
+                clip_id=clip.id if clip else None,
+                clip_key=clip.cache_key if clip else None,
+                clip_path=clip.path if clip else None,
+                status=status,
+                reason=reason,
+            )
+        )
+    return inputs
+
+
+def program_key(program: Program) -> tuple[int, int, str]:
+    return (program.outlet_id, program.slot_id, program.day.isoformat())
+
+
+def raise_alert(
+    session: Session,
+    kind: str,
+    message: str,
+    *,
+    day: date | None,
+    object_type: str,
+    object_id: int | None,
+) -> bool:
+    """Create an alert once (kind × object × day); True when it is new."""
+    exists = session.scalar(
+        select(Alert.id).where(
+            Alert.kind == kind,
+            Alert.object_type == object_type,
+            Alert.object_id == object_id,
+            Alert.day == day if day is not None else Alert.day.is_(None),
+        )
+    )
+    if exists is not None:
+        return False
+    session.add(
+        Alert(kind=kind, message=message, day=day, object_type=object_type, object_id=object_id)
+    )
+    session.flush()
+    log.warning("alert %s: %s", kind, message)
+    return True
+
+
+@dataclass
+class DayPlan:
+    created: int = 0
+    queued: int = 0
+    missed: int = 0
+    alerts: int = 0
+
+
+def plan_day(
+    session: Session,
+    day: date,
+    now: datetime,
+    tz: ZoneInfo,
+    *,
+    create: bool,
+    explicit: bool = False,
+) -> DayPlan:
+    """Bring the program rows of ``day`` in line with what should play.
+
+    ``create`` makes missing rows (at and after the build time, or for `build-day`);
+    ``explicit`` (the `build-day` command) rebuilds regardless of slot times.
+    """
+    report = DayPlan()
+    outlets = list(session.scalars(select(Outlet).where(Outlet.active).order_by(Outlet.id)))
+    existing = {
+        (p.outlet_id, p.slot_id): p
+        for p in session.scalars(select(Program).where(Program.day == day))
+    }
+    going = going_out_on(session, day)
+    for outlet in outlets:
+        anns = [
+            a
+            for a in going
+            if a.approved_revision is not None
+            and a.approved_revision.to_loudspeaker
+            and reaches(a.approved_revision, outlet.area)
+        ]
+        for slot in outlet.slots:
+            program = existing.pop((outlet.id, slot.id), None)
+            start = slot_start(day, slot.at, tz)
+            if program is None:
+                if not create:
+                    continue
+                program = Program(outlet_id=outlet.id, day=day, slot_id=slot.id)
+                session.add(program)
+                session.flush()
+                report.created += 1
+            inputs = inputs_for(session, anns)
+            wanted = inputs.hash(program_key(program))
+            if not explicit and now >= start:
+                if (
+                    program.state is not JobState.DONE
+                    and not program.missed
+                    and now > start + GRACE
+                ):
+                    _mark_missed(session, program, outlet, slot, day)
+                    report.missed += 1
+                    report.alerts += 1
+                continue
+            if (
+                program.state in (JobState.DONE, JobState.FAILED, JobState.CANCELLED)
+                and program.input_hash != wanted
+                and queue.transition(
+                    session,
+                    Program,
+                    program.id,
+                    program.state,
+                    JobState.PENDING,
+                    attempts=0,
+                    next_attempt_at=None,
+                    last_error=None,
+                )
+            ):
+                report.queued += 1
+            if not explicit and start - now <= URGENT_LEAD:
+                late = [e for e in inputs.entries if e.urgent and e.status != "ready"]
+                if late and program.state is not JobState.RUNNING:
+                    titles = "、".join(f"《{e.title}》" for e in late)
+                    if raise_alert(
+                        session,
+                        "urgent_late",
+                        f"紧急公告{titles}来不及合成进 {outlet.name} {slot.label} 的节目，"
+                        "请广播员人工播报，或在下一时段播出",
+                        day=day,
+                        object_type="program",
+                        object_id=program.id,
+                    ):
+                        report.alerts += 1
+    # Rows of outlets switched off or slots removed: nothing to build any more.
+    for program in existing.values():
+        if program.state in (JobState.PENDING, JobState.FAILED):
+            queue.transition(
+                session,
+                Program,
+                program.id,
+                program.state,
+                JobState.CANCELLED,
+                last_error="广播点已停用或时段已删除",
+            )
+    return report
+
+
+def _mark_missed(session: Session, program: Program, outlet: Outlet, slot: Slot, day: date) -> None:
+    session.execute(
+        update(Program)
+        .where(Program.id == program.id, Program.state == program.state)
+        .values(
+            missed=True,
+            state=JobState.FAILED if program.state is not JobState.RUNNING else program.state,
+            last_error=program.last_error or "播出时间已过，节目未能按时生成",
+        )
+        .execution_options(synchronize_session=False)
+    )
+    raise_alert(
+        session,
+        "program_missed",
+        f"{outlet.name} {day} {slot.label} 的节目未能按时生成（已错过播出时间）",
+        day=day,
+        object_type="program",
+        object_id=program.id,
+    )
+
+
+def retry(session: Session, program_id: int) -> bool:
+    """The retry button: a failed program goes back to the queue with fresh attempts."""
+    return queue.transition(
+        session,
+        Program,
+        program_id,
+        JobState.FAILED,
+        JobState.PENDING,
+        attempts=0,
+        next_attempt_at=None,
+        last_error=None,
+        missed=False,
+    )
+
+
+def due_program_ids(session: Session, now: datetime, limit: int = 200) -> list[int]:
+    stmt = (
+        select(Program.id)
+        .join(Slot, Slot.id == Program.slot_id)
+        .where(queue.claimable(Program, JobState.PENDING, now))
+        .order_by(Program.day, Slot.at, Program.id)
+        .limit(limit)
+    )
+    return list(session.scalars(stmt))
+
+
+def program_file(ctx: Context, day: date, outlet_id: int, at: time) -> Path:
+    """A stable name per outlet, day and slot: operators' links keep working across rebuilds."""
+    return ctx.programs_dir / day.isoformat() / f"outlet-{outlet_id}-{at.strftime('%H%M')}.mp3"
+
+
+@dataclass
+class _BuildJob:
+    program_id: int
+    day: date
+    slot_at: time
+    slot_minutes: int
+    outlet_id: int
+    outlet_name: str
+    inputs: Inputs
+    wanted: str
+    start: datetime
+    attempts: int
+
+
+def _load(session: Session, ctx: Context, program_id: int) -> _BuildJob | None:
+    program = session.get(Program, program_id)
+    if program is None:
+        return None
+    outlet, slot = program.outlet, program.slot
+    inputs = inputs_for(session, outlet_announcements(session, outlet, program.day))
+    return _BuildJob(
+        program_id=program.id,
+        day=program.day,
+        slot_at=slot.at,
+        slot_minutes=slot.minutes,
+        outlet_id=outlet.id,
+        outlet_name=outlet.name,
+        inputs=inputs,
+        wanted=inputs.hash(program_key(program)),
+        start=slot_start(program.day, slot.at, ctx.settings.tz),
+        attempts=program.attempts,
+    )
+
+
+def build_one(ctx: Context, program_id: int, *, partial: bool = False) -> str:
+    """Claim and build one program; returns built, unchanged, empty, waiting, retry, failed or skipped.
+
+    Waits (without using up an attempt) while clips are still rendering, unless the slot
+    is near or ``partial`` is set; then it builds with the clips that are ready and lists
+    the others in the manifest.
+    """
+    now = ctx.now()
+    if not queue.in_txn(
+        ctx.sessions,
+        lambda s: queue.claim(
+            s,
+            Program,
+            program_id,
+            ready=JobState.PENDING,
+            running=JobState.RUNNING,
+            worker=ctx.worker,
+            now=now,
+            hold=BUILD_HOLD,
+        ),
+    ):
+        return "skipped"
+    job = queue.in_txn(ctx.sessions, lambda s: _load(s, ctx, program_id))
+    if job is None:
+        return "skipped"
+    if job.inputs.waiting and not partial and job.start - now > PARTIAL_MARGIN:
+
+        def wait(session: Session) -> str:
+            queue.finish(
+                session,
+                Program,
+                program_id,
+                running=JobState.RUNNING,
+                new=JobState.PENDING,
+                worker=ctx.worker,
+                attempts=Program.attempts - 1,
+                next_attempt_at=now + WAIT_RETRY,
+            )
+            return "waiting"
+
+        return queue.in_txn(ctx.sessions, wait)
+    try:
+        values, outcome = _assemble(ctx, job)
+    except Exception as exc:
+        from audio.errors import AudioError
+
+        if isinstance(exc, AudioError):
+            log.warning("program %s: build failed: %s", program_id, exc)
+        else:
+            log.exception("program %s: unexpected build error", program_id)
+
+        def fail(session: Session, exc: BaseException = exc) -> str:
+            final = job.attempts >= queue.MAX_ATTEMPTS
+            queue.finish(
+                session,
+                Program,
+                program_id,
+                running=JobState.RUNNING,
+                new=JobState.FAILED if final else JobState.PENDING,
+                worker=ctx.worker,
+                last_error=queue.error_text(exc),
+                next_attempt_at=None if final else ctx.now() + queue.backoff(job.attempts),
+                input_hash=job.wanted if final else None,
+            )
+            if final:
+                raise_alert(
+                    session,
+                    "program_failed",
+                    f"{job.outlet_name} {job.day} {job.slot_at:%H:%M} 的节目生成失败：{exc}",
+                    day=job.day,
+                    object_type="program",
+                    object_id=program_id,
+                )
+            return "failed" if final else "retry"
+
+        return queue.in_txn(ctx.sessions, fail)
+
+    def done(session: Session) -> str:
+        moved = queue.finish(
+            session,
+            Program,
+            program_id,
+            running=JobState.RUNNING,
+            new=JobState.DONE,
+            worker=ctx.worker,
+            input_hash=job.wanted,
+            built_at=ctx.now(),
+            last_error=None,
+            next_attempt_at=None,
+            **values,
+        )
+        return outcome if moved else "skipped"
+
+    return queue.in_txn(ctx.sessions, done)
+
+
+def _assemble(ctx: Context, job: _BuildJob) -> tuple[dict[str, Any], str]:
+    """Join the ready clips into the program file; returns the row's new values."""
+    from audio.program import ProgramItem, build_program, manifest_path
+    from audio.render import DEFAULT_CLOSING
+
+    renderer = ctx.renderer
+    items = []
+    skipped = [
+        {
+            "announcement_id": e.announcement_id,
+            "revision_id": e.revision_id,
+            "title": e.title,
+            "reason": e.reason if e.status == "skip" else "音频尚未生成",
+        }
+        for e in job.inputs.entries
+        if e.status != "ready"
+    ]
+    for entry in job.inputs.ready:
+        clip = renderer.get_clip(Path(entry.clip_path or "").stem)
+        if clip is None:
+            skipped.append(
+                {
+                    "announcement_id": entry.announcement_id,
+                    "revision_id": entry.revision_id,
+                    "title": entry.title,
+                    "reason": "音频文件缺失，已重新排队生成",
+                }
+            )
+            continue
+        items.append(
+            ProgramItem(
+                clip=clip,
+                revision=str(entry.revision_id),
+                title=entry.title,
+                repeats=entry.repeats,
+            )
+        )
+    path = program_file(ctx, job.day, job.outlet_id, job.slot_at)
+    base = {
+        "outlet": job.outlet_name,
+        "outlet_id": job.outlet_id,
+        "day": job.day.isoformat(),
+        "slot": job.slot_at.strftime("%H:%M"),
+        "slot_minutes": job.slot_minutes,
+        "announcements": [
+            {
+                "announcement_id": e.announcement_id,
+                "revision_id": e.revision_id,
+                "title": e.title,
+                "repeats": e.repeats,
+                "urgent": e.urgent,
+            }
+            for e in job.inputs.ready
+        ],
+        "skipped": skipped,
+    }
+    if not items:
+        # Nothing to play: no file, so an operator link never serves a stale program.
+        path.unlink(missing_ok=True)
+        manifest_path(path).unlink(missing_ok=True)
+        manifest = {**base, "items": [], "total_duration": 0.0}
+        return (
+            {"path": None, "duration": 0.0, "manifest": manifest, "overrun": False},
+            "empty",
+        )
+    result = build_program(
+        items,
+        path,
+        title=f"{job.outlet_name} {job.day.isoformat()} {job.slot_at:%H:%M}",
+        date=job.day.isoformat(),
+        chime=renderer.chime(),
+        closing=renderer.render(DEFAULT_CLOSING),
+    )
+    manifest = {**result.manifest, **base}
+    overrun = result.duration > job.slot_minutes * 60
+    return (
+        {
+            "path": str(result.path),
+            "duration": result.duration,
+            "manifest": manifest,
+            "overrun": overrun,
+        },
+        "built" if result.rebuilt else "unchanged",
+    )
+
+
+def programs_with_revision(session: Session, revision_id: int, since: date) -> list[Program]:
+    """Programs from ``since`` whose manifest lists ``revision_id``."""
+    out = []
+    for program in session.scalars(
+        select(Program)
+        .where(Program.manifest.is_not(None), Program.day >= since)
+        .order_by(Program.day.desc(), Program.id)
+    ):
+        listed = (program.manifest or {}).get("announcements", [])
+        if any(item.get("revision_id") == revision_id for item in listed):
+            out.append(program)
+    return out

@@ -1,0 +1,156 @@
+"""The database is the queue: claim, finish and retry rows with one guarded UPDATE each.
+
+Every transition is ``UPDATE … WHERE id = :id AND state = :old`` (plus the claimant for
+finishing), so a row is never taken twice and a worker whose claim was taken away after a
+crash cannot overwrite the newer state.
+"""
+
+from __future__ import annotations
+
+import logging
+import time as _time
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import Any, TypeVar
+
+from sqlalchemy import and_, case, or_, update
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import Session, sessionmaker
+
+from cms.db import transaction
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+MAX_ATTEMPTS = 5
+BACKOFF_BASE = timedelta(seconds=30)
+BACKOFF_CAP = timedelta(hours=1)
+ERROR_CHARS = 2000
+
+
+def backoff(attempts: int, retry_after: float | None = None) -> timedelta:
+    """Delay before the next attempt: doubling from 30 s, capped, never below ``retry_after``."""
+    delay = min(BACKOFF_BASE * (2 ** max(attempts - 1, 0)), BACKOFF_CAP)
+    if retry_after is not None:
+        delay = max(delay, timedelta(seconds=retry_after))
+    return delay
+
+
+def in_txn(factory: sessionmaker[Session], fn: Callable[[Session], T], tries: int = 6) -> T:
+    """Run ``fn`` in its own transaction, retrying when SQLite reports a busy database.
+
+    In WAL mode a transaction that read an old snapshot cannot upgrade to a writer and gets
+    SQLITE_BUSY at once, without the busy timeout; trying again with a fresh snapshot works.
+    """
+    for attempt in range(tries):
+        try:
+            with transaction(factory) as session:
+                return fn(session)
+        except OperationalError as exc:
+            text = str(exc).lower()
+            if attempt == tries - 1 or ("locked" not in text and "busy" not in text):
+                raise
+            log.debug("database busy, retrying (%s)", exc.orig)
+            _time.sleep(0.05 * (attempt + 1))
+    raise AssertionError("unreachable")
+
+
+def claimable(model: Any, ready_state: Any, now: datetime) -> Any:
+    """SQL condition: a row ready to be taken now."""
+    return and_(
+        model.state == ready_state,
+        or_(model.next_attempt_at.is_(None), model.next_attempt_at <= now),
+    )
+
+
+def claim(
+    session: Session,
+    model: Any,
+    row_id: int,
+    *,
+    ready: Any,
+    running: Any,
+    worker: str,
+    now: datetime,
+    hold: timedelta,
+    extra: Any = None,
+) -> bool:
+    """Move one ready row to ``running`` for ``worker``; False when someone else got it."""
+    cond = [model.id == row_id, claimable(model, ready, now)]
+    if extra is not None:
+        cond.append(extra)
+    result = session.execute(
+        update(model)
+        .where(*cond)
+        .values(
+            state=running,
+            claimed_by=worker,
+            claimed_until=now + hold,
+            attempts=model.attempts + 1,
+        )
+        .execution_options(synchronize_session=False)
+    )
+    return result.rowcount == 1
+
+
+def finish(
+    session: Session,
+    model: Any,
+    row_id: int,
+    *,
+    running: Any,
+    new: Any,
+    worker: str,
+    extra: Any = None,
+    **values: Any,
+) -> bool:
+    """Move a row this worker claimed from ``running`` to ``new``; False if it lost the claim."""
+    cond = [model.id == row_id, model.state == running, model.claimed_by == worker]
+    if extra is not None:
+        cond.append(extra)
+    result = session.execute(
+        update(model)
+        .where(*cond)
+        .values(state=new, claimed_until=None, **values)
+        .execution_options(synchronize_session=False)
+    )
+    return result.rowcount == 1
+
+
+def transition(
+    session: Session, model: Any, row_id: int, old: Any, new: Any, **values: Any
+) -> bool:
+    """One ``UPDATE … WHERE state = old``; True when the row moved."""
+    result = session.execute(
+        update(model)
+        .where(model.id == row_id, model.state == old)
+        .values(state=new, **values)
+        .execution_options(synchronize_session=False)
+    )
+    return result.rowcount == 1
+
+
+def release_orphans(session: Session, model: Any, *, running: Any, ready: Any, worker: str) -> int:
+    """Hand rows claimed by earlier scheduler processes back to the queue.
+
+    Only the lease holder runs work, so a running row claimed by anyone else belongs to a
+    process that died or lost the lease; its attempt is not counted against it.
+    """
+    result = session.execute(
+        update(model)
+        .where(model.state == running, or_(model.claimed_by.is_(None), model.claimed_by != worker))
+        .values(
+            state=ready,
+            claimed_by=None,
+            claimed_until=None,
+            attempts=case((model.attempts > 0, model.attempts - 1), else_=0),
+        )
+        .execution_options(synchronize_session=False)
+    )
+    return result.rowcount
+
+
+def error_text(exc: BaseException) -> str:
+    text = str(exc) or type(exc).__name__
+    return text[:ERROR_CHARS]

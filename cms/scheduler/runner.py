@@ -1,0 +1,242 @@
+"""APScheduler as the clock: it only ticks; the database holds the work and the truth.
+
+:func:`start_scheduler` starts a background scheduler whose jobs are short passes over
+the queue tables (see :class:`cms.scheduler.core.Scheduler`). Every pass first checks
+that this process holds the lease; a process that does not hold it keeps trying at each
+heartbeat and takes over when the holder's lease expires (or at once when the holder was
+a dead process on this machine), so a second ``dalaba serve`` is a warm standby.
+
+Every job has ``coalesce=True`` and a ``misfire_grace_time``: APScheduler's default grace
+of one second would silently skip the daily build after the PC was asleep or busy.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from apscheduler.schedulers.background import BackgroundScheduler
+from sqlalchemy import Engine
+
+from cms.channels import ChannelRegistry
+from cms.db import make_session_factory
+from cms.scheduler import lease
+from cms.scheduler.clock import Clock, SystemClock, parse_hhmm
+from cms.scheduler.context import Context
+from cms.scheduler.core import Scheduler
+from cms.scheduler.outbox import PLATFORM as OUTBOX
+from cms.scheduler.outbox import OutboxChannel
+from cms.settings import Settings
+
+log = logging.getLogger(__name__)
+
+TICK_SECONDS = 5.0
+LEASE_SECONDS = 30.0
+RECONCILE_MINUTES = 10
+
+
+def tuning_from_env(environ: Mapping[str, str]) -> dict[str, float]:
+    """Optional knobs for tests and large installations (``DALABA_SCHEDULER_TICK`` / ``_LEASE``)."""
+    out: dict[str, float] = {}
+    for key, name in (
+        ("DALABA_SCHEDULER_TICK", "tick_seconds"),
+        ("DALABA_SCHEDULER_LEASE", "lease_seconds"),
+    ):
+        raw = environ.get(key)
+        if raw:
+            value = float(raw)
+            if not 0.05 <= value <= 3600:
+                raise ValueError(f"{key} 应在 0.05–3600 秒之间（当前为 {raw!r}）")
+            out[name] = value
+    return out
+
+
+@dataclass
+class SchedulerHandle:
+    """A running scheduler (or standby) in this process."""
+
+    scheduler: Scheduler
+    holder: str
+    lease_ttl: timedelta
+    _aps: BackgroundScheduler | None = None
+    _leader: bool = False
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+    started_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+
+    @property
+    def leader(self) -> bool:
+        with self._lock:
+            return self._leader
+
+    def current_holder(self) -> str | None:
+        return lease.read(self.scheduler.ctx.engine).holder
+
+    def heartbeat(self) -> bool:
+        """Renew or try to take the lease; on taking it, resume work orphaned by a crash."""
+        ctx = self.scheduler.ctx
+        try:
+            held = lease.acquire(ctx.engine, self.holder, ctx.now(), self.lease_ttl)
+        except Exception:
+            log.exception("scheduler lease check failed")
+            held = False
+        with self._lock:
+            was, self._leader = self._leader, held
+        if held and not was:
+            log.info("scheduler lease taken by %s: this process runs the scheduler", self.holder)
+            self.scheduler.release_orphans()
+            lease.record_info(
+                ctx.engine, self.holder, started_at=self.started_at.isoformat(), pid=_pid()
+            )
+        elif was and not held:
+            log.warning("scheduler lease lost: this process stops scheduling")
+        return held
+
+    def stop(self) -> None:
+        """Stop ticking, wait for running jobs, and give the lease up for the next process."""
+        if self._aps is not None:
+            self._aps.shutdown(wait=True)
+            self._aps = None
+        if self.leader:
+            lease.release(self.scheduler.ctx.engine, self.holder, self.scheduler.ctx.now())
+            with self._lock:
+                self._leader = False
+        log.info("scheduler stopped")
+
+
+def _pid() -> int:
+    import os
+
+    return os.getpid()
+
+
+def start_scheduler(
+    settings: Settings,
+    engine: Engine,
+    registry: ChannelRegistry,
+    *,
+    clock: Clock | None = None,
+    tick_seconds: float = TICK_SECONDS,
+    lease_seconds: float = LEASE_SECONDS,
+    renderer_factory: Callable[[Settings], Any] | None = None,
+) -> SchedulerHandle:
+    """Start the scheduler (or a standby) for ``engine``; returns a handle with ``stop()``.
+
+    The local outbox channel is registered unless the registry already has one. The
+    first lease check happens before this returns, so ``handle.leader`` tells the caller
+    whether this process runs the scheduler.
+    """
+    sessions = make_session_factory(engine)
+    if registry.get(OUTBOX) is None:
+        registry.register(OutboxChannel(sessions))
+    ctx = Context(
+        settings=settings,
+        engine=engine,
+        sessions=sessions,
+        registry=registry,
+        worker=lease.make_holder_id(),
+        clock=clock or SystemClock(),
+        renderer_factory=renderer_factory,
+    )
+    handle = SchedulerHandle(
+        scheduler=Scheduler(ctx), holder=ctx.worker, lease_ttl=timedelta(seconds=lease_seconds)
+    )
+    handle.heartbeat()
+    aps = BackgroundScheduler(timezone=settings.tz, daemon=True)
+    tick = timedelta(seconds=tick_seconds)
+    common: dict[str, Any] = {"coalesce": True, "max_instances": 1}
+    short_grace = max(int(tick_seconds * 4), 30)
+    now = datetime.now(UTC)
+
+    def guarded(name: str, fn: Callable[[], Any]) -> Callable[[], None]:
+        def job() -> None:
+            if not handle.leader:
+                return
+            try:
+                fn()
+            except Exception:
+                log.exception("scheduler job %s failed; it runs again at the next tick", name)
+
+        job.__name__ = f"dalaba_{name}"
+        return job
+
+    sched = handle.scheduler
+
+    def plan_pass() -> None:
+        report = sched.plan()
+        lease.record_info(
+            engine,
+            handle.holder,
+            last_tick=ctx.now().isoformat(),
+            queues=sched.queue_lengths(),
+            last_plan={
+                "clips": report.planned_clips,
+                "programs": report.planned_programs,
+                "deliveries": report.planned_deliveries,
+                "cancelled": report.cancelled_deliveries,
+            },
+        )
+
+    aps.add_job(
+        handle.heartbeat,
+        "interval",
+        seconds=max(lease_seconds / 3, 0.05),
+        id="lease",
+        misfire_grace_time=max(int(lease_seconds), 1),
+        **common,
+    )
+    for name, fn in (
+        ("plan", plan_pass),
+        ("render", lambda: sched.render_due(budget_s=max(tick_seconds * 6, 30))),
+        ("build", sched.build_due),
+        ("dispatch", sched.dispatch_due),
+    ):
+        aps.add_job(
+            guarded(name, fn),
+            "interval",
+            seconds=tick.total_seconds(),
+            id=name,
+            next_run_time=now,
+            misfire_grace_time=short_grace,
+            **common,
+        )
+    build_at = parse_hhmm(settings.build_time)
+    aps.add_job(
+        guarded(
+            "daily_build",
+            lambda: (sched.plan(), sched.render_due(budget_s=600), sched.plan(), sched.build_due()),
+        ),
+        "cron",
+        hour=build_at.hour,
+        minute=build_at.minute,
+        id="daily_build",
+        # A PC that was off at 04:00 still builds when it comes back in the morning.
+        misfire_grace_time=6 * 3600,
+        **common,
+    )
+    aps.add_job(
+        guarded("reconcile", lambda: sched.reconcile()),
+        "interval",
+        minutes=RECONCILE_MINUTES,
+        id="reconcile",
+        misfire_grace_time=RECONCILE_MINUTES * 60,
+        **common,
+    )
+    aps.add_job(
+        guarded(
+            "reconcile_yesterday",
+            lambda: sched.reconcile(ctx.today() - timedelta(days=1)),
+        ),
+        "cron",
+        hour=0,
+        minute=20,
+        id="reconcile_yesterday",
+        misfire_grace_time=12 * 3600,
+        **common,
+    )
+    aps.start()
+    handle._aps = aps
+    return handle

@@ -1,0 +1,131 @@
+"""Fixtures for the scheduler: a manual clock, a scheduler on the test database, outlets, chats."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable, Iterator
+from datetime import date, datetime, time
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session
+
+from cms.channels import ChannelRegistry
+from cms.db import make_session_factory
+from cms.models import Area, ChatGroup, Outlet, Role, User
+from cms.scheduler.clock import ManualClock
+from cms.scheduler.context import Context
+from cms.scheduler.core import Scheduler
+from cms.scheduler.outbox import OutboxChannel
+from cms.services import outlets as outlet_svc
+from cms.settings import Settings
+from tests.scheduler.helpers import FakeChannel
+
+_chat_ids = itertools.count(1000)
+
+
+@pytest.fixture(scope="session")
+def audio_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One render cache for the whole run: content-addressed, so tests can share it safely."""
+    return tmp_path_factory.mktemp("audio-cache")
+
+
+@pytest.fixture
+def clock(settings: Settings, today: date) -> ManualClock:
+    """03:00 in the township on the test day (before the 04:00 build)."""
+    return ManualClock(datetime.combine(today, time(3, 0), tzinfo=settings.tz))
+
+
+@pytest.fixture
+def registry() -> ChannelRegistry:
+    return ChannelRegistry()
+
+
+@pytest.fixture
+def ctx(
+    settings: Settings,
+    engine: Engine,
+    clock: ManualClock,
+    registry: ChannelRegistry,
+    audio_cache: Path,
+) -> Context:
+    from audio.render import Renderer
+
+    sessions = make_session_factory(engine)
+    registry.register(OutboxChannel(sessions))
+    return Context(
+        settings=settings,
+        engine=engine,
+        sessions=sessions,
+        registry=registry,
+        worker="test-worker",
+        clock=clock,
+        renderer_factory=lambda s: Renderer(audio_cache, engine="offline"),
+    )
+
+
+@pytest.fixture
+def scheduler(ctx: Context) -> Scheduler:
+    return Scheduler(ctx)
+
+
+@pytest.fixture
+def admin(make_user: Callable[..., User]) -> User:
+    return make_user(Role.ADMIN)
+
+
+@pytest.fixture
+def make_outlet(session: Session, admin: User) -> Callable[..., Outlet]:
+    def make(area: Area, slots: str = "07:30 10, 19:30 10", name: str | None = None) -> Outlet:
+        outlet = outlet_svc.save_outlet(
+            session,
+            admin,
+            None,
+            name=name or f"{area.name}大喇叭",
+            kind="loudspeaker",
+            area_id=area.id,
+            slots=slots,
+        )
+        session.commit()
+        return outlet
+
+    return make
+
+
+@pytest.fixture
+def make_chat(session: Session) -> Callable[..., ChatGroup]:
+    def make(area: Area, platform: str = "telegram", title: str | None = None) -> ChatGroup:
+        chat = ChatGroup(
+            platform=platform,
+            chat_id=str(-next(_chat_ids)),
+            title=title or f"{area.name}群",
+            area_id=area.id,
+        )
+        session.add(chat)
+        session.commit()
+        return chat
+
+    return make
+
+
+@pytest.fixture
+def fake_channel(registry: ChannelRegistry) -> FakeChannel:
+    channel = FakeChannel()
+    registry.register(channel)
+    return channel
+
+
+@pytest.fixture
+def fresh_session(engine: Engine) -> Iterator[Callable[[], Session]]:
+    """Sessions that see what the scheduler committed (the shared one caches objects)."""
+    opened: list[Session] = []
+
+    def make() -> Session:
+        s = make_session_factory(engine)()
+        opened.append(s)
+        return s
+
+    yield make
+    for s in opened:
+        s.close()
