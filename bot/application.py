@@ -141,6 +141,7 @@ def build_application(
         .base_file_url(base_file_url)
         .context_types(ContextTypes(bot_data=BotData))
         .rate_limiter((limits or Limits()).limiter())
+        .job_queue(None)
         .connection_pool_size(connection_pool_size)
         .pool_timeout(30.0)
         .connect_timeout(10.0)

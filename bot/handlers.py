@@ -31,9 +31,10 @@ from bot.application import PLATFORM, BotData, Context
 from bot.sending import plan, send_part
 from bot.text import escape
 from cms.models import ChatGroup, Program, Receipt, User
-from cms.services import chats
+from cms.services import chats, operators
 from cms.services.areas import full_name
 from cms.services.errors import DomainError
+from cms.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -108,13 +109,26 @@ async def _post_notices(
     chat = update.effective_chat
     assert chat is not None
     for title, body, voice_path, duration in notices:
-        path = voice_path if voice_path and Path(voice_path).is_file() else None
-        for part in plan(title, body, path, duration):
+        for part in plan(title, body, voice_path, duration):
             await send_part(context.bot, chat.id, part)
 
 
-def _as_tuple(notice: chats.ChatNotice) -> tuple[str, str, str | None, float | None]:
-    return notice.revision.title, notice.revision.body, notice.voice_path, notice.voice_duration
+def _voice_file(settings: Settings | None, voice_path: str | None) -> str | None:
+    """The voice note on disk (relative paths are under the data folder), if it exists."""
+    if not voice_path or settings is None:
+        return None
+    path = Path(voice_path)
+    path = path if path.is_absolute() else settings.data_dir / path
+    return str(path) if path.is_file() else None
+
+
+def _as_tuple(
+    settings: Settings | None, notice: chats.ChatNotice
+) -> tuple[str, str, str | None, float | None]:
+    """What a chat needs of a notice, read inside the worker thread (files are checked there)."""
+    voice = _voice_file(settings, notice.voice_path)
+    rev = notice.revision
+    return rev.title, rev.body, voice, notice.voice_duration if voice else None
 
 
 async def start(update: Update, context: Context) -> None:
@@ -148,7 +162,7 @@ async def today(update: Update, context: Context) -> None:
     def load(session: Session) -> list[tuple[str, str, str | None, float | None]]:
         chat = session.get(ChatGroup, found[0])
         assert chat is not None
-        return [_as_tuple(n) for n in chats.notices_for_chat(session, chat, day)]
+        return [_as_tuple(data.settings, n) for n in chats.notices_for_chat(session, chat, day)]
 
     notices = await data.run(load)
     if not notices:
@@ -172,7 +186,7 @@ async def latest(update: Update, context: Context) -> None:
         chat = session.get(ChatGroup, found[0])
         assert chat is not None
         notice = chats.latest_notice_for_chat(session, chat, day)
-        return _as_tuple(notice) if notice else None
+        return _as_tuple(data.settings, notice) if notice else None
 
     notice = await data.run(load)
     if notice is None:
@@ -266,6 +280,8 @@ async def program(update: Update, context: Context) -> None:
         return
     data = _data(context)
     day = data.today()
+    settings = data.settings
+    assert settings is not None
 
     def load(session: Session) -> tuple[bool, list[tuple[int, str, str, float | None, bool]]]:
         account: User | None = chats.account_user(session, PLATFORM, user.id)
@@ -273,8 +289,9 @@ async def program(update: Update, context: Context) -> None:
             return False, []
         rows = []
         for p in chats.programs_for_operator(session, account, day):
+            path = operators.program_file(settings, p)
             rows.append(
-                (p.id, _program_title(p, day), p.path or "", p.duration, _confirmed(session, p))
+                (p.id, _program_title(p, day), str(path or ""), p.duration, _confirmed(session, p))
             )
         return True, rows
 
@@ -288,7 +305,7 @@ async def program(update: Update, context: Context) -> None:
         await _reply(update, f"今天（{day:%m月%d日}）您的广播点还没有生成好的节目。")
         return
     for program_id, title, path, duration, confirmed in rows:
-        if not Path(path).is_file():
+        if not path or not Path(path).is_file():
             await context.bot.send_message(chat.id, f"{title}：音频文件暂不可用，请稍后再试。")
             continue
         audio = await _read(path)
@@ -338,12 +355,15 @@ async def played(update: Update, context: Context) -> None:
         account = chats.account_user(session, PLATFORM, query.from_user.id)
         if account is None:
             return "请先私聊机器人用 /link 关联账号。", False
-        receipt, created = chats.confirm_program(
-            session, account, program_id, via="bot", now=now, tz=tz
+        target = session.get(Program, program_id)
+        if target is None:
+            return "这个节目已不存在。", False
+        receipt, created = operators.confirm_playback(
+            session, target, account, "bot", now, tz=tz, settings=data.settings
         )
         when = receipt.confirmed_at.astimezone(tz).strftime("%H:%M")
         if created:
-            return ("已记录播放，谢谢！（补报）" if receipt.late else "已记录播放，谢谢！"), True
+            return ("已记录播放（补报），谢谢！" if receipt.late else "已记录播放，谢谢！"), True
         return f"这个节目已在 {when} 记录过播放。", True
 
     try:

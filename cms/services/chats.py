@@ -11,10 +11,9 @@ import hashlib
 import re
 import secrets
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta
 
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from cms.models import (
@@ -27,7 +26,6 @@ from cms.models import (
     ClipProfile,
     JobState,
     Program,
-    Receipt,
     Revision,
     User,
     outlet_operator,
@@ -36,7 +34,7 @@ from cms.models import (
 from cms.services import audit
 from cms.services.announcements import going_out_on, live_filter, reaches
 from cms.services.areas import full_name
-from cms.services.errors import N_, Conflict, DomainError, NotFound, PermissionDenied
+from cms.services.errors import N_, Conflict, DomainError, NotFound
 
 CODE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"  # no 0/O, 1/I: read aloud over the phone
 CODE_LENGTH = 8
@@ -392,51 +390,3 @@ def programs_for_operator(session: Session, user: User, day: date) -> list[Progr
         )
     )
     return sorted(session.scalars(stmt), key=lambda p: (p.slot.at, p.outlet_id))
-
-
-def confirm_program(
-    session: Session,
-    user: User,
-    program_id: int,
-    *,
-    via: str,
-    now: datetime | None = None,
-    tz: object = UTC,
-) -> tuple[Receipt, bool]:
-    """Record that ``user`` played a program; once per program, however often asked.
-
-    A confirmation after the program's day (in the township's zone ``tz``) is marked late.
-
-    Returns:
-        The receipt and whether this call created it.
-
-    Raises:
-        NotFound: no such program.
-        PermissionDenied: ``user`` does not operate the program's outlet.
-    """
-    now = now or utcnow()
-    program = session.get(Program, program_id)
-    if program is None:
-        raise NotFound(N_("节目 {id} 不存在"), id=program_id)
-    if user not in program.outlet.operators:
-        raise PermissionDenied(N_("您不是“{outlet}”的广播员"), outlet=program.outlet.name)
-    existing = session.scalar(select(Receipt).where(Receipt.program_id == program.id))
-    if existing is not None:
-        return existing, False
-    receipt = Receipt(
-        program=program,
-        user=user,
-        via=via,
-        confirmed_at=now,
-        late=now.astimezone(tz).date() > program.day,  # type: ignore[arg-type]
-    )
-    try:
-        with session.begin_nested():
-            session.add(receipt)
-    except IntegrityError:
-        # Another press won the race between our check and our insert.
-        existing = session.scalar(select(Receipt).where(Receipt.program_id == program.id))
-        assert existing is not None
-        return existing, False
-    audit.record(session, user, "program.confirm", program, via=via, late=receipt.late)
-    return receipt, True
