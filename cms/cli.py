@@ -110,13 +110,40 @@ def api_token(username: str, label: str) -> None:
 
 
 def _serve(settings: Settings, host: str, port: int) -> None:
+    import os
+    import signal
+
     from waitress import serve
 
     from cms.web import create_app
 
-    app = create_app(settings, engine=_engine(settings))
+    engine = _engine(settings)
+    app = create_app(settings, engine=engine)
+    handle = None
+    if settings.scheduler_enabled:
+        from cms.channels import ChannelRegistry, load_channels
+        from cms.scheduler.runner import start_scheduler, tuning_from_env
+
+        try:
+            tuning = tuning_from_env(os.environ)
+        except ValueError as exc:
+            raise click.ClickException(str(exc)) from exc
+        registry = load_channels(settings, ChannelRegistry())
+        handle = start_scheduler(settings, engine, registry, **tuning)
+        if handle.leader:
+            click.echo("调度器已在本进程启动")
+        else:
+            click.echo("调度器由其他进程持有，本进程只提供网页服务")
+    else:
+        click.echo("调度器已关闭（DALABA_SCHEDULER=false），本进程只提供网页服务")
+    # A service manager's SIGTERM stops as cleanly as Ctrl+C, handing the lease over at once.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     click.echo(f"大喇叭已启动：http://{host}:{port}/  （Ctrl+C 停止）")
-    serve(app, host=host, port=port, threads=8, ident="dalaba")
+    try:
+        serve(app, host=host, port=port, threads=8, ident="dalaba")
+    finally:
+        if handle is not None:
+            handle.stop()
 
 
 @cli.command()
@@ -160,8 +187,11 @@ def _register_commands() -> None:
     from importlib.metadata import entry_points
 
     from cms.cli_audio import say
+    from cms.cli_scheduler import COMMANDS as scheduler_commands
 
     cli.add_command(say)
+    for command in scheduler_commands:
+        cli.add_command(command)
     for ep in entry_points(group="dalaba.commands"):
         try:
             cli.add_command(ep.load(), ep.name)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import time as _time
-from collections.abc import Callable
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import date
 
@@ -169,15 +169,12 @@ class Scheduler:
 
     # -- the build-day command -----------------------------------------------------------
 
-    def build_day(
-        self, day: date, progress: Callable[[str], None] | None = None
-    ) -> list[BuildLine]:
-        """Build (or bring up to date) every outlet's programs for ``day``, synchronously."""
+    def prepare_day(self, day: date) -> list[int]:
+        """Create ``day``'s program rows and render every clip they need; returns program ids."""
         now, tz = self.ctx.now(), self.ctx.settings.tz
 
         def plan(session: Session) -> list[int]:
-            renders.plan_clips(session, local_day(now, tz), self.ctx.settings.tts_engine)
-            renders.plan_clips(session, day, self.ctx.settings.tts_engine)
+            renders.plan_clips(session, min(day, local_day(now, tz)), self.ctx.settings.tts_engine)
             programs.plan_day(session, day, now, tz, create=True, explicit=True)
             return list(
                 session.scalars(
@@ -191,19 +188,18 @@ class Scheduler:
 
         ids = queue.in_txn(self.ctx.sessions, plan)
         self.render_due(budget_s=3600)
-        lines: list[BuildLine] = []
+        return ids
+
+    def build_listed(self, ids: list[int]) -> Iterator[BuildLine]:
+        """Build each program in ``ids`` now (an unchanged one is a quick no-op)."""
         for program_id in ids:
-            # Make sure this program is looked at even if it was built already: an
-            # unchanged one is a quick no-op in the audio library.
             queue.in_txn(self.ctx.sessions, lambda s, i=program_id: _requeue(s, i))
             outcome = programs.build_one(self.ctx, program_id, partial=True)
-            line = queue.in_txn(
-                self.ctx.sessions, lambda s, i=program_id, o=outcome: _line(s, i, o)
-            )
-            lines.append(line)
-            if progress is not None:
-                progress(f"{line.outlet} {line.slot}")
-        return lines
+            yield queue.in_txn(self.ctx.sessions, lambda s, i=program_id, o=outcome: _line(s, i, o))
+
+    def build_day(self, day: date) -> list[BuildLine]:
+        """Build (or bring up to date) every outlet's programs for ``day``, synchronously."""
+        return list(self.build_listed(self.prepare_day(day)))
 
     # -- status --------------------------------------------------------------------------
 
