@@ -156,10 +156,12 @@ def test_login_page_switches_language_before_logging_in(
     page.goto("/")
     page.wait_for_url(re.compile(r"/login"))
     assert page.inner_text("main h1") == "登录"
+    assert page.locator("[data-testid=lang-zh_CN]").count() == 0
     screenshot(page, "phone-0-login-zh")
     page.click("[data-testid=lang-en]")
     page.wait_for_selector("html[lang=en]")
     assert page.inner_text("main h1") == "Log in"
+    assert page.locator("[data-testid=lang-en]").count() == 0
     form = page.inner_text("main form")
     assert "Username" in form and "Password" in form and not CJK.search(form)
     screenshot(page, "phone-0-login-en")
