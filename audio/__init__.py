@@ -54,6 +54,7 @@ __all__ = [
     "build_program",
     "check_rate",
     "estimate_duration",
+    "export_file",
     "get_voice",
     "measure_loudness",
     "spoken_text",
@@ -66,6 +67,7 @@ _WHERE = {
     "EngineMode": "render",
     "EngineName": "render",
     "Renderer": "render",
+    "export_file": "render",
     "RetryPolicy": "engines",
     "DEFAULT_VOICE": "voices",
     "MAX_RATE": "voices",
@@ -134,7 +136,14 @@ if TYPE_CHECKING:
     from audio.ffmpeg import Loudness, measure_loudness
     from audio.master import PROFILES, Profile
     from audio.program import LoopResult, ProgramItem, ProgramResult, build_loop, build_program
-    from audio.render import DEFAULT_CLOSING, Clip, EngineMode, EngineName, Renderer
+    from audio.render import (
+        DEFAULT_CLOSING,
+        Clip,
+        EngineMode,
+        EngineName,
+        Renderer,
+        export_file,
+    )
     from audio.subtitles import Cue
     from audio.text import Lexicon, estimate_duration, split_sentences, spoken_text
     from audio.voices import (

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import re
@@ -90,16 +89,27 @@ class Loudness:
     lra: float
 
 
-def parse_loudnorm_json(log_text: str) -> dict[str, str]:
-    """Extract the JSON block ``loudnorm=print_format=json`` writes to the log."""
-    start = log_text.rfind("{")
-    end = log_text.rfind("}")
-    if start < 0 or end < start:
-        raise MasteringError("无法读取响度测量结果（ffmpeg loudnorm 没有输出）")
-    try:
-        return json.loads(log_text[start : end + 1])
-    except json.JSONDecodeError as exc:
-        raise MasteringError("无法读取响度测量结果（ffmpeg loudnorm 输出格式异常）") from exc
+def parse_ebur128(log_text: str) -> dict[str, float]:
+    """Read the summary the ``ebur128`` filter logs at the end of a run.
+
+    Returns:
+        ``integrated`` (LUFS), ``threshold`` (LUFS, the integrated gate), ``lra`` (LU) and,
+        when the filter ran with ``peak=true``, ``true_peak`` (dBTP).
+
+    Raises:
+        MasteringError: no summary in the log.
+    """
+    summary = log_text[log_text.rfind("Summary:") :]
+    number = r"(-?[\d.]+|-inf)"
+    found = {
+        "integrated": re.search(rf"I:\s+{number}\s+LUFS", summary),
+        "threshold": re.search(rf"Threshold:\s+{number}\s+LUFS", summary),
+        "lra": re.search(rf"LRA:\s+{number}\s+LU", summary),
+        "true_peak": re.search(rf"Peak:\s+{number}\s+dBFS", summary),
+    }
+    if "Summary:" not in log_text or not all(found[k] for k in ("integrated", "threshold", "lra")):
+        raise MasteringError("无法读取响度测量结果（ffmpeg ebur128 输出格式异常）")
+    return {k: float(m.group(1)) for k, m in found.items() if m}
 
 
 def measure_loudness(path: Path) -> Loudness:
@@ -118,13 +128,8 @@ def measure_loudness(path: Path) -> Loudness:
         ["-i", str(path), "-af", "ebur128=peak=true:framelog=quiet", "-f", "null", "-"],
         what="测量响度",
     )
-    summary = out[out.rfind("Summary:") :]
-    i_match = re.search(r"I:\s+(-?[\d.]+|-inf)\s+LUFS", summary)
-    lra_match = re.search(r"LRA:\s+(-?[\d.]+)\s+LU", summary)
-    tp_match = re.search(r"Peak:\s+(-?[\d.]+|-inf)\s+dBFS", summary)
-    if not (i_match and lra_match and tp_match):
-        raise MasteringError("无法读取响度测量结果（ffmpeg ebur128 输出格式异常）")
-    return Loudness(float(i_match.group(1)), float(tp_match.group(1)), float(lra_match.group(1)))
+    stats = parse_ebur128(out)
+    return Loudness(stats["integrated"], stats["true_peak"], stats["lra"])
 
 
 @contextmanager

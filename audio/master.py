@@ -21,11 +21,17 @@ Each clip takes three ffmpeg runs:
 1. analyse: find the leading/trailing silence and measure loudness after shaping;
 2. shape: trim, shape, apply the gain to the target, limit the sample peak
    (``alimiter``) below the true-peak target with a margin for encoder overshoot,
-   writing 32-bit float PCM; a ``loudnorm`` branch measures the result in the same run
-   (first loudnorm pass);
-3. normalise and encode: ``loudnorm`` in linear mode with the measured values (second
-   pass; the shaping has already controlled dynamics, so only the final gain remains),
-   ``-ar`` given explicitly so loudnorm's 192 kHz internal rate never leaks out.
+   writing 32-bit float PCM; an ``ebur128`` branch measures integrated loudness,
+   gate threshold, loudness range and true peak in the same run: the first pass of
+   two-pass loudness normalisation;
+3. normalise and encode: ``loudnorm`` in linear mode with those measured values (the
+   second pass; the shaping has already controlled dynamics, so only the final gain
+   remains), ``-ar`` given explicitly so loudnorm's 192 kHz internal rate never leaks.
+   The encoded file is measured; if the codec moved it more than 0.3 LU from the
+   target or over the true-peak limit, it is encoded again with a corrected gain.
+
+The measuring passes use ``ebur128`` (the same BS.1770 measurement) rather than
+``loudnorm``'s own first pass, which resamples to 192 kHz and is six times slower.
 """
 
 from __future__ import annotations
@@ -39,7 +45,7 @@ from enum import StrEnum
 from pathlib import Path
 
 from audio.errors import MasteringError
-from audio.ffmpeg import atomic_path, parse_loudnorm_json, run_ffmpeg
+from audio.ffmpeg import atomic_path, measure_loudness, parse_ebur128, run_ffmpeg
 from audio.mp3 import HOUSE_FORMAT, parse_frames
 
 __all__ = [
@@ -55,6 +61,8 @@ log = logging.getLogger(__name__)
 
 PRE_ROLL_S = 0.12
 TAIL_S = 0.3
+ENCODED_TOLERANCE_LU = 0.3
+"""How far the encoded clip's measured loudness may sit from the target."""
 SILENCE_DB = -45
 """Below this level (dBFS) audio counts as silence when trimming."""
 
@@ -99,7 +107,7 @@ PROFILES: dict[Profile, MasteringProfile] = {
             "highpass=f=150:poles=2,highpass=f=150:poles=2,lowpass=f=7000:poles=2,"
             "acompressor=threshold=-24dB:ratio=3:attack=5:release=150:knee=4"
         ),
-        limiter_margin_db=1.2,
+        limiter_margin_db=2.0,
         encoder=(
             "-c:a", "libmp3lame", "-b:a", f"{HOUSE_FORMAT.bitrate_kbps}k",
             "-reservoir", "0", "-write_xing", "0", "-id3v2_version", "0",
@@ -114,7 +122,7 @@ PROFILES: dict[Profile, MasteringProfile] = {
         lra=11.0,
         sample_rate=48_000,
         shaping="highpass=f=80:poles=2,acompressor=threshold=-28dB:ratio=2:attack=10:release=200:knee=6",
-        limiter_margin_db=2.5,
+        limiter_margin_db=3.5,
         encoder=(
             "-c:a", "libopus", "-b:a", "32k", "-vbr", "on", "-application", "voip",
             "-frame_duration", "20", "-f", "ogg",
@@ -155,9 +163,7 @@ def _analyse(raw: Path, spec: MasteringProfile) -> _Analysis:
     out = run_ffmpeg(
         [
             "-i", str(raw), "-vn", "-af",
-            f"silencedetect=n={SILENCE_DB}dB:d=0.1,{spec.shaping},"
-            f"loudnorm=I={spec.integrated_lufs}:TP={spec.true_peak_dbtp}:LRA={spec.lra}"
-            ":print_format=json",
+            f"silencedetect=n={SILENCE_DB}dB:d=0.1,{spec.shaping},ebur128=framelog=quiet",
             "-f", "null", "-",
         ],
         what="分析音频",
@@ -167,8 +173,7 @@ def _analyse(raw: Path, spec: MasteringProfile) -> _Analysis:
         raise MasteringError("分析音频失败：无法得知音频时长")
     hours, minutes, seconds = times[-1]
     duration = int(hours) * 3600 + int(minutes) * 60 + float(seconds)
-    stats = parse_loudnorm_json(out)
-    integrated = float(stats["input_i"])
+    integrated = parse_ebur128(out)["integrated"]
     starts = [float(s) for s in _SILENCE_START.findall(out)]
     ends = [float(e) for e in _SILENCE_END.findall(out)]
     speech_start = 0.0
@@ -214,51 +219,96 @@ def master(
         raise MasteringError("音频没有可听见的声音（全是静音）")
     start = analysis.speech_start
     length = analysis.speech_end - start
-    ceiling = 10 ** ((spec.true_peak_dbtp - spec.limiter_margin_db) / 20)
     gain = target - analysis.integrated
-    measure = f"loudnorm=I={target}:TP={spec.true_peak_dbtp}:LRA={spec.lra}:print_format=json"
+    margin = spec.limiter_margin_db
+    trim = 0.0
 
     out.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=out.parent, prefix=".master-") as scratch:
+    with (
+        tempfile.TemporaryDirectory(dir=out.parent, prefix=".master-") as scratch,
+        atomic_path(out) as encoded,
+    ):
         shaped = Path(scratch) / "shaped.wav"
-        for _attempt in range(3):
-            graph = (
-                f"[0:a]atrim=start={start:.3f}:duration={length:.3f},asetpts=PTS-STARTPTS,"
-                f"aresample={spec.sample_rate},{spec.shaping},volume={gain:.2f}dB,"
-                f"alimiter=limit={ceiling:.4f}:attack=2:release=60:level=false,"
-                f"adelay={int(PRE_ROLL_S * 1000)}:all=1,apad=pad_dur={TAIL_S},"
-                f"asplit[keep][probe];[probe]{measure}[sink]"
-            )
-            log_text = run_ffmpeg(
-                ["-y", "-i", str(raw), "-filter_complex", graph,
-                 "-map", "[keep]", "-c:a", "pcm_f32le", "-ar", str(spec.sample_rate), "-ac", "1",
-                 "-f", "wav", str(shaped), "-map", "[sink]", "-f", "null", "-"],
-                what="处理音频",
-            )  # fmt: skip
-            stats = parse_loudnorm_json(log_text)
-            measured = float(stats["input_i"])
-            if is_silent(measured):
-                raise MasteringError("音频没有可听见的声音（全是静音）")
-            # The limiter costs some loudness; correct the gain until only a small,
-            # linear final step remains.
-            if abs(target - measured) <= 0.5:
-                break
-            gain += target - measured
-        lra = min(max(float(stats["input_lra"]), 0.1), spec.lra)
-        normalise = (
-            f"loudnorm=I={target}:TP={spec.true_peak_dbtp}:LRA={spec.lra}"
-            f":measured_I={stats['input_i']}:measured_TP={stats['input_tp']}"
-            f":measured_LRA={lra}:measured_thresh={stats['input_thresh']}"
-            f":offset={stats['target_offset']}:linear=true:print_format=summary"
-        )
-        with atomic_path(out) as encoded:
+        shaped_margin = None
+        for _attempt in range(4):
+            if shaped_margin != margin:
+                normalise, gain = _shape(raw, shaped, spec, start, length, gain, margin, target)
+                shaped_margin = margin
             run_ffmpeg(
-                ["-y", "-i", str(shaped), "-af", normalise, "-ar", str(spec.sample_rate),
-                 "-ac", "1", "-map_metadata", "-1", *spec.encoder, str(encoded)],
+                ["-y", "-i", str(shaped), "-af", f"{normalise},volume={trim:.2f}dB",
+                 "-ar", str(spec.sample_rate), "-ac", "1", "-map_metadata", "-1",
+                 *spec.encoder, str(encoded)],
                 what="编码音频",
             )  # fmt: skip
-            duration = _duration(encoded, spec)
+            # Lossy codecs move loudness a little (LAME at 64 kbit/s loses ~0.4 LU) and
+            # overshoot peaks (Opus by up to 2–3 dB on buzzy voices): measure the encoded
+            # file; correct the gain, or limit harder and shape again.
+            final = measure_loudness(encoded)
+            error = target - final.integrated
+            overshoot = final.true_peak - (spec.true_peak_dbtp - 0.1)
+            if abs(error) <= ENCODED_TOLERANCE_LU and overshoot <= 0:
+                break
+            if overshoot > 0:
+                margin += overshoot + 0.3
+            trim += error
+        else:
+            log.warning(
+                "mastering %s: %.1f LUFS / %.1f dBTP after retries (target %.1f / %.1f)",
+                raw.name, final.integrated, final.true_peak, target, spec.true_peak_dbtp,
+            )  # fmt: skip
+        duration = _duration(encoded, spec)
     return MasteredAudio(out, duration, PRE_ROLL_S - start)
+
+
+def _shape(
+    raw: Path,
+    shaped: Path,
+    spec: MasteringProfile,
+    start: float,
+    length: float,
+    gain: float,
+    margin: float,
+    target: float,
+) -> tuple[str, float]:
+    """Trim, shape, amplify and limit ``raw`` into ``shaped``; measure it on the way.
+
+    Returns:
+        The ``loudnorm`` second-pass filter for ``shaped``, and the gain used.
+    """
+    ceiling = 10 ** ((spec.true_peak_dbtp - margin) / 20)
+    for _attempt in range(3):
+        graph = (
+            f"[0:a]atrim=start={start:.3f}:duration={length:.3f},asetpts=PTS-STARTPTS,"
+            f"aresample={spec.sample_rate},{spec.shaping},volume={gain:.2f}dB,"
+            f"alimiter=limit={ceiling:.4f}:attack=2:release=60:level=false,"
+            f"adelay={int(PRE_ROLL_S * 1000)}:all=1,apad=pad_dur={TAIL_S},"
+            "asplit[keep][probe];[probe]ebur128=peak=true:framelog=quiet[sink]"
+        )
+        log_text = run_ffmpeg(
+            ["-y", "-i", str(raw), "-filter_complex", graph,
+             "-map", "[keep]", "-c:a", "pcm_f32le", "-ar", str(spec.sample_rate), "-ac", "1",
+             "-f", "wav", str(shaped), "-map", "[sink]", "-f", "null", "-"],
+            what="处理音频",
+        )  # fmt: skip
+        stats = parse_ebur128(log_text)
+        measured = stats["integrated"]
+        if is_silent(measured):
+            raise MasteringError("音频没有可听见的声音（全是静音）")
+        # The limiter costs some loudness. loudnorm can make up the rest linearly as
+        # long as the true peak stays under the limit; otherwise shape again, louder.
+        if stats["true_peak"] + (target - measured) <= spec.true_peak_dbtp - 0.2:
+            break
+        gain += target - measured
+    # loudnorm stays linear only for 0 < measured LRA <= target LRA; the compressor has
+    # already narrowed the range, and a clip shorter than 3 s measures 0.
+    lra = min(max(stats["lra"], 0.1), spec.lra)
+    normalise = (
+        f"loudnorm=I={target}:TP={spec.true_peak_dbtp}:LRA={spec.lra}"
+        f":measured_I={measured}:measured_TP={stats['true_peak']}"
+        f":measured_LRA={lra}:measured_thresh={stats['threshold']}"
+        ":linear=true:print_format=summary"
+    )
+    return normalise, gain
 
 
 def _duration(path: Path, spec: MasteringProfile) -> float:

@@ -47,6 +47,7 @@ __all__ = [
     "EngineMode",
     "EngineName",
     "Renderer",
+    "export_file",
 ]
 
 log = logging.getLogger(__name__)

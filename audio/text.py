@@ -8,7 +8,8 @@ rewritten first, always into forms wetext then reads correctly:
   ``-5~-3℃`` likewise (dates like ``2024-03-05`` and phone numbers like ``0871-65123456``
   are left alone);
 - money: ``¥1,234.50`` / ``￥1234.5元`` become ``1234.5元``;
-- ``COVID-19`` keeps its hyphen from turning into "负".
+- ``COVID-19`` keeps its hyphen from turning into "负";
+- clock times ``8:30`` become ``8点30分`` (wetext sometimes reads them as ratios).
 
 After normalisation, decorative symbols (【】, ★, emoji …) become pauses or disappear.
 """
@@ -182,6 +183,8 @@ _WORD_HYPHEN = re.compile(r"(?<=[A-Za-z])-(?=\d)")
 _YUAN_SIGN = re.compile(r"¥\s*(\d[\d,]*(?:\.\d+)?)(\s*元)?")
 _MONEY_DECIMALS = re.compile(r"(\d+)\.(\d*?)0+(?=\s*(?:元|块|万元|亿元))")
 _HASH_NUMBER = re.compile(r"(?<=\d)#")
+# wetext reads "8:30集合" as a ratio ("八比三零"); clock times are spelled out for it.
+_CLOCK = re.compile(r"(?<![\d:.])(?<!比分)(?<!比)([01]?\d|2[0-3]):([0-5]\d)(?![\d:])")
 
 
 def _money(match: re.Match[str]) -> str:
@@ -193,8 +196,14 @@ def _money_decimals(match: re.Match[str]) -> str:
     return f"{whole}.{decimals}" if decimals else whole
 
 
+def _clock(match: re.Match[str]) -> str:
+    hour, minute = int(match.group(1)), match.group(2)
+    return f"{hour}点" if minute == "00" else f"{hour}点{minute}分"
+
+
 def _rewrite_ranges(piece: str) -> str:
     piece = _TIME_RANGE.sub(r"\1到", piece)
+    piece = _CLOCK.sub(_clock, piece)
     piece = _NUM_RANGE.sub(r"\1\2到", piece)
     return _UNIT_RANGE.sub("到", piece)
 

@@ -15,8 +15,8 @@ asynchronous tests can both use it::
             ...
         assert server.requests[-1].text == "…"
 
-Audio is a 220 Hz tone burst per character (0.16 s on, 0.04 s off) and 0.3 s of silence
-after each sentence, so durations, loudness and silence trimming can be checked.
+Audio is a 220 Hz tone burst per character (0.192 s) and 0.288 s of silence after each
+sentence, so durations, loudness and silence trimming can be checked.
 """
 
 from __future__ import annotations
@@ -40,12 +40,15 @@ from aiohttp import WSMsgType, web
 
 __all__ = ["Fault", "FakeEdgeServer", "SynthesisRequest"]
 
-CHAR_SECONDS = 0.2
-"""Nominal length of one character's tone burst (LAME's padding makes it a bit longer)."""
-SENTENCE_PAUSE_SECONDS = 0.3
-_SENTENCE = re.compile(r"[^。！？；!?;\n]+[。！？；!?;\n]*")
-_FRAME_BYTES = 144  # MPEG-2 Layer III, 24 kHz, 48 kbit/s, no padding
+_FRAME_BYTES = 144  # MPEG-2 Layer III, 24 kHz, 48 kbit/s: every frame 144 bytes
 _FRAME_SECONDS = 576 / 24_000
+CHAR_FRAMES = 8
+CHAR_SECONDS = CHAR_FRAMES * _FRAME_SECONDS
+"""Audio per non-space character: 0.192 s (about the pace of a neural voice)."""
+PAUSE_FRAMES = 12
+SENTENCE_PAUSE_SECONDS = PAUSE_FRAMES * _FRAME_SECONDS
+"""Silence after each sentence: 0.288 s."""
+_SENTENCE = re.compile(r"[^。！？；!?;\n]+[。！？；!?;\n]*")
 
 
 class Fault(enum.Enum):
@@ -83,18 +86,31 @@ def _ffmpeg() -> str:
     return imageio_ffmpeg.get_ffmpeg_exe()
 
 
-def _tone(seconds: float, silent: bool = False) -> bytes:
-    """MP3 frames (24 kHz, 48 kbit/s CBR, no tags, no reservoir) of a tone or silence."""
-    expr = "0" if silent else "0.35*sin(2*PI*220*t)+0.2*sin(2*PI*440*t)+0.1*sin(2*PI*880*t)"
+def _frames(expr: str, seconds: float) -> list[bytes]:
+    """MP3 frames (24 kHz, 48 kbit/s CBR, mono, bit reservoir off) of an aevalsrc expression."""
     cmd = [
         _ffmpeg(), "-v", "error", "-f", "lavfi", "-i",
-        f"aevalsrc={expr}:s=24000:d={seconds}", "-ac", "1", "-ar", "24000",
+        f"aevalsrc='{expr}':s=24000:d={seconds}", "-ac", "1", "-ar", "24000",
         "-c:a", "libmp3lame", "-b:a", "48k", "-reservoir", "0", "-write_xing", "0",
         "-id3v2_version", "0", "-write_id3v1", "0", "-f", "mp3", "-",
     ]  # fmt: skip
     data = subprocess.run(cmd, capture_output=True, check=True).stdout
-    # Keep whole frames only (LAME pads the last one; all frames here are 144 bytes).
-    return data[: len(data) // _FRAME_BYTES * _FRAME_BYTES]
+    return [
+        data[i : i + _FRAME_BYTES] for i in range(0, len(data) - _FRAME_BYTES + 1, _FRAME_BYTES)
+    ]
+
+
+def _syllable() -> list[bytes]:
+    """One character: a 220 Hz tone with harmonics for 0.15 s, then near silence (8 frames)."""
+    period = CHAR_FRAMES * _FRAME_SECONDS
+    voice = "(0.35*sin(2*PI*220*t)+0.2*sin(2*PI*440*t)+0.1*sin(2*PI*880*t))"
+    frames = _frames(f"lt(mod(t,{period}),0.15)*{voice}", period * 6)
+    # Frames from the middle: past the encoder's start-up, each self-contained.
+    return frames[2 * CHAR_FRAMES : 3 * CHAR_FRAMES]
+
+
+def _pause() -> bytes:
+    return b"".join(_frames("0", 1.0)[4 : 4 + PAUSE_FRAMES])
 
 
 class FakeEdgeServer:
@@ -120,7 +136,9 @@ class FakeEdgeServer:
         self._thread: threading.Thread | None = None
         self._runner: web.AppRunner | None = None
         self._site: web.TCPSite | None = None
-        self._char_audio: bytes | None = None
+        self._syllable: list[bytes] = []
+        self.char_frames = CHAR_FRAMES
+        """Frames per character (1–8, 24 ms each); lower it for fast tests of long texts."""
         self._pause_audio: bytes | None = None
 
     # -- lifecycle -------------------------------------------------------------------
@@ -135,8 +153,8 @@ class FakeEdgeServer:
 
     def start(self) -> FakeEdgeServer:
         """Start serving in a background thread; returns self once the port is bound."""
-        self._char_audio = _tone(CHAR_SECONDS - 0.04) + _tone(0.04, silent=True)
-        self._pause_audio = _tone(SENTENCE_PAUSE_SECONDS, silent=True)
+        self._syllable = _syllable()
+        self._pause_audio = _pause()
         ready = threading.Event()
         errors: list[BaseException] = []
 
@@ -200,10 +218,11 @@ class FakeEdgeServer:
                 self._faults.extend([fault] * times)
 
     def heal(self) -> None:
-        """Forget every pending fault and listen again if :meth:`stop_listening` was called."""
+        """Forget pending faults, restore the normal pace, listen again if stopped."""
         with self._lock:
             self._faults.clear()
             self._sticky = None
+        self.char_frames = CHAR_FRAMES
         self.resume_listening()
 
     def stop_listening(self) -> None:
@@ -319,7 +338,8 @@ class FakeEdgeServer:
         ticks = 0
         for sentence in _SENTENCE.findall(text) or [text]:
             spoken = [ch for ch in sentence if not ch.isspace()]
-            seconds = len(spoken) * len(self._char_audio) * 8 / 48_000  # type: ignore[arg-type]
+            char_audio = b"".join(self._syllable[: self.char_frames])
+            seconds = len(spoken) * self.char_frames * _FRAME_SECONDS
             meta = {
                 "Type": "WordBoundary" if word else "SentenceBoundary",
                 "Data": {
@@ -333,7 +353,7 @@ class FakeEdgeServer:
                 },
             }
             await ws.send_str(_text_message(request_id, "audio.metadata", {"Metadata": [meta]}))
-            sentence_audio = self._char_audio * len(spoken) + self._pause_audio  # type: ignore[operator]
+            sentence_audio = char_audio * len(spoken) + self._pause_audio  # type: ignore[operator]
             ticks += round(len(sentence_audio) * 8 / 48_000 * 10_000_000)
             audio += sentence_audio
         if fault is Fault.CUT:
@@ -349,12 +369,11 @@ class FakeEdgeServer:
 
     def expected_seconds(self, text: str) -> float:
         """Audio length the server sends for ``text`` (as received, after SSML unescaping)."""
-        assert self._char_audio is not None and self._pause_audio is not None, "not started"
-        total = 0
+        total = 0.0
         for sentence in _SENTENCE.findall(text) or [text]:
             chars = sum(1 for ch in sentence if not ch.isspace())
-            total += chars * len(self._char_audio) + len(self._pause_audio)
-        return total * 8 / 48_000
+            total += chars * self.char_frames * _FRAME_SECONDS + SENTENCE_PAUSE_SECONDS
+        return total
 
 
 def _split_text(data: str) -> tuple[dict[str, str], str]:

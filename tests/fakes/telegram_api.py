@@ -64,6 +64,8 @@ class Fault(enum.Enum):
     """Answer 500 Internal Server Error (nothing recorded)."""
     BAD_GATEWAY = "502"
     """Answer 502 Bad Gateway (nothing recorded)."""
+    BAD_REQUEST = "400"
+    """Answer 400 Bad Request: can't parse entities (nothing recorded)."""
     DROP_BEFORE = "drop-before"
     """Close the connection without recording or answering."""
     DROP_AFTER = "drop-after"
@@ -76,23 +78,29 @@ class Fault(enum.Enum):
 class Limits:
     """Flood limits the server enforces, as token buckets (capacity = one period's worth).
 
-    ``overall_per_second`` applies to every send; ``group_per_minute`` to each group chat
-    (negative chat ids). 0 switches a limit off.
+    ``overall_per_second`` applies to every send; ``group_max`` per ``group_period`` seconds
+    to each group chat (negative chat ids). 0 switches a limit off. Telegram's: 30 a second,
+    20 a minute per group.
     """
 
     overall_per_second: float = 30.0
-    group_per_minute: float = 20.0
+    group_max: float = 20.0
+    group_period: float = 60.0
 
     def bound_seconds(self, messages: int, per_group: int) -> float:
-        """The least time in which ``messages`` sends (``per_group`` to each group) can pass."""
+        """The least time in which ``messages`` sends (``per_group`` to each group) can pass.
+
+        Both buckets start full, so the first bucket-full passes at once and the rest at the
+        refill rate.
+        """
         overall = (
             max(0.0, messages - self.overall_per_second) / self.overall_per_second
             if self.overall_per_second
             else 0.0
         )
         group = (
-            max(0.0, per_group - self.group_per_minute) / (self.group_per_minute / 60)
-            if self.group_per_minute
+            max(0.0, per_group - self.group_max) / (self.group_max / self.group_period)
+            if self.group_max
             else 0.0
         )
         return max(overall, group)
@@ -424,11 +432,11 @@ class FakeBotApi:
                 if self._overall is None:
                     self._overall = _Bucket(limits.overall_per_second, limits.overall_per_second)
                 waits.append(self._overall.take(now))
-            if limits.group_per_minute and chat_id.startswith("-"):
+            if limits.group_max and chat_id.startswith("-"):
                 bucket = self._groups.get(chat_id)
                 if bucket is None:
                     bucket = self._groups[chat_id] = _Bucket(
-                        limits.group_per_minute, limits.group_per_minute / 60
+                        limits.group_max, limits.group_max / limits.group_period
                     )
                 waits.append(bucket.take(now))
             wait = max(waits, default=0.0)
@@ -457,6 +465,8 @@ class FakeBotApi:
                     f"Too Many Requests: retry after {rule.retry_after}",
                     {"retry_after": rule.retry_after},
                 )
+            if rule.fault is Fault.BAD_REQUEST:
+                return _error(400, "Bad Request: can't parse entities: unsupported start tag")
             if rule.fault is Fault.SERVER_ERROR:
                 return _error(500, "Internal Server Error")
             if rule.fault is Fault.BAD_GATEWAY:
