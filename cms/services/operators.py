@@ -202,20 +202,23 @@ def receipts_for(session: Session, programs: Iterable[Program]) -> dict[int, Rec
 
 def record_download(
     session: Session,
-    outlet: Outlet,
+    outlet_id: int,
     day: date,
     kind: str,
-    program: Program | None = None,
+    program_id: int | None = None,
     now: datetime | None = None,
 ) -> DownloadEvent | None:
-    """Record a fetch through an outlet link; a repeat of the same fetch within minutes is not."""
+    """Record a fetch through an outlet link; a repeat of the same fetch within minutes is not.
+
+    Takes ids, not objects, so a caller can end its read transaction first (see the views).
+    """
     if kind not in DOWNLOAD_KINDS:
         raise ValueError(f"unknown download kind {kind!r}")
     now = now or datetime.now(UTC)
     recent = (
         select(DownloadEvent.id)
         .where(
-            DownloadEvent.outlet_id == outlet.id,
+            DownloadEvent.outlet_id == outlet_id,
             DownloadEvent.day == day,
             DownloadEvent.kind == kind,
             DownloadEvent.at > now - DOWNLOAD_DEDUPE,
@@ -223,15 +226,13 @@ def record_download(
         .limit(1)
     )
     recent = recent.where(
-        DownloadEvent.program_id == program.id
-        if program is not None
+        DownloadEvent.program_id == program_id
+        if program_id is not None
         else DownloadEvent.program_id.is_(None)
     )
     if session.scalar(recent) is not None:
         return None
-    event = DownloadEvent(
-        program_id=program.id if program else None, outlet_id=outlet.id, day=day, kind=kind, at=now
-    )
+    event = DownloadEvent(program_id=program_id, outlet_id=outlet_id, day=day, kind=kind, at=now)
     session.add(event)
     return event
 

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import csv
 import io
+import logging
 import os
+import random
 import re
+import time as time_module
 from datetime import UTC, date, datetime, time, timedelta
 from email.utils import format_datetime
 from pathlib import Path
@@ -25,6 +28,7 @@ from flask import (
 )
 from flask_babel import gettext as _
 from sqlalchemy import select
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import selectinload
 
 from cms.models import Outlet, OutletKind, Program, Role
@@ -43,6 +47,7 @@ from cms.web.sendfile import (
     zip_body,
 )
 
+log = logging.getLogger(__name__)
 bp = Blueprint("operators", __name__)
 
 _DAY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
@@ -51,6 +56,7 @@ _FILENAME_UNSAFE = re.compile(r'[\\/:*?"<>|\x00-\x1f\x7f]+')
 UPCOMING_DAYS = 7
 FEED_DAYS = 14
 MP3 = "audio/mpeg"
+RECORD_ATTEMPTS = 5
 
 
 # --- Helpers ------------------------------------------------------------------------------------
@@ -154,10 +160,29 @@ def _count(
     response: Response, outlet: Outlet, day: date, kind: str, program: Program | None = None
 ) -> None:
     """Record a download for the compliance view (not revalidations, HEADs or mid-file resumes)."""
-    if response.status_code not in (200, 206) or not served_from_start():
-        return
-    if svc.record_download(db(), outlet, day, kind, program, now=_now()) is not None:
-        db().commit()
+    if response.status_code in (200, 206) and served_from_start():
+        _record(outlet.id, day, kind, [program.id if program else None])
+
+
+def _record(outlet_id: int, day: date, kind: str, program_ids: list[int | None]) -> None:
+    """Write download events in a short transaction of their own; never fail the download.
+
+    The request has read the database already: on SQLite a read transaction that then
+    writes fails at once ("database is locked") if another download committed meanwhile, so
+    the read is ended first and a collision is retried on a fresh snapshot.
+    """
+    session = db()
+    for attempt in range(RECORD_ATTEMPTS):
+        session.rollback()
+        try:
+            for program_id in program_ids:
+                svc.record_download(session, outlet_id, day, kind, program_id, now=_now())
+            session.commit()
+            return
+        except OperationalError:
+            session.rollback()
+            time_module.sleep(0.01 * (attempt + 1) + random.random() * 0.02)
+    log.warning("download of outlet %s not recorded: database busy", outlet_id)
 
 
 def _rows(programs: list[Program]) -> list[dict[str, Any]]:
@@ -321,9 +346,7 @@ def day_zip(token: str, day: str) -> Any:
         attachment=True,
     )
     if response.status_code in (200, 206) and served_from_start():
-        for program in programs:
-            svc.record_download(db(), outlet, the_day, "zip", program, now=_now())
-        db().commit()
+        _record(outlet.id, the_day, "zip", [p.id for p in programs])
     return response
 
 
