@@ -45,17 +45,17 @@ BINARY_SUFFIXES = (
 )
 
 
-def extract_msgids() -> dict[str, list[str]]:
-    """Every msgid in cms/ (and the voice labels), with where it occurs, via babel.cfg."""
+def extract_msgids() -> dict[tuple[str | None, str], list[str]]:
+    """Every (context, msgid) in cms/ and the voice labels, with where it occurs, via babel.cfg."""
     with (ROOT / "babel.cfg").open() as f:
         method_map, options_map = parse_mapping_cfg(f, str(ROOT / "babel.cfg"))
-    found: dict[str, list[str]] = {}
-    for filename, lineno, message, _comments, _context in extract_from_dir(
+    found: dict[tuple[str | None, str], list[str]] = {}
+    for filename, lineno, message, _comments, context in extract_from_dir(
         str(ROOT), method_map, options_map, keywords=KEYWORDS, strip_comment_tags=True
     ):
         msgid = message[0] if isinstance(message, tuple) else message
         if msgid:
-            found.setdefault(msgid, []).append(f"{filename}:{lineno}")
+            found.setdefault((context, msgid), []).append(f"{filename}:{lineno}")
     return found
 
 
@@ -69,20 +69,23 @@ def placeholders(text: str) -> set[str]:
 
 
 @pytest.fixture(scope="module")
-def msgids() -> dict[str, list[str]]:
+def msgids() -> dict[tuple[str | None, str], list[str]]:
     found = extract_msgids()
     assert len(found) > 100, "extraction found suspiciously few msgids; is babel.cfg right?"
     return found
 
 
-def test_every_msgid_has_an_english_translation(msgids: dict[str, list[str]]) -> None:
+def test_every_msgid_has_an_english_translation(
+    msgids: dict[tuple[str | None, str], list[str]],
+) -> None:
     catalogue = load_catalogue()
     assert not catalogue.fuzzy, "the catalogue header is marked fuzzy: none of it would be used"
     missing = []
-    for msgid, where in sorted(msgids.items()):
-        message = catalogue.get(msgid)
+    for (context, msgid), where in sorted(msgids.items(), key=lambda item: item[1][0]):
+        message = catalogue.get(msgid, context)
         if message is None or not message.string or message.fuzzy:
-            missing.append(f"{msgid!r} ({where[0]})")
+            shown = f"{context}|{msgid}" if context else msgid
+            missing.append(f"{shown!r} ({where[0]})")
     assert not missing, (
         f"{len(missing)} msgid(s) have no English translation in {PO.relative_to(ROOT)}:\n"
         + "\n".join(missing)
@@ -90,12 +93,12 @@ def test_every_msgid_has_an_english_translation(msgids: dict[str, list[str]]) ->
 
 
 def test_translations_keep_placeholders_and_contain_no_chinese(
-    msgids: dict[str, list[str]],
+    msgids: dict[tuple[str | None, str], list[str]],
 ) -> None:
     catalogue = load_catalogue()
     bad = []
     for message in catalogue:
-        if not message.id or not message.string or message.id not in msgids:
+        if not message.id or not message.string or (message.context, message.id) not in msgids:
             continue
         if placeholders(message.id) != placeholders(message.string):
             bad.append(
