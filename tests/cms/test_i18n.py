@@ -19,6 +19,7 @@ from sqlalchemy import JSON, String, Text, select
 from sqlalchemy.orm import Session
 
 from cms.models import Announcement, Base, Outlet, Role, User
+from cms.services import operators
 from cms.web.i18n import LANGUAGES
 from tests.conftest import login
 
@@ -219,9 +220,14 @@ def set_english(client) -> None:  # type: ignore[no-untyped-def]
 def pages_to_check(app, session: Session) -> list[tuple[str, str]]:  # type: ignore[no-untyped-def]
     """(path, username) for every HTML GET page, signed in as someone the route admits."""
     announcements = list(session.scalars(select(Announcement).order_by(Announcement.id)))
+    outlet = session.scalars(select(Outlet).order_by(Outlet.id)).first()
+    assert outlet is not None
+    token = operators.issue_outlet_token(session, None, outlet)
+    session.commit()
     args = {
         "announcement_id": [a.id for a in announcements],
-        "outlet_id": [session.scalar(select(Outlet.id).limit(1))],
+        "outlet_id": [outlet.id],
+        "token": [token],
     }
     by_role = {Role.ADMIN: "admin", Role.EDITOR: "wangli", Role.REVIEWER: "lishuji"}
     by_role[Role.OPERATOR] = "shiqiao"
