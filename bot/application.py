@@ -96,18 +96,41 @@ def api_urls(api_url: str | None) -> tuple[str, str]:
 
 @dataclass(frozen=True)
 class Limits:
-    """Client-side flood limits; a server that is stricter answers 429 and we wait."""
+    """Client-side flood limits, kept just under the server's.
+
+    Rates sit 3 % under Telegram's and bursts at half the server's bucket: the server then
+    always has tokens in hand, so requests that reach it late (scheduling jitter) do not
+    meet a 429, which would cost at least a second.
+    """
 
     overall_per_second: float = OVERALL_RATE * RATE_HEADROOM
-    group_per_minute: float = GROUP_RATE_PER_MINUTE * RATE_HEADROOM
+    overall_burst: float = OVERALL_RATE / 2
+    group_max: float = GROUP_RATE_PER_MINUTE * RATE_HEADROOM
+    group_period: float = 60.0
+    group_burst: float = GROUP_RATE_PER_MINUTE / 2
+
+    @classmethod
+    def below(
+        cls, overall_per_second: float, group_max: float, group_period: float = 60.0
+    ) -> Limits:
+        """Client limits for a server allowing ``overall_per_second`` and ``group_max`` per period."""
+        return cls(
+            overall_per_second=overall_per_second * RATE_HEADROOM,
+            overall_burst=max(1.0, overall_per_second / 2),
+            group_max=group_max * RATE_HEADROOM,
+            group_period=group_period,
+            group_burst=max(1.0, group_max / 2),
+        )
 
     def limiter(self) -> AIORateLimiter:
+        # aiolimiter's bucket holds max_rate and drains max_rate per time_period: a burst of
+        # ``burst`` at ``rate`` a second is max_rate=burst, time_period=burst/rate.
         # max_retries=0: a 429 comes back to the channel, which waits within its own bound.
         return AIORateLimiter(
-            overall_max_rate=self.overall_per_second,
-            overall_time_period=1,
-            group_max_rate=self.group_per_minute,
-            group_time_period=60,
+            overall_max_rate=self.overall_burst,
+            overall_time_period=self.overall_burst / self.overall_per_second,
+            group_max_rate=self.group_burst,
+            group_time_period=self.group_burst * self.group_period / self.group_max,
             max_retries=0,
         )
 

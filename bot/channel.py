@@ -191,7 +191,8 @@ class TelegramChannel:
             loop.run_until_complete(self._safe_shutdown())
             loop.close()
             return
-        self._ready.set()
+        # Ready once the loop really runs, so that send() never sees it stopped.
+        loop.call_soon(self._ready.set)
         try:
             loop.run_forever()
         finally:
@@ -329,7 +330,7 @@ class TelegramChannel:
                     return str(message.message_id), chat_id
                 except RetryAfter as exc:
                     in_flight = False
-                    wait = _seconds(exc.retry_after)
+                    wait = _retry_after(exc)
                     if loop.time() + wait > deadline:
                         raise TemporaryFailure(
                             f"Telegram 限流，{wait:.0f} 秒后再试", retry_after=wait
@@ -362,6 +363,9 @@ class TelegramChannel:
                     await asyncio.sleep(delay)
                 except TelegramError as exc:
                     raise TemporaryFailure(exc.message) from exc
+                except OSError as exc:
+                    # The voice file vanished (a rebuild, a cleanup): nothing was sent.
+                    raise TemporaryFailure(f"语音文件不可用：{exc}") from exc
         except asyncio.CancelledError as exc:
             # Only a shutdown cancels us. A request on the wire may have been posted.
             if in_flight:
@@ -369,7 +373,11 @@ class TelegramChannel:
             raise TemporaryFailure("Telegram 机器人正在停止") from exc
 
 
-def _seconds(value: float | timedelta) -> float:
+def _retry_after(exc: RetryAfter) -> float:
+    # PTB 22 keeps a timedelta privately; the public attribute warns until PTB 23 changes its type.
+    value = getattr(exc, "_retry_after", None)
+    if not isinstance(value, timedelta):
+        value = exc.retry_after
     return value.total_seconds() if isinstance(value, timedelta) else float(value)
 
 
