@@ -9,12 +9,13 @@ pinned one keeps going out. Revisions are never changed once written.
 from __future__ import annotations
 
 import difflib
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date, time, timedelta
 from typing import Any
 
-from sqlalchemy import Select, func, or_, select
+from sqlalchemy import Select, false, func, or_, select
 from sqlalchemy.orm import Session, aliased
 
 from cms.models import (
@@ -103,6 +104,9 @@ class Content:
             voice=rev.voice,
             rate=rev.rate,
         )
+
+
+_HHMM = re.compile(r"(\d{1,2}):(\d{2})")
 
 
 def _as_bool(value: object) -> bool:
@@ -211,10 +215,10 @@ def parse_content(session: Session, data: Mapping[str, Any], *, today: date) -> 
     post_time: time | None = None
     raw_time = str(data.get("chat_post_time") or "").strip()
     if raw_time:
-        try:
-            post_time = time.fromisoformat(raw_time)
-            post_time = post_time.replace(second=0, microsecond=0)
-        except ValueError:
+        match = _HHMM.fullmatch(raw_time)
+        if match and int(match[1]) < 24 and int(match[2]) < 60:
+            post_time = time(int(match[1]), int(match[2]))
+        else:
             errors.add("chat_post_time", N_("群聊发送时间应为 HH:MM"))
     elif to_chats:
         errors.add("chat_post_time", N_("发到群聊时请填写发送时间"))
@@ -448,7 +452,9 @@ def search(
         stmt = stmt.where(Revision.topic_id == topic_id)
     if area_id:
         area = session.get(Area, area_id)
-        if area is not None:
+        if area is None:
+            return stmt.where(false())
+        else:
             # Matches announcements aimed at the area, anything below it, or anything above it
             # (an announcement for the whole township reaches every village in it).
             from cms.services.areas import ancestor_ids, descendant_ids
@@ -460,10 +466,13 @@ def search(
                 .exists()
             )
     if q:
-        like = f"%{q.strip()}%"
+        escaped = q.strip().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        like = f"%{escaped}%"
         stmt = stmt.where(
             or_(
-                Revision.title.like(like), Revision.body.like(like), Revision.spoken_text.like(like)
+                Revision.title.like(like, escape="\\"),
+                Revision.body.like(like, escape="\\"),
+                Revision.spoken_text.like(like, escape="\\"),
             )
         )
     return stmt.order_by(Announcement.updated_at.desc(), Announcement.id.desc())

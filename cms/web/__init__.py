@@ -6,7 +6,7 @@ import logging
 from datetime import date, datetime
 from typing import Any
 
-from flask import Flask, g, render_template, request
+from flask import Flask, g, make_response, render_template, request
 from flask_wtf.csrf import CSRFError, CSRFProtect
 from markupsafe import Markup
 from werkzeug.exceptions import HTTPException
@@ -107,5 +107,13 @@ def _http_error(exc: HTTPException):  # type: ignore[no-untyped-def]
     if request.path.startswith("/api/"):
         from cms.web.api import error_response
 
-        return error_response(exc.code or 500, exc.name, exc.description)
-    return render_template("error.html", code=exc.code, message=exc.description), exc.code or 500
+        response = make_response(error_response(exc.code or 500, exc.name, exc.description))
+    else:
+        response = make_response(
+            render_template("error.html", code=exc.code, message=exc.description), exc.code or 500
+        )
+    # Keep the exception's own headers (Allow on 405, WWW-Authenticate on 401 …).
+    for name, value in exc.get_headers():
+        if name.lower() != "content-type":
+            response.headers.setdefault(name, value)
+    return response

@@ -58,9 +58,9 @@ def load_user() -> None:
     """Find the user from the session cookie, or from a bearer token under /api/."""
     g.user = None
     if request.path.startswith("/api/"):
-        header = request.headers.get("Authorization", "")
-        if header.startswith("Bearer "):
-            g.user = users.user_for_token(db(), header[7:].strip())
+        scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+        if scheme.lower() == "bearer" and token.strip():
+            g.user = users.user_for_token(db(), token.strip())
             if g.user is not None:
                 db().commit()
         return

@@ -41,6 +41,8 @@ def _counts(session):  # type: ignore[no-untyped-def]
         ({"voice": "zh-CN-Evil'/><x"}, "voice", "不支持"),
         ({"to_loudspeaker": False, "to_chats": False}, "channels", "渠道"),
         ({"chat_post_time": "25:99"}, "chat_post_time", "HH:MM"),
+        ({"chat_post_time": "0900"}, "chat_post_time", "HH:MM"),
+        ({"chat_post_time": "09:00+08:00"}, "chat_post_time", "HH:MM"),
         ({"chat_post_time": ""}, "chat_post_time", "发送时间"),
         ({"priority": "highest"}, "priority", "优先级"),
         ({"topic_id": 4242}, "topic_id", "不存在"),

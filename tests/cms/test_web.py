@@ -284,3 +284,16 @@ def test_self_approval_setting_and_api_token_revocation(app, session, make_user,
     row = session.scalar(select(ApiToken))
     client.post("/admin/tokens", data={"action": "revoke", "token_id": row.id})
     assert api.get("/api/v1/areas", headers={"Authorization": f"Bearer {token}"}).status_code == 401
+
+
+def test_search_treats_wildcards_literally_and_unknown_area_finds_nothing(
+    app, make_user, make_announcement
+):
+    editor = make_user(Role.EDITOR)
+    make_announcement("draft", author=editor, title="收费100%到位")
+    make_announcement("draft", author=editor, title="普通通知")
+    client = app.test_client()
+    login(client, editor)
+    assert "共 1 条" in client.get("/announcements/?q=%25").get_data(as_text=True)
+    assert "共 0 条" in client.get("/announcements/?q=_").get_data(as_text=True)
+    assert "共 0 条" in client.get("/announcements/?area=99999").get_data(as_text=True)
