@@ -1,0 +1,366 @@
+"""Benchmark: 200 operators downloading a 10-minute program at once, ours against a static server.
+
+Seeds a temporary data folder (one outlet, one 10-minute program in the house format, a
+private link), starts ``dalaba serve`` (waitress) on a free loopback port, and serves the
+same file with nginx from Debian (or, without nginx, Python's threading ``http.server``,
+with a note). The same asyncio client (keep-alive off, one request per connection, like
+cheap loudspeaker boxes) runs against both in this run.
+
+    python bench/downloads.py [--clients 200] [--requests 3] [--seconds 20]
+
+The last line is ``RESULT rps=<ours> rps_static=<static> ratio=<ours/static> ttfb_p99_ms=<ours>``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from datetime import time as clock_time
+from pathlib import Path
+
+from imageio_ffmpeg import get_ffmpeg_exe
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+PROGRAM_SECONDS = 600
+READ_SIZE = 256 * 1024
+
+
+@dataclass
+class Run:
+    name: str
+    ttfb: list[float] = field(default_factory=list)
+    completed: int = 0
+    failed: int = 0
+    errors: list[str] = field(default_factory=list)
+    wall: float = 0.0
+    bytes: int = 0
+
+    @property
+    def rps(self) -> float:
+        return self.completed / self.wall if self.wall else 0.0
+
+    def percentile(self, q: float) -> float:
+        if not self.ttfb:
+            return float("nan")
+        ordered = sorted(self.ttfb)
+        return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))] * 1000
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_ready(port: int, path: str, proc: subprocess.Popen[bytes], timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited early with code {proc.returncode}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1) as s:
+                s.sendall(f"HEAD {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n".encode())
+                if s.recv(64).startswith(b"HTTP/1."):
+                    return
+        except OSError:
+            pass
+        time.sleep(0.2)
+    raise RuntimeError(f"server on port {port} not ready after {timeout} s")
+
+
+def encode_program(path: Path) -> None:
+    """Ten minutes of tone in the house format (44.1 kHz mono 64 kbit/s CBR MP3)."""
+    subprocess.run(
+        [
+            get_ffmpeg_exe(), "-nostdin", "-loglevel", "error", "-y",
+            "-f", "lavfi", "-i", f"sine=frequency=440:duration={PROGRAM_SECONDS}",
+            "-ac", "1", "-ar", "44100", "-c:a", "libmp3lame", "-b:a", "64k",
+            "-write_xing", "0", str(path),
+        ],
+        check=True,
+    )  # fmt: skip
+
+
+def seed(data_dir: Path) -> tuple[str, Path]:
+    """A township, an outlet, today's program and its private link; returns (URL path, file)."""
+    from cms.db import make_engine, make_session_factory, transaction
+    from cms.migrate import upgrade
+    from cms.models import AreaKind, JobState, Outlet, OutletKind, Program, Slot
+    from cms.services import areas
+    from cms.services import operators as svc
+    from cms.settings import Settings
+
+    settings = Settings.from_env({}, data_dir=data_dir, secret_key="bench")
+    engine = make_engine(settings.database_url)
+    upgrade(engine)
+    day = datetime.now(settings.tz).date()
+    program_path = data_dir / "programs" / day.isoformat() / "1-0730.mp3"
+    program_path.parent.mkdir(parents=True, exist_ok=True)
+    encode_program(program_path)
+    with transaction(make_session_factory(engine)) as session:
+        town = areas.create_area(
+            session, None, name="清水镇", kind=AreaKind.TOWNSHIP, parent_id=None
+        )
+        village = areas.create_area(
+            session, None, name="石桥村", kind=AreaKind.VILLAGE, parent_id=town.id
+        )
+        outlet = Outlet(name="石桥村大喇叭", kind=OutletKind.LOUDSPEAKER, area_id=village.id)
+        outlet.slots = [Slot(at=clock_time(7, 30), minutes=15)]
+        session.add(outlet)
+        session.flush()
+        session.add(
+            Program(
+                outlet_id=outlet.id,
+                day=day,
+                slot_id=outlet.slots[0].id,
+                state=JobState.DONE,
+                path=str(program_path),
+                duration=float(PROGRAM_SECONDS),
+                manifest={"announcements": [{"title": "基准测试"}]},
+                built_at=datetime.now(UTC),
+            )
+        )
+        token = svc.issue_outlet_token(session, None, outlet)
+    engine.dispose()
+    return f"/o/{token}/{day.isoformat()}/0730.mp3", program_path
+
+
+def start_ours(data_dir: Path, port: int, log: Path) -> subprocess.Popen[bytes]:
+    env = {
+        **os.environ,
+        "DALABA_DATA_DIR": str(data_dir),
+        "DALABA_SECRET_KEY": "bench-secret",
+        # The benchmark measures serving; the scheduler would only compete for the CPU.
+        "DALABA_SCHEDULER": "false",
+        "DALABA_BASE_URL": f"http://127.0.0.1:{port}",
+    }
+    exe = shutil.which("dalaba", path=str(Path(sys.executable).parent)) or shutil.which("dalaba")
+    command = [exe] if exe else [sys.executable, "-m", "cms.cli"]
+    return subprocess.Popen(
+        [*command, "serve", "--host", "127.0.0.1", "--port", str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        # A file, not a pipe: nobody reads a pipe here, and a full one would stall the server.
+        stderr=log.open("wb"),
+        start_new_session=True,
+    )
+
+
+def start_static(folder: Path, port: int, work: Path) -> tuple[subprocess.Popen[bytes], str]:
+    """nginx when installed, else Python's threading http.server (the best one at hand)."""
+    nginx = shutil.which("nginx") or (
+        "/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None
+    )
+    if nginx:
+        conf = work / "nginx.conf"
+        user = "user root;" if os.geteuid() == 0 else ""
+        conf.write_text(
+            f"""{user}
+worker_processes auto;
+daemon off;
+pid {work}/nginx.pid;
+error_log {work}/nginx-error.log warn;
+events {{ worker_connections 1024; }}
+http {{
+    types {{ audio/mpeg mp3; }}
+    access_log off;
+    sendfile on;
+    tcp_nopush on;
+    client_body_temp_path {work}/body;
+    proxy_temp_path {work}/proxy;
+    fastcgi_temp_path {work}/fastcgi;
+    uwsgi_temp_path {work}/uwsgi;
+    scgi_temp_path {work}/scgi;
+    server {{
+        listen 127.0.0.1:{port};
+        root {folder};
+    }}
+}}
+"""
+        )
+        proc = subprocess.Popen(
+            [nginx, "-c", str(conf), "-p", str(work)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        return proc, "nginx " + _nginx_version(nginx)
+    print("NOTE: nginx not found (apt-get install nginx-light); using python -m http.server")
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "http.server",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--directory",
+            str(folder),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    return proc, "python http.server (ThreadingHTTPServer)"
+
+
+def _nginx_version(nginx: str) -> str:
+    done = subprocess.run([nginx, "-v"], capture_output=True, text=True)
+    return done.stderr.strip().rsplit("/", 1)[-1]
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+async def fetch(port: int, path: str, expected: int, run: Run) -> None:
+    """One GET on a fresh connection; records time to first byte and checks the length."""
+    started = time.perf_counter()
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(
+            f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n".encode()
+        )
+        await writer.drain()
+        first = await reader.read(1)
+        if not first:
+            raise ConnectionError("closed before the response")
+        run.ttfb.append(time.perf_counter() - started)
+        head = first + await reader.readuntil(b"\r\n\r\n")
+        status = head.split(b" ", 2)[1]
+        if status != b"200":
+            raise ConnectionError(f"status {status.decode()}")
+        length = next(
+            int(line.split(b":", 1)[1])
+            for line in head.split(b"\r\n")
+            if line.lower().startswith(b"content-length:")
+        )
+        received = 0
+        while received < length:
+            chunk = await reader.read(READ_SIZE)
+            if not chunk:
+                break
+            received += len(chunk)
+        if received != length or length != expected:
+            raise ConnectionError(f"got {received} of {length} bytes (file has {expected})")
+        run.completed += 1
+        run.bytes += received
+    finally:
+        writer.close()
+
+
+async def load(
+    port: int, path: str, expected: int, run: Run, clients: int, requests: int, seconds: float
+) -> None:
+    deadline = time.perf_counter() + seconds
+
+    async def operator() -> None:
+        for _ in range(requests):  # bounded: a fixed number of downloads per operator
+            if time.perf_counter() > deadline:
+                return
+            try:
+                await asyncio.wait_for(fetch(port, path, expected, run), timeout=seconds * 2)
+            except (
+                TimeoutError,
+                OSError,
+                ConnectionError,
+                asyncio.IncompleteReadError,
+                StopIteration,
+            ) as exc:
+                run.failed += 1
+                if len(run.errors) < 5:
+                    run.errors.append(repr(exc))
+
+    started = time.perf_counter()
+    await asyncio.gather(*(operator() for _ in range(clients)))
+    run.wall = time.perf_counter() - started
+
+
+def report(run: Run) -> None:
+    print(
+        f"{run.name:<48} {run.completed:>5} ok {run.failed:>3} failed  "
+        f"{run.rps:8.1f} req/s  {run.bytes / run.wall / 1e6 if run.wall else 0:8.1f} MB/s  "
+        f"TTFB p50 {run.percentile(0.5):8.1f} ms  p99 {run.percentile(0.99):8.1f} ms"
+    )
+    for error in run.errors:
+        print(f"    e.g. {error}")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--clients", type=int, default=200)
+    parser.add_argument("--requests", type=int, default=3, help="downloads per operator")
+    parser.add_argument("--seconds", type=float, default=30.0, help="stop starting downloads after")
+    args = parser.parse_args()
+
+    work = Path(tempfile.mkdtemp(prefix="dalaba-bench-"))
+    os.chmod(work, 0o755)
+    procs: list[subprocess.Popen[bytes]] = []
+    try:
+        data_dir = work / "data"
+        url_path, program = seed(data_dir)
+        static_root = work / "static"
+        static_root.mkdir()
+        shutil.copyfile(program, static_root / "program.mp3")
+        for folder in (work, static_root):
+            os.chmod(folder, 0o755)
+        size = program.stat().st_size
+        print(
+            f"program: {PROGRAM_SECONDS // 60} min, {size / 1e6:.1f} MB; {args.clients} operators, "
+            f"up to {args.requests} downloads each, {os.cpu_count()} CPUs"
+        )
+
+        ours_port, static_port = free_port(), free_port()
+        ours = start_ours(data_dir, ours_port, work / "dalaba-serve.log")
+        procs.append(ours)
+        wait_ready(ours_port, url_path, ours)
+        static, static_name = start_static(static_root, static_port, work)
+        procs.append(static)
+        wait_ready(static_port, "/program.mp3", static)
+
+        results = {}
+        for name, port, path in (
+            ("dalaba serve (waitress, 8 threads)", ours_port, url_path),
+            (static_name, static_port, "/program.mp3"),
+        ):
+            run = Run(name)
+            asyncio.run(load(port, path, size, run, args.clients, args.requests, args.seconds))
+            report(run)
+            results[port] = run
+        ours_run, static_run = results[ours_port], results[static_port]
+        if ours_run.completed == 0 or static_run.completed == 0:
+            print("no download completed; see the errors above")
+            return 1
+        ratio = ours_run.rps / static_run.rps
+        print(f"static server: {static_name}")
+        print(
+            f"RESULT rps={ours_run.rps:.1f} rps_static={static_run.rps:.1f} "
+            f"ratio={ratio:.2f} ttfb_p99_ms={ours_run.percentile(0.99):.1f}"
+        )
+        return 0
+    finally:
+        for proc in procs:
+            stop(proc)
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
