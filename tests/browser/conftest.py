@@ -183,6 +183,8 @@ def screenshot() -> Callable[[Any, str], Path]:
 
     def take(page: Any, name: str) -> Path:
         path = SCREENSHOTS / f"{name}.png"
+        # Before the page has loaded, a phone lays it out 980 px wide and the shot is zoomed out.
+        page.wait_for_load_state()
         page.screenshot(path=str(path), full_page=True)
         return path
 
