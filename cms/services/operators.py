@@ -48,6 +48,8 @@ DEFAULT_ESCALATE_AFTER_MINUTES = 120
 ESCALATE_LOOKBACK_DAYS = 3
 # A box polling today.mp3 every few minutes is one download, not hundreds.
 DOWNLOAD_DEDUPE = timedelta(minutes=10)
+# Loops of past days are pruned when a new loop is built.
+LOOP_KEEP = timedelta(days=14)
 TOKEN_BYTES = 32
 PREFIX_LEN = 6
 
@@ -528,8 +530,10 @@ def loop_file(settings: Settings, program: Program, minutes: int) -> Path:
     target = folder / f"{stem}.mp3"
     if not target.exists():
         _build_loop(source, minutes, target, program.duration)
-        for old in folder.glob(f"{program.id}-*"):
-            if not old.name.startswith(stem):
+        cutoff = datetime.now(UTC).timestamp() - LOOP_KEEP.total_seconds()
+        for old in folder.iterdir():
+            superseded = old.name.startswith(f"{program.id}-") and not old.name.startswith(stem)
+            if superseded or old.stat().st_mtime < cutoff:
                 old.unlink(missing_ok=True)
     return target
 

@@ -109,25 +109,36 @@ def _names(outlet: Outlet, program: Program, suffix: str = "") -> tuple[str, str
     )
 
 
-def _accel(path: Path) -> str | None:
-    """The X-Accel-Redirect URI when nginx serves the data folder (opt-in, read per request)."""
-    prefix = settings().extra.get("DALABA_ACCEL_REDIRECT") or os.environ.get(
-        "DALABA_ACCEL_REDIRECT", ""
-    )
-    if not prefix:
-        return None
-    return accel_redirect_uri(path, settings().data_dir, prefix)
+def _offload(path: Path) -> tuple[str, str] | None:
+    """Hand the file to the front server when configured (read per request, opt-in).
+
+    ``DALABA_ACCEL_REDIRECT=/_dalaba_data/``: nginx, with that internal location aliased to
+    the data folder. ``DALABA_X_SENDFILE=1``: Apache mod_xsendfile or lighttpd.
+    """
+    extra = settings().extra
+
+    def option(name: str) -> str:
+        return extra.get(name) or os.environ.get(name, "")
+
+    prefix = option("DALABA_ACCEL_REDIRECT")
+    if prefix:
+        uri = accel_redirect_uri(path, settings().data_dir, prefix)
+        return ("X-Accel-Redirect", uri) if uri else None
+    if option("DALABA_X_SENDFILE").lower() in {"1", "true", "yes", "on"}:
+        return "X-Sendfile", str(path)
+    return None
 
 
 def _send_path(
     path: Path, *, filename: str, fallback: str, attachment: bool = False
 ) -> Response | None:
     """Serve a file opened once; None when it has vanished (unbuilt, or being cleaned up)."""
-    uri = _accel(path)
-    if uri is not None:
-        # nginx opens the file itself and handles ranges and revalidation.
+    offload = _offload(path)
+    if offload is not None:
+        # The front server opens the file itself and handles ranges and revalidation; it
+        # opens whichever complete version os.replace last put there.
         response = Response(status=200, mimetype=MP3)
-        response.headers["X-Accel-Redirect"] = uri
+        response.headers[offload[0]] = offload[1]
         response.headers["Content-Disposition"] = content_disposition(
             filename, fallback, attachment=attachment
         )

@@ -258,3 +258,11 @@ def test_accel_redirect_hands_the_file_to_nginx(served, day, settings, monkeypat
     assert response.headers["X-Accel-Redirect"] == f"/_dalaba_data/{relative}"
     assert response.data == b""
     assert response.mimetype == "audio/mpeg"
+
+
+def test_x_sendfile_for_apache_or_lighttpd(served, day, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    client, base, program, data = served
+    monkeypatch.setenv("DALABA_X_SENDFILE", "1")
+    response = client.get(f"{base}/{day}/0730.mp3")
+    assert response.headers["X-Sendfile"] == str(Path(program.path).resolve())
+    assert response.data == b""
