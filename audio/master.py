@@ -88,6 +88,7 @@ class MasteringProfile:
     sample_rate: int
     shaping: str
     limiter_margin_db: float
+    codec_makeup_db: float
     encoder: tuple[str, ...]
 
     def __post_init__(self) -> None:
@@ -108,6 +109,7 @@ PROFILES: dict[Profile, MasteringProfile] = {
             "acompressor=threshold=-24dB:ratio=3:attack=5:release=150:knee=4"
         ),
         limiter_margin_db=2.0,
+        codec_makeup_db=0.45,
         encoder=(
             "-c:a", "libmp3lame", "-b:a", f"{HOUSE_FORMAT.bitrate_kbps}k",
             "-reservoir", "0", "-write_xing", "0", "-id3v2_version", "0",
@@ -123,6 +125,7 @@ PROFILES: dict[Profile, MasteringProfile] = {
         sample_rate=48_000,
         shaping="highpass=f=80:poles=2,acompressor=threshold=-28dB:ratio=2:attack=10:release=200:knee=6",
         limiter_margin_db=3.5,
+        codec_makeup_db=0.45,
         encoder=(
             "-c:a", "libopus", "-b:a", "32k", "-vbr", "on", "-application", "voip",
             "-frame_duration", "20", "-f", "ogg",
@@ -221,7 +224,7 @@ def master(
     length = analysis.speech_end - start
     gain = target - analysis.integrated
     margin = spec.limiter_margin_db
-    trim = 0.0
+    trim = spec.codec_makeup_db
 
     out.parent.mkdir(parents=True, exist_ok=True)
     with (
@@ -240,7 +243,8 @@ def master(
                  *spec.encoder, str(encoded)],
                 what="编码音频",
             )  # fmt: skip
-            # Lossy codecs move loudness a little (LAME at 64 kbit/s loses ~0.4 LU) and
+            # Lossy codecs move loudness a little (both lose ~0.45 LU on speech, which
+            # ``codec_makeup_db`` anticipates) and
             # overshoot peaks (Opus by up to 2–3 dB on buzzy voices): measure the encoded
             # file; correct the gain, or limit harder and shape again.
             final = measure_loudness(encoded)

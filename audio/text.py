@@ -349,8 +349,9 @@ def split_sentences(text: str, max_chars: int = 200) -> list[str]:
 
 
 CHARS_PER_SECOND = 4.4
-"""Chinese syllables per second at rate 0: the measured pace of the neural voices for
-announcements (about 265 per minute), which is also a usual broadcaster's pace."""
+"""Chinese syllables per second at rate 0 (about 265 per minute): a usual announcer's pace
+and our working estimate for the neural voices. It was not calibrated against the live
+service (tests run offline); compare with real clips' durations and adjust if needed."""
 _SENTENCE_PAUSE_S = 0.35
 _CLAUSE_PAUSE_S = 0.15
 

@@ -54,6 +54,7 @@ def test_voice_note_meets_its_targets_and_is_opus(voice_note_clip, loudspeaker_c
     head = data.find(b"OpusHead")
     assert head > 0
     assert data[head + 9] == 1  # channel count: mono
+    assert int.from_bytes(data[head + 12 : head + 16], "little") == 48_000
     assert ffmpeg_decode_errors(voice_note_clip.path) == ""
     assert voice_note_clip.duration == pytest.approx(
         decoded_seconds(voice_note_clip.path), abs=0.05
