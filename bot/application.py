@@ -14,6 +14,7 @@ from datetime import date, datetime
 from typing import Any
 
 from sqlalchemy import Engine
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 from telegram import BotCommand
 from telegram.error import TelegramError
@@ -39,6 +40,7 @@ DEFAULT_API_URL = "https://api.telegram.org"
 OVERALL_RATE = 30.0
 GROUP_RATE_PER_MINUTE = 20.0
 RATE_HEADROOM = 0.97
+LOCK_RETRIES = 6
 
 COMMANDS = [
     ("today", "今天发给本群的通知（文字和语音）"),
@@ -69,7 +71,11 @@ class BotData:
         return self.now().astimezone(self.settings.tz).date()
 
     async def run(self, work: Callable[[Session], Any]) -> Any:
-        """Run ``work(session)`` in one transaction, in a worker thread (never on the loop)."""
+        """Run ``work(session)`` in one transaction, in a worker thread (never on the loop).
+
+        SQLite refuses a transaction that read before another writer committed ("database
+        is locked", without waiting); the unit is then run again from the start.
+        """
         assert self.sessions is not None, "post_init has not run"
         sessions = self.sessions
 
@@ -77,7 +83,14 @@ class BotData:
             with sessions() as session, session.begin():
                 return work(session)
 
-        return await asyncio.to_thread(unit)
+        for attempt in range(LOCK_RETRIES):
+            try:
+                return await asyncio.to_thread(unit)
+            except OperationalError as exc:
+                if "locked" not in str(exc) or attempt == LOCK_RETRIES - 1:
+                    raise
+                await asyncio.sleep(0.05 * 2**attempt)
+        raise AssertionError("unreachable")
 
 
 Context = CallbackContext[ExtBot[None], dict[Any, Any], dict[Any, Any], BotData]

@@ -134,6 +134,7 @@ class TelegramChannel:
         max_attempts: int = 3,
         backoff: float = 0.5,
         close_grace: float = 10.0,
+        poll_timeout: float = 10.0,
     ) -> None:
         """
         Args:
@@ -144,6 +145,7 @@ class TelegramChannel:
             max_attempts: tries per part for errors that are safe to retry.
             backoff: first delay between such tries (doubled each time, with jitter).
             close_grace: how long :meth:`close` lets in-flight deliveries finish.
+            poll_timeout: getUpdates long-poll time; :meth:`close` waits for the poll in flight.
         """
         if updates not in {"polling", "webhook", "none"}:
             raise ValueError(f"updates must be polling, webhook or none, not {updates!r}")
@@ -156,6 +158,7 @@ class TelegramChannel:
         self.max_attempts = max_attempts
         self.backoff = backoff
         self.close_grace = close_grace
+        self.poll_timeout = poll_timeout
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._ready = threading.Event()
@@ -208,7 +211,9 @@ class TelegramChannel:
         if self.updates == "polling":
             assert application.updater is not None
             await application.updater.start_polling(
-                allowed_updates=Update.ALL_TYPES, error_callback=_polling_error
+                timeout=timedelta(seconds=self.poll_timeout),
+                allowed_updates=Update.ALL_TYPES,
+                error_callback=_polling_error,
             )
         elif self.updates == "webhook":
             from bot.webhook import start_webhook

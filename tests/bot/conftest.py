@@ -64,6 +64,7 @@ def make_channel(
             updates=updates != "none",
         )
         options.setdefault("backoff", 0.05)
+        options.setdefault("poll_timeout", 0.5)
         channel = TelegramChannel(application, updates=updates, **options)
         channel.start()
         started.append(channel)

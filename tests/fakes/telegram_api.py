@@ -52,6 +52,8 @@ _JSON_FIELDS = {
     "caption_entities",
     "link_preview_options",
     "reply_parameters",
+    "show_alert",
+    "drop_pending_updates",
 }
 
 
@@ -157,6 +159,8 @@ class FakeBotApi:
         self.token = TOKEN
         self.limits = limits
         self.slow_seconds = slow_seconds
+        # Long polls end after at most this long, so a stopping bot is not held up.
+        self.max_poll_seconds = 1.0
         self.port = 0
         self.messages: list[SentMessage] = []
         self.requests: list[tuple[str, dict[str, Any]]] = []
@@ -576,7 +580,7 @@ class FakeBotApi:
         assert self._new_update is not None
         with self._lock:
             self._updates = [u for u in self._updates if u["update_id"] >= offset]
-        deadline = time.monotonic() + min(timeout, 5.0)
+        deadline = time.monotonic() + min(timeout, self.max_poll_seconds)
         async with self._new_update:
             while True:
                 with self._lock:
