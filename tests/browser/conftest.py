@@ -28,7 +28,6 @@ CHROMIUM_ARGS = [
 ]
 PHONE = {"viewport": {"width": 390, "height": 844}, "device_scale_factor": 2, "is_mobile": True}
 DESKTOP = {"viewport": {"width": 1280, "height": 800}}
-DEMO_PASSWORD = "dalaba-demo"
 
 
 def chromium_path() -> str | None:
@@ -177,15 +176,15 @@ def new_page(
 
 
 @pytest.fixture
-def screenshot() -> Callable[[Any, str], Path]:
-    """Save a full-page screenshot under test-artifacts/screenshots/."""
+def screenshot() -> Callable[..., Path]:
+    """Save a screenshot (the whole page unless asked) under test-artifacts/screenshots/."""
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
 
-    def take(page: Any, name: str) -> Path:
+    def take(page: Any, name: str, full_page: bool = True) -> Path:
         path = SCREENSHOTS / f"{name}.png"
         # Before the page has loaded, a phone lays it out 980 px wide and the shot is zoomed out.
         page.wait_for_load_state()
-        page.screenshot(path=str(path), full_page=True)
+        page.screenshot(path=str(path), full_page=full_page)
         return path
 
     return take

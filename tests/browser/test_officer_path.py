@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from tests.browser.conftest import DEMO_PASSWORD, LiveServer
+from cms.demo import DEMO_PASSWORD
 
 pytestmark = pytest.mark.browser
 
@@ -47,7 +47,7 @@ def fill_announcement(page: Any, title: str, body: str, start: str, end: str) ->
 
 def test_officer_drafts_reviewer_approves_and_it_goes_on_air(
     new_page: Callable[..., tuple[Any, Any]],
-    live_server: LiveServer,
+    live_server: Any,
     viewport: str,
     screenshot: Callable[[Any, str], Any],
 ) -> None:
@@ -116,7 +116,7 @@ def test_officer_drafts_reviewer_approves_and_it_goes_on_air(
 
 def test_end_before_start_shows_the_error_and_keeps_the_text(
     new_page: Callable[..., tuple[Any, Any]],
-    live_server: LiveServer,
+    live_server: Any,
     viewport: str,
     screenshot: Callable[[Any, str], Any],
 ) -> None:
@@ -149,7 +149,7 @@ def test_end_before_start_shows_the_error_and_keeps_the_text(
 
 def test_login_page_switches_language_before_logging_in(
     new_page: Callable[..., tuple[Any, Any]],
-    live_server: LiveServer,
+    live_server: Any,
     screenshot: Callable[[Any, str], Any],
 ) -> None:
     page, problems = new_page("phone")
@@ -175,7 +175,7 @@ def test_login_page_switches_language_before_logging_in(
 
 
 def test_forms_without_a_csrf_token_are_refused(
-    new_page: Callable[..., tuple[Any, Any]], live_server: LiveServer
+    new_page: Callable[..., tuple[Any, Any]], live_server: Any
 ) -> None:
     page, problems = new_page("desktop")
     log_in(page, "wangli")
@@ -186,3 +186,45 @@ def test_forms_without_a_csrf_token_are_refused(
     page.click("button[name=action][value=save]")
     page.wait_for_selector("main h1:text-is('400')")
     assert "CSRF" in page.inner_text("main .flash.error")
+
+
+ADMIN_PAGES = [
+    "/",
+    "/announcements/",
+    "/announcements/new",
+    "/announcements/review",
+    "/admin/areas",
+    "/admin/outlets",
+    "/admin/users",
+    "/admin/topics",
+    "/admin/tokens",
+    "/admin/audit",
+    "/compliance",
+    "/operator/links",
+]
+
+
+@pytest.mark.parametrize("lang", ["zh_CN", "en"])
+def test_pages_fit_a_phone_screen(
+    new_page: Callable[..., tuple[Any, Any]],
+    live_server: Any,
+    lang: str,
+    screenshot: Callable[..., Any],
+) -> None:
+    page, _problems = new_page("phone")
+    log_in(page, "admin")
+    if lang == "en":
+        page.click("[data-testid=lang-en]")
+        page.wait_for_selector("html[lang=en]")
+    page.goto("/announcements/?status=active")
+    first = page.locator("table.list a[href^='/announcements/']").first.get_attribute("href")
+    too_wide = {}
+    for path in [*ADMIN_PAGES, first, f"{first}/revisions"]:
+        page.goto(path)
+        page.wait_for_load_state()
+        width, viewport = page.evaluate("[document.documentElement.scrollWidth, window.innerWidth]")
+        if width > viewport:
+            too_wide[path] = width
+        slug = path.strip("/").replace("/", "-") or "dashboard"
+        screenshot(page, f"phone-{lang}-page-{slug}", full_page=False)
+    assert not too_wide, f"pages wider than a {viewport} px phone: {too_wide}"
