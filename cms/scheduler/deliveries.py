@@ -183,7 +183,9 @@ def _voice_pending(session: Session, delivery_id: int, now: datetime) -> bool:
         return False
     clip = _voice(session, delivery.revision_id)
     waiting = clip is None or clip.state in (JobState.PENDING, JobState.RUNNING)
-    return waiting and now < delivery.due_at + VOICE_WAIT
+    # Measured from when the delivery was created too: a notice approved after its post
+    # time still waits a little for its voice note instead of going out as text at once.
+    return waiting and now < max(delivery.due_at, delivery.created_at) + VOICE_WAIT
 
 
 def _load(session: Session, delivery_id: int) -> _SendJob | None:

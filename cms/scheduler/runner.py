@@ -129,6 +129,10 @@ def start_scheduler(
     first lease check happens before this returns, so ``handle.leader`` tells the caller
     whether this process runs the scheduler.
     """
+    # APScheduler logs every run at INFO and every overlap at WARNING: with ticks of a few
+    # seconds that drowns the log; our jobs log what they do themselves.
+    logging.getLogger("apscheduler.executors.default").setLevel(logging.WARNING)
+    logging.getLogger("apscheduler.scheduler").setLevel(logging.ERROR)
     sessions = make_session_factory(engine)
     if registry.get(OUTBOX) is None:
         registry.register(OutboxChannel(sessions))

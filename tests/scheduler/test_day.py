@@ -42,8 +42,8 @@ def test_a_day(  # type: ignore[no-untyped-def]
     fresh_session,
 ):
     """Moves through a day and checks every build and delivery."""
-    stone = make_outlet(grid["v1"], "07:30 10, 19:30 10", name="石桥大喇叭")
-    willow = make_outlet(grid["v2"], "07:30 10, 12:00 10", name="柳林大喇叭")
+    make_outlet(grid["v1"], "07:30 10, 19:30 10", name="石桥大喇叭")
+    make_outlet(grid["v2"], "07:30 10, 12:00 10", name="柳林大喇叭")
     chat1 = make_chat(grid["g1"], title="石桥一组群")
     chat2 = make_chat(grid["v2"], title="柳林村群")
     a = make_announcement(
@@ -111,13 +111,16 @@ def test_a_day(  # type: ignore[no-untyped-def]
     sent = s.scalar(select(Delivery).where(Delivery.revision_id == a.approved_revision_id))
     assert sent.state is DeliveryState.SENT and len(sent.message_ids) == 2
     messages = s.scalars(select(OutboxMessage).order_by(OutboxMessage.id)).all()
-    assert [(m.chat_group_id, m.kind) for m in messages] == [(chat1.id, "text"), (chat1.id, "voice")]
+    assert [(m.chat_group_id, m.kind) for m in messages] == [
+        (chat1.id, "text"),
+        (chat1.id, "voice"),
+    ]
     assert "清扫通知" in messages[0].text and Path(messages[1].file_path).suffix == ".ogg"
     assert not s.scalars(select(OutboxMessage).where(OutboxMessage.chat_group_id == chat2.id)).all()
 
     # 11:57: an urgent announcement for the whole township, three minutes before 柳林's 12:00.
     clock.set(local(settings, today, "11:57"))
-    u = make_announcement(
+    make_announcement(
         "approved", title="紧急停水", body="今天下午停水。", repeats=1, priority="urgent",
         area_ids=[grid["town"].id], to_chats=False,
     )  # fmt: skip
