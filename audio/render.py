@@ -34,6 +34,7 @@ from audio.engines import EdgeEngine, OfflineEngine, RetryPolicy, Speech
 from audio.errors import EdgeError, MasteringError, RecordingError, SynthesisError
 from audio.ffmpeg import atomic_path, decode_pcm, run_ffmpeg, write_atomic
 from audio.master import PROFILES, Profile, master
+from audio.mp3 import id3v2_tag
 from audio.subtitles import Cue, shift_cues, to_srt, to_vtt
 from audio.text import Lexicon, chunk_sentences, split_sentences, spoken_text
 from audio.voices import DEFAULT_VOICE, Voice, check_rate, get_voice
@@ -214,9 +215,9 @@ class Renderer:
     ) -> Clip:
         """Speak ``text`` and master it, or return the cached clip.
 
-        In auto mode a clip already rendered by edge-tts is returned without network;
-        otherwise edge-tts is tried (unless it failed within the cool-down) and eSpeak NG
-        stands in when it fails, the clip's ``fallback_reason`` saying why.
+        In auto mode, speech edge-tts already made for these inputs is reused without
+        network; otherwise edge-tts is tried (unless it failed within the cool-down) and
+        eSpeak NG stands in when it fails, the clip's ``fallback_reason`` saying why.
 
         Args:
             text: written announcement text (normalised here with the lexicon).
@@ -254,9 +255,9 @@ class Renderer:
             return self._render_with(self._offline, spoken, chosen, rate, profile, None)
         if self.mode is EngineMode.EDGE:
             return self._render_with(self._edge, spoken, chosen, rate, profile, None)
-        cached = self._cached_clip(self._edge.name, spoken, chosen, rate, profile)
-        if cached is not None:
-            return cached
+        if self._edge_speech_cached(spoken, chosen, rate):
+            # Neural speech for this text is already on disk: no network needed.
+            return self._render_with(self._edge, spoken, chosen, rate, profile, None)
         reason = self._edge_cooling_down()
         if reason is None:
             try:
@@ -408,11 +409,9 @@ class Renderer:
     def _clip_key(self, source_key: str, profile: Profile, target: float | None) -> str:
         return _key({"source": source_key, "profile": str(profile), "target": target})
 
-    def _cached_clip(
-        self, engine: str, spoken: str, voice: Voice, rate: int, profile: Profile
-    ) -> Clip | None:
-        source_key = self._speech_key(engine, spoken, voice, rate)
-        return self.get_clip(self._clip_key(source_key, profile, None))
+    def _edge_speech_cached(self, spoken: str, voice: Voice, rate: int) -> bool:
+        key = self._speech_key(EngineName.EDGE, spoken, voice, rate)
+        return self._speech_path(key, ".json").exists() and self._speech_path(key, ".mp3").exists()
 
     def _edge_cooling_down(self) -> str | None:
         with self._state_lock:
@@ -552,9 +551,27 @@ def _check_recording(path: Path) -> float:
     return round(duration, 3)
 
 
-def export_file(clip: Clip, destination: Path | str) -> Path:
-    """Copy a clip's audio to ``destination`` atomically (the CLI's ``-o``)."""
+def export_file(
+    clip: Clip, destination: Path | str, *, title: str | None = None, date: str = ""
+) -> Path:
+    """Copy a clip's audio to ``destination`` atomically (the CLI's ``-o``).
+
+    Args:
+        clip: the clip.
+        destination: the file to write.
+        title: for an MP3 clip, an ID3 tag with this title (and ``date``) is added to the
+            copy; the cached clip itself stays untagged so it can still be joined.
+        date: ISO date for the tag.
+
+    Returns:
+        ``destination`` as a path.
+    """
     target = Path(destination)
     with atomic_path(target) as tmp:
-        shutil.copyfile(clip.path, tmp)
+        if title and clip.profile is Profile.LOUDSPEAKER:
+            tmp.write_bytes(
+                id3v2_tag(title=title, artist="大喇叭", date=date) + clip.path.read_bytes()
+            )
+        else:
+            shutil.copyfile(clip.path, tmp)
     return target

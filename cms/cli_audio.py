@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import os
 import sys
 from pathlib import Path
@@ -87,7 +88,9 @@ def say(
         raise click.ClickException(f"DALABA_EDGE_WSS_URL 无效：{exc}") from exc
     try:
         clip = renderer.render_spoken(spoken, voice=voice, rate=rate, profile=profile)
-        export_file(clip, output)
+        title = " ".join(text.split())
+        title = title if len(title) <= 30 else title[:29] + "…"
+        export_file(clip, output, title=title, date=datetime.date.today().isoformat())
     except AudioError as exc:
         raise click.ClickException(str(exc)) from exc
     except OSError as exc:

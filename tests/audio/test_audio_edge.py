@@ -122,7 +122,16 @@ def test_a_transient_fault_is_absorbed_by_a_retry(
     assert len(speech.path.read_bytes()) * 8 / EDGE_BITRATE_BPS == speech.duration
 
 
-@pytest.mark.parametrize("fault", [Fault.FORBIDDEN, Fault.CUT, Fault.EMPTY, "refused"])
+@pytest.mark.parametrize(
+    "fault",
+    [
+        Fault.FORBIDDEN,
+        Fault.CUT,
+        Fault.EMPTY,
+        "refused",
+        pytest.param(Fault.SLOW, marks=pytest.mark.slow),
+    ],
+)
 def test_auto_mode_falls_back_offline_with_reason(
     edge: FakeEdgeServer, make_renderer: Callable[..., Renderer], fault: Fault | str
 ) -> None:
@@ -134,9 +143,12 @@ def test_auto_mode_falls_back_offline_with_reason(
     else:
         edge.fail(fault, times=None)  # type: ignore[arg-type]
         clip = renderer.render("村民请注意。")
-        expected = {Fault.FORBIDDEN: "403", Fault.CUT: "音频流中断", Fault.EMPTY: "没有收到音频"}[
-            fault  # type: ignore[index]
-        ]
+        expected = {
+            Fault.FORBIDDEN: "403",
+            Fault.CUT: "音频流中断",
+            Fault.EMPTY: "没有收到音频",
+            Fault.SLOW: "超时",
+        }[fault]  # type: ignore[index]
     assert clip.engine == "offline"
     assert clip.fallback_reason is not None
     assert "已改用离线语音" in clip.fallback_reason and expected in clip.fallback_reason
@@ -188,3 +200,25 @@ def test_bad_wss_url_is_rejected(tmp_path: Path) -> None:
         Renderer(tmp_path, edge_wss_url="http://example.org/edge/v1?a=1")
     with pytest.raises(ValueError):
         Renderer(tmp_path, edge_wss_url="ws://127.0.0.1:1/edge/v1")
+
+
+def test_serving_helper_patches_and_restores() -> None:
+    from tests.fakes.edge_server import serving_edge_tts
+
+    before = edge_tts.communicate.WSS_URL
+    with serving_edge_tts() as server:
+        assert server.url == edge_tts.communicate.WSS_URL
+        assert server.url.startswith("ws://127.0.0.1:") and "?TrustedClientToken=" in server.url
+    assert before == edge_tts.communicate.WSS_URL
+
+
+def test_cached_edge_speech_serves_other_profiles_during_an_outage(
+    edge: FakeEdgeServer, make_renderer: Callable[..., Renderer]
+) -> None:
+    renderer = make_renderer("auto")
+    loud = renderer.render("停电通知。")
+    edge.fail(Fault.FORBIDDEN, times=None)
+    renderer.render("别的通知。")  # fails over and starts the cool-down
+    note = renderer.render("停电通知。", profile="voice_note")
+    assert note.engine == "edge" and note.fallback_reason is None
+    assert note.source_key == loud.source_key

@@ -37,7 +37,9 @@ def test_offline_mp3(runner: CliRunner, tmp_path: Path) -> None:
     result = runner.invoke(say, ["请注意防火。", "--engine", "offline", "-o", "fire.mp3"])
     assert result.exit_code == 0, result.output
     assert "已生成 fire.mp3" in result.output and "离线语音" in result.output
-    assert parse_frames((tmp_path / "fire.mp3").read_bytes()).format == HOUSE_FORMAT
+    data = (tmp_path / "fire.mp3").read_bytes()
+    assert data.startswith(b"ID3") and "请注意防火。".encode("utf-16") in data[:300]
+    assert parse_frames(data).format == HOUSE_FORMAT
     assert (tmp_path / "data" / "audio" / "cache" / "clips").is_dir()
 
 

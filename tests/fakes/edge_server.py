@@ -4,8 +4,9 @@ It drives the real ``edge_tts`` client: handshake with the query string edge-tts
 ``speech.config`` and SSML requests, ``turn.start``, binary ``audio`` frames (real MP3,
 24 kHz, 48 kbit/s CBR, mono, as the service sends), boundary metadata and ``turn.end``.
 
-Use it as a context manager; it runs its own event loop in a thread, so synchronous and
-asynchronous tests can both use it::
+Use it as a context manager (or :func:`serving_edge_tts`, which also patches edge-tts);
+it runs its own event loop in a thread, so synchronous and asynchronous tests can both
+use it::
 
     with FakeEdgeServer() as server:
         monkeypatch.setattr(edge_tts.communicate, "WSS_URL", server.url)
@@ -38,7 +39,7 @@ from xml.sax.saxutils import escape
 
 from aiohttp import WSMsgType, web
 
-__all__ = ["Fault", "FakeEdgeServer", "SynthesisRequest"]
+__all__ = ["Fault", "FakeEdgeServer", "SynthesisRequest", "serving_edge_tts"]
 
 _FRAME_BYTES = 144  # MPEG-2 Layer III, 24 kHz, 48 kbit/s: every frame 144 bytes
 _FRAME_SECONDS = 576 / 24_000
@@ -399,3 +400,23 @@ def _audio_message(request_id: str, data: bytes, content_type: bool = True) -> b
     header += "X-StreamId:fake\r\nPath:audio"
     encoded = header.encode()
     return (len(encoded) + 2).to_bytes(2, "big") + encoded + b"\r\n" + data
+
+
+@contextlib.contextmanager
+def serving_edge_tts(**kwargs: object) -> Iterator[FakeEdgeServer]:
+    """Start a :class:`FakeEdgeServer` and point ``edge_tts.communicate.WSS_URL`` at it.
+
+    For tests outside ``tests/audio`` (the scheduler's, the bot's)::
+
+        with serving_edge_tts() as server:
+            ...  # or pass server.url as DALABA_EDGE_WSS_URL / Renderer(edge_wss_url=...)
+    """
+    import edge_tts.communicate
+
+    saved = edge_tts.communicate.WSS_URL
+    with FakeEdgeServer(**kwargs) as server:  # type: ignore[arg-type]
+        edge_tts.communicate.WSS_URL = server.url
+        try:
+            yield server
+        finally:
+            edge_tts.communicate.WSS_URL = saved
