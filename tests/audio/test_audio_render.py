@@ -198,3 +198,36 @@ def test_recording_that_ffmpeg_cannot_master_is_a_recording_error(
     upload = make_tone(tmp_path / "ok.wav", 2.0)
     with pytest.raises(RecordingError, match="录音无法处理"):
         make_renderer("offline").render_recording(upload)
+
+
+def test_parallel_renders_share_the_offline_engine_safely(
+    make_renderer: Callable[..., Renderer],
+) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    renderer = make_renderer("offline")
+    texts = ["第一条通知。", "第二条通知。", "第一条通知。", "第三条通知。"]
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        clips = list(pool.map(renderer.render, texts))
+    assert clips[0].key == clips[2].key
+    assert len({c.key for c in clips}) == 3
+    for clip in clips:
+        assert measure_loudness(clip.path).integrated == pytest.approx(-14.0, abs=1.0)
+
+
+def test_render_works_inside_a_running_event_loop(
+    edge: FakeEdgeServer, make_renderer: Callable[..., Renderer]
+) -> None:
+    import asyncio
+
+    renderer = make_renderer("edge")
+
+    async def handler() -> Clip:
+        # What a bot handler should do: keep the loop free while ffmpeg and edge-tts run.
+        return await asyncio.to_thread(renderer.render, "异步调用。")
+
+    async def careless() -> Clip:
+        return renderer.render("直接调用。")  # blocks the loop, but must still work
+
+    assert asyncio.run(handler()).engine == "edge"
+    assert asyncio.run(careless()).engine == "edge"
