@@ -31,7 +31,7 @@ from enum import StrEnum
 from pathlib import Path
 
 from audio.engines import EdgeEngine, OfflineEngine, RetryPolicy, Speech
-from audio.errors import EdgeError, MasteringError, RecordingError, SynthesisError
+from audio.errors import EdgeError, MasteringError, RecordingError, SynthesisError, TextError
 from audio.ffmpeg import atomic_path, decode_pcm, run_ffmpeg, write_atomic
 from audio.master import PROFILES, Profile, master
 from audio.mp3 import id3v2_tag
@@ -234,7 +234,8 @@ class Renderer:
             VoiceError: voice not whitelisted or rate out of range.
             EdgeError: engine mode ``edge`` and edge-tts failed.
             OfflineError: the offline engine was needed and failed.
-            MasteringError: ffmpeg failed, or the speech came out silent.
+            SynthesisError: the speech could not be mastered (ffmpeg failed, or the
+                engine returned silence).
         """
         spoken = spoken_text(text, lexicon)
         return self.render_spoken(spoken, voice=voice, rate=rate, profile=profile)
@@ -248,6 +249,8 @@ class Renderer:
         profile: Profile | str = Profile.LOUDSPEAKER,
     ) -> Clip:
         """Like :meth:`render` for text already passed through :func:`audio.spoken_text`."""
+        if not isinstance(spoken, str) or not any(ch.isalnum() for ch in spoken):
+            raise TextError("文本中没有可朗读的内容")
         chosen = get_voice(voice)
         check_rate(rate)
         profile = Profile(profile)
