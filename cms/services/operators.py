@@ -338,6 +338,34 @@ def confirm_playback(
     return receipt, True
 
 
+def awaiting_confirmation(
+    session: Session, user: User, now: datetime, tz: tzinfo, days: int = 2
+) -> list[Program]:
+    """Built programs of the user's outlets whose slot has started and that nobody confirmed
+    yet, from the last ``days`` days, oldest first (what the bot offers under "已播放")."""
+    outlet_ids = [o.id for o in user.outlets] if user.role is not Role.ADMIN else None
+    if outlet_ids == []:
+        return []
+    today = now.astimezone(tz).date()
+    stmt = (
+        select(Program)
+        .join(Slot, Program.slot_id == Slot.id)
+        .outerjoin(Receipt, Receipt.program_id == Program.id)
+        .options(selectinload(Program.slot), selectinload(Program.outlet))
+        .where(
+            Receipt.id.is_(None),
+            Program.state == JobState.DONE,
+            Program.path.is_not(None),
+            Program.day > today - timedelta(days=days),
+            Program.day <= today,
+        )
+        .order_by(Program.day, Slot.at, Program.outlet_id)
+    )
+    if outlet_ids is not None:
+        stmt = stmt.where(Program.outlet_id.in_(outlet_ids))
+    return [p for p in session.scalars(stmt) if slot_window(p, tz)[0] <= now]
+
+
 # --- Escalation ---------------------------------------------------------------------------------
 
 

@@ -197,3 +197,22 @@ def test_download_dedupe(session, make_outlet, make_program, day) -> None:  # ty
     assert len(session.scalars(select(DownloadEvent)).all()) == 3
     with pytest.raises(ValueError):
         svc.record_download(session, outlet.id, day, "exe", program.id)
+
+
+def test_awaiting_confirmation_for_the_bot(
+    session, settings, make_outlet, make_program, make_user, day
+) -> None:  # type: ignore[no-untyped-def]
+    mine, other = make_outlet(), make_outlet()
+    operator = make_user(Role.OPERATOR)
+    operator.outlets.append(mine)
+    session.commit()
+    yesterday = make_program(mine, day - timedelta(days=1), 1)
+    morning = make_program(mine, day, 0)
+    make_program(mine, day, 1)  # 19:00, not started at noon
+    make_program(other, day, 0)  # not this operator's
+    make_program(mine, day - timedelta(days=5), 0)  # too old for the bot's list
+    noon = at(settings, day, 12)
+    assert svc.awaiting_confirmation(session, operator, noon, settings.tz) == [yesterday, morning]
+    svc.confirm_playback(session, morning, operator, "bot", noon, tz=settings.tz)
+    assert svc.awaiting_confirmation(session, operator, noon, settings.tz) == [yesterday]
+    assert svc.awaiting_confirmation(session, make_user(Role.OPERATOR), noon, settings.tz) == []
