@@ -73,6 +73,10 @@ _CHAT_GONE = (
 )
 
 
+class _ProgressFailed(Exception):
+    """The caller's progress callback raised; the delivery stops before the next part."""
+
+
 class RejectedNotice(ChannelError):
     """Telegram refused this message itself (a 400 that is not about the chat)."""
 
@@ -278,6 +282,7 @@ class TelegramChannel:
 
         future = asyncio.run_coroutine_threadsafe(self._tracked(notice, report), loop)
         future.add_done_callback(lambda _f: events.put(("done", [], None)))
+        failure: BaseException | None = None
         while True:
             kind, ids, ack = events.get()
             if kind == "done":
@@ -286,9 +291,13 @@ class TelegramChannel:
             try:
                 progress(list(ids))
             except BaseException as exc:
-                loop.call_soon_threadsafe(_settle, ack, exc)
+                # Stop before the next part; the loop gets a plain error, the caller its own.
+                failure = exc
+                loop.call_soon_threadsafe(_settle, ack, _ProgressFailed())
             else:
                 loop.call_soon_threadsafe(_settle, ack, None)
+        if failure is not None:
+            raise failure
         try:
             return future.result()
         except concurrent.futures.CancelledError as exc:

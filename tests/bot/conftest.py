@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 from sqlalchemy import Engine
+from sqlalchemy.orm import Session
 
 from bot.application import Limits, build_application
 from bot.channel import TelegramChannel
@@ -121,3 +122,9 @@ def wait_until(condition: Callable[[], Any], timeout: float = 10.0) -> Any:
         if time.monotonic() > deadline:
             raise AssertionError("condition not met in time")
         time.sleep(0.02)
+
+
+def fresh(session: Session) -> None:
+    """See what other threads committed: end the snapshot and forget loaded objects."""
+    session.rollback()
+    session.expire_all()

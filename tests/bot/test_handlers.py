@@ -29,7 +29,7 @@ from cms.models import (
 )
 from cms.services import chats
 from cms.settings import Settings
-from tests.bot.conftest import Clock, wait_until
+from tests.bot.conftest import Clock, fresh, wait_until
 from tests.fakes.telegram_api import FakeBotApi, SentMessage
 
 GROUP = -100111
@@ -90,7 +90,7 @@ def test_bind_needs_a_group_admin_and_a_valid_one_time_code(
 
     say(api, f"/bind {code}", user=MEMBER_ID)
     reply(api, GROUP, "只有群管理员")
-    session.rollback()  # a new transaction sees what the bot committed
+    fresh(session)
     assert chats.find_chat(session, "telegram", GROUP) is None
 
     api.set_member(GROUP, ADMIN_ID, "administrator")
@@ -99,7 +99,7 @@ def test_bind_needs_a_group_admin_and_a_valid_one_time_code(
 
     say(api, f"/bind {code.lower()}", user=ADMIN_ID)
     reply(api, GROUP, "绑定成功：本群会收到“清水镇 / 石桥村 / 一组”的通知")
-    session.rollback()  # a new transaction sees what the bot committed
+    fresh(session)
     bound = chats.bound_chat(session, "telegram", GROUP)
     assert bound is not None and bound.area_id == grid["g1"].id
     assert bound.title == "石桥村一组群"
@@ -123,7 +123,7 @@ def test_unbind_is_for_admins_and_stops_the_group(
     api.set_member(GROUP, ADMIN_ID, "administrator")
     say(api, "/unbind", user=ADMIN_ID)
     reply(api, GROUP, "已解除绑定")
-    session.rollback()  # a new transaction sees what the bot committed
+    fresh(session)
     row = chats.find_chat(session, "telegram", GROUP)
     assert row is not None and not row.active and row.deactivated_reason == "已解除绑定"
     say(api, "/today")
@@ -241,7 +241,7 @@ def test_link_then_program_then_played_records_one_receipt(
     answers = [a["text"] for a in api.callback_answers]
     assert answers[0] == "已记录播放，谢谢！"
     assert all("记录过播放" in a for a in answers[1:])
-    session.rollback()  # a new transaction sees what the bot committed
+    fresh(session)
     receipts = list(session.scalars(select(Receipt).where(Receipt.program_id == program.id)))
     assert len(receipts) == 1
     assert receipts[0].user_id == operator.id and receipts[0].via == "bot"
@@ -274,7 +274,7 @@ def test_played_by_someone_else_is_refused(
     wait_until(lambda: api.callback_answers)
     assert "不是该广播点的广播员" in api.callback_answers[0]["text"]
     assert api.callback_answers[0]["show_alert"] is True
-    session.rollback()  # a new transaction sees what the bot committed
+    fresh(session)
     assert session.scalar(select(Receipt).where(Receipt.program_id == program.id)) is None
 
 
@@ -289,7 +289,7 @@ def test_migration_and_removal_updates_keep_the_binding_true(
     idle(api)
 
     def settled() -> bool:
-        session.rollback()  # a new transaction sees what the bot committed
+        fresh(session)
         moved = chats.find_chat(session, "telegram", -1004001)
         removed = chats.find_chat(session, "telegram", -4002)
         return moved is not None and removed is not None and not removed.active
