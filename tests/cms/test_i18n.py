@@ -66,7 +66,12 @@ def load_catalogue() -> Catalog:
 
 
 def placeholders(text: str) -> set[str]:
-    return {name for _lit, name, _spec, _conv in string.Formatter().parse(text) if name is not None}
+    """The ``{name:spec}`` fields of a str.format template, spec included ({total:.0f})."""
+    return {
+        f"{{{name}{'!' + conv if conv else ''}{':' + spec if spec else ''}}}"
+        for _literal, name, spec, conv in string.Formatter().parse(text)
+        if name is not None
+    }
 
 
 @pytest.fixture(scope="module")
