@@ -2,6 +2,581 @@
 
 from __future__ import annotations
 
-from flask import Blueprint
+import logging
+import mimetypes
+from datetime import date, timedelta
+from pathlib import Path
+from typing import Any
 
-bp = Blueprint("schedule", __name__)
+from flask import (
+    Blueprint,
+    abort,
+    current_app,
+    flash,
+    g,
+    jsonify,
+    redirect,
+    render_template,
+    request,
+    send_file,
+    url_for,
+)
+from flask_babel import gettext as _
+from sqlalchemy import select
+
+from cms.models import (
+    ChatGroup,
+    Clip,
+    ClipProfile,
+    Delivery,
+    DeliveryState,
+    JobState,
+    OutboxMessage,
+    Outlet,
+    Program,
+    Revision,
+    Role,
+    Slot,
+    utcnow,
+)
+from cms.scheduler import deliveries as delivery_jobs
+from cms.scheduler import lease
+from cms.scheduler import programs as program_jobs
+from cms.scheduler import renders as render_jobs
+from cms.scheduler.core import queue_lengths
+from cms.scheduler.reconcile import open_alerts, resolve
+from cms.services import announcements as ann_svc
+from cms.services import budget as budget_svc
+from cms.services import lexicon as lexicon_svc
+from cms.services.errors import NotFound, ValidationError
+from cms.web import today
+from cms.web.auth import ANY_USER, STAFF, rule
+from cms.web.db import db, settings
+from cms.web.forms import field_errors, int_arg, message, paginate
+
+log = logging.getLogger(__name__)
+bp = Blueprint("schedule", __name__, url_prefix="/schedule")
+
+CALENDAR_DAYS = 14
+SAMPLE_MAX_CHARS = 200
+JOB_LABELS = {
+    "pending": "排队中",
+    "running": "进行中",
+    "done": "已完成",
+    "failed": "失败",
+    "cancelled": "已取消",
+    "sending": "发送中",
+    "sent": "已发送",
+    "uncertain": "结果不确定",
+}
+ENGINE_LABELS = {
+    "edge": "在线语音",
+    "offline": "离线语音",
+    "recording": "人工录音",
+    "tone": "提示音",
+}
+
+
+@bp.app_context_processor
+def _labels() -> dict[str, Any]:
+    return {"job_labels": JOB_LABELS, "engine_labels": ENGINE_LABELS}
+
+
+def _back(default: str) -> Any:
+    target = request.form.get("next", "")
+    if target.startswith("/") and not target.startswith("//"):
+        return redirect(target)
+    return redirect(default)
+
+
+def _day(text: str) -> date:
+    if text == "today":
+        return today(settings())
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        abort(404)
+
+
+def _outlet(outlet_id: int) -> Outlet:
+    outlet = db().get(Outlet, outlet_id)
+    if outlet is None:
+        abort(404, description=_("广播点不存在"))
+    if g.user.role is Role.OPERATOR and outlet not in g.user.outlets:
+        abort(403, description=_("您只能查看自己负责的广播点"))
+    return outlet
+
+
+def _visible_outlets() -> list[Outlet]:
+    if g.user.role is Role.OPERATOR:
+        return sorted(g.user.outlets, key=lambda o: o.id)
+    return list(db().scalars(select(Outlet).order_by(Outlet.area_id, Outlet.id)))
+
+
+# -- status ------------------------------------------------------------------------------
+
+
+@bp.get("/")
+@rule(*STAFF)
+def status() -> Any:
+    """The scheduler: who holds it, its last tick, queue lengths, failures and alerts."""
+    state = lease.read(current_app.extensions["dalaba.engine"])
+    now = utcnow()
+    failed_clips = (
+        db()
+        .scalars(
+            select(Clip)
+            .where(Clip.state == JobState.FAILED)
+            .order_by(Clip.updated_at.desc())
+            .limit(50)
+        )
+        .all()
+    )
+    failed_programs = (
+        db()
+        .scalars(
+            select(Program)
+            .where(Program.state == JobState.FAILED)
+            .order_by(Program.day.desc(), Program.id)
+            .limit(50)
+        )
+        .all()
+    )
+    bad_deliveries = (
+        db()
+        .scalars(
+            select(Delivery)
+            .where(Delivery.state.in_([DeliveryState.FAILED, DeliveryState.UNCERTAIN]))
+            .order_by(Delivery.updated_at.desc())
+            .limit(50)
+        )
+        .all()
+    )
+    return render_template(
+        "schedule/status.html",
+        lease=state,
+        alive=state.alive(now),
+        last_tick=state.info.get("last_tick"),
+        queues=queue_lengths(db()),
+        failed_clips=failed_clips,
+        failed_programs=failed_programs,
+        bad_deliveries=bad_deliveries,
+        alerts=open_alerts(db()),
+    )
+
+
+@bp.post("/clips/<int:clip_id>/retry")
+@rule(*STAFF)
+def retry_clip(clip_id: int) -> Any:
+    """Queue a failed clip again."""
+    if render_jobs.retry(db(), clip_id):
+        db().commit()
+        flash(_("已重新排队生成音频"), "info")
+    else:
+        flash(_("这段音频不是失败状态，无需重试"), "error")
+    return _back(url_for("schedule.status"))
+
+
+@bp.post("/programs/<int:program_id>/retry")
+@rule(*STAFF)
+def retry_program(program_id: int) -> Any:
+    """Queue a failed program again."""
+    if program_jobs.retry(db(), program_id):
+        db().commit()
+        flash(_("已重新排队生成节目"), "info")
+    else:
+        flash(_("这个节目不是失败状态，无需重试"), "error")
+    return _back(url_for("schedule.status"))
+
+
+@bp.post("/deliveries/<int:delivery_id>/retry")
+@rule(*STAFF)
+def retry_delivery(delivery_id: int) -> Any:
+    """Send a failed (or checked uncertain) delivery again."""
+    if delivery_jobs.retry(db(), delivery_id):
+        db().commit()
+        flash(_("已重新排队发送"), "info")
+    else:
+        flash(_("这条发送不是失败或不确定状态，无需重试"), "error")
+    return _back(url_for("schedule.status"))
+
+
+@bp.post("/alerts/<int:alert_id>/resolve")
+@rule(*STAFF)
+def resolve_alert(alert_id: int) -> Any:
+    """Mark an alert as dealt with."""
+    if resolve(db(), alert_id, utcnow()):
+        db().commit()
+        flash(_("提醒已标记为已处理"), "info")
+    return _back(url_for("schedule.status"))
+
+
+# -- one announcement --------------------------------------------------------------------
+
+
+@bp.get("/announcements/<int:announcement_id>")
+@rule(*STAFF)
+def renders(announcement_id: int) -> Any:
+    """An announcement's renders, the programs it is in and its chat deliveries."""
+    try:
+        ann = ann_svc.get(db(), announcement_id)
+    except NotFound as exc:
+        abort(404, description=message(exc))
+    revs: list[Revision] = []
+    for rev in (ann.latest_revision, ann.approved_revision):
+        if rev is not None and rev not in revs:
+            revs.append(rev)
+    clips = {
+        rev.id: db().scalars(select(Clip).where(Clip.revision_id == rev.id)).all() for rev in revs
+    }
+    since = today(settings()) - timedelta(days=CALENDAR_DAYS)
+    in_programs = (
+        program_jobs.programs_with_revision(db(), ann.approved_revision_id, since)
+        if ann.approved_revision_id
+        else []
+    )
+    sends = (
+        db()
+        .scalars(
+            select(Delivery)
+            .join(Revision, Revision.id == Delivery.revision_id)
+            .where(Revision.announcement_id == ann.id)
+            .order_by(Delivery.due_at, Delivery.id)
+        )
+        .all()
+    )
+    return render_template(
+        "schedule/renders.html",
+        ann=ann,
+        revs=revs,
+        clips=clips,
+        programs=in_programs,
+        deliveries=sends,
+    )
+
+
+# -- lexicon -----------------------------------------------------------------------------
+
+
+@bp.route("/lexicon", methods=["GET", "POST"])
+@rule(*STAFF)
+def lexicon() -> Any:
+    """The pronunciation lexicon: add an entry, listen to a sample."""
+    errors: dict[str, str] = {}
+    form = request.form if request.method == "POST" else {}
+    if request.method == "POST":
+        try:
+            entry = lexicon_svc.save_entry(
+                db(),
+                g.user,
+                written=request.form.get("written"),
+                spoken=request.form.get("spoken"),
+                note=request.form.get("note", ""),
+            )
+        except ValidationError as exc:
+            errors = field_errors(exc)
+        else:
+            affected = lexicon_svc.affected_revisions(db(), entry.written)
+            db().commit()
+            flash(
+                _("已保存“{w}”→“{s}”；{n} 条公告的音频和相关节目将自动重新生成。").format(
+                    w=entry.written, s=entry.spoken, n=len(affected)
+                ),
+                "info",
+            )
+            return redirect(url_for("schedule.lexicon"))
+    entries = lexicon_svc.all_entries(db())
+    counts = {e.id: len(lexicon_svc.affected_revisions(db(), e.written)) for e in entries}
+    sample_key = request.args.get("sample", "")
+    return render_template(
+        "schedule/lexicon.html",
+        entries=entries,
+        counts=counts,
+        errors=errors,
+        form=form,
+        sample_key=sample_key if _renderer().get_clip(sample_key) else None,
+        sample_text=request.args.get("text", "")[:SAMPLE_MAX_CHARS],
+    ), (400 if errors else 200)
+
+
+@bp.post("/lexicon/<int:entry_id>/delete")
+@rule(*STAFF)
+def lexicon_delete(entry_id: int) -> Any:
+    """Remove a lexicon entry (affected clips are re-rendered)."""
+    try:
+        lexicon_svc.delete_entry(db(), g.user, entry_id)
+    except NotFound as exc:
+        abort(404, description=message(exc))
+    db().commit()
+    flash(_("已删除读音条目"), "info")
+    return redirect(url_for("schedule.lexicon"))
+
+
+def _renderer() -> Any:
+    """One renderer per app for samples (it shares the scheduler's content-addressed cache)."""
+    renderer = current_app.extensions.get("dalaba.sample_renderer")
+    if renderer is None:
+        from cms.scheduler.context import make_renderer
+
+        renderer = make_renderer(settings())
+        current_app.extensions["dalaba.sample_renderer"] = renderer
+    return renderer
+
+
+@bp.post("/lexicon/sample")
+@rule(*STAFF)
+def lexicon_sample() -> Any:
+    """Render a short sample text with the current lexicon and play it."""
+    from audio.errors import AudioError
+    from audio.text import Lexicon
+
+    text = request.form.get("text", "").strip()[:SAMPLE_MAX_CHARS]
+    if not text:
+        flash(_("请输入要试听的文字"), "error")
+        return redirect(url_for("schedule.lexicon"))
+    entries = tuple((e.written, e.spoken) for e in lexicon_svc.all_entries(db()))
+    try:
+        clip = _renderer().render(text, lexicon=Lexicon(entries))
+    except AudioError as exc:
+        flash(_("试听音频生成失败：{e}").format(e=str(exc)), "error")
+        return redirect(url_for("schedule.lexicon"))
+    return redirect(url_for("schedule.lexicon", sample=clip.key, text=text))
+
+
+# -- outlets: day, calendar, run sheet ---------------------------------------------------
+
+
+@bp.get("/outlets")
+@rule(*ANY_USER)
+def outlets() -> Any:
+    """Outlets with links to their day, calendar and run sheet."""
+    return render_template("schedule/outlets.html", outlets=_visible_outlets())
+
+
+def _day_programs(outlet: Outlet, day: date) -> list[tuple[Slot, Program | None]]:
+    rows = {
+        p.slot_id: p
+        for p in db().scalars(
+            select(Program).where(Program.outlet_id == outlet.id, Program.day == day)
+        )
+    }
+    return [(slot, rows.get(slot.id)) for slot in outlet.slots]
+
+
+@bp.get("/outlets/<int:outlet_id>/<day_text>")
+@rule(*ANY_USER)
+def outlet_day(outlet_id: int, day_text: str) -> Any:
+    """One outlet's programs for one day: listen, manifest, what is planned."""
+    outlet = _outlet(outlet_id)
+    day = _day(day_text)
+    planned = program_jobs.outlet_announcements(db(), outlet, day)
+    return render_template(
+        "schedule/outlet_day.html",
+        outlet=outlet,
+        day=day,
+        slots=_day_programs(outlet, day),
+        planned=planned,
+        prev_day=day - timedelta(days=1),
+        next_day=day + timedelta(days=1),
+    )
+
+
+@bp.get("/outlets/<int:outlet_id>/calendar")
+@rule(*ANY_USER)
+def calendar(outlet_id: int) -> Any:
+    """The coming 14 days of one outlet: what is planned and what is built."""
+    outlet = _outlet(outlet_id)
+    start = today(settings())
+    days = []
+    for offset in range(CALENDAR_DAYS):
+        day = start + timedelta(days=offset)
+        days.append(
+            {
+                "day": day,
+                "announcements": program_jobs.outlet_announcements(db(), outlet, day),
+                "slots": _day_programs(outlet, day),
+            }
+        )
+    return render_template("schedule/calendar.html", outlet=outlet, days=days)
+
+
+@bp.get("/outlets/<int:outlet_id>/<day_text>/runsheet")
+@rule(*ANY_USER)
+def runsheet(outlet_id: int, day_text: str) -> Any:
+    """The printable run sheet (播出单): slot, order, titles, durations."""
+    outlet = _outlet(outlet_id)
+    day = _day(day_text)
+    planned = program_jobs.outlet_announcements(db(), outlet, day)
+    estimates = {}
+    for ann in planned:
+        rev = ann.approved_revision
+        clip = db().scalar(
+            select(Clip).where(
+                Clip.revision_id == rev.id,
+                Clip.profile == ClipProfile.LOUDSPEAKER,
+                Clip.state == JobState.DONE,
+            )
+        )
+        estimates[rev.id] = (
+            clip.duration if clip and clip.duration else budget_svc.estimate(rev.speech, rev.rate)
+        )
+    sheet = []
+    for slot, program in _day_programs(outlet, day):
+        if program is not None and program.manifest and program.state is JobState.DONE:
+            items = [
+                {
+                    "title": item.get("title", ""),
+                    "repeats": item.get("repeats", 1),
+                    "duration": item.get("duration"),
+                }
+                for item in program.manifest.get("items", [])
+            ]
+            total = program.duration
+        else:
+            items = [
+                {
+                    "title": a.approved_revision.title,
+                    "repeats": a.approved_revision.repeats,
+                    "duration": estimates[a.approved_revision.id],
+                }
+                for a in planned
+            ]
+            total = budget_svc.slot_seconds([(i["duration"], i["repeats"]) for i in items])
+        sheet.append({"slot": slot, "program": program, "items": items, "total": total})
+    return render_template("schedule/runsheet.html", outlet=outlet, day=day, sheet=sheet)
+
+
+# -- outbox ------------------------------------------------------------------------------
+
+
+@bp.get("/outbox")
+@rule(*STAFF)
+def outbox() -> Any:
+    """Chat messages recorded by the local outbox channel."""
+    page = paginate(
+        select(OutboxMessage).order_by(OutboxMessage.id.desc()), int_arg("page", 1) or 1, 50
+    )
+    ids = {m.chat_group_id for m in page.items if m.chat_group_id}
+    chats = {
+        c.id: c.title or c.chat_id
+        for c in db().scalars(select(ChatGroup).where(ChatGroup.id.in_(ids)))
+    }
+    return render_template("schedule/outbox.html", page=page, chats=chats)
+
+
+# -- the editor's duration budget --------------------------------------------------------
+
+
+@bp.route("/budget", methods=["GET", "POST"])
+@rule(*STAFF)
+def budget() -> Any:
+    """JSON: the draft's spoken length and any slot it would make overrun."""
+    data = request.values
+    errors: dict[str, str] = {}
+    text = (data.get("spoken_text") or "").strip() or (data.get("body") or "").strip()
+    if len(text) > ann_svc.MAX_BODY:
+        errors["body"] = _("正文太长")
+
+    def number(name: str, default: int, lo: int, hi: int) -> int:
+        raw = data.get(name, "")
+        try:
+            value = int(raw) if raw != "" else default
+        except ValueError:
+            errors[name] = _("应为整数")
+            return default
+        if not lo <= value <= hi:
+            errors[name] = _("超出范围")
+        return value
+
+    rate = number("rate", 0, *ann_svc.RATE_RANGE)
+    repeats = number("repeats", 1, 1, ann_svc.MAX_REPEATS)
+    exclude = number("announcement_id", 0, 0, 10**9) or None
+    raw_areas = data.getlist("area_ids") or (data.get("area_ids", "").split(","))
+    area_ids: list[int] = []
+    for item in raw_areas:
+        if item.strip():
+            try:
+                area_ids.append(int(item))
+            except ValueError:
+                errors["area_ids"] = _("区域编号无效")
+    dates: dict[str, date] = {}
+    for name in ("start_date", "end_date"):
+        try:
+            dates[name] = date.fromisoformat(data.get(name, "") or today(settings()).isoformat())
+        except ValueError:
+            errors[name] = _("应为 YYYY-MM-DD 格式的日期")
+    if errors:
+        return jsonify({"errors": errors}), 400
+    result = budget_svc.budget(
+        db(),
+        text=text,
+        rate=rate,
+        repeats=repeats,
+        area_ids=area_ids,
+        start=dates["start_date"],
+        end=max(dates["end_date"], dates["start_date"]),
+        exclude_announcement=exclude,
+    )
+    body = result.to_dict()
+    if result.over:
+        worst = body["worst"]
+        body["message"] = _(
+            "超出时段长度：{outlet} {day} {slot} 的节目预计 {total:.0f} 秒，时段只有 {limit} 秒"
+        ).format(
+            outlet=worst["outlet"],  # type: ignore[index]
+            day=worst["day"],  # type: ignore[index]
+            slot=worst["slot"],  # type: ignore[index]
+            total=worst["total_seconds"],  # type: ignore[index]
+            limit=worst["limit_seconds"],  # type: ignore[index]
+        )
+    else:
+        body["message"] = _("预计朗读 {s:.0f} 秒（含重复 {t:.0f} 秒），不超出各时段长度").format(
+            s=result.estimate_seconds, t=result.with_repeats_seconds
+        )
+    return jsonify(body)
+
+
+# -- audio files -------------------------------------------------------------------------
+
+
+def _send_audio(raw: str | None) -> Any:
+    """Send a file from the data folder only; anything else is 404, never a path outside."""
+    if not raw:
+        abort(404)
+    root = settings().data_dir.resolve()
+    path = Path(raw).resolve()
+    if not path.is_relative_to(root) or not path.is_file():
+        abort(404)
+    mimetype = {".mp3": "audio/mpeg", ".ogg": "audio/ogg"}.get(
+        path.suffix, mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+    )
+    return send_file(path, mimetype=mimetype, conditional=True, download_name=path.name)
+
+
+@bp.get("/audio/<kind>/<int:object_id>")
+@rule(*ANY_USER)
+def audio(kind: str, object_id: int) -> Any:
+    """A clip, program or outbox voice note, to logged-in users allowed to see it."""
+    if kind == "program":
+        program = db().get(Program, object_id)
+        if program is None:
+            abort(404)
+        _outlet(program.outlet_id)
+        return _send_audio(program.path)
+    if g.user.role not in STAFF:
+        abort(403)
+    if kind == "clip":
+        clip = db().get(Clip, object_id)
+        return _send_audio(clip.path if clip and clip.state is JobState.DONE else None)
+    if kind == "outbox":
+        msg = db().get(OutboxMessage, object_id)
+        return _send_audio(msg.file_path if msg else None)
+    abort(404)
+
+
+@bp.get("/audio/sample/<key>")
+@rule(*STAFF)
+def sample_audio(key: str) -> Any:
+    """A lexicon sample from the render cache."""
+    clip = _renderer().get_clip(key)
+    return _send_audio(str(clip.path) if clip else None)

@@ -1,0 +1,81 @@
+"""The pronunciation lexicon officers edit: written form → spoken form.
+
+Adding or changing an entry changes the cache key of every clip whose text contains the
+written form (see :mod:`cms.scheduler.renders`); the scheduler re-renders exactly those
+clips at its next tick and rebuilds the programs made from them.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from cms.models import Announcement, LexiconEntry, Revision, Status, User
+from cms.services import audit
+from cms.services.announcements import live_filter
+from cms.services.errors import N_, Errors, NotFound
+from cms.services.text import clean_text
+
+MAX_WRITTEN = 40
+MAX_SPOKEN = 80
+
+
+def all_entries(session: Session) -> list[LexiconEntry]:
+    return list(session.scalars(select(LexiconEntry).order_by(LexiconEntry.written)))
+
+
+def save_entry(
+    session: Session,
+    actor: User | None,
+    *,
+    written: object,
+    spoken: object,
+    note: object = "",
+) -> LexiconEntry:
+    """Add an entry, or change the spoken form of an existing written form."""
+    errors = Errors()
+    w = clean_text(errors, "written", written, label=N_("写法"), max_len=MAX_WRITTEN)
+    s = clean_text(errors, "spoken", spoken, label=N_("读法"), max_len=MAX_SPOKEN)
+    n = clean_text(errors, "note", note, label=N_("说明"), max_len=200, required=False)
+    if w and s and w == s:
+        errors.add("spoken", N_("读法与写法相同，不需要添加"))
+    if "=" in w or "#" in w:
+        errors.add("written", N_("写法中不能有“=”或“#”"))
+    errors.raise_if_any()
+    entry = session.scalar(select(LexiconEntry).where(LexiconEntry.written == w))
+    if entry is None:
+        entry = LexiconEntry(written=w, spoken=s, note=n)
+        session.add(entry)
+    else:
+        entry.spoken, entry.note = s, n
+    session.flush()
+    audit.record(session, actor, "lexicon.save", entry, written=w, spoken=s)
+    return entry
+
+
+def delete_entry(session: Session, actor: User | None, entry_id: int) -> None:
+    entry = session.get(LexiconEntry, entry_id)
+    if entry is None:
+        raise NotFound(N_("读音条目 {id} 不存在"), id=entry_id)
+    audit.record(session, actor, "lexicon.delete", entry, written=entry.written)
+    session.delete(entry)
+    session.flush()
+
+
+def affected_revisions(session: Session, written: str) -> list[Revision]:
+    """Revisions in review or going out whose spoken text contains ``written``."""
+    revs = session.scalars(
+        select(Revision)
+        .join(Announcement, Announcement.approved_revision_id == Revision.id)
+        .where(live_filter())
+    ).all()
+    reviewing = session.scalars(
+        select(Revision)
+        .join(Announcement, Announcement.latest_revision_id == Revision.id)
+        .where(Announcement.status == Status.IN_REVIEW)
+    ).all()
+    seen: dict[int, Revision] = {}
+    for rev in [*revs, *reviewing]:
+        if written in rev.speech:
+            seen[rev.id] = rev
+    return list(seen.values())

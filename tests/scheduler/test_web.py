@@ -1,0 +1,192 @@
+"""The scheduling pages: status, renders, lexicon, outlet day, calendar, run sheet, outbox, budget."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+import pytest
+from sqlalchemy import select
+
+from cms.db import make_session_factory
+from cms.models import (
+    Clip,
+    ClipProfile,
+    Delivery,
+    DeliveryState,
+    JobState,
+    LexiconEntry,
+    Program,
+    Role,
+)
+from cms.scheduler.context import Context
+from cms.scheduler.core import Scheduler
+from tests.conftest import login
+from tests.scheduler.helpers import local
+
+
+@pytest.fixture
+def world(  # type: ignore[no-untyped-def]
+    settings, engine, clock, registry, today, grid, make_outlet, make_chat, make_announcement
+):
+    """A built day whose audio lives in the data folder (so the web app may serve it)."""
+    from cms.scheduler.outbox import OutboxChannel
+
+    sessions = make_session_factory(engine)
+    registry.register(OutboxChannel(sessions))
+    ctx = Context(settings, engine, sessions, registry, "web-test", clock)
+    outlet = make_outlet(grid["v1"], "19:30 1", name="石桥大喇叭")
+    other = make_outlet(grid["v2"], "19:30 10", name="柳林大喇叭")
+    chat = make_chat(grid["v1"], title="石桥村群")
+    ann = make_announcement(
+        "approved", title="防火通知", body="天干物燥，小心火烛。", repeats=1,
+        area_ids=[grid["v1"].id], chat_post_time="08:00",
+    )  # fmt: skip
+    clock.set(local(settings, today, "08:00"))
+    Scheduler(ctx).run_once()
+    return {"outlet": outlet, "other": other, "chat": chat, "ann": ann, "ctx": ctx}
+
+
+def test_status_renders_outbox_and_audio(client, make_user, world, session):  # type: ignore[no-untyped-def]
+    login(client, make_user(Role.EDITOR))
+    page = client.get("/schedule/").get_data(as_text=True)
+    assert "调度状态" in page and "队列" in page
+    ann = world["ann"]
+    page = client.get(f"/schedule/announcements/{ann.id}").get_data(as_text=True)
+    assert "离线语音" in page and "石桥大喇叭" in page and "已发送" in page
+    clip = session.scalar(
+        select(Clip).where(
+            Clip.revision_id == ann.approved_revision_id, Clip.profile == ClipProfile.LOUDSPEAKER
+        )
+    )
+    response = client.get(f"/schedule/audio/clip/{clip.id}")
+    assert response.status_code == 200 and response.mimetype == "audio/mpeg"
+    assert response.data[:3] in (b"ID3", b"\xff\xfb") or response.data[0] == 0xFF
+    etag = response.headers["ETag"]
+    assert (
+        client.get(f"/schedule/audio/clip/{clip.id}", headers={"If-None-Match": etag}).status_code
+        == 304
+    )
+    partial = client.get(f"/schedule/audio/clip/{clip.id}", headers={"Range": "bytes=0-99"})
+    assert partial.status_code == 206 and len(partial.data) == 100
+    outbox = client.get("/schedule/outbox").get_data(as_text=True)
+    assert "防火通知" in outbox and "石桥村群" in outbox
+    voice = session.scalar(select(Delivery)).message_ids[1].split(":")[1]
+    response = client.get(f"/schedule/audio/outbox/{voice}")
+    assert response.status_code == 200 and response.mimetype == "audio/ogg"
+
+
+def test_audio_never_leaves_the_data_folder(client, make_user, world, session):  # type: ignore[no-untyped-def]
+    login(client, make_user(Role.ADMIN))
+    clip = session.scalar(select(Clip))
+    clip.path = "/etc/passwd"
+    session.commit()
+    assert client.get(f"/schedule/audio/clip/{clip.id}").status_code == 404
+    clip.path = str(world["ctx"].settings.data_dir / ".." / ".." / "etc" / "passwd")
+    session.commit()
+    assert client.get(f"/schedule/audio/clip/{clip.id}").status_code == 404
+    assert client.get("/schedule/audio/sample/..%2F..%2Fetc%2Fpasswd").status_code == 404
+    assert client.get("/schedule/audio/nonsense/1").status_code == 404
+
+
+def test_outlet_day_calendar_and_run_sheet(client, make_user, world, today, session):  # type: ignore[no-untyped-def]
+    login(client, make_user(Role.EDITOR))
+    outlet = world["outlet"]
+    program = session.scalar(select(Program).where(Program.outlet_id == outlet.id))
+    page = client.get(f"/schedule/outlets/{outlet.id}/{today.isoformat()}").get_data(as_text=True)
+    assert "19:30" in page and "超出时段长度" not in page
+    assert "提示音" in page and "防火通知" in page  # the manifest
+    program.overrun = True  # (computed in test_rules; here only its display)
+    session.commit()
+    page = client.get(f"/schedule/outlets/{outlet.id}/{today.isoformat()}").get_data(as_text=True)
+    assert "超出时段长度" in page
+    listen = client.get(f"/schedule/audio/program/{program.id}")
+    assert listen.status_code == 200 and listen.mimetype == "audio/mpeg"
+    page = client.get(f"/schedule/outlets/{outlet.id}/calendar").get_data(as_text=True)
+    start = datetime.now(world["ctx"].settings.tz).date()  # the township's today
+    for offset in range(14):
+        assert f'data-testid="day-{(start + timedelta(days=offset)).isoformat()}"' in page
+    assert f'data-testid="day-{(start + timedelta(days=14)).isoformat()}"' not in page
+    sheet = client.get(f"/schedule/outlets/{outlet.id}/{today.isoformat()}/runsheet")
+    text = sheet.get_data(as_text=True)
+    assert sheet.status_code == 200 and "播出单" in text and "print.css" in text
+    assert "防火通知" in text and "19:30" in text
+    assert client.get("/static/print.css").status_code == 200
+    assert client.get(f"/schedule/outlets/{outlet.id}/not-a-day").status_code == 404
+
+
+def test_operator_sees_only_own_outlets(client, make_user, world, session):  # type: ignore[no-untyped-def]
+    operator = make_user(Role.OPERATOR)
+    operator.outlets.append(session.merge(world["outlet"]))
+    session.commit()
+    login(client, operator)
+    assert client.get(f"/schedule/outlets/{world['outlet'].id}/today").status_code == 200
+    assert client.get(f"/schedule/outlets/{world['other'].id}/today").status_code == 403
+    other_program = session.scalar(select(Program).where(Program.outlet_id == world["other"].id))
+    assert client.get(f"/schedule/audio/program/{other_program.id}").status_code == 403
+    assert client.get(f"/schedule/audio/clip/{session.scalar(select(Clip.id))}").status_code == 403
+    assert client.get("/schedule/").status_code == 403
+    page = client.get("/schedule/outlets").get_data(as_text=True)
+    assert "石桥大喇叭" in page and "柳林大喇叭" not in page
+
+
+def test_lexicon_add_sample_and_rerender(client, make_user, world, session):  # type: ignore[no-untyped-def]
+    login(client, make_user(Role.EDITOR))
+    response = client.post("/schedule/lexicon", data={"written": "烛", "spoken": "竹"})
+    assert response.status_code == 302
+    page = client.get("/schedule/lexicon").get_data(as_text=True)
+    assert "1 条公告的音频和相关节目将自动重新生成" in page
+    assert session.scalar(select(LexiconEntry.spoken).where(LexiconEntry.written == "烛")) == "竹"
+    bad = client.post("/schedule/lexicon", data={"written": "", "spoken": "竹"})
+    assert bad.status_code == 400 and "请填写写法" in bad.get_data(as_text=True)
+    # The next pass re-queues the clip whose text contains it, and the program follows.
+    report = Scheduler(world["ctx"]).plan()
+    assert report.planned_clips == 2  # loudspeaker clip and voice note
+    sample = client.post("/schedule/lexicon/sample", data={"text": "小心火烛"})
+    assert sample.status_code == 302 and "sample=" in sample.headers["Location"]
+    page = client.get(sample.headers["Location"]).get_data(as_text=True)
+    assert 'data-testid="sample"' in page
+    key = sample.headers["Location"].split("sample=")[1].split("&")[0]
+    assert client.get(f"/schedule/audio/sample/{key}").status_code == 200
+
+
+def test_retry_buttons(client, make_user, world, session):  # type: ignore[no-untyped-def]
+    login(client, make_user(Role.REVIEWER))
+    delivery = session.scalar(select(Delivery))
+    delivery.state = DeliveryState.FAILED
+    delivery.last_error = "网络错误"
+    session.commit()
+    assert "网络错误" in client.get("/schedule/").get_data(as_text=True)
+    response = client.post(f"/schedule/deliveries/{delivery.id}/retry", data={"next": "/schedule/"})
+    assert response.status_code == 302 and response.headers["Location"].endswith("/schedule/")
+    session.refresh(delivery)
+    assert delivery.state is DeliveryState.PENDING and delivery.attempts == 0
+    response = client.post(f"/schedule/deliveries/{delivery.id}/retry", data={"next": "//evil"})
+    assert response.headers["Location"].endswith("/schedule/")  # never off-site
+    clip = session.scalar(select(Clip))
+    clip.state = JobState.FAILED
+    session.commit()
+    client.post(f"/schedule/clips/{clip.id}/retry")
+    session.refresh(clip)
+    assert clip.state is JobState.PENDING
+
+
+def test_budget_endpoint(client, make_user, world, grid, today):  # type: ignore[no-untyped-def]
+    login(client, make_user(Role.EDITOR))
+    query = {
+        "body": "各位村民：本周六上午九点在村委会门口集中清理垃圾，请每户派一人参加。" * 2,
+        "repeats": "3",
+        "rate": "0",
+        "area_ids": str(grid["v1"].id),
+        "start_date": today.isoformat(),
+        "end_date": (today + timedelta(days=2)).isoformat(),
+    }
+    data = client.get("/schedule/budget", query_string=query).get_json()
+    assert data["estimate_seconds"] > 10 and data["over"] is True
+    assert data["worst"]["outlet"] == "石桥大喇叭" and data["worst"]["limit_seconds"] == 60
+    assert "超出时段长度" in data["message"]
+    assert data["slots_checked"] == 3  # one slot on each of three days
+    query.update(area_ids=str(grid["v2"].id), repeats="1", body="注意防火。")
+    data = client.get("/schedule/budget", query_string=query).get_json()
+    assert data["over"] is False and "不超出" in data["message"]
+    bad = client.get("/schedule/budget", query_string={"repeats": "9", "start_date": "x"})
+    assert bad.status_code == 400 and set(bad.get_json()["errors"]) == {"repeats", "start_date"}
