@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 
 from cms.models import Announcement, Base, Outlet, Role, User
 from cms.services import operators
+from cms.web import today
 from cms.web.i18n import LANGUAGES
 from tests.conftest import login
 
@@ -233,6 +234,7 @@ def pages_to_check(app, session: Session) -> list[tuple[str, str]]:  # type: ign
         "announcement_id": [a.id for a in announcements],
         "outlet_id": [outlet.id],
         "token": [token],
+        "day_text": [today(app.extensions["dalaba.settings"]).isoformat()],
     }
     by_role = {Role.ADMIN: "admin", Role.EDITOR: "wangli", Role.REVIEWER: "lishuji"}
     by_role[Role.OPERATOR] = "shiqiao"
