@@ -254,6 +254,9 @@ def _classify(exc: BaseException) -> str | None:
         return f"服务响应异常（{detail}）"
     if isinstance(exc, aiohttp.ClientError | OSError):
         return f"连接中断（{detail}）"
+    if isinstance(exc, ValueError | KeyError):
+        # edge-tts parses the service's headers and JSON without checking them first.
+        return f"服务响应格式异常（{detail}）"
     return None
 
 

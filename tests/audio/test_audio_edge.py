@@ -79,6 +79,7 @@ def test_very_long_text_is_chunked_in_order(
         (Fault.CUT, "音频流中断"),
         (Fault.EMPTY, "没有收到音频"),
         (Fault.RESET, "连接中断"),
+        (Fault.GARBAGE, "服务响应格式异常"),
     ],
 )
 def test_faults_are_retried_then_reported(

@@ -65,6 +65,8 @@ class Fault(enum.Enum):
     """Answer ``turn.start`` and ``turn.end`` with no audio in between."""
     RESET = "reset"
     """Accept the TCP connection and drop it before the handshake completes."""
+    GARBAGE = "garbage"
+    """Answer with a malformed ``audio.metadata`` message (broken JSON)."""
 
 
 @dataclass
@@ -332,6 +334,11 @@ class FakeEdgeServer:
         )
         if fault is Fault.EMPTY:
             await ws.send_str(_text_message(request_id, "turn.end", {}))
+            return
+        if fault is Fault.GARBAGE:
+            await ws.send_str(
+                f'X-RequestId:{request_id}\r\nPath:audio.metadata\r\n\r\n{{"Metadata": [{{'
+            )
             return
         options = config.get("context", {}).get("synthesis", {}).get("audio", {})
         word = options.get("metadataoptions", {}).get("wordBoundaryEnabled") == "true"
