@@ -6,7 +6,7 @@ same file with nginx from Debian (or, without nginx, Python's threading ``http.s
 with a note). The same asyncio client (keep-alive off, one request per connection, like
 cheap loudspeaker boxes) runs against both in this run.
 
-    python bench/downloads.py [--clients 200] [--requests 3] [--seconds 20]
+    python bench/downloads.py [--clients 200] [--requests 3] [--seconds 30] [--rounds 2]
 
 The last line is ``RESULT rps=<ours> rps_static=<static> ratio=<ours/static> ttfb_p99_ms=<ours>``.
 """
@@ -137,9 +137,12 @@ def seed(data_dir: Path) -> tuple[str, Path]:
     return f"/o/{token}/{day.isoformat()}/0730.mp3", program_path
 
 
-def start_ours(data_dir: Path, port: int, log: Path) -> subprocess.Popen[bytes]:
+def start_ours(
+    data_dir: Path, port: int, log: Path, accel_prefix: str = ""
+) -> subprocess.Popen[bytes]:
     env = {
         **os.environ,
+        "DALABA_ACCEL_REDIRECT": accel_prefix,
         "DALABA_DATA_DIR": str(data_dir),
         "DALABA_SECRET_KEY": "bench-secret",
         # The benchmark measures serving; the scheduler would only compete for the CPU.
@@ -158,12 +161,37 @@ def start_ours(data_dir: Path, port: int, log: Path) -> subprocess.Popen[bytes]:
     )
 
 
-def start_static(folder: Path, port: int, work: Path) -> tuple[subprocess.Popen[bytes], str]:
-    """nginx when installed, else Python's threading http.server (the best one at hand)."""
-    nginx = shutil.which("nginx") or (
+def find_nginx() -> str | None:
+    return shutil.which("nginx") or (
         "/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None
     )
+
+
+def start_static(
+    folder: Path, port: int, work: Path, accel: tuple[int, int, Path] | None = None
+) -> tuple[subprocess.Popen[bytes], str]:
+    """nginx when installed, else Python's threading http.server (the best one at hand).
+
+    With ``accel`` (listen port, dalaba's port, data folder) nginx also fronts a dalaba
+    started with DALABA_ACCEL_REDIRECT: the production setup from the README.
+    """
+    nginx = find_nginx()
     if nginx:
+        proxy = ""
+        if accel is not None:
+            listen, upstream, data_dir = accel
+            proxy = f"""
+    server {{
+        listen 127.0.0.1:{listen};
+        location / {{
+            proxy_pass http://127.0.0.1:{upstream};
+            proxy_set_header Host $host;
+        }}
+        location /_dalaba_data/ {{
+            internal;
+            alias {data_dir}/;
+        }}
+    }}"""
         conf = work / "nginx.conf"
         user = "user root;" if os.geteuid() == 0 else ""
         conf.write_text(
@@ -186,7 +214,7 @@ http {{
     server {{
         listen 127.0.0.1:{port};
         root {folder};
-    }}
+    }}{proxy}
 }}
 """
         )
@@ -309,6 +337,7 @@ def main() -> int:
     parser.add_argument("--clients", type=int, default=200)
     parser.add_argument("--requests", type=int, default=3, help="downloads per operator")
     parser.add_argument("--seconds", type=float, default=30.0, help="stop starting downloads after")
+    parser.add_argument("--rounds", type=int, default=2, help="alternating rounds per server")
     args = parser.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="dalaba-bench-"))
@@ -332,19 +361,42 @@ def main() -> int:
         ours = start_ours(data_dir, ours_port, work / "dalaba-serve.log")
         procs.append(ours)
         wait_ready(ours_port, url_path, ours)
-        static, static_name = start_static(static_root, static_port, work)
+        accel = None
+        if find_nginx():
+            accel_upstream, accel_port = free_port(), free_port()
+            behind = start_ours(
+                data_dir, accel_upstream, work / "dalaba-accel.log", "/_dalaba_data/"
+            )
+            procs.append(behind)
+            wait_ready(accel_upstream, url_path, behind)
+            accel = (accel_port, accel_upstream, data_dir)
+        static, static_name = start_static(static_root, static_port, work, accel)
         procs.append(static)
         wait_ready(static_port, "/program.mp3", static)
 
-        results = {}
-        for name, port, path in (
+        runs = [
             ("dalaba serve (waitress, 8 threads)", ours_port, url_path),
             (static_name, static_port, "/program.mp3"),
-        ):
-            run = Run(name)
-            asyncio.run(load(port, path, size, run, args.clients, args.requests, args.seconds))
+        ]
+        if accel is not None:
+            # Not part of RESULT: shows what the production setup does to the gap.
+            runs.append(("nginx -> dalaba serve, X-Accel-Redirect", accel[0], url_path))
+        # Rounds alternate between the servers so that a noisy neighbour on the machine
+        # hits both alike; each server's rounds are pooled.
+        results = {port: Run(name) for name, port, _ in runs}
+        for _ in range(args.rounds):
+            for name, port, path in runs:
+                one = Run(name)
+                asyncio.run(load(port, path, size, one, args.clients, args.requests, args.seconds))
+                pooled = results[port]
+                pooled.ttfb += one.ttfb
+                pooled.completed += one.completed
+                pooled.failed += one.failed
+                pooled.errors += one.errors[: 5 - len(pooled.errors)]
+                pooled.wall += one.wall
+                pooled.bytes += one.bytes
+        for run in results.values():
             report(run)
-            results[port] = run
         ours_run, static_run = results[ours_port], results[static_port]
         if ours_run.completed == 0 or static_run.completed == 0:
             print("no download completed; see the errors above")

@@ -13,7 +13,7 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session, selectinload
+from sqlalchemy.orm import Session, contains_eager, selectinload
 
 from cms.models import (
     Alert,
@@ -114,14 +114,16 @@ def outlet_for_token(session: Session, token: str) -> Outlet | None:
     """
     if not token or len(token) > 128:
         return None
-    row = session.scalar(
-        select(OutletToken)
-        .options(selectinload(OutletToken.outlet))
-        .where(OutletToken.token_hash == hash_token(token))
+    # One query per request: every download goes through here.
+    return session.scalar(
+        select(Outlet)
+        .join(OutletToken, OutletToken.outlet_id == Outlet.id)
+        .where(
+            OutletToken.token_hash == hash_token(token),
+            OutletToken.revoked_at.is_(None),
+            Outlet.active,
+        )
     )
-    if row is None or row.revoked_at is not None or not row.outlet.active:
-        return None
-    return row.outlet
 
 
 # --- Programs as operators see them -----------------------------------------------------------
@@ -159,7 +161,7 @@ def programs_for(
     stmt = (
         select(Program)
         .join(Slot, Program.slot_id == Slot.id)
-        .options(selectinload(Program.slot))
+        .options(contains_eager(Program.slot))
         .where(Program.outlet_id == outlet.id, Program.day >= first)
         .order_by(Program.day, Slot.at)
     )
@@ -172,6 +174,7 @@ def program_at(session: Session, outlet: Outlet, day: date, at: time) -> Program
     return session.scalar(
         select(Program)
         .join(Slot, Program.slot_id == Slot.id)
+        .options(contains_eager(Program.slot))
         .where(Program.outlet_id == outlet.id, Program.day == day, Slot.at == at)
     )
 
