@@ -9,7 +9,10 @@ rewritten first, always into forms wetext then reads correctly:
   are left alone);
 - money: ``¥1,234.50`` / ``￥1234.5元`` become ``1234.5元``;
 - ``COVID-19`` keeps its hyphen from turning into "负";
-- clock times ``8:30`` become ``8点30分`` (wetext sometimes reads them as ratios).
+- clock times ``8:30`` become ``8点30分`` (wetext sometimes reads them as ratios);
+- codes are read digit by digit: numbers after 编号/账号/卡号/密码/验证码/身份证号 …
+  and any run of nine or more digits not followed by a unit (wetext would read
+  ``6228480012345678`` as an amount).
 
 After normalisation, decorative symbols (【】, ★, emoji …) become pauses or disappear.
 """
@@ -183,6 +186,13 @@ _WORD_HYPHEN = re.compile(r"(?<=[A-Za-z])-(?=\d)")
 _YUAN_SIGN = re.compile(r"¥\s*(\d[\d,]*(?:\.\d+)?)(\s*元)?")
 _MONEY_DECIMALS = re.compile(r"(\d+)\.(\d*?)0+(?=\s*(?:元|块|万元|亿元))")
 _HASH_NUMBER = re.compile(r"(?<=\d)#")
+# Codes are read digit by digit: wetext reads 6228480012345678 as a (garbled) amount.
+_CODE_WORDS = "编号|账号|帐号|卡号|号码|密码|验证码|邮编|身份证号|身份证|工号|单号|订单号|户号|学号"
+_CODE_AFTER_WORD = re.compile(rf"((?:{_CODE_WORDS})[是为：:\s]*)(\d{{4,}}[Xx]?)(?![\d.])")
+_LONG_NUMBER = re.compile(
+    r"(?<![\d.,])(\d{9,}[Xx]?)(?![\d.,%]|\s*[元万亿千百十人户亩米斤吨个次年])"
+)
+_DIGIT_WORDS = str.maketrans("0123456789Xx", "零幺二三四五六七八九叉叉")
 # wetext reads "8:30集合" as a ratio ("八比三零"); clock times are spelled out for it.
 _CLOCK = re.compile(r"(?<![\d:.])(?<!比分)(?<!比)([01]?\d|2[0-3]):([0-5]\d)(?![\d:])")
 
@@ -208,7 +218,17 @@ def _rewrite_ranges(piece: str) -> str:
     return _UNIT_RANGE.sub("到", piece)
 
 
+def _digits(match: re.Match[str]) -> str:
+    return match.group(0).translate(_DIGIT_WORDS)
+
+
+def _code(match: re.Match[str]) -> str:
+    return match.group(1) + match.group(2).translate(_DIGIT_WORDS)
+
+
 def _before_tn(line: str) -> str:
+    line = _CODE_AFTER_WORD.sub(_code, line)
+    line = _LONG_NUMBER.sub(_digits, line)
     line = _YUAN_SIGN.sub(_money, line)
     line = _MONEY_DECIMALS.sub(_money_decimals, line)
     line = _WORD_HYPHEN.sub(" ", line)
