@@ -59,6 +59,15 @@ MP3 = "audio/mpeg"
 RECORD_ATTEMPTS = 5
 
 
+@bp.after_request
+def _private_link_headers(response: Response) -> Response:
+    """Token URLs stay out of search engines and out of Referer headers, even same-site."""
+    if request.path.startswith("/o/"):
+        response.headers["X-Robots-Tag"] = "noindex, nofollow"
+        response.headers["Referrer-Policy"] = "no-referrer"
+    return response
+
+
 # --- Helpers ------------------------------------------------------------------------------------
 
 

@@ -39,6 +39,9 @@ def test_every_route_works_with_the_token(client, two, day) -> None:  # type: ig
     for route in ROUTES:
         response = client.get(two["base"] + route.format(day=day))
         assert response.status_code == 200, route
+        # The token must not travel on in a Referer or land in a search index.
+        assert response.headers["Referrer-Policy"] == "no-referrer"
+        assert response.headers["X-Robots-Tag"] == "noindex, nofollow"
 
 
 @pytest.mark.parametrize(
