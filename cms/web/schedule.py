@@ -103,7 +103,8 @@ def _outlet(outlet_id: int) -> Outlet:
     if outlet is None:
         abort(404, description=_("广播点不存在"))
     if g.user.role is Role.OPERATOR and outlet not in g.user.outlets:
-        abort(403, description=_("您只能查看自己负责的广播点"))
+        # Not found rather than forbidden: an operator learns nothing about other outlets.
+        abort(404, description=_("广播点不存在"))
     return outlet
 
 
@@ -564,7 +565,7 @@ def audio(kind: str, object_id: int) -> Any:
         _outlet(program.outlet_id)
         return _send_audio(program.path)
     if g.user.role not in STAFF:
-        abort(403)
+        abort(404)
     if kind == "clip":
         clip = db().get(Clip, object_id)
         return _send_audio(clip.path if clip and clip.state is JobState.DONE else None)

@@ -120,10 +120,10 @@ def test_operator_sees_only_own_outlets(client, make_user, world, session):  # t
     session.commit()
     login(client, operator)
     assert client.get(f"/schedule/outlets/{world['outlet'].id}/today").status_code == 200
-    assert client.get(f"/schedule/outlets/{world['other'].id}/today").status_code == 403
+    assert client.get(f"/schedule/outlets/{world['other'].id}/today").status_code == 404
     other_program = session.scalar(select(Program).where(Program.outlet_id == world["other"].id))
-    assert client.get(f"/schedule/audio/program/{other_program.id}").status_code == 403
-    assert client.get(f"/schedule/audio/clip/{session.scalar(select(Clip.id))}").status_code == 403
+    assert client.get(f"/schedule/audio/program/{other_program.id}").status_code == 404
+    assert client.get(f"/schedule/audio/clip/{session.scalar(select(Clip.id))}").status_code == 404
     assert client.get("/schedule/").status_code == 403
     page = client.get("/schedule/outlets").get_data(as_text=True)
     assert "石桥大喇叭" in page and "柳林大喇叭" not in page
