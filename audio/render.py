@@ -17,15 +17,17 @@ atomic replace makes that harmless.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
 import logging
+import os
 import shutil
 import threading
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -394,7 +396,57 @@ class Renderer:
             srt_path=self._clip_path(key, ".srt"),
             vtt_path=self._clip_path(key, ".vtt"),
         )
-        return clip if clip.path.exists() else None
+        if not clip.path.exists():
+            return None
+        with contextlib.suppress(OSError):
+            os.utime(meta)  # "last used", for prune()
+        return clip
+
+    def prune(
+        self,
+        *,
+        keep: Iterable[str] = (),
+        unused_for_s: float = 90 * 86_400,
+        now: float | None = None,
+    ) -> int:
+        """Delete clips not used for ``unused_for_s`` seconds, and speech no clip needs.
+
+        A clip counts as used whenever :meth:`render` or :meth:`get_clip` returns it.
+        Clips whose key is in ``keep`` (e.g. every clip a stored revision points to) and
+        the raw speech they were made from are never deleted.
+
+        Args:
+            keep: clip keys to keep regardless of age.
+            unused_for_s: age in seconds after which an unused clip goes.
+            now: the current time (``time.time()``), injected in tests.
+
+        Returns:
+            The number of clips deleted.
+        """
+        cutoff = (time.time() if now is None else now) - unused_for_s
+        keep = set(keep)
+        needed: set[str] = set()
+        deleted = 0
+        for meta in sorted((self.cache_dir / "clips").glob("*/*.json")):
+            key = meta.stem
+            try:
+                source = json.loads(meta.read_text(encoding="utf-8"))["source_key"]
+                used = meta.stat().st_mtime
+            except (OSError, ValueError, KeyError):
+                continue
+            if key in keep or used >= cutoff:
+                needed.add(source)
+                continue
+            meta.unlink(missing_ok=True)  # first: the clip stops existing for readers
+            for other in meta.parent.glob(f"{key}.*"):
+                other.unlink(missing_ok=True)
+            deleted += 1
+        for meta in sorted((self.cache_dir / "speech").glob("*/*.json")):
+            with contextlib.suppress(OSError):
+                if meta.stem not in needed and meta.stat().st_mtime < cutoff:
+                    for other in meta.parent.glob(f"{meta.stem}.*"):
+                        other.unlink(missing_ok=True)
+        return deleted
 
     # -- internals ---------------------------------------------------------------------
 

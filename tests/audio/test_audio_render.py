@@ -231,3 +231,27 @@ def test_render_works_inside_a_running_event_loop(
 
     assert asyncio.run(handler()).engine == "edge"
     assert asyncio.run(careless()).engine == "edge"
+
+
+def test_prune_removes_unused_clips_but_keeps_what_is_referenced(
+    make_renderer: Callable[..., Renderer], tmp_path: Path
+) -> None:
+    import time
+
+    renderer = make_renderer("offline")
+    old, kept, fresh = (renderer.render(t) for t in ("旧通知。", "保留的通知。", "新通知。"))
+    note = renderer.voice_note(kept)
+    long_ago = time.time() - 200 * 86_400
+    for clip in (old, kept, note):
+        os.utime(clip.path.with_suffix(".json"), (long_ago, long_ago))
+    for speech in (tmp_path / "cache" / "speech").glob("*/*"):
+        os.utime(speech, (long_ago, long_ago))
+
+    assert renderer.prune(keep=[kept.key]) == 2  # the old clip and the unused voice note
+    assert renderer.get_clip(old.key) is None and not old.path.exists()
+    assert renderer.get_clip(note.key) is None
+    assert renderer.get_clip(kept.key) == kept and renderer.get_clip(fresh.key) == fresh
+    # the kept clip's speech survived: it can still be remastered without synthesis
+    assert renderer.voice_note(kept).path.exists()
+    remaining = {p.stem for p in (tmp_path / "cache" / "speech").glob("*/*.json")}
+    assert remaining == {kept.source_key, fresh.source_key}
