@@ -261,7 +261,7 @@ def link_page(token: str) -> Any:
     )
 
 
-@bp.post("/o/<token>/confirm/<int:program_id>")
+@bp.post("/o/<token>/confirm/<int(max=2147483647):program_id>")
 @rule(PUBLIC)
 def link_confirm(token: str, program_id: int) -> Any:
     """Confirm through the private link that a program was played."""
@@ -520,7 +520,7 @@ def _my_program(program_id: int) -> Program:
     return program
 
 
-@bp.get("/operator/programs/<int:program_id>.mp3")
+@bp.get("/operator/programs/<int(max=2147483647):program_id>.mp3")
 @rule(Role.OPERATOR, Role.ADMIN)
 def my_program_mp3(program_id: int) -> Any:
     """A program of one of the operator's outlets."""
@@ -528,7 +528,7 @@ def my_program_mp3(program_id: int) -> Any:
     return _send_program(program.outlet, program)
 
 
-@bp.post("/operator/programs/<int:program_id>/confirm")
+@bp.post("/operator/programs/<int(max=2147483647):program_id>/confirm")
 @rule(Role.OPERATOR, Role.ADMIN)
 def my_program_confirm(program_id: int) -> Any:
     """Confirm, logged in, that a program was played."""

@@ -244,3 +244,28 @@ def test_admin_issues_and_revokes_links(app, session, make_user, make_outlet) ->
     operator_client = app.test_client()
     login(operator_client, make_user(Role.OPERATOR))
     assert operator_client.get("/operator/links").status_code == 403
+
+
+def test_traversal_and_garbage_in_program_ids(app, client, session, make_user, two) -> None:  # type: ignore[no-untyped-def]
+    base, ours = two["base"], two["ours"]
+    for path in (
+        f"{base}/confirm/-1",
+        f"{base}/confirm/0",
+        f"{base}/confirm/{ours.id}%2f..",
+        f"{base}/confirm/..%2f{ours.id}",
+        f"{base}/confirm/99999999999999999999",
+    ):
+        assert client.post(path).status_code in (404, 405), path
+    operator = make_user(Role.OPERATOR)
+    operator.outlets.append(two["mine"])
+    session.commit()
+    logged_in = app.test_client()
+    login(logged_in, operator)
+    for path in (
+        "/operator/programs/..%2f..%2fdalaba.db.mp3",
+        f"/operator/programs/{ours.id}%2f...mp3",
+        "/operator/programs/-1.mp3",
+        "/operator/programs/1e3.mp3",
+    ):
+        assert logged_in.get(path).status_code == 404, path
+    assert session.scalar(select(Receipt)) is None
