@@ -547,7 +547,8 @@ def links() -> Any:
     new_outlet = None
     if request.method == "POST":
         outlet_id = request.form.get("outlet_id", "")
-        outlet = db().get(Outlet, int(outlet_id)) if outlet_id.isdigit() else None
+        valid = outlet_id.isdigit() and len(outlet_id) < 10
+        outlet = db().get(Outlet, int(outlet_id)) if valid else None
         if outlet is None:
             abort(404)
         if request.form.get("action") == "issue":

@@ -239,6 +239,11 @@ def test_admin_issues_and_revokes_links(app, session, make_user, make_outlet) ->
     # Shown once: the list afterwards holds only the prefix.
     listing = client.get("/operator/links").get_data(as_text=True)
     assert url not in listing and path.split("/")[1][:6] in listing
+    for bad in ("99999999999999999999", "-1", "x", ""):
+        assert (
+            client.post("/operator/links", data={"outlet_id": bad, "action": "issue"}).status_code
+            == 404
+        )
     client.post("/operator/links", data={"outlet_id": outlet.id, "action": "revoke"})
     assert client.get(f"/{path}").status_code == 404
     operator_client = app.test_client()
