@@ -297,7 +297,13 @@ class Renderer:
                 larger than 200 MB, or silent.
             MasteringError: ffmpeg failed while mastering.
         """
-        data = Path(recording).read_bytes() if isinstance(recording, Path | str) else recording
+        if isinstance(recording, Path | str):
+            try:
+                data = Path(recording).read_bytes()
+            except OSError as exc:
+                raise RecordingError(f"无法读取上传的录音文件：{exc.strerror or exc}") from exc
+        else:
+            data = recording
         if not data:
             raise RecordingError("上传的录音是空文件")
         if len(data) > MAX_RECORDING_BYTES:

@@ -188,6 +188,11 @@ def test_unusable_recordings_are_refused(
         make_renderer("offline").render_recording(content)
 
 
+def test_missing_recording_file(tmp_path: Path, make_renderer: Callable[..., Renderer]) -> None:
+    with pytest.raises(RecordingError, match="无法读取"):
+        make_renderer("offline").render_recording(tmp_path / "nope.mp3")
+
+
 def test_recording_that_ffmpeg_cannot_master_is_a_recording_error(
     tmp_path: Path, make_renderer: Callable[..., Renderer], monkeypatch: pytest.MonkeyPatch
 ) -> None:
