@@ -56,7 +56,9 @@ __all__ = [
     "estimate_duration",
     "export_file",
     "get_voice",
+    "manifest_path",
     "measure_loudness",
+    "ogg_opus_duration",
     "spoken_text",
     "split_sentences",
 ]
@@ -90,6 +92,8 @@ _WHERE = {
     "ProgramResult": "program",
     "build_loop": "program",
     "build_program": "program",
+    "manifest_path": "program",
+    "ogg_opus_duration": "master",
     **{
         name: "errors"
         for name in (
@@ -134,8 +138,15 @@ if TYPE_CHECKING:
         VoiceError,
     )
     from audio.ffmpeg import Loudness, measure_loudness
-    from audio.master import PROFILES, Profile
-    from audio.program import LoopResult, ProgramItem, ProgramResult, build_loop, build_program
+    from audio.master import PROFILES, Profile, ogg_opus_duration
+    from audio.program import (
+        LoopResult,
+        ProgramItem,
+        ProgramResult,
+        build_loop,
+        build_program,
+        manifest_path,
+    )
     from audio.render import (
         DEFAULT_CLOSING,
         Clip,
