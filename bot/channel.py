@@ -34,6 +34,7 @@ from telegram import Update
 from telegram.error import (
     BadRequest,
     ChatMigrated,
+    Conflict,
     Forbidden,
     InvalidToken,
     NetworkError,
@@ -405,4 +406,9 @@ def _settle(future: asyncio.Future[None], exc: BaseException | None) -> None:
 
 
 def _polling_error(exc: TelegramError) -> None:
+    if isinstance(exc, Conflict):
+        # Another process polls with the same token (a second `dalaba serve`, or `dalaba bot`):
+        # Telegram hands each update to one of them, and both can answer it.
+        log.info("another process is polling with this token: %s", exc)
+        return
     log.warning("getUpdates failed: %s", exc)

@@ -379,7 +379,12 @@ async def played(update: Update, context: Context) -> None:
 
 
 async def unknown(update: Update, context: Context) -> None:
-    """Answer an unknown command with a short help."""
+    """Answer an unknown command with a short help (commands for other bots are ignored)."""
+    message = update.effective_message
+    command = (message.text or "").split()[0] if message is not None and message.text else ""
+    _, _, addressee = command.partition("@")
+    if addressee and addressee.lower() != (context.bot.username or "").lower():
+        return
     await _reply(update, "没有这个命令。\n\n" + HELP)
 
 

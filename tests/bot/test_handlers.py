@@ -72,6 +72,10 @@ def test_start_help_and_unknown_in_private(bot: TelegramChannel, api: FakeBotApi
     reply(api, MEMBER_ID, "/today", count=2)
     say(api, "/whatever", chat=MEMBER_ID)
     reply(api, MEMBER_ID, "没有这个命令")
+    say(api, "/weather@some_other_bot")
+    say(api, "/whatever@dalaba_test_bot")
+    reply(api, GROUP, "没有这个命令")
+    assert len(api.messages_to(GROUP)) == 1
     assert {c["command"] for c in api.commands} >= {"today", "latest", "bind", "link", "program"}
 
 
