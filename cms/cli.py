@@ -140,7 +140,8 @@ def _serve(settings: Settings, host: str, port: int) -> None:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     click.echo(f"大喇叭已启动：http://{host}:{port}/  （Ctrl+C 停止）")
     try:
-        serve(app, host=host, port=port, threads=8, ident="dalaba")
+        # Loudspeaker boxes hold connections open while they download: allow many at once.
+        serve(app, host=host, port=port, threads=8, connection_limit=500, ident="dalaba")
     finally:
         if handle is not None:
             handle.stop()

@@ -50,6 +50,13 @@ class Settings:
     scheduler_enabled: bool = True
     build_time: str = "04:00"
     base_url: str = "http://127.0.0.1:8080"
+    # Downloads handed to a front server: nginx's internal location (X-Accel-Redirect) …
+    accel_redirect: str | None = None
+    # … or Apache mod_xsendfile / lighttpd (X-Sendfile).
+    x_sendfile: bool = False
+    # Defaults for admin-editable settings (the admin's value in the CMS wins).
+    escalate_after_minutes: int = 120
+    late_grace_minutes: int = 60
     extra: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -60,6 +67,12 @@ class Settings:
         if self.tts_engine not in {"auto", "edge", "offline"}:
             raise ConfigError(
                 f"DALABA_TTS_ENGINE 应为 auto、edge 或 offline（当前为 {self.tts_engine!r}）"
+            )
+        if self.accel_redirect is not None and not (
+            self.accel_redirect.startswith("/") and self.accel_redirect.endswith("/")
+        ):
+            raise ConfigError(
+                f"DALABA_ACCEL_REDIRECT 应以 / 开头并以 / 结尾（当前为 {self.accel_redirect!r}）"
             )
         hh, _, mm = self.build_time.partition(":")
         if not (hh.isdigit() and mm.isdigit() and int(hh) < 24 and int(mm) < 60):
@@ -110,6 +123,17 @@ class Settings:
             "scheduler_enabled": _bool("DALABA_SCHEDULER", env.get("DALABA_SCHEDULER", "true")),
             "build_time": env.get("DALABA_BUILD_TIME", "04:00"),
             "base_url": env.get("DALABA_BASE_URL", "http://127.0.0.1:8080").rstrip("/"),
+            "accel_redirect": env.get("DALABA_ACCEL_REDIRECT") or None,
+            "x_sendfile": _bool("DALABA_X_SENDFILE", env.get("DALABA_X_SENDFILE", "false")),
+            "escalate_after_minutes": _int(
+                "DALABA_ESCALATE_AFTER_MINUTES",
+                env.get("DALABA_ESCALATE_AFTER_MINUTES", "120"),
+                0,
+                1440,
+            ),
+            "late_grace_minutes": _int(
+                "DALABA_LATE_GRACE_MINUTES", env.get("DALABA_LATE_GRACE_MINUTES", "60"), 0, 1440
+            ),
         }
         if "DALABA_PORT" in env:
             _int("DALABA_PORT", env["DALABA_PORT"], 1, 65535)

@@ -245,7 +245,7 @@ def record_download(
 def _minutes_setting(session: Session, key: str, settings: Settings | None, default: int) -> int:
     raw = get_setting(session, key)
     if raw is None and settings is not None:
-        raw = settings.extra.get("DALABA_" + key.split(".", 1)[1].upper())
+        raw = getattr(settings, key.split(".", 1)[1])
     try:
         value = int(raw) if raw is not None else default
     except (TypeError, ValueError):

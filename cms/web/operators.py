@@ -5,7 +5,6 @@ from __future__ import annotations
 import csv
 import io
 import logging
-import os
 import random
 import re
 import time as time_module
@@ -119,21 +118,16 @@ def _names(outlet: Outlet, program: Program, suffix: str = "") -> tuple[str, str
 
 
 def _offload(path: Path) -> tuple[str, str] | None:
-    """Hand the file to the front server when configured (read per request, opt-in).
+    """Hand the file to the front server when configured (opt-in).
 
     ``DALABA_ACCEL_REDIRECT=/_dalaba_data/``: nginx, with that internal location aliased to
     the data folder. ``DALABA_X_SENDFILE=1``: Apache mod_xsendfile or lighttpd.
     """
-    extra = settings().extra
-
-    def option(name: str) -> str:
-        return extra.get(name) or os.environ.get(name, "")
-
-    prefix = option("DALABA_ACCEL_REDIRECT")
-    if prefix:
-        uri = accel_redirect_uri(path, settings().data_dir, prefix)
+    config = settings()
+    if config.accel_redirect:
+        uri = accel_redirect_uri(path, config.data_dir, config.accel_redirect)
         return ("X-Accel-Redirect", uri) if uri else None
-    if option("DALABA_X_SENDFILE").lower() in {"1", "true", "yes", "on"}:
+    if config.x_sendfile:
         return "X-Sendfile", str(path)
     return None
 

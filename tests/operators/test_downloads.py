@@ -252,7 +252,9 @@ def test_loop_for_mobile_speakers(
 
 def test_accel_redirect_hands_the_file_to_nginx(served, day, settings, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     client, base, program, data = served
-    monkeypatch.setenv("DALABA_ACCEL_REDIRECT", "/_dalaba_data/")
+    app = client.application
+    configured = app.extensions["dalaba.settings"].with_(accel_redirect="/_dalaba_data/")
+    monkeypatch.setitem(app.extensions, "dalaba.settings", configured)
     response = client.get(f"{base}/{day}/0730.mp3")
     relative = Path(program.path).relative_to(settings.data_dir).as_posix()
     assert response.headers["X-Accel-Redirect"] == f"/_dalaba_data/{relative}"
@@ -262,7 +264,9 @@ def test_accel_redirect_hands_the_file_to_nginx(served, day, settings, monkeypat
 
 def test_x_sendfile_for_apache_or_lighttpd(served, day, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     client, base, program, data = served
-    monkeypatch.setenv("DALABA_X_SENDFILE", "1")
+    app = client.application
+    configured = app.extensions["dalaba.settings"].with_(x_sendfile=True)
+    monkeypatch.setitem(app.extensions, "dalaba.settings", configured)
     response = client.get(f"{base}/{day}/0730.mp3")
     assert response.headers["X-Sendfile"] == str(Path(program.path).resolve())
     assert response.data == b""

@@ -111,10 +111,8 @@ def test_escalation_after_configurable_time(
     assert alert.object_id == evening.id
 
 
-def test_escalation_wait_from_environment(
-    session, settings, make_outlet, make_program, day
-) -> None:  # type: ignore[no-untyped-def]
-    settings = settings.with_(extra={"DALABA_ESCALATE_AFTER_MINUTES": "0"})
+def test_escalation_wait_from_settings(session, settings, make_outlet, make_program, day) -> None:  # type: ignore[no-untyped-def]
+    settings = settings.with_(escalate_after_minutes=0)
     outlet = make_outlet(minutes=10)
     make_program(outlet, day, 0)
     assert len(svc.escalate_unconfirmed(session, at(settings, day, 7, 40), settings)) == 1
