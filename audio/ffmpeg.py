@@ -15,7 +15,16 @@ from pathlib import Path
 
 from audio.errors import MasteringError
 
-__all__ = ["Loudness", "atomic_path", "decode_pcm", "ffmpeg_exe", "measure_loudness", "run_ffmpeg"]
+__all__ = [
+    "Loudness",
+    "atomic_path",
+    "decode_pcm",
+    "ffmpeg_exe",
+    "measure_loudness",
+    "parse_ebur128",
+    "run_ffmpeg",
+    "write_atomic",
+]
 
 log = logging.getLogger(__name__)
 
@@ -35,9 +44,7 @@ def ffmpeg_exe() -> str:
         raise MasteringError("找不到 ffmpeg（imageio-ffmpeg 未提供本平台的可执行文件）") from exc
 
 
-def run_ffmpeg(
-    args: Sequence[str], *, input_bytes: bytes | None = None, what: str = "处理音频"
-) -> str:
+def run_ffmpeg(args: Sequence[str], *, what: str = "处理音频") -> str:
     """Run ffmpeg with ``args`` and return its log (stderr).
 
     Raises:
@@ -45,7 +52,7 @@ def run_ffmpeg(
     """
     cmd = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-nostats", *args]
     try:
-        proc = subprocess.run(cmd, input=input_bytes, capture_output=True, check=False, timeout=900)
+        proc = subprocess.run(cmd, capture_output=True, check=False, timeout=900)
     except (OSError, subprocess.TimeoutExpired) as exc:
         raise MasteringError(f"{what}失败：无法运行 ffmpeg（{exc}）") from exc
     stderr = proc.stderr.decode("utf-8", "replace")
