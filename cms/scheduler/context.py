@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import copy
+import secrets
 import threading
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
@@ -28,7 +30,8 @@ class Context:
     worker: str
     clock: Clock = field(default_factory=SystemClock)
     renderer_factory: object = None
-    _renderer: Renderer | None = field(default=None, init=False, repr=False)
+    # Shared by the copies :meth:`for_job` makes, so all jobs use one renderer.
+    _shared: dict[str, Any] = field(default_factory=dict, init=False, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
 
     def now(self) -> datetime:
@@ -41,12 +44,21 @@ class Context:
     def renderer(self) -> Renderer:
         """One renderer per scheduler (it remembers edge-tts outages for its cool-down)."""
         with self._lock:
-            if self._renderer is None:
-                if callable(self.renderer_factory):
-                    self._renderer = self.renderer_factory(self.settings)
-                else:
-                    self._renderer = make_renderer(self.settings)
-            return self._renderer
+            if "renderer" not in self._shared:
+                factory = self.renderer_factory if callable(self.renderer_factory) else None
+                self._shared["renderer"] = (factory or make_renderer)(self.settings)
+            return self._shared["renderer"]
+
+    def for_job(self) -> Context:
+        """A copy whose worker name is unique to one claim (``worker/token``).
+
+        Finishing a row requires the claim's own name, so a job that overran its claim and
+        was taken again cannot overwrite what the newer claim recorded, even in the same
+        process.
+        """
+        job = copy.copy(self)
+        job.worker = f"{self.worker}/{secrets.token_hex(4)}"
+        return job
 
     @property
     def programs_dir(self) -> Path:

@@ -147,7 +147,7 @@ def due_delivery_ids(session: Session, now: datetime, limit: int = 500) -> list[
         select(Delivery.id)
         .join(ChatGroup, ChatGroup.id == Delivery.chat_group_id)
         .where(
-            queue.claimable(Delivery, DeliveryState.PENDING, now),
+            queue.claimable(Delivery, DeliveryState.PENDING, now, DeliveryState.SENDING),
             Delivery.due_at <= now,
             ChatGroup.active,
         )
@@ -220,6 +220,7 @@ def channel_for(ctx: Context, platform: str) -> ChatChannel:
 
 def send_one(ctx: Context, delivery_id: int) -> str:
     """Claim, send and record one delivery; returns its outcome."""
+    ctx = ctx.for_job()
     now = ctx.now()
     if queue.in_txn(ctx.sessions, lambda s: _voice_pending(s, delivery_id, now)):
         return "waiting"

@@ -312,7 +312,7 @@ def due_program_ids(session: Session, now: datetime, limit: int = 200) -> list[i
     stmt = (
         select(Program.id)
         .join(Slot, Slot.id == Program.slot_id)
-        .where(queue.claimable(Program, JobState.PENDING, now))
+        .where(queue.claimable(Program, JobState.PENDING, now, JobState.RUNNING))
         .order_by(Program.day, Slot.at, Program.id)
         .limit(limit)
     )
@@ -365,6 +365,7 @@ def build_one(ctx: Context, program_id: int, *, partial: bool = False) -> str:
     is near or ``partial`` is set; then it builds with the clips that are ready and lists
     the others in the manifest.
     """
+    ctx = ctx.for_job()
     now = ctx.now()
     if not queue.in_txn(
         ctx.sessions,

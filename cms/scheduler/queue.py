@@ -56,12 +56,16 @@ def in_txn(factory: sessionmaker[Session], fn: Callable[[Session], T], tries: in
     raise AssertionError("unreachable")
 
 
-def claimable(model: Any, ready_state: Any, now: datetime) -> Any:
-    """SQL condition: a row ready to be taken now."""
-    return and_(
+def claimable(model: Any, ready_state: Any, now: datetime, running: Any = None) -> Any:
+    """SQL condition: a row ready to be taken now (or, given ``running``, a claim that expired)."""
+    ready = and_(
         model.state == ready_state,
         or_(model.next_attempt_at.is_(None), model.next_attempt_at <= now),
     )
+    if running is None:
+        return ready
+    # A claim that outlived its hold belongs to a job that hung or died: take it again.
+    return or_(ready, and_(model.state == running, model.claimed_until < now))
 
 
 def claim(
@@ -77,7 +81,7 @@ def claim(
     extra: Any = None,
 ) -> bool:
     """Move one ready row to ``running`` for ``worker``; False when someone else got it."""
-    cond = [model.id == row_id, claimable(model, ready, now)]
+    cond = [model.id == row_id, claimable(model, ready, now, running)]
     if extra is not None:
         cond.append(extra)
     result = session.execute(
@@ -139,7 +143,10 @@ def release_orphans(session: Session, model: Any, *, running: Any, ready: Any, w
     """
     result = session.execute(
         update(model)
-        .where(model.state == running, or_(model.claimed_by.is_(None), model.claimed_by != worker))
+        .where(
+            model.state == running,
+            or_(model.claimed_by.is_(None), ~model.claimed_by.startswith(f"{worker}/")),
+        )
         .values(
             state=ready,
             claimed_by=None,

@@ -173,7 +173,7 @@ def due_clip_ids(session: Session, now: datetime, limit: int) -> list[int]:
     stmt = (
         select(Clip.id)
         .join(Revision, Revision.id == Clip.revision_id)
-        .where(queue.claimable(Clip, JobState.PENDING, now))
+        .where(queue.claimable(Clip, JobState.PENDING, now, JobState.RUNNING))
         .order_by(
             (Revision.priority == Priority.URGENT).desc(),
             (Clip.profile == ClipProfile.LOUDSPEAKER).desc(),
@@ -218,6 +218,7 @@ def _load(session: Session, clip_id: int) -> _Job | None:
 
 def render_one(ctx: Context, clip_id: int) -> str:
     """Claim, render and record one clip; returns the outcome (done, retry, failed, skipped)."""
+    ctx = ctx.for_job()
     now = ctx.now()
     claimed = queue.in_txn(
         ctx.sessions,

@@ -235,3 +235,49 @@ def test_program_retry_button_and_overrun_flag(  # type: ignore[no-untyped-def]
         assert programs.retry(s, program.id)
     scheduler.run_once()
     assert fresh_session().get(Program, program.id).state is JobState.DONE
+
+
+def test_an_expired_claim_is_taken_again_and_the_late_finisher_is_ignored(  # type: ignore[no-untyped-def]
+    scheduler, clock, settings, today, grid, make_announcement, fresh_session
+):
+    ann = make_announcement("in_review", body="注意防火。", to_chats=False)
+    clock.set(local(settings, today, "05:00"))
+    scheduler.plan()
+    s = fresh_session()
+    clip = s.scalar(select(Clip).where(Clip.revision_id == ann.current.id))
+    # A render that hung: claimed by this very process, its hold long over.
+    with scheduler.ctx.sessions.begin() as t:
+        assert queue.claim(
+            t, Clip, clip.id, ready=JobState.PENDING, running=JobState.RUNNING,
+            worker="test-worker/hung", now=clock.now(), hold=timedelta(minutes=10),
+        )  # fmt: skip
+    clock.advance(timedelta(minutes=11))
+    scheduler.run_once()
+    s = fresh_session()
+    done = s.get(Clip, clip.id)
+    assert done.state is JobState.DONE and done.claimed_by.startswith("test-worker/")
+    assert done.claimed_by != "test-worker/hung"
+    # The hung job finally returns: its claim is gone, so it changes nothing.
+    with scheduler.ctx.sessions.begin() as t:
+        assert not queue.finish(
+            t, Clip, clip.id, running=JobState.RUNNING, new=JobState.FAILED,
+            worker="test-worker/hung", last_error="late",
+        )  # fmt: skip
+    assert fresh_session().get(Clip, clip.id).state is JobState.DONE
+
+
+def test_taking_the_lease_resumes_work_of_a_dead_scheduler(  # type: ignore[no-untyped-def]
+    scheduler, clock, settings, today, grid, make_announcement, fresh_session
+):
+    ann = make_announcement("in_review", body="注意防火。", to_chats=False)
+    clock.set(local(settings, today, "05:00"))
+    scheduler.plan()
+    clip_id = fresh_session().scalar(select(Clip.id).where(Clip.revision_id == ann.current.id))
+    with scheduler.ctx.sessions.begin() as t:
+        queue.claim(
+            t, Clip, clip_id, ready=JobState.PENDING, running=JobState.RUNNING,
+            worker="otherhost:1:dead/x", now=clock.now(), hold=timedelta(hours=1),
+        )  # fmt: skip
+    assert scheduler.release_orphans() == 1
+    row = fresh_session().get(Clip, clip_id)
+    assert row.state is JobState.PENDING and row.attempts == 0 and row.claimed_by is None
