@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
@@ -39,6 +40,7 @@ from cms.settings import Settings
 log = logging.getLogger(__name__)
 
 PLAYED = "已播放"
+MAX_NOTICES = 5  # /today in a busy week: the rest is on the loudspeaker, not a wall of text
 PLAYED_PATTERN = r"^played:(\d+)$"
 
 HELP = (
@@ -103,14 +105,26 @@ async def _bound(update: Update, context: Context) -> tuple[int, str] | None:
     return found
 
 
-async def _post_notices(
-    update: Update, context: Context, notices: list[tuple[str, str, str | None, float | None]]
-) -> None:
+@dataclass(frozen=True)
+class Posting:
+    """A notice as the handlers post it, read from the database in a worker thread."""
+
+    title: str
+    body: str
+    voice_path: str | None
+    voice_duration: float | None
+
+
+async def _post_notices(update: Update, context: Context, notices: list[Posting]) -> None:
     chat = update.effective_chat
     assert chat is not None
-    for title, body, voice_path, duration in notices:
-        for part in plan(title, body, voice_path, duration):
+    for notice in notices[:MAX_NOTICES]:
+        for part in plan(notice.title, notice.body, notice.voice_path, notice.voice_duration):
             await send_part(context.bot, chat.id, part)
+    if len(notices) > MAX_NOTICES:
+        await context.bot.send_message(
+            chat.id, f"今天还有 {len(notices) - MAX_NOTICES} 条通知，请留意村里的大喇叭。"
+        )
 
 
 def _voice_file(settings: Settings | None, voice_path: str | None) -> str | None:
@@ -122,13 +136,11 @@ def _voice_file(settings: Settings | None, voice_path: str | None) -> str | None
     return str(path) if path.is_file() else None
 
 
-def _as_tuple(
-    settings: Settings | None, notice: chats.ChatNotice
-) -> tuple[str, str, str | None, float | None]:
+def _posting(settings: Settings | None, notice: chats.ChatNotice) -> Posting:
     """What a chat needs of a notice, read inside the worker thread (files are checked there)."""
     voice = _voice_file(settings, notice.voice_path)
     rev = notice.revision
-    return rev.title, rev.body, voice, notice.voice_duration if voice else None
+    return Posting(rev.title, rev.body, voice, notice.voice_duration if voice else None)
 
 
 async def start(update: Update, context: Context) -> None:
@@ -159,10 +171,10 @@ async def today(update: Update, context: Context) -> None:
     data = _data(context)
     day = data.today()
 
-    def load(session: Session) -> list[tuple[str, str, str | None, float | None]]:
+    def load(session: Session) -> list[Posting]:
         chat = session.get(ChatGroup, found[0])
         assert chat is not None
-        return [_as_tuple(data.settings, n) for n in chats.notices_for_chat(session, chat, day)]
+        return [_posting(data.settings, n) for n in chats.notices_for_chat(session, chat, day)]
 
     notices = await data.run(load)
     if not notices:
@@ -182,11 +194,11 @@ async def latest(update: Update, context: Context) -> None:
     data = _data(context)
     day = data.today()
 
-    def load(session: Session) -> tuple[str, str, str | None, float | None] | None:
+    def load(session: Session) -> Posting | None:
         chat = session.get(ChatGroup, found[0])
         assert chat is not None
         notice = chats.latest_notice_for_chat(session, chat, day)
-        return _as_tuple(data.settings, notice) if notice else None
+        return _posting(data.settings, notice) if notice else None
 
     notice = await data.run(load)
     if notice is None:
