@@ -315,3 +315,30 @@ def test_expired_code_is_refused(
     api.set_member(GROUP, ADMIN_ID, "creator")
     say(api, f"/bind {code}", user=ADMIN_ID)
     reply(api, GROUP, "已过期")
+
+
+def test_today_posts_at_most_five_notices(
+    bot: TelegramChannel,
+    api: FakeBotApi,
+    session: Session,
+    grid: dict[str, Area],
+    make_announcement: Callable[..., Any],
+) -> None:
+    chats.bind_chat(session, None, platform="telegram", chat_id=GROUP, area=grid["v1"])
+    session.commit()
+    for n in range(6):
+        make_announcement("approved", title=f"通知{n}", area_ids=[grid["town"].id])
+    say(api, "/today")
+    reply(api, GROUP, "今天还有 1 条通知")
+    assert len([m for m in api.messages_to(GROUP) if m.text.startswith("<b>【通知")]) == 5
+
+
+def test_a_failing_handler_says_sorry(
+    bot: TelegramChannel, api: FakeBotApi, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(*args: object) -> None:
+        raise RuntimeError("database unreachable")
+
+    monkeypatch.setattr(chats, "bound_chat", broken)
+    say(api, "/today")
+    reply(api, GROUP, "抱歉，出了点问题")
