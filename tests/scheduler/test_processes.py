@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -154,6 +155,18 @@ def _snapshot(engine: Engine) -> dict[str, object]:
         }
 
 
+def _progress(snap: dict[str, object]) -> int:
+    return snap["clips"].get("done", 0) + snap["programs"].get("done", 0) + snap["outbox"]  # type: ignore[union-attr,operator]
+
+
+def _in_flight(snap: dict[str, object]) -> bool:
+    return bool(
+        snap["clips"].get("running")
+        or snap["programs"].get("running")
+        or snap["deliveries"].get("sending")  # type: ignore[union-attr]
+    )
+
+
 def _finished(snap: dict[str, object], n_programs: int, n_deliveries: int) -> bool:
     return (
         set(snap["clips"]) == {"done"}  # type: ignore[arg-type]
@@ -202,40 +215,33 @@ def test_sigkill_during_a_days_work_loses_and_duplicates_nothing(  # type: ignor
 ):
     """Kills `dalaba serve` with SIGKILL at several points; each restart resumes from the rows."""
     n_anns = _seed(settings, today, make_outlet, make_chat, make_announcement, grid)
-    # Kill points: as soon as a clip is being rendered, once some clips are done, once
-    # programs are being built, while deliveries are partly sent, and at fixed delays.
-    points: list[tuple[str, Callable[[dict[str, object]], bool] | float]] = [
-        ("first render running", lambda s: s["clips"].get("running", 0) > 0),  # type: ignore[union-attr]
-        ("three clips done", lambda s: s["clips"].get("done", 0) >= 3),  # type: ignore[union-attr]
-        (
-            "a program being built or built",
-            lambda s: s["programs"].get("running", 0) + s["programs"].get("done", 0) > 0,
-        ),  # type: ignore[union-attr]
-        ("first delivery parts recorded", lambda s: 0 < s["outbox"] < PARTS),  # type: ignore[operator]
-        ("deliveries half sent", lambda s: PARTS // 2 <= s["outbox"] < PARTS),  # type: ignore[operator]
-        ("0.4 s after the web app answered", 0.4),
-        ("1.2 s after the web app answered", 1.2),
-    ]
+    # Kill after a few units of progress each time (a clip rendered, a program built, an
+    # outbox row written), in a shuffled order of small steps, so the kills land during
+    # rendering, building and sending alike; half of them as soon as a row is in flight.
+    steps = [1, 2, 3, 5, 8, 13, 20, 30]
+    random.Random(20261128).shuffle(steps)
     kills: list[str] = []
-    for number, (label, condition) in enumerate(points):
+    for number, step in enumerate(steps):
+        before = _progress(_snapshot(engine))
         server = servers(settings, f"run{number}")
-        if not callable(condition):
-            server.wait_ready()
         started = time.monotonic()
         hit = False
         while time.monotonic() - started < 90:
             if server.proc.poll() is not None:
                 raise AssertionError(server.output()[-3000:])
             snap = _snapshot(engine)
-            if callable(condition):
-                hit = condition(snap)
-            else:
-                hit = time.monotonic() - started >= condition
-            if hit or _finished(snap, 4, DELIVERIES):
+            if _finished(snap, 4, DELIVERIES):
                 break
-            time.sleep(0.01)
+            delta = _progress(snap) - before
+            if delta >= step or (number % 2 and delta >= 1 and _in_flight(snap)):
+                hit = True
+                break
+            time.sleep(0.005)
         server.kill()
-        kills.append(f"{label}: {'hit' if hit else 'work already past it'} {_snapshot(engine)}")
+        after = _snapshot(engine)
+        kills.append(
+            f"kill {number + 1}: {'hit' if hit else 'missed'} in flight={_in_flight(after)} {after}"
+        )
         # After each crash the invariant holds already: no delivery part recorded twice.
         with make_session_factory(engine)() as s:
             per_delivery = Counter(m.delivery_id for m in s.scalars(select(OutboxMessage)))
@@ -250,7 +256,7 @@ def test_sigkill_during_a_days_work_loses_and_duplicates_nothing(  # type: ignor
     final.stop()
     _check_final(engine, n_anns)
     print("\n".join(kills))
-    assert sum(": hit " in k for k in kills) >= 5, kills
+    assert sum(": hit " in k for k in kills) >= 6, kills
 
 
 def test_two_serve_processes_one_scheduler(settings, engine, servers):  # type: ignore[no-untyped-def]
