@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import mimetypes
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -157,13 +157,20 @@ def status() -> Any:
         "schedule/status.html",
         lease=state,
         alive=state.alive(now),
-        last_tick=state.info.get("last_tick"),
+        last_tick=_parse_time(state.info.get("last_tick")),
         queues=queue_lengths(db()),
         failed_clips=failed_clips,
         failed_programs=failed_programs,
         bad_deliveries=bad_deliveries,
         alerts=open_alerts(db()),
     )
+
+
+def _parse_time(text: str | None) -> datetime | None:
+    try:
+        return datetime.fromisoformat(text) if text else None
+    except ValueError:
+        return None
 
 
 @bp.post("/clips/<int:clip_id>/retry")
