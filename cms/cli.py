@@ -115,20 +115,20 @@ def _serve(settings: Settings, host: str, port: int) -> None:
 
     from waitress import serve
 
+    from cms.channels import ChannelRegistry, load_channels
     from cms.web import create_app
 
     engine = _engine(settings)
     app = create_app(settings, engine=engine)
     handle = None
+    registry = load_channels(settings, ChannelRegistry())
     if settings.scheduler_enabled:
-        from cms.channels import ChannelRegistry, load_channels
         from cms.scheduler.runner import start_scheduler, tuning_from_env
 
         try:
             tuning = tuning_from_env(os.environ)
         except ValueError as exc:
             raise click.ClickException(str(exc)) from exc
-        registry = load_channels(settings, ChannelRegistry())
         handle = start_scheduler(settings, engine, registry, **tuning)
         if handle.leader:
             click.echo("调度器已在本进程启动")
@@ -145,6 +145,10 @@ def _serve(settings: Settings, host: str, port: int) -> None:
     finally:
         if handle is not None:
             handle.stop()
+        for channel in registry.channels.values():
+            close = getattr(channel, "close", None)
+            if callable(close):
+                close()
 
 
 @cli.command()

@@ -109,9 +109,13 @@ def outlet_announcements(session: Session, outlet: Outlet, day: date) -> list[An
     ]
 
 
-def inputs_for(session: Session, anns: list[Announcement]) -> Inputs:
+def inputs_for(
+    session: Session, anns: list[Announcement], clips: dict[int, Clip] | None = None
+) -> Inputs:
+    """What a program made of ``anns`` consists of now (``clips`` may be prefetched)."""
     revs = [a.approved_revision for a in anns if a.approved_revision is not None]
-    clips = clips_ready(session, (r.id for r in revs))
+    if clips is None:
+        clips = clips_ready(session, (r.id for r in revs))
     inputs = Inputs()
     for rev in revs:
         clip: Clip | None = clips.get(rev.id)
@@ -199,6 +203,8 @@ def plan_day(
         for p in session.scalars(select(Program).where(Program.day == day))
     }
     going = going_out_on(session, day)
+    # One query for every clip of the day, not one per outlet and slot: this runs each tick.
+    clips = clips_ready(session, (a.approved_revision_id for a in going))
     for outlet in outlets:
         anns = [
             a
@@ -207,6 +213,7 @@ def plan_day(
             and a.approved_revision.to_loudspeaker
             and reaches(a.approved_revision, outlet.area)
         ]
+        inputs = inputs_for(session, anns, clips)
         for slot in outlet.slots:
             program = existing.pop((outlet.id, slot.id), None)
             start = slot_start(day, slot.at, tz)
@@ -217,7 +224,6 @@ def plan_day(
                 session.add(program)
                 session.flush()
                 report.created += 1
-            inputs = inputs_for(session, anns)
             wanted = inputs.hash(program_key(program))
             if not explicit and now >= start:
                 if (
