@@ -140,6 +140,7 @@ class TelegramChannel:
         backoff: float = 0.5,
         close_grace: float = 10.0,
         poll_timeout: float = 10.0,
+        start_retry: float = 1.0,
     ) -> None:
         """
         Args:
@@ -151,6 +152,7 @@ class TelegramChannel:
             backoff: first delay between such tries (doubled each time, with jitter).
             close_grace: how long :meth:`close` lets in-flight deliveries finish.
             poll_timeout: getUpdates long-poll time; :meth:`close` waits for the poll in flight.
+            start_retry: first delay before trying an unreachable Telegram again at start-up.
         """
         if updates not in {"polling", "webhook", "none"}:
             raise ValueError(f"updates must be polling, webhook or none, not {updates!r}")
@@ -164,9 +166,11 @@ class TelegramChannel:
         self.backoff = backoff
         self.close_grace = close_grace
         self.poll_timeout = poll_timeout
+        self.start_retry = start_retry
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
-        self._ready = threading.Event()
+        self._settled = threading.Event()  # started, or failed for good
+        self._running = False
         self._startup_error: BaseException | None = None
         self._closing = False
         self._in_flight: set[asyncio.Task[Any]] = set()
@@ -175,42 +179,68 @@ class TelegramChannel:
     # --- lifecycle ----------------------------------------------------------------------------
 
     def start(self, timeout: float = 30.0) -> None:
-        """Start the loop thread and the bot; return once it answers (or raise why not)."""
+        """Start the loop thread and the bot; return once it runs, or after ``timeout``.
+
+        Telegram out of reach (network, 5xx) is not an error: the bot keeps trying in the
+        background and :meth:`send` raises TemporaryFailure until it is up. A rejected token
+        is an error and is raised here.
+        """
         if self._thread is not None:
             return
         self._thread = threading.Thread(target=self._run, name="telegram-bot", daemon=True)
         self._thread.start()
-        if not self._ready.wait(timeout):
-            raise TemporaryFailure("Telegram 机器人启动超时")
+        if not self._settled.wait(timeout):
+            log.warning("Telegram not reachable yet; the bot keeps trying in the background")
+            return
         if self._startup_error is not None:
             self._thread.join(timeout)
             self._thread = None
             raise self._startup_error
 
+    @property
+    def running(self) -> bool:
+        return self._running and not self._closing
+
     def _run(self) -> None:
         loop = asyncio.new_event_loop()
         asyncio.set_event_loop(loop)
         self._loop = loop
-        try:
-            loop.run_until_complete(self._startup())
-        except BaseException as exc:  # reported to start()'s caller
-            self._startup_error = exc
-            self._ready.set()
-            loop.run_until_complete(self._safe_shutdown())
-            loop.close()
-            return
-        # Ready once the loop really runs, so that send() never sees it stopped.
-        loop.call_soon(self._ready.set)
+        startup = loop.create_task(self._startup())
+        startup.add_done_callback(self._started)
         try:
             loop.run_forever()
         finally:
+            if not startup.done():
+                startup.cancel()
+                loop.run_until_complete(asyncio.gather(startup, return_exceptions=True))
             loop.run_until_complete(self._safe_shutdown())
             loop.run_until_complete(loop.shutdown_asyncgens())
             loop.close()
 
+    def _started(self, task: asyncio.Task[None]) -> None:
+        if task.cancelled():
+            return
+        error = task.exception()
+        if error is not None:
+            self._startup_error = error
+            asyncio.get_running_loop().stop()
+        else:
+            self._running = True
+        self._settled.set()
+
     async def _startup(self) -> None:
         application = self.application
-        await application.initialize()
+        delay = self.start_retry
+        while True:
+            try:
+                await application.initialize()
+                break
+            except InvalidToken:
+                raise
+            except NetworkError as exc:  # timeouts and 5xx included
+                log.warning("Telegram unreachable (%s); trying again in %.0f s", exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 300.0)
         if application.post_init is not None:
             await application.post_init(application)
         if self.updates == "polling":
@@ -272,7 +302,7 @@ class TelegramChannel:
         waits for it, so a crash repeats at most the part that was in flight.
         """
         loop = self._loop
-        if self._closing or loop is None or not self._ready.is_set() or not loop.is_running():
+        if not self.running or loop is None or not loop.is_running():
             raise TemporaryFailure("Telegram 机器人未运行", retry_after=30)
         events: queue.Queue[tuple[str, list[str], asyncio.Future[None] | None]] = queue.Queue()
 

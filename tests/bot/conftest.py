@@ -56,9 +56,16 @@ def make_channel(
     """Start a channel (polling the fake server by default); closed after the test."""
     started: list[TelegramChannel] = []
 
-    def make(*, limits: Limits = FAST, updates: str = "polling", **options: Any) -> TelegramChannel:
+    def make(
+        *,
+        limits: Limits = FAST,
+        updates: str = "polling",
+        start_timeout: float = 30.0,
+        token: str | None = None,
+        **options: Any,
+    ) -> TelegramChannel:
         application = build_application(
-            bot_settings,
+            bot_settings.with_(telegram_token=token) if token else bot_settings,
             sessions=make_session_factory(engine),
             clock=clock,
             limits=limits,
@@ -67,8 +74,8 @@ def make_channel(
         options.setdefault("backoff", 0.05)
         options.setdefault("poll_timeout", 0.5)
         channel = TelegramChannel(application, updates=updates, **options)
-        channel.start()
         started.append(channel)
+        channel.start(timeout=start_timeout)
         return channel
 
     yield make

@@ -10,6 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+from telegram.error import InvalidToken
 
 from bot.application import Limits
 from bot.channel import RejectedNotice, TelegramChannel, from_settings
@@ -23,6 +24,7 @@ from cms.channels import (
     load_channels,
 )
 from cms.settings import Settings
+from tests.bot.conftest import wait_until
 from tests.fakes.telegram_api import FakeBotApi, Fault
 from tests.fakes.telegram_api import Limits as ServerLimits
 
@@ -224,6 +226,26 @@ def test_group_flood_limit_holds_back_a_busy_group(
     assert len(result.message_ids) == len(api.messages_to("-1001")) == 8
     assert api.refused <= 1
     assert elapsed >= limits.bound_seconds(8, 8) * 0.9
+
+
+def test_telegram_out_of_reach_at_start_up_is_retried_in_the_background(
+    make_channel: Callable[..., TelegramChannel], api: FakeBotApi
+) -> None:
+    api.fail(Fault.BAD_GATEWAY, times=10_000, method="getMe")
+    channel = make_channel(updates="none", start_timeout=0.3, start_retry=0.1)
+    assert not channel.running
+    with pytest.raises(TemporaryFailure):
+        channel.send(notice(), lambda ids: None)
+    api.clear_faults()
+    wait_until(lambda: channel.running)
+    assert channel.send(notice(), lambda ids: None).message_ids == ["1"]
+
+
+def test_a_rejected_token_fails_at_start(
+    make_channel: Callable[..., TelegramChannel], api: FakeBotApi
+) -> None:
+    with pytest.raises(InvalidToken):
+        make_channel(updates="none", token="999:not-the-token")
 
 
 def test_from_settings_without_token_is_none(settings: Settings) -> None:

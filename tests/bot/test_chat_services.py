@@ -105,9 +105,10 @@ def test_notices_reach_a_chat_from_its_own_area_and_above(
     make_announcement("approved", title="不发群", area_ids=[grid["v1"].id], to_chats=False)
     make_announcement("withdrawn", title="已撤回", area_ids=[grid["v1"].id])
     make_announcement("approved", title="柳林", area_ids=[grid["v2"].id])
-    titles = lambda chat: sorted(
-        n.revision.title for n in chats.notices_for_chat(session, chat, today)
-    )  # noqa: E731
+
+    def titles(chat: Any) -> list[str]:
+        return sorted(n.revision.title for n in chats.notices_for_chat(session, chat, today))
+
     assert titles(group_chat) == ["一组", "全镇"]
     assert titles(village_chat) == ["全镇"]  # a notice for one group does not go to the village
     latest = chats.latest_notice_for_chat(session, village_chat, today)

@@ -263,6 +263,11 @@ class FakeBotApi:
                 )
             )
 
+    def clear_faults(self) -> None:
+        """Forget every fault not yet fired."""
+        with self._lock:
+            self._rules.clear()
+
     def migrate(self, old_chat_id: str | int, new_chat_id: int) -> None:
         """The group became a supergroup: sends to the old id answer ``migrate_to_chat_id``."""
         with self._lock:
