@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import logging
 import queue
 import random
@@ -324,9 +325,9 @@ class TelegramChannel:
             except BaseException as exc:
                 # Stop before the next part; the loop gets a plain error, the caller its own.
                 failure = exc
-                loop.call_soon_threadsafe(_settle, ack, _ProgressFailed())
+                _call_soon(loop, _settle, ack, _ProgressFailed())
             else:
-                loop.call_soon_threadsafe(_settle, ack, None)
+                _call_soon(loop, _settle, ack, None)
         if failure is not None:
             raise failure
         try:
@@ -424,6 +425,12 @@ def _retry_after(exc: RetryAfter) -> float:
     if not isinstance(value, timedelta):
         value = exc.retry_after
     return value.total_seconds() if isinstance(value, timedelta) else float(value)
+
+
+def _call_soon(loop: asyncio.AbstractEventLoop, fn: Callable[..., None], *args: Any) -> None:
+    # A loop closed under us (a shutdown) has already cancelled the waiting delivery.
+    with contextlib.suppress(RuntimeError):
+        loop.call_soon_threadsafe(fn, *args)
 
 
 def _settle(future: asyncio.Future[None], exc: BaseException | None) -> None:
