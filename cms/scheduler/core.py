@@ -12,7 +12,7 @@ import logging
 import time as _time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, timedelta
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -31,6 +31,9 @@ from cms.scheduler.clock import at_local, local_day, parse_hhmm
 from cms.scheduler.context import Context
 
 log = logging.getLogger(__name__)
+
+BUILD_AHEAD_DAYS = 1
+"""At the build time, programs are made for today and this many days after it."""
 
 
 @dataclass
@@ -77,10 +80,13 @@ class Scheduler:
         def work(session: Session) -> None:
             report.planned_clips = renders.plan_clips(session, today, self.ctx.settings.tts_engine)
             days = set(session.scalars(select(Program.day).where(Program.day >= today).distinct()))
+            build = set()
             if self.build_time_passed(today):
-                days.add(today)
-            for day in sorted(days):
-                plan = programs.plan_day(session, day, now, tz, create=day == today)
+                # Today's programs, and tomorrow's a day early so that operators can fetch
+                # them the evening before (USB sticks, boxes that download overnight).
+                build = {today + timedelta(days=n) for n in range(BUILD_AHEAD_DAYS + 1)}
+            for day in sorted(days | build):
+                plan = programs.plan_day(session, day, now, tz, create=day in build)
                 report.planned_programs += plan.queued + plan.created
             created, cancelled = deliveries.plan_deliveries(session, today, now, tz)
             report.planned_deliveries, report.cancelled_deliveries = created, cancelled

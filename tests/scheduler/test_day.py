@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 from pathlib import Path
 
 from sqlalchemy import select
@@ -96,6 +97,9 @@ def test_a_day(  # type: ignore[no-untyped-def]
     assert Path(morning.path).exists() and morning.duration > 5
     assert json.loads(Path(morning.path).with_suffix(".json").read_text())["total_duration"] > 5
     assert progs[("柳林大喇叭", "07:30")].path is None  # nothing targets 柳林 yet
+    # Tomorrow's programs are made a day early, for operators who fetch them overnight.
+    tomorrow = _programs(fresh_session, today + timedelta(days=1))
+    assert len(tomorrow) == 4 and all(p.state is JobState.DONE for p in tomorrow.values())
     first_hash = morning.input_hash
 
     # Nothing changed: another pass rebuilds nothing.
@@ -145,6 +149,9 @@ def test_a_day(  # type: ignore[no-untyped-def]
     progs = _programs(fresh_session, today)
     titles = [i["title"] for i in progs[("石桥大喇叭", "19:30")].manifest["announcements"]]
     assert titles == ["紧急停水", "清扫通知"]
+    tomorrow = _programs(fresh_session, today + timedelta(days=1))
+    titles = [i["title"] for i in tomorrow[("石桥大喇叭", "07:30")].manifest["announcements"]]
+    assert "晚间通知" not in titles and "清扫通知" in titles
     s = fresh_session()
     gone = s.scalar(select(Delivery).where(Delivery.revision_id == w.approved_revision_id))
     assert gone.state is DeliveryState.CANCELLED and gone.last_error == "公告已撤回"

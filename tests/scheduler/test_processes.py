@@ -37,6 +37,7 @@ ROOT = Path(__file__).resolve().parents[2]
 CHATS = 40
 DELIVERIES = 3 * CHATS
 PARTS = 2 * DELIVERIES
+PROGRAMS = 2 * 2 * 2  # two outlets, two slots, today and tomorrow
 
 
 def free_port() -> int:
@@ -179,7 +180,7 @@ def _check_final(engine: Engine, n_anns: int) -> None:
     with make_session_factory(engine)() as s:
         _check_no_duplicates(s)
         programs = s.scalars(select(Program)).all()
-        assert len(programs) == 4
+        assert len(programs) == PROGRAMS
         from audio.mp3 import parse_frames
 
         for p in programs:
@@ -230,7 +231,7 @@ def test_sigkill_during_a_days_work_loses_and_duplicates_nothing(  # type: ignor
             if server.proc.poll() is not None:
                 raise AssertionError(server.output()[-3000:])
             snap = _snapshot(engine)
-            if _finished(snap, 4, DELIVERIES):
+            if _finished(snap, PROGRAMS, DELIVERIES):
                 break
             delta = _progress(snap) - before
             if delta >= step or (number % 2 and delta >= 1 and _in_flight(snap)):
@@ -248,11 +249,11 @@ def test_sigkill_during_a_days_work_loses_and_duplicates_nothing(  # type: ignor
             assert all(n <= 2 for n in per_delivery.values()), per_delivery
     final = servers(settings, "final")
     deadline = time.monotonic() + 180
-    while time.monotonic() < deadline and not _finished(_snapshot(engine), 4, DELIVERIES):
+    while time.monotonic() < deadline and not _finished(_snapshot(engine), PROGRAMS, DELIVERIES):
         assert final.proc.poll() is None, final.output()[-3000:]
         time.sleep(0.3)
     snap = _snapshot(engine)
-    assert _finished(snap, 4, DELIVERIES), (snap, kills, final.output()[-3000:])
+    assert _finished(snap, PROGRAMS, DELIVERIES), (snap, kills, final.output()[-3000:])
     final.stop()
     _check_final(engine, n_anns)
     print("\n".join(kills))

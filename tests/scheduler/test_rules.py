@@ -132,7 +132,7 @@ def test_one_bad_announcement_or_chat_never_blocks_the_others(  # type: ignore[n
     )
     assert bad_clip.state is JobState.FAILED and "没有可朗读" in bad_clip.last_error
     assert bad_clip.attempts == 1  # a text that cannot be spoken is not retried
-    program = s.scalar(select(Program))
+    program = s.scalar(select(Program).where(Program.day == today))
     assert program.state is JobState.DONE
     assert [a["title"] for a in program.manifest["announcements"]] == ["正常公告"]
     assert [k["title"] for k in program.manifest["skipped"]] == ["只有表情"]
@@ -163,7 +163,7 @@ def test_late_start_catches_up_within_grace_and_marks_older_slots_missed(  # typ
     clock.set(local(settings, today, "07:40"))
     scheduler.run_once()
     s = fresh_session()
-    progs = {p.slot.label: p for p in s.scalars(select(Program))}
+    progs = {p.slot.label: p for p in s.scalars(select(Program).where(Program.day == today))}
     assert progs["07:00"].missed and progs["07:00"].state is JobState.FAILED
     assert progs["07:30"].state is JobState.DONE and not progs["07:30"].missed  # caught up
     assert progs["19:30"].state is JobState.DONE
@@ -191,7 +191,7 @@ def test_lexicon_entry_rerenders_only_affected_clips_and_their_programs(  # type
     scheduler.run_once()
     s = fresh_session()
     before = {c.revision_id: c for c in s.scalars(select(Clip))}
-    program = s.scalar(select(Program))
+    program = s.scalar(select(Program).where(Program.day == today))
     old_hash, old_duration = program.input_hash, program.duration
     session.add(LexiconEntry(written="石桥村", spoken="石乔村"))
     session.commit()
@@ -208,7 +208,7 @@ def test_lexicon_entry_rerenders_only_affected_clips_and_their_programs(  # type
     s = fresh_session()
     clip = s.scalar(select(Clip).where(Clip.revision_id == hit.approved_revision_id))
     assert clip.state is JobState.DONE and clip.path != before[hit.approved_revision_id].path
-    program = s.scalar(select(Program))
+    program = s.scalar(select(Program).where(Program.day == today))
     assert program.input_hash != old_hash and program.state is JobState.DONE
     assert program.duration != old_duration or program.path
 
@@ -226,7 +226,7 @@ def test_program_retry_button_and_overrun_flag(  # type: ignore[no-untyped-def]
     )
     clock.set(local(settings, today, "05:00"))
     scheduler.run_once()
-    program = fresh_session().scalar(select(Program))
+    program = fresh_session().scalar(select(Program).where(Program.day == today))
     assert program.duration > 60 and program.overrun
     with scheduler.ctx.sessions.begin() as s:
         assert not programs.retry(s, program.id)  # only failed programs can be retried

@@ -91,7 +91,9 @@ def test_audio_never_leaves_the_data_folder(client, make_user, world, session): 
 def test_outlet_day_calendar_and_run_sheet(client, make_user, world, today, session):  # type: ignore[no-untyped-def]
     login(client, make_user(Role.EDITOR))
     outlet = world["outlet"]
-    program = session.scalar(select(Program).where(Program.outlet_id == outlet.id))
+    program = session.scalar(
+        select(Program).where(Program.outlet_id == outlet.id).order_by(Program.day)
+    )
     page = client.get(f"/schedule/outlets/{outlet.id}/{today.isoformat()}").get_data(as_text=True)
     assert "19:30" in page and "超出时段长度" not in page
     assert "提示音" in page and "防火通知" in page  # the manifest
