@@ -43,8 +43,7 @@ def _holder_dead_here(holder: str) -> bool:
         return False
     pid = int(pid_text)
     if pid == os.getpid():
-        # Same pid, different token: a previous start of this very process (e.g. after fork).
-        return True
+        return False  # another scheduler handle in this very process: alive
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
