@@ -94,32 +94,22 @@ class WebhookConfig:
 
 
 def webhook_from_settings(settings: Settings) -> WebhookConfig | None:
-    """The webhook configuration, if any (``telegram_webhook_*`` settings, else none)."""
-    url = getattr(settings, "telegram_webhook_url", None) or settings.extra.get(
-        "telegram_webhook_url"
-    )
-    if not url:
+    """The webhook configuration, if ``DALABA_TELEGRAM_WEBHOOK_URL`` is set."""
+    if not settings.telegram_webhook_url:
         return None
-    listen = str(
-        getattr(settings, "telegram_webhook_listen", None)
-        or settings.extra.get("telegram_webhook_listen")
-        or "127.0.0.1:8443"
+    host, _, port = settings.telegram_webhook_listen.rpartition(":")
+    return WebhookConfig(
+        settings.telegram_webhook_url, host, int(port), settings.telegram_webhook_secret
     )
-    host, _, port = listen.rpartition(":")
-    secret = getattr(settings, "telegram_webhook_secret", None) or settings.extra.get(
-        "telegram_webhook_secret"
-    )
-    return WebhookConfig(str(url), host or "127.0.0.1", int(port or 8443), secret or None)
 
 
 def from_settings(settings: Settings) -> TelegramChannel | None:
     """The ``dalaba.channels`` factory: a running channel, or None without a token."""
     if not settings.telegram_token:
         return None
+    webhook = webhook_from_settings(settings)
     channel = TelegramChannel(
-        build_application(settings),
-        updates="webhook" if webhook_from_settings(settings) else "polling",
-        webhook=webhook_from_settings(settings),
+        build_application(settings), updates="webhook" if webhook else "polling", webhook=webhook
     )
     channel.start()
     return channel

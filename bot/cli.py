@@ -14,7 +14,9 @@ import click
 from cms.settings import ConfigError, Settings
 
 
-@click.command("bot")
+@click.command(
+    "bot", help="单独运行 Telegram 机器人（长轮询，或配置了 webhook 时用 webhook），Ctrl+C 停止。"
+)
 @click.option(
     "--webhook-url",
     envvar="DALABA_TELEGRAM_WEBHOOK_URL",

@@ -42,7 +42,7 @@ def db() -> None:
     """数据库维护。"""
 
 
-@db.command("upgrade")
+@db.command("upgrade", help="把数据库结构升级到最新版本。")
 def db_upgrade() -> None:
     """Upgrade the database schema to the newest version."""
     from cms.migrate import current_revision, head_revision
@@ -57,7 +57,7 @@ def user() -> None:
     """用户管理。"""
 
 
-@user.command("add")
+@user.command("add", help="添加用户；密码在提示时输入，或从标准输入读一行。")
 @click.argument("name")
 @click.option(
     "--role", required=True, type=click.Choice(["admin", "editor", "reviewer", "operator"])
@@ -89,7 +89,7 @@ def user_add(name: str, role: str, display_name: str) -> None:
     click.echo(f"已添加用户 {name}（{role}）")
 
 
-@cli.command("api-token")
+@cli.command("api-token", help="为用户 USERNAME 生成一个新的 API 令牌（可在网页上吊销）。")
 @click.argument("username")
 @click.option("--label", default="", help="说明这个令牌的用途")
 def api_token(username: str, label: str) -> None:
@@ -151,7 +151,9 @@ def _serve(settings: Settings, host: str, port: int) -> None:
                 close()
 
 
-@cli.command()
+@cli.command(
+    help="生产环境运行：网页、调度器，设置了令牌时还有机器人（由 DALABA_* 环境变量配置）。"
+)
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8080, show_default=True, type=click.IntRange(1, 65535))
 def serve(host: str, port: int) -> None:
@@ -192,10 +194,11 @@ def _register_commands() -> None:
     from importlib.metadata import entry_points
 
     from cms.cli_audio import say
+    from cms.cli_chats import COMMANDS as chat_commands
     from cms.cli_scheduler import COMMANDS as scheduler_commands
 
     cli.add_command(say)
-    for command in scheduler_commands:
+    for command in [*scheduler_commands, *chat_commands]:
         cli.add_command(command)
     for ep in entry_points(group="dalaba.commands"):
         try:

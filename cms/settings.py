@@ -47,6 +47,10 @@ class Settings:
     edge_wss_url: str | None = None
     telegram_token: str | None = None
     telegram_api_url: str | None = None
+    # A public HTTPS address makes the bot receive updates by webhook instead of long polling.
+    telegram_webhook_url: str | None = None
+    telegram_webhook_listen: str = "127.0.0.1:8443"
+    telegram_webhook_secret: str | None = None
     scheduler_enabled: bool = True
     build_time: str = "04:00"
     base_url: str = "http://127.0.0.1:8080"
@@ -74,6 +78,14 @@ class Settings:
             raise ConfigError(
                 f"DALABA_ACCEL_REDIRECT 应以 / 开头并以 / 结尾（当前为 {self.accel_redirect!r}）"
             )
+        host, _, port = self.telegram_webhook_listen.rpartition(":")
+        if not (host and port.isdigit() and 0 < int(port) < 65536):
+            raise ConfigError(
+                "DALABA_TELEGRAM_WEBHOOK_LISTEN 应为 主机:端口"
+                f"（当前为 {self.telegram_webhook_listen!r}）"
+            )
+        if self.telegram_webhook_url and not self.telegram_webhook_url.startswith("https://"):
+            raise ConfigError("DALABA_TELEGRAM_WEBHOOK_URL 必须是 https:// 开头的公网地址")
         hh, _, mm = self.build_time.partition(":")
         if not (hh.isdigit() and mm.isdigit() and int(hh) < 24 and int(mm) < 60):
             raise ConfigError(f"DALABA_BUILD_TIME 应为 HH:MM（当前为 {self.build_time!r}）")
@@ -120,6 +132,9 @@ class Settings:
             "edge_wss_url": env.get("DALABA_EDGE_WSS_URL") or None,
             "telegram_token": env.get("DALABA_TELEGRAM_TOKEN") or None,
             "telegram_api_url": env.get("DALABA_TELEGRAM_API_URL") or None,
+            "telegram_webhook_url": env.get("DALABA_TELEGRAM_WEBHOOK_URL") or None,
+            "telegram_webhook_listen": env.get("DALABA_TELEGRAM_WEBHOOK_LISTEN", "127.0.0.1:8443"),
+            "telegram_webhook_secret": env.get("DALABA_TELEGRAM_WEBHOOK_SECRET") or None,
             "scheduler_enabled": _bool("DALABA_SCHEDULER", env.get("DALABA_SCHEDULER", "true")),
             "build_time": env.get("DALABA_BUILD_TIME", "04:00"),
             "base_url": env.get("DALABA_BASE_URL", "http://127.0.0.1:8080").rstrip("/"),
