@@ -86,7 +86,7 @@ class Scheduler:
                 # them the evening before (USB sticks, boxes that download overnight).
                 build = {today + timedelta(days=n) for n in range(BUILD_AHEAD_DAYS + 1)}
             for day in sorted(days | build):
-                plan = programs.plan_day(session, day, now, tz, create=day in build)
+                plan = programs.plan_day(session, day, now, tz, create=True)
                 report.planned_programs += plan.queued + plan.created
             created, cancelled = deliveries.plan_deliveries(session, today, now, tz)
             report.planned_deliveries, report.cancelled_deliveries = created, cancelled

@@ -87,7 +87,7 @@ class Inputs:
     def ready(self) -> list[Entry]:
         return [e for e in self.entries if e.status == "ready"]
 
-    def hash(self, program_key: tuple[int, int, str]) -> str:
+    def hash(self, program_key: tuple[object, ...]) -> str:
         payload = {
             "v": HASH_VERSION,
             "program": list(program_key),
@@ -142,8 +142,10 @@ def inputs_for(
     return inputs
 
 
-def program_key(program: Program) -> tuple[int, int, str]:
-    return (program.outlet_id, program.slot_id, program.day.isoformat())
+def program_key(program: Program) -> tuple[object, ...]:
+    """What identifies a program besides its content: a changed slot time or length rebuilds it."""
+    slot = program.slot
+    return (program.outlet_id, program.slot_id, program.day.isoformat(), slot.label, slot.minutes)
 
 
 def raise_alert(

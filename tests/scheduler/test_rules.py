@@ -281,3 +281,40 @@ def test_taking_the_lease_resumes_work_of_a_dead_scheduler(  # type: ignore[no-u
     assert scheduler.release_orphans() == 1
     row = fresh_session().get(Clip, clip_id)
     assert row.state is JobState.PENDING and row.attempts == 0 and row.claimed_by is None
+
+
+def test_changed_slots_reach_the_programs(  # type: ignore[no-untyped-def]
+    scheduler, clock, settings, today, grid, make_outlet, make_announcement, fresh_session,
+    session, admin,
+):  # fmt: skip
+    from cms.services import outlets
+
+    outlet = make_outlet(grid["v1"], "19:30 10", name="石桥大喇叭")
+    make_announcement(
+        "approved", body="注意防火。", repeats=1, area_ids=[grid["v1"].id], to_chats=False
+    )
+    clock.set(local(settings, today, "05:00"))
+    scheduler.run_once()
+    first = fresh_session().scalar(select(Program).where(Program.day == today))
+    assert first.slot.label == "19:30" and not first.overrun
+    outlets.save_outlet(
+        session, admin, outlet, name=outlet.name, kind="loudspeaker", area_id=outlet.area_id,
+        slots="20:00 10, 21:00 1",
+    )  # fmt: skip
+    session.commit()
+    scheduler.run_once()
+    s = fresh_session()
+    progs = {p.slot.label: p for p in s.scalars(select(Program).where(Program.day == today))}
+    assert set(progs) == {"20:00", "21:00"}
+    assert all(p.state is JobState.DONE for p in progs.values())
+    assert progs["20:00"].path.endswith("-2000.mp3")
+    # A one-minute slot with the same content: the length is part of the inputs.
+    outlets.save_outlet(
+        session, admin, outlet, name=outlet.name, kind="loudspeaker", area_id=outlet.area_id,
+        slots="20:00 10, 21:00 10",
+    )  # fmt: skip
+    session.commit()
+    report = scheduler.run_once()
+    assert (
+        report.outcomes.get("program.built", 0) + report.outcomes.get("program.unchanged", 0) >= 1
+    )
