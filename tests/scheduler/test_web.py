@@ -192,3 +192,34 @@ def test_budget_endpoint(client, make_user, world, grid, today):  # type: ignore
     assert data["over"] is False and "不超出" in data["message"]
     bad = client.get("/schedule/budget", query_string={"repeats": "9", "start_date": "x"})
     assert bad.status_code == 400 and set(bad.get_json()["errors"]) == {"repeats", "start_date"}
+
+
+def test_budget_by_post_with_the_editor_form(csrf_app, make_user, world, grid, today):  # type: ignore[no-untyped-def]
+    """The editor posts its whole form (CSRF token included), as budget.js does."""
+    import re
+
+    client = csrf_app.test_client()
+    page = client.get("/login").get_data(as_text=True)
+    token = re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
+    user = make_user(Role.EDITOR)
+    client.post(
+        "/login",
+        data={"username": user.username, "password": "correct-horse-1", "csrf_token": token},
+    )
+    # Logging in starts a new session: the editor page carries a fresh token.
+    page = client.get("/schedule/lexicon").get_data(as_text=True)
+    token = re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
+    form = {
+        "csrf_token": token,
+        "title": "x",
+        "body": "注意防火。" * 400,
+        "repeats": "2",
+        "area_ids": [str(grid["v1"].id), str(grid["v2"].id)],
+        "start_date": today.isoformat(),
+        "end_date": today.isoformat(),
+        "announcement_id": str(world["ann"].id),
+    }
+    data = client.post("/schedule/budget", data=form).get_json()
+    assert data["over"] is True and data["slots_checked"] == 2
+    assert client.post("/schedule/budget", data={**form, "csrf_token": "bad"}).status_code == 400
+    assert client.get("/static/budget.js").status_code == 200
