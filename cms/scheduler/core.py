@@ -143,6 +143,15 @@ class Scheduler:
             self.ctx.sessions, lambda s: reconcile.reconcile_day(s, target, now, tz)
         )
 
+    def escalate(self) -> int:
+        """Alert officers to built programs that operators have not confirmed in time."""
+        from cms.services.operators import escalate_unconfirmed
+
+        now = self.ctx.now()
+        return queue.in_txn(
+            self.ctx.sessions, lambda s: len(escalate_unconfirmed(s, now, self.ctx.settings))
+        )
+
     def run_once(self) -> PassReport:
         """One full pass: plan, render, plan again (new clips change programs), build, send."""
         report = self.plan()

@@ -37,6 +37,7 @@ log = logging.getLogger(__name__)
 TICK_SECONDS = 5.0
 LEASE_SECONDS = 30.0
 RECONCILE_MINUTES = 10
+ESCALATE_MINUTES = 5
 
 
 def tuning_from_env(environ: Mapping[str, str]) -> dict[str, float]:
@@ -227,6 +228,14 @@ def start_scheduler(
         minutes=RECONCILE_MINUTES,
         id="reconcile",
         misfire_grace_time=RECONCILE_MINUTES * 60,
+        **common,
+    )
+    aps.add_job(
+        guarded("escalate", sched.escalate),
+        "interval",
+        minutes=ESCALATE_MINUTES,
+        id="escalate",
+        misfire_grace_time=ESCALATE_MINUTES * 60,
         **common,
     )
     aps.add_job(

@@ -161,3 +161,6 @@ def test_a_day(  # type: ignore[no-untyped-def]
     clock.set(local(settings, today, "23:00"))
     gaps = scheduler.reconcile()
     assert (gaps.programs, gaps.deliveries) == (0, 0)
+    # Nobody confirmed playing anything today: the operators' escalation is ticked too.
+    assert scheduler.escalate() >= 3
+    assert scheduler.escalate() == 0  # once per program
