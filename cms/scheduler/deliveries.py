@@ -24,6 +24,7 @@ from datetime import date, datetime, timedelta
 from pathlib import Path
 
 from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from cms.channels import (
@@ -305,13 +306,21 @@ def _finish(session: Session, ctx: Context, job: _SendJob, state: DeliveryState,
 
 def _sent(session: Session, ctx: Context, job: _SendJob, result: SendResult) -> str:
     if result.new_chat_id and result.new_chat_id != job.chat_id:
-        session.execute(
-            update(ChatGroup)
-            .where(ChatGroup.id == job.chat_group_id)
-            .values(chat_id=result.new_chat_id)
-            .execution_options(synchronize_session=False)
-        )
-        log.info("chat %s moved to %s", job.chat_id, result.new_chat_id)
+        try:
+            # In a savepoint: if the new id is already bound to another row, the delivery
+            # must still be recorded as sent (or it would be sent again).
+            with session.begin_nested():
+                session.execute(
+                    update(ChatGroup)
+                    .where(ChatGroup.id == job.chat_group_id)
+                    .values(chat_id=result.new_chat_id)
+                    .execution_options(synchronize_session=False)
+                )
+            log.info("chat %s moved to %s", job.chat_id, result.new_chat_id)
+        except IntegrityError:
+            log.warning(
+                "chat %s moved to %s, which is bound already", job.chat_id, result.new_chat_id
+            )
     return _finish(
         session,
         ctx,

@@ -318,3 +318,21 @@ def test_changed_slots_reach_the_programs(  # type: ignore[no-untyped-def]
     assert (
         report.outcomes.get("program.built", 0) + report.outcomes.get("program.unchanged", 0) >= 1
     )
+
+
+def test_a_move_to_an_id_bound_elsewhere_still_records_the_delivery(  # type: ignore[no-untyped-def]
+    scheduler, clock, settings, today, grid, make_chat, make_announcement, fake_channel,
+    fresh_session,
+):  # fmt: skip
+    moving = make_chat(grid["g1"])
+    taken = make_chat(grid["g2"])
+    ann = make_announcement(
+        "approved", body="请按时缴纳医保。", to_loudspeaker=False, area_ids=[grid["v1"].id],
+        chat_post_time="09:00",
+    )  # fmt: skip
+    clock.set(local(settings, today, "09:00"))
+    fake_channel.script = [taken.chat_id]
+    scheduler.run_once()
+    row = _delivery(fresh_session, ann.approved_revision_id, moving.id)
+    assert row.state is DeliveryState.SENT
+    assert fresh_session().get(ChatGroup, moving.id).chat_id == moving.chat_id
