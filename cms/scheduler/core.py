@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import time as _time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 
@@ -32,6 +33,8 @@ from cms.scheduler.context import Context
 
 log = logging.getLogger(__name__)
 
+DISPATCH_WORKERS = 4
+"""Chats served side by side; the Telegram channel rate-limits across them itself."""
 BUILD_AHEAD_DAYS = 1
 """At the build time, programs are made for today and this many days after it."""
 
@@ -126,14 +129,30 @@ class Scheduler:
                 report.count("program", outcome)
         return len(ids)
 
-    def dispatch_due(self, report: PassReport | None = None) -> int:
+    def dispatch_due(
+        self, report: PassReport | None = None, workers: int = DISPATCH_WORKERS
+    ) -> int:
+        """Send due deliveries; chats in parallel (a channel may block on rate limits), each
+        chat's posts in order."""
         ids = queue.in_txn(
             self.ctx.sessions, lambda s: deliveries.due_delivery_ids(s, self.ctx.now())
         )
-        for delivery_id in ids:
-            outcome = deliveries.send_one(self.ctx, delivery_id)
-            if report is not None:
-                report.count("delivery", outcome)
+        if not ids:
+            return 0
+        by_chat = queue.in_txn(self.ctx.sessions, lambda s: _group_by_chat(s, ids))
+
+        def send_all(chat_ids: list[int]) -> list[str]:
+            return [deliveries.send_one(self.ctx, delivery_id) for delivery_id in chat_ids]
+
+        if workers <= 1 or len(by_chat) == 1:
+            results = [send_all(group) for group in by_chat]
+        else:
+            with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="dispatch") as pool:
+                results = list(pool.map(send_all, by_chat))
+        if report is not None:
+            for outcomes in results:
+                for outcome in outcomes:
+                    report.count("delivery", outcome)
         return len(ids)
 
     def reconcile(self, day: date | None = None) -> reconcile.Gaps:
@@ -220,6 +239,17 @@ class Scheduler:
 
     def queue_lengths(self) -> dict[str, dict[str, int]]:
         return queue.in_txn(self.ctx.sessions, queue_lengths)
+
+
+def _group_by_chat(session: Session, ids: list[int]) -> list[list[int]]:
+    rows = session.execute(
+        select(Delivery.id, Delivery.chat_group_id).where(Delivery.id.in_(ids))
+    ).all()
+    chat_of = dict(rows)
+    groups: dict[int, list[int]] = {}
+    for delivery_id in ids:  # keeps the due order within each chat
+        groups.setdefault(chat_of.get(delivery_id, 0), []).append(delivery_id)
+    return list(groups.values())
 
 
 def _requeue(session: Session, program_id: int) -> None:
