@@ -69,6 +69,17 @@ def reconcile_day(session: Session, day: date, now: datetime, tz: ZoneInfo) -> G
             if ok and program.built_at is not None and program.built_at > start + GRACE:
                 ok = False  # built too late to be played in its slot
             if ok:
+                skipped = (program.manifest or {}).get("skipped") or []
+                if skipped:
+                    titles = "、".join(f"《{item.get('title', '')}》" for item in skipped)
+                    gaps.programs += raise_alert(
+                        session,
+                        "program_incomplete",
+                        f"{outlet.name} {day} {slot.label} 的节目缺少{titles}（音频未能生成）",
+                        day=day,
+                        object_type="program",
+                        object_id=program.id,
+                    )
                 continue
             if not program.missed:
                 session.execute(

@@ -132,6 +132,11 @@ def test_one_bad_announcement_or_chat_never_blocks_the_others(  # type: ignore[n
     assert program.state is JobState.DONE
     assert [a["title"] for a in program.manifest["announcements"]] == ["正常公告"]
     assert [k["title"] for k in program.manifest["skipped"]] == ["只有表情"]
+    # After the slot, reconciliation reports the gap: the program went out without it.
+    clock.set(local(settings, today, "09:00"))
+    assert scheduler.reconcile().programs == 1
+    alert = fresh_session().scalar(select(Alert).where(Alert.kind == "program_incomplete"))
+    assert "只有表情" in alert.message
     chats = {c.id: c for c in s.scalars(select(ChatGroup))}
     assert not chats[gone.id].active and chats[gone.id].deactivated_reason == "bot was kicked"
     assert chats[moved.id].chat_id == "-100777" and chats[moved.id].active
