@@ -161,7 +161,7 @@ def status() -> None:
     names = {"clips": "音频", "programs": "节目", "deliveries": "群聊发送"}
     for key, label in names.items():
         counts = lengths.get(key, {})
-        text = "、".join(f"{state} {n}" for state, n in sorted(counts.items())) or "无"
+        text = "、".join(f"{name} {n}" for name, n in sorted(counts.items())) or "无"
         click.echo(f"{label}队列：{text}")
     click.echo(f"未处理的提醒：{len(alerts)}")
     for alert in alerts[:10]:
