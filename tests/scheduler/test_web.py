@@ -223,3 +223,31 @@ def test_budget_by_post_with_the_editor_form(csrf_app, make_user, world, grid, t
     assert data["over"] is True and data["slots_checked"] == 2
     assert client.post("/schedule/budget", data={**form, "csrf_token": "bad"}).status_code == 400
     assert client.get("/static/budget.js").status_code == 200
+
+
+def test_user_text_is_escaped_on_every_page(  # type: ignore[no-untyped-def]
+    client, make_user, world, grid, make_announcement, make_chat, session, today
+):
+    evil = "<script>alert(1)</script>"
+    ann = make_announcement(
+        "approved", title=evil, body=f"正文{evil}", repeats=1, area_ids=[grid["v1"].id],
+        chat_post_time="08:00",
+    )  # fmt: skip
+    make_chat(grid["v1"], title=evil)
+    Scheduler(world["ctx"]).run_once()
+    session.add(LexiconEntry(written=evil[:40], spoken="读法", note=evil))
+    session.commit()
+    login(client, make_user(Role.ADMIN))
+    outlet = world["outlet"].id
+    for url in (
+        f"/schedule/announcements/{ann.id}",
+        f"/schedule/outlets/{outlet}/{today.isoformat()}",
+        f"/schedule/outlets/{outlet}/{today.isoformat()}/runsheet",
+        f"/schedule/outlets/{outlet}/calendar",
+        "/schedule/outbox",
+        "/schedule/lexicon",
+        "/schedule/",
+    ):
+        page = client.get(url).get_data(as_text=True)
+        assert evil not in page, url
+    assert "&lt;script&gt;" in client.get("/schedule/outbox").get_data(as_text=True)
