@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import copy
 from datetime import timedelta
 
+import pytest
 from sqlalchemy import select
 
 from cms.channels import ChatUnavailable, OutcomeUnknown, TemporaryFailure
@@ -337,3 +339,74 @@ def test_a_move_to_an_id_bound_elsewhere_still_records_the_delivery(  # type: ig
     row = _delivery(fresh_session, ann.approved_revision_id, moving.id)
     assert row.state is DeliveryState.SENT
     assert fresh_session().get(ChatGroup, moving.id).chat_id == moving.chat_id
+
+
+class _Crash(BaseException):
+    """Stands in for SIGKILL inside a send: nothing after it runs."""
+
+
+def _restart(scheduler, name):  # type: ignore[no-untyped-def]
+    """A new process: another worker name, which takes the lease and resumes orphans."""
+    from cms.scheduler.core import Scheduler
+
+    ctx = copy.copy(scheduler.ctx)
+    ctx.worker = name
+    again = Scheduler(ctx)
+    again.release_orphans()
+    return again
+
+
+def test_duplicate_window_is_one_part_in_flight(  # type: ignore[no-untyped-def]
+    scheduler, clock, settings, today, grid, make_chat, make_announcement, fake_channel,
+    fresh_session,
+):  # fmt: skip
+    chat = make_chat(grid["g1"])
+    ann = make_announcement(
+        "approved", body="请按时缴纳医保。", to_loudspeaker=False, area_ids=[grid["v1"].id],
+        chat_post_time="09:00",
+    )  # fmt: skip
+    clock.set(local(settings, today, "09:00"))
+    scheduler.plan()
+    scheduler.render_due()
+    delivery = _delivery(fresh_session, ann.approved_revision_id)
+    # Crash 1: the text was accepted by the platform, the process died before recording it.
+    original = fake_channel.send
+
+    def crash_before_record(notice, progress):  # type: ignore[no-untyped-def]
+        return original(notice, lambda ids: (_ for _ in ()).throw(_Crash()))
+
+    fake_channel.send = crash_before_record  # type: ignore[method-assign]
+    with pytest.raises(_Crash):
+        deliveries.send_one(scheduler.ctx, delivery.id)
+    row = _delivery(fresh_session, ann.approved_revision_id)
+    assert row.state is DeliveryState.SENDING and row.message_ids == []
+    # Crash 2 (after a restart): the text was recorded this time, then the process died.
+    calls = {"n": 0}
+
+    def crash_after_first_record(notice, progress):  # type: ignore[no-untyped-def]
+        def record_then_die(ids):  # type: ignore[no-untyped-def]
+            progress(ids)
+            calls["n"] += 1
+            raise _Crash()
+
+        return original(notice, record_then_die)
+
+    fake_channel.send = crash_after_first_record  # type: ignore[method-assign]
+    second = _restart(scheduler, "second-process")
+    with pytest.raises(_Crash):
+        deliveries.send_one(second.ctx, delivery.id)
+    row = _delivery(fresh_session, ann.approved_revision_id)
+    assert row.state is DeliveryState.SENDING and len(row.message_ids) == 1 and calls["n"] == 1
+    # Final restart: only the voice note is left to send.
+    fake_channel.send = original  # type: ignore[method-assign]
+    third = _restart(second, "third-process")
+    assert deliveries.send_one(third.ctx, delivery.id) == "sent"
+    row = _delivery(fresh_session, ann.approved_revision_id)
+    assert row.state is DeliveryState.SENT and len(row.message_ids) == 2
+    # The text went out twice (the first crash fell between sending and recording: the
+    # documented window), the voice note once; nothing was lost.
+    assert fake_channel.sent == [
+        (chat.chat_id, "text"),
+        (chat.chat_id, "text"),
+        (chat.chat_id, "voice"),
+    ]
