@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from cms.models import AreaKind, OutletKind, Role, User
+from cms.models import AreaKind, ChatGroup, OutletKind, Role, User
 from cms.services import announcements, areas, outlets, topics, users
 from cms.settings import Settings
 
@@ -228,6 +228,17 @@ def seed(
         operator = {"石桥村": "shiqiao", "柳林村": "liulin"}.get(village)
         if operator:
             speaker.operators = [created[operator]]
+
+    # Group chats: without a bot token their posts land in the local outbox (播出安排 → 发件箱).
+    for i, village in enumerate(("石桥村", "柳林村", "河口村")):
+        session.add(
+            ChatGroup(
+                platform="telegram",
+                chat_id=str(-1001000000001 - i),
+                title=f"{village}村民群",
+                area_id=village_ids[village],
+            )
+        )
 
     topic_ids = {
         name: topics.save_topic(session, admin, None, name=name).id

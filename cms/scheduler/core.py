@@ -171,6 +171,12 @@ class Scheduler:
             self.ctx.sessions, lambda s: len(escalate_unconfirmed(s, now, self.ctx.settings))
         )
 
+    def notify(self) -> int:
+        """Send new alerts to the officers' linked chats."""
+        from cms.scheduler.notify import notify_alerts
+
+        return notify_alerts(self.ctx)
+
     def run_once(self) -> PassReport:
         """One full pass: plan, render, plan again (new clips change programs), build, send."""
         report = self.plan()

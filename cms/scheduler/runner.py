@@ -239,6 +239,14 @@ def start_scheduler(
         **common,
     )
     aps.add_job(
+        guarded("notify", sched.notify),
+        "interval",
+        minutes=1,
+        id="notify",
+        misfire_grace_time=60,
+        **common,
+    )
+    aps.add_job(
         guarded(
             "reconcile_yesterday",
             lambda: sched.reconcile(ctx.today() - timedelta(days=1)),

@@ -41,8 +41,12 @@ def index() -> Any:
         )
         for c in chats
     ]
+    from cms.scheduler.reconcile import open_alerts
+
+    alerts = open_alerts(db(), limit=20) if g.user.role is not Role.OPERATOR else []
     return render_template(
         "dashboard.html",
+        alerts=alerts,
         day=day,
         going=going,
         plan=plan,

@@ -297,3 +297,17 @@ def test_search_treats_wildcards_literally_and_unknown_area_finds_nothing(
     assert "共 1 条" in client.get("/announcements/?q=%25").get_data(as_text=True)
     assert "共 0 条" in client.get("/announcements/?q=_").get_data(as_text=True)
     assert "共 0 条" in client.get("/announcements/?area=99999").get_data(as_text=True)
+
+
+def test_dashboard_lists_open_alerts_for_officers_not_operators(app, session, make_user):
+    from cms.models import Alert
+
+    session.add(Alert(kind="program_missed", message="柳林村大喇叭 07:30 的节目没有按时生成"))
+    session.commit()
+    editor, operator = make_user(Role.EDITOR), make_user(Role.OPERATOR)
+    client = app.test_client()
+    login(client, editor)
+    assert "柳林村大喇叭 07:30 的节目没有按时生成" in client.get("/").get_data(as_text=True)
+    client.post("/logout")
+    login(client, operator)
+    assert "没有按时生成" not in client.get("/").get_data(as_text=True)
