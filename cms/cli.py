@@ -35,6 +35,9 @@ def cli(verbose: bool) -> None:
         level=logging.DEBUG if verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    if not verbose:
+        # Migrations log every plugin they load at INFO: noise for someone starting dalaba.
+        logging.getLogger("alembic").setLevel(logging.WARNING)
 
 
 @cli.group()

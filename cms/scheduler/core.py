@@ -83,11 +83,13 @@ class Scheduler:
         def work(session: Session) -> None:
             report.planned_clips = renders.plan_clips(session, today, self.ctx.settings.tts_engine)
             days = set(session.scalars(select(Program.day).where(Program.day >= today).distinct()))
-            build = set()
+            # Today's programs are always due: normally yesterday's build made them, but a
+            # fresh install or a PC that was off must not wait for today's build time.
+            build = {today}
             if self.build_time_passed(today):
-                # Today's programs, and tomorrow's a day early so that operators can fetch
-                # them the evening before (USB sticks, boxes that download overnight).
-                build = {today + timedelta(days=n) for n in range(BUILD_AHEAD_DAYS + 1)}
+                # Tomorrow's a day early, so that operators can fetch them the evening
+                # before (USB sticks, boxes that download overnight).
+                build |= {today + timedelta(days=n) for n in range(1, BUILD_AHEAD_DAYS + 1)}
             for day in sorted(days | build):
                 plan = programs.plan_day(session, day, now, tz, create=True)
                 report.planned_programs += plan.queued + plan.created

@@ -60,7 +60,8 @@ def test_a_day(  # type: ignore[no-untyped-def]
         area_ids=[grid["v1"].id], chat_post_time="18:00",
     )  # fmt: skip
 
-    # 03:00: clips render for review and for what is approved; no programs before 04:00.
+    # 03:00: clips render for review and for what is approved. On this fresh install no
+    # build ran yesterday, so today's programs are made at once; tomorrow's wait for 04:00.
     clock.set(local(settings, today, "03:00"))
     scheduler.run_once()
     s = fresh_session()
@@ -70,7 +71,13 @@ def test_a_day(  # type: ignore[no-untyped-def]
     assert (b.id, ClipProfile.VOICE) not in by  # not for chats
     assert by[(a.id, ClipProfile.VOICE)].state is JobState.DONE
     assert all(c.engine == "offline" and c.duration and c.duration > 0.5 for c in clips)
-    assert _programs(fresh_session, today) == {}
+    assert set(_programs(fresh_session, today)) == {
+        ("石桥大喇叭", "07:30"),
+        ("石桥大喇叭", "19:30"),
+        ("柳林大喇叭", "07:30"),
+        ("柳林大喇叭", "12:00"),
+    }
+    assert _programs(fresh_session, today + timedelta(days=1)) == {}
     deliveries = s.scalars(select(Delivery)).all()
     assert {(d.revision.announcement_id, d.chat_group_id) for d in deliveries} == {
         (a.id, chat1.id),
@@ -78,7 +85,7 @@ def test_a_day(  # type: ignore[no-untyped-def]
     }
     assert all(d.state is DeliveryState.PENDING for d in deliveries)
 
-    # 04:00: the day's build. Every slot of every outlet has a program.
+    # 04:00: the day's build. Every slot of every outlet has a program, today and tomorrow.
     clock.set(local(settings, today, "04:00"))
     scheduler.run_once()
     progs = _programs(fresh_session, today)
