@@ -6,10 +6,10 @@ import logging
 from datetime import date, datetime
 from typing import Any
 
-from flask import Flask, g, make_response, render_template, request
+from flask import Flask, current_app, g, make_response, render_template, request
 from flask_wtf.csrf import CSRFError, CSRFProtect
 from markupsafe import Markup
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, NotFound
 
 from cms.db import make_engine, make_session_factory
 from cms.settings import Settings
@@ -109,8 +109,16 @@ def _http_error(exc: HTTPException):  # type: ignore[no-untyped-def]
 
         response = make_response(error_response(exc.code or 500, exc.name, exc.description))
     else:
+        from flask_babel import gettext as _
+
+        text = exc.description
+        if exc.code == 413:
+            limit = (current_app.config["MAX_CONTENT_LENGTH"] or 0) // (1024 * 1024)
+            text = _("上传的文件太大（上限 {n} MB）").format(n=limit)
+        elif exc.code == 404 and text == NotFound.description:
+            text = _("页面不存在")
         response = make_response(
-            render_template("error.html", code=exc.code, message=exc.description), exc.code or 500
+            render_template("error.html", code=exc.code, message=text), exc.code or 500
         )
     # Keep the exception's own headers (Allow on 405, WWW-Authenticate on 401 …).
     for name, value in exc.get_headers():

@@ -170,6 +170,8 @@ def edit(announcement_id: int) -> Any:
 @rule(*STAFF)
 def show(announcement_id: int) -> Any:
     """One announcement: content, state, actions and history."""
+    from cms.services import recordings
+
     ann = _get(announcement_id)
     from sqlalchemy import select
 
@@ -187,6 +189,7 @@ def show(announcement_id: int) -> Any:
         ann=ann,
         rev=ann.current,
         history=history,
+        recording=recordings.active(db(), ann),
         phase=ann.phase(today(settings())),
         labels=svc.STATUS_LABELS,
         can_approve=svc.can_approve(db(), g.user, ann),
@@ -254,6 +257,51 @@ def reject(announcement_id: int) -> Any:
 def withdraw(announcement_id: int) -> Any:
     """Withdraw: stop everywhere from now on."""
     return _transition(announcement_id, "withdraw")
+
+
+@bp.post("/<int:announcement_id>/recording")
+@rule(*EDITORS)
+def recording(announcement_id: int) -> Any:
+    """Upload a human recording (dialect or Yi-language), or go back to synthesis."""
+    from audio.render import Renderer
+    from cms.services import recordings
+
+    ann = _get(announcement_id)
+    config = settings()
+    try:
+        if request.form.get("action") == "remove":
+            recordings.remove_recording(db(), g.user, ann)
+            flash(_("已改回合成语音"), "success")
+        else:
+            upload = request.files.get("recording")
+            if upload is None or not upload.filename:
+                flash(_("请选择要上传的录音文件"), "error")
+                return redirect(url_for(".show", announcement_id=ann.id))
+            renderer = Renderer(
+                config.audio_dir / "cache",
+                engine=config.tts_engine,
+                edge_wss_url=config.edge_wss_url,
+            )
+            row = recordings.add_recording(
+                db(),
+                g.user,
+                ann,
+                filename=upload.filename,
+                data=upload.read(),
+                renderer=renderer,
+                directory=config.data_dir / "recordings",
+            )
+            flash(
+                _("录音已上传（{s} 秒），将代替合成语音").format(s=round(row.duration)), "success"
+            )
+        db().commit()
+    except ValidationError as exc:
+        db().rollback()
+        flash("；".join(field_errors(exc).values()), "error")
+    except DomainError as exc:
+        db().rollback()
+        flash(message(exc), "error")
+    return redirect(url_for(".show", announcement_id=ann.id))
 
 
 @bp.get("/review")
