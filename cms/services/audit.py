@@ -7,6 +7,19 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from cms.models import AuditLog, User
+from cms.services.errors import N_
+
+# How an announcement's history reads to people (the raw action stays in the audit log).
+ACTION_LABELS = {
+    "announcement.create": N_("新建"),
+    "announcement.edit": N_("修改（新版本）"),
+    "announcement.submit": N_("提交审核"),
+    "announcement.approve": N_("审核通过"),
+    "announcement.reject": N_("退回修改"),
+    "announcement.withdraw": N_("撤回"),
+    "recording.add": N_("上传录音"),
+    "recording.remove": N_("改回合成语音"),
+}
 
 
 def record(

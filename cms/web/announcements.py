@@ -7,9 +7,11 @@ from typing import Any
 from flask import Blueprint, flash, g, redirect, render_template, request, url_for
 from flask_babel import gettext as _
 
+from audio.voices import VOICES
 from cms.models import Announcement, Revision, Role
 from cms.services import announcements as svc
 from cms.services.areas import all_areas
+from cms.services.audit import ACTION_LABELS
 from cms.services.errors import DomainError, NotFound, ValidationError
 from cms.services.topics import all_topics
 from cms.web import today
@@ -33,7 +35,6 @@ def _get(announcement_id: int) -> Announcement:
 
 
 def _form_context(**extra: Any) -> dict[str, Any]:
-    from audio.voices import VOICES
 
     return {
         "areas": all_areas(db()),
@@ -190,6 +191,8 @@ def show(announcement_id: int) -> Any:
         rev=ann.current,
         history=history,
         recording=recordings.active(db(), ann),
+        action_labels=ACTION_LABELS,
+        voices=VOICES,
         phase=ann.phase(today(settings())),
         labels=svc.STATUS_LABELS,
         can_approve=svc.can_approve(db(), g.user, ann),
