@@ -23,7 +23,11 @@ class Message:
 
     def render(self, translate: Callable[[str], str] | None = None) -> str:
         text = translate(self.msgid) if translate else self.msgid
-        return text.format(**self.params) if self.params else text
+        params = dict(self.params)
+        if translate and "label" in params:
+            # Field labels are msgids too (marked with N_ where they are passed).
+            params["label"] = translate(str(params["label"]))
+        return text.format(**params) if params else text
 
     def __str__(self) -> str:
         return self.render()

@@ -123,11 +123,16 @@ def login() -> Any:
         if user is None:
             flash(_("用户名或密码不正确"), "error")
             return render_template("login.html", username=username), 401
+        chosen = session.get("lang")
         session.clear()
         session["uid"] = user.id
         session["pw"] = user.password_hash[-12:]
         if user.locale:
             session["lang"] = user.locale
+        elif chosen:
+            # A language picked on the login page is kept, and remembered for the user.
+            session["lang"] = user.locale = chosen
+            db().commit()
         session.permanent = True
         return redirect(_safe_next(request.args.get("next")))
     return render_template("login.html", username=username)

@@ -179,3 +179,17 @@ def test_bad_query_parameters_are_400_not_500(app, make_user):
     assert client.get("/announcements/?page=0").status_code == 400
     assert client.get("/announcements/?status=nonsense&q=%00").status_code == 200
     assert client.get("/announcements/999/revisions?new=abc").status_code == 404
+
+
+def test_field_labels_are_translated_in_english_messages(app, make_user, content):
+    editor = make_user(Role.EDITOR)
+    client = app.test_client()
+    client.post("/lang", data={"lang": "en"})
+    login(client, editor)
+    data = content(title="")
+    data.update(to_loudspeaker="on", to_chats="on")
+    html = client.post("/announcements/new", data=data).get_data(as_text=True)
+    error = html.split('data-field="title">')[1].split("<")[0]
+    assert "标题" not in error and "Title" in error, error
+    session_user = client.get("/").get_data(as_text=True)
+    assert "Today" in session_user  # the language chosen before logging in is kept
