@@ -135,6 +135,9 @@ class User(Base):
     active: Mapped[bool] = mapped_column(default=True)
     locale: Mapped[str | None] = mapped_column(String(10))
     created_at: Mapped[created_at]
+    # Stored in the login cookie and compared on every request: bumping it (logout, a new
+    # password, deactivation) ends every session of this user, copied cookies included.
+    session_version: Mapped[int] = mapped_column(default=0, server_default="0")
 
     outlets: Mapped[list[Outlet]] = relationship(
         secondary=outlet_operator, back_populates="operators"
