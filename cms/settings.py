@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import secrets
 from collections.abc import Mapping
@@ -12,6 +13,10 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 class ConfigError(ValueError):
     """A configuration value is missing or malformed; the message names the variable."""
+
+
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+MAX_PROXY_HOPS = 10
 
 
 def _bool(name: str, raw: str) -> bool:
@@ -61,6 +66,12 @@ class Settings:
     # Defaults for admin-editable settings (the admin's value in the CMS wins).
     escalate_after_minutes: int = 120
     late_grace_minutes: int = 60
+    # A login ends after this long without a request, and in any case this long after it began.
+    session_idle_hours: int = 8
+    session_max_days: int = 7
+    # Reverse proxies whose X-Forwarded-For/-Proto are believed: a count of proxies in front,
+    # or their addresses/networks separated by commas; empty: forwarded headers are ignored.
+    trusted_proxies: str = ""
     extra: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -89,6 +100,7 @@ class Settings:
         hh, _, mm = self.build_time.partition(":")
         if not (hh.isdigit() and mm.isdigit() and int(hh) < 24 and int(mm) < 60):
             raise ConfigError(f"DALABA_BUILD_TIME 应为 HH:MM（当前为 {self.build_time!r}）")
+        parse_trusted_proxies(self.trusted_proxies)
 
     @property
     def tz(self) -> ZoneInfo:
@@ -97,6 +109,11 @@ class Settings:
     @property
     def audio_dir(self) -> Path:
         return self.data_dir / "audio"
+
+    @property
+    def proxies(self) -> int | tuple[IPNetwork, ...]:
+        """``DALABA_TRUSTED_PROXIES`` parsed: a hop count (0: none) or the proxies' networks."""
+        return parse_trusted_proxies(self.trusted_proxies)
 
     @classmethod
     def from_env(
@@ -149,6 +166,13 @@ class Settings:
             "late_grace_minutes": _int(
                 "DALABA_LATE_GRACE_MINUTES", env.get("DALABA_LATE_GRACE_MINUTES", "60"), 0, 1440
             ),
+            "session_idle_hours": _int(
+                "DALABA_SESSION_IDLE_HOURS", env.get("DALABA_SESSION_IDLE_HOURS", "8"), 1, 720
+            ),
+            "session_max_days": _int(
+                "DALABA_SESSION_MAX_DAYS", env.get("DALABA_SESSION_MAX_DAYS", "7"), 1, 365
+            ),
+            "trusted_proxies": env.get("DALABA_TRUSTED_PROXIES", "").strip(),
         }
         if "DALABA_PORT" in env:
             _int("DALABA_PORT", env["DALABA_PORT"], 1, 65535)
@@ -159,12 +183,35 @@ class Settings:
         return replace(self, **changes)  # type: ignore[arg-type]
 
 
+def parse_trusted_proxies(raw: str) -> int | tuple[IPNetwork, ...]:
+    """``""``/``"0"`` → 0; ``"2"`` → 2 hops; ``"127.0.0.1, 10.0.0.0/8"`` → those networks.
+
+    Raises:
+        ConfigError: neither a count nor a list of IP addresses or networks.
+    """
+    value = raw.strip()
+    if not value:
+        return 0
+    if value.isascii() and value.isdigit():
+        return _int("DALABA_TRUSTED_PROXIES", value, 0, MAX_PROXY_HOPS)
+    networks: list[IPNetwork] = []
+    for part in value.split(","):
+        try:
+            networks.append(ipaddress.ip_network(part.strip(), strict=False))
+        except ValueError as exc:
+            raise ConfigError(
+                "DALABA_TRUSTED_PROXIES 应为代理层数（如 1）或以逗号分隔的代理地址"
+                f"（如 127.0.0.1,10.0.0.0/8）；{part.strip()!r} 不是 IP 地址或网段"
+            ) from exc
+    return tuple(networks)
+
+
 def _demo_secret(data_dir: Path) -> str:
     """A per-installation secret for demo mode, kept in the data folder so sessions survive."""
     path = data_dir / "secret_key"
     if path.exists():
         return path.read_text().strip()
-    data_dir.mkdir(parents=True, exist_ok=True)
+    data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     key = secrets.token_hex(32)
     tmp = path.with_suffix(".tmp")
     tmp.write_text(key)

@@ -7,7 +7,7 @@ import re
 import secrets
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 from werkzeug.security import check_password_hash, generate_password_hash
 
@@ -110,12 +110,27 @@ def update_user(
         changes["role"] = [user.role.value, parsed_role.value]
     if user.active != active:
         changes["active"] = [user.active, active]
+    if user.active and not active:
+        # For good: turning the account back on later does not bring old tokens back.
+        revoked = revoke_all_api_tokens(session, user)
+        if revoked:
+            changes["tokens_revoked"] = revoked
     user.display_name, user.role, user.active = shown, parsed_role, active
     if pw:
         user.password_hash = generate_password_hash(pw)
         changes["password"] = "reset"
+    if pw or "active" in changes:
+        # A new password or a deactivation ends every open session of this user. A role
+        # change does not need to: the role is read from the database on every request.
+        user.session_version += 1
     audit.record(session, actor, "user.update", user, **changes)
     return user
+
+
+def log_out(session: Session, user: User) -> None:
+    """End every web session of ``user``, on this device and any other (copied cookies too)."""
+    user.session_version += 1
+    audit.record(session, user, "user.logout", user)
 
 
 def set_operator_outlets(session: Session, actor: User, user: User, outlet_ids: list[int]) -> None:
@@ -172,7 +187,13 @@ def hash_token(token: str) -> str:
 
 
 def issue_api_token(session: Session, actor: User | None, user: User, label: str = "") -> str:
-    """Create an API token for ``user``; returns the token itself, shown once."""
+    """Create an API token for ``user``; returns the token itself, shown once.
+
+    Raises:
+        Conflict: the account is deactivated (its token would come back on reactivation).
+    """
+    if not user.active:
+        raise Conflict(N_("用户“{name}”已停用，不能为其生成令牌"), name=user.username)
     token = TOKEN_PREFIX + secrets.token_urlsafe(32)
     row = ApiToken(
         user_id=user.id, token_hash=hash_token(token), prefix=token[:10], label=label[:80]
@@ -181,6 +202,16 @@ def issue_api_token(session: Session, actor: User | None, user: User, label: str
     session.flush()
     audit.record(session, actor or user, "api_token.issue", row, user=user.username)
     return token
+
+
+def revoke_all_api_tokens(session: Session, user: User) -> int:
+    """Revoke every live API token of ``user``; returns how many there were."""
+    result = session.execute(
+        update(ApiToken)
+        .where(ApiToken.user_id == user.id, ApiToken.revoked_at.is_(None))
+        .values(revoked_at=utcnow())
+    )
+    return result.rowcount or 0  # type: ignore[attr-defined]
 
 
 def user_for_token(session: Session, token: str) -> User | None:

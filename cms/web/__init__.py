@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import Any
 
 from flask import Flask, current_app, g, make_response, render_template, request
@@ -26,6 +26,10 @@ def create_app(settings: Settings, *, engine: Any = None) -> Flask:
         SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_SAMESITE="Lax",
         SESSION_COOKIE_SECURE=settings.base_url.startswith("https://"),
+        # The cookie lives as long as a login may (the server checks both timeouts itself);
+        # it is re-sent only when its last-seen time moves, not on every request.
+        PERMANENT_SESSION_LIFETIME=timedelta(days=settings.session_max_days),
+        SESSION_REFRESH_EACH_REQUEST=False,
         MAX_CONTENT_LENGTH=64 * 1024 * 1024,
         WTF_CSRF_TIME_LIMIT=None,
         JSON_AS_ASCII=False,
@@ -36,8 +40,9 @@ def create_app(settings: Settings, *, engine: Any = None) -> Flask:
     app.extensions["dalaba.engine"] = engine
     app.extensions["dalaba.sessions"] = make_session_factory(engine)
 
-    from cms.web import i18n
+    from cms.web import i18n, proxy
 
+    app.wsgi_app = proxy.wrap(app.wsgi_app, settings)  # type: ignore[method-assign]
     i18n.init_app(app, settings)
     csrf.init_app(app)
 
@@ -51,6 +56,7 @@ def create_app(settings: Settings, *, engine: Any = None) -> Flask:
     app.before_request(auth.load_user)
     app.before_request(auth.enforce_route_rule)
     app.after_request(_security_headers)
+    app.after_request(auth.no_store)
     app.register_error_handler(CSRFError, _csrf_error)
     app.register_error_handler(HTTPException, _http_error)
     app.jinja_env.filters["localtime"] = lambda dt, fmt="%Y-%m-%d %H:%M": _localtime(

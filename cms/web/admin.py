@@ -25,7 +25,7 @@ from cms.services import users as user_svc
 from cms.services.announcements import SELF_APPROVAL_SETTING
 from cms.services.audit import record
 from cms.services.errors import DomainError, ValidationError
-from cms.web.auth import rule
+from cms.web.auth import remember_login, rule
 from cms.web.db import db
 from cms.web.forms import field_errors, int_arg, message, paginate
 
@@ -229,6 +229,9 @@ def user_update(user_id: int) -> Any:
             password=request.form.get("password", ""),
         )
         db().commit()
+        if user.id == g.user.id:
+            # A new password ends the admin's other sessions, not the one that set it.
+            remember_login(user)
         flash(_("已保存"), "success")
     except DomainError as exc:
         _fail(exc)

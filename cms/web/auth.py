@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 from flask import (
     Blueprint,
+    Response,
     abort,
     current_app,
     flash,
@@ -24,6 +26,7 @@ from flask_babel import gettext as _
 from cms.models import Role, User
 from cms.services import users
 from cms.services.errors import DomainError
+from cms.settings import Settings
 from cms.web.db import db
 
 log = logging.getLogger(__name__)
@@ -33,6 +36,8 @@ F = TypeVar("F", bound=Callable[..., Any])
 PUBLIC = "public"
 ANY_USER = frozenset(Role)
 STAFF = frozenset({Role.ADMIN, Role.EDITOR, Role.REVIEWER})
+# The cookie's last-seen time moves at most this often, so that most requests set no cookie.
+SEEN_RESOLUTION_S = 60
 
 
 def rule(*roles: Role | str) -> Callable[[F], F]:
@@ -66,11 +71,65 @@ def load_user() -> None:
         return
     uid = session.get("uid")
     if uid is not None:
-        user = db().get(User, uid)
-        if user is None or not user.active or session.get("pw") != user.password_hash[-12:]:
-            session.clear()
-        else:
-            g.user = user
+        g.user = _session_user(uid)
+
+
+def _session_user(uid: object) -> User | None:
+    """The cookie's user while its login is current; otherwise end it and say why."""
+    config: Settings = current_app.extensions["dalaba.settings"]
+    now = int(time.time())
+    user = db().get(User, uid) if isinstance(uid, int) else None
+    started, seen = session.get("started"), session.get("seen")
+    if (
+        user is None
+        or not user.active
+        or session.get("ver") != user.session_version
+        or not isinstance(started, int)
+        or not isinstance(seen, int)
+    ):
+        reason = _("登录已失效（已退出、密码已更改或账号已停用），请重新登录")
+    elif now - started > config.session_max_days * 86400:
+        reason = _("登录已满 {days} 天，为了安全请重新登录").format(days=config.session_max_days)
+    elif now - seen > config.session_idle_hours * 3600:
+        reason = _("超过 {hours} 小时没有操作，已自动退出，请重新登录").format(
+            hours=config.session_idle_hours
+        )
+    else:
+        if now - seen >= SEEN_RESOLUTION_S:
+            session["seen"] = now
+        return user
+    _clear_session()
+    flash(reason, "info")
+    return None
+
+
+def _clear_session() -> None:
+    """Forget the login, keeping the interface language."""
+    lang = session.get("lang")
+    session.clear()
+    if lang:
+        session["lang"] = lang
+
+
+def remember_login(user: User) -> None:
+    """Put ``user``'s current session version into the cookie (a new login, or a kept one)."""
+    session["uid"] = user.id
+    session["ver"] = user.session_version
+    session.setdefault("started", int(time.time()))
+    session.setdefault("seen", int(time.time()))
+    session.permanent = True
+
+
+def no_store(response: Response) -> Response:
+    """Keep signed-in pages and API answers out of browser and proxy caches."""
+    endpoint = request.endpoint
+    if endpoint == "static":
+        return response
+    private = request.path.startswith("/api/") or isinstance(route_rule(endpoint), frozenset)
+    if private or (g.get("user") is not None and "Cache-Control" not in response.headers):
+        # Public downloads (operator links) set their own caching and keep it.
+        response.headers["Cache-Control"] = "no-store"
+    return response
 
 
 def enforce_route_rule() -> Any:
@@ -125,15 +184,13 @@ def login() -> Any:
             return render_template("login.html", username=username), 401
         chosen = session.get("lang")
         session.clear()
-        session["uid"] = user.id
-        session["pw"] = user.password_hash[-12:]
+        remember_login(user)
         if user.locale:
             session["lang"] = user.locale
         elif chosen:
             # A language picked on the login page is kept, and remembered for the user.
             session["lang"] = user.locale = chosen
             db().commit()
-        session.permanent = True
         return redirect(_safe_next(request.args.get("next")))
     return render_template("login.html", username=username)
 
@@ -141,11 +198,10 @@ def login() -> Any:
 @bp.route("/logout", methods=["POST"])
 @rule(*ANY_USER)
 def logout() -> Any:
-    """Log out."""
-    lang = session.get("lang")
-    session.clear()
-    if lang:
-        session["lang"] = lang
+    """Log out: every session of this user ends, copies of the cookie included."""
+    users.log_out(db(), g.user)
+    db().commit()
+    _clear_session()
     flash(_("已退出登录"), "info")
     return redirect(url_for("auth.login"))
 
