@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -112,6 +113,12 @@ def api_token(username: str, label: str) -> None:
     click.echo(token)
 
 
+# Files and folders the server writes later (audio, programs, recordings) are not readable by
+# other accounts; the group may read, so a front server (nginx with X-Accel-Redirect) can be
+# given access through the data folder's group.
+SERVER_UMASK = 0o027
+
+
 def _serve(settings: Settings, host: str, port: int) -> None:
     import os
     import signal
@@ -161,6 +168,7 @@ def _serve(settings: Settings, host: str, port: int) -> None:
 @click.option("--port", default=8080, show_default=True, type=click.IntRange(1, 65535))
 def serve(host: str, port: int) -> None:
     """Run dalaba in production (configured by DALABA_* environment variables)."""
+    os.umask(SERVER_UMASK)
     _serve(_settings(), host, port)
 
 
@@ -175,6 +183,7 @@ def demo(port: int, data_dir: str, seed_only: bool) -> None:
     from cms.db import make_session_factory, transaction
     from cms.demo import seed
 
+    os.umask(SERVER_UMASK)
     settings = _settings(demo=True, data_dir=Path(data_dir), base_url=f"http://127.0.0.1:{port}")
     engine = _engine(settings)
     with transaction(make_session_factory(engine)) as session:
