@@ -33,9 +33,10 @@ from sqlalchemy.orm import selectinload
 from cms.models import Outlet, OutletKind, Program, Role
 from cms.services import operators as svc
 from cms.services.errors import DomainError
+from cms.services.text import in_date_range, parse_date
 from cms.web.auth import PUBLIC, STAFF, rule
 from cms.web.db import db, settings
-from cms.web.forms import int_arg, message
+from cms.web.forms import form_id, int_arg, message
 from cms.web.sendfile import (
     accel_redirect_uri,
     bytes_body,
@@ -49,8 +50,7 @@ from cms.web.sendfile import (
 log = logging.getLogger(__name__)
 bp = Blueprint("operators", __name__)
 
-_DAY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
-_SLOT = re.compile(r"^([01]\d|2[0-3])([0-5]\d)$")
+_SLOT = re.compile(r"([01][0-9]|2[0-3])([0-5][0-9])")
 _FILENAME_UNSAFE = re.compile(r'[\\/:*?"<>|\x00-\x1f\x7f]+')
 UPCOMING_DAYS = 7
 FEED_DAYS = 14
@@ -89,16 +89,14 @@ def _outlet(token: str) -> Outlet:
 def _day(value: str) -> date:
     if value == "today":
         return _today()
-    if not _DAY.match(value):
+    day = parse_date(value)
+    if day is None or not in_date_range(day):
         abort(404)
-    try:
-        return date.fromisoformat(value)
-    except ValueError:
-        abort(404)
+    return day
 
 
 def _slot(value: str) -> time:
-    match = _SLOT.match(value)
+    match = _SLOT.fullmatch(value)
     if match is None:
         abort(404)
     return time(int(match.group(1)), int(match.group(2)))
@@ -540,9 +538,8 @@ def links() -> Any:
     new_link = None
     new_outlet = None
     if request.method == "POST":
-        outlet_id = request.form.get("outlet_id", "")
-        valid = outlet_id.isdigit() and len(outlet_id) < 10
-        outlet = db().get(Outlet, int(outlet_id)) if valid else None
+        outlet_id = form_id("outlet_id")
+        outlet = db().get(Outlet, outlet_id) if outlet_id is not None else None
         if outlet is None:
             abort(404)
         if request.form.get("action") == "issue":
