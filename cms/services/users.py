@@ -173,10 +173,11 @@ def hash_token(token: str) -> str:
 
 def issue_api_token(session: Session, actor: User | None, user: User, label: str = "") -> str:
     """Create an API token for ``user``; returns the token itself, shown once."""
+    errors = Errors()
+    label = clean_text(errors, "label", label, label=N_("说明"), max_len=80, required=False)
+    errors.raise_if_any()
     token = TOKEN_PREFIX + secrets.token_urlsafe(32)
-    row = ApiToken(
-        user_id=user.id, token_hash=hash_token(token), prefix=token[:10], label=label[:80]
-    )
+    row = ApiToken(user_id=user.id, token_hash=hash_token(token), prefix=token[:10], label=label)
     session.add(row)
     session.flush()
     audit.record(session, actor or user, "api_token.issue", row, user=user.username)
