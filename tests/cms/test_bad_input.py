@@ -303,3 +303,146 @@ def test_api_refuses_huge_ids_in_bodies(
                 elif response.status_code == 400:
                     assert response.json["error"]["code"] in {"invalid_input", "bad_request"}
     assert not problems, "\n".join(problems)
+
+
+# --- What the hostile values get -------------------------------------------------------------
+
+
+def test_text_helpers_take_ascii_digits_only() -> None:
+    from cms.services.text import MAX_ID, parse_date, parse_id, parse_int
+
+    assert parse_int("42") == 42 and parse_int(" -7 ") == -7 and parse_int(12) == 12
+    for raw in ["²", "١٢", "１２", "1_0", "0x1f", "1e3", "", "-", "9" * 19, "9" * 5000, True, 1.0]:
+        assert parse_int(raw) is None, raw
+    assert parse_id("1") == 1 and parse_id(str(MAX_ID)) == MAX_ID
+    for raw in ["0", "-1", str(MAX_ID + 1), "9223372036854775808", 2**63]:
+        assert parse_id(raw) is None, raw
+    assert parse_date("2026-11-28") == date(2026, 11, 28)
+    for raw in ["20261128", "2026-W48-6", "٢٠٢٦-١١-٢٨", "2026-02-30", "2026-11-28T00:00"]:
+        assert parse_date(raw) is None, raw
+
+
+def test_huge_and_non_ascii_ids_in_paths_are_not_found(app: Any, world: dict[str, Any]) -> None:
+    client, headers = _client(app, world, Role.ADMIN)
+    for value in [*TOO_BIG, "²", "١", "１"]:
+        v = quote(value, safe="")
+        assert client.get(f"/announcements/{v}").status_code == 404, value
+        assert client.post(f"/admin/users/{v}").status_code == 404, value
+        assert client.get(f"/schedule/outlets/{v}/calendar").status_code == 404, value
+        api = client.get(f"/api/v1/announcements/{v}", headers=headers)
+        assert api.status_code == 404 and api.json["error"]["code"] == "not_found", value
+    assert client.get("/announcements/1").status_code == 200
+
+
+def test_huge_and_unicode_ids_in_forms_are_refused_clearly(
+    app: Any, world: dict[str, Any], session: Session
+) -> None:
+    from cms.models import Area
+
+    client, _headers = _client(app, world, Role.ADMIN)
+    huge = "9223372036854775808"
+    assert client.post("/admin/topics", data={"topic_id": huge, "name": "x"}).status_code == 404
+    revoke = client.post("/admin/tokens", data={"action": "revoke", "token_id": huge})
+    assert revoke.status_code == 200 and "令牌不存在" in revoke.get_data(as_text=True)
+    areas_before = session.query(Area).count()
+    for parent in [huge, "²", "١"]:
+        page = client.post(
+            "/admin/areas", data={"name": "新村", "kind": "village", "parent_id": parent}
+        )
+        assert page.status_code == 400 and "请选择存在的区域" in page.get_data(as_text=True)
+    assert session.query(Area).count() == areas_before
+    code = client.post("/chats/codes", data={"area_id": huge})
+    assert code.status_code == 400 and "请选择区域" in code.get_data(as_text=True)
+    link = client.post("/operator/links", data={"outlet_id": "²", "action": "issue"})
+    assert link.status_code == 404
+
+
+def test_announcement_form_names_each_bad_number_and_date(
+    app: Any, world: dict[str, Any], content: Any
+) -> None:
+    client, _headers = _client(app, world, Role.EDITOR)
+    data = {**content(), "topic_id": "9223372036854775808", "repeats": "²", "rate": "١"}
+    data.update(area_ids=["99999999999999999999"], start_date="9999-12-31", end_date="9999-12-31")
+    page = client.post("/announcements/new", data=data).get_data(as_text=True)
+    assert "主题无效" in page
+    assert "区域编号“99999999999999999999”无效" in page
+    assert "重复次数应为整数" in page and "语速应为整数" in page
+    assert "开始日期应在 2000-01-01 到 2100-12-31 之间" in page
+
+
+def test_far_dates_are_not_found_or_refused(app: Any, world: dict[str, Any]) -> None:
+    client, _headers = _client(app, world, Role.ADMIN)
+    outlet = world["ids"]["outlet_id"]
+    for day in ["9999-12-31", "0001-01-01", "1999-12-31", "2101-01-01", "٢٠٢٦-١١-٢٨", "20261128"]:
+        assert client.get(f"/schedule/outlets/{outlet}/{quote(day)}").status_code == 404, day
+        assert client.get(f"/schedule/outlets/{outlet}/{quote(day)}/runsheet").status_code == 404
+        assert client.get(f"/o/{world['token']}/{quote(day)}.m3u").status_code == 404, day
+        budget = client.get("/schedule/budget", query_string={"start_date": day, "body": "x"})
+        assert budget.status_code == 400 and "start_date" in budget.json["errors"], day
+    assert client.get(f"/schedule/outlets/{outlet}/2100-12-31").status_code == 200
+    assert client.get(f"/schedule/outlets/{outlet}/{world['today']}").status_code == 200
+
+
+def test_absurd_ranges_are_416_and_unicode_digits_are_not_positions(
+    app: Any, world: dict[str, Any]
+) -> None:
+    client = app.test_client()  # only the link token is needed
+    url = f"/o/{world['token']}/{world['today']}/0730.mp3"
+    size = len(client.get(url).data)
+    for header in ABSURD_RANGES[:5]:
+        response = client.get(url, headers={"Range": header})
+        assert response.status_code == 416, header
+        assert response.headers["Content-Range"] == f"bytes */{size}"
+    for header in ["bytes=٠-١٠", "bytes=²-"]:
+        response = client.get(url, headers={"Range": header})
+        assert response.status_code == 200 and len(response.data) == size, header
+    assert client.get(url, headers={"Range": "bytes=0-9"}).status_code == 206
+
+
+@pytest.mark.parametrize(
+    "target",
+    [
+        "/\r\nSet-Cookie: x=1",
+        "/%0d%0a",
+        "/\t/evil.example",
+        "/\\evil.example",
+        "/\\/evil.example",
+        "//evil.example",
+        "https://evil.example/",
+        "/\x00",
+        "/\u202e",
+    ],
+)
+def test_next_with_control_characters_or_backslashes_is_ignored(
+    app: Any, world: dict[str, Any], target: str
+) -> None:
+    from cms.web.auth import local_url
+    from tests.conftest import PASSWORD
+
+    if "%" not in target:
+        assert local_url(target) is None
+    client = app.test_client()
+    user = world["users"][Role.ADMIN]
+    login_page = client.post(
+        "/login",
+        query_string={"next": target},
+        data={"username": user.username, "password": PASSWORD},
+    )
+    assert login_page.status_code == 302
+    assert login_page.headers["Location"] in {"/", "/%0d%0a"}
+    lang = client.post("/lang", data={"lang": "en", "next": target})
+    assert lang.status_code == 302 and lang.headers["Location"] in {"/", "/%0d%0a"}
+    back = client.post("/schedule/alerts/1/resolve", data={"next": target})
+    assert back.status_code == 302 and back.headers["Location"] in {"/schedule/", "/%0d%0a"}
+
+
+def test_a_plain_local_next_is_still_followed(app: Any, world: dict[str, Any]) -> None:
+    from tests.conftest import PASSWORD
+
+    client = app.test_client()
+    user = world["users"][Role.EDITOR]
+    response = client.post(
+        "/login?next=/announcements/%3Fq%3D%E5%9E%83",
+        data={"username": user.username, "password": PASSWORD},
+    )
+    assert response.headers["Location"] == "/announcements/?q=%E5%9E%83"
