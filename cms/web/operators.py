@@ -33,7 +33,7 @@ from sqlalchemy.orm import selectinload
 from cms.models import Outlet, OutletKind, Program, Role
 from cms.services import operators as svc
 from cms.services.errors import DomainError
-from cms.services.text import in_date_range, parse_date
+from cms.services.text import in_date_range, parse_date, printable
 from cms.web.auth import PUBLIC, STAFF, rule
 from cms.web.db import db, settings
 from cms.web.forms import form_id, int_arg, message
@@ -103,7 +103,12 @@ def _slot(value: str) -> time:
 
 
 def _safe_name(text: str) -> str:
-    return _FILENAME_UNSAFE.sub("_", text).strip() or "dalaba"
+    return _FILENAME_UNSAFE.sub("_", printable(text)).strip() or "dalaba"
+
+
+def _m3u_text(text: str) -> str:
+    """One playlist line's worth of text: no line breaks, nothing XML or bidi would choke on."""
+    return " ".join(printable(text).split())
 
 
 def _names(outlet: Outlet, program: Program, suffix: str = "") -> tuple[str, str]:
@@ -369,11 +374,11 @@ def playlist(token: str, day: str) -> Any:
     """An M3U playlist (UTF-8) of the day's programs with absolute URLs."""
     outlet = _outlet(token)
     the_day = _day(day)
-    lines = ["#EXTM3U", f"#PLAYLIST:{outlet.name} {the_day.isoformat()}"]
+    lines = ["#EXTM3U", f"#PLAYLIST:{_m3u_text(outlet.name)} {the_day.isoformat()}"]
     for program in svc.programs_for(db(), outlet, the_day, the_day):
         if not svc.is_ready(program):
             continue
-        title = f"{outlet.name} {program.day.isoformat()} {program.slot.label}"
+        title = _m3u_text(f"{outlet.name} {program.day.isoformat()} {program.slot.label}")
         url = settings().base_url + url_for(
             ".program_mp3", token=token, day=program.day.isoformat(), slot=f"{program.slot.at:%H%M}"
         )
@@ -419,9 +424,12 @@ def feed(token: str) -> Any:
     ET.register_namespace("itunes", ITUNES)
     rss = ET.Element("rss", {"version": "2.0"})
     channel = ET.SubElement(rss, "channel")
-    ET.SubElement(channel, "title").text = f"{outlet.name} · {_('大喇叭')}"
+    # Names and titles pass through printable(): ElementTree writes any character as it is,
+    # and one U+FFFF (or a control character) makes the whole feed ill-formed XML.
+    name = printable(outlet.name)
+    ET.SubElement(channel, "title").text = f"{name} · {_('大喇叭')}"
     ET.SubElement(channel, "link").text = base + url_for(".link_page", token=token)
-    ET.SubElement(channel, "description").text = _("{name}每天的广播节目").format(name=outlet.name)
+    ET.SubElement(channel, "description").text = _("{name}每天的广播节目").format(name=name)
     ET.SubElement(channel, "language").text = "zh-cn"
     ET.SubElement(channel, f"{{{ITUNES}}}author").text = _("大喇叭")
     ET.SubElement(channel, f"{{{ITUNES}}}explicit").text = "false"
@@ -439,15 +447,15 @@ def feed(token: str) -> Any:
         slot = f"{program.slot.at:%H%M}"
         url = base + url_for(".program_mp3", token=token, day=program.day.isoformat(), slot=slot)
         item = ET.SubElement(channel, "item")
-        ET.SubElement(
-            item, "title"
-        ).text = f"{program.day.isoformat()} {program.slot.label} {outlet.name}"
+        ET.SubElement(item, "title").text = printable(
+            f"{program.day.isoformat()} {program.slot.label} {outlet.name}"
+        )
         titles = [
-            str(a.get("title", ""))
+            printable(str(a.get("title", "")))
             for a in (program.manifest or {}).get("announcements", [])
             if isinstance(a, dict)
         ]
-        ET.SubElement(item, "description").text = "、".join(titles) or outlet.name
+        ET.SubElement(item, "description").text = "、".join(titles) or name
         built = program.built_at or program.created_at
         ET.SubElement(
             item, "guid", {"isPermaLink": "false"}
@@ -633,13 +641,23 @@ def _chart(totals: list[svc.ComplianceRow]) -> dict[str, Any]:
 
 
 COLUMNS = ("日期", "村", "应播节目", "已生成", "已下载", "已确认", "迟报", "漏播", "确认率")
+# OWASP's CSV-injection rule: a cell starting with one of these is read as a formula by Excel,
+# LibreOffice or Google Sheets (a village named "=HYPERLINK(…)" would become a live link).
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def neutralise(value: Any) -> Any:
+    """A spreadsheet cell that stays text: user text starting like a formula gets a quote."""
+    if isinstance(value, str) and value.startswith(FORMULA_START):
+        return "'" + value
+    return value
 
 
 def _table(rows: list[svc.ComplianceRow]) -> list[list[Any]]:
     return [
         [
             r.day,
-            r.village,
+            neutralise(printable(r.village)),
             r.planned,
             r.built,
             r.downloaded,
@@ -690,6 +708,9 @@ def compliance_xlsx() -> Any:
         cell.font = Font(bold=True)
     for row in _table(rows):
         sheet.append(row)
+        for cell in sheet[sheet.max_row]:
+            if isinstance(cell.value, str):
+                cell.data_type = "s"  # user text is a string cell, never a formula
     for cell in sheet["A"][1:]:
         cell.number_format = "yyyy-mm-dd"
     for cell in sheet["I"][1:]:
