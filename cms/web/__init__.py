@@ -13,7 +13,7 @@ from werkzeug.exceptions import HTTPException, NotFound
 from werkzeug.routing import IntegerConverter, Map
 
 from cms.db import make_engine, make_session_factory
-from cms.services.text import MAX_ID
+from cms.services.text import MAX_ID, clean_filename
 from cms.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -81,6 +81,7 @@ def create_app(settings: Settings, *, engine: Any = None) -> Flask:
         settings, dt, fmt
     )
     app.jinja_env.filters["nl2br"] = _nl2br
+    app.jinja_env.filters["filename"] = clean_filename
     app.jinja_env.globals["today"] = lambda: today(settings)
     return app
 
