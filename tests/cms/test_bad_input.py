@@ -111,6 +111,14 @@ ABSURD_RANGES = [
     "bytes=²-",
     "bytes=" + ",".join(["0-1"] * 500),
 ]
+ABSURD_DATES = [
+    "Sat, 01 Jan 99999 00:00:00 GMT",
+    "Mon, 32 Feb 2026 00:00:00 GMT",
+    "Thu, 01 Jan 1970 00:00:00 +9999",
+    "Fri, 31 Dec 9999 23:59:59 -2359",
+    "Mon, 01 Jan 0001 00:00:00 +2359",
+    "9" * 5000,
+]
 DOWNLOADS = {
     "operators.today_mp3",
     "operators.program_mp3",
@@ -259,6 +267,11 @@ def test_no_route_answers_5xx_to_hostile_input(app: Any, world: dict[str, Any], 
                 for header in ABSURD_RANGES:
                     check(method, url, f"Range: {header}", extra={"Range": header})
                     check(method, url, f"If-Range: {header}", extra={"If-Range": header})
+                for when in ABSURD_DATES:
+                    for name in ("If-Modified-Since", "If-Range"):
+                        check(
+                            method, url, f"{name}: {when}", extra={name: when, "Range": "bytes=0-1"}
+                        )
         elif method == "POST" and not url.startswith("/api/"):
             if rule.endpoint == "schedule.lexicon_sample" and role is not Role.ADMIN:
                 continue  # it synthesises speech, slowly: one role is enough
@@ -446,3 +459,29 @@ def test_a_plain_local_next_is_still_followed(app: Any, world: dict[str, Any]) -
         data={"username": user.username, "password": PASSWORD},
     )
     assert response.headers["Location"] == "/announcements/?q=%E5%9E%83"
+
+
+def test_api_names_huge_ids_and_far_dates_as_fields(
+    app: Any, world: dict[str, Any], content: Any
+) -> None:
+    client, headers = _client(app, world, Role.EDITOR)
+    body = {k: v for k, v in content().items() if k not in {"to_loudspeaker", "to_chats"}}
+    body.update(
+        channels=["loudspeaker"],
+        topic_id=2**63,
+        area_ids=[2**63],
+        start_date="9999-12-31",
+        end_date="0001-01-01",
+    )
+    response = client.post("/api/v1/announcements", json=body, headers=headers)
+    assert response.status_code == 400
+    fields = response.json["error"]["fields"]
+    assert set(fields) == {"topic_id", "area_ids", "start_date", "end_date"}
+    assert fields["start_date"] == "开始日期应在 2000-01-01 到 2100-12-31 之间"
+    patch = client.patch(
+        "/api/v1/announcements/1", json={"area_ids": ["²"], "repeats": 2**70}, headers=headers
+    )
+    assert patch.status_code == 400 and set(patch.json["error"]["fields"]) == {
+        "area_ids",
+        "repeats",
+    }
