@@ -35,13 +35,14 @@ from cms.models import ChatGroup, Program, Receipt, User
 from cms.services import chats, operators
 from cms.services.areas import full_name
 from cms.services.errors import DomainError
+from cms.services.text import parse_id
 from cms.settings import Settings
 
 log = logging.getLogger(__name__)
 
 PLAYED = "已播放"
 MAX_NOTICES = 5  # /today in a busy week: the rest is on the loudspeaker, not a wall of text
-PLAYED_PATTERN = r"^played:(\d+)$"
+PLAYED_PATTERN = r"^played:([0-9]{1,10})$"  # ASCII digits: callback data comes from the client
 
 HELP = (
     "大喇叭通知机器人\n"
@@ -357,7 +358,7 @@ async def played(update: Update, context: Context) -> None:
     query = update.callback_query
     if query is None or query.from_user is None:
         return
-    program_id = int(context.matches[0].group(1)) if context.matches else 0
+    program_id = (parse_id(context.matches[0].group(1)) if context.matches else None) or 0
     data = _data(context)
     now = data.now()
     assert data.settings is not None

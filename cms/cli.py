@@ -100,7 +100,7 @@ def api_token(username: str, label: str) -> None:
     """Print a new API token for USERNAME (revocable in the CMS)."""
     from cms.db import make_session_factory, transaction
     from cms.services import users
-    from cms.services.errors import DomainError
+    from cms.services.errors import DomainError, ValidationError
 
     settings = _settings(secret_key="unused-for-cli")
     try:
@@ -108,6 +108,8 @@ def api_token(username: str, label: str) -> None:
             token = users.issue_api_token(
                 session, None, users.get_user_by_name(session, username), label
             )
+    except ValidationError as exc:
+        raise click.ClickException("；".join(exc.render().values())) from exc
     except DomainError as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(token)

@@ -31,10 +31,14 @@ def _context(secret: str = "unused-for-cli") -> Any:
 def _parse_day(value: str | None, ctx: Any) -> date:
     if not value:
         return ctx.today()
-    try:
-        return date.fromisoformat(value)
-    except ValueError as exc:
-        raise click.BadParameter("日期应为 YYYY-MM-DD", param_hint="--date") from exc
+    from cms.services.text import MAX_DATE, MIN_DATE, in_date_range, parse_date
+
+    day = parse_date(value)
+    if day is None:
+        raise click.BadParameter("日期应为 YYYY-MM-DD", param_hint="--date")
+    if not in_date_range(day):
+        raise click.BadParameter(f"日期应在 {MIN_DATE} 到 {MAX_DATE} 之间", param_hint="--date")
+    return day
 
 
 OUTCOME_LABELS = {

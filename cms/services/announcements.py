@@ -33,7 +33,15 @@ from cms.models import (
 )
 from cms.services import audit
 from cms.services.errors import N_, Errors, NotFound, PermissionDenied, WorkflowError
-from cms.services.text import clean_text
+from cms.services.text import (
+    MAX_DATE,
+    MIN_DATE,
+    clean_text,
+    in_date_range,
+    parse_date,
+    parse_id,
+    parse_int,
+)
 
 MAX_TITLE = 200
 MAX_BODY = 10_000
@@ -106,7 +114,7 @@ class Content:
         )
 
 
-_HHMM = re.compile(r"(\d{1,2}):(\d{2})")
+_HHMM = re.compile(r"([0-9]{1,2}):([0-9]{2})")
 
 
 def _as_bool(value: object) -> bool:
@@ -116,25 +124,29 @@ def _as_bool(value: object) -> bool:
 
 
 def _as_date(errors: Errors, name: str, value: object, label: str) -> date | None:
-    if isinstance(value, date):
-        return value
-    text = str(value or "").strip()
+    text = value if isinstance(value, date) else str(value or "").strip()
     if not text:
         errors.add(name, N_("请填写{label}"), label=label)
         return None
-    try:
-        return date.fromisoformat(text)
-    except ValueError:
+    day = parse_date(text)
+    if day is None:
         errors.add(name, N_("{label}应为 YYYY-MM-DD 格式的日期"), label=label)
         return None
+    if not in_date_range(day):
+        errors.add(
+            name,
+            N_("{label}应在 {lo} 到 {hi} 之间"),
+            label=label,
+            lo=MIN_DATE.isoformat(),
+            hi=MAX_DATE.isoformat(),
+        )
+        return None
+    return day
 
 
 def _as_int(errors: Errors, name: str, value: object, label: str, lo: int, hi: int) -> int:
-    try:
-        if isinstance(value, (bool, float)):
-            raise ValueError
-        number = value if isinstance(value, int) else int(str(value).strip())
-    except ValueError:
+    number = None if isinstance(value, float) else parse_int(value)
+    if number is None:
         errors.add(name, N_("{label}应为整数"), label=label)
         return lo
     if not lo <= number <= hi:
@@ -150,13 +162,11 @@ def _area_ids(errors: Errors, session: Session, raw: object) -> tuple[int, ...]:
         return ()
     ids: list[int] = []
     for item in raw:
-        try:
-            if isinstance(item, bool):
-                raise ValueError
-            ids.append(int(str(item)))
-        except ValueError:
+        area_id = parse_id(item)
+        if area_id is None:
             errors.add("area_ids", N_("区域编号“{v}”无效"), v=str(item)[:20])
             return ()
+        ids.append(area_id)
     found = set(session.scalars(select(Area.id).where(Area.id.in_(ids))))
     missing = [i for i in ids if i not in found]
     if missing:
@@ -183,14 +193,11 @@ def parse_content(session: Session, data: Mapping[str, Any], *, today: date) -> 
     topic_id: int | None = None
     raw_topic = data.get("topic_id")
     if raw_topic not in (None, ""):
-        try:
-            topic_id = int(str(raw_topic))
-        except ValueError:
+        topic_id = parse_id(raw_topic)
+        if topic_id is None:
             errors.add("topic_id", N_("主题无效"))
-        else:
-            topic = session.get(Topic, topic_id)
-            if topic is None:
-                errors.add("topic_id", N_("主题 {id} 不存在"), id=topic_id)
+        elif session.get(Topic, topic_id) is None:
+            errors.add("topic_id", N_("主题 {id} 不存在"), id=topic_id)
     try:
         priority = Priority(str(data.get("priority") or "normal"))
     except ValueError:

@@ -35,6 +35,7 @@ from cms.services import audit
 from cms.services.announcements import going_out_on, live_filter, reaches
 from cms.services.areas import full_name
 from cms.services.errors import N_, Conflict, DomainError, NotFound
+from cms.services.text import parse_id
 
 CODE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"  # no 0/O, 1/I: read aloud over the phone
 CODE_LENGTH = 8
@@ -241,8 +242,9 @@ def find_area(session: Session, ref: str) -> Area:
         Conflict: a bare name matches several areas.
     """
     ref = ref.strip()
-    if ref.isdigit():
-        area = session.get(Area, int(ref))
+    if re.fullmatch(r"[0-9]+", ref):
+        area_id = parse_id(ref)
+        area = session.get(Area, area_id) if area_id is not None else None
         if area is None:
             raise NotFound(N_("区域 {id} 不存在"), id=ref)
         return area
@@ -271,7 +273,7 @@ def bind_chat_cli(
 ) -> ChatGroup:
     """``dalaba chats bind --chat-id ID --area AREA`` (AREA by id or by name path)."""
     chat_id = str(chat_id).strip()
-    if not re.fullmatch(r"-?\d{1,20}|@[A-Za-z0-9_]{4,40}", chat_id):
+    if not re.fullmatch(r"-?[0-9]{1,20}|@[A-Za-z0-9_]{4,40}", chat_id):
         raise Conflict(N_("群聊 ID 应为数字（群组以 - 开头）或 @用户名：{id}"), id=chat_id)
     return bind_chat(
         session,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import contextlib
+import re
 from datetime import time
 
 from sqlalchemy import select
@@ -11,8 +11,9 @@ from sqlalchemy.orm import Session
 from cms.models import Area, Outlet, OutletKind, Slot, User
 from cms.services import audit
 from cms.services.errors import N_, Errors, NotFound
-from cms.services.text import clean_text
+from cms.services.text import clean_text, parse_id, parse_int
 
+_HHMM = re.compile(r"([0-9]{1,2}):([0-9]{2})")
 OUTLET_KIND_LABELS = {OutletKind.LOUDSPEAKER: N_("固定大喇叭"), OutletKind.MOBILE: N_("移动音箱")}
 
 
@@ -27,12 +28,12 @@ def parse_slots(errors: Errors, raw: object) -> list[tuple[time, int]]:
         if not item:
             continue
         parts = item.split()
+        match = _HHMM.fullmatch(parts[0].replace("：", ":"))
+        minutes = parse_int(parts[1]) if len(parts) == 2 else 10 if len(parts) == 1 else None
         try:
-            hh, mm = parts[0].replace("：", ":").split(":")
-            at = time(int(hh), int(mm))
-            minutes = int(parts[1]) if len(parts) > 1 else 10
-            if not 1 <= minutes <= 120 or len(parts) > 2:
+            if match is None or minutes is None or not 1 <= minutes <= 120:
                 raise ValueError
+            at = time(int(match[1]), int(match[2]))
         except ValueError:
             errors.add(
                 "slots",
@@ -67,19 +68,15 @@ def save_outlet(
     except ValueError:
         errors.add("kind", N_("广播点类型无效"))
         parsed_kind = OutletKind.LOUDSPEAKER
-    area = None
-    with contextlib.suppress(ValueError):
-        area = session.get(Area, int(str(area_id)))
+    parsed_area = parse_id(area_id)
+    area = session.get(Area, parsed_area) if parsed_area is not None else None
     if area is None:
         errors.add("area_id", N_("请选择存在的区域"))
     parsed_slots = parse_slots(errors, slots)
     if not parsed_slots and "slots" not in errors:
         errors.add("slots", N_("至少设置一个播出时段"))
-    try:
-        loop = int(str(loop_minutes))
-        if not 1 <= loop <= 240:
-            raise ValueError
-    except ValueError:
+    loop = parse_int(loop_minutes)
+    if loop is None or not 1 <= loop <= 240:
         errors.add("loop_minutes", N_("循环时长应为 1–240 分钟"))
         loop = 30
     clean_note = clean_text(

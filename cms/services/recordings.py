@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 from cms.models import Announcement, Recording, Role, Status, User
 from cms.services import audit
 from cms.services.errors import N_, Message, PermissionDenied, ValidationError, WorkflowError
+from cms.services.text import clean_filename
 
 if TYPE_CHECKING:
     from audio.render import Renderer
@@ -74,7 +75,7 @@ def add_recording(
     from audio.errors import AudioError
 
     _check_editable(user, ann)
-    name = Path(filename or "").name[:200] or "recording"
+    name = clean_filename(filename, "recording")
     suffix = Path(name).suffix.lower()
     if suffix not in ALLOWED_SUFFIXES:
         raise ValidationError(

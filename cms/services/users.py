@@ -191,13 +191,15 @@ def issue_api_token(session: Session, actor: User | None, user: User, label: str
 
     Raises:
         Conflict: the account is deactivated (its token would come back on reactivation).
+        ValidationError: the label is not acceptable text.
     """
     if not user.active:
         raise Conflict(N_("用户“{name}”已停用，不能为其生成令牌"), name=user.username)
+    errors = Errors()
+    label = clean_text(errors, "label", label, label=N_("说明"), max_len=80, required=False)
+    errors.raise_if_any()
     token = TOKEN_PREFIX + secrets.token_urlsafe(32)
-    row = ApiToken(
-        user_id=user.id, token_hash=hash_token(token), prefix=token[:10], label=label[:80]
-    )
+    row = ApiToken(user_id=user.id, token_hash=hash_token(token), prefix=token[:10], label=label)
     session.add(row)
     session.flush()
     audit.record(session, actor or user, "api_token.issue", row, user=user.username)

@@ -10,12 +10,35 @@ from flask import Flask, current_app, g, make_response, render_template, request
 from flask_wtf.csrf import CSRFError, CSRFProtect
 from markupsafe import Markup
 from werkzeug.exceptions import HTTPException, NotFound
+from werkzeug.routing import IntegerConverter, Map
 
 from cms.db import make_engine, make_session_factory
+from cms.services.text import MAX_ID, clean_filename
 from cms.settings import Settings
 
 log = logging.getLogger(__name__)
 csrf = CSRFProtect()
+
+
+class IdConverter(IntegerConverter):
+    """``<int:…>`` for ids: ASCII digits only, at most ``MAX_ID`` unless a rule says less.
+
+    Werkzeug's own matches any Unicode digit (``\\d``) and any size, and a number beyond
+    what the database driver binds (2**63 on SQLite) was an OverflowError, a 500; here it
+    does not match, so it is a 404 like any unknown id.
+    """
+
+    regex = r"[0-9]{1,10}"
+
+    def __init__(
+        self,
+        map: Map,
+        fixed_digits: int = 0,
+        min: int | None = None,
+        max: int | None = None,
+        signed: bool = False,
+    ) -> None:
+        super().__init__(map, fixed_digits, min, MAX_ID if max is None else max, signed)
 
 
 def create_app(settings: Settings, *, engine: Any = None) -> Flask:
@@ -36,6 +59,7 @@ def create_app(settings: Settings, *, engine: Any = None) -> Flask:
     )
     app.json.ensure_ascii = False  # type: ignore[attr-defined]
     app.extensions["dalaba.settings"] = settings
+    app.url_map.converters["int"] = IdConverter
     engine = engine or make_engine(settings.database_url)
     app.extensions["dalaba.engine"] = engine
     app.extensions["dalaba.sessions"] = make_session_factory(engine)
@@ -63,6 +87,7 @@ def create_app(settings: Settings, *, engine: Any = None) -> Flask:
         settings, dt, fmt
     )
     app.jinja_env.filters["nl2br"] = _nl2br
+    app.jinja_env.filters["filename"] = clean_filename
     app.jinja_env.globals["today"] = lambda: today(settings)
     return app
 

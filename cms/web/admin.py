@@ -24,10 +24,10 @@ from cms.services import topics as topic_svc
 from cms.services import users as user_svc
 from cms.services.announcements import SELF_APPROVAL_SETTING
 from cms.services.audit import record
-from cms.services.errors import DomainError, ValidationError
+from cms.services.errors import N_, DomainError, Message, ValidationError
 from cms.web.auth import remember_login, rule
 from cms.web.db import db
-from cms.web.forms import field_errors, int_arg, message, paginate
+from cms.web.forms import field_errors, form_id, form_ids, int_arg, message, paginate
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 ADMIN = Role.ADMIN
@@ -49,14 +49,16 @@ def areas() -> Any:
     status = 200
     if request.method == "POST":
         form = request.form.to_dict()
-        parent = request.form.get("parent_id") or None
+        parent_id = form_id("parent_id")
         try:
+            if parent_id is None and request.form.get("parent_id", "").strip():
+                raise ValidationError({"parent_id": Message(N_("请选择存在的区域"))})
             area_svc.create_area(
                 db(),
                 g.user,
                 name=form.get("name", ""),
                 kind=form.get("kind", ""),
-                parent_id=int(parent) if parent and parent.isdigit() else None,
+                parent_id=parent_id,
             )
             db().commit()
             flash(_("已添加区域“{name}”").format(name=form.get("name", "").strip()), "success")
@@ -128,7 +130,7 @@ def outlet_edit(outlet_id: int | None = None) -> Any:
                 note=form.get("note", ""),
                 active="active" in form,
             )
-            ids = [int(i) for i in form.getlist("operator_ids") if i.isdigit()]
+            ids = form_ids("operator_ids")
             saved.operators = list(
                 db().scalars(select(User).where(User.id.in_(ids), User.role == Role.OPERATOR))
             )
@@ -243,8 +245,12 @@ def user_update(user_id: int) -> Any:
 def topics() -> Any:
     """The topic list."""
     if request.method == "POST":
-        topic_id = request.form.get("topic_id", "")
-        topic = db().get(Topic, int(topic_id)) if topic_id.isdigit() else None
+        topic = None
+        if request.form.get("topic_id", "").strip():
+            topic_id = form_id("topic_id")
+            topic = db().get(Topic, topic_id) if topic_id is not None else None
+            if topic is None:
+                abort(404, description=_("主题不存在"))
         try:
             topic_svc.save_topic(
                 db(),
@@ -290,7 +296,7 @@ def tokens() -> Any:
     if request.method == "POST":
         try:
             if request.form.get("action") == "revoke":
-                user_svc.revoke_api_token(db(), g.user, int(request.form.get("token_id", "0") or 0))
+                user_svc.revoke_api_token(db(), g.user, form_id("token_id") or 0)
                 flash(_("令牌已吊销"), "success")
             else:
                 owner = user_svc.get_user_by_name(db(), request.form.get("username", ""))
@@ -298,9 +304,12 @@ def tokens() -> Any:
                     db(), g.user, owner, request.form.get("label", "")
                 )
             db().commit()
-        except (DomainError, ValueError) as exc:
+        except ValidationError as exc:
             db().rollback()
-            flash(message(exc) if isinstance(exc, DomainError) else _("输入有误"), "error")
+            flash("；".join(field_errors(exc).values()), "error")
+        except DomainError as exc:
+            db().rollback()
+            flash(message(exc), "error")
     rows = list(db().scalars(select(ApiToken).order_by(ApiToken.created_at.desc())))
     return render_template("admin/tokens.html", tokens=rows, new_token=new_token)
 

@@ -49,14 +49,12 @@ from cms.services.errors import (
     ValidationError,
     WorkflowError,
 )
-from cms.services.text import clean_text
+from cms.services.text import MAX_ID, clean_text
 from cms.web.auth import ANY_USER, PUBLIC, rule
 from cms.web.db import db, settings
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 
-# Ids are INTEGER columns: larger numbers would overflow the database driver, not match.
-MAX_ID = 2**31 - 1
 MAX_REQUEST_BYTES = 512 * 1024
 MAX_AREA_IDS = 500
 MAX_COMMENT = 2000
@@ -66,6 +64,7 @@ MAX_PER_PAGE = 100
 DEFAULT_PER_PAGE = 20
 CHANNELS = ("loudspeaker", "chats")
 TIME_PATTERN = r"^([01][0-9]|2[0-3]):[0-5][0-9]$"
+# Ids are INTEGER columns: larger numbers would overflow the database driver, not match.
 ID = f"int(min=1, max={MAX_ID})"
 
 ERROR_CODES = {

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+import unicodedata
 from collections.abc import Callable
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
@@ -151,17 +152,25 @@ def enforce_route_rule() -> Any:
     return None
 
 
+def local_url(target: str | None) -> str | None:
+    """``target`` when it is a path on this site, else None (for ``next`` parameters).
+
+    Browsers drop tabs and newlines from URLs and read a backslash as a slash, so
+    ``/\\evil.example`` or ``/<TAB>/evil.example`` would leave the site, and CR/LF cannot go
+    into a Location header at all: a target with any of them is not followed.
+    """
+    if not target or not target.startswith("/") or target.startswith("//"):
+        return None
+    if "\\" in target or any(unicodedata.category(ch).startswith("C") for ch in target):
+        return None
+    parts = urlsplit(target)
+    if parts.scheme or parts.netloc:
+        return None
+    return target
+
+
 def _safe_next(target: str | None) -> str:
-    if target:
-        parts = urlsplit(target)
-        if (
-            not parts.scheme
-            and not parts.netloc
-            and target.startswith("/")
-            and not target.startswith("//")
-        ):
-            return target
-    return url_for("dashboard.index")
+    return local_url(target) or url_for("dashboard.index")
 
 
 @bp.route("/login", methods=["GET", "POST"])

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, flash, g, redirect, render_template, request, url_for
+from flask import Blueprint, flash, g, redirect, render_template, url_for
 from flask_babel import gettext as _
 from sqlalchemy import select
 
@@ -14,7 +14,7 @@ from cms.services import chats as chat_svc
 from cms.services.errors import DomainError
 from cms.web.auth import rule
 from cms.web.db import db, settings
-from cms.web.forms import message
+from cms.web.forms import form_id, message
 
 bp = Blueprint("chats", __name__, url_prefix="/chats")
 ADMIN = Role.ADMIN
@@ -46,13 +46,17 @@ def index() -> Any:
 @rule(ADMIN)
 def binding_code() -> Any:
     """Create a one-time code that binds a group chat to an area; shown once."""
+    area_id = form_id("area_id")
+    if area_id is None:
+        flash(_("请选择区域"), "error")
+        return _page(400)
     try:
-        area = area_svc.get_area(db(), int(request.form.get("area_id", "0") or 0))
+        area = area_svc.get_area(db(), area_id)
         code = chat_svc.create_binding_code(db(), g.user, area)
         db().commit()
-    except (DomainError, ValueError) as exc:
+    except DomainError as exc:
         db().rollback()
-        flash(message(exc) if isinstance(exc, DomainError) else _("请选择区域"), "error")
+        flash(message(exc), "error")
         return _page(400)
     return _page(new_code=code, code_area=area_svc.full_name(db(), area))
 
@@ -61,11 +65,8 @@ def binding_code() -> Any:
 @rule(ADMIN)
 def link_code() -> Any:
     """Create a one-time code that links an operator's chat account; shown once."""
-    user = (
-        db().get(User, int(request.form.get("user_id", "0") or 0))
-        if request.form.get("user_id", "").isdigit()
-        else None
-    )
+    user_id = form_id("user_id")
+    user = db().get(User, user_id) if user_id is not None else None
     if user is None:
         flash(_("请选择用户"), "error")
         return _page(400)

@@ -10,6 +10,7 @@ from flask_babel import gettext as _
 from sqlalchemy import Select, func, select
 
 from cms.services.errors import DomainError, ValidationError
+from cms.services.text import parse_id, parse_int
 from cms.web.db import db
 
 
@@ -25,13 +26,26 @@ def int_arg(name: str, default: int | None = None, *, lo: int = 1, hi: int = 10*
     raw = request.args.get(name, "")
     if raw == "":
         return default
-    try:
-        value = int(raw)
-    except ValueError:
+    value = parse_int(raw)
+    if value is None:
         abort(400, description=_("参数 {name} 应为整数").format(name=name))
     if not lo <= value <= hi:
         abort(400, description=_("参数 {name} 超出范围").format(name=name))
     return value
+
+
+def form_id(name: str) -> int | None:
+    """An id from a form field, or None when it is empty, not ASCII digits or out of range.
+
+    The one way forms read ids: ``str.isdigit()`` admits "²" and ``int()`` admits "١٢",
+    and an id the database cannot hold must be "not found", not an OverflowError.
+    """
+    return parse_id(request.form.get(name, ""))
+
+
+def form_ids(name: str) -> list[int]:
+    """The valid ids of a multi-valued form field (anything else is left out)."""
+    return [i for i in map(parse_id, request.form.getlist(name)) if i is not None]
 
 
 @dataclass

@@ -33,9 +33,10 @@ from sqlalchemy.orm import selectinload
 from cms.models import Outlet, OutletKind, Program, Role
 from cms.services import operators as svc
 from cms.services.errors import DomainError
+from cms.services.text import in_date_range, parse_date, printable
 from cms.web.auth import PUBLIC, STAFF, rule
 from cms.web.db import db, settings
-from cms.web.forms import int_arg, message
+from cms.web.forms import form_id, int_arg, message
 from cms.web.sendfile import (
     accel_redirect_uri,
     bytes_body,
@@ -49,8 +50,7 @@ from cms.web.sendfile import (
 log = logging.getLogger(__name__)
 bp = Blueprint("operators", __name__)
 
-_DAY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
-_SLOT = re.compile(r"^([01]\d|2[0-3])([0-5]\d)$")
+_SLOT = re.compile(r"([01][0-9]|2[0-3])([0-5][0-9])")
 _FILENAME_UNSAFE = re.compile(r'[\\/:*?"<>|\x00-\x1f\x7f]+')
 UPCOMING_DAYS = 7
 FEED_DAYS = 14
@@ -89,23 +89,26 @@ def _outlet(token: str) -> Outlet:
 def _day(value: str) -> date:
     if value == "today":
         return _today()
-    if not _DAY.match(value):
+    day = parse_date(value)
+    if day is None or not in_date_range(day):
         abort(404)
-    try:
-        return date.fromisoformat(value)
-    except ValueError:
-        abort(404)
+    return day
 
 
 def _slot(value: str) -> time:
-    match = _SLOT.match(value)
+    match = _SLOT.fullmatch(value)
     if match is None:
         abort(404)
     return time(int(match.group(1)), int(match.group(2)))
 
 
 def _safe_name(text: str) -> str:
-    return _FILENAME_UNSAFE.sub("_", text).strip() or "dalaba"
+    return _FILENAME_UNSAFE.sub("_", printable(text)).strip() or "dalaba"
+
+
+def _m3u_text(text: str) -> str:
+    """One playlist line's worth of text: no line breaks, nothing XML or bidi would choke on."""
+    return " ".join(printable(text).split())
 
 
 def _names(outlet: Outlet, program: Program, suffix: str = "") -> tuple[str, str]:
@@ -371,11 +374,11 @@ def playlist(token: str, day: str) -> Any:
     """An M3U playlist (UTF-8) of the day's programs with absolute URLs."""
     outlet = _outlet(token)
     the_day = _day(day)
-    lines = ["#EXTM3U", f"#PLAYLIST:{outlet.name} {the_day.isoformat()}"]
+    lines = ["#EXTM3U", f"#PLAYLIST:{_m3u_text(outlet.name)} {the_day.isoformat()}"]
     for program in svc.programs_for(db(), outlet, the_day, the_day):
         if not svc.is_ready(program):
             continue
-        title = f"{outlet.name} {program.day.isoformat()} {program.slot.label}"
+        title = _m3u_text(f"{outlet.name} {program.day.isoformat()} {program.slot.label}")
         url = settings().base_url + url_for(
             ".program_mp3", token=token, day=program.day.isoformat(), slot=f"{program.slot.at:%H%M}"
         )
@@ -421,9 +424,12 @@ def feed(token: str) -> Any:
     ET.register_namespace("itunes", ITUNES)
     rss = ET.Element("rss", {"version": "2.0"})
     channel = ET.SubElement(rss, "channel")
-    ET.SubElement(channel, "title").text = f"{outlet.name} · {_('大喇叭')}"
+    # Names and titles pass through printable(): ElementTree writes any character as it is,
+    # and one U+FFFF (or a control character) makes the whole feed ill-formed XML.
+    name = printable(outlet.name)
+    ET.SubElement(channel, "title").text = f"{name} · {_('大喇叭')}"
     ET.SubElement(channel, "link").text = base + url_for(".link_page", token=token)
-    ET.SubElement(channel, "description").text = _("{name}每天的广播节目").format(name=outlet.name)
+    ET.SubElement(channel, "description").text = _("{name}每天的广播节目").format(name=name)
     ET.SubElement(channel, "language").text = "zh-cn"
     ET.SubElement(channel, f"{{{ITUNES}}}author").text = _("大喇叭")
     ET.SubElement(channel, f"{{{ITUNES}}}explicit").text = "false"
@@ -441,15 +447,15 @@ def feed(token: str) -> Any:
         slot = f"{program.slot.at:%H%M}"
         url = base + url_for(".program_mp3", token=token, day=program.day.isoformat(), slot=slot)
         item = ET.SubElement(channel, "item")
-        ET.SubElement(
-            item, "title"
-        ).text = f"{program.day.isoformat()} {program.slot.label} {outlet.name}"
+        ET.SubElement(item, "title").text = printable(
+            f"{program.day.isoformat()} {program.slot.label} {outlet.name}"
+        )
         titles = [
-            str(a.get("title", ""))
+            printable(str(a.get("title", "")))
             for a in (program.manifest or {}).get("announcements", [])
             if isinstance(a, dict)
         ]
-        ET.SubElement(item, "description").text = "、".join(titles) or outlet.name
+        ET.SubElement(item, "description").text = "、".join(titles) or name
         built = program.built_at or program.created_at
         ET.SubElement(
             item, "guid", {"isPermaLink": "false"}
@@ -540,9 +546,8 @@ def links() -> Any:
     new_link = None
     new_outlet = None
     if request.method == "POST":
-        outlet_id = request.form.get("outlet_id", "")
-        valid = outlet_id.isdigit() and len(outlet_id) < 10
-        outlet = db().get(Outlet, int(outlet_id)) if valid else None
+        outlet_id = form_id("outlet_id")
+        outlet = db().get(Outlet, outlet_id) if outlet_id is not None else None
         if outlet is None:
             abort(404)
         if request.form.get("action") == "issue":
@@ -636,13 +641,23 @@ def _chart(totals: list[svc.ComplianceRow]) -> dict[str, Any]:
 
 
 COLUMNS = ("日期", "村", "应播节目", "已生成", "已下载", "已确认", "迟报", "漏播", "确认率")
+# OWASP's CSV-injection rule: a cell starting with one of these is read as a formula by Excel,
+# LibreOffice or Google Sheets (a village named "=HYPERLINK(…)" would become a live link).
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def neutralise(value: Any) -> Any:
+    """A spreadsheet cell that stays text: user text starting like a formula gets a quote."""
+    if isinstance(value, str) and value.startswith(FORMULA_START):
+        return "'" + value
+    return value
 
 
 def _table(rows: list[svc.ComplianceRow]) -> list[list[Any]]:
     return [
         [
             r.day,
-            r.village,
+            neutralise(printable(r.village)),
             r.planned,
             r.built,
             r.downloaded,
@@ -693,6 +708,9 @@ def compliance_xlsx() -> Any:
         cell.font = Font(bold=True)
     for row in _table(rows):
         sheet.append(row)
+        for cell in sheet[sheet.max_row]:
+            if isinstance(cell.value, str):
+                cell.data_type = "s"  # user text is a string cell, never a formula
     for cell in sheet["A"][1:]:
         cell.number_format = "yyyy-mm-dd"
     for cell in sheet["I"][1:]:

@@ -49,8 +49,17 @@ from cms.services import announcements as ann_svc
 from cms.services import budget as budget_svc
 from cms.services import lexicon as lexicon_svc
 from cms.services.errors import NotFound, ValidationError
+from cms.services.text import (
+    MAX_DATE,
+    MAX_ID,
+    MIN_DATE,
+    in_date_range,
+    parse_date,
+    parse_id,
+    parse_int,
+)
 from cms.web import today
-from cms.web.auth import ANY_USER, STAFF, rule
+from cms.web.auth import ANY_USER, STAFF, local_url, rule
 from cms.web.db import db, settings
 from cms.web.forms import field_errors, int_arg, message, paginate
 
@@ -83,19 +92,16 @@ def _labels() -> dict[str, Any]:
 
 
 def _back(default: str) -> Any:
-    target = request.form.get("next", "")
-    if target.startswith("/") and not target.startswith("//"):
-        return redirect(target)
-    return redirect(default)
+    return redirect(local_url(request.form.get("next")) or default)
 
 
 def _day(text: str) -> date:
     if text == "today":
         return today(settings())
-    try:
-        return date.fromisoformat(text)
-    except ValueError:
+    day = parse_date(text)
+    if day is None or not in_date_range(day):
         abort(404)
+    return day
 
 
 def _outlet(outlet_id: int) -> Outlet:
@@ -487,9 +493,8 @@ def budget() -> Any:
 
     def number(name: str, default: int, lo: int, hi: int) -> int:
         raw = data.get(name, "")
-        try:
-            value = int(raw) if raw != "" else default
-        except ValueError:
+        value = parse_int(raw) if raw != "" else default
+        if value is None:
             errors[name] = _("应为整数")
             return default
         if not lo <= value <= hi:
@@ -498,21 +503,27 @@ def budget() -> Any:
 
     rate = number("rate", 0, *ann_svc.RATE_RANGE)
     repeats = number("repeats", 1, 1, ann_svc.MAX_REPEATS)
-    exclude = number("announcement_id", 0, 0, 10**9) or None
+    exclude = number("announcement_id", 0, 0, MAX_ID) or None
     raw_areas = data.getlist("area_ids") or (data.get("area_ids", "").split(","))
     area_ids: list[int] = []
     for item in raw_areas:
         if item.strip():
-            try:
-                area_ids.append(int(item))
-            except ValueError:
+            area_id = parse_id(item)
+            if area_id is None:
                 errors["area_ids"] = _("区域编号无效")
+            else:
+                area_ids.append(area_id)
     dates: dict[str, date] = {}
     for name in ("start_date", "end_date"):
-        try:
-            dates[name] = date.fromisoformat(data.get(name, "") or today(settings()).isoformat())
-        except ValueError:
+        day = parse_date(data.get(name, "")) if data.get(name) else today(settings())
+        if day is None:
             errors[name] = _("应为 YYYY-MM-DD 格式的日期")
+        elif not in_date_range(day):
+            errors[name] = _("应在 {lo} 到 {hi} 之间").format(
+                lo=MIN_DATE.isoformat(), hi=MAX_DATE.isoformat()
+            )
+        else:
+            dates[name] = day
     if errors:
         return jsonify({"errors": errors}), 400
     result = budget_svc.budget(

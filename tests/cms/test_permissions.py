@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 
 import pytest
+from werkzeug.routing import IntegerConverter
 
 from cms.models import Role
 from cms.web.auth import PUBLIC, route_rule
@@ -47,8 +48,8 @@ def _sample_url(rule) -> str:  # type: ignore[no-untyped-def]
     """Fill a route's parameters with plausible values (ids of the seeded rows, a fake token)."""
     url = rule.rule
     for name, converter in rule._converters.items():
-        kind = type(converter).__name__
-        value = "1" if kind == "IntegerConverter" else "2026-11-28" if "date" in name else "x"
+        number = isinstance(converter, IntegerConverter)
+        value = "1" if number else "2026-11-28" if "date" in name else "x"
         url = re.sub(rf"<(?:[^:<>]+:)?{name}>", value, url)
     return url
 
