@@ -25,6 +25,8 @@ ACTION_LABELS = {
     "program.retry": N_("重试生成节目"),
     "delivery.retry": N_("重试群聊发送"),
     "alert.resolve": N_("标记提醒已处理"),
+    "lexicon.save": N_("保存读音（相关音频重新生成）"),
+    "lexicon.delete": N_("删除读音（相关音频重新生成）"),
 }
 
 

@@ -137,9 +137,13 @@ def test_operator_sees_only_own_outlets(client, make_user, world, session):  # t
 
 
 def test_lexicon_add_sample_and_rerender(client, make_user, world, session):  # type: ignore[no-untyped-def]
-    login(client, make_user(Role.EDITOR))
+    editor = make_user(Role.EDITOR)
+    login(client, editor)
     response = client.post("/schedule/lexicon", data={"written": "烛", "spoken": "竹"})
     assert response.status_code == 302
+    (entry,) = _audit(session, "lexicon.save")  # who caused the re-render, and what it reaches
+    assert entry.user_id == editor.id
+    assert entry.detail["revisions"] == [world["ann"].approved_revision_id]
     page = client.get("/schedule/lexicon").get_data(as_text=True)
     assert "1 条公告的音频和相关节目将自动重新生成" in page
     assert session.scalar(select(LexiconEntry.spoken).where(LexiconEntry.written == "烛")) == "竹"
