@@ -1,4 +1,5 @@
-"""The import rules of design.md §2, checked in a clean interpreter per package.
+"""The import rules of design.md §2, checked in a clean interpreter per package (and, for rules
+about direct imports only, by reading the import statements).
 
 `cms.cli` is left out on purpose: it is the composition root, where plugins (bot/) come in
 through entry points.
@@ -6,11 +7,15 @@ through entry points.
 
 from __future__ import annotations
 
+import ast
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
 
 FORBIDDEN = {
     "audio": {"flask", "sqlalchemy", "telegram", "apscheduler", "cms", "bot"},
@@ -45,3 +50,64 @@ def test_audio_submodules_stay_pure():
     for info in pkgutil.iter_modules(audio.__path__, "audio."):
         loaded = _imported(info.name)
         assert not (FORBIDDEN["audio"] & loaded), info.name
+
+
+# design.md §2: web pages reach the scheduler's state only through services (which audit every
+# change). cms.services.schedule imports cms.scheduler, so this rule is about the web's own
+# import statements (anywhere in a module, including inside functions), not what they pull in.
+DIRECT_FORBIDDEN = {"cms.web": ("cms.scheduler",)}
+
+
+def _direct_imports(source: str, package: str) -> set[str]:
+    """Every module named by an import statement in ``source`` (a module of ``package``)."""
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                parent = package.rsplit(".", node.level - 1)[0]
+                base = f"{parent}.{base}" if base else parent
+            names.add(base)
+            # `from cms import scheduler` imports the package cms.scheduler itself.
+            names.update(f"{base}.{alias.name}" for alias in node.names)
+    return names
+
+
+def _forbidden(names: set[str], bad: tuple[str, ...]) -> list[str]:
+    return sorted(n for n in names if any(n == b or n.startswith(f"{b}.") for b in bad))
+
+
+@pytest.mark.parametrize("package", sorted(DIRECT_FORBIDDEN))
+def test_package_never_imports_directly(package):
+    folder = ROOT.joinpath(*package.split("."))
+    problems = []
+    for path in sorted(folder.rglob("*.py")):
+        module_package = path.parent.relative_to(ROOT).as_posix().replace("/", ".")
+        names = _direct_imports(path.read_text(encoding="utf-8"), module_package)
+        problems += [
+            f"{path.relative_to(ROOT)} imports {n}"
+            for n in _forbidden(names, DIRECT_FORBIDDEN[package])
+        ]
+    assert problems == []
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "import cms.scheduler.lease",
+        "from cms import scheduler",
+        "from ..scheduler import renders",
+        "from .. import scheduler",
+        "def f():\n    from cms.scheduler.reconcile import open_alerts",
+    ],
+)
+def test_direct_import_check_sees_every_form(source):
+    assert _forbidden(_direct_imports(source, "cms.web"), ("cms.scheduler",)) != []
+    assert (
+        _forbidden(
+            _direct_imports("from cms.services import schedule", "cms.web"), ("cms.scheduler",)
+        )
+        == []
+    )

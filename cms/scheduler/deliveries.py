@@ -126,9 +126,18 @@ def cancel_stale(session: Session) -> int:
     return count + result.rowcount
 
 
-def retry(session: Session, delivery_id: int) -> bool:
-    """The retry button for a failed (or, after checking the chat, uncertain) delivery."""
-    for old in (DeliveryState.FAILED, DeliveryState.UNCERTAIN):
+def retry(
+    session: Session,
+    delivery_id: int,
+    *,
+    from_states: tuple[DeliveryState, ...] = (DeliveryState.FAILED, DeliveryState.UNCERTAIN),
+) -> DeliveryState | None:
+    """The retry button for a failed (or, after checking the chat, uncertain) delivery.
+
+    Returns the state the delivery left, or None when it was in none of ``from_states``
+    (each try is one guarded UPDATE, so a concurrent change is never overwritten).
+    """
+    for old in from_states:
         if queue.transition(
             session,
             Delivery,
@@ -139,8 +148,8 @@ def retry(session: Session, delivery_id: int) -> bool:
             next_attempt_at=None,
             last_error=None,
         ):
-            return True
-    return False
+            return old
+    return None
 
 
 def due_delivery_ids(session: Session, now: datetime, limit: int = 500) -> list[int]:

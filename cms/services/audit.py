@@ -9,7 +9,8 @@ from sqlalchemy.orm import Session
 from cms.models import AuditLog, User
 from cms.services.errors import N_
 
-# How an announcement's history reads to people (the raw action stays in the audit log).
+# How actions read to people, in an announcement's history and on the audit page (the raw
+# action stays in the audit log and is shown beside the label).
 ACTION_LABELS = {
     "announcement.create": N_("新建"),
     "announcement.edit": N_("修改（新版本）"),
@@ -19,6 +20,13 @@ ACTION_LABELS = {
     "announcement.withdraw": N_("撤回"),
     "recording.add": N_("上传录音"),
     "recording.remove": N_("改回合成语音"),
+    # Scheduler actions taken by people (cms.services.schedule).
+    "clip.retry": N_("重试生成音频"),
+    "program.retry": N_("重试生成节目"),
+    "delivery.retry": N_("重试群聊发送"),
+    "alert.resolve": N_("标记提醒已处理"),
+    "lexicon.save": N_("保存读音（相关音频重新生成）"),
+    "lexicon.delete": N_("删除读音（相关音频重新生成）"),
 }
 
 

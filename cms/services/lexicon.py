@@ -49,7 +49,9 @@ def save_entry(
     else:
         entry.spoken, entry.note = s, n
     session.flush()
-    audit.record(session, actor, "lexicon.save", entry, written=w, spoken=s)
+    # The re-render it causes happens in the scheduler; the audit names what it reaches.
+    reaches = [rev.id for rev in affected_revisions(session, w)]
+    audit.record(session, actor, "lexicon.save", entry, written=w, spoken=s, revisions=reaches)
     return entry
 
 
@@ -57,7 +59,8 @@ def delete_entry(session: Session, actor: User | None, entry_id: int) -> None:
     entry = session.get(LexiconEntry, entry_id)
     if entry is None:
         raise NotFound(N_("读音条目 {id} 不存在"), id=entry_id)
-    audit.record(session, actor, "lexicon.delete", entry, written=entry.written)
+    reaches = [rev.id for rev in affected_revisions(session, entry.written)]
+    audit.record(session, actor, "lexicon.delete", entry, written=entry.written, revisions=reaches)
     session.delete(entry)
     session.flush()
 

@@ -23,7 +23,7 @@ from cms.services import outlets as outlet_svc
 from cms.services import topics as topic_svc
 from cms.services import users as user_svc
 from cms.services.announcements import SELF_APPROVAL_SETTING
-from cms.services.audit import record
+from cms.services.audit import ACTION_LABELS, record
 from cms.services.errors import N_, DomainError, Message, ValidationError
 from cms.web.auth import remember_login, rule
 from cms.web.db import db
@@ -323,4 +323,6 @@ def audit() -> Any:
     if action:
         stmt = stmt.where(AuditLog.action.startswith(action))
     page = paginate(stmt, int_arg("page", 1) or 1, 50)
-    return render_template("admin/audit.html", page=page, action=action)
+    return render_template(
+        "admin/audit.html", page=page, action=action, action_labels=ACTION_LABELS
+    )

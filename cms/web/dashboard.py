@@ -9,6 +9,7 @@ from sqlalchemy import func, select
 
 from cms.models import Announcement, ChatGroup, Role, Status
 from cms.services import announcements as svc
+from cms.services import schedule as schedule_svc
 from cms.web import today
 from cms.web.auth import ANY_USER, rule
 from cms.web.db import db, settings
@@ -41,9 +42,7 @@ def index() -> Any:
         )
         for c in chats
     ]
-    from cms.scheduler.reconcile import open_alerts
-
-    alerts = open_alerts(db(), limit=20) if g.user.role is not Role.OPERATOR else []
+    alerts = schedule_svc.open_alerts(db(), limit=20) if g.user.role is not Role.OPERATOR else []
     return render_template(
         "dashboard.html",
         alerts=alerts,

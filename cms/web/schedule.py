@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import logging
 import mimetypes
-from datetime import date, datetime, timedelta
+from collections.abc import Callable
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +30,6 @@ from cms.models import (
     Clip,
     ClipProfile,
     Delivery,
-    DeliveryState,
     JobState,
     OutboxMessage,
     Outlet,
@@ -37,18 +37,12 @@ from cms.models import (
     Revision,
     Role,
     Slot,
-    utcnow,
 )
-from cms.scheduler import deliveries as delivery_jobs
-from cms.scheduler import lease
-from cms.scheduler import programs as program_jobs
-from cms.scheduler import renders as render_jobs
-from cms.scheduler.core import queue_lengths
-from cms.scheduler.reconcile import open_alerts, resolve
 from cms.services import announcements as ann_svc
 from cms.services import budget as budget_svc
 from cms.services import lexicon as lexicon_svc
-from cms.services.errors import NotFound, ValidationError
+from cms.services import schedule as schedule_svc
+from cms.services.errors import NotFound, ValidationError, WorkflowError
 from cms.services.text import (
     MAX_DATE,
     MAX_ID,
@@ -127,102 +121,74 @@ def _visible_outlets() -> list[Outlet]:
 @rule(*STAFF)
 def status() -> Any:
     """The scheduler: who holds it, its last tick, queue lengths, failures and alerts."""
-    state = lease.read(current_app.extensions["dalaba.engine"])
-    now = utcnow()
-    failed_clips = (
-        db()
-        .scalars(
-            select(Clip)
-            .where(Clip.state == JobState.FAILED)
-            .order_by(Clip.updated_at.desc())
-            .limit(50)
-        )
-        .all()
-    )
-    failed_programs = (
-        db()
-        .scalars(
-            select(Program)
-            .where(Program.state == JobState.FAILED)
-            .order_by(Program.day.desc(), Program.id)
-            .limit(50)
-        )
-        .all()
-    )
-    bad_deliveries = (
-        db()
-        .scalars(
-            select(Delivery)
-            .where(Delivery.state.in_([DeliveryState.FAILED, DeliveryState.UNCERTAIN]))
-            .order_by(Delivery.updated_at.desc())
-            .limit(50)
-        )
-        .all()
-    )
+    state = schedule_svc.status(db())
     return render_template(
         "schedule/status.html",
-        lease=state,
-        alive=state.alive(now),
-        last_tick=_parse_time(state.info.get("last_tick")),
-        queues=queue_lengths(db()),
-        failed_clips=failed_clips,
-        failed_programs=failed_programs,
-        bad_deliveries=bad_deliveries,
-        alerts=open_alerts(db()),
+        lease=state.lease,
+        alive=state.alive,
+        last_tick=state.last_tick,
+        queues=state.queues,
+        failed_clips=state.failed_clips,
+        failed_programs=state.failed_programs,
+        bad_deliveries=state.bad_deliveries,
+        alerts=state.alerts,
     )
 
 
-def _parse_time(text: str | None) -> datetime | None:
+def _act(change: Callable[[], object], done: str) -> Any:
+    """Run one audited change; commit and say so, or say why not (404 when the row is gone)."""
     try:
-        return datetime.fromisoformat(text) if text else None
-    except ValueError:
-        return None
+        change()
+    except NotFound as exc:
+        db().rollback()
+        abort(404, description=message(exc))
+    except WorkflowError as exc:
+        db().rollback()
+        flash(message(exc), "error")
+    else:
+        db().commit()
+        flash(done, "info")
+    return _back(url_for("schedule.status"))
 
 
 @bp.post("/clips/<int:clip_id>/retry")
 @rule(*STAFF)
 def retry_clip(clip_id: int) -> Any:
     """Queue a failed clip again."""
-    if render_jobs.retry(db(), clip_id):
-        db().commit()
-        flash(_("已重新排队生成音频"), "info")
-    else:
-        flash(_("这段音频不是失败状态，无需重试"), "error")
-    return _back(url_for("schedule.status"))
+    return _act(
+        lambda: schedule_svc.retry_clip(db(), clip_id, actor=g.user), _("已重新排队生成音频")
+    )
 
 
 @bp.post("/programs/<int:program_id>/retry")
 @rule(*STAFF)
 def retry_program(program_id: int) -> Any:
     """Queue a failed program again."""
-    if program_jobs.retry(db(), program_id):
-        db().commit()
-        flash(_("已重新排队生成节目"), "info")
-    else:
-        flash(_("这个节目不是失败状态，无需重试"), "error")
-    return _back(url_for("schedule.status"))
+    return _act(
+        lambda: schedule_svc.retry_program(db(), program_id, actor=g.user),
+        _("已重新排队生成节目"),
+    )
 
 
 @bp.post("/deliveries/<int:delivery_id>/retry")
 @rule(*STAFF)
 def retry_delivery(delivery_id: int) -> Any:
-    """Send a failed (or checked uncertain) delivery again."""
-    if delivery_jobs.retry(db(), delivery_id):
-        db().commit()
-        flash(_("已重新排队发送"), "info")
-    else:
-        flash(_("这条发送不是失败或不确定状态，无需重试"), "error")
-    return _back(url_for("schedule.status"))
+    """Send a failed delivery again (an uncertain one only once the group was checked)."""
+    checked = request.form.get("checked") == "1"
+    return _act(
+        lambda: schedule_svc.retry_delivery(db(), delivery_id, actor=g.user, checked=checked),
+        _("已重新排队发送"),
+    )
 
 
 @bp.post("/alerts/<int:alert_id>/resolve")
 @rule(*STAFF)
 def resolve_alert(alert_id: int) -> Any:
     """Mark an alert as dealt with."""
-    if resolve(db(), alert_id, utcnow()):
-        db().commit()
-        flash(_("提醒已标记为已处理"), "info")
-    return _back(url_for("schedule.status"))
+    return _act(
+        lambda: schedule_svc.resolve_alert(db(), alert_id, actor=g.user),
+        _("提醒已标记为已处理"),
+    )
 
 
 # -- one announcement --------------------------------------------------------------------
@@ -245,7 +211,7 @@ def renders(announcement_id: int) -> Any:
     }
     since = today(settings()) - timedelta(days=CALENDAR_DAYS)
     in_programs = (
-        program_jobs.programs_with_revision(db(), ann.approved_revision_id, since)
+        schedule_svc.programs_with_revision(db(), ann.approved_revision_id, since)
         if ann.approved_revision_id
         else []
     )
@@ -330,9 +296,7 @@ def _renderer() -> Any:
     """One renderer per app for samples (it shares the scheduler's content-addressed cache)."""
     renderer = current_app.extensions.get("dalaba.sample_renderer")
     if renderer is None:
-        from cms.scheduler.context import make_renderer
-
-        renderer = make_renderer(settings())
+        renderer = schedule_svc.sample_renderer(settings())
         current_app.extensions["dalaba.sample_renderer"] = renderer
     return renderer
 
@@ -383,7 +347,7 @@ def outlet_day(outlet_id: int, day_text: str) -> Any:
     """One outlet's programs for one day: listen, manifest, what is planned."""
     outlet = _outlet(outlet_id)
     day = _day(day_text)
-    planned = program_jobs.outlet_announcements(db(), outlet, day)
+    planned = schedule_svc.outlet_announcements(db(), outlet, day)
     return render_template(
         "schedule/outlet_day.html",
         outlet=outlet,
@@ -407,7 +371,7 @@ def calendar(outlet_id: int) -> Any:
         days.append(
             {
                 "day": day,
-                "announcements": program_jobs.outlet_announcements(db(), outlet, day),
+                "announcements": schedule_svc.outlet_announcements(db(), outlet, day),
                 "slots": _day_programs(outlet, day),
             }
         )
@@ -420,7 +384,7 @@ def runsheet(outlet_id: int, day_text: str) -> Any:
     """The printable run sheet (播出单): slot, order, titles, durations."""
     outlet = _outlet(outlet_id)
     day = _day(day_text)
-    planned = program_jobs.outlet_announcements(db(), outlet, day)
+    planned = schedule_svc.outlet_announcements(db(), outlet, day)
     estimates = {}
     for ann in planned:
         rev = ann.approved_revision

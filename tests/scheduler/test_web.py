@@ -9,6 +9,8 @@ from sqlalchemy import select
 
 from cms.db import make_session_factory
 from cms.models import (
+    Alert,
+    AuditLog,
     Clip,
     ClipProfile,
     Delivery,
@@ -17,9 +19,12 @@ from cms.models import (
     LexiconEntry,
     Program,
     Role,
+    User,
 )
 from cms.scheduler.context import Context
 from cms.scheduler.core import Scheduler
+from cms.services import schedule as schedule_svc
+from cms.services.errors import NotFound, WorkflowError
 from tests.conftest import login
 from tests.scheduler.helpers import local
 
@@ -132,9 +137,13 @@ def test_operator_sees_only_own_outlets(client, make_user, world, session):  # t
 
 
 def test_lexicon_add_sample_and_rerender(client, make_user, world, session):  # type: ignore[no-untyped-def]
-    login(client, make_user(Role.EDITOR))
+    editor = make_user(Role.EDITOR)
+    login(client, editor)
     response = client.post("/schedule/lexicon", data={"written": "烛", "spoken": "竹"})
     assert response.status_code == 302
+    (entry,) = _audit(session, "lexicon.save")  # who caused the re-render, and what it reaches
+    assert entry.user_id == editor.id
+    assert entry.detail["revisions"] == [world["ann"].approved_revision_id]
     page = client.get("/schedule/lexicon").get_data(as_text=True)
     assert "1 条公告的音频和相关节目将自动重新生成" in page
     assert session.scalar(select(LexiconEntry.spoken).where(LexiconEntry.written == "烛")) == "竹"
@@ -251,3 +260,119 @@ def test_user_text_is_escaped_on_every_page(  # type: ignore[no-untyped-def]
         page = client.get(url).get_data(as_text=True)
         assert evil not in page, url
     assert "&lt;script&gt;" in client.get("/schedule/outbox").get_data(as_text=True)
+
+
+def _audit(session, action):  # type: ignore[no-untyped-def]
+    session.rollback()  # a new read transaction sees what the requests committed
+    return list(session.scalars(select(AuditLog).where(AuditLog.action == action)))
+
+
+def test_each_scheduler_action_is_audited_once(client, make_user, world, session):  # type: ignore[no-untyped-def]
+    reviewer = make_user(Role.REVIEWER)
+    login(client, reviewer)
+    clip = session.scalar(select(Clip))
+    clip.state, clip.last_error = JobState.FAILED, "ffmpeg 出错"
+    program = session.scalar(select(Program).where(Program.outlet_id == world["outlet"].id))
+    program.state, program.last_error = JobState.FAILED, "缺少音频"
+    delivery = session.scalar(select(Delivery))
+    delivery.state, delivery.last_error = DeliveryState.FAILED, "网络错误"
+    alert = Alert(kind="program_missed", message="节目错过了", object_type="program")
+    session.add(alert)
+    session.commit()
+    posts = [
+        (f"/schedule/clips/{clip.id}/retry", "clip.retry", "clip", clip.id, "已重新排队生成音频"),
+        (f"/schedule/programs/{program.id}/retry", "program.retry", "program", program.id,
+         "已重新排队生成节目"),
+        (f"/schedule/deliveries/{delivery.id}/retry", "delivery.retry", "delivery", delivery.id,
+         "已重新排队发送"),
+        (f"/schedule/alerts/{alert.id}/resolve", "alert.resolve", "alert", alert.id,
+         "提醒已标记为已处理"),
+    ]  # fmt: skip
+    for url, action, object_type, object_id, flash in posts:
+        response = client.post(url, data={"next": "/schedule/"}, follow_redirects=True)
+        assert response.status_code == 200 and flash in response.get_data(as_text=True), url
+        rows = _audit(session, action)
+        assert len(rows) == 1, action
+        assert (rows[0].user_id, rows[0].object_type, rows[0].object_id) == (
+            reviewer.id,
+            object_type,
+            object_id,
+        )
+    assert _audit(session, "clip.retry")[0].detail["error"] == "ffmpeg 出错"
+    assert _audit(session, "delivery.retry")[0].detail["previous"] == "failed"
+    session.rollback()
+    assert session.get(Clip, clip.id).state is JobState.PENDING
+    assert session.get(Program, program.id).state is JobState.PENDING
+    assert session.get(Delivery, delivery.id).state is DeliveryState.PENDING
+    assert session.get(Alert, alert.id).resolved_at is not None
+    # Pressing again changes nothing and records nothing; the reason is shown.
+    for url, action, _type, _id, _flash in posts:
+        page = client.post(url, follow_redirects=True).get_data(as_text=True)
+        assert "无需重试" in page or "这条提醒已经处理过了" in page, url
+        assert len(_audit(session, action)) == 1, action
+    for url in ("/schedule/clips/999999/retry", "/schedule/programs/999999/retry",
+                "/schedule/deliveries/999999/retry", "/schedule/alerts/999999/resolve"):  # fmt: skip
+        assert client.post(url).status_code == 404, url
+
+
+def test_uncertain_delivery_needs_a_checked_group(client, make_user, world, session):  # type: ignore[no-untyped-def]
+    editor = make_user(Role.EDITOR)
+    login(client, editor)
+    delivery = session.scalar(select(Delivery))
+    delivery.state, delivery.last_error = DeliveryState.UNCERTAIN, "发送后连接中断"
+    delivery.attempts = 2
+    session.commit()
+    for page_url in ("/schedule/", f"/schedule/announcements/{world['ann'].id}"):
+        page = client.get(page_url).get_data(as_text=True)
+        assert f'data-testid="confirm-retry-{delivery.id}"' in page, page_url
+        assert "我已到群里确认，这条通知确实没有收到" in page and 'name="checked"' in page
+    url = f"/schedule/deliveries/{delivery.id}/retry"
+    for data in ({}, {"checked": ""}, {"checked": "on-purpose"}):
+        page = client.post(url, data=data, follow_redirects=True).get_data(as_text=True)
+        assert "请先到群里确认确实没有收到" in page
+        session.rollback()
+        row = session.get(Delivery, delivery.id)
+        assert row.state is DeliveryState.UNCERTAIN and row.attempts == 2
+        assert row.last_error == "发送后连接中断"
+        assert _audit(session, "delivery.retry") == []
+    page = client.post(url, data={"checked": "1"}, follow_redirects=True).get_data(as_text=True)
+    assert "已重新排队发送" in page
+    session.rollback()
+    row = session.get(Delivery, delivery.id)
+    assert row.state is DeliveryState.PENDING and row.attempts == 0 and row.last_error is None
+    (entry,) = _audit(session, "delivery.retry")
+    assert entry.user_id == editor.id and entry.object_id == delivery.id
+    assert entry.detail["checked"] is True and entry.detail["previous"] == "uncertain"
+    assert entry.detail["chat"] == "石桥村群" and entry.detail["error"] == "发送后连接中断"
+    # The admin reads who confirmed it, in either language.
+    admin = make_user(Role.ADMIN, username="chief")
+    login(client, admin)
+    page = client.get("/admin/audit").get_data(as_text=True)
+    assert "重试群聊发送" in page and "已在群里确认没有收到" in page
+    assert "delivery.retry" in page and editor.username in page
+    assert "石桥村群" in page  # details as text, not JSON escapes
+    client.post("/lang", data={"lang": "en"})
+    page = client.get("/admin/audit").get_data(as_text=True)
+    assert "Retried chat delivery" in page and "Checked in the group" in page
+
+
+def test_schedule_service_refuses_with_reasons(world, session):  # type: ignore[no-untyped-def]
+    actor = session.scalar(select(User))
+    delivery = session.scalar(select(Delivery))
+    assert delivery.state is DeliveryState.SENT
+    with pytest.raises(WorkflowError) as info:
+        schedule_svc.retry_delivery(session, delivery.id, actor=actor, checked=True)
+    assert "无需重试" in str(info.value)
+    delivery.state = DeliveryState.UNCERTAIN
+    session.commit()
+    with pytest.raises(WorkflowError) as info:
+        schedule_svc.retry_delivery(session, delivery.id, actor=actor)
+    assert info.value.message.msgid == schedule_svc.UNCERTAIN_NOT_CHECKED
+    with pytest.raises(NotFound):
+        schedule_svc.retry_clip(session, 10**9, actor=actor)
+    session.rollback()
+    assert _audit(session, "delivery.retry") == []
+    retried = schedule_svc.retry_delivery(session, delivery.id, actor=actor, checked=True)
+    assert retried.state is DeliveryState.PENDING
+    session.commit()  # the edge owns the transaction
+    assert _audit(session, "delivery.retry")[0].user_id == actor.id

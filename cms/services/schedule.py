@@ -1,0 +1,260 @@
+"""What people do to the scheduler's work from the web: retry, resolve, and what they see of it.
+
+The web never touches :mod:`cms.scheduler` itself: every change goes through here and leaves
+one audit entry naming who did it. Each change is one guarded ``UPDATE … WHERE state = old``
+(the scheduler's own rule), so a row that moved on in the meantime is never overwritten.
+
+An *uncertain* delivery may already be in the group (the request went out, its answer was
+lost). Sending it again without looking can post it twice, so its retry needs ``checked``:
+the person confirms they looked in the group and it is not there; the audit entry keeps that.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import Engine, select
+from sqlalchemy.orm import Session
+
+from cms.models import (
+    Alert,
+    Announcement,
+    Clip,
+    Delivery,
+    DeliveryState,
+    JobState,
+    Outlet,
+    Program,
+    User,
+    utcnow,
+)
+from cms.scheduler import deliveries as delivery_jobs
+from cms.scheduler import lease, reconcile
+from cms.scheduler import programs as program_jobs
+from cms.scheduler import renders as render_jobs
+from cms.scheduler.context import make_renderer
+from cms.scheduler.core import queue_lengths
+from cms.services import audit
+from cms.services.errors import N_, NotFound, WorkflowError
+from cms.settings import Settings
+
+if TYPE_CHECKING:
+    from audio.render import Renderer
+
+FAILURE_LIST_LIMIT = 50
+# Enough of a failure reason to recognise it in the audit log (ffmpeg tails can be long).
+ERROR_EXCERPT = 200
+
+UNCERTAIN_NOT_CHECKED = N_(
+    "这条发送结果不确定，可能已经发出。请先到群里确认确实没有收到，勾选确认后再重试。"
+)
+
+
+def _excerpt(text: str | None) -> str:
+    return (text or "")[:ERROR_EXCERPT]
+
+
+# -- changes -----------------------------------------------------------------------------
+
+
+def retry_clip(session: Session, clip_id: int, *, actor: User | None) -> Clip:
+    """Queue a failed clip again with fresh attempts.
+
+    Raises:
+        NotFound: no such clip.
+        WorkflowError: the clip is not failed (nothing to retry).
+    """
+    clip = session.get(Clip, clip_id)
+    if clip is None:
+        raise NotFound(N_("音频 {id} 不存在"), id=clip_id)
+    error = _excerpt(clip.last_error)
+    if not render_jobs.retry(session, clip_id):
+        raise WorkflowError(N_("这段音频不是失败状态，无需重试"))
+    audit.record(
+        session,
+        actor,
+        "clip.retry",
+        clip,
+        announcement=clip.revision.announcement_id,
+        revision=clip.revision_id,
+        profile=clip.profile.value,
+        error=error,
+    )
+    session.refresh(clip)
+    return clip
+
+
+def retry_program(session: Session, program_id: int, *, actor: User | None) -> Program:
+    """Queue a failed program again with fresh attempts.
+
+    Raises:
+        NotFound: no such program.
+        WorkflowError: the program is not failed.
+    """
+    program = session.get(Program, program_id)
+    if program is None:
+        raise NotFound(N_("节目 {id} 不存在"), id=program_id)
+    error = _excerpt(program.last_error)
+    if not program_jobs.retry(session, program_id):
+        raise WorkflowError(N_("这个节目不是失败状态，无需重试"))
+    audit.record(
+        session,
+        actor,
+        "program.retry",
+        program,
+        outlet=program.outlet_id,
+        day=program.day.isoformat(),
+        slot=program.slot.at.strftime("%H:%M"),
+        error=error,
+    )
+    session.refresh(program)
+    return program
+
+
+def retry_delivery(
+    session: Session, delivery_id: int, *, actor: User | None, checked: bool = False
+) -> Delivery:
+    """Send a failed delivery again; an uncertain one only when ``checked`` (see the module doc).
+
+    Raises:
+        NotFound: no such delivery.
+        WorkflowError: the delivery is neither failed nor uncertain, or it is uncertain and
+            nobody confirmed that the group does not have it.
+    """
+    delivery = session.get(Delivery, delivery_id)
+    if delivery is None:
+        raise NotFound(N_("发送记录 {id} 不存在"), id=delivery_id)
+    error = _excerpt(delivery.last_error)
+    allowed = (
+        (DeliveryState.FAILED, DeliveryState.UNCERTAIN) if checked else (DeliveryState.FAILED,)
+    )
+    previous = delivery_jobs.retry(session, delivery_id, from_states=allowed)
+    if previous is None:
+        session.refresh(delivery)
+        if delivery.state is DeliveryState.UNCERTAIN:
+            raise WorkflowError(UNCERTAIN_NOT_CHECKED)
+        raise WorkflowError(N_("这条发送不是失败或不确定状态，无需重试"))
+    chat = delivery.chat_group
+    audit.record(
+        session,
+        actor,
+        "delivery.retry",
+        delivery,
+        previous=previous.value,
+        checked=checked,
+        announcement=delivery.revision.announcement_id,
+        revision=delivery.revision_id,
+        chat=chat.title or chat.chat_id,
+        error=error,
+    )
+    session.refresh(delivery)
+    return delivery
+
+
+def resolve_alert(
+    session: Session, alert_id: int, *, actor: User | None, now: datetime | None = None
+) -> Alert:
+    """Mark an alert as dealt with.
+
+    Raises:
+        NotFound: no such alert.
+        WorkflowError: it was already resolved (by someone else, or by the scheduler when the
+            problem went away).
+    """
+    alert = session.get(Alert, alert_id)
+    if alert is None:
+        raise NotFound(N_("提醒 {id} 不存在"), id=alert_id)
+    if not reconcile.resolve(session, alert_id, now or utcnow()):
+        raise WorkflowError(N_("这条提醒已经处理过了"))
+    audit.record(
+        session,
+        actor,
+        "alert.resolve",
+        alert,
+        kind=alert.kind,
+        day=alert.day.isoformat() if alert.day else None,
+        about=f"{alert.object_type} {alert.object_id}" if alert.object_id else "",
+        message=_excerpt(alert.message),
+    )
+    return alert
+
+
+# -- what the pages show -----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SchedulerStatus:
+    """The status page: the lease, the last tick, queue lengths, failures and open alerts."""
+
+    lease: lease.LeaseState
+    alive: bool
+    last_tick: datetime | None
+    queues: dict[str, dict[str, int]]
+    failed_clips: list[Clip]
+    failed_programs: list[Program]
+    bad_deliveries: list[Delivery]
+    alerts: list[Alert]
+
+
+def status(session: Session, *, now: datetime | None = None) -> SchedulerStatus:
+    """Everything the scheduler status page shows (reads only)."""
+    bind = session.get_bind()
+    engine = bind if isinstance(bind, Engine) else bind.engine
+    state = lease.read(engine)
+    failed_clips = session.scalars(
+        select(Clip)
+        .where(Clip.state == JobState.FAILED)
+        .order_by(Clip.updated_at.desc())
+        .limit(FAILURE_LIST_LIMIT)
+    ).all()
+    failed_programs = session.scalars(
+        select(Program)
+        .where(Program.state == JobState.FAILED)
+        .order_by(Program.day.desc(), Program.id)
+        .limit(FAILURE_LIST_LIMIT)
+    ).all()
+    bad_deliveries = session.scalars(
+        select(Delivery)
+        .where(Delivery.state.in_([DeliveryState.FAILED, DeliveryState.UNCERTAIN]))
+        .order_by(Delivery.updated_at.desc())
+        .limit(FAILURE_LIST_LIMIT)
+    ).all()
+    return SchedulerStatus(
+        lease=state,
+        alive=state.alive(now or utcnow()),
+        last_tick=_parse_time(state.info.get("last_tick")),
+        queues=queue_lengths(session),
+        failed_clips=list(failed_clips),
+        failed_programs=list(failed_programs),
+        bad_deliveries=list(bad_deliveries),
+        alerts=reconcile.open_alerts(session),
+    )
+
+
+def _parse_time(text: Any) -> datetime | None:
+    try:
+        return datetime.fromisoformat(text) if isinstance(text, str) and text else None
+    except ValueError:
+        return None
+
+
+def open_alerts(session: Session, limit: int = 100) -> list[Alert]:
+    """Unresolved alerts, newest first."""
+    return reconcile.open_alerts(session, limit=limit)
+
+
+def programs_with_revision(session: Session, revision_id: int, since: date) -> list[Program]:
+    """Programs from ``since`` on that contain this revision."""
+    return program_jobs.programs_with_revision(session, revision_id, since)
+
+
+def outlet_announcements(session: Session, outlet: Outlet, day: date) -> list[Announcement]:
+    """What one outlet plays on one day, in program order."""
+    return program_jobs.outlet_announcements(session, outlet, day)
+
+
+def sample_renderer(settings: Settings) -> Renderer:
+    """A renderer for lexicon samples, sharing the scheduler's content-addressed cache."""
+    return make_renderer(settings)
