@@ -61,6 +61,8 @@ class Settings:
     # Defaults for admin-editable settings (the admin's value in the CMS wins).
     escalate_after_minutes: int = 120
     late_grace_minutes: int = 60
+    # Below this much free space in the audio folder, renders and program builds wait.
+    min_free_mb: int = 200
     extra: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -148,6 +150,9 @@ class Settings:
             ),
             "late_grace_minutes": _int(
                 "DALABA_LATE_GRACE_MINUTES", env.get("DALABA_LATE_GRACE_MINUTES", "60"), 0, 1440
+            ),
+            "min_free_mb": _int(
+                "DALABA_MIN_FREE_MB", env.get("DALABA_MIN_FREE_MB", "200"), 0, 1_000_000
             ),
         }
         if "DALABA_PORT" in env:
