@@ -24,7 +24,7 @@ from flask_babel import gettext as _
 from cms.models import Role, User
 from cms.services import users
 from cms.services.errors import DomainError
-from cms.web.db import db
+from cms.web.db import commit_bookkeeping, db
 
 log = logging.getLogger(__name__)
 bp = Blueprint("auth", __name__)
@@ -116,10 +116,10 @@ def login() -> Any:
                 db(), username, request.form.get("password", ""), request.remote_addr or "?"
             )
         except DomainError as exc:
-            db().commit()
+            commit_bookkeeping("login throttling")
             flash(exc.message.render(_), "error")
             return render_template("login.html", username=username), 429
-        db().commit()
+        commit_bookkeeping("login failure or audit record")
         if user is None:
             flash(_("用户名或密码不正确"), "error")
             return render_template("login.html", username=username), 401
@@ -132,7 +132,7 @@ def login() -> Any:
         elif chosen:
             # A language picked on the login page is kept, and remembered for the user.
             session["lang"] = user.locale = chosen
-            db().commit()
+            commit_bookkeeping("the user's language")
         session.permanent = True
         return redirect(_safe_next(request.args.get("next")))
     return render_template("login.html", username=username)
@@ -161,5 +161,5 @@ def set_language() -> Any:
         session["lang"] = lang
         if g.user is not None:
             g.user.locale = lang
-            db().commit()
+            commit_bookkeeping("the user's language")
     return redirect(_safe_next(request.form.get("next")))

@@ -125,3 +125,42 @@ def test_stored_messages_round_trip_and_plain_texts_stay_as_they_are() -> None:
     assert Message.loads("广播点已停用或时段已删除") == Message("广播点已停用或时段已删除")
     assert Message.loads('{"msgid": broken').render() == '{"msgid": broken'
     assert Message.loads("ffmpeg {oops}").render() == "ffmpeg {oops}"
+
+
+def _env(tmp_path: Path) -> dict[str, str]:
+    return {"DALABA_DATA_DIR": str(tmp_path / "data"), "DALABA_TTS_ENGINE": "offline"}
+
+
+def test_any_command_answers_a_full_database_with_one_message_and_exit_75(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from click.testing import CliRunner
+
+    from cms import migrate
+    from cms.cli import cli
+
+    def full(engine: object) -> None:
+        raise _wrapped(sqlite3.OperationalError("database or disk is full"))
+
+    monkeypatch.setattr(migrate, "upgrade", full)
+    result = CliRunner().invoke(cli, ["db", "upgrade"], env=_env(tmp_path))
+    assert result.exit_code == 75
+    assert disk.DISK_FULL in result.output and "Traceback" not in result.output
+
+
+def test_say_answers_a_full_disk_the_same_way(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from click.testing import CliRunner
+
+    import audio
+    from cms.cli import cli
+
+    def full(*args: object, **kwargs: object) -> None:
+        raise DiskFullError("写入文件失败：磁盘空间不足，无法写入音频文件")
+
+    monkeypatch.setattr(audio, "export_file", full)
+    out = tmp_path / "say.mp3"
+    result = CliRunner().invoke(cli, ["say", "注意防火。", "-o", str(out)], env=_env(tmp_path))
+    assert result.exit_code == 75, result.output
+    assert disk.DISK_FULL in result.output
