@@ -31,6 +31,7 @@ __all__ = [
     "AudioError",
     "Clip",
     "Cue",
+    "DiskFullError",
     "EdgeError",
     "EngineMode",
     "EngineName",
@@ -98,6 +99,7 @@ _WHERE = {
         name: "errors"
         for name in (
             "AudioError",
+            "DiskFullError",
             "EdgeError",
             "MasteringError",
             "OfflineError",
@@ -128,6 +130,7 @@ if TYPE_CHECKING:
     from audio.engines import RetryPolicy
     from audio.errors import (
         AudioError,
+        DiskFullError,
         EdgeError,
         MasteringError,
         OfflineError,

@@ -12,14 +12,18 @@ AudioError
 │   └── OfflineError   the offline engine (eSpeak NG) failed
 ├── RecordingError     an uploaded recording is unusable
 ├── MasteringError     ffmpeg failed while mastering or measuring
-└── ProgramError       a program cannot be built from the given clips
+├── ProgramError       a program cannot be built from the given clips
+└── DiskFullError      no space left to write audio (also an OSError with ENOSPC)
 ```
 """
 
 from __future__ import annotations
 
+import errno
+
 __all__ = [
     "AudioError",
+    "DiskFullError",
     "EdgeError",
     "MasteringError",
     "OfflineError",
@@ -73,3 +77,18 @@ class MasteringError(AudioError):
 
 class ProgramError(AudioError):
     """A program cannot be built: a clip is missing or not in the house format."""
+
+
+class DiskFullError(AudioError, OSError):
+    """The disk is full: ffmpeg or a file write found no space left on the device.
+
+    Not a fault of the text or the recording: the same work succeeds once space is freed,
+    so callers wait instead of failing. It is an :class:`OSError` with ``errno.ENOSPC``,
+    so code that already treats a failed write as an ``OSError`` keeps working.
+    """
+
+    def __init__(self, message: str = "磁盘空间不足，无法写入音频文件") -> None:
+        super().__init__(errno.ENOSPC, message)
+
+    def __str__(self) -> str:
+        return str(self.strerror)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import re
@@ -13,12 +14,13 @@ from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
-from audio.errors import MasteringError
+from audio.errors import DiskFullError, MasteringError
 
 __all__ = [
     "Loudness",
     "atomic_path",
     "decode_pcm",
+    "disk_full_in",
     "ffmpeg_exe",
     "measure_loudness",
     "parse_ebur128",
@@ -27,6 +29,21 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+
+# How ffmpeg reports ENOSPC/EDQUOT (strerror, from any muxer or the trailer writer). The
+# line can be anywhere in the log: the last lines are usually the progress summary.
+_DISK_FULL_MARKERS = ("no space left on device", "disk quota exceeded")
+_DISK_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
+
+
+def disk_full_in(log_text: str) -> bool:
+    """True when an ffmpeg log says a write failed because the disk (or quota) is full."""
+    lowered = log_text.lower()
+    return any(marker in lowered for marker in _DISK_FULL_MARKERS)
+
+
+def _disk_full(what: str) -> DiskFullError:
+    return DiskFullError(f"{what}失败：磁盘空间不足，无法写入音频文件")
 
 
 @cache
@@ -48,6 +65,7 @@ def run_ffmpeg(args: Sequence[str], *, what: str = "处理音频") -> str:
     """Run ffmpeg with ``args`` and return its log (stderr).
 
     Raises:
+        DiskFullError: ffmpeg could not write its output because the disk is full.
         MasteringError: ffmpeg exited with an error; the message names ``what``.
     """
     cmd = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-nostats", *args]
@@ -59,6 +77,8 @@ def run_ffmpeg(args: Sequence[str], *, what: str = "处理音频") -> str:
     if proc.returncode != 0:
         tail = " / ".join(stderr.strip().splitlines()[-3:])
         log.warning("ffmpeg failed (%s): %s", proc.returncode, tail)
+        if disk_full_in(stderr):
+            raise _disk_full(what)
         raise MasteringError(f"{what}失败（ffmpeg：{tail[-300:]}）")
     return stderr
 
@@ -67,6 +87,7 @@ def decode_pcm(path: Path, *, sample_rate: int = 16_000, what: str = "解码音�
     """Decode any audio file to mono signed 16-bit little-endian PCM.
 
     Raises:
+        DiskFullError: ffmpeg reported that the disk is full.
         MasteringError: ffmpeg cannot decode the file.
     """
     cmd = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-v", "error", "-i", str(path), "-vn"]
@@ -76,8 +97,10 @@ def decode_pcm(path: Path, *, sample_rate: int = 16_000, what: str = "解码音�
     except (OSError, subprocess.TimeoutExpired) as exc:
         raise MasteringError(f"{what}失败：无法运行 ffmpeg（{exc}）") from exc
     if proc.returncode != 0:
-        tail = proc.stderr.decode("utf-8", "replace").strip()[-300:]
-        raise MasteringError(f"{what}失败（ffmpeg：{tail}）")
+        stderr = proc.stderr.decode("utf-8", "replace").strip()
+        if disk_full_in(stderr):
+            raise _disk_full(what)
+        raise MasteringError(f"{what}失败（ffmpeg：{stderr[-300:]}）")
     return proc.stdout
 
 
@@ -145,14 +168,27 @@ def atomic_path(target: Path):
 
     Readers never see a half-written file, even across processes: the temporary file is
     in the same directory and ``os.replace`` is atomic on one filesystem.
+
+    Raises:
+        DiskFullError: a write inside the block (or creating the file) found the disk full;
+            the partial file is removed.
     """
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    except OSError as exc:
+        if exc.errno in _DISK_FULL_ERRNOS and not isinstance(exc, DiskFullError):
+            raise _disk_full("写入文件") from exc
+        raise
     os.close(fd)
     tmp = Path(tmp_name)
     try:
         yield tmp
         os.replace(tmp, target)
+    except OSError as exc:
+        if exc.errno in _DISK_FULL_ERRNOS and not isinstance(exc, DiskFullError):
+            raise _disk_full("写入文件") from exc
+        raise
     finally:
         tmp.unlink(missing_ok=True)
 

@@ -28,7 +28,29 @@ def _engine(settings: Settings):  # type: ignore[no-untyped-def]
     return engine
 
 
-@click.group()
+class DiskFullExit(click.ClickException):
+    """The disk is full: one clear message and its own exit code (75, "try again later")."""
+
+    exit_code = 75
+
+
+class DalabaGroup(click.Group):
+    """The command group: whatever a full disk breaks ends with one clear message."""
+
+    def invoke(self, ctx: click.Context) -> object:
+        try:
+            return super().invoke(ctx)
+        except (click.ClickException, click.exceptions.Exit, click.Abort):
+            raise
+        except Exception as exc:
+            from cms.disk import DISK_FULL, is_disk_full
+
+            if is_disk_full(exc):
+                raise DiskFullExit(DISK_FULL) from exc
+            raise
+
+
+@click.group(cls=DalabaGroup)
 @click.option("-v", "--verbose", is_flag=True, help="更详细的日志")
 def cli(verbose: bool) -> None:
     """大喇叭 dalaba：一份稿子，发到大喇叭、移动音箱和群聊。"""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import errno
 import os
 import sys
 from pathlib import Path
@@ -91,10 +92,12 @@ def say(
         title = " ".join(text.split())
         title = title if len(title) <= 30 else title[:29] + "…"
         export_file(clip, output, title=title, date=datetime.date.today().isoformat())
+    except OSError as exc:  # before AudioError: audio's DiskFullError is an OSError too
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise  # the command group answers every full disk with the same message
+        raise click.ClickException(f"无法写入 {output}：{exc.strerror or exc}") from exc
     except AudioError as exc:
         raise click.ClickException(str(exc)) from exc
-    except OSError as exc:
-        raise click.ClickException(f"无法写入 {output}：{exc.strerror or exc}") from exc
     if clip.fallback_reason:
         click.echo(f"注意：{clip.fallback_reason}", err=True)
     label = _ENGINE_LABELS.get(str(clip.engine), str(clip.engine))

@@ -48,6 +48,7 @@ OUTCOME_LABELS = {
     "failed": "失败",
     "retry": "失败（稍后重试）",
     "waiting": "等待音频",
+    "no_space": "磁盘空间不足，等待清理",
     "skipped": "由调度器处理中",
 }
 
@@ -56,10 +57,15 @@ OUTCOME_LABELS = {
 @click.option("--date", "day_text", metavar="YYYY-MM-DD", help="哪一天（默认今天）")
 def build_day(day_text: str | None) -> None:
     """为某一天生成（或更新）每个广播点的节目。"""
+    from cms import disk
+    from cms.cli import DiskFullExit
     from cms.scheduler.core import Scheduler
 
     ctx = _context()
     day = _parse_day(day_text, ctx)
+    space = disk.check(ctx.settings)
+    if space.short:
+        raise DiskFullExit(space.reason().render())
     scheduler = Scheduler(ctx)
     click.echo(f"正在准备 {day} 的节目（生成所需音频）…", err=True)
     ids = scheduler.prepare_day(day)
@@ -82,7 +88,7 @@ def build_day(day_text: str | None) -> None:
             f"{line.outlet}  {line.slot}  {OUTCOME_LABELS.get(line.outcome, line.outcome)}"
             f"  {duration}  {line.path or ''}{flag}"
         )
-        failed += line.outcome in {"failed", "retry"}
+        failed += line.outcome in {"failed", "retry", "no_space"}
     built = sum(line.outcome == "built" for line in lines)
     click.echo(f"共 {len(lines)} 个节目：新生成 {built} 个，失败 {failed} 个")
     if failed:

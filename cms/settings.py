@@ -72,6 +72,8 @@ class Settings:
     # Reverse proxies whose X-Forwarded-For/-Proto are believed: a count of proxies in front,
     # or their addresses/networks separated by commas; empty: forwarded headers are ignored.
     trusted_proxies: str = ""
+    # Below this much free space in the audio folder, renders and program builds wait.
+    min_free_mb: int = 200
     extra: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -173,6 +175,9 @@ class Settings:
                 "DALABA_SESSION_MAX_DAYS", env.get("DALABA_SESSION_MAX_DAYS", "7"), 1, 365
             ),
             "trusted_proxies": env.get("DALABA_TRUSTED_PROXIES", "").strip(),
+            "min_free_mb": _int(
+                "DALABA_MIN_FREE_MB", env.get("DALABA_MIN_FREE_MB", "200"), 0, 1_000_000
+            ),
         }
         if "DALABA_PORT" in env:
             _int("DALABA_PORT", env["DALABA_PORT"], 1, 65535)

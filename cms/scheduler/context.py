@@ -49,6 +49,11 @@ class Context:
                 self._shared["renderer"] = (factory or make_renderer)(self.settings)
             return self._shared["renderer"]
 
+    @property
+    def shared(self) -> dict[str, Any]:
+        """State every copy of this context sees (one scheduler's memory between passes)."""
+        return self._shared
+
     def for_job(self) -> Context:
         """A copy whose worker name is unique to one claim (``worker/token``).
 

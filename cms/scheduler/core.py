@@ -27,7 +27,7 @@ from cms.models import (
     Program,
     Slot,
 )
-from cms.scheduler import deliveries, programs, queue, reconcile, renders
+from cms.scheduler import deliveries, diskspace, programs, queue, reconcile, renders
 from cms.scheduler.clock import at_local, local_day, parse_hhmm
 from cms.scheduler.context import Context
 
@@ -102,11 +102,15 @@ class Scheduler:
     # -- work ----------------------------------------------------------------------------
 
     def render_due(self, report: PassReport | None = None, budget_s: float = 60.0) -> int:
-        """Render ready clips until none is left or ``budget_s`` has passed."""
+        """Render ready clips until none is left or ``budget_s`` has passed (none while the disk
+        is short of space: they wait)."""
+        if diskspace.hold(self.ctx, Clip):
+            return 0
         done = 0
         deadline = _time.monotonic() + budget_s
         tried: set[int] = set()
-        while _time.monotonic() < deadline:
+        out_of_space = False
+        while _time.monotonic() < deadline and not out_of_space:
             ids = queue.in_txn(
                 self.ctx.sessions, lambda s: renders.due_clip_ids(s, self.ctx.now(), 20)
             )
@@ -119,16 +123,24 @@ class Scheduler:
                 if report is not None:
                     report.count("clip", outcome)
                 done += 1
-                if _time.monotonic() >= deadline:
+                # Out of space: the rest wait too (the next pass records it for all at once).
+                out_of_space = outcome == diskspace.NO_SPACE
+                if _time.monotonic() >= deadline or out_of_space:
                     break
         return done
 
     def build_due(self, report: PassReport | None = None, partial: bool = False) -> int:
+        """Build the due programs (none while the disk is short of space: they wait)."""
+        if diskspace.hold(self.ctx, Program):
+            return 0
         ids = queue.in_txn(self.ctx.sessions, lambda s: programs.due_program_ids(s, self.ctx.now()))
         for program_id in ids:
             outcome = programs.build_one(self.ctx, program_id, partial=partial)
             if report is not None:
                 report.count("program", outcome)
+            if outcome == diskspace.NO_SPACE:
+                # The rest wait as well; the next pass records it for all of them at once.
+                break
         return len(ids)
 
     def dispatch_due(

@@ -26,6 +26,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from cms import disk
 from cms.models import (
     Alert,
     Announcement,
@@ -36,7 +37,7 @@ from cms.models import (
     Program,
     Slot,
 )
-from cms.scheduler import queue
+from cms.scheduler import diskspace, queue
 from cms.scheduler.clock import at_local
 from cms.scheduler.context import Context
 from cms.scheduler.renders import clips_ready
@@ -367,13 +368,16 @@ def _load(session: Session, ctx: Context, program_id: int) -> _BuildJob | None:
 
 
 def build_one(ctx: Context, program_id: int, *, partial: bool = False) -> str:
-    """Claim and build one program; returns built, unchanged, empty, waiting, retry, failed or skipped.
+    """Claim and build one program; returns built, unchanged, empty, waiting, retry, failed,
+    no_space or skipped.
 
     Waits (without using up an attempt) while clips are still rendering, unless the slot
     is near or ``partial`` is set; then it builds with the clips that are ready and lists
-    the others in the manifest.
+    the others in the manifest. Waits the same way while the disk is short of space.
     """
     ctx = ctx.for_job()
+    if diskspace.hold(ctx, Program, program_id):
+        return diskspace.NO_SPACE
     now = ctx.now()
     if not queue.in_txn(
         ctx.sessions,
@@ -413,6 +417,9 @@ def build_one(ctx: Context, program_id: int, *, partial: bool = False) -> str:
     except Exception as exc:
         from audio.errors import AudioError
 
+        if disk.is_disk_full(exc):
+            log.warning("program %s: no space left to write it; it waits", program_id)
+            return diskspace.give_back(ctx, Program, program_id, ctx.worker)
         if isinstance(exc, AudioError):
             log.warning("program %s: build failed: %s", program_id, exc)
         else:

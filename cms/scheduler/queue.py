@@ -13,7 +13,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
-from sqlalchemy import and_, case, or_, update
+from sqlalchemy import and_, case, or_, select, update
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -133,6 +133,74 @@ def transition(
         .execution_options(synchronize_session=False)
     )
     return result.rowcount == 1
+
+
+def postpone_due(
+    session: Session,
+    model: Any,
+    *,
+    ready: Any,
+    running: Any,
+    now: datetime,
+    until: datetime,
+    row_id: int | None = None,
+    **values: Any,
+) -> int:
+    """Put off the rows ready now (or one of them) until ``until``, using no attempt.
+
+    For work that cannot start for a reason outside the job (a full disk): the row is not
+    claimed, so its attempts stay as they are. A claim that expired is handed back too.
+    """
+    cond = [claimable(model, ready, now, running)]
+    if row_id is not None:
+        cond.append(model.id == row_id)
+    result = session.execute(
+        update(model)
+        .where(*cond)
+        .values(state=ready, claimed_by=None, claimed_until=None, next_attempt_at=until, **values)
+        .execution_options(synchronize_session=False)
+    )
+    return result.rowcount
+
+
+def give_back(
+    session: Session,
+    model: Any,
+    row_id: int,
+    *,
+    running: Any,
+    ready: Any,
+    worker: str,
+    until: datetime,
+    **values: Any,
+) -> bool:
+    """Return a row this worker claimed to the queue for later, refunding its attempt."""
+    return finish(
+        session,
+        model,
+        row_id,
+        running=running,
+        new=ready,
+        worker=worker,
+        attempts=case((model.attempts > 0, model.attempts - 1), else_=0),
+        next_attempt_at=until,
+        **values,
+    )
+
+
+def hasten(session: Session, model: Any, *, ready: Any, now: datetime, where: Any) -> int:
+    """Make the ready rows that wait for a later time, and match ``where``, due at once."""
+    cond = [model.state == ready, model.next_attempt_at > now, where]
+    # Looked up first: this runs every tick and almost always finds nothing to write.
+    if session.scalar(select(model.id).where(*cond).limit(1)) is None:
+        return 0
+    result = session.execute(
+        update(model)
+        .where(*cond)
+        .values(next_attempt_at=None)
+        .execution_options(synchronize_session=False)
+    )
+    return result.rowcount
 
 
 def release_orphans(session: Session, model: Any, *, running: Any, ready: Any, worker: str) -> int:

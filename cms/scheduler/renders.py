@@ -19,6 +19,7 @@ from pathlib import Path
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from cms import disk
 from cms.models import (
     Announcement,
     Clip,
@@ -30,7 +31,7 @@ from cms.models import (
     Revision,
     Status,
 )
-from cms.scheduler import queue
+from cms.scheduler import diskspace, queue
 from cms.scheduler.context import Context
 from cms.services.announcements import live_filter
 
@@ -217,8 +218,10 @@ def _load(session: Session, clip_id: int) -> _Job | None:
 
 
 def render_one(ctx: Context, clip_id: int) -> str:
-    """Claim, render and record one clip; returns the outcome (done, retry, failed, skipped)."""
+    """Claim, render and record one clip; returns done, retry, failed, no_space or skipped."""
     ctx = ctx.for_job()
+    if diskspace.hold(ctx, Clip, clip_id):
+        return diskspace.NO_SPACE
     now = ctx.now()
     claimed = queue.in_txn(
         ctx.sessions,
@@ -256,6 +259,9 @@ def render_one(ctx: Context, clip_id: int) -> str:
                 lexicon=Lexicon(tuple(job.lexicon)),
             )
     except Exception as exc:
+        if disk.is_disk_full(exc):
+            log.warning("clip %s: no space left to write the audio; it waits", clip_id)
+            return diskspace.give_back(ctx, Clip, clip_id, ctx.worker)
         # A text or voice the engine can never speak will not improve by retrying.
         permanent = isinstance(exc, TextError | VoiceError)
         if not isinstance(exc, AudioError):

@@ -24,6 +24,7 @@ from sqlalchemy import Engine
 
 from cms.channels import ChannelRegistry
 from cms.db import make_session_factory
+from cms.disk import is_disk_full
 from cms.scheduler import lease
 from cms.scheduler.clock import Clock, SystemClock, parse_hhmm
 from cms.scheduler.context import Context
@@ -162,7 +163,10 @@ def start_scheduler(
                 return
             try:
                 fn()
-            except Exception:
+            except Exception as exc:
+                if is_disk_full(exc):  # a state, not a bug: no traceback at every tick
+                    log.warning("scheduler job %s: the disk is full; it runs again later", name)
+                    return
                 log.exception("scheduler job %s failed; it runs again at the next tick", name)
 
         job.__name__ = f"dalaba_{name}"

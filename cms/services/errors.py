@@ -6,6 +6,7 @@ services stay usable without Flask.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -31,6 +32,31 @@ class Message:
 
     def __str__(self) -> str:
         return self.render()
+
+    def dumps(self) -> str:
+        """The message as stored in a text column, translated when it is shown (see :meth:`loads`)."""
+        return json.dumps({"msgid": self.msgid, "params": dict(self.params)}, ensure_ascii=False)
+
+    @classmethod
+    def loads(cls, text: str) -> Message:
+        """A stored message: what :meth:`dumps` wrote, or a plain text (older rows) as is."""
+        if text.startswith(cls.stored_prefix("")[:-1]):
+            try:
+                data = json.loads(text)
+            except ValueError:
+                data = None
+            if (
+                isinstance(data, dict)
+                and isinstance(data.get("msgid"), str)
+                and isinstance(data.get("params", {}), dict)
+            ):
+                return cls(data["msgid"], data.get("params", {}))
+        return cls(text)
+
+    @staticmethod
+    def stored_prefix(msgid: str) -> str:
+        """How every stored form of ``msgid`` begins, to find rows by their message in SQL."""
+        return json.dumps({"msgid": msgid}, ensure_ascii=False)[:-1]
 
 
 class DomainError(Exception):

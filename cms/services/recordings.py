@@ -72,7 +72,7 @@ def add_recording(
     Raises:
         ValidationError: on field ``recording``, with audio's message (format, length, silence).
     """
-    from audio.errors import AudioError
+    from audio.errors import AudioError, DiskFullError
 
     _check_editable(user, ann)
     name = clean_filename(filename, "recording")
@@ -88,6 +88,8 @@ def add_recording(
         )
     try:
         clip = renderer.render_recording(data)
+    except DiskFullError:
+        raise  # not the recording's fault: the web answers "disk full"
     except AudioError as exc:
         # audio's messages are already written for the officer.
         raise ValidationError({"recording": Message(str(exc))}) from exc
@@ -95,9 +97,12 @@ def add_recording(
     target = directory / f"{ann.id}-{hashlib.sha256(data).hexdigest()[:16]}{suffix}"
     if not target.exists():
         fd, tmp = tempfile.mkstemp(dir=directory, suffix=".part")
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, target)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+            os.replace(tmp, target)
+        finally:
+            Path(tmp).unlink(missing_ok=True)
     session.execute(
         update(Recording).where(Recording.announcement_id == ann.id).values(active=False)
     )

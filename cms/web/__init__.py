@@ -9,15 +9,21 @@ from typing import Any
 from flask import Flask, current_app, g, make_response, render_template, request
 from flask_wtf.csrf import CSRFError, CSRFProtect
 from markupsafe import Markup
+from sqlalchemy.exc import OperationalError
 from werkzeug.exceptions import HTTPException, NotFound
 from werkzeug.routing import IntegerConverter, Map
 
+from cms import disk
 from cms.db import make_engine, make_session_factory
+from cms.services.errors import Message
 from cms.services.text import MAX_ID, clean_filename
 from cms.settings import Settings
 
 log = logging.getLogger(__name__)
 csrf = CSRFProtect()
+# What a full disk raises: audio's DiskFullError and ENOSPC are OSErrors, SQLite's
+# "database or disk is full" and PostgreSQL's disk_full are OperationalErrors.
+DISK_ERRORS: tuple[type[Exception], ...] = (OSError, OperationalError)
 
 
 class IdConverter(IntegerConverter):
@@ -83,12 +89,16 @@ def create_app(settings: Settings, *, engine: Any = None) -> Flask:
     app.after_request(auth.no_store)
     app.register_error_handler(CSRFError, _csrf_error)
     app.register_error_handler(HTTPException, _http_error)
+    for error in DISK_ERRORS:
+        app.register_error_handler(error, _disk_full_error)
     app.jinja_env.filters["localtime"] = lambda dt, fmt="%Y-%m-%d %H:%M": _localtime(
         settings, dt, fmt
     )
     app.jinja_env.filters["nl2br"] = _nl2br
     app.jinja_env.filters["filename"] = clean_filename
+    app.jinja_env.filters["message"] = _message
     app.jinja_env.globals["today"] = lambda: today(settings)
+    app.jinja_env.globals["disk_space"] = lambda: disk.check(settings)
     return app
 
 
@@ -104,6 +114,16 @@ def _nl2br(text: str | None) -> Markup:
     from markupsafe import escape
 
     return Markup("<br>").join(escape(text or "").split("\n"))
+
+
+def _message(value: Message | str | None) -> str:
+    """A message, stored (``Message.dumps``) or not, or an older plain text, in the reader's
+    language."""
+    from flask_babel import gettext as _
+
+    if not value:
+        return ""
+    return (value if isinstance(value, Message) else Message.loads(value)).render(_)
 
 
 def _close_session(_exc: BaseException | None) -> None:
@@ -155,4 +175,25 @@ def _http_error(exc: HTTPException):  # type: ignore[no-untyped-def]
     for name, value in exc.get_headers():
         if name.lower() != "content-type":
             response.headers.setdefault(name, value)
+    return response
+
+
+def _disk_full_error(exc: Exception):  # type: ignore[no-untyped-def]
+    """A write failed because the disk is full: 503 with a clear message, not a crash."""
+    if not disk.is_disk_full(exc):
+        raise exc  # any other error: the usual 500
+    from flask_babel import gettext as _
+
+    log.error("%s %s: disk full (%s)", request.method, request.path, exc)
+    session = g.get("db")
+    if session is not None:
+        session.rollback()
+    message = _(disk.DISK_FULL)
+    if request.path.startswith("/api/"):
+        from cms.web.api import error_response
+
+        response = make_response(error_response(503, "disk_full", message))
+    else:
+        response = make_response(render_template("error.html", code=503, message=message), 503)
+    response.headers["Retry-After"] = "60"
     return response

@@ -251,7 +251,8 @@ SCHEMAS: dict[str, Any] = {
                     "code": {
                         "type": "string",
                         "description": "Machine-readable: "
-                        + ", ".join(sorted({*ERROR_CODES.values(), "invalid_input"})),
+                        + ", ".join(sorted({*ERROR_CODES.values(), "invalid_input", "disk_full"}))
+                        + " (disk_full: 503, the server's disk is full; retry later).",
                     },
                     "message": {"type": "string", "description": "In the request's locale."},
                     "fields": {

@@ -28,7 +28,7 @@ from cms.models import Role, User
 from cms.services import users
 from cms.services.errors import DomainError
 from cms.settings import Settings
-from cms.web.db import db
+from cms.web.db import commit_bookkeeping, db
 
 log = logging.getLogger(__name__)
 bp = Blueprint("auth", __name__)
@@ -184,10 +184,10 @@ def login() -> Any:
                 db(), username, request.form.get("password", ""), request.remote_addr or "?"
             )
         except DomainError as exc:
-            db().commit()
+            commit_bookkeeping("login throttling")
             flash(exc.message.render(_), "error")
             return render_template("login.html", username=username), 429
-        db().commit()
+        commit_bookkeeping("login failure or audit record")
         if user is None:
             flash(_("用户名或密码不正确"), "error")
             return render_template("login.html", username=username), 401
@@ -199,7 +199,7 @@ def login() -> Any:
         elif chosen:
             # A language picked on the login page is kept, and remembered for the user.
             session["lang"] = user.locale = chosen
-            db().commit()
+            commit_bookkeeping("the user's language")
         return redirect(_safe_next(request.args.get("next")))
     return render_template("login.html", username=username)
 
@@ -226,5 +226,5 @@ def set_language() -> Any:
         session["lang"] = lang
         if g.user is not None:
             g.user.locale = lang
-            db().commit()
+            commit_bookkeeping("the user's language")
     return redirect(_safe_next(request.form.get("next")))

@@ -6,6 +6,10 @@ repository holds no generated binaries and a fresh install needs no build step.
 
 from __future__ import annotations
 
+import atexit
+import logging
+import shutil
+import tempfile
 from pathlib import Path
 
 from babel.messages.mofile import write_mo
@@ -15,11 +19,34 @@ from flask_babel import Babel, get_locale
 
 from cms.settings import Settings
 
+log = logging.getLogger(__name__)
 SOURCE = Path(__file__).resolve().parent.parent / "translations"
 LANGUAGES = {"zh_CN": "中文", "en": "English"}
 
 
 def compile_catalogues(target: Path) -> Path:
+    """Compile stale catalogues into ``target``; returns the folder to load them from.
+
+    The web must start on a full disk (or a read-only data folder): then the catalogues are
+    compiled into a temporary folder elsewhere, or, failing that, an older compiled copy is
+    used as it is (without any, the interface is Chinese only).
+    """
+    try:
+        _compile_into(target)
+        return target
+    except OSError as exc:
+        log.warning("cannot write compiled translations into %s: %s", target, exc)
+    try:
+        fallback = Path(tempfile.mkdtemp(prefix="dalaba-translations-"))
+        atexit.register(shutil.rmtree, fallback, ignore_errors=True)
+        _compile_into(fallback)
+        return fallback
+    except OSError as exc:
+        log.error("translations not compiled (%s): older or no catalogues are used", exc)
+        return target
+
+
+def _compile_into(target: Path) -> None:
     for po in SOURCE.glob("*/LC_MESSAGES/messages.po"):
         mo = target / po.relative_to(SOURCE).with_suffix(".mo")
         if mo.exists() and mo.stat().st_mtime >= po.stat().st_mtime:
@@ -28,10 +55,12 @@ def compile_catalogues(target: Path) -> Path:
         with po.open("rb") as f:
             catalog = read_po(f)
         tmp = mo.with_suffix(".tmp")
-        with tmp.open("wb") as f:
-            write_mo(f, catalog)
-        tmp.replace(mo)
-    return target
+        try:
+            with tmp.open("wb") as f:
+                write_mo(f, catalog)
+            tmp.replace(mo)
+        finally:
+            tmp.unlink(missing_ok=True)
 
 
 def select_locale() -> str:
