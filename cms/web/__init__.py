@@ -36,7 +36,9 @@ def create_app(settings: Settings, *, engine: Any = None) -> Flask:
     app.extensions["dalaba.engine"] = engine
     app.extensions["dalaba.sessions"] = make_session_factory(engine)
 
-    from cms.web import i18n
+    from cms.web import downloads, i18n
+
+    downloads.init_app(app)
 
     i18n.init_app(app, settings)
     csrf.init_app(app)
