@@ -112,6 +112,18 @@ def api_token(username: str, label: str) -> None:
     click.echo(token)
 
 
+# Downloads go out as wsgi.file_wrapper: waitress streams them from its I/O loop, so the
+# worker threads only run views and a slow loudspeaker box holds a connection, not a thread.
+WAITRESS: dict[str, object] = {
+    "threads": 8,
+    # Loudspeaker boxes hold connections open while they download: allow many at once.
+    "connection_limit": 500,
+    # poll() instead of select(): no 1024-descriptor ceiling, and less work per loop with
+    # hundreds of connections open.
+    "asyncore_use_poll": True,
+}
+
+
 def _serve(settings: Settings, host: str, port: int) -> None:
     import os
     import signal
@@ -143,9 +155,10 @@ def _serve(settings: Settings, host: str, port: int) -> None:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     click.echo(f"大喇叭已启动：http://{host}:{port}/  （Ctrl+C 停止）")
     try:
-        # Loudspeaker boxes hold connections open while they download: allow many at once.
-        serve(app, host=host, port=port, threads=8, connection_limit=500, ident="dalaba")
+        serve(app, host=host, port=port, ident="dalaba", **WAITRESS)
     finally:
+        # Downloads of the last second are still in memory.
+        app.extensions["dalaba.downloads"].close()
         if handle is not None:
             handle.stop()
         for channel in registry.channels.values():
