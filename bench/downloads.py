@@ -434,7 +434,7 @@ def main() -> int:
         procs.append(static)
         wait_ready(static_port, "/program.mp3", static)
 
-        from cms.cli import WAITRESS
+        from cms.web.server import WAITRESS
 
         runs = [
             (f"dalaba serve (waitress, {WAITRESS['threads']} threads)", ours_port, url_path),

@@ -112,26 +112,13 @@ def api_token(username: str, label: str) -> None:
     click.echo(token)
 
 
-# Downloads go out as wsgi.file_wrapper: waitress streams them from its I/O loop, so the
-# worker threads only run views and a slow loudspeaker box holds a connection, not a thread.
-WAITRESS: dict[str, object] = {
-    "threads": 8,
-    # Loudspeaker boxes hold connections open while they download: allow many at once.
-    "connection_limit": 500,
-    # poll() instead of select(): no 1024-descriptor ceiling, and less work per loop with
-    # hundreds of connections open.
-    "asyncore_use_poll": True,
-}
-
-
 def _serve(settings: Settings, host: str, port: int) -> None:
     import os
     import signal
 
-    from waitress import serve
-
     from cms.channels import ChannelRegistry, load_channels
     from cms.web import create_app
+    from cms.web.server import make_server
 
     engine = _engine(settings)
     app = create_app(settings, engine=engine)
@@ -155,7 +142,7 @@ def _serve(settings: Settings, host: str, port: int) -> None:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     click.echo(f"大喇叭已启动：http://{host}:{port}/  （Ctrl+C 停止）")
     try:
-        serve(app, host=host, port=port, ident="dalaba", **WAITRESS)
+        make_server(app, host, port).run()
     finally:
         # Downloads of the last second are still in memory.
         app.extensions["dalaba.downloads"].close()

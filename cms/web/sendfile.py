@@ -36,6 +36,8 @@ from werkzeug.wsgi import wrap_file
 # What one read returns. Waitress asks for as much as the socket's send buffer holds (MBs
 # on loopback) and re-reads whatever a partial send left over: small blocks waste little.
 CHUNK = 256 * 1024
+# What one download sends per turn of waitress's I/O loop (see LoopBuffer).
+TURN_BYTES = 256 * 1024
 MAX_RANGES = 1  # multi-range requests get the full body (RFC 9110 lets a server ignore Range)
 # A byte position with more digits than this is absurd (over an exabyte): such a Range is
 # answered 416 rather than parsed (Python refuses ints of over 4300 digits anyway).
@@ -325,23 +327,42 @@ def respond(
 
 
 class LoopBuffer(ReadOnlyFileBasedBuffer):
-    """Waitress's ``wsgi.file_wrapper`` that sends only from waitress's I/O loop.
+    """Waitress's ``wsgi.file_wrapper``, sent by waitress's I/O loop a share at a time.
 
     Handing a file wrapper to the connection, waitress's worker thread first sends what the
     socket takes at once (megabytes on a fast link) and only then serves the next request.
-    This wrapper gives the worker nothing to send (``get`` is how the connection reads; a
-    WSGI middleware iterating the wrapper reads through ``__next__`` as usual), so the worker
-    sends the headers and is free, and the I/O loop, woken by waitress, sends the body.
+    This wrapper gives the worker nothing to send, so the worker sends the headers and is
+    free, and the I/O loop, woken by waitress, sends the body. ``get`` is how a connection
+    reads its buffers; a WSGI middleware iterating the wrapper reads through ``__next__``
+    and is not affected.
+
+    The loop sends each connection what its socket takes in one turn; a client that reads
+    fast would take megabytes and keep every other connection waiting, new ones included.
+    So a turn ends after TURN_BYTES: ``get`` answers nothing, the connection stops for this
+    turn and, its socket still writable, continues in the next.
     """
 
     def __init__(self, file: BinaryIO, block_size: int = CHUNK) -> None:
         super().__init__(file, block_size)
         self.worker = threading.get_ident()
+        self.turn_sent = 0
+        self.turn_over = False  # the connection stopped asking: the next get starts a turn
 
     def get(self, numbytes: int = -1, skip: bool = False) -> bytes:
         if threading.get_ident() == self.worker:
             return b""
+        if self.turn_over:
+            self.turn_sent, self.turn_over = 0, False
+        # Over until skip() reports the bytes sent: a refused send ends the turn too.
+        self.turn_over = True
+        if self.turn_sent >= TURN_BYTES:
+            return b""
         return super().get(numbytes, skip)  # type: ignore[no-any-return]
+
+    def skip(self, numbytes: int, allow_prune: int = 0) -> None:
+        super().skip(numbytes, allow_prune)
+        self.turn_sent += numbytes
+        self.turn_over = False
 
 
 def _file_wrapper(file: BodyFile) -> Iterable[bytes]:

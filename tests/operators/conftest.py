@@ -15,7 +15,6 @@ from imageio_ffmpeg import get_ffmpeg_exe
 from sqlalchemy.orm import Session
 from waitress import wasyncore
 from waitress.channel import HTTPChannel
-from waitress.server import create_server
 
 from cms.models import Area, JobState, Outlet, OutletKind, Program, Slot
 from cms.services import operators as svc
@@ -189,15 +188,17 @@ def day(clock: Clock) -> date:
 
 @pytest.fixture
 def waitress_port(app: Any) -> Iterator[Callable[..., int]]:
-    """Serve the app with waitress on a loopback port (the production path); returns the port.
+    """Serve the app as ``dalaba serve`` does, on a loopback port; returns the port.
 
     Stopped cleanly: the I/O loop itself closes every connection (which closes what they
     were sending) and then the listening socket, so that its last poll sees no closed socket.
     """
     running: list[tuple[Any, threading.Thread]] = []
 
+    from cms.web.server import make_server
+
     def start(**adjustments: Any) -> int:
-        server = create_server(app, host="127.0.0.1", port=0, **adjustments)
+        server = make_server(app, "127.0.0.1", 0, **adjustments)
         thread = threading.Thread(target=server.run, name="waitress-test", daemon=True)
         thread.start()
         running.append((server, thread))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import http.client
+import os
 import socket
 import threading
 from datetime import UTC, datetime
@@ -12,13 +13,15 @@ from typing import Any
 import pytest
 from sqlalchemy import event, select
 from sqlalchemy.exc import OperationalError
+from waitress import wasyncore
 from waitress.buffers import ReadOnlyFileBasedBuffer
 from werkzeug.test import EnvironBuilder
 
 from cms.models import DownloadEvent
 from cms.services import operators as svc
 from cms.web.downloads import DownloadLog, flush_downloads
-from cms.web.sendfile import BodyFile, LoopBuffer
+from cms.web.sendfile import CHUNK, TURN_BYTES, BodyFile, LoopBuffer, bytes_body
+from cms.web.server import make_server
 from tests.operators.conftest import write_program
 
 BIG = 12 * 1024 * 1024  # more than loopback's socket buffers can hold for a reader that stalls
@@ -44,21 +47,29 @@ def _call(app: Any, url: str, wrapper: Any, headers: dict[str, str] | None = Non
     return started["status"], started["headers"], body
 
 
-def _drain_from_io_thread(buffer: ReadOnlyFileBasedBuffer, length: int) -> bytes:
-    """Read a waitress buffer as its I/O loop does: get, then skip what was sent."""
+def _drain_from_io_thread(buffer: ReadOnlyFileBasedBuffer, length: int) -> tuple[bytes, list[int]]:
+    """Read a waitress buffer as its I/O loop does; returns the bytes and what each turn sent.
+
+    A turn of the loop calls get and, when the socket took the bytes, skip, until get gives
+    nothing or the socket refuses; the next turn starts over.
+    """
     out: list[bytes] = []
+    turns: list[int] = []
 
     def loop() -> None:
         assert buffer.prepare(length) == length
         while len(buffer):
-            chunk = buffer.get(1 << 22)  # waitress asks for its socket buffer size
-            out.append(chunk)
-            buffer.skip(len(chunk), True)
+            sent = 0
+            while chunk := buffer.get(1 << 22):  # waitress asks for its socket buffer size
+                out.append(chunk)
+                buffer.skip(len(chunk), True)
+                sent += len(chunk)
+            turns.append(sent)
 
     io_thread = threading.Thread(target=loop)
     io_thread.start()
     io_thread.join(timeout=10)
-    return b"".join(out)
+    return b"".join(out), turns
 
 
 @pytest.mark.parametrize(
@@ -80,9 +91,34 @@ def test_waitress_gets_its_file_wrapper_for_whole_files_and_ranges(
     # The worker thread that ran the view is given nothing to send …
     assert body.get(1 << 22) == b""
     # … the I/O loop gets exactly the range, however much it asks for at a time.
-    assert _drain_from_io_thread(body, length) == data[cut]
+    assert _drain_from_io_thread(body, length)[0] == data[cut]
     body.close()
     assert body.file.closed and not body.file.body.handles
+
+
+def test_the_io_loop_sends_a_download_a_share_per_turn() -> None:
+    """One fast reader cannot keep the loop from every other connection for megabytes."""
+    data = os.urandom(3 * TURN_BYTES + 1000)
+    body = bytes_body(data, datetime.now(UTC))
+    buffer = LoopBuffer(BodyFile(body, 0, len(data)))
+    sent, turns = _drain_from_io_thread(buffer, len(data))
+    assert sent == data
+    assert turns == [TURN_BYTES, TURN_BYTES, TURN_BYTES, 1000]
+    # A refused send ends a turn as well: the next get starts a new one, from the same place.
+    buffer = LoopBuffer(BodyFile(body, 0, len(data)))
+    box: list[bytes] = []
+
+    def refused_then_taken() -> None:
+        buffer.prepare(len(data))
+        box.append(buffer.get(CHUNK))  # the socket takes none of it: no skip
+        box.append(buffer.get(CHUNK))
+        buffer.skip(len(box[-1]), True)
+
+    io_thread = threading.Thread(target=refused_then_taken)
+    io_thread.start()
+    io_thread.join(timeout=10)
+    assert box[0] == box[1] == data[:CHUNK]
+    assert buffer.turn_sent == CHUNK
 
 
 def test_any_servers_file_wrapper_is_used_and_limited_to_the_range(served) -> None:  # type: ignore[no-untyped-def]
@@ -259,3 +295,19 @@ def test_a_slow_reader_holds_no_worker_and_no_database_connection(
     finally:
         slow.close()
     assert head.split(b"\r\n\r\n", 1)[1] + bytes(rest) == big
+
+
+@pytest.mark.parametrize(("limit", "accepted"), [(500, 5), (4, 2)])
+def test_the_server_accepts_every_waiting_connection_in_one_turn(app, limit, accepted) -> None:  # type: ignore[no-untyped-def]
+    """Waitress takes one connection per turn of its loop; dalaba takes all that wait."""
+    server = make_server(app, "127.0.0.1", 0, threads=1, connection_limit=limit)
+    clients = [socket.create_connection(("127.0.0.1", server.effective_port)) for _ in range(5)]
+    try:
+        server.handle_accept()  # one turn of the loop found the listening socket readable
+        # Up to the connection limit (waitress counts itself and its wake-up pipe).
+        assert len(server.active_channels) == accepted
+    finally:
+        for client in clients:
+            client.close()
+        server.task_dispatcher.shutdown(timeout=5)
+        wasyncore.close_all(server._map)
