@@ -170,7 +170,7 @@ def _one(token: str, day: str, slot: str) -> Program:
 
 
 def _send_program(program: Program) -> Response:
-    """Send one program (its outlet loaded) and note the download; the database is not used."""
+    """Send one program and note the download (in memory: see ``_count``)."""
     outlet = program.outlet
     path = svc.program_file(settings(), program)
     if path is None:
