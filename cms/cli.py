@@ -147,10 +147,9 @@ def _serve(settings: Settings, host: str, port: int) -> None:
     import os
     import signal
 
-    from waitress import serve
-
     from cms.channels import ChannelRegistry, load_channels
     from cms.web import create_app
+    from cms.web.server import make_server
 
     engine = _engine(settings)
     app = create_app(settings, engine=engine)
@@ -174,9 +173,10 @@ def _serve(settings: Settings, host: str, port: int) -> None:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     click.echo(f"大喇叭已启动：http://{host}:{port}/  （Ctrl+C 停止）")
     try:
-        # Loudspeaker boxes hold connections open while they download: allow many at once.
-        serve(app, host=host, port=port, threads=8, connection_limit=500, ident="dalaba")
+        make_server(app, host, port).run()
     finally:
+        # Downloads of the last second are still in memory.
+        app.extensions["dalaba.downloads"].close()
         if handle is not None:
             handle.stop()
         for channel in registry.channels.values():

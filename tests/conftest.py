@@ -74,7 +74,8 @@ def app(settings: Settings, engine: Engine):  # type: ignore[no-untyped-def]
 
     app = create_app(settings, engine=engine)
     app.config.update(TESTING=True, WTF_CSRF_ENABLED=False)
-    return app
+    yield app
+    app.extensions["dalaba.downloads"].close()  # its thread writes no more to this database
 
 
 @pytest.fixture
@@ -84,7 +85,8 @@ def csrf_app(settings: Settings, engine: Engine):  # type: ignore[no-untyped-def
 
     app = create_app(settings, engine=engine)
     app.config.update(TESTING=True)
-    return app
+    yield app
+    app.extensions["dalaba.downloads"].close()
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import func, select, update
+from sqlalchemy import Select, bindparam, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, contains_eager, selectinload
 
@@ -170,27 +170,55 @@ def programs_for(
     return list(session.scalars(stmt))
 
 
-def program_at(session: Session, outlet: Outlet, day: date, at: time) -> Program | None:
-    return session.scalar(
-        select(Program)
-        .join(Slot, Program.slot_id == Slot.id)
-        .options(contains_eager(Program.slot))
-        .where(Program.outlet_id == outlet.id, Program.day == day, Slot.at == at)
-    )
+def current_of(programs: Iterable[Program], now: datetime, tz: tzinfo) -> Program | None:
+    """What ``today.mp3`` means among one day's ``programs``: the current or next, else the last.
 
-
-def current_program(session: Session, outlet: Outlet, now: datetime, tz: tzinfo) -> Program | None:
-    """What ``today.mp3`` means: the built program whose slot has not yet ended, else the last.
-
-    A box that fetches at 07:25 gets the 07:30 program; after the day's last slot it keeps
+    That is the built program whose slot has not yet ended, else the day's last one. A box
+    that fetches at 07:25 gets the 07:30 program; after the day's last slot it keeps
     getting that one rather than a 404.
     """
-    day = now.astimezone(tz).date()
-    ready = [p for p in programs_for(session, outlet, day, day) if is_ready(p)]
+    ready = [p for p in programs if is_ready(p)]
     for program in ready:
         if slot_window(program, tz)[1] > now:
             return program
     return ready[-1] if ready else None
+
+
+def _link_programs_statement(by_slot: bool) -> Select[tuple[Program]]:
+    stmt = (
+        select(Program)
+        .join(Slot, Program.slot_id == Slot.id)
+        .join(Outlet, Program.outlet_id == Outlet.id)
+        .join(OutletToken, OutletToken.outlet_id == Outlet.id)
+        .options(contains_eager(Program.slot), contains_eager(Program.outlet))
+        .where(
+            OutletToken.token_hash == bindparam("token_hash"),
+            OutletToken.revoked_at.is_(None),
+            Outlet.active,
+            Program.day == bindparam("day"),
+        )
+        .order_by(Slot.at)
+    )
+    return stmt.where(Slot.at == bindparam("at")) if by_slot else stmt
+
+
+# Built once: every download runs one of these, and building a statement costs more than
+# running it on SQLite.
+_LINK_PROGRAMS = {False: _link_programs_statement(False), True: _link_programs_statement(True)}
+
+
+def link_programs(session: Session, token: str, day: date, at: time | None = None) -> list[Program]:
+    """The programs of ``day`` (at slot time ``at`` if given) behind a link token, by slot time.
+
+    One query for a download, with each program's slot and outlet loaded: empty for an
+    unknown or revoked token, a retired outlet, or no such program alike (all a plain 404).
+    """
+    if not token or len(token) > 128:
+        return []
+    params: dict[str, object] = {"token_hash": hash_token(token), "day": day}
+    if at is not None:
+        params["at"] = at
+    return list(session.scalars(_LINK_PROGRAMS[at is not None], params))
 
 
 def receipts_for(session: Session, programs: Iterable[Program]) -> dict[int, Receipt]:

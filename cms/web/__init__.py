@@ -70,7 +70,9 @@ def create_app(settings: Settings, *, engine: Any = None) -> Flask:
     app.extensions["dalaba.engine"] = engine
     app.extensions["dalaba.sessions"] = make_session_factory(engine)
 
-    from cms.web import i18n, proxy
+    from cms.web import downloads, i18n, proxy
+
+    downloads.init_app(app)
 
     app.wsgi_app = proxy.wrap(app.wsgi_app, settings)  # type: ignore[method-assign]
     i18n.init_app(app, settings)

@@ -5,9 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import logging
-import random
 import re
-import time as time_module
 from datetime import UTC, date, datetime, time, timedelta
 from email.utils import format_datetime
 from pathlib import Path
@@ -27,7 +25,6 @@ from flask import (
 )
 from flask_babel import gettext as _
 from sqlalchemy import select
-from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import selectinload
 
 from cms.models import Outlet, OutletKind, Program, Role
@@ -36,6 +33,7 @@ from cms.services.errors import DomainError
 from cms.services.text import in_date_range, parse_date, printable
 from cms.web.auth import PUBLIC, STAFF, rule
 from cms.web.db import db, settings
+from cms.web.downloads import download_log
 from cms.web.forms import form_id, int_arg, message
 from cms.web.sendfile import (
     accel_redirect_uri,
@@ -55,7 +53,6 @@ _FILENAME_UNSAFE = re.compile(r'[\\/:*?"<>|\x00-\x1f\x7f]+')
 UPCOMING_DAYS = 7
 FEED_DAYS = 14
 MP3 = "audio/mpeg"
-RECORD_ATTEMPTS = 5
 
 
 @bp.after_request
@@ -157,9 +154,27 @@ def _send_path(
     return respond(body, mimetype=MP3, filename=filename, fallback=fallback, attachment=attachment)
 
 
-def _send_program(outlet: Outlet, program: Program | None, kind: str = "mp3") -> Response:
-    if program is None or program.outlet_id != outlet.id:
+def _current(token: str) -> Program:
+    """The program ``today.mp3`` stands for behind a link token, found with one query."""
+    now = _now()
+    programs = svc.link_programs(db(), token, now.astimezone(settings().tz).date())
+    program = svc.current_of(programs, now, settings().tz)
+    if program is None:
         abort(404)
+    return program
+
+
+def _one(token: str, day: str, slot: str) -> Program:
+    """One program by day and slot time behind a link token, found with one query."""
+    programs = svc.link_programs(db(), token, _day(day), _slot(slot))
+    if not programs:
+        abort(404)
+    return programs[0]
+
+
+def _send_program(program: Program) -> Response:
+    """Send one program and note the download (in memory: see ``_count``)."""
+    outlet = program.outlet
     path = svc.program_file(settings(), program)
     if path is None:
         abort(404, description=_("节目尚未生成"))
@@ -169,37 +184,19 @@ def _send_program(outlet: Outlet, program: Program | None, kind: str = "mp3") ->
     )
     if response is None:
         abort(404, description=_("节目尚未生成"))
-    _count(response, outlet, program.day, kind, program)
+    _count(response, outlet, program.day, "mp3", [program])
     return response
 
 
 def _count(
-    response: Response, outlet: Outlet, day: date, kind: str, program: Program | None = None
+    response: Response, outlet: Outlet, day: date, kind: str, programs: list[Program | None]
 ) -> None:
-    """Record a download for the compliance view (not revalidations, HEADs or mid-file resumes)."""
-    if response.status_code in (200, 206) and served_from_start():
-        _record(outlet.id, day, kind, [program.id if program else None])
+    """Note a download for the compliance view (not revalidations, HEADs or mid-file resumes).
 
-
-def _record(outlet_id: int, day: date, kind: str, program_ids: list[int | None]) -> None:
-    """Write download events in a short transaction of their own; never fail the download.
-
-    The request has read the database already: on SQLite a read transaction that then
-    writes fails at once ("database is locked") if another download committed meanwhile, so
-    the read is ended first and a collision is retried on a fresh snapshot.
+    Only memory is touched here: the download log writes in batches from its own thread.
     """
-    session = db()
-    for attempt in range(RECORD_ATTEMPTS):
-        session.rollback()
-        try:
-            for program_id in program_ids:
-                svc.record_download(session, outlet_id, day, kind, program_id, now=_now())
-            session.commit()
-            return
-        except OperationalError:
-            session.rollback()
-            time_module.sleep(0.01 * (attempt + 1) + random.random() * 0.02)
-    log.warning("download of outlet %s not recorded: database busy", outlet_id)
+    if response.status_code in (200, 206) and served_from_start(response):
+        download_log().add(outlet.id, day, kind, [p.id if p else None for p in programs], _now())
 
 
 def _rows(programs: list[Program]) -> list[dict[str, Any]]:
@@ -292,37 +289,34 @@ def _confirm(program: Program, user: Any, via: str) -> None:
 @rule(PUBLIC)
 def today_mp3(token: str) -> Any:
     """Today's program for the current or next slot: a stable URL for boxes that fetch by URL."""
-    outlet = _outlet(token)
-    return _send_program(outlet, svc.current_program(db(), outlet, _now(), settings().tz))
+    return _send_program(_current(token))
 
 
 @bp.get("/o/<token>/<day>/<slot>.mp3")
 @rule(PUBLIC)
 def program_mp3(token: str, day: str, slot: str) -> Any:
     """One program by day (or ``today``) and slot time, e.g. ``2026-11-28/0730.mp3``."""
-    outlet = _outlet(token)
-    return _send_program(outlet, svc.program_at(db(), outlet, _day(day), _slot(slot)))
+    return _send_program(_one(token, day, slot))
 
 
 @bp.get("/o/<token>/loop.mp3")
 @rule(PUBLIC)
 def loop_current(token: str) -> Any:
     """The mobile-speaker loop of the current or next program today."""
-    outlet = _outlet(token)
-    return _send_loop(outlet, svc.current_program(db(), outlet, _now(), settings().tz))
+    return _send_loop(_current(token))
 
 
 @bp.get("/o/<token>/<day>/<slot>/loop.mp3")
 @rule(PUBLIC)
 def loop_mp3(token: str, day: str, slot: str) -> Any:
     """The mobile-speaker loop of one program."""
-    outlet = _outlet(token)
-    return _send_loop(outlet, svc.program_at(db(), outlet, _day(day), _slot(slot)))
+    return _send_loop(_one(token, day, slot))
 
 
-def _send_loop(outlet: Outlet, program: Program | None) -> Response:
-    if program is None or program.outlet_id != outlet.id or not svc.is_ready(program):
+def _send_loop(program: Program) -> Response:
+    if not svc.is_ready(program):
         abort(404)
+    outlet = program.outlet
     try:
         path = svc.loop_file(settings(), program, outlet.loop_minutes)
     except DomainError:
@@ -332,7 +326,7 @@ def _send_loop(outlet: Outlet, program: Program | None) -> Response:
     response = _send_path(path, filename=filename, fallback=fallback)
     if response is None:
         abort(404)
-    _count(response, outlet, program.day, "loop", program)
+    _count(response, outlet, program.day, "loop", [program])
     return response
 
 
@@ -362,8 +356,7 @@ def day_zip(token: str, day: str) -> Any:
         fallback=f"dalaba-outlet{outlet.id}_{stamp}.zip",
         attachment=True,
     )
-    if response.status_code in (200, 206) and served_from_start():
-        _record(outlet.id, the_day, "zip", [p.id for p in programs])
+    _count(response, outlet, the_day, "zip", list(programs))
     return response
 
 
@@ -392,7 +385,7 @@ def playlist(token: str, day: str) -> Any:
         fallback=f"dalaba-outlet{outlet.id}_{stamp}.m3u8",
     )
     response.mimetype_params["charset"] = "utf-8"
-    _count(response, outlet, the_day, "m3u")
+    _count(response, outlet, the_day, "m3u", [None])
     return response
 
 
@@ -471,7 +464,7 @@ def feed(token: str) -> Any:
         fallback=f"dalaba-outlet{outlet.id}.xml",
     )
     response.mimetype_params["charset"] = "utf-8"
-    _count(response, outlet, today, "rss")
+    _count(response, outlet, today, "rss", [None])
     return response
 
 
@@ -524,8 +517,7 @@ def _my_program(program_id: int) -> Program:
 @rule(Role.OPERATOR, Role.ADMIN)
 def my_program_mp3(program_id: int) -> Any:
     """A program of one of the operator's outlets."""
-    program = _my_program(program_id)
-    return _send_program(program.outlet, program)
+    return _send_program(_my_program(program_id))
 
 
 @bp.post("/operator/programs/<int(max=2147483647):program_id>/confirm")

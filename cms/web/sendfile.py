@@ -3,29 +3,45 @@
 A body is a list of parts: byte strings and slices of files opened once. A program that is
 rebuilt meanwhile is replaced by ``os.replace``; the handle still reads the old inode to the
 end, so a download is always one complete version, never a mix.
+
+The view only decides what to send and opens the files; the server sends. The response is
+``wsgi.file_wrapper`` over a read-only file that presents exactly the bytes to send (the
+whole body or one range): waitress then streams it from its I/O loop and the worker thread
+is free at once, however slowly the client reads.
 """
 
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 import re
 import struct
 import threading
 import zlib
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, tzinfo
-from email.utils import format_datetime, parsedate_to_datetime
+from email.utils import format_datetime
 from pathlib import Path
 from typing import BinaryIO
 from urllib.parse import quote
 
 from flask import Response, request
+from waitress.buffers import ReadOnlyFileBasedBuffer
+from werkzeug.http import parse_date, parse_etags, unquote_etag
+from werkzeug.wsgi import wrap_file
 
+# What one read returns. Waitress asks for as much as the socket's send buffer holds (MBs
+# on loopback) and re-reads whatever a partial send left over: small blocks waste little.
 CHUNK = 256 * 1024
+# What one download sends per turn of waitress's I/O loop (see LoopBuffer).
+TURN_BYTES = 256 * 1024
 MAX_RANGES = 1  # multi-range requests get the full body (RFC 9110 lets a server ignore Range)
+# A byte position with more digits than this is absurd (over an exabyte): such a Range is
+# answered 416 rather than parsed (Python refuses ints of over 4300 digits anyway).
+MAX_POSITION_DIGITS = 18
 
 
 @dataclass
@@ -60,31 +76,77 @@ class Body:
             handle.close()
         self.handles.clear()
 
-    def chunks(self, start: int, stop: int) -> Iterator[bytes]:
-        """Bytes ``start`` (inclusive) to ``stop`` (exclusive), read with ``os.pread``.
+    def read(self, at: int, count: int) -> bytes:
+        """Up to ``count`` bytes from position ``at``, from one part (``os.pread`` for files).
 
         ``pread`` leaves the handle's position alone, so one handle may serve many ranges.
         """
         pos = 0
         for part in self.parts:
             end = pos + part.size
-            if end <= start or pos >= stop:
-                pos = end
-                continue
-            lo, hi = max(start, pos) - pos, min(stop, end) - pos
-            if part.handle is None:
-                yield part.data[lo:hi]
-            else:
-                fd = part.handle.fileno()
-                at, left = part.offset + lo, hi - lo
-                while left > 0:
-                    block = os.pread(fd, min(CHUNK, left), at)
-                    if not block:
-                        raise OSError("file shrank while being served")
-                    yield block
-                    at += len(block)
-                    left -= len(block)
+            if at < end:
+                lo = at - pos
+                count = min(count, part.size - lo)
+                if part.handle is None:
+                    return part.data[lo : lo + count]
+                block = os.pread(part.handle.fileno(), count, part.offset + lo)
+                if not block:
+                    raise OSError("file shrank while being served")
+                return block
             pos = end
+        return b""
+
+
+class BodyFile(io.RawIOBase):
+    """Bytes ``start`` to ``stop`` (exclusive) of a body as a read-only, seekable file.
+
+    This is what ``wsgi.file_wrapper`` wraps. Waitress's wrapper measures it with
+    ``seek``/``tell``, sends at most the Content-Length, reads with ``read``, steps on with
+    ``seek(n, 1)`` and closes it when done or when the client goes away; closing it closes
+    the body's handles. Other servers' wrappers read it to its end, which is the range's end.
+    """
+
+    def __init__(self, body: Body, start: int, stop: int) -> None:
+        super().__init__()
+        self.body, self.start, self.length = body, start, stop - start
+        self.pos = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self.pos
+
+    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
+        base = {os.SEEK_SET: 0, os.SEEK_CUR: self.pos, os.SEEK_END: self.length}[whence]
+        if base + offset < 0:
+            raise ValueError("negative seek position")
+        self.pos = base + offset
+        return self.pos
+
+    def read(self, size: int | None = -1) -> bytes:
+        """At most ``size`` bytes, and at most CHUNK at a time (a short read is allowed)."""
+        if size is None or size < 0:
+            return self.readall()
+        left = self.length - self.pos
+        if left <= 0 or size == 0:
+            return b""
+        data = self.body.read(self.start + self.pos, min(size, left, CHUNK))
+        self.pos += len(data)
+        return data
+
+    def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
+        data = self.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+    def close(self) -> None:
+        if not self.closed:
+            self.body.close()
+        super().close()
 
 
 def open_file(path: Path) -> tuple[BinaryIO, os.stat_result]:
@@ -134,28 +196,20 @@ def content_disposition(filename: str, fallback: str, *, attachment: bool = True
 
 
 # --- Conditional requests and ranges ---------------------------------------------------------
-
-
-def _etags(header: str) -> list[str]:
-    return [t.strip().removeprefix("W/") for t in header.split(",") if t.strip()]
+#
+# Werkzeug parses the validators. Its Response.make_conditional (and so send_file) is not
+# used: it answers 416 to a malformed Range, to other units and to several ranges, where RFC
+# 9110 says to ignore the header and send the whole file, and it wraps a range in an
+# iterator of its own that the server can no longer stream from its I/O loop.
 
 
 def not_modified(body: Body) -> bool:
-    """RFC 9110 §13.2.2: If-None-Match wins; If-Modified-Since only without it."""
+    """RFC 9110 §13.2.2: If-None-Match (weakly compared) wins; If-Modified-Since only without."""
     inm = request.headers.get("If-None-Match")
     if inm is not None:
-        tags = _etags(inm)
-        return "*" in tags or body.etag in tags
-    ims = request.headers.get("If-Modified-Since")
-    if ims:
-        try:
-            since = parsedate_to_datetime(ims)
-        except (TypeError, ValueError):
-            return False
-        if since.tzinfo is None:
-            since = since.replace(tzinfo=UTC)
-        return body.last_modified.replace(microsecond=0) <= since
-    return False
+        return parse_etags(inm).contains_weak(unquote_etag(body.etag)[0])
+    since = parse_date(request.headers.get("If-Modified-Since"))
+    return since is not None and body.last_modified.replace(microsecond=0) <= since
 
 
 def _range_still_valid(body: Body) -> bool:
@@ -164,15 +218,10 @@ def _range_still_valid(body: Body) -> bool:
     if value is None:
         return True
     value = value.strip()
-    if value.startswith('"'):
-        return value == body.etag  # strong comparison only
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return False
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return body.last_modified.replace(microsecond=0) == when
+    if value.startswith(('"', "W/")):
+        return parse_etags(value).contains(unquote_etag(body.etag)[0])  # strong comparison
+    when = parse_date(value)
+    return when is not None and body.last_modified.replace(microsecond=0) == when
 
 
 _RANGE_SPEC = re.compile(r"[ \t]*([0-9]*)[ \t]*-[ \t]*([0-9]*)[ \t]*")
@@ -238,7 +287,11 @@ def respond(
     attachment: bool = False,
     cache_control: str = "private, no-cache",
 ) -> Response:
-    """A GET/HEAD response for ``body``: 304, 206, 416 or 200, with validators and a file name."""
+    """A GET/HEAD response for ``body``: 304, 206, 416 or 200, with validators and a file name.
+
+    The body (or its one range) goes out through ``wsgi.file_wrapper``; the handles are
+    closed when the server has sent it, or at once for a 304, 416 or HEAD.
+    """
     headers = {
         "ETag": body.etag,
         "Last-Modified": format_datetime(body.last_modified.astimezone(UTC), usegmt=True),
@@ -262,51 +315,74 @@ def respond(
         (start, stop), status = ranges[0], 206
         headers["Content-Range"] = f"bytes {start}-{stop - 1}/{size}"
     response = Response(
-        _iterable(body, start, stop), status=status, headers=headers, mimetype=mimetype
+        _file_wrapper(BodyFile(body, start, stop)),
+        status=status,
+        headers=headers,
+        mimetype=mimetype,
     )
+    # Waitress streams a file wrapper only when the response has a Content-Length, and sends
+    # no more than it says.
     response.content_length = stop - start
-    # Werkzeug must not buffer or re-encode the stream; the server sends it as it comes and
-    # calls close(), which closes the handles (also when a client disconnects early).
+    # Werkzeug hands the wrapper itself to the server (no buffering or re-encoding); the
+    # server calls close(), which closes the handles, also when a client disconnects early.
     response.direct_passthrough = True
     return response
 
 
-class _Stream:
-    """A WSGI iterable over part of a body that closes the body's handles when closed."""
+class LoopBuffer(ReadOnlyFileBasedBuffer):
+    """Waitress's ``wsgi.file_wrapper``, sent by waitress's I/O loop a share at a time.
 
-    def __init__(self, body: Body, start: int, stop: int) -> None:
-        self.body, self.start, self.stop = body, start, stop
+    Handing a file wrapper to the connection, waitress's worker thread first sends what the
+    socket takes at once (megabytes on a fast link) and only then serves the next request.
+    This wrapper gives the worker nothing to send, so the worker sends the headers and is
+    free, and the I/O loop, woken by waitress, sends the body. ``get`` is how a connection
+    reads its buffers; a WSGI middleware iterating the wrapper reads through ``__next__``
+    and is not affected.
 
-    def __iter__(self) -> Iterator[bytes]:
-        return self.body.chunks(self.start, self.stop)
-
-    def close(self) -> None:
-        self.body.close()
-
-
-def _iterable(body: Body, start: int, stop: int) -> object:
-    """Hand a single-file slice to waitress's file wrapper, else stream with ``pread``.
-
-    Waitress sends a ``ReadOnlyFileBasedBuffer`` from its I/O thread, bounded by the
-    Content-Length, so a worker thread is free as soon as the view returns. Other servers'
-    wrappers may read to end of file, so they get the generic stream.
+    The loop sends each connection what its socket takes in one turn; a client that reads
+    fast would take megabytes and keep every other connection waiting, new ones included.
+    So a turn ends after TURN_BYTES: ``get`` answers nothing, the connection stops for this
+    turn and, its socket still writable, continues in the next.
     """
-    wrapper = request.environ.get("wsgi.file_wrapper")
-    single = len(body.parts) == 1 and body.parts[0].handle is not None
-    if single and wrapper is not None and wrapper.__module__.startswith("waitress."):
-        part = body.parts[0]
-        assert part.handle is not None
-        part.handle.seek(part.offset + start)
-        return wrapper(part.handle, CHUNK)
-    return _Stream(body, start, stop)
+
+    def __init__(self, file: BinaryIO, block_size: int = CHUNK) -> None:
+        super().__init__(file, block_size)
+        self.worker = threading.get_ident()
+        self.turn_sent = 0
+        self.turn_over = False  # the connection stopped asking: the next get starts a turn
+
+    def get(self, numbytes: int = -1, skip: bool = False) -> bytes:
+        if threading.get_ident() == self.worker:
+            return b""
+        if self.turn_over:
+            self.turn_sent, self.turn_over = 0, False
+        # Over until skip() reports the bytes sent: a refused send ends the turn too.
+        self.turn_over = True
+        if self.turn_sent >= TURN_BYTES:
+            return b""
+        return super().get(numbytes, skip)  # type: ignore[no-any-return]
+
+    def skip(self, numbytes: int, allow_prune: int = 0) -> None:
+        super().skip(numbytes, allow_prune)
+        self.turn_sent += numbytes
+        self.turn_over = False
 
 
-def served_from_start() -> bool:
-    """True when this GET fetches the file from its first byte (counts as a download)."""
+def _file_wrapper(file: BodyFile) -> Iterable[bytes]:
+    """The server's ``wsgi.file_wrapper`` over ``file`` (Werkzeug's stand-in without one)."""
+    if request.environ.get("wsgi.file_wrapper") is ReadOnlyFileBasedBuffer:
+        return LoopBuffer(file, CHUNK)  # type: ignore[arg-type]
+    return wrap_file(request.environ, file, CHUNK)
+
+
+def served_from_start(response: Response) -> bool:
+    """True when this GET sends the body from its first byte (counts as a download)."""
     if request.method != "GET":
         return False
-    header = request.headers.get("Range", "")
-    return not header or bool(re.match(r"^\s*bytes\s*=\s*0\s*-", header))
+    if response.status_code == 200:
+        return True
+    sent = response.content_range
+    return response.status_code == 206 and sent is not None and sent.start == 0
 
 
 # --- ZIP for USB sticks -----------------------------------------------------------------------

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import itertools
 import subprocess
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
 from datetime import UTC, date, datetime, time
 from pathlib import Path
 from typing import Any
@@ -12,6 +13,8 @@ from typing import Any
 import pytest
 from imageio_ffmpeg import get_ffmpeg_exe
 from sqlalchemy.orm import Session
+from waitress import wasyncore
+from waitress.channel import HTTPChannel
 
 from cms.models import Area, JobState, Outlet, OutletKind, Program, Slot
 from cms.services import operators as svc
@@ -181,3 +184,35 @@ def clock(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Clock:
 @pytest.fixture
 def day(clock: Clock) -> date:
     return clock.today
+
+
+@pytest.fixture
+def waitress_port(app: Any) -> Iterator[Callable[..., int]]:
+    """Serve the app as ``dalaba serve`` does, on a loopback port; returns the port.
+
+    Stopped cleanly: the I/O loop itself closes every connection (which closes what they
+    were sending) and then the listening socket, so that its last poll sees no closed socket.
+    """
+    running: list[tuple[Any, threading.Thread]] = []
+
+    from cms.web.server import make_server
+
+    def start(**adjustments: Any) -> int:
+        server = make_server(app, "127.0.0.1", 0, **adjustments)
+        thread = threading.Thread(target=server.run, name="waitress-test", daemon=True)
+        thread.start()
+        running.append((server, thread))
+        return int(server.effective_port)
+
+    yield start
+    for server, thread in running:
+        server.task_dispatcher.shutdown(timeout=5)
+
+        def close_all(server: Any = server) -> None:
+            for dispatcher in list(server._map.values()):
+                if isinstance(dispatcher, HTTPChannel):
+                    dispatcher.handle_close()
+            wasyncore.close_all(server._map)
+
+        server.trigger.pull_trigger(close_all)
+        thread.join(timeout=5)

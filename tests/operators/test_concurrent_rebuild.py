@@ -6,11 +6,9 @@ import http.client
 import io
 import threading
 import zipfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from waitress.server import create_server
 
 from tests.operators.conftest import write_program
 
@@ -26,15 +24,9 @@ def versions(tones) -> tuple[bytes, bytes]:  # type: ignore[no-untyped-def]
 
 
 @pytest.fixture
-def server(app) -> Iterator[int]:  # type: ignore[no-untyped-def]
+def server(waitress_port) -> int:  # type: ignore[no-untyped-def]
     """The app behind waitress on a loopback port (the production path, with its file wrapper)."""
-    srv = create_server(app, host="127.0.0.1", port=0, threads=READERS)
-    thread = threading.Thread(target=srv.run, daemon=True)
-    thread.start()
-    yield srv.effective_port
-    srv.close()
-    srv.task_dispatcher.shutdown()
-    thread.join(timeout=5)
+    return waitress_port(threads=READERS)  # type: ignore[no-any-return]
 
 
 def _rebuild_while(path: Path, versions: tuple[bytes, bytes], stop: threading.Event) -> int:
@@ -129,7 +121,7 @@ def test_ranges_during_rebuild_match_their_etag(
 def test_test_client_stream_and_zip_during_rebuild(
     client, make_outlet, make_program, link, day, versions
 ) -> None:  # type: ignore[no-untyped-def]
-    """The generic stream (no waitress file wrapper) and the ZIP behave the same way."""
+    """Werkzeug's file wrapper (the test client has no server's) and the ZIP behave the same."""
     outlet = make_outlet()
     program = make_program(outlet, day, 0, seconds=20.0, frequency=440)
     base = link(outlet)

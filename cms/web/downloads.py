@@ -1,0 +1,167 @@
+"""Download records for the compliance view, written in batches off the request path.
+
+A download only appends to a list in memory; a background thread writes what has gathered
+in one short transaction about once a second. So 200 operators fetching at once take no
+write lock while they are served and never wait on each other or on the scheduler, and a
+busy database delays a record instead of failing or slowing a download.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import date, datetime
+
+from flask import Flask, current_app
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session, sessionmaker
+
+from cms.db import transaction
+from cms.services import operators as svc
+
+log = logging.getLogger(__name__)
+
+FLUSH_SECONDS = 1.0
+# Records kept while the database cannot take them (about a day of a busy township); beyond
+# that the oldest are dropped, with a warning, rather than growing without end.
+PENDING_LIMIT = 20_000
+
+
+@dataclass(frozen=True)
+class Download:
+    """One fetch through an outlet's link, as ``svc.record_download`` takes it."""
+
+    outlet_id: int
+    day: date
+    kind: str
+    program_id: int | None
+    at: datetime
+
+    @property
+    def key(self) -> tuple[int, date, str, int | None]:
+        return self.outlet_id, self.day, self.kind, self.program_id
+
+
+class DownloadLog:
+    """A thread-safe buffer of downloads and the thread that writes it to the database.
+
+    Repeats of the same fetch within ``svc.DOWNLOAD_DEDUPE`` are dropped in memory already
+    (the service checks the database again, for other processes and restarts). The thread
+    starts with the first download; ``flush`` writes at once (tests, shutdown).
+    """
+
+    def __init__(
+        self,
+        sessions: sessionmaker[Session],
+        *,
+        interval: float = FLUSH_SECONDS,
+        limit: int = PENDING_LIMIT,
+    ) -> None:
+        self.sessions = sessions
+        self.interval = interval
+        self.limit = limit
+        self._pending: list[Download] = []
+        self._seen: dict[tuple[int, date, str, int | None], datetime] = {}
+        self._lock = threading.Lock()  # guards _pending and _seen; held for microseconds
+        self._flushing = threading.Lock()  # one writer at a time
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def add(
+        self, outlet_id: int, day: date, kind: str, program_ids: Iterable[int | None], at: datetime
+    ) -> None:
+        """Note a download of ``program_ids`` (None for a feed or playlist); never blocks."""
+        if kind not in svc.DOWNLOAD_KINDS:
+            raise ValueError(f"unknown download kind {kind!r}")
+        with self._lock:
+            for program_id in program_ids:
+                download = Download(outlet_id, day, kind, program_id, at)
+                seen = self._seen.get(download.key)
+                if seen is not None and seen > at - svc.DOWNLOAD_DEDUPE:
+                    continue
+                self._seen[download.key] = at
+                self._pending.append(download)
+            start = self._thread is None and not self._stop.is_set() and bool(self._pending)
+            if start:
+                self._thread = threading.Thread(
+                    target=self._run, name="dalaba-download-log", daemon=True
+                )
+        if start:
+            assert self._thread is not None
+            self._thread.start()
+
+    def pending(self) -> int:
+        with self._lock:
+            return len(self._pending)
+
+    def flush(self) -> int:
+        """Write what has gathered in one transaction; returns how many events were written.
+
+        On a database error the batch goes back to the front of the buffer for the next try.
+        """
+        with self._flushing:
+            with self._lock:
+                batch, self._pending = self._pending, []
+            if not batch:
+                return 0
+            try:
+                with transaction(self.sessions) as session:
+                    written = sum(
+                        svc.record_download(
+                            session, d.outlet_id, d.day, d.kind, d.program_id, now=d.at
+                        )
+                        is not None
+                        for d in batch
+                    )
+            except SQLAlchemyError as exc:
+                log.warning("%d downloads not recorded yet, will retry: %s", len(batch), exc)
+                self._requeue(batch)
+                return 0
+            self._forget_old(max(d.at for d in batch))
+            return written
+
+    def close(self) -> None:
+        """Stop the thread and write what is left (at shutdown)."""
+        self._stop.set()
+        thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout=self.interval * 10)
+        self.flush()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            try:
+                self.flush()
+            except Exception:  # the thread must outlive any one bad batch
+                log.exception("recording downloads failed")
+
+    def _requeue(self, batch: list[Download]) -> None:
+        with self._lock:
+            self._pending = batch + self._pending
+            dropped = len(self._pending) - self.limit
+            if dropped > 0:
+                del self._pending[:dropped]
+                log.warning("%d download records dropped: the database took none", dropped)
+
+    def _forget_old(self, now: datetime) -> None:
+        with self._lock:
+            cutoff = now - svc.DOWNLOAD_DEDUPE
+            self._seen = {k: at for k, at in self._seen.items() if at > cutoff}
+
+
+def init_app(app: Flask) -> DownloadLog:
+    downloads = DownloadLog(app.extensions["dalaba.sessions"])
+    app.extensions["dalaba.downloads"] = downloads
+    return downloads
+
+
+def download_log(app: Flask | None = None) -> DownloadLog:
+    """The app's download log (the current app's by default)."""
+    return (app or current_app).extensions["dalaba.downloads"]  # type: ignore[no-any-return]
+
+
+def flush_downloads(app: Flask | None = None) -> int:
+    """Write the gathered downloads now (tests call this instead of waiting a second)."""
+    return download_log(app).flush()
