@@ -225,9 +225,6 @@ def _range_still_valid(body: Body) -> bool:
 
 
 _RANGE_SPEC = re.compile(r"[ \t]*([0-9]*)[ \t]*-[ \t]*([0-9]*)[ \t]*")
-# Positions beyond any file (and beyond a 64-bit offset): such a header is answered 416, as
-# nginx does, without asking int() to read 5000 digits (which it refuses with ValueError).
-MAX_POSITION_DIGITS = 18
 
 
 def parse_ranges(header: str | None, size: int) -> list[tuple[int, int]] | None:
