@@ -26,6 +26,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from cms.db import unit_of_work
 from cms.models import (
     Alert,
     Announcement,
@@ -375,7 +376,7 @@ def build_one(ctx: Context, program_id: int, *, partial: bool = False) -> str:
     """
     ctx = ctx.for_job()
     now = ctx.now()
-    if not queue.in_txn(
+    if not unit_of_work(
         ctx.sessions,
         lambda s: queue.claim(
             s,
@@ -389,7 +390,7 @@ def build_one(ctx: Context, program_id: int, *, partial: bool = False) -> str:
         ),
     ):
         return "skipped"
-    job = queue.in_txn(ctx.sessions, lambda s: _load(s, ctx, program_id))
+    job = unit_of_work(ctx.sessions, lambda s: _load(s, ctx, program_id))
     if job is None:
         return "skipped"
     if job.inputs.waiting and not partial and job.start - now > PARTIAL_MARGIN:
@@ -407,7 +408,7 @@ def build_one(ctx: Context, program_id: int, *, partial: bool = False) -> str:
             )
             return "waiting"
 
-        return queue.in_txn(ctx.sessions, wait)
+        return unit_of_work(ctx.sessions, wait)
     try:
         values, outcome = _assemble(ctx, job)
     except Exception as exc:
@@ -442,7 +443,7 @@ def build_one(ctx: Context, program_id: int, *, partial: bool = False) -> str:
                 )
             return "failed" if final else "retry"
 
-        return queue.in_txn(ctx.sessions, fail)
+        return unit_of_work(ctx.sessions, fail)
 
     def done(session: Session) -> str:
         moved = queue.finish(
@@ -460,7 +461,7 @@ def build_one(ctx: Context, program_id: int, *, partial: bool = False) -> str:
         )
         return outcome if moved else "skipped"
 
-    return queue.in_txn(ctx.sessions, done)
+    return unit_of_work(ctx.sessions, done)
 
 
 def _assemble(ctx: Context, job: _BuildJob) -> tuple[dict[str, Any], str]:

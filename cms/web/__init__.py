@@ -9,13 +9,16 @@ from typing import Any
 from flask import Flask, current_app, g, make_response, render_template, request
 from flask_wtf.csrf import CSRFError, CSRFProtect
 from markupsafe import Markup
-from werkzeug.exceptions import HTTPException, NotFound
+from sqlalchemy.exc import DBAPIError
+from werkzeug.exceptions import HTTPException, NotFound, ServiceUnavailable
 
-from cms.db import make_engine, make_session_factory
+from cms.db import is_retryable, make_engine, make_session_factory
 from cms.settings import Settings
+from cms.web.bookkeeping import Bookkeeper
 
 log = logging.getLogger(__name__)
 csrf = CSRFProtect()
+BUSY_RETRY_AFTER = 5  # seconds a client waits after "the database is busy"
 
 
 def create_app(settings: Settings, *, engine: Any = None) -> Flask:
@@ -35,6 +38,8 @@ def create_app(settings: Settings, *, engine: Any = None) -> Flask:
     engine = engine or make_engine(settings.database_url)
     app.extensions["dalaba.engine"] = engine
     app.extensions["dalaba.sessions"] = make_session_factory(engine)
+    app.extensions["dalaba.write_sessions"] = make_session_factory(engine, write=True)
+    app.extensions["dalaba.bookkeeper"] = Bookkeeper(app.extensions["dalaba.sessions"])
 
     from cms.web import i18n
 
@@ -53,6 +58,7 @@ def create_app(settings: Settings, *, engine: Any = None) -> Flask:
     app.after_request(_security_headers)
     app.register_error_handler(CSRFError, _csrf_error)
     app.register_error_handler(HTTPException, _http_error)
+    app.register_error_handler(DBAPIError, _database_error)
     app.jinja_env.filters["localtime"] = lambda dt, fmt="%Y-%m-%d %H:%M": _localtime(
         settings, dt, fmt
     )
@@ -101,6 +107,20 @@ def _csrf_error(exc: CSRFError):  # type: ignore[no-untyped-def]
         code=400,
         message=_("表单已过期或来源不明（CSRF 校验失败），请刷新页面后重试。"),
     ), 400
+
+
+def _database_error(exc: DBAPIError):  # type: ignore[no-untyped-def]
+    """A lock that outlasted the busy timeout and every retry: 503, try again shortly."""
+    if not is_retryable(exc):
+        raise exc
+    from flask_babel import gettext as _
+
+    log.warning("database busy after retries: %s %s: %s", request.method, request.path, exc.orig)
+    session = g.pop("db", None)
+    if session is not None:
+        session.close()
+    busy = ServiceUnavailable(description=_("系统正忙，请稍后重试"), retry_after=BUSY_RETRY_AFTER)
+    return _http_error(busy)
 
 
 def _http_error(exc: HTTPException):  # type: ignore[no-untyped-def]
