@@ -14,7 +14,6 @@ from datetime import date, datetime
 from typing import Any
 
 from sqlalchemy import Engine
-from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 from telegram import BotCommand
 from telegram.error import TelegramError
@@ -27,6 +26,7 @@ from telegram.ext import (
     ExtBot,
 )
 
+from cms.db import unit_of_work
 from cms.models import utcnow
 from cms.settings import Settings
 
@@ -40,7 +40,6 @@ DEFAULT_API_URL = "https://api.telegram.org"
 OVERALL_RATE = 30.0
 GROUP_RATE_PER_MINUTE = 20.0
 RATE_HEADROOM = 0.97
-LOCK_RETRIES = 6
 
 COMMANDS = [
     ("today", "今天发给本群的通知（文字和语音）"),
@@ -71,26 +70,13 @@ class BotData:
         return self.now().astimezone(self.settings.tz).date()
 
     async def run(self, work: Callable[[Session], Any]) -> Any:
-        """Run ``work(session)`` in one transaction, in a worker thread (never on the loop).
+        """Run ``work(session)`` in one write transaction, in a worker thread (never on the loop).
 
-        SQLite refuses a transaction that read before another writer committed ("database
-        is locked", without waiting); the unit is then run again from the start.
+        The unit goes through the one retry policy of :func:`cms.db.unit_of_work`: a lock
+        that outlasts SQLite's busy timeout reruns it from the start.
         """
         assert self.sessions is not None, "post_init has not run"
-        sessions = self.sessions
-
-        def unit() -> Any:
-            with sessions() as session, session.begin():
-                return work(session)
-
-        for attempt in range(LOCK_RETRIES):
-            try:
-                return await asyncio.to_thread(unit)
-            except OperationalError as exc:
-                if "locked" not in str(exc) or attempt == LOCK_RETRIES - 1:
-                    raise
-                await asyncio.sleep(0.05 * 2**attempt)
-        raise AssertionError("unreachable")
+        return await asyncio.to_thread(unit_of_work, self.sessions, work)
 
 
 Context = CallbackContext[ExtBot[None], dict[Any, Any], dict[Any, Any], BotData]

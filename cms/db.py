@@ -1,17 +1,43 @@
-"""Engine and session factory; SQLite gets WAL, a busy timeout and foreign keys."""
+"""Engine, sessions and the one rule for writes.
+
+SQLite in WAL mode lets many readers run beside one writer. A *deferred* transaction
+that read first and then writes cannot wait for the writer lock: if another writer
+committed after its snapshot began, SQLite answers "database is locked" at once and the
+busy timeout never applies. So every transaction that may write begins ``IMMEDIATE``
+(it takes the writer lock up front and waits up to :data:`BUSY_TIMEOUT_MS` for it),
+and read-only work keeps the deferred ``BEGIN`` so readers never queue behind writers.
+
+:func:`unit_of_work` is the single retry policy for a lock that outlasted the busy
+timeout (or PostgreSQL's serialization failures and deadlocks): the web, the
+scheduler and the bot all go through it. It reruns the whole unit on a fresh
+transaction, so a unit must keep its side effects inside the database.
+"""
 
 from __future__ import annotations
 
+import logging
 import os
-from collections.abc import Iterator
+import random
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
 BUSY_TIMEOUT_MS = 15_000
+# Connection execution option that makes SQLite begin the transaction IMMEDIATE.
+WRITE_OPTION = "dalaba_write"
+# PostgreSQL: serialization_failure, deadlock_detected, lock_not_available.
+_PG_RETRYABLE = {"40001", "40P01", "55P03"}
 
 
 def make_engine(url: str, **kwargs: Any) -> Engine:
@@ -23,8 +49,9 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         kwargs.setdefault("connect_args", {"timeout": BUSY_TIMEOUT_MS / 1000})
         engine = create_engine(url, **kwargs)
         event.listen(engine, "connect", _sqlite_pragmas)
-        # Let SQLAlchemy, not pysqlite, issue BEGIN so that transactions behave as on PostgreSQL.
-        event.listen(engine, "begin", lambda conn: conn.exec_driver_sql("BEGIN"))
+        # SQLAlchemy, not pysqlite, issues BEGIN, so that transactions behave as on
+        # PostgreSQL, and a connection marked for writing begins IMMEDIATE.
+        event.listen(engine, "begin", _sqlite_begin)
         return engine
     kwargs.setdefault("pool_pre_ping", True)
     return create_engine(url, **kwargs)
@@ -47,12 +74,98 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
-def make_session_factory(engine: Engine) -> sessionmaker[Session]:
-    return sessionmaker(engine, expire_on_commit=False)
+def _sqlite_begin(conn: Any) -> None:
+    immediate = conn.get_execution_options().get(WRITE_OPTION, False)
+    conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+
+def writer(engine: Engine) -> Engine:
+    """The same engine (and pool) whose transactions begin IMMEDIATE on SQLite."""
+    if engine.get_execution_options().get(WRITE_OPTION):
+        return engine
+    return engine.execution_options(**{WRITE_OPTION: True})
+
+
+def make_session_factory(engine: Engine, *, write: bool = False) -> sessionmaker[Session]:
+    """Sessions on ``engine``; with ``write``, every transaction takes the writer lock first."""
+    return sessionmaker(writer(engine) if write else engine, expire_on_commit=False)
+
+
+def is_retryable(exc: BaseException) -> bool:
+    """A lock or conflict that a fresh transaction can get past (not a broken query)."""
+    if isinstance(exc, OperationalError):
+        text = str(exc.orig if exc.orig is not None else exc).lower()
+        if "database is locked" in text or "database table is locked" in text:
+            return True
+        if "busy" in text and "sqlite" in type(exc.orig).__module__:
+            return True
+    if isinstance(exc, DBAPIError) and exc.orig is not None:
+        return getattr(exc.orig, "sqlstate", None) in _PG_RETRYABLE
+    return False
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How often and how patiently a unit of work is rerun after a lock or conflict.
+
+    Each try already waited up to the busy timeout for the writer lock, so a few tries
+    with jittered backoff are plenty; after the last one the error is raised and the
+    edge turns it into a clear answer (503 on the web, a retry at the next tick …).
+    """
+
+    attempts: int = 5
+    base_delay: float = 0.05
+    max_delay: float = 1.0
+
+    def delay(self, attempt: int) -> float:
+        """Sleep before try ``attempt + 1``: exponential with full jitter."""
+        return random.uniform(0, min(self.max_delay, self.base_delay * 2**attempt))
+
+    def run(self, fn: Callable[[], T], *, sleep: Callable[[float], None] = time.sleep) -> T:
+        """Call ``fn`` until it does not fail with a retryable database error."""
+        for attempt in range(self.attempts):
+            try:
+                return fn()
+            except DBAPIError as exc:
+                if attempt == self.attempts - 1 or not is_retryable(exc):
+                    raise
+                log.info("database busy (%s); trying again", exc.orig)
+                sleep(self.delay(attempt))
+        raise AssertionError("unreachable")
+
+
+RETRY = RetryPolicy()
+
+
+def unit_of_work(
+    factory: sessionmaker[Session],
+    fn: Callable[[Session], T],
+    *,
+    write: bool = True,
+    policy: RetryPolicy = RETRY,
+) -> T:
+    """Run ``fn(session)`` in one transaction (IMMEDIATE when ``write``), retried on locks.
+
+    ``fn`` may run more than once: it must not have side effects outside the session.
+    """
+
+    def once() -> T:
+        with factory() as session, session.begin():
+            if write:
+                session.connection(execution_options={WRITE_OPTION: True})
+            return fn(session)
+
+    return policy.run(once)
 
 
 @contextmanager
-def transaction(factory: sessionmaker[Session]) -> Iterator[Session]:
-    """One unit of work: commit on success, roll back on any error."""
+def transaction(factory: sessionmaker[Session], *, write: bool = True) -> Iterator[Session]:
+    """One unit of work that is not retried (a CLI command): commit on success, else roll back.
+
+    It still begins IMMEDIATE for writes, so it waits for the writer lock instead of
+    failing at once.
+    """
     with factory() as session, session.begin():
+        if write:
+            session.connection(execution_options={WRITE_OPTION: True})
         yield session

@@ -74,6 +74,9 @@ def app(settings: Settings, engine: Engine):  # type: ignore[no-untyped-def]
 
     app = create_app(settings, engine=engine)
     app.config.update(TESTING=True, WTF_CSRF_ENABLED=False)
+    # Bookkeeping on the request's thread: a background commit would race the test's own
+    # session (tests/cms/test_db.py covers the background writer).
+    app.extensions["dalaba.bookkeeper"].inline = True
     yield app
     app.extensions["dalaba.downloads"].close()  # its thread writes no more to this database
 

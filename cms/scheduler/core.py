@@ -18,6 +18,7 @@ from datetime import date, timedelta
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from cms.db import unit_of_work
 from cms.models import (
     Clip,
     Delivery,
@@ -96,7 +97,7 @@ class Scheduler:
             created, cancelled = deliveries.plan_deliveries(session, today, now, tz)
             report.planned_deliveries, report.cancelled_deliveries = created, cancelled
 
-        queue.in_txn(self.ctx.sessions, work)
+        unit_of_work(self.ctx.sessions, work)
         return report
 
     # -- work ----------------------------------------------------------------------------
@@ -111,8 +112,10 @@ class Scheduler:
         tried: set[int] = set()
         out_of_space = False
         while _time.monotonic() < deadline and not out_of_space:
-            ids = queue.in_txn(
-                self.ctx.sessions, lambda s: renders.due_clip_ids(s, self.ctx.now(), 20)
+            ids = unit_of_work(
+                self.ctx.sessions,
+                lambda s: renders.due_clip_ids(s, self.ctx.now(), 20),
+                write=False,
             )
             ids = [i for i in ids if i not in tried]
             if not ids:
@@ -133,7 +136,9 @@ class Scheduler:
         """Build the due programs (none while the disk is short of space: they wait)."""
         if diskspace.hold(self.ctx, Program):
             return 0
-        ids = queue.in_txn(self.ctx.sessions, lambda s: programs.due_program_ids(s, self.ctx.now()))
+        ids = unit_of_work(
+            self.ctx.sessions, lambda s: programs.due_program_ids(s, self.ctx.now()), write=False
+        )
         for program_id in ids:
             outcome = programs.build_one(self.ctx, program_id, partial=partial)
             if report is not None:
@@ -148,12 +153,14 @@ class Scheduler:
     ) -> int:
         """Send due deliveries; chats in parallel (a channel may block on rate limits), each
         chat's posts in order."""
-        ids = queue.in_txn(
-            self.ctx.sessions, lambda s: deliveries.due_delivery_ids(s, self.ctx.now())
+        ids = unit_of_work(
+            self.ctx.sessions,
+            lambda s: deliveries.due_delivery_ids(s, self.ctx.now()),
+            write=False,
         )
         if not ids:
             return 0
-        by_chat = queue.in_txn(self.ctx.sessions, lambda s: _group_by_chat(s, ids))
+        by_chat = unit_of_work(self.ctx.sessions, lambda s: _group_by_chat(s, ids), write=False)
 
         def send_all(chat_ids: list[int]) -> list[str]:
             return [deliveries.send_one(self.ctx, delivery_id) for delivery_id in chat_ids]
@@ -172,7 +179,7 @@ class Scheduler:
     def reconcile(self, day: date | None = None) -> reconcile.Gaps:
         now, tz = self.ctx.now(), self.ctx.settings.tz
         target = day or local_day(now, tz)
-        return queue.in_txn(
+        return unit_of_work(
             self.ctx.sessions, lambda s: reconcile.reconcile_day(s, target, now, tz)
         )
 
@@ -181,7 +188,7 @@ class Scheduler:
         from cms.services.operators import escalate_unconfirmed
 
         now = self.ctx.now()
-        return queue.in_txn(
+        return unit_of_work(
             self.ctx.sessions, lambda s: len(escalate_unconfirmed(s, now, self.ctx.settings))
         )
 
@@ -216,7 +223,7 @@ class Scheduler:
                 )
             return n
 
-        count = queue.in_txn(self.ctx.sessions, work)
+        count = unit_of_work(self.ctx.sessions, work)
         if count:
             log.info("resumed %d unfinished job(s) left by an earlier process", count)
         return count
@@ -240,16 +247,16 @@ class Scheduler:
                 )
             )
 
-        ids = queue.in_txn(self.ctx.sessions, plan)
+        ids = unit_of_work(self.ctx.sessions, plan)
         self.render_due(budget_s=3600)
         return ids
 
     def build_listed(self, ids: list[int]) -> Iterator[BuildLine]:
         """Build each program in ``ids`` now (an unchanged one is a quick no-op)."""
         for program_id in ids:
-            queue.in_txn(self.ctx.sessions, lambda s, i=program_id: _requeue(s, i))
+            unit_of_work(self.ctx.sessions, lambda s, i=program_id: _requeue(s, i))
             outcome = programs.build_one(self.ctx, program_id, partial=True)
-            yield queue.in_txn(self.ctx.sessions, lambda s, i=program_id, o=outcome: _line(s, i, o))
+            yield unit_of_work(self.ctx.sessions, lambda s, i=program_id, o=outcome: _line(s, i, o))
 
     def build_day(self, day: date) -> list[BuildLine]:
         """Build (or bring up to date) every outlet's programs for ``day``, synchronously."""
@@ -258,7 +265,7 @@ class Scheduler:
     # -- status --------------------------------------------------------------------------
 
     def queue_lengths(self) -> dict[str, dict[str, int]]:
-        return queue.in_txn(self.ctx.sessions, queue_lengths)
+        return unit_of_work(self.ctx.sessions, queue_lengths, write=False)
 
 
 def _group_by_chat(session: Session, ids: list[int]) -> list[list[int]]:

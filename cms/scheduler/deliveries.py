@@ -35,6 +35,7 @@ from cms.channels import (
     SendResult,
     TemporaryFailure,
 )
+from cms.db import unit_of_work
 from cms.models import (
     Announcement,
     ChatGroup,
@@ -232,9 +233,9 @@ def send_one(ctx: Context, delivery_id: int) -> str:
     """Claim, send and record one delivery; returns its outcome."""
     ctx = ctx.for_job()
     now = ctx.now()
-    if queue.in_txn(ctx.sessions, lambda s: _voice_pending(s, delivery_id, now)):
+    if unit_of_work(ctx.sessions, lambda s: _voice_pending(s, delivery_id, now), write=False):
         return "waiting"
-    if not queue.in_txn(
+    if not unit_of_work(
         ctx.sessions,
         lambda s: queue.claim(
             s,
@@ -249,7 +250,7 @@ def send_one(ctx: Context, delivery_id: int) -> str:
         ),
     ):
         return "skipped"
-    job = queue.in_txn(ctx.sessions, lambda s: _load(s, delivery_id))
+    job = unit_of_work(ctx.sessions, lambda s: _load(s, delivery_id), write=False)
     if job is None:
         return "skipped"
     notice = Notice(
@@ -265,7 +266,7 @@ def send_one(ctx: Context, delivery_id: int) -> str:
     def progress(ids: list[str]) -> None:
         # Each accepted part is committed at once: this is what keeps the duplicate window
         # down to one part's round trip.
-        queue.in_txn(
+        unit_of_work(
             ctx.sessions,
             lambda s: s.execute(
                 update(Delivery)
@@ -282,13 +283,13 @@ def send_one(ctx: Context, delivery_id: int) -> str:
     try:
         result = channel_for(ctx, job.platform).send(notice, progress)
     except TemporaryFailure as exc:
-        return queue.in_txn(
+        return unit_of_work(
             ctx.sessions, lambda s, e=exc: _temporary(s, ctx, job, e, e.retry_after)
         )
     except ChatUnavailable as exc:
-        return queue.in_txn(ctx.sessions, lambda s, e=exc: _unavailable(s, ctx, job, e))
+        return unit_of_work(ctx.sessions, lambda s, e=exc: _unavailable(s, ctx, job, e))
     except OutcomeUnknown as exc:
-        return queue.in_txn(
+        return unit_of_work(
             ctx.sessions,
             lambda s, e=exc: _finish(
                 s, ctx, job, DeliveryState.UNCERTAIN, last_error=queue.error_text(e)
@@ -296,8 +297,8 @@ def send_one(ctx: Context, delivery_id: int) -> str:
         )
     except Exception as exc:
         log.exception("delivery %s: unexpected channel error", delivery_id)
-        return queue.in_txn(ctx.sessions, lambda s, e=exc: _temporary(s, ctx, job, e, None))
-    return queue.in_txn(ctx.sessions, lambda s: _sent(s, ctx, job, result))
+        return unit_of_work(ctx.sessions, lambda s, e=exc: _temporary(s, ctx, job, e, None))
+    return unit_of_work(ctx.sessions, lambda s: _sent(s, ctx, job, result))
 
 
 def _finish(session: Session, ctx: Context, job: _SendJob, state: DeliveryState, **values) -> str:  # type: ignore[no-untyped-def]

@@ -16,6 +16,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from cms import disk
+from cms.db import unit_of_work
 from cms.models import JobState
 from cms.scheduler import queue
 from cms.scheduler.context import Context
@@ -60,10 +61,10 @@ def hold(ctx: Context, model: Any, row_id: int | None = None) -> bool:
     _note(ctx, space)
     if not space.short:
         if row_id is None:
-            queue.in_txn(ctx.sessions, lambda s: resume(s, model, now))
+            unit_of_work(ctx.sessions, lambda s: resume(s, model, now))
         return False
     try:
-        queue.in_txn(ctx.sessions, lambda s: wait(s, model, now, space, row_id))
+        unit_of_work(ctx.sessions, lambda s: wait(s, model, now, space, row_id))
     except Exception as exc:
         if not disk.is_disk_full(exc):
             raise
@@ -76,7 +77,7 @@ def give_back(ctx: Context, model: Any, row_id: int, worker: str) -> str:
     space = disk.check(ctx.settings)
     now = ctx.now()
     try:
-        queue.in_txn(
+        unit_of_work(
             ctx.sessions,
             lambda s: queue.give_back(
                 s,

@@ -1,7 +1,8 @@
 """Exactly one scheduler per database: a lease row with an expiry, renewed by a heartbeat.
 
 Whoever holds an unexpired lease runs the scheduler; everyone else serves web only and
-tries again at each heartbeat. Taking the lease is one ``UPDATE … WHERE holder = me OR
+tries again at each heartbeat. Every lease write begins IMMEDIATE (see :mod:`cms.db`), so
+a busy database makes the heartbeat wait for the writer lock instead of failing at once. Taking the lease is one ``UPDATE … WHERE holder = me OR
 expires_at < now`` (or the first INSERT), so two processes can never both succeed.
 
 A holder that died on this same machine (its pid no longer exists) is taken over at once
@@ -22,6 +23,7 @@ from typing import Any
 from sqlalchemy import Engine, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
+from cms.db import writer
 from cms.models import SchedulerLease
 
 log = logging.getLogger(__name__)
@@ -82,7 +84,7 @@ def acquire(engine: Engine, holder: str, now: datetime, ttl: timedelta = DEFAULT
     """Take or renew the lease; True when ``holder`` holds it until ``now + ttl``."""
     expires = now + ttl
     table = SchedulerLease.__table__
-    with engine.begin() as conn:
+    with writer(engine).begin() as conn:
         current = conn.execute(
             select(table.c.holder, table.c.expires_at).where(table.c.name == LEASE_NAME)
         ).one_or_none()
@@ -133,7 +135,7 @@ def acquire(engine: Engine, holder: str, now: datetime, ttl: timedelta = DEFAULT
 def release(engine: Engine, holder: str, now: datetime) -> None:
     """Give the lease up (clean shutdown) so another process may take it at once."""
     table = SchedulerLease.__table__
-    with engine.begin() as conn:
+    with writer(engine).begin() as conn:
         conn.execute(
             update(table)
             .where(table.c.name == LEASE_NAME, table.c.holder == holder)
@@ -144,7 +146,7 @@ def release(engine: Engine, holder: str, now: datetime) -> None:
 def record_info(engine: Engine, holder: str, **info: Any) -> bool:
     """Merge ``info`` (last tick, queue lengths …) into the lease row while we hold it."""
     table = SchedulerLease.__table__
-    with engine.begin() as conn:
+    with writer(engine).begin() as conn:
         current = conn.execute(
             select(table.c.info).where(table.c.name == LEASE_NAME, table.c.holder == holder)
         ).one_or_none()

@@ -16,9 +16,9 @@ from datetime import timedelta
 from sqlalchemy import select, update
 
 from cms.channels import ChannelError, Notice
+from cms.db import unit_of_work
 from cms.models import Alert, ChatAccount, Role, User
 from cms.scheduler.context import Context
-from cms.scheduler.queue import in_txn
 
 log = logging.getLogger(__name__)
 
@@ -49,13 +49,13 @@ def notify_alerts(ctx: Context) -> int:
         ).all()
         return [(a.id, a.message) for a in alerts], [tuple(r) for r in recipients]
 
-    alerts, recipients = in_txn(ctx.sessions, pending)
+    alerts, recipients = unit_of_work(ctx.sessions, pending)
     reachable = [(p, chat) for p, chat in recipients if ctx.registry.get(p) is not None]
     if not alerts or not reachable:
         return 0
     sent = 0
     for alert_id, message in alerts:
-        claimed = in_txn(
+        claimed = unit_of_work(
             ctx.sessions,
             lambda s, i=alert_id: (
                 s.execute(

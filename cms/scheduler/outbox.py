@@ -21,8 +21,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from cms.channels import Notice, ProgressCallback, SendResult
+from cms.db import unit_of_work
 from cms.models import Delivery, OutboxMessage
-from cms.scheduler.queue import in_txn
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +49,7 @@ class OutboxChannel:
         ids: list[str] = []
         for index, (kind, text, path) in enumerate(parts):
             ids.append(
-                in_txn(
+                unit_of_work(
                     self._sessions,
                     lambda s, i=index, k=kind, t=text, p=path: self._record(s, notice, i, k, t, p),
                 )

@@ -27,6 +27,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from cms import disk
+from cms.db import unit_of_work
 from cms.models import (
     Alert,
     Announcement,
@@ -379,7 +380,7 @@ def build_one(ctx: Context, program_id: int, *, partial: bool = False) -> str:
     if diskspace.hold(ctx, Program, program_id):
         return diskspace.NO_SPACE
     now = ctx.now()
-    if not queue.in_txn(
+    if not unit_of_work(
         ctx.sessions,
         lambda s: queue.claim(
             s,
@@ -393,7 +394,7 @@ def build_one(ctx: Context, program_id: int, *, partial: bool = False) -> str:
         ),
     ):
         return "skipped"
-    job = queue.in_txn(ctx.sessions, lambda s: _load(s, ctx, program_id))
+    job = unit_of_work(ctx.sessions, lambda s: _load(s, ctx, program_id))
     if job is None:
         return "skipped"
     if job.inputs.waiting and not partial and job.start - now > PARTIAL_MARGIN:
@@ -411,7 +412,7 @@ def build_one(ctx: Context, program_id: int, *, partial: bool = False) -> str:
             )
             return "waiting"
 
-        return queue.in_txn(ctx.sessions, wait)
+        return unit_of_work(ctx.sessions, wait)
     try:
         values, outcome = _assemble(ctx, job)
     except Exception as exc:
@@ -449,7 +450,7 @@ def build_one(ctx: Context, program_id: int, *, partial: bool = False) -> str:
                 )
             return "failed" if final else "retry"
 
-        return queue.in_txn(ctx.sessions, fail)
+        return unit_of_work(ctx.sessions, fail)
 
     def done(session: Session) -> str:
         moved = queue.finish(
@@ -467,7 +468,7 @@ def build_one(ctx: Context, program_id: int, *, partial: bool = False) -> str:
         )
         return outcome if moved else "skipped"
 
-    return queue.in_txn(ctx.sessions, done)
+    return unit_of_work(ctx.sessions, done)
 
 
 def _assemble(ctx: Context, job: _BuildJob) -> tuple[dict[str, Any], str]:

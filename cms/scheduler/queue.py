@@ -7,21 +7,11 @@ crash cannot overwrite the newer state.
 
 from __future__ import annotations
 
-import logging
-import time as _time
-from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import Any, TypeVar
+from typing import Any
 
 from sqlalchemy import and_, case, or_, select, update
-from sqlalchemy.exc import OperationalError
-from sqlalchemy.orm import Session, sessionmaker
-
-from cms.db import transaction
-
-log = logging.getLogger(__name__)
-
-T = TypeVar("T")
+from sqlalchemy.orm import Session
 
 MAX_ATTEMPTS = 5
 BACKOFF_BASE = timedelta(seconds=30)
@@ -35,25 +25,6 @@ def backoff(attempts: int, retry_after: float | None = None) -> timedelta:
     if retry_after is not None:
         delay = max(delay, timedelta(seconds=retry_after))
     return delay
-
-
-def in_txn(factory: sessionmaker[Session], fn: Callable[[Session], T], tries: int = 6) -> T:
-    """Run ``fn`` in its own transaction, retrying when SQLite reports a busy database.
-
-    In WAL mode a transaction that read an old snapshot cannot upgrade to a writer and gets
-    SQLITE_BUSY at once, without the busy timeout; trying again with a fresh snapshot works.
-    """
-    for attempt in range(tries):
-        try:
-            with transaction(factory) as session:
-                return fn(session)
-        except OperationalError as exc:
-            text = str(exc).lower()
-            if attempt == tries - 1 or ("locked" not in text and "busy" not in text):
-                raise
-            log.debug("database busy, retrying (%s)", exc.orig)
-            _time.sleep(0.05 * (attempt + 1))
-    raise AssertionError("unreachable")
 
 
 def claimable(model: Any, ready_state: Any, now: datetime, running: Any = None) -> Any:

@@ -20,6 +20,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from cms import disk
+from cms.db import unit_of_work
 from cms.models import (
     Announcement,
     Clip,
@@ -223,7 +224,7 @@ def render_one(ctx: Context, clip_id: int) -> str:
     if diskspace.hold(ctx, Clip, clip_id):
         return diskspace.NO_SPACE
     now = ctx.now()
-    claimed = queue.in_txn(
+    claimed = unit_of_work(
         ctx.sessions,
         lambda s: queue.claim(
             s,
@@ -238,7 +239,7 @@ def render_one(ctx: Context, clip_id: int) -> str:
     )
     if not claimed:
         return "skipped"
-    job = queue.in_txn(ctx.sessions, lambda s: _load(s, clip_id))
+    job = unit_of_work(ctx.sessions, lambda s: _load(s, clip_id), write=False)
     if job is None:
         return "skipped"
     from audio.errors import AudioError, TextError, VoiceError
@@ -268,7 +269,7 @@ def render_one(ctx: Context, clip_id: int) -> str:
             log.exception("clip %s: unexpected render error", clip_id)
         else:
             log.warning("clip %s: render failed: %s", clip_id, exc)
-        return queue.in_txn(ctx.sessions, lambda s, e=exc: _fail(s, ctx, job, e, permanent))
+        return unit_of_work(ctx.sessions, lambda s, e=exc: _fail(s, ctx, job, e, permanent))
 
     def done(session: Session) -> str:
         # Only if the inputs did not change while we rendered; otherwise the newer key is
@@ -291,7 +292,7 @@ def render_one(ctx: Context, clip_id: int) -> str:
         )
         return "done" if moved else "skipped"
 
-    return queue.in_txn(ctx.sessions, done)
+    return unit_of_work(ctx.sessions, done)
 
 
 def _fail(session: Session, ctx: Context, job: _Job, exc: BaseException, permanent: bool) -> str:

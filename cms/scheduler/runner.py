@@ -39,6 +39,9 @@ TICK_SECONDS = 5.0
 LEASE_SECONDS = 30.0
 RECONCILE_MINUTES = 10
 ESCALATE_MINUTES = 5
+# A holder that cannot renew stops this long before its lease expires, so that a process
+# taking over at the expiry never overlaps it.
+LEASE_MARGIN = timedelta(seconds=1)
 
 
 def tuning_from_env(environ: Mapping[str, str]) -> dict[str, float]:
@@ -67,6 +70,8 @@ class SchedulerHandle:
     _aps: BackgroundScheduler | None = None
     _leader: bool = False
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    # When the lease we last renewed expires (in the scheduler's clock); None: not held.
+    holds_until: datetime | None = None
     started_at: datetime = field(default_factory=lambda: datetime.now(UTC))
 
     @property
@@ -80,13 +85,25 @@ class SchedulerHandle:
     def heartbeat(self) -> bool:
         """Renew or try to take the lease; on taking it, resume work orphaned by a crash."""
         ctx = self.scheduler.ctx
+        now = ctx.now()
         try:
-            held = lease.acquire(ctx.engine, self.holder, ctx.now(), self.lease_ttl)
-        except Exception:
-            log.exception("scheduler lease check failed")
-            held = False
+            held = lease.acquire(ctx.engine, self.holder, now, self.lease_ttl)
+        except Exception as exc:
+            # A busy or briefly unreachable database is not a lost lease: what we hold
+            # stays ours until its expiry really passes, and nobody can take it before.
+            held = self.holds_until is not None and now < self.holds_until - LEASE_MARGIN
+            log.warning(
+                "scheduler lease not renewed (%s); %s",
+                exc,
+                "still held until its expiry" if held else "no longer held",
+            )
+        else:
+            if held:
+                self.holds_until = now + self.lease_ttl
         with self._lock:
             was, self._leader = self._leader, held
+        if not held:
+            self.holds_until = None
         if held and not was:
             log.info("scheduler lease taken by %s: this process runs the scheduler", self.holder)
             self.scheduler.release_orphans()

@@ -7,7 +7,7 @@ import re
 import secrets
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.orm import Session
 from werkzeug.security import check_password_hash, generate_password_hash
 
@@ -22,6 +22,8 @@ THROTTLE_WINDOW = timedelta(minutes=15)
 MAX_FAILURES_PER_USER = 5
 MAX_FAILURES_PER_ADDR = 20
 TOKEN_PREFIX = "dlb_"
+# "Last used" is bookkeeping: written at most this often per token, never on every request.
+TOKEN_TOUCH_INTERVAL = timedelta(minutes=1)
 
 ROLE_LABELS = {
     Role.ADMIN: N_("管理员"),
@@ -216,12 +218,39 @@ def revoke_all_api_tokens(session: Session, user: User) -> int:
     return result.rowcount or 0  # type: ignore[attr-defined]
 
 
-def user_for_token(session: Session, token: str) -> User | None:
+def token_for(session: Session, token: str) -> ApiToken | None:
+    """The live API token row for ``token`` (reads only: answering a request writes nothing)."""
     row = session.scalar(select(ApiToken).where(ApiToken.token_hash == hash_token(token)))
     if row is None or row.revoked_at is not None or not row.user.active:
         return None
-    row.last_used_at = utcnow()
-    return row.user
+    return row
+
+
+def user_for_token(session: Session, token: str) -> User | None:
+    row = token_for(session, token)
+    return None if row is None else row.user
+
+
+def token_needs_touch(row: ApiToken, now: datetime) -> bool:
+    """Whether "last used" is stale enough to be worth a write (at most once a minute)."""
+    return row.last_used_at is None or row.last_used_at <= now - TOKEN_TOUCH_INTERVAL
+
+
+def touch_token(session: Session, token_id: int, now: datetime) -> bool:
+    """Record that a token was used; one guarded UPDATE, a no-op within the interval."""
+    result = session.execute(
+        update(ApiToken)
+        .where(
+            ApiToken.id == token_id,
+            or_(
+                ApiToken.last_used_at.is_(None),
+                ApiToken.last_used_at <= now - TOKEN_TOUCH_INTERVAL,
+            ),
+        )
+        .values(last_used_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    return bool(result.rowcount)
 
 
 def revoke_api_token(session: Session, actor: User, token_id: int) -> ApiToken:

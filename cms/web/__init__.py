@@ -9,18 +9,21 @@ from typing import Any
 from flask import Flask, current_app, g, make_response, render_template, request
 from flask_wtf.csrf import CSRFError, CSRFProtect
 from markupsafe import Markup
-from sqlalchemy.exc import OperationalError
-from werkzeug.exceptions import HTTPException, NotFound
+from sqlalchemy.exc import DBAPIError, OperationalError
+from werkzeug.exceptions import HTTPException, NotFound, ServiceUnavailable
 from werkzeug.routing import IntegerConverter, Map
 
 from cms import disk
-from cms.db import make_engine, make_session_factory
+from cms.db import is_retryable, make_engine, make_session_factory
 from cms.services.errors import Message
 from cms.services.text import MAX_ID, clean_filename
 from cms.settings import Settings
+from cms.web.bookkeeping import Bookkeeper
 
 log = logging.getLogger(__name__)
 csrf = CSRFProtect()
+BUSY_RETRY_AFTER = 5  # seconds a client waits after "the database is busy"
+
 # What a full disk raises: audio's DiskFullError and ENOSPC are OSErrors, SQLite's
 # "database or disk is full" and PostgreSQL's disk_full are OperationalErrors.
 DISK_ERRORS: tuple[type[Exception], ...] = (OSError, OperationalError)
@@ -69,6 +72,8 @@ def create_app(settings: Settings, *, engine: Any = None) -> Flask:
     engine = engine or make_engine(settings.database_url)
     app.extensions["dalaba.engine"] = engine
     app.extensions["dalaba.sessions"] = make_session_factory(engine)
+    app.extensions["dalaba.write_sessions"] = make_session_factory(engine, write=True)
+    app.extensions["dalaba.bookkeeper"] = Bookkeeper(app.extensions["dalaba.sessions"])
 
     from cms.web import downloads, i18n, proxy
 
@@ -93,6 +98,7 @@ def create_app(settings: Settings, *, engine: Any = None) -> Flask:
     app.register_error_handler(HTTPException, _http_error)
     for error in DISK_ERRORS:
         app.register_error_handler(error, _disk_full_error)
+    app.register_error_handler(DBAPIError, _database_error)
     app.jinja_env.filters["localtime"] = lambda dt, fmt="%Y-%m-%d %H:%M": _localtime(
         settings, dt, fmt
     )
@@ -156,6 +162,20 @@ def _csrf_error(exc: CSRFError):  # type: ignore[no-untyped-def]
     ), 400
 
 
+def _database_error(exc: DBAPIError):  # type: ignore[no-untyped-def]
+    """A lock that outlasted the busy timeout and every retry: 503, try again shortly."""
+    if not is_retryable(exc):
+        raise exc
+    from flask_babel import gettext as _
+
+    log.warning("database busy after retries: %s %s: %s", request.method, request.path, exc.orig)
+    session = g.pop("db", None)
+    if session is not None:
+        session.close()
+    busy = ServiceUnavailable(description=_("系统正忙，请稍后重试"), retry_after=BUSY_RETRY_AFTER)
+    return _http_error(busy)
+
+
 def _http_error(exc: HTTPException):  # type: ignore[no-untyped-def]
     if request.path.startswith("/api/"):
         from cms.web.api import error_response
@@ -183,6 +203,8 @@ def _http_error(exc: HTTPException):  # type: ignore[no-untyped-def]
 def _disk_full_error(exc: Exception):  # type: ignore[no-untyped-def]
     """A write failed because the disk is full: 503 with a clear message, not a crash."""
     if not disk.is_disk_full(exc):
+        if isinstance(exc, DBAPIError):
+            return _database_error(exc)  # Flask picks this handler for OperationalError
         raise exc  # any other error: the usual 500
     from flask_babel import gettext as _
 

@@ -24,11 +24,11 @@ from flask import (
 )
 from flask_babel import gettext as _
 
-from cms.models import Role, User
+from cms.models import Role, User, utcnow
 from cms.services import users
 from cms.services.errors import DomainError
 from cms.settings import Settings
-from cms.web.db import commit_bookkeeping, db
+from cms.web.db import commit_bookkeeping, db, writes
 
 log = logging.getLogger(__name__)
 bp = Blueprint("auth", __name__)
@@ -66,9 +66,17 @@ def load_user() -> None:
     if request.path.startswith("/api/"):
         scheme, _, token = request.headers.get("Authorization", "").partition(" ")
         if scheme.lower() == "bearer" and token.strip():
-            g.user = users.user_for_token(db(), token.strip())
-            if g.user is not None:
-                db().commit()
+            row = users.token_for(db(), token.strip())
+            if row is not None:
+                g.user = row.user
+                now = utcnow()
+                if not users.token_needs_touch(row, now):
+                    pass
+                elif writes():
+                    # This request holds the writer lock already: note it in its transaction.
+                    users.touch_token(db(), row.id, now)
+                else:
+                    current_app.extensions["dalaba.bookkeeper"].token_used(row.id, now)
         return
     uid = session.get("uid")
     if uid is not None:

@@ -1,22 +1,63 @@
-"""The per-request database session, owned by the request (commit at the edge)."""
+"""The per-request database session, owned by the request (commit at the edge).
+
+A request that may change something (any method but GET, HEAD and OPTIONS, unless its
+view is marked :func:`read_only`) gets a session whose transactions begin IMMEDIATE on
+SQLite: it takes the writer lock before its first read, waits for it under the busy
+timeout, and can never fail half-way with "database is locked". Taking the lock goes
+through the one retry policy of :mod:`cms.db`. Every other request reads only.
+"""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from typing import Any, TypeVar
 
-from flask import current_app, g
+from flask import current_app, g, request
 from sqlalchemy.orm import Session
 
+from cms.db import RETRY
 from cms.disk import is_disk_full
 from cms.settings import Settings
 
 log = logging.getLogger(__name__)
 
+F = TypeVar("F", bound=Callable[..., Any])
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+def read_only(view: F) -> F:
+    """Mark a POST view that never writes (a preview, a calculation): it takes no write lock."""
+    view._dalaba_read_only = True  # type: ignore[attr-defined]
+    return view
+
+
+def writes() -> bool:
+    """Whether the current request may write to the database."""
+    if request.method in SAFE_METHODS:
+        return False
+    view = current_app.view_functions.get(request.endpoint or "")
+    return not getattr(view, "_dalaba_read_only", False)
+
 
 def db() -> Session:
     if "db" not in g:
-        g.db = current_app.extensions["dalaba.sessions"]()
+        if writes():
+            session: Session = current_app.extensions["dalaba.write_sessions"]()
+            RETRY.run(lambda: _begin(session))
+        else:
+            session = current_app.extensions["dalaba.sessions"]()
+        g.db = session
     return g.db
+
+
+def _begin(session: Session) -> None:
+    """Take the writer lock now, before the request reads anything."""
+    try:
+        session.connection()
+    except Exception:
+        session.rollback()
+        raise
 
 
 def settings() -> Settings:

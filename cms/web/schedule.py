@@ -54,7 +54,7 @@ from cms.services.text import (
 )
 from cms.web import today
 from cms.web.auth import ANY_USER, STAFF, local_url, rule
-from cms.web.db import db, settings
+from cms.web.db import db, read_only, settings
 from cms.web.forms import field_errors, int_arg, message, paginate
 
 log = logging.getLogger(__name__)
@@ -303,6 +303,7 @@ def _renderer() -> Any:
 
 @bp.post("/lexicon/sample")
 @rule(*STAFF)
+@read_only
 def lexicon_sample() -> Any:
     """Render a short sample text with the current lexicon and play it."""
     from audio.errors import AudioError
@@ -447,6 +448,7 @@ def outbox() -> Any:
 
 @bp.route("/budget", methods=["GET", "POST"])
 @rule(*STAFF)
+@read_only
 def budget() -> Any:
     """JSON: the draft's spoken length and any slot it would make overrun."""
     data = request.values

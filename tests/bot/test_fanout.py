@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 
 from bot.channel import TelegramChannel
 from cms.channels import ChannelRegistry
-from cms.db import make_session_factory
+from cms.db import make_session_factory, unit_of_work
 from cms.models import (
     Area,
     ChatGroup,
@@ -54,11 +54,11 @@ def _groups(session: Session, area: Area, n: int) -> list[ChatGroup]:
 def _dispatch_until_done(ctx: Context, clock: ManualClock, passes: int = 8) -> None:
     """What the scheduler's ticks do: send every due row, then let time pass for retries."""
     for _ in range(passes):
-        ids = queue.in_txn(
+        ids = unit_of_work(
             ctx.sessions, lambda s: deliveries.due_delivery_ids(s, clock.now(), 1000)
         )
         if not ids:
-            pending = queue.in_txn(
+            pending = unit_of_work(
                 ctx.sessions,
                 lambda s: s.scalar(
                     select(Delivery.id).where(Delivery.state == DeliveryState.PENDING).limit(1)
@@ -259,7 +259,7 @@ def test_a_crash_between_parts_resumes_with_the_voice_note_only(
         worker="next-process",
         clock=clock,
     )
-    queue.in_txn(
+    unit_of_work(
         ctx.sessions,
         lambda s: queue.release_orphans(
             s,

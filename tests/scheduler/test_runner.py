@@ -66,3 +66,58 @@ def test_tuning_from_env() -> None:
         assert "DALABA_SCHEDULER_TICK" in str(exc)
     else:
         raise AssertionError("accepted a zero tick")
+
+
+def test_a_busy_database_does_not_lose_the_lease_before_it_expires(
+    settings, engine, monkeypatch
+) -> None:  # type: ignore[no-untyped-def]
+    """A heartbeat that meets a held writer lock keeps the lease until its expiry passes."""
+    import sqlite3
+    from dataclasses import replace
+    from datetime import timedelta
+
+    from cms import db as cms_db
+    from cms.scheduler.clock import ManualClock
+    from cms.scheduler.core import Scheduler
+    from cms.scheduler.runner import SchedulerHandle
+
+    monkeypatch.setattr(cms_db, "BUSY_TIMEOUT_MS", 100)  # a lock outlasts it quickly
+    busy_engine = cms_db.make_engine(settings.database_url)
+    clock = ManualClock(utcnow())
+    ctx = replace(_context(settings, busy_engine), clock=clock)
+    handle = SchedulerHandle(
+        scheduler=Scheduler(ctx), holder=ctx.worker, lease_ttl=timedelta(seconds=30)
+    )
+    try:
+        assert handle.heartbeat() and handle.leader
+        blocker = sqlite3.connect(settings.database_url.removeprefix("sqlite:///"))
+        blocker.isolation_level = None
+        blocker.execute("BEGIN IMMEDIATE")  # another writer holds the lock
+        try:
+            clock.set(clock.now() + timedelta(seconds=10))
+            assert handle.heartbeat(), "a transient lock must not lose the lease"
+            clock.set(clock.now() + timedelta(seconds=15))
+            assert handle.heartbeat() and handle.leader  # 25 s: still within the 30 s lease
+            clock.set(clock.now() + timedelta(seconds=5))
+            assert not handle.heartbeat()  # 30 s: the expiry really passed
+            assert not handle.leader
+        finally:
+            blocker.rollback()
+            blocker.close()
+        clock.set(clock.now() + timedelta(seconds=1))
+        assert handle.heartbeat() and handle.leader  # the lock is gone: taken again
+    finally:
+        busy_engine.dispose()
+
+
+def _context(settings, engine):  # type: ignore[no-untyped-def]
+    from cms.db import make_session_factory
+    from cms.scheduler.context import Context
+
+    return Context(
+        settings=settings,
+        engine=engine,
+        sessions=make_session_factory(engine),
+        registry=ChannelRegistry(),
+        worker=lease.make_holder_id(),
+    )

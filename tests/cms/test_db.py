@@ -1,0 +1,170 @@
+"""The one rule for writes: IMMEDIATE write transactions, one retry policy, reads never write."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from sqlalchemy import Engine, select, text
+from sqlalchemy.exc import IntegrityError, OperationalError
+
+from cms.db import RetryPolicy, is_retryable, make_session_factory, unit_of_work
+from cms.models import ApiToken, Role, Topic, utcnow
+from cms.services import users
+
+
+def _locked() -> OperationalError:
+    return OperationalError("UPDATE x", {}, sqlite3.OperationalError("database is locked"))
+
+
+def test_retry_policy_reruns_only_lock_errors() -> None:
+    calls: list[int] = []
+    slept: list[float] = []
+
+    def flaky() -> str:
+        calls.append(1)
+        if len(calls) < 3:
+            raise _locked()
+        return "done"
+
+    policy = RetryPolicy(attempts=5, base_delay=0.01)
+    assert policy.run(flaky, sleep=slept.append) == "done"
+    assert len(calls) == 3 and len(slept) == 2 and all(0 <= s <= 0.02 for s in slept)
+
+    def broken() -> None:
+        raise IntegrityError("INSERT", {}, sqlite3.IntegrityError("UNIQUE constraint failed"))
+
+    with pytest.raises(IntegrityError):
+        policy.run(broken, sleep=slept.append)
+    assert len(slept) == 2  # not retried
+
+    def always_locked() -> None:
+        raise _locked()
+
+    with pytest.raises(OperationalError):
+        policy.run(always_locked, sleep=slept.append)
+    assert len(slept) == 2 + 4  # five tries, four pauses, then the error
+
+
+def test_is_retryable_knows_sqlite_and_postgres_conflicts() -> None:
+    assert is_retryable(_locked())
+    full = OperationalError("x", {}, sqlite3.OperationalError("database or disk is full"))
+    assert not is_retryable(full)
+
+    class PgError(Exception):
+        sqlstate = "40001"
+
+    assert is_retryable(OperationalError("x", {}, PgError()))
+
+
+def test_a_write_unit_that_read_first_waits_instead_of_failing(engine: Engine) -> None:
+    """The classic WAL trap: read, another writer commits, then write. IMMEDIATE avoids it."""
+    sessions = make_session_factory(engine)
+    unit_of_work(sessions, lambda s: s.add(Topic(name="起始")))
+    other_committed = threading.Event()
+
+    def other_writer() -> None:
+        with sessions.begin() as s:
+            s.add(Topic(name="别人写的"))
+        other_committed.set()
+
+    thread: threading.Thread | None = None
+
+    def read_then_write(session: Any) -> int:
+        nonlocal thread
+        count = len(session.scalars(select(Topic)).all())
+        if thread is None:
+            thread = threading.Thread(target=other_writer)
+            thread.start()
+            # The other writer must wait for our lock, not commit under our snapshot.
+            assert not other_committed.wait(0.3)
+        session.add(Topic(name=f"第{count}个"))
+        return count
+
+    assert unit_of_work(sessions, read_then_write) == 1
+    assert thread is not None
+    thread.join(5)
+    assert other_committed.is_set()
+    with sessions() as session:
+        names = set(session.scalars(select(Topic.name)))
+    assert names == {"起始", "第1个", "别人写的"}
+
+
+def test_the_deferred_trap_is_real(engine: Engine) -> None:
+    """Without IMMEDIATE the same interleaving fails at once: why the rule exists."""
+    sessions = make_session_factory(engine)
+    with sessions() as reader:
+        reader.execute(text("SELECT count(*) FROM topic")).scalar()  # snapshot taken
+        with sessions.begin() as writer:
+            writer.add(Topic(name="抢先"))
+        reader.add(Topic(name="迟到"))
+        with pytest.raises(OperationalError, match="locked"):
+            reader.flush()
+
+
+def test_api_reads_write_last_used_at_once_a_minute(app: Any, session: Any, make_user: Any) -> None:
+    user = make_user(Role.EDITOR)
+    token = users.issue_api_token(session, None, user)
+    session.commit()
+    client = app.test_client()
+    headers = {"Authorization": f"Bearer {token}"}
+    bookkeeper = app.extensions["dalaba.bookkeeper"]
+    bookkeeper.inline = False  # the real background writer
+    for _ in range(5):
+        assert client.get("/api/v1/topics", headers=headers).status_code == 200
+    bookkeeper.drain()
+    session.rollback()
+    first = session.scalar(select(ApiToken.last_used_at).where(ApiToken.user_id == user.id))
+    assert first is not None and abs(first - utcnow()) < timedelta(minutes=1)
+    for _ in range(5):
+        client.get("/api/v1/topics", headers=headers)
+    bookkeeper.drain()
+    session.rollback()
+    again = session.scalar(select(ApiToken.last_used_at).where(ApiToken.user_id == user.id))
+    assert again == first  # within the minute: not written again
+
+
+def test_a_failing_last_used_write_never_fails_the_request(
+    app: Any, session: Any, make_user: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    user = make_user(Role.EDITOR)
+    token = users.issue_api_token(session, None, user)
+    session.commit()
+
+    def locked(*_args: Any, **_kwargs: Any) -> bool:
+        raise _locked()
+
+    monkeypatch.setattr(users, "touch_token", locked)
+    response = app.test_client().get("/api/v1/topics", headers={"Authorization": f"Bearer {token}"})
+    assert response.status_code == 200
+
+
+def test_concurrent_api_reads_with_one_token_never_fail(
+    app: Any, session: Any, make_user: Any
+) -> None:
+    """The measured failure: 8 threads × 25 GETs with one token gave 500s; now none."""
+    user = make_user(Role.EDITOR)
+    token = users.issue_api_token(session, None, user)
+    session.commit()
+    app.extensions["dalaba.bookkeeper"].inline = False
+    headers = {"Authorization": f"Bearer {token}"}
+    statuses: list[int] = []
+    lock = threading.Lock()
+
+    def client_loop() -> None:
+        client = app.test_client()
+        for _ in range(25):
+            code = client.get("/api/v1/topics", headers=headers).status_code
+            with lock:
+                statuses.append(code)
+
+    threads = [threading.Thread(target=client_loop) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    app.extensions["dalaba.bookkeeper"].drain()
+    assert len(statuses) == 200 and set(statuses) == {200}
