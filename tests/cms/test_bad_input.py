@@ -20,7 +20,7 @@ from urllib.parse import quote
 import pytest
 from sqlalchemy.orm import Session
 
-from cms.models import Role
+from cms.models import Alert, Role
 from cms.services import operators as operator_svc
 from cms.services.outlets import save_outlet
 from cms.services.users import issue_api_token
@@ -445,7 +445,12 @@ def test_next_with_control_characters_or_backslashes_is_ignored(
     assert login_page.headers["Location"] in {"/", "/%0d%0a"}
     lang = client.post("/lang", data={"lang": "en", "next": target})
     assert lang.status_code == 302 and lang.headers["Location"] in {"/", "/%0d%0a"}
-    back = client.post("/schedule/alerts/1/resolve", data={"next": target})
+    with app.extensions["dalaba.sessions"].begin() as session:
+        alert = Alert(kind="test", message="测试提醒", object_type="test")
+        session.add(alert)
+        session.flush()
+        alert_id = alert.id
+    back = client.post(f"/schedule/alerts/{alert_id}/resolve", data={"next": target})
     assert back.status_code == 302 and back.headers["Location"] in {"/schedule/", "/%0d%0a"}
 
 
