@@ -12,7 +12,7 @@ import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import date, timedelta
 from pathlib import Path
 
 import pytest
@@ -143,7 +143,14 @@ def test_a_full_disk_is_a_clear_state(  # type: ignore[no-untyped-def]
     _fill(small_fs / "filler-2", leave_mb=0)
     api = app.test_client().post(
         "/api/v1/announcements",
-        json={"title": "停水通知", "body": "明天停水。", "area_ids": [1]},
+        json={
+            "title": "停水通知",
+            "body": "明天停水。",
+            "area_ids": [1],
+            "channels": ["loudspeaker"],
+            "start_date": date.today().isoformat(),
+            "end_date": date.today().isoformat(),
+        },
         headers={"Authorization": f"Bearer {token}"},
     )
     assert api.status_code == 503, api.get_data(as_text=True)
