@@ -300,6 +300,9 @@ class Announcement(Base):
     reviewed_by_id: Mapped[int | None] = mapped_column(ForeignKey("user.id"))
     reviewed_at: Mapped[datetime | None]
     withdrawn_at: Mapped[datetime | None]
+    # The public share page /s/<token> (kept in clear: the panel shows the link again and
+    # again). Set when first approved; a new one replaces it and the old link dies.
+    share_token: Mapped[str | None] = mapped_column(String(64), unique=True, index=True)
 
     created_by: Mapped[User] = relationship(foreign_keys=[created_by_id])
     reviewed_by: Mapped[User | None] = relationship(foreign_keys=[reviewed_by_id])
@@ -686,3 +689,15 @@ class DownloadEvent(Base):
     day: Mapped[date] = mapped_column(index=True)
     kind: Mapped[str] = mapped_column(String(20))  # mp3 | zip | loop | m3u | rss
     at: Mapped[created_at]
+
+
+class ShareDownload(Base):
+    """How often the share page's audio was fetched, per announcement and day (no one's data)."""
+
+    __tablename__ = "share_download"
+
+    announcement_id: Mapped[int] = mapped_column(
+        ForeignKey("announcement.id", ondelete="CASCADE"), primary_key=True
+    )
+    day: Mapped[date] = mapped_column(primary_key=True)
+    count: Mapped[int] = mapped_column(default=0)

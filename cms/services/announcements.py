@@ -31,7 +31,7 @@ from cms.models import (
     revision_area,
     utcnow,
 )
-from cms.services import audit
+from cms.services import audit, share
 from cms.services.errors import N_, Errors, NotFound, PermissionDenied, WorkflowError
 from cms.services.text import (
     MAX_DATE,
@@ -349,6 +349,7 @@ def approve(session: Session, user: User, ann: Announcement, comment: str = "") 
     ann.approved_revision = ann.current
     ann.review_comment = clean or None
     ann.reviewed_by_id, ann.reviewed_at = user.id, utcnow()
+    share.ensure_token(ann)  # the share page exists from the first approval on
     audit.record(
         session, user, "announcement.approve", ann, revision=ann.current.number, comment=clean
     )

@@ -18,6 +18,7 @@ ACTION_LABELS = {
     "announcement.approve": N_("审核通过"),
     "announcement.reject": N_("退回修改"),
     "announcement.withdraw": N_("撤回"),
+    "announcement.share_token": N_("更换分享链接（旧链接失效）"),
     "recording.add": N_("上传录音"),
     "recording.remove": N_("改回合成语音"),
     # Scheduler actions taken by people (cms.services.schedule).

@@ -18,6 +18,7 @@ from cms.web import today
 from cms.web.auth import STAFF, rule
 from cms.web.db import db, settings
 from cms.web.forms import announcement_form_data, field_errors, int_arg, message, paginate
+from cms.web.share import panel as share_panel
 
 bp = Blueprint("announcements", __name__, url_prefix="/announcements")
 EDITORS = (Role.ADMIN, Role.EDITOR)
@@ -197,6 +198,7 @@ def show(announcement_id: int) -> Any:
         labels=svc.STATUS_LABELS,
         can_approve=svc.can_approve(db(), g.user, ann),
         priority_labels=svc.PRIORITY_LABELS,
+        share_panel=share_panel(ann),
     )
 
 

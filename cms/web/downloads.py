@@ -4,12 +4,16 @@ A download only appends to a list in memory; a background thread writes what has
 in one short transaction about once a second. So 200 operators fetching at once take no
 write lock while they are served and never wait on each other or on the scheduler, and a
 busy database delays a record instead of failing or slowing a download.
+
+The share pages' audio (``/s/<token>/audio.mp3``) is counted through the same buffer: a
+fetch is one more entry, written as a per-announcement, per-day count.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -20,6 +24,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from cms.db import transaction
 from cms.services import operators as svc
+from cms.services import share as share_svc
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +49,15 @@ class Download:
         return self.outlet_id, self.day, self.kind, self.program_id
 
 
+@dataclass(frozen=True)
+class ShareFetch:
+    """One fetch of a share page's audio from its start: counted, nothing about who."""
+
+    announcement_id: int
+    day: date
+    at: datetime
+
+
 class DownloadLog:
     """A thread-safe buffer of downloads and the thread that writes it to the database.
 
@@ -62,7 +76,7 @@ class DownloadLog:
         self.sessions = sessions
         self.interval = interval
         self.limit = limit
-        self._pending: list[Download] = []
+        self._pending: list[Download | ShareFetch] = []
         self._seen: dict[tuple[int, date, str, int | None], datetime] = {}
         self._lock = threading.Lock()  # guards _pending and _seen; held for microseconds
         self._flushing = threading.Lock()  # one writer at a time
@@ -83,14 +97,24 @@ class DownloadLog:
                     continue
                 self._seen[download.key] = at
                 self._pending.append(download)
-            start = self._thread is None and not self._stop.is_set() and bool(self._pending)
-            if start:
-                self._thread = threading.Thread(
-                    target=self._run, name="dalaba-download-log", daemon=True
-                )
-        if start:
-            assert self._thread is not None
-            self._thread.start()
+            start = self._thread_to_start()
+        if start is not None:
+            start.start()
+
+    def add_share(self, announcement_id: int, day: date, at: datetime) -> None:
+        """Note a fetch of a share page's audio; never blocks."""
+        with self._lock:
+            self._pending.append(ShareFetch(announcement_id, day, at))
+            start = self._thread_to_start()
+        if start is not None:
+            start.start()
+
+    def _thread_to_start(self) -> threading.Thread | None:
+        """The writer thread when it must start now (called with ``_lock`` held)."""
+        if self._thread is not None or self._stop.is_set() or not self._pending:
+            return None
+        self._thread = threading.Thread(target=self._run, name="dalaba-download-log", daemon=True)
+        return self._thread
 
     def pending(self) -> int:
         with self._lock:
@@ -106,6 +130,7 @@ class DownloadLog:
                 batch, self._pending = self._pending, []
             if not batch:
                 return 0
+            shares = Counter((f.announcement_id, f.day) for f in batch if isinstance(f, ShareFetch))
             try:
                 with transaction(self.sessions) as session:
                     written = sum(
@@ -114,7 +139,9 @@ class DownloadLog:
                         )
                         is not None
                         for d in batch
+                        if isinstance(d, Download)
                     )
+                    written += share_svc.record_downloads(session, shares)
             except SQLAlchemyError as exc:
                 log.warning("%d downloads not recorded yet, will retry: %s", len(batch), exc)
                 self._requeue(batch)
@@ -137,7 +164,7 @@ class DownloadLog:
             except Exception:  # the thread must outlive any one bad batch
                 log.exception("recording downloads failed")
 
-    def _requeue(self, batch: list[Download]) -> None:
+    def _requeue(self, batch: list[Download | ShareFetch]) -> None:
         with self._lock:
             self._pending = batch + self._pending
             dropped = len(self._pending) - self.limit

@@ -29,6 +29,7 @@ from sqlalchemy.orm import selectinload
 
 from cms.models import Outlet, OutletKind, Program, Role
 from cms.services import operators as svc
+from cms.services import share as share_svc
 from cms.services.errors import DomainError
 from cms.services.text import in_date_range, parse_date, printable
 from cms.web.auth import PUBLIC, STAFF, rule
@@ -44,6 +45,7 @@ from cms.web.sendfile import (
     served_from_start,
     zip_body,
 )
+from cms.web.share import panel
 
 log = logging.getLogger(__name__)
 bp = Blueprint("operators", __name__)
@@ -252,6 +254,7 @@ def link_page(token: str) -> Any:
         today=today,
         mobile=outlet.kind is OutletKind.MOBILE,
         base_url=settings().base_url,
+        shares=[p for a in share_svc.for_area(db(), outlet.area, today) if (p := panel(a))],
     )
 
 

@@ -42,6 +42,7 @@ from cms.services import announcements as ann_svc
 from cms.services import budget as budget_svc
 from cms.services import lexicon as lexicon_svc
 from cms.services import schedule as schedule_svc
+from cms.services import share as share_svc
 from cms.services.errors import NotFound, ValidationError, WorkflowError
 from cms.services.text import (
     MAX_DATE,
@@ -232,6 +233,7 @@ def renders(announcement_id: int) -> Any:
         clips=clips,
         programs=in_programs,
         deliveries=sends,
+        share_downloads=share_svc.download_counts(db(), ann.id),
     )
 
 
