@@ -23,9 +23,9 @@ from cms.web.sendfile import bytes_body, file_body, respond, served_from_start
 bp = Blueprint("share", __name__)
 
 MP3 = "audio/mpeg"
-# Public pages and files: a proxy or WeChat's browser may keep them a minute; withdrawal
-# and a new link take effect within that.
-PUBLIC_CACHE = "public, max-age=60"
+# Revalidated on every view: a withdrawal or a new link takes effect at once, and the page's
+# language follows the visitor's cookie, so no shared cache may keep it.
+NO_CACHE = "private, no-cache"
 DESCRIPTION_CHARS = 80
 
 
@@ -50,7 +50,7 @@ def _page(token: str) -> svc.SharePage:
 
 def _withdrawn(found: svc.SharePage) -> Response:
     response = Response(render_template("share/withdrawn.html", office=_office(found)), status=410)
-    response.headers["Cache-Control"] = PUBLIC_CACHE
+    response.headers["Cache-Control"] = NO_CACHE
     return response
 
 
@@ -81,7 +81,7 @@ def page(token: str) -> Any:
             image=settings().base_url + url_for("static", filename="share-card.png"),
         )
     )
-    response.headers["Cache-Control"] = PUBLIC_CACHE
+    response.headers["Cache-Control"] = NO_CACHE
     return response
 
 
@@ -103,7 +103,7 @@ def audio(token: str) -> Any:
         filename=filename,
         fallback=fallback,
         attachment=request.args.get("dl") == "1",
-        cache_control=PUBLIC_CACHE,
+        cache_control=NO_CACHE,
     )
     if response.status_code in (200, 206) and served_from_start(response):
         now = datetime.now(UTC)
@@ -129,7 +129,7 @@ def subtitles(token: str) -> Any:
         mimetype="text/vtt",
         filename=filename,
         fallback=fallback,
-        cache_control=PUBLIC_CACHE,
+        cache_control=NO_CACHE,
     )
     response.mimetype_params["charset"] = "utf-8"
     return response
@@ -148,7 +148,7 @@ def qr_png(token: str) -> Any:
         filename=filename,
         fallback=fallback.replace("_二维码", "-qr"),
         attachment=True,
-        cache_control=PUBLIC_CACHE,
+        cache_control=NO_CACHE,
     )
 
 
