@@ -151,6 +151,8 @@ class SharePage:
     audio: Path | None
     subtitles: Path | None
     duration: float | None
+    # A notice for chats only has no loudspeaker clip, and none is coming.
+    audio_pending: bool
 
 
 def page(session: Session, token: str, tz: tzinfo) -> SharePage | None:
@@ -173,6 +175,7 @@ def page(session: Session, token: str, tz: tzinfo) -> SharePage | None:
         audio=Path(clip.path) if clip and clip.path else None,
         subtitles=Path(clip.subtitles_path) if clip and clip.subtitles_path else None,
         duration=clip.duration if clip else None,
+        audio_pending=clip is None and rev.to_loudspeaker,
     )
 
 

@@ -177,6 +177,7 @@ def panel(ann: Announcement) -> dict[str, Any] | None:
         return None
     rev = ann.approved_revision
     assert rev is not None
+    clip = svc.loudspeaker_clip(db(), rev.id)
     return {
         "announcement_id": ann.id,
         "title": rev.title,
@@ -184,7 +185,6 @@ def panel(ann: Announcement) -> dict[str, Any] | None:
         "text": svc.share_text(rev.title, rev.body, url, heading=_(svc.HEADING)),
         "qr_svg": Markup(svc.qr_svg(url)),  # segno escapes the title it writes
         "qr_png": url_for("share.qr_png", token=ann.share_token),
-        "mp3": url_for("share.audio", token=ann.share_token, dl=1)
-        if svc.loudspeaker_clip(db(), rev.id) is not None
-        else None,
+        "mp3": url_for("share.audio", token=ann.share_token, dl=1) if clip else None,
+        "audio_pending": clip is None and rev.to_loudspeaker,
     }

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 from sqlalchemy import select
@@ -29,6 +31,7 @@ def prepare(live_server: Any) -> tuple[int, str, str]:
     folder: Path = live_server.settings.data_dir / "audio" / "clips"
     folder.mkdir(parents=True, exist_ok=True)
     with live_server.session() as session:
+        today = datetime.now(ZoneInfo("Asia/Shanghai")).date()
         ann = next(
             a
             for a in session.scalars(
@@ -37,7 +40,7 @@ def prepare(live_server: Any) -> tuple[int, str, str]:
                 .order_by(Announcement.id)
             )
             if any(area.name in {"石桥村", "清水镇"} for area in a.approved_revision.areas)
-            and a.approved_revision.end_date >= a.approved_revision.start_date
+            and a.approved_revision.end_date >= today
         )
         rev_id = ann.approved_revision_id
         mp3 = encode_tone(folder / f"share-{rev_id}.mp3", 1.0, 440)
@@ -53,8 +56,11 @@ def prepare(live_server: Any) -> tuple[int, str, str]:
                 duration=1.0,
             )
         )
-        outlet = session.scalars(select(Outlet).where(Outlet.active).order_by(Outlet.id)).all()
-        village = next(o for o in outlet if o.area.name == "石桥村" or "石桥村" in o.name)
+        village = next(
+            o
+            for o in session.scalars(select(Outlet).where(Outlet.active).order_by(Outlet.id))
+            if o.area.name == "石桥村"
+        )
         token = operator_svc.issue_outlet_token(session, None, village)
         session.commit()
         return ann.id, f"/s/{ann.share_token}", f"/o/{token}/"

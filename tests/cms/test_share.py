@@ -5,7 +5,7 @@ from __future__ import annotations
 import html
 import re
 from collections.abc import Callable
-from datetime import date
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -243,6 +243,14 @@ def test_the_audio_is_404_until_the_clip_is_rendered(
     assert "<audio" not in text and "广播音频正在生成" in text
 
 
+def test_a_notice_for_chats_only_has_no_player_and_no_waiting_note(
+    client: Any, make_announcement: Callable[..., Announcement]
+) -> None:
+    ann = make_announcement("approved", to_loudspeaker=False)
+    text = client.get(page_path(ann)).get_data(as_text=True)
+    assert "<audio" not in text and "广播音频正在生成" not in text
+
+
 def test_subtitles_are_served_as_webvtt(
     client: Any,
     make_announcement: Callable[..., Announcement],
@@ -455,3 +463,33 @@ def test_the_migration_gives_approved_rows_a_token(tmp_path: Path) -> None:
     engine.dispose()
     assert tokens[2] is None
     assert tokens[1] is not None and len(tokens[1]) >= 43
+
+
+def test_a_busy_database_keeps_share_counts_for_the_next_flush(
+    engine: Any,
+    session: Session,
+    make_announcement: Callable[..., Announcement],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from sqlalchemy.exc import OperationalError
+
+    from cms.db import make_session_factory
+    from cms.web.downloads import DownloadLog
+
+    ann = make_announcement("approved")
+    log = DownloadLog(make_session_factory(engine), interval=3600)
+    day, at = date(2026, 11, 30), datetime.now(UTC)
+    for _ in range(3):
+        log.add_share(ann.id, day, at)
+    real = share.record_downloads
+
+    def locked(*args: Any, **kwargs: Any) -> int:
+        raise OperationalError("INSERT", {}, Exception("database is locked"))
+
+    monkeypatch.setattr(share, "record_downloads", locked)
+    assert log.flush() == 0
+    assert log.pending() == 3
+    monkeypatch.setattr(share, "record_downloads", real)
+    assert log.flush() == 3
+    log.close()
+    assert share.download_counts(session, ann.id) == [(day, 3)]
