@@ -32,6 +32,7 @@ from cms.channels import (
     ChatUnavailable,
     Notice,
     OutcomeUnknown,
+    PermanentFailure,
     SendResult,
     TemporaryFailure,
 )
@@ -180,6 +181,8 @@ class _SendJob:
     voice_duration: float | None
     sent_ids: tuple[str, ...]
     attempts: int
+    webhook_url: str | None = None
+    secret: str | None = None
 
 
 def _voice(session: Session, revision_id: int) -> Clip | None:
@@ -217,6 +220,8 @@ def _load(session: Session, delivery_id: int) -> _SendJob | None:
         voice_duration=clip.duration if ready else None,  # type: ignore[union-attr]
         sent_ids=tuple(str(i) for i in (delivery.message_ids or [])),
         attempts=delivery.attempts,
+        webhook_url=chat.webhook_url,
+        secret=chat.secret,
     )
 
 
@@ -261,6 +266,10 @@ def send_one(ctx: Context, delivery_id: int) -> str:
         voice_path=Path(job.voice_path) if job.voice_path else None,
         voice_duration=job.voice_duration,
         sent_ids=job.sent_ids,
+        # The share page: wired when share pages exist (None: channels send without a link).
+        link=None,
+        webhook_url=job.webhook_url,
+        secret=job.secret,
     )
 
     def progress(ids: list[str]) -> None:
@@ -288,6 +297,14 @@ def send_one(ctx: Context, delivery_id: int) -> str:
         )
     except ChatUnavailable as exc:
         return unit_of_work(ctx.sessions, lambda s, e=exc: _unavailable(s, ctx, job, e))
+    except PermanentFailure as exc:
+        # The platform will refuse this again: no retries, the reason is shown at once.
+        return unit_of_work(
+            ctx.sessions,
+            lambda s, e=exc: _finish(
+                s, ctx, job, DeliveryState.FAILED, last_error=queue.error_text(e)
+            ),
+        )
     except OutcomeUnknown as exc:
         return unit_of_work(
             ctx.sessions,
