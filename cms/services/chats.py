@@ -359,13 +359,14 @@ def validate_webhook(platform: str, url: str, secret: str = "") -> Webhook:
     elif host not in _ROBOT_HOSTS[platform] and not _loopback(host):
         errors.add(
             "webhook",
-            N_("这不是{platform}机器人的地址：应为 {hosts} 上的地址"),
-            platform=name,
+            N_("这不是{label}机器人的地址：应为 {hosts} 上的地址"),
+            label=name,
             hosts="、".join(sorted(_ROBOT_HOSTS[platform])),
         )
     else:
         query = parse_qs(parts.query)
-        netloc = host if port is None else f"{host}:{port}"
+        bracketed = f"[{host}]" if ":" in host else host
+        netloc = bracketed if port is None else f"{bracketed}:{port}"
         if platform == "wecom":
             token = query.get("key", [""])[0]
             if parts.path != "/cgi-bin/webhook/send" or not _WECOM_KEY.fullmatch(token):
