@@ -66,7 +66,9 @@ class FeishuChannel(RobotChannel):
                 "msg_type": "post",
                 "content": {"post": {"zh_cn": {"title": title, "content": content}}},
             }
-            assert len(json.dumps(body, ensure_ascii=False).encode()) < BODY_BYTES - 200
+            if len(json.dumps(body, ensure_ascii=False).encode()) >= BODY_BYTES - 200:
+                # Only a title of thousands of characters gets here: the text is split above.
+                raise PermanentFailure("通知标题太长，飞书消息不能超过 20 KB")
             parts.append(Part("post", body))
         return parts
 

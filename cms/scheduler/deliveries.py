@@ -19,7 +19,7 @@ Channel choice: a chat's platform channel if registered, else the local outbox (
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from pathlib import Path
 
@@ -181,8 +181,8 @@ class _SendJob:
     voice_duration: float | None
     sent_ids: tuple[str, ...]
     attempts: int
-    webhook_url: str | None = None
-    secret: str | None = None
+    webhook_url: str | None = field(default=None, repr=False)
+    secret: str | None = field(default=None, repr=False)
 
 
 def _voice(session: Session, revision_id: int) -> Clip | None:

@@ -268,3 +268,23 @@ def test_outcome_unknown_is_redacted(api: FakeWeCom) -> None:
         )
     assert KEY not in str(info.value)
     assert amr_seconds(b"not amr") is None
+
+
+def test_the_fake_refuses_bad_voice_uploads_as_wecom_does(api: FakeWeCom, long_voice: Path) -> None:
+    import httpx
+
+    from robots.wecom import to_amr, upload_url
+
+    url = upload_url(api.webhook(KEY), "voice")
+
+    def upload(data: bytes) -> dict[str, Any]:
+        return httpx.post(url, files={"media": ("v.amr", data, "audio/amr")}).json()
+
+    assert upload(b"OggS not amr")["errcode"] == 40004
+    assert upload(b"#!AMR\n" + b"\x3c" + b"\0" * (3 * 1024 * 1024))["errcode"] == 40006
+    assert upload(to_amr(long_voice))["errcode"] == 40005  # 70 s > 60 s
+    mp3 = httpx.post(
+        upload_url(api.webhook(KEY), "file"), files={"media": ("a.mp3", b"RIFF....", "audio/mpeg")}
+    ).json()
+    assert mp3["errcode"] == 40005
+    assert api.uploads == []
