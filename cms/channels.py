@@ -1,11 +1,12 @@
 """The chat-channel interface: how the scheduler reaches group chats.
 
-The cms side defines it; implementations live elsewhere (bot/ for Telegram; a WeCom or
-DingTalk group-robot webhook can be added as one more module) and are found at start-up
-through the ``dalaba.channels`` entry point group, so cms never imports them.
+The cms side defines it; implementations live elsewhere (bot/ for Telegram; robots/ for the
+WeCom, DingTalk and Feishu group robots) and are found at start-up through the
+``dalaba.channels`` entry point group, so cms never imports them.
 
 A channel is called from a worker thread and may block. It raises the errors below so that
-the dispatcher can decide: retry later, deactivate the chat, or mark the delivery uncertain.
+the dispatcher can decide: retry later, deactivate the chat, fail at once, or mark the
+delivery uncertain.
 """
 
 from __future__ import annotations
@@ -35,6 +36,11 @@ class Notice:
     # Parts already sent before a restart (their message ids are in ``sent_ids``); a channel
     # resumes after them instead of sending them again.
     sent_ids: tuple[str, ...] = ()
+    # The notice's public share page, linked from the message where the platform allows it.
+    link: str | None = None
+    # A group robot's webhook address and signing secret (never shown: kept out of repr).
+    webhook_url: str | None = field(default=None, repr=False)
+    secret: str | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True)
@@ -58,6 +64,11 @@ class TemporaryFailure(ChannelError):
 
 class ChatUnavailable(ChannelError):
     """The chat can no longer be reached (bot removed, chat deleted): deactivate it."""
+
+
+class PermanentFailure(ChannelError):
+    """The platform refused this message and will refuse it again (a 400-class answer, a
+    robot's security setting): fail the delivery at once with the reason, no retries."""
 
 
 class OutcomeUnknown(ChannelError):
@@ -88,6 +99,15 @@ class ChannelRegistry:
 
 
 ChannelFactory = Callable[[Settings], "ChatChannel | None"]
+
+
+def load_channel(settings: Settings, platform: str) -> ChatChannel | None:
+    """Only the channel registered as ``platform`` (a robot's test message from the web or
+    the CLI, without starting every other channel); None when none is installed."""
+    for ep in entry_points(group="dalaba.channels", name=platform):
+        factory: ChannelFactory = ep.load()
+        return factory(settings)
+    return None
 
 
 def load_channels(settings: Settings, registry: ChannelRegistry) -> ChannelRegistry:

@@ -21,24 +21,79 @@ def chats() -> None:
 
 
 @chats.command("bind")
-@click.option("--chat-id", required=True, help="群聊 ID（Telegram 群组为负数）")
+@click.option("--chat-id", default="", help="群聊 ID（Telegram 群组为负数）")
+@click.option("--webhook", default="", help="群机器人的 webhook 地址（企业微信、钉钉、飞书）")
+@click.option(
+    "--secret",
+    default="",
+    envvar="DALABA_ROBOT_SECRET",
+    help="机器人的签名密钥（钉钉“加签”、飞书“签名校验”；也可用环境变量 DALABA_ROBOT_SECRET）",
+)
 @click.option("--area", required=True, help="区域 ID 或完整名称，例如 清水镇/石桥村/一组")
 @click.option("--title", default="", help="群名（可选，便于在后台辨认）")
-@click.option("--platform", default="telegram", show_default=True)
-def bind(chat_id: str, area: str, title: str, platform: str) -> None:
-    """Bind a known chat to AREA (a chat already known is re-bound and re-activated)."""
+@click.option(
+    "--platform",
+    default="telegram",
+    show_default=True,
+    help="telegram、wecom（企业微信）、dingtalk（钉钉）或 feishu（飞书）",
+)
+def bind(chat_id: str, webhook: str, secret: str, area: str, title: str, platform: str) -> None:
+    """Bind a chat or a group robot to AREA (a known one is re-bound and re-activated)."""
     from cms.db import transaction
     from cms.services.areas import full_name
-    from cms.services.chats import bind_chat_cli
-    from cms.services.errors import DomainError
+    from cms.services.chats import ROBOT_PLATFORMS, bind_chat_cli, bind_robot_cli
+    from cms.services.errors import DomainError, ValidationError
 
+    robot = platform in ROBOT_PLATFORMS
+    if robot and not webhook:
+        raise click.UsageError(f"--platform {platform} 需要 --webhook 机器人地址")
+    if not robot and not chat_id:
+        raise click.UsageError("请给出 --chat-id（群机器人请用 --platform 和 --webhook）")
     try:
         with transaction(_session_factory()) as session:
-            chat = bind_chat_cli(session, chat_id, area, platform=platform, title=title)
+            if robot:
+                chat = bind_robot_cli(session, platform, webhook, area, secret=secret, title=title)
+            else:
+                chat = bind_chat_cli(session, chat_id, area, platform=platform, title=title)
             where = full_name(session, chat.area)
+            shown_id, row_id = chat.chat_id, chat.id
+    except ValidationError as exc:
+        raise click.ClickException("；".join(exc.render().values())) from exc
     except DomainError as exc:
         raise click.ClickException(str(exc)) from exc
-    click.echo(f"已绑定：群聊 {chat_id} → {where}")
+    if robot:
+        click.echo(f"已绑定：{platform} 机器人 {shown_id}（编号 {row_id}）→ {where}")
+        click.echo(f"发送测试消息：dalaba chats test {row_id}")
+    else:
+        click.echo(f"已绑定：群聊 {chat_id} → {where}")
+
+
+@chats.command("test")
+@click.argument("chat_group_id", type=click.IntRange(1, 2**62))
+def test(chat_group_id: int) -> None:
+    """Post a short test message to a group robot and print the platform's answer."""
+    from cms.channels import load_channel
+    from cms.cli import _settings
+    from cms.db import transaction
+    from cms.services import chats as svc
+    from cms.services.errors import DomainError
+
+    settings = _settings(secret_key="unused-for-cli")
+    try:
+        with transaction(_session_factory()) as session:
+            chat = svc.get_chat(session, chat_group_id)
+            if chat.platform not in svc.ROBOT_PLATFORMS:
+                raise click.ClickException(
+                    f"群聊 {chat_group_id} 不是群机器人（{chat.platform}）：请在群里发 /today 试试"
+                )
+            answer = svc.send_test_message(
+                session, None, chat, load_channel(settings, chat.platform)
+            )
+    except DomainError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(str(answer.message))
+    if not answer.ok:
+        raise SystemExit(1)
 
 
 @chats.command("unbind")

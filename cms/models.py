@@ -262,6 +262,10 @@ class ChatGroup(Base):
     active: Mapped[bool] = mapped_column(default=True)
     deactivated_reason: Mapped[str | None] = mapped_column(String(500))
     created_at: Mapped[created_at]
+    # Group robots (WeCom, DingTalk, Feishu): the webhook address and its signing secret.
+    # Never shown again after saving, never logged, kept out of exports and the API.
+    webhook_url: Mapped[str | None] = mapped_column(Text)
+    secret: Mapped[str | None] = mapped_column(Text)
 
     area: Mapped[Area] = relationship()
 

@@ -18,11 +18,17 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 
 FORBIDDEN = {
-    "audio": {"flask", "sqlalchemy", "telegram", "apscheduler", "cms", "bot"},
-    "cms.models": {"flask", "telegram", "bot", "apscheduler"},
-    "cms.services.announcements": {"flask", "telegram", "bot"},
-    "cms.web": {"telegram", "bot"},
-    "bot": {"flask"},
+    "audio": {"flask", "sqlalchemy", "telegram", "apscheduler", "cms", "bot", "robots"},
+    "cms.models": {"flask", "telegram", "bot", "apscheduler", "robots"},
+    "cms.services.announcements": {"flask", "telegram", "bot", "robots"},
+    "cms.services.chats": {"flask", "telegram", "bot", "robots"},
+    "cms.web": {"telegram", "bot", "robots"},
+    "cms.scheduler.deliveries": {"flask", "telegram", "bot", "robots"},
+    "bot": {"flask", "robots"},
+    "robots": {"flask", "telegram", "bot"},
+    "robots.wecom": {"flask", "telegram", "bot"},
+    "robots.dingtalk": {"flask", "telegram", "bot"},
+    "robots.feishu": {"flask", "telegram", "bot"},
 }
 
 

@@ -19,7 +19,7 @@ Channel choice: a chat's platform channel if registered, else the local outbox (
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from pathlib import Path
 
@@ -32,6 +32,7 @@ from cms.channels import (
     ChatUnavailable,
     Notice,
     OutcomeUnknown,
+    PermanentFailure,
     SendResult,
     TemporaryFailure,
 )
@@ -50,7 +51,9 @@ from cms.scheduler import queue
 from cms.scheduler.clock import at_local
 from cms.scheduler.context import Context
 from cms.scheduler.outbox import PLATFORM as OUTBOX
+from cms.services import share
 from cms.services.announcements import live_filter, reaches
+from cms.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -180,6 +183,9 @@ class _SendJob:
     voice_duration: float | None
     sent_ids: tuple[str, ...]
     attempts: int
+    link: str | None = None  # the share page, for channels that cannot carry the audio
+    webhook_url: str | None = field(default=None, repr=False)
+    secret: str | None = field(default=None, repr=False)
 
 
 def _voice(session: Session, revision_id: int) -> Clip | None:
@@ -199,7 +205,7 @@ def _voice_pending(session: Session, delivery_id: int, now: datetime) -> bool:
     return waiting and now < max(delivery.due_at, delivery.created_at) + VOICE_WAIT
 
 
-def _load(session: Session, delivery_id: int) -> _SendJob | None:
+def _load(session: Session, delivery_id: int, settings: Settings) -> _SendJob | None:
     delivery = session.get(Delivery, delivery_id)
     if delivery is None:
         return None
@@ -217,6 +223,9 @@ def _load(session: Session, delivery_id: int) -> _SendJob | None:
         voice_duration=clip.duration if ready else None,  # type: ignore[union-attr]
         sent_ids=tuple(str(i) for i in (delivery.message_ids or [])),
         attempts=delivery.attempts,
+        link=share.share_url(settings, rev.announcement),
+        webhook_url=chat.webhook_url,
+        secret=chat.secret,
     )
 
 
@@ -250,7 +259,7 @@ def send_one(ctx: Context, delivery_id: int) -> str:
         ),
     ):
         return "skipped"
-    job = unit_of_work(ctx.sessions, lambda s: _load(s, delivery_id), write=False)
+    job = unit_of_work(ctx.sessions, lambda s: _load(s, delivery_id, ctx.settings), write=False)
     if job is None:
         return "skipped"
     notice = Notice(
@@ -261,6 +270,9 @@ def send_one(ctx: Context, delivery_id: int) -> str:
         voice_path=Path(job.voice_path) if job.voice_path else None,
         voice_duration=job.voice_duration,
         sent_ids=job.sent_ids,
+        link=job.link,
+        webhook_url=job.webhook_url,
+        secret=job.secret,
     )
 
     def progress(ids: list[str]) -> None:
@@ -288,6 +300,14 @@ def send_one(ctx: Context, delivery_id: int) -> str:
         )
     except ChatUnavailable as exc:
         return unit_of_work(ctx.sessions, lambda s, e=exc: _unavailable(s, ctx, job, e))
+    except PermanentFailure as exc:
+        # The platform will refuse this again: no retries, the reason is shown at once.
+        return unit_of_work(
+            ctx.sessions,
+            lambda s, e=exc: _finish(
+                s, ctx, job, DeliveryState.FAILED, last_error=queue.error_text(e)
+            ),
+        )
     except OutcomeUnknown as exc:
         return unit_of_work(
             ctx.sessions,

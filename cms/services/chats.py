@@ -8,14 +8,17 @@ code is short enough to type on a phone and expires after :data:`CODE_TTL`.
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import re
 import secrets
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
+from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from cms.channels import ChannelError, ChatChannel, Notice
 from cms.models import (
     Announcement,
     Area,
@@ -34,7 +37,7 @@ from cms.models import (
 from cms.services import audit
 from cms.services.announcements import going_out_on, live_filter, reaches
 from cms.services.areas import full_name
-from cms.services.errors import N_, Conflict, DomainError, NotFound
+from cms.services.errors import N_, Conflict, DomainError, Errors, Message, NotFound
 from cms.services.text import parse_id
 
 CODE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"  # no 0/O, 1/I: read aloud over the phone
@@ -283,6 +286,221 @@ def bind_chat_cli(
         area=find_area(session, area),
         title=title,
     )
+
+
+# --- Group robots (WeCom, DingTalk, Feishu) ------------------------------------------------------
+
+ROBOT_PLATFORMS = {"wecom": N_("企业微信"), "dingtalk": N_("钉钉"), "feishu": N_("飞书")}
+_ROBOT_HOSTS = {
+    "wecom": {"qyapi.weixin.qq.com"},
+    "dingtalk": {"oapi.dingtalk.com"},
+    "feishu": {"open.feishu.cn", "open.larksuite.com"},
+}
+_WECOM_KEY = re.compile(r"[A-Za-z0-9\-]{8,64}")
+_DINGTALK_TOKEN = re.compile(r"[A-Za-z0-9]{16,128}")
+_FEISHU_HOOK = re.compile(r"/open-apis/bot/v2/hook/([A-Za-z0-9\-]{8,64})")
+_DINGTALK_SECRET = re.compile(r"SEC[A-Za-z0-9]{16,128}")
+_FEISHU_SECRET = re.compile(r"[A-Za-z0-9]{8,128}")
+# Sent to the group as it is (villagers read Chinese), so not translated.
+TEST_TITLE = "测试消息"
+TEST_TEXT = "这是大喇叭发送的测试消息：机器人已接通，以后本区域的通知会发到这个群。"
+
+
+@dataclass(frozen=True)
+class Webhook:
+    """A validated robot webhook: the address to post to and the robot's id in dalaba."""
+
+    url: str
+    chat_id: str
+
+
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def validate_webhook(platform: str, url: str, secret: str = "") -> Webhook:
+    """Check a robot's webhook address (and signing secret) for ``platform``.
+
+    The host and path must be the platform's (any host on a loopback address, for tests
+    and local relays), ``https://`` unless the host is a loopback address, and the key or
+    token must have the platform's shape. Returns the address without anything but the key
+    (a pasted ``&timestamp=&sign=`` is dropped) and an id derived from the key, never the
+    key itself, that names the robot in lists.
+
+    Raises:
+        ValidationError: on ``webhook``, ``secret`` or ``platform``.
+    """
+    errors = Errors()
+    url = url.strip()
+    secret = secret.strip()
+    if platform not in ROBOT_PLATFORMS:
+        errors.add("platform", N_("请选择平台：企业微信、钉钉或飞书"))
+        errors.raise_if_any()
+    name = ROBOT_PLATFORMS[platform]
+    token = ""
+    canonical = ""
+    try:
+        parts = urlsplit(url)
+        host = (parts.hostname or "").lower()
+        port = parts.port
+    except ValueError:
+        parts, host, port = None, "", None
+    if not url:
+        errors.add("webhook", N_("请填写机器人的 webhook 地址"))
+    elif parts is None or parts.scheme not in ("https", "http") or not host:
+        errors.add("webhook", N_("webhook 地址应以 https:// 开头"))
+    elif parts.scheme == "http" and not _loopback(host):
+        errors.add("webhook", N_("只有本机（127.0.0.1）上的地址可以用 http://，请用 https:// 地址"))
+    elif host not in _ROBOT_HOSTS[platform] and not _loopback(host):
+        errors.add(
+            "webhook",
+            N_("这不是{label}机器人的地址：应为 {hosts} 上的地址"),
+            label=name,
+            hosts="、".join(sorted(_ROBOT_HOSTS[platform])),
+        )
+    else:
+        query = parse_qs(parts.query)
+        bracketed = f"[{host}]" if ":" in host else host
+        netloc = bracketed if port is None else f"{bracketed}:{port}"
+        if platform == "wecom":
+            token = query.get("key", [""])[0]
+            if parts.path != "/cgi-bin/webhook/send" or not _WECOM_KEY.fullmatch(token):
+                errors.add(
+                    "webhook",
+                    N_(
+                        "企业微信机器人地址应形如 https://qyapi.weixin.qq.com/cgi-bin/webhook/send?key=…，请在群机器人的资料页复制完整地址"
+                    ),
+                )
+            else:
+                canonical = urlunsplit(
+                    (parts.scheme, netloc, parts.path, urlencode({"key": token}), "")
+                )
+        elif platform == "dingtalk":
+            token = query.get("access_token", [""])[0]
+            if parts.path != "/robot/send" or not _DINGTALK_TOKEN.fullmatch(token):
+                errors.add(
+                    "webhook",
+                    N_(
+                        "钉钉机器人地址应形如 https://oapi.dingtalk.com/robot/send?access_token=…，请在机器人设置里复制完整的 Webhook"
+                    ),
+                )
+            else:
+                canonical = urlunsplit(
+                    (parts.scheme, netloc, parts.path, urlencode({"access_token": token}), "")
+                )
+        else:
+            match = _FEISHU_HOOK.fullmatch(parts.path)
+            if match is None or parts.query:
+                errors.add(
+                    "webhook",
+                    N_(
+                        "飞书机器人地址应形如 https://open.feishu.cn/open-apis/bot/v2/hook/…，请在机器人设置里复制完整的 webhook 地址"
+                    ),
+                )
+            else:
+                token = match.group(1)
+                canonical = urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+    if secret:
+        if platform == "wecom":
+            errors.add("secret", N_("企业微信群机器人没有签名密钥，请留空"))
+        elif platform == "dingtalk" and not _DINGTALK_SECRET.fullmatch(secret):
+            errors.add("secret", N_("钉钉的加签密钥以 SEC 开头，请在机器人安全设置的“加签”处复制"))
+        elif platform == "feishu" and not _FEISHU_SECRET.fullmatch(secret):
+            errors.add("secret", N_("飞书的签名校验密钥只含字母和数字，请在机器人安全设置处复制"))
+    errors.raise_if_any()
+    return Webhook(canonical, hashlib.sha256(token.encode()).hexdigest()[:16])
+
+
+def bind_robot(
+    session: Session,
+    actor: User | None,
+    *,
+    platform: str,
+    webhook: str,
+    area: Area,
+    secret: str = "",
+    title: str = "",
+) -> ChatGroup:
+    """Bind a group robot to ``area`` (the same robot again is re-bound with the new values).
+
+    The secret is stored and never shown again; the audit record names the robot by its
+    id, never by its address or secret.
+    """
+    hook = validate_webhook(platform, webhook, secret)
+    chat = find_chat(session, platform, hook.chat_id)
+    if chat is None:
+        chat = ChatGroup(platform=platform, chat_id=hook.chat_id, area=area)
+        session.add(chat)
+    else:
+        chat.area = area
+        chat.active = True
+        chat.deactivated_reason = None
+    chat.webhook_url = hook.url
+    chat.secret = secret.strip() or None
+    chat.title = (title.strip() or chat.title or "")[:200]
+    session.flush()
+    audit.record(session, actor, "chat.bind", chat, area=area.id, chat_id=hook.chat_id)
+    return chat
+
+
+def bind_robot_cli(
+    session: Session, platform: str, webhook: str, area: str, *, secret: str = "", title: str = ""
+) -> ChatGroup:
+    """``dalaba chats bind --platform wecom --webhook URL [--secret S] --area AREA``."""
+    return bind_robot(
+        session,
+        None,
+        platform=platform,
+        webhook=webhook,
+        area=find_area(session, area),
+        secret=secret,
+        title=title,
+    )
+
+
+@dataclass(frozen=True)
+class RobotAnswer:
+    """What a platform said to a test message."""
+
+    ok: bool
+    message: Message
+
+
+def send_test_message(
+    session: Session, actor: User | None, chat: ChatGroup, channel: ChatChannel | None
+) -> RobotAnswer:
+    """Post a short test message to a robot and return the platform's answer.
+
+    ``channel`` comes from the channel registry (``cms.channels.load_channel``); cms never
+    imports the robots. Nothing about the chat changes; the try is audited.
+    """
+    if channel is None:
+        return RobotAnswer(False, Message(N_("没有安装这个平台的发送模块（dalaba.channels）")))
+    notice = Notice(
+        delivery_id=0,
+        chat_id=chat.chat_id,
+        title=TEST_TITLE,
+        text=TEST_TEXT,
+        webhook_url=chat.webhook_url,
+        secret=chat.secret,
+    )
+    try:
+        result = channel.send(notice, lambda _ids: None)
+        answer = RobotAnswer(
+            True, Message(N_("平台已接收测试消息（{ids}）"), {"ids": "、".join(result.message_ids)})
+        )
+    except ChannelError as exc:
+        answer = RobotAnswer(
+            False,
+            Message(N_("平台没有接收：{answer}"), {"answer": f"{type(exc).__name__}：{exc}"}),
+        )
+    audit.record(session, actor, "chat.test", chat, ok=answer.ok)
+    return answer
 
 
 def list_chats(session: Session) -> list[ChatGroup]:

@@ -4,17 +4,18 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, flash, g, redirect, render_template, url_for
+from flask import Blueprint, flash, g, redirect, render_template, request, url_for
 from flask_babel import gettext as _
 from sqlalchemy import select
 
+from cms.channels import load_channel
 from cms.models import Role, User
 from cms.services import areas as area_svc
 from cms.services import chats as chat_svc
-from cms.services.errors import DomainError
+from cms.services.errors import DomainError, ValidationError
 from cms.web.auth import rule
 from cms.web.db import db, settings
-from cms.web.forms import form_id, message
+from cms.web.forms import field_errors, form_id, message
 
 bp = Blueprint("chats", __name__, url_prefix="/chats")
 ADMIN = Role.ADMIN
@@ -31,6 +32,9 @@ def _page(status: int = 200, **shown: Any) -> Any:
             db().scalars(select(User).where(User.active).order_by(User.role, User.username))
         ),
         telegram_on=bool(settings().telegram_token),
+        robot_platforms=chat_svc.ROBOT_PLATFORMS,
+        robot_form=shown.pop("robot_form", {}),
+        robot_errors=shown.pop("robot_errors", {}),
         **shown,
     ), status
 
@@ -93,3 +97,71 @@ def unbind(chat_group_id: int) -> Any:
         db().rollback()
         flash(message(exc), "error")
     return redirect(url_for(".index"))
+
+
+@bp.post("/robots")
+@rule(ADMIN)
+def bind_robot() -> Any:
+    """Bind a WeCom, DingTalk or Feishu group robot by its webhook address (and secret)."""
+    form = {
+        name: request.form.get(name, "").strip()[:2000]
+        for name in ("platform", "webhook", "secret", "title", "area_id")
+    }
+    errors: dict[str, str] = {}
+    area_id = form_id("area_id")
+    if area_id is None:
+        errors["area_id"] = _("请选择区域")
+    try:
+        hook_errors: dict[str, str] = {}
+        try:
+            chat_svc.validate_webhook(form["platform"], form["webhook"], form["secret"])
+        except ValidationError as exc:
+            hook_errors = field_errors(exc)
+        errors.update(hook_errors)
+        if errors:
+            return _page(400, robot_form=form, robot_errors=errors)
+        assert area_id is not None
+        area = area_svc.get_area(db(), area_id)
+        chat = chat_svc.bind_robot(
+            db(),
+            g.user,
+            platform=form["platform"],
+            webhook=form["webhook"],
+            secret=form["secret"],
+            area=area,
+            title=form["title"],
+        )
+        db().commit()
+    except DomainError as exc:
+        db().rollback()
+        flash(message(exc), "error")
+        return _page(400, robot_form=form)
+    flash(
+        _("已绑定机器人“{title}”到 {area}。可以点“发送测试消息”试一下。").format(
+            title=chat.title or chat.chat_id, area=area_svc.full_name(db(), area)
+        ),
+        "success",
+    )
+    return redirect(url_for(".index"))
+
+
+@bp.post("/<int:chat_group_id>/test")
+@rule(ADMIN)
+def test_message(chat_group_id: int) -> Any:
+    """Post a short test message to a group robot and show the platform's answer."""
+    try:
+        chat = chat_svc.get_chat(db(), chat_group_id)
+    except DomainError as exc:
+        flash(message(exc), "error")
+        return _page(404)
+    if chat.platform not in chat_svc.ROBOT_PLATFORMS:
+        flash(_("只有群机器人可以发送测试消息"), "error")
+        return _page(400)
+    answer = chat_svc.send_test_message(db(), g.user, chat, load_channel(settings(), chat.platform))
+    db().commit()
+    return _page(
+        200 if answer.ok else 502,
+        test_chat_id=chat.id,
+        test_ok=answer.ok,
+        test_answer=answer.message.render(_),
+    )

@@ -1,0 +1,103 @@
+"""DingTalk (钉钉) custom robots: ``POST …/robot/send?access_token=TOKEN``.
+
+Signed when the robot has a secret ("加签"): ``timestamp`` (ms) + "\\n" + secret, HMAC-SHA256
+keyed with the secret, Base64, URL-encoded, added as ``&timestamp=&sign=``. A notice goes out
+as ``markdown`` with the title, the text and a link to the share page for listening (robots
+cannot send audio); a very long text is split at sentence ends.
+
+Limit: 20 messages a minute per robot. Answers: ``errcode`` 0 is success; 410100 ("send too
+fast") waits and sends again; 310000 (a security setting refused it: keyword, IP allow-list,
+signature or timestamp) fails at once with the setting to change; 300001/300005 (the token
+is gone) and 400102 (the robot is stopped) deactivate the chat; anything else fails with the
+platform's ``errmsg``.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import time
+from typing import Any
+from urllib.parse import quote_plus
+
+from cms.channels import ChatUnavailable, Notice, PermanentFailure
+from cms.settings import Settings
+from robots.base import Part, RobotChannel, Throttled, Window, errmsg, post_json, split_text
+
+__all__ = ["DingTalkChannel", "from_settings", "sign"]
+
+PLATFORM = "dingtalk"
+MARKDOWN_BYTES = 18_000  # the platform takes about 20,000; leave room for the title and link
+THROTTLED = 410100
+SECURITY = 310000
+GONE = {300001, 300005, 400102}
+
+
+def from_settings(settings: Settings) -> DingTalkChannel:
+    """The ``dalaba.channels`` factory (robots are configured per chat, not in settings)."""
+    return DingTalkChannel()
+
+
+def sign(secret: str, timestamp_ms: int) -> str:
+    """The ``sign`` query value (already URL-encoded)."""
+    digest = hmac.new(
+        secret.encode(), f"{timestamp_ms}\n{secret}".encode(), hashlib.sha256
+    ).digest()
+    return quote_plus(base64.b64encode(digest).decode())
+
+
+def signed_url(webhook_url: str, secret: str | None, now: float | None = None) -> str:
+    if not secret:
+        return webhook_url
+    timestamp = int((time.time() if now is None else now) * 1000)
+    return f"{webhook_url}&timestamp={timestamp}&sign={sign(secret, timestamp)}"
+
+
+class DingTalkChannel(RobotChannel):
+    platform = PLATFORM
+    name = "钉钉"
+    windows = (Window(20, 60.0),)
+
+    def plan(self, notice: Notice) -> list[Part]:
+        tail = f"\n\n[收听语音]({notice.link})" if notice.link else ""
+        pieces = split_text(notice.text, MARKDOWN_BYTES)
+        parts = []
+        for i, piece in enumerate(pieces):
+            title = notice.title if i == 0 else f"{notice.title}（续）"
+            text = f"#### {title}\n\n{piece}" + (tail if i == len(pieces) - 1 else "")
+            parts.append(
+                Part(
+                    "markdown", {"msgtype": "markdown", "markdown": {"title": title, "text": text}}
+                )
+            )
+        return parts
+
+    def deliver_part(self, notice: Notice, part: Part) -> None:
+        assert notice.webhook_url is not None
+        _check(post_json(signed_url(notice.webhook_url, notice.secret), part.body).body)
+
+
+def _check(body: dict[str, Any]) -> None:
+    code = body.get("errcode")
+    if code == 0:
+        return
+    message = errmsg(body, "errmsg") or "（无说明）"
+    if code == THROTTLED:
+        raise Throttled(f"{code} {message}")
+    if code in GONE:
+        raise ChatUnavailable(f"钉钉机器人已被删除或停用（{code}：{message}）")
+    if code == SECURITY:
+        raise PermanentFailure(f"钉钉机器人的安全设置拒绝了消息：{_advice(message)}（{message}）")
+    raise PermanentFailure(f"钉钉拒绝了消息（{code}：{message}）")
+
+
+def _advice(message: str) -> str:
+    lowered = message.lower()
+    if "keyword" in lowered:
+        return "消息里没有机器人“自定义关键词”中的词，请在钉钉群机器人的安全设置里改用“加签”或加上关键词"
+    if "ip" in lowered and ("whitelist" in lowered or "white" in lowered or "not in" in lowered):
+        return "本机的公网 IP 不在机器人的“IP 地址（段）”白名单里，请在安全设置里加上它或改用“加签”"
+    if "sign" in lowered or "timestamp" in lowered:
+        return "签名不对：请把机器人安全设置里“加签”的密钥（SEC 开头）重新复制到 dalaba，并检查电脑时间是否准确"
+    return "请检查钉钉群机器人的安全设置"

@@ -1,0 +1,171 @@
+"""WeCom (企业微信) group robots: ``POST …/cgi-bin/webhook/send?key=KEY``.
+
+A notice goes out as ``text`` split at sentence ends within 2,048 UTF-8 bytes per message,
+or, when it has a share page link, as ``markdown`` (4,096 bytes) with the title in bold and
+the link last. Then the voice: a clip of at most 60 s is converted to AMR-NB (8 kHz mono,
+``libopencore_amrnb`` from the imageio-ffmpeg build), uploaded with
+``…/webhook/upload_media?key=KEY&type=voice`` (multipart field ``media``) and sent as
+``voice``; a longer clip is uploaded as an MP3 ``file`` and sent as ``file``.
+
+Limit: 20 messages a minute per robot. Answers: ``errcode`` 0 is success; 45009 (too fast)
+waits and sends again; 93000 and the rest of the 930xx family (invalid, deleted or disabled
+webhook) deactivate the chat with the reason; anything else fails the delivery at once
+with the platform's ``errmsg``.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import tempfile
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
+
+from cms.channels import ChatUnavailable, Notice, PermanentFailure
+from cms.settings import Settings
+from robots.base import Part, RobotChannel, Throttled, Window, errmsg, post_file, post_json
+from robots.base import split_text as split_text
+
+__all__ = ["TEXT_BYTES", "MARKDOWN_BYTES", "VOICE_SECONDS", "WeComChannel", "from_settings"]
+
+PLATFORM = "wecom"
+TEXT_BYTES = 2048
+MARKDOWN_BYTES = 4096
+VOICE_SECONDS = 60.0
+VOICE_BYTES = 2 * 1024 * 1024
+THROTTLED = 45009
+
+
+def from_settings(settings: Settings) -> WeComChannel:
+    """The ``dalaba.channels`` factory (robots are configured per chat, not in settings)."""
+    return WeComChannel()
+
+
+def upload_url(webhook_url: str, media_type: str) -> str:
+    """``…/webhook/send?key=K`` → ``…/webhook/upload_media?key=K&type=voice``."""
+    parts = urlsplit(webhook_url)
+    key = parse_qs(parts.query).get("key", [""])[0]
+    path = parts.path.rsplit("/", 1)[0] + "/upload_media"
+    return urlunsplit(
+        (parts.scheme, parts.netloc, path, urlencode({"key": key, "type": media_type}), "")
+    )
+
+
+class WeComChannel(RobotChannel):
+    platform = PLATFORM
+    name = "企业微信"
+    windows = (Window(20, 60.0),)
+
+    def plan(self, notice: Notice) -> list[Part]:
+        parts: list[Part] = []
+        if notice.link:
+            head = f"**{notice.title}**\n"
+            tail = f"\n[收听语音]({notice.link})"
+            pieces = split_text(
+                notice.text,
+                MARKDOWN_BYTES - len(tail.encode()),
+                MARKDOWN_BYTES - len(head.encode()) - len(tail.encode()),
+            )
+            for i, piece in enumerate(pieces):
+                content = (head if i == 0 else "") + piece + (tail if i == len(pieces) - 1 else "")
+                parts.append(
+                    Part("markdown", {"msgtype": "markdown", "markdown": {"content": content}})
+                )
+        else:
+            head = f"【{notice.title}】\n"
+            for i, piece in enumerate(
+                split_text(notice.text, TEXT_BYTES, TEXT_BYTES - len(head.encode()))
+            ):
+                content = (head if i == 0 else "") + piece
+                parts.append(Part("text", {"msgtype": "text", "text": {"content": content}}))
+        if notice.voice_path is not None:
+            duration = notice.voice_duration
+            if duration is None:
+                duration = _measure(notice.voice_path)
+            kind = "voice" if duration <= VOICE_SECONDS else "file"
+            parts.append(Part(kind, path=notice.voice_path, duration=duration))
+        return parts
+
+    def deliver_part(self, notice: Notice, part: Part) -> None:
+        assert notice.webhook_url is not None
+        body = part.body
+        if part.kind in ("voice", "file"):
+            assert part.path is not None
+            media_id = self._upload(notice, part.kind, part.path, notice.title)
+            body = {"msgtype": part.kind, part.kind: {"media_id": media_id}}
+        _check(post_json(notice.webhook_url, body).body)
+
+    def _upload(self, notice: Notice, kind: str, path: Path, title: str) -> str:
+        assert notice.webhook_url is not None
+        if kind == "voice":
+            data, filename, mime = to_amr(path), "notice.amr", "audio/amr"
+            if len(data) > VOICE_BYTES:
+                raise PermanentFailure("语音超过企业微信 2 MB 的上限")
+        else:
+            data, filename, mime = to_mp3(path), f"{_safe(title)}.mp3", "audio/mpeg"
+        answer = post_file(upload_url(notice.webhook_url, kind), "media", filename, data, mime)
+        _check(answer.body)
+        media_id = answer.body.get("media_id")
+        if not media_id:
+            raise PermanentFailure("企业微信上传语音后没有返回 media_id")
+        return str(media_id)
+
+
+def _check(body: dict[str, Any]) -> None:
+    code = body.get("errcode")
+    if code == 0:
+        return
+    message = errmsg(body, "errmsg") or "（无说明）"
+    if code == THROTTLED:
+        raise Throttled(f"{code} {message}")
+    if isinstance(code, int) and 93000 <= code <= 93099:
+        raise ChatUnavailable(f"企业微信机器人 webhook 已失效或被删除（{code}：{message}）")
+    raise PermanentFailure(f"企业微信拒绝了消息（{code}：{message}）")
+
+
+def _safe(title: str) -> str:
+    return "".join(ch for ch in title if ch.isalnum() or ch in "-_ ").strip()[:40] or "notice"
+
+
+def _ffmpeg(source: Path, suffix: str, *args: str) -> bytes:
+    import imageio_ffmpeg
+
+    with tempfile.TemporaryDirectory(prefix="dalaba-wecom-") as tmp:
+        out = Path(tmp) / f"out{suffix}"
+        result = subprocess.run(
+            [
+                imageio_ffmpeg.get_ffmpeg_exe(),
+                "-hide_banner",
+                "-loglevel",
+                "error",
+                "-y",
+                "-i",
+                str(source),
+                "-vn",
+                *args,
+                str(out),
+            ],
+            capture_output=True,
+            timeout=300,
+        )
+        if result.returncode != 0 or not out.exists():
+            raise OSError(f"ffmpeg 转换失败：{result.stderr.decode(errors='replace')[-300:]}")
+        return out.read_bytes()
+
+
+def to_amr(source: Path) -> bytes:
+    """AMR-NB, 8 kHz mono, 12.2 kbit/s (what WeCom plays as a voice message)."""
+    return _ffmpeg(
+        source, ".amr", "-ac", "1", "-ar", "8000", "-c:a", "libopencore_amrnb", "-b:a", "12.2k"
+    )
+
+
+def to_mp3(source: Path) -> bytes:
+    """A mono MP3 for clips longer than a voice message may be."""
+    return _ffmpeg(source, ".mp3", "-ac", "1", "-c:a", "libmp3lame", "-b:a", "48k")
+
+
+def _measure(path: Path) -> float:
+    from audio.master import ogg_opus_duration
+
+    return ogg_opus_duration(path)

@@ -1,0 +1,250 @@
+"""DingTalk and Feishu robots end to end: signatures, throttling, security settings, limits."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from sqlalchemy.orm import Session
+
+from cms.channels import Notice
+from cms.models import ChatGroup, Delivery, DeliveryState
+from robots.base import Window
+from robots.dingtalk import DingTalkChannel
+from robots.feishu import FeishuChannel
+from tests.bot.conftest import fresh
+from tests.fakes.dingtalk_api import FakeDingTalk
+from tests.fakes.feishu_api import FakeFeishu
+from tests.fakes.robot_base import RobotFault
+from tests.robots.conftest import Dispatcher
+
+D_TOKEN = "a1b2c3d4e5f60718293a4b5c6d7e8f90a1b2c3d4e5f60718293a4b5c6d7e8f90"
+D_OTHER = "ffeeddccbbaa99887766554433221100ffeeddccbbaa99887766554433221100"
+D_SECRET = "SEC0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcd"
+F_TOKEN = "2b9f5e1a-3c4d-4e5f-8a9b-0c1d2e3f4a5b"
+F_OTHER = "7c8d9e0f-1a2b-4c3d-9e8f-7a6b5c4d3e2f"
+F_SECRET = "q0bMkS8kCcPzKXgd2xHG5e"
+LINK = "https://dalaba.example/s/Zx9"
+
+
+@pytest.fixture
+def ding() -> Iterator[FakeDingTalk]:
+    with FakeDingTalk() as server:
+        yield server
+
+
+@pytest.fixture
+def lark() -> Iterator[FakeFeishu]:
+    with FakeFeishu() as server:
+        yield server
+
+
+def fast(cls: type[Any], **options: Any) -> Any:
+    options.setdefault("throttle_wait", 0.2)
+    options.setdefault("backoff", 0.05)
+    options.setdefault("max_wait", 5.0)
+    return cls(**options)
+
+
+def _delivery(session: Session, delivery_id: int) -> Delivery:
+    fresh(session)
+    delivery = session.get(Delivery, delivery_id)
+    assert delivery is not None
+    return delivery
+
+
+# --- DingTalk ------------------------------------------------------------------------------------
+
+
+def test_dingtalk_signed_markdown_arrives_once_through_throttling(
+    ding: FakeDingTalk,
+    bind: Callable[..., ChatGroup],
+    notice: Callable[..., int],
+    dispatcher: Callable[..., Dispatcher],
+    session: Session,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    robot = bind("dingtalk", ding.webhook(D_TOKEN, secret=D_SECRET), secret=D_SECRET)
+    ding.fail(RobotFault.THROTTLE, times=2, robot=D_TOKEN)
+    rev = notice()
+    d = dispatcher(fast(DingTalkChannel))
+    [delivery_id] = d.queue(session, rev, [robot.id])
+    assert d.run() == ["sent"]
+    [m] = ding.messages_to(D_TOKEN)
+    assert m.msgtype == "markdown"
+    assert m.body["markdown"]["title"] == "防汛紧急通知"
+    assert m.body["markdown"]["text"].startswith("#### 防汛紧急通知\n\n各位村民")
+    assert ding.faults_fired[RobotFault.THROTTLE] == 2
+    assert _delivery(session, delivery_id).state is DeliveryState.SENT
+    assert D_SECRET not in caplog.text and D_TOKEN not in caplog.text
+
+
+def test_dingtalk_link_to_the_share_page(ding: FakeDingTalk) -> None:
+    DingTalkChannel().send(
+        Notice(1, "x", "停电通知", "今晚停电。", link=LINK, webhook_url=ding.webhook(D_TOKEN)),
+        lambda ids: None,
+    )
+    [m] = ding.messages_to(D_TOKEN)
+    assert m.body["markdown"]["text"].endswith(f"[收听语音]({LINK})")
+
+
+def test_dingtalk_wrong_secret_fails_at_once_and_others_are_unaffected(
+    ding: FakeDingTalk,
+    bind: Callable[..., ChatGroup],
+    notice: Callable[..., int],
+    dispatcher: Callable[..., Dispatcher],
+    session: Session,
+) -> None:
+    wrong = "SEC" + "f" * 64
+    bad = bind("dingtalk", ding.webhook(D_TOKEN, secret=D_SECRET), secret=wrong)
+    good = bind("dingtalk", ding.webhook(D_OTHER))
+    rev = notice()
+    d = dispatcher(fast(DingTalkChannel))
+    bad_id, good_id = d.queue(session, rev, [bad.id, good.id])
+    assert d.run() == ["failed", "sent"]
+    failed = _delivery(session, bad_id)
+    assert failed.attempts <= 1  # failed at once, no retries
+    reason = failed.last_error or ""
+    assert "加签" in reason and "sign not match" in reason
+    assert wrong not in reason and D_TOKEN not in reason
+    chat = session.get(ChatGroup, bad.id)
+    assert chat is not None and chat.active  # a setting to fix, not a dead robot
+    assert _delivery(session, good_id).state is DeliveryState.SENT
+    assert ding.messages_to(D_TOKEN) == []
+
+
+def test_dingtalk_keyword_and_deleted_robot(
+    ding: FakeDingTalk,
+    bind: Callable[..., ChatGroup],
+    notice: Callable[..., int],
+    dispatcher: Callable[..., Dispatcher],
+    session: Session,
+) -> None:
+    keyword = bind("dingtalk", ding.webhook(D_TOKEN, keyword="大喇叭"))
+    gone = bind("dingtalk", ding.webhook(D_OTHER))
+    ding.remove_robot(D_OTHER)
+    rev = notice()
+    d = dispatcher(fast(DingTalkChannel))
+    kw_id, gone_id = d.queue(session, rev, [keyword.id, gone.id])
+    d.run()
+    assert "自定义关键词" in (_delivery(session, kw_id).last_error or "")
+    chat = session.get(ChatGroup, gone.id)
+    assert chat is not None and not chat.active
+    assert "300001" in (chat.deactivated_reason or "")
+
+
+def test_dingtalk_limit_is_kept_server_side(ding: FakeDingTalk) -> None:
+    ding.windows = ((4, 1.0),)
+    channel = fast(DingTalkChannel, windows=[Window(4, 1.0)])
+    url = ding.webhook(D_TOKEN)
+    for i in range(9):
+        channel.send(Notice(i, "x", "通知", f"第{i}条。", webhook_url=url), lambda ids: None)
+    assert ding.refused == 0 and len(ding.messages_to(D_TOKEN)) == 9
+    assert ding.max_in_window(D_TOKEN, 4, 1.0) <= 4
+
+
+# --- Feishu --------------------------------------------------------------------------------------
+
+
+def test_feishu_signed_post_with_listen_link_arrives_once_through_throttling(
+    lark: FakeFeishu,
+    bind: Callable[..., ChatGroup],
+    notice: Callable[..., int],
+    dispatcher: Callable[..., Dispatcher],
+    session: Session,
+) -> None:
+    robot = bind("feishu", lark.webhook(F_TOKEN, secret=F_SECRET), secret=F_SECRET)
+    lark.fail(RobotFault.THROTTLE, robot=F_TOKEN)
+    rev = notice()
+    d = dispatcher(fast(FeishuChannel))
+    [delivery_id] = d.queue(session, rev, [robot.id])
+    assert d.run() == ["sent"]
+    [m] = lark.messages_to(F_TOKEN)
+    post = m.body["content"]["post"]["zh_cn"]
+    assert post["title"] == "防汛紧急通知"
+    assert post["content"][0][0]["text"].startswith("各位村民")
+    assert _delivery(session, delivery_id).state is DeliveryState.SENT
+    FeishuChannel().send(
+        Notice(
+            2,
+            robot.chat_id,
+            "停电",
+            "今晚停电。",
+            link=LINK,
+            webhook_url=robot.webhook_url,
+            secret=F_SECRET,
+        ),
+        lambda ids: None,
+    )
+    assert lark.messages_to(F_TOKEN)[-1].body["content"]["post"]["zh_cn"]["content"][-1] == [
+        {"tag": "a", "text": "收听", "href": LINK}
+    ]
+
+
+def test_feishu_wrong_secret_fails_with_a_clear_reason(
+    lark: FakeFeishu,
+    bind: Callable[..., ChatGroup],
+    notice: Callable[..., int],
+    dispatcher: Callable[..., Dispatcher],
+    session: Session,
+) -> None:
+    bad = bind("feishu", lark.webhook(F_TOKEN, secret=F_SECRET), secret="WrongSecret123")
+    good = bind("feishu", lark.webhook(F_OTHER))
+    rev = notice()
+    d = dispatcher(fast(FeishuChannel))
+    bad_id, good_id = d.queue(session, rev, [bad.id, good.id])
+    assert d.run() == ["failed", "sent"]
+    reason = _delivery(session, bad_id).last_error or ""
+    assert "签名校验" in reason and "19021" in reason and "WrongSecret123" not in reason
+
+
+def test_feishu_long_text_stays_under_20_kb_and_dead_bot_deactivates(
+    lark: FakeFeishu,
+    bind: Callable[..., ChatGroup],
+    notice: Callable[..., int],
+    dispatcher: Callable[..., Dispatcher],
+    session: Session,
+) -> None:
+    body = "请各户在本周内完成医保缴费，逾期将影响报销。" * 400  # about 26 KB
+    robot = bind("feishu", lark.webhook(F_TOKEN))
+    gone = bind("feishu", lark.webhook(F_OTHER))
+    lark.remove_robot(F_OTHER)
+    rev = notice(body=body)
+    d = dispatcher(fast(FeishuChannel))
+    d.queue(session, rev, [robot.id, gone.id])
+    d.run()
+    got = lark.messages_to(F_TOKEN)
+    assert len(got) == 2 and all(m.size < 20 * 1024 for m in got)
+    fresh(session)
+    chat = session.get(ChatGroup, gone.id)
+    assert chat is not None and not chat.active and "19001" in (chat.deactivated_reason or "")
+
+
+def test_feishu_both_limits_are_kept(lark: FakeFeishu) -> None:
+    lark.windows = ((5, 1.0), (8, 3.0))
+    channel = fast(FeishuChannel, windows=[Window(5, 1.0), Window(8, 3.0)])
+    url = lark.webhook(F_TOKEN)
+    for i in range(10):
+        channel.send(Notice(i, "x", "通知", f"第{i}条。", webhook_url=url), lambda ids: None)
+    assert lark.refused == 0 and len(lark.messages_to(F_TOKEN)) == 10
+    assert lark.max_in_window(F_TOKEN, 5, 1.0) <= 5
+    assert lark.max_in_window(F_TOKEN, 8, 3.0) <= 8
+
+
+def test_feishu_5xx_and_dropped_answers(lark: FakeFeishu) -> None:
+    from cms.channels import OutcomeUnknown
+
+    url = lark.webhook(F_TOKEN)
+    lark.fail(RobotFault.SERVER_ERROR, times=2)
+    fast(FeishuChannel).send(Notice(1, "x", "通知", "正文。", webhook_url=url), lambda ids: None)
+    assert len(lark.messages_to(F_TOKEN)) == 1
+    lark.fail(RobotFault.DROP_AFTER)
+    with pytest.raises(OutcomeUnknown) as info:
+        fast(FeishuChannel).send(
+            Notice(2, "x", "通知", "正文。", webhook_url=url), lambda ids: None
+        )
+    assert F_TOKEN not in str(info.value)
+    assert len(lark.messages_to(F_TOKEN)) == 2
