@@ -30,7 +30,7 @@ from cms.models import WechatAccount
 from cms.publishers import Article, PublishRefused, PublishRetry, PublishStatus
 from cms.services.errors import N_, Message
 from cms.settings import Settings
-from wechat.api import TOKEN_REFUSED, Api, TokenRejected, multipart
+from wechat.api import GARBLED, TOKEN_REFUSED, Api, TokenRejected, multipart
 
 log = logging.getLogger(__name__)
 
@@ -135,7 +135,7 @@ class WechatPublisher:
             token = str(data.get("access_token") or "")
             expires_in = int(data.get("expires_in") or 0)
             if not token or expires_in <= 0:
-                raise PublishRetry(Message(TOKEN_REFUSED, {"errcode": "expires_in"}))
+                raise PublishRetry(Message(GARBLED))
         except BaseException:
             self._release(account_id, me, None, None)
             raise
@@ -238,7 +238,7 @@ class WechatPublisher:
         )
         media_id = str(data.get("media_id") or "")
         if not media_id:
-            raise PublishRetry(Message(TOKEN_REFUSED, {"errcode": "media_id"}))
+            raise PublishRetry(Message(GARBLED))
         unit_of_work(
             self.sessions,
             lambda s: s.execute(
@@ -277,7 +277,7 @@ class WechatPublisher:
         )
         media_id = str(data.get("media_id") or "")
         if not media_id:
-            raise PublishRetry(Message(TOKEN_REFUSED, {"errcode": "media_id"}))
+            raise PublishRetry(Message(GARBLED))
         return media_id
 
     def submit(

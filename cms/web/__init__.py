@@ -84,9 +84,11 @@ def create_app(settings: Settings, *, engine: Any = None) -> Flask:
     csrf.init_app(app)
 
     from cms.web import admin, announcements, api, auth, chats, dashboard, operators, schedule
+    from cms.web import wechat as wechat_pages
 
     for blueprint in (auth, dashboard, announcements, admin, schedule, chats, operators, api):
         app.register_blueprint(blueprint.bp)
+    app.register_blueprint(wechat_pages.bp)
     csrf.exempt(api.bp)
 
     app.teardown_appcontext(_close_session)
