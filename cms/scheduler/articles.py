@@ -163,6 +163,14 @@ def recover(session: Session, now: datetime, worker: str) -> int:
             WechatArticle.claimed_by.is_(None),
             ~WechatArticle.claimed_by.startswith(f"{worker}/"),
         )
+        # Looked up first: this runs every tick and almost always finds nothing to write.
+        if (
+            session.scalar(
+                select(WechatArticle.id).where(WechatArticle.state == running, orphaned).limit(1)
+            )
+            is None
+        ):
+            continue
         base = update(WechatArticle).where(WechatArticle.state == running, orphaned)
         moved += session.execute(
             base.where(WechatArticle.request_started_at.is_not(None))
@@ -175,6 +183,14 @@ def recover(session: Session, now: datetime, worker: str) -> int:
             .execution_options(synchronize_session=False)
         ).rowcount
     return moved
+
+
+def _in_use(session: Session) -> bool:
+    """Whether there is an account or an article at all (most installations have neither)."""
+    return (
+        session.scalar(select(WechatAccount.id).limit(1)) is not None
+        or session.scalar(select(WechatArticle.id).limit(1)) is not None
+    )
 
 
 def _due(session: Session, state: ArticleState, now: datetime) -> list[int]:
@@ -194,6 +210,8 @@ def _due(session: Session, state: ArticleState, now: datetime) -> list[int]:
 def work_due(ctx: Context, report: Any = None) -> int:
     """One pass: plan, recover, create due drafts, submit publish requests, poll publishing."""
     now = ctx.now()
+    if not unit_of_work(ctx.sessions, _in_use, write=False):
+        return 0
     unit_of_work(ctx.sessions, lambda s: plan_articles(s, ctx.today()))
     unit_of_work(ctx.sessions, lambda s: recover(s, now, ctx.worker))
     ids = unit_of_work(

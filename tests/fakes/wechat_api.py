@@ -20,7 +20,8 @@ It answers the endpoints dalaba uses, as the platform documents them:
   ``fail_idx``.
 
 Faults (:meth:`FakeWechatApi.fail`): 5xx, ``errcode -1`` (busy), a connection dropped before
-or *after* the request took effect (the answer is lost), and garbage instead of JSON.
+or *after* the request took effect (the answer is lost), garbage instead of JSON, and a slow
+answer (the window in which a crash test kills the client).
 
     with FakeWechatApi() as api:
         settings = settings.with_(wechat_api_url=api.base_url)
@@ -66,6 +67,8 @@ class Fault(enum.Enum):
     """Do the work (a draft is created …), then close the connection: the answer is lost."""
     GARBAGE = "garbage"
     """Do the work, then answer 200 with something that is not JSON."""
+    SLOW = "slow"
+    """Do the work, then answer after :attr:`FakeWechatApi.slow_seconds` (a crash test's window)."""
 
 
 @dataclass
@@ -118,6 +121,7 @@ class FakeWechatApi:
         self.publishing_polls = publishing_polls
         self.publish_failure = publish_failure
         self.ip_blocked = False
+        self.slow_seconds = 30.0
         self.clock = clock
         self.state = State()
         self._faults: list[_Fault] = []
@@ -341,6 +345,8 @@ def _handler(api: FakeWechatApi) -> type[BaseHTTPRequestHandler]:
             if fault is Fault.DROP_AFTER:
                 self._drop()
                 return
+            if fault is Fault.SLOW:
+                time.sleep(api.slow_seconds)
             if fault is Fault.GARBAGE:
                 self._send(200, b"<html>\xff not json")
                 return
