@@ -138,6 +138,9 @@ def _article(session: Session, actor: User, article_id: int) -> WechatArticle:
 def request_publish(session: Session, actor: User, article_id: int) -> WechatArticle:
     """The 发布 button: the scheduler submits the draft and follows it until published."""
     article = _article(session, actor, article_id)
+    ann = article.revision.announcement
+    if ann.withdrawn_at is not None or ann.approved_revision_id != article.revision_id:
+        raise WorkflowError(N_("公告已撤回或已有新版本，不能发布这篇草稿"))
     if not article.media_id or not queue.transition(
         session,
         WechatArticle,

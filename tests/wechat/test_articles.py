@@ -390,3 +390,31 @@ def test_account_validation(session, grid, admin):  # type: ignore[no-untyped-de
         )  # fmt: skip
     assert set(err.value.errors) == {"area_id", "app_id", "app_secret"}
     assert "short" not in json.dumps(err.value.render(), ensure_ascii=False)
+
+
+def test_a_withdrawn_announcements_draft_cannot_be_published(  # type: ignore[no-untyped-def]
+    scheduler, fake, publisher, account, make_announcement, grid, fresh_session, admin, session
+):
+    from cms.models import Announcement
+    from cms.services import announcements
+    from cms.services.errors import WorkflowError
+
+    ann = _approved(make_announcement, grid)
+    scheduler.publish_due()
+    row = _article(fresh_session, ann.id)
+    own = session.get(Announcement, ann.id)
+    announcements.withdraw(session, own.created_by, own)
+    session.commit()
+    with pytest.raises(WorkflowError):
+        wechat_svc.request_publish(session, admin, row.id)
+
+
+def test_api_url_setting(tmp_path):  # type: ignore[no-untyped-def]
+    from cms.settings import ConfigError, Settings
+
+    base = {"DALABA_DATA_DIR": str(tmp_path), "DALABA_SECRET_KEY": "k"}
+    assert Settings.from_env(base).wechat_api_url == "https://api.weixin.qq.com"
+    proxied = Settings.from_env({**base, "DALABA_WECHAT_API_URL": "http://10.0.0.2:8081/wx/"})
+    assert proxied.wechat_api_url == "http://10.0.0.2:8081/wx"
+    with pytest.raises(ConfigError, match="DALABA_WECHAT_API_URL"):
+        Settings.from_env({**base, "DALABA_WECHAT_API_URL": "api.weixin.qq.com"})

@@ -81,3 +81,7 @@ def test_publish_button_on_the_audio_page(client, session, grid, make_user, make
     assert "现在不能发布" in again
     missing = f"/schedule/announcements/{ann.id}/wechat/999999/publish"
     assert client.post(missing).status_code == 404
+    huge = f"/schedule/announcements/{ann.id}/wechat/{10**30}/publish"
+    assert client.post(huge).status_code == 404
+    garbage = client.post("/admin/wechat", data={"area_id": "１２", "app_id": APP_ID})
+    assert garbage.status_code == 403  # reviewers do not reach the settings at all
