@@ -17,6 +17,10 @@ def test_admin_saves_account_and_the_secret_is_never_shown(client, session, grid
     )
     page = bad.get_data(as_text=True)
     assert bad.status_code == 200 and "AppID 应为 wx 开头" in page and "x" * 31 not in page
+    odd = client.post(
+        "/admin/wechat", data={"area_id": "１２", "app_id": APP_ID, "app_secret": APP_SECRET}
+    )
+    assert odd.status_code == 200 and "请选择公众号服务的乡镇" in odd.get_data(as_text=True)
     ok = client.post(
         "/admin/wechat",
         data={
