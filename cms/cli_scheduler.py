@@ -168,7 +168,12 @@ def status() -> None:
     with ctx.sessions() as session:
         lengths = queue_lengths(session)
         alerts = open_alerts(session)
-    names = {"clips": "音频", "programs": "节目", "deliveries": "群聊发送"}
+    names = {
+        "clips": "音频",
+        "programs": "节目",
+        "deliveries": "群聊发送",
+        "articles": "公众号文章",
+    }
     for key, label in names.items():
         counts = lengths.get(key, {})
         text = "、".join(f"{name} {n}" for name, n in sorted(counts.items())) or "无"

@@ -705,3 +705,88 @@ class ShareDownload(Base):
     )
     day: Mapped[date] = mapped_column(primary_key=True)
     count: Mapped[int] = mapped_column(default=0)
+# --- The WeChat Official Account (微信公众号): drafts and publishing ---------------------------
+
+
+class WechatAccount(Base):
+    """One township's Official Account: its credentials and the cached access token.
+
+    The AppSecret and the access token are credentials: never shown after saving, never
+    logged, kept out of exports and the API. The token row doubles as a lease, so that only
+    one process fetches a new token at a time (the daily quota is small).
+    """
+
+    __tablename__ = "wechat_account"
+
+    id: Mapped[intpk]
+    area_id: Mapped[int] = mapped_column(ForeignKey("area.id", ondelete="RESTRICT"), unique=True)
+    app_id: Mapped[str] = mapped_column(String(32))
+    app_secret: Mapped[str] = mapped_column(String(128))
+    # The article's author line: the issuing office.
+    office: Mapped[str] = mapped_column(String(16), default="")
+    active: Mapped[bool] = mapped_column(default=True)
+    access_token: Mapped[str | None] = mapped_column(String(1024))
+    token_expires_at: Mapped[datetime | None]
+    token_lease_by: Mapped[str | None] = mapped_column(String(80))
+    token_lease_until: Mapped[datetime | None]
+    # The cover image, uploaded once as permanent material and reused for every draft.
+    thumb_media_id: Mapped[str | None] = mapped_column(String(128))
+    created_at: Mapped[created_at]
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+    area: Mapped[Area] = relationship()
+
+
+class ArticleState(enum.StrEnum):
+    """``pending → creating → drafted → queued → submitting → publishing → published``.
+
+    A failed publish returns the article to ``drafted`` with the reason (the draft stays in
+    the account). ``uncertain``: a draft or publish request went out and its answer was
+    lost; officers check the account's back office, nothing is resent by itself.
+    """
+
+    PENDING = "pending"
+    CREATING = "creating"
+    DRAFTED = "drafted"
+    QUEUED = "queued"
+    SUBMITTING = "submitting"
+    PUBLISHING = "publishing"
+    PUBLISHED = "published"
+    FAILED = "failed"
+    UNCERTAIN = "uncertain"
+    CANCELLED = "cancelled"
+
+
+class WechatArticle(QueueMixin, Base):
+    """One approved revision as an article of one Official Account (a draft, then published)."""
+
+    __tablename__ = "wechat_article"
+
+    id: Mapped[intpk]
+    account_id: Mapped[int] = mapped_column(
+        ForeignKey("wechat_account.id", ondelete="CASCADE"), index=True
+    )
+    announcement_id: Mapped[int] = mapped_column(
+        ForeignKey("announcement.id", ondelete="CASCADE"), index=True
+    )
+    revision_id: Mapped[int] = mapped_column(ForeignKey("revision.id", ondelete="CASCADE"))
+    state: Mapped[ArticleState] = mapped_column(
+        _enum(ArticleState), default=ArticleState.PENDING, index=True
+    )
+    # Set (and committed) just before a non-repeatable request goes out: a claim found expired
+    # with it set may have reached the platform, so it becomes ``uncertain``, not a retry.
+    request_started_at: Mapped[datetime | None]
+    media_id: Mapped[str | None] = mapped_column(String(128))
+    publish_id: Mapped[str | None] = mapped_column(String(64))
+    article_url: Mapped[str | None] = mapped_column(String(1000))
+    publish_requested_by_id: Mapped[int | None] = mapped_column(
+        ForeignKey("user.id", ondelete="SET NULL")
+    )
+    drafted_at: Mapped[datetime | None]
+    published_at: Mapped[datetime | None]
+    created_at: Mapped[created_at]
+
+    account: Mapped[WechatAccount] = relationship()
+    revision: Mapped[Revision] = relationship()
+
+    __table_args__ = (UniqueConstraint("account_id", "revision_id"),)

@@ -74,6 +74,8 @@ class Settings:
     trusted_proxies: str = ""
     # Below this much free space in the audio folder, renders and program builds wait.
     min_free_mb: int = 200
+    # The WeChat Official Account API (a proxy's address, or a loopback fake in tests).
+    wechat_api_url: str = "https://api.weixin.qq.com"
     extra: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -103,6 +105,10 @@ class Settings:
         if not (hh.isdigit() and mm.isdigit() and int(hh) < 24 and int(mm) < 60):
             raise ConfigError(f"DALABA_BUILD_TIME 应为 HH:MM（当前为 {self.build_time!r}）")
         parse_trusted_proxies(self.trusted_proxies)
+        if not self.wechat_api_url.startswith(("https://", "http://")):
+            raise ConfigError(
+                f"DALABA_WECHAT_API_URL 应以 https:// 或 http:// 开头（当前为 {self.wechat_api_url!r}）"
+            )
 
     @property
     def tz(self) -> ZoneInfo:
@@ -175,6 +181,9 @@ class Settings:
                 "DALABA_SESSION_MAX_DAYS", env.get("DALABA_SESSION_MAX_DAYS", "7"), 1, 365
             ),
             "trusted_proxies": env.get("DALABA_TRUSTED_PROXIES", "").strip(),
+            "wechat_api_url": (
+                env.get("DALABA_WECHAT_API_URL") or "https://api.weixin.qq.com"
+            ).rstrip("/"),
             "min_free_mb": _int(
                 "DALABA_MIN_FREE_MB", env.get("DALABA_MIN_FREE_MB", "200"), 0, 1_000_000
             ),

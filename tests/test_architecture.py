@@ -29,6 +29,7 @@ FORBIDDEN = {
     "robots.wecom": {"flask", "telegram", "bot"},
     "robots.dingtalk": {"flask", "telegram", "bot"},
     "robots.feishu": {"flask", "telegram", "bot"},
+    "wechat": {"flask", "telegram", "bot", "robots"},
 }
 
 
@@ -61,7 +62,7 @@ def test_audio_submodules_stay_pure():
 # design.md §2: web pages reach the scheduler's state only through services (which audit every
 # change). cms.services.schedule imports cms.scheduler, so this rule is about the web's own
 # import statements (anywhere in a module, including inside functions), not what they pull in.
-DIRECT_FORBIDDEN = {"cms.web": ("cms.scheduler",)}
+DIRECT_FORBIDDEN = {"cms.web": ("cms.scheduler",), "cms": ("wechat",)}
 
 
 def _direct_imports(source: str, package: str) -> set[str]:

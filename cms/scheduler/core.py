@@ -27,8 +27,9 @@ from cms.models import (
     Outlet,
     Program,
     Slot,
+    WechatArticle,
 )
-from cms.scheduler import deliveries, diskspace, programs, queue, reconcile, renders
+from cms.scheduler import articles, deliveries, diskspace, programs, queue, reconcile, renders
 from cms.scheduler.clock import at_local, local_day, parse_hhmm
 from cms.scheduler.context import Context
 
@@ -206,7 +207,12 @@ class Scheduler:
         report.planned_programs += again.planned_programs
         self.build_due(report)
         self.dispatch_due(report)
+        self.publish_due(report)
         return report
+
+    def publish_due(self, report: PassReport | None = None) -> int:
+        """Official Account drafts for new approvals, and the publish requests officers made."""
+        return articles.work_due(self.ctx, report)
 
     def release_orphans(self) -> int:
         """On taking the lease: hand back work claimed by scheduler processes that died."""
@@ -313,9 +319,14 @@ def _line(session: Session, program_id: int, outcome: str) -> BuildLine:
 
 
 def queue_lengths(session: Session) -> dict[str, dict[str, int]]:
-    """Rows per state for clips, programs and deliveries."""
+    """Rows per state for clips, programs, deliveries and Official Account articles."""
     out: dict[str, dict[str, int]] = {}
-    for name, model in (("clips", Clip), ("programs", Program), ("deliveries", Delivery)):
+    for name, model in (
+        ("clips", Clip),
+        ("programs", Program),
+        ("deliveries", Delivery),
+        ("articles", WechatArticle),
+    ):
         rows = session.execute(select(model.state, func.count()).group_by(model.state)).all()
         out[name] = {state.value: count for state, count in rows}
     return out

@@ -28,6 +28,9 @@ ACTION_LABELS = {
     "alert.resolve": N_("标记提醒已处理"),
     "lexicon.save": N_("保存读音（相关音频重新生成）"),
     "lexicon.delete": N_("删除读音（相关音频重新生成）"),
+    "wechat.save": N_("保存公众号设置"),
+    "wechat.publish": N_("发布到公众号"),
+    "wechat.retry": N_("重试公众号文章"),
 }
 
 

@@ -84,11 +84,13 @@ def create_app(settings: Settings, *, engine: Any = None) -> Flask:
     csrf.init_app(app)
 
     from cms.web import admin, announcements, api, auth, chats, dashboard, operators, schedule
+    from cms.web import wechat as wechat_pages
     from cms.web.share import bp as share_bp
 
     for blueprint in (auth, dashboard, announcements, admin, schedule, chats, operators, api):
         app.register_blueprint(blueprint.bp)
     app.register_blueprint(share_bp)  # the public share pages /s/<token>
+    app.register_blueprint(wechat_pages.bp)
     csrf.exempt(api.bp)
 
     app.teardown_appcontext(_close_session)

@@ -1,0 +1,474 @@
+"""Official Account articles: drafts created on approval, published when an officer asks.
+
+One row per (account, approved revision), states in :class:`cms.models.ArticleState`, each
+change one guarded ``UPDATE … WHERE state = old`` (and the claimant, for claimed rows).
+The account is reached through a :class:`cms.publishers.Publisher` (``wechat/``), so cms
+never imports the platform code.
+
+Duplicate policy. ``draft/add`` and ``freepublish/submit`` have no idempotency key. Just
+before either goes out, ``request_started_at`` is committed under the claim; when the answer
+comes it is cleared in the same UPDATE that records the result. A claim found expired (or
+left by a process that died) with ``request_started_at`` set may have reached the platform:
+the row becomes ``uncertain`` and officers check the account's back office; it is never
+re-sent by itself. So a kill -9 creates a second draft only if an officer retries an
+uncertain row whose first draft did land. The lost-answer window is one request's round
+trip plus one small UPDATE; a crash anywhere else resumes from the rows without a duplicate.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import or_, select, update
+from sqlalchemy.orm import Session
+
+from cms.db import unit_of_work
+from cms.models import (
+    Announcement,
+    ArticleState,
+    Revision,
+    WechatAccount,
+    WechatArticle,
+)
+from cms.publishers import (
+    Article,
+    NotVerified,
+    Publisher,
+    PublisherRegistry,
+    PublishLost,
+    PublishRefused,
+    PublishRetry,
+    load_publishers,
+)
+from cms.scheduler import queue
+from cms.scheduler.context import Context
+from cms.services import share
+from cms.services.announcements import live_filter, reaches
+from cms.services.errors import N_, Message
+from cms.settings import Settings
+
+log = logging.getLogger(__name__)
+
+PLATFORM = "wechat"
+HOLD = timedelta(minutes=10)
+POLL_EVERY = timedelta(seconds=20)
+POLL_CAP = timedelta(minutes=10)
+
+LOST = N_(
+    "请求已发出但没有收到回答，可能已经生效：请到公众号后台查看草稿箱和发表记录，再决定是否重试"
+)
+UNEXPECTED = N_("公众号接口出现意外错误，稍后重试")
+WITHDRAWN = N_("公告已撤回")
+SUPERSEDED = N_("已被新版本取代")
+
+
+# Where "阅读原文" leads: the share page (the player); replaceable (tests give a fixed address).
+share_url: Callable[[Settings, Announcement], str | None] = share.share_url
+
+
+def publisher(ctx: Context) -> Publisher | None:
+    """The registered Official Account publisher (loaded once per scheduler)."""
+    registry: PublisherRegistry | None = ctx.shared.get("publishers")
+    if registry is None:
+        registry = load_publishers(ctx.settings, ctx.sessions)
+        ctx.shared["publishers"] = registry
+    return registry.get(PLATFORM)
+
+
+def _stored(msgid: str, **params: Any) -> str:
+    return Message(msgid, params).dumps()
+
+
+# -- planning ----------------------------------------------------------------------------
+
+
+def plan_articles(session: Session, today: date) -> tuple[int, int]:
+    """Create the missing article rows; cancel the drafts not yet made for stale revisions."""
+    accounts = list(session.scalars(select(WechatAccount).where(WechatAccount.active)))
+    created = 0
+    if accounts:
+        live = session.scalars(
+            select(Revision)
+            .join(Announcement, Announcement.approved_revision_id == Revision.id)
+            .where(live_filter(), Revision.to_chats, Revision.end_date >= today)
+        ).all()
+        for rev in live:
+            have = set(
+                session.scalars(
+                    select(WechatArticle.account_id).where(WechatArticle.revision_id == rev.id)
+                )
+            )
+            for account in accounts:
+                if account.id not in have and _serves(account, rev):
+                    session.add(
+                        WechatArticle(
+                            account_id=account.id,
+                            announcement_id=rev.announcement_id,
+                            revision_id=rev.id,
+                        )
+                    )
+                    created += 1
+        session.flush()
+    cancelled = 0
+    live_ids = select(Announcement.approved_revision_id).where(live_filter())
+    for article in session.scalars(
+        select(WechatArticle).where(
+            WechatArticle.state == ArticleState.PENDING, WechatArticle.revision_id.not_in(live_ids)
+        )
+    ).all():
+        ann = article.revision.announcement
+        reason = WITHDRAWN if ann.withdrawn_at else SUPERSEDED
+        cancelled += queue.transition(
+            session,
+            WechatArticle,
+            article.id,
+            ArticleState.PENDING,
+            ArticleState.CANCELLED,
+            last_error=_stored(reason),
+        )
+    return created, cancelled
+
+
+def _serves(account: WechatAccount, rev: Revision) -> bool:
+    """Whether the township's account carries ``rev``: aimed at it, within it, or above it."""
+    return reaches(rev, account.area) or any(
+        target.path.startswith(account.area.path) for target in rev.areas
+    )
+
+
+def recover(session: Session, now: datetime, worker: str) -> int:
+    """Rows whose claim expired or whose process died: back to the queue, or ``uncertain``
+    when their request may have reached the platform."""
+    back = {
+        ArticleState.CREATING: ArticleState.PENDING,
+        ArticleState.SUBMITTING: ArticleState.QUEUED,
+    }
+    moved = 0
+    for running, ready in back.items():
+        orphaned = or_(
+            WechatArticle.claimed_until < now,
+            WechatArticle.claimed_by.is_(None),
+            ~WechatArticle.claimed_by.startswith(f"{worker}/"),
+        )
+        # Looked up first: this runs every tick and almost always finds nothing to write.
+        if (
+            session.scalar(
+                select(WechatArticle.id).where(WechatArticle.state == running, orphaned).limit(1)
+            )
+            is None
+        ):
+            continue
+        base = update(WechatArticle).where(WechatArticle.state == running, orphaned)
+        moved += session.execute(
+            base.where(WechatArticle.request_started_at.is_not(None))
+            .values(state=ArticleState.UNCERTAIN, claimed_until=None, last_error=_stored(LOST))
+            .execution_options(synchronize_session=False)
+        ).rowcount
+        moved += session.execute(
+            base.where(WechatArticle.request_started_at.is_(None))
+            .values(state=ready, claimed_by=None, claimed_until=None)
+            .execution_options(synchronize_session=False)
+        ).rowcount
+    return moved
+
+
+def _in_use(session: Session) -> bool:
+    """Whether there is an account or an article at all (most installations have neither)."""
+    return (
+        session.scalar(select(WechatAccount.id).limit(1)) is not None
+        or session.scalar(select(WechatArticle.id).limit(1)) is not None
+    )
+
+
+def _due(session: Session, state: ArticleState, now: datetime) -> list[int]:
+    return list(
+        session.scalars(
+            select(WechatArticle.id)
+            .join(WechatAccount, WechatAccount.id == WechatArticle.account_id)
+            .where(queue.claimable(WechatArticle, state, now), WechatAccount.active)
+            .order_by(WechatArticle.id)
+        )
+    )
+
+
+# -- work --------------------------------------------------------------------------------
+
+
+def work_due(ctx: Context, report: Any = None) -> int:
+    """One pass: plan, recover, create due drafts, submit publish requests, poll publishing."""
+    now = ctx.now()
+    if not unit_of_work(ctx.sessions, _in_use, write=False):
+        return 0
+    unit_of_work(ctx.sessions, lambda s: plan_articles(s, ctx.today()))
+    unit_of_work(ctx.sessions, lambda s: recover(s, now, ctx.worker))
+    ids = unit_of_work(
+        ctx.sessions,
+        lambda s: {state: _due(s, state, now) for state in _STEPS},
+        write=False,
+    )
+    if not any(ids.values()):
+        return 0
+    pub = publisher(ctx)
+    if pub is None:
+        log.warning("Official Account articles are waiting: no WeChat publisher is installed")
+        return 0
+    done = 0
+    for state, step in _STEPS.items():
+        for article_id in ids[state]:
+            outcome = step(ctx, pub, article_id)
+            if report is not None:
+                report.count("article", outcome)
+            done += 1
+    return done
+
+
+@dataclass(frozen=True)
+class _Job:
+    article_id: int
+    account_id: int
+    attempts: int
+    article: Article | None
+    media_id: str | None
+    publish_id: str | None
+
+
+def _load(session: Session, settings: Settings, article_id: int) -> _Job | None:
+    row = session.get(WechatArticle, article_id)
+    if row is None:
+        return None
+    rev, account = row.revision, row.account
+    article = Article(
+        account_id=account.id,
+        title=rev.title,
+        text=rev.body,
+        author=account.office or account.area.name,
+        source_url=share_url(settings, rev.announcement),
+    )
+    return _Job(row.id, account.id, row.attempts, article, row.media_id, row.publish_id)
+
+
+def _claim(ctx: Context, article_id: int, ready: ArticleState, running: ArticleState) -> bool:
+    now = ctx.now()
+    return unit_of_work(
+        ctx.sessions,
+        lambda s: queue.claim(
+            s,
+            WechatArticle,
+            article_id,
+            ready=ready,
+            running=running,
+            worker=ctx.worker,
+            now=now,
+            hold=HOLD,
+        ),
+    )
+
+
+def _mark_sending(ctx: Context, article_id: int, running: ArticleState) -> Callable[[], None]:
+    def sending() -> None:
+        unit_of_work(
+            ctx.sessions,
+            lambda s: s.execute(
+                update(WechatArticle)
+                .where(
+                    WechatArticle.id == article_id,
+                    WechatArticle.state == running,
+                    WechatArticle.claimed_by == ctx.worker,
+                )
+                .values(request_started_at=ctx.now())
+                .execution_options(synchronize_session=False)
+            ),
+        )
+
+    return sending
+
+
+def _finish(
+    ctx: Context, article_id: int, running: ArticleState, new: ArticleState, **values: Any
+) -> str:
+    moved = unit_of_work(
+        ctx.sessions,
+        lambda s: queue.finish(
+            s,
+            WechatArticle,
+            article_id,
+            running=running,
+            new=new,
+            worker=ctx.worker,
+            request_started_at=None,
+            **values,
+        ),
+    )
+    return new.value if moved else "skipped"
+
+
+def _retry_or(
+    ctx: Context,
+    job: _Job,
+    running: ArticleState,
+    ready: ArticleState,
+    give_up: ArticleState,
+    exc: PublishRetry | None,
+    message: Message,
+) -> str:
+    if job.attempts >= queue.MAX_ATTEMPTS:
+        return _finish(ctx, job.article_id, running, give_up, last_error=message.dumps())
+    delay = queue.backoff(job.attempts, exc.retry_after if exc else None)
+    return _finish(
+        ctx,
+        job.article_id,
+        running,
+        ready,
+        last_error=message.dumps(),
+        next_attempt_at=ctx.now() + delay,
+    )
+
+
+def create_one(ctx: Context, pub: Publisher, article_id: int) -> str:
+    """Claim one pending article and put it in the account's draft box."""
+    ctx = ctx.for_job()
+    running = ArticleState.CREATING
+    if not _claim(ctx, article_id, ArticleState.PENDING, running):
+        return "skipped"
+    job = unit_of_work(ctx.sessions, lambda s: _load(s, ctx.settings, article_id), write=False)
+    if job is None or job.article is None:
+        return "skipped"
+    try:
+        media_id = pub.create_draft(job.article, ctx.now(), _mark_sending(ctx, article_id, running))
+    except PublishRetry as exc:
+        return _retry_or(
+            ctx, job, running, ArticleState.PENDING, ArticleState.FAILED, exc, exc.message
+        )
+    except PublishLost as exc:
+        return _finish(
+            ctx, article_id, running, ArticleState.UNCERTAIN, last_error=exc.message.dumps()
+        )
+    except PublishRefused as exc:
+        return _finish(
+            ctx, article_id, running, ArticleState.FAILED, last_error=exc.message.dumps()
+        )
+    except Exception:
+        log.exception("article %s: unexpected publisher error", article_id)
+        return _retry_or(
+            ctx, job, running, ArticleState.PENDING, ArticleState.FAILED, None, Message(UNEXPECTED)
+        )
+    return _finish(
+        ctx,
+        article_id,
+        running,
+        ArticleState.DRAFTED,
+        media_id=media_id,
+        drafted_at=ctx.now(),
+        last_error=None,
+        next_attempt_at=None,
+        attempts=0,
+    )
+
+
+def submit_one(ctx: Context, pub: Publisher, article_id: int) -> str:
+    """Claim one publish request and hand the draft to ``freepublish/submit``."""
+    ctx = ctx.for_job()
+    running = ArticleState.SUBMITTING
+    if not _claim(ctx, article_id, ArticleState.QUEUED, running):
+        return "skipped"
+    job = unit_of_work(ctx.sessions, lambda s: _load(s, ctx.settings, article_id), write=False)
+    if job is None or not job.media_id:
+        return "skipped"
+    try:
+        publish_id = pub.submit(
+            job.account_id, job.media_id, ctx.now(), _mark_sending(ctx, article_id, running)
+        )
+    except PublishRetry as exc:
+        return _retry_or(
+            ctx, job, running, ArticleState.QUEUED, ArticleState.DRAFTED, exc, exc.message
+        )
+    except PublishLost as exc:
+        return _finish(
+            ctx, article_id, running, ArticleState.UNCERTAIN, last_error=exc.message.dumps()
+        )
+    except (NotVerified, PublishRefused) as exc:
+        # The draft stays in the account: back to ``drafted``, with the reason shown.
+        return _finish(
+            ctx, article_id, running, ArticleState.DRAFTED, last_error=exc.message.dumps()
+        )
+    except Exception:
+        log.exception("article %s: unexpected publisher error", article_id)
+        return _retry_or(
+            ctx, job, running, ArticleState.QUEUED, ArticleState.DRAFTED, None, Message(UNEXPECTED)
+        )
+    return _finish(
+        ctx,
+        article_id,
+        running,
+        ArticleState.PUBLISHING,
+        publish_id=publish_id,
+        last_error=None,
+        attempts=0,
+        next_attempt_at=ctx.now() + POLL_EVERY,
+    )
+
+
+def poll_one(ctx: Context, pub: Publisher, article_id: int) -> str:
+    """Ask how a publish request is going (read-only on the platform: no claim needed)."""
+    job = unit_of_work(ctx.sessions, lambda s: _load(s, ctx.settings, article_id), write=False)
+    if job is None or not job.publish_id:
+        return "skipped"
+    now = ctx.now()
+    guard = (
+        WechatArticle.id == article_id,
+        WechatArticle.state == ArticleState.PUBLISHING,
+        WechatArticle.publish_id == job.publish_id,
+    )
+
+    def write(**values: Any) -> None:
+        unit_of_work(
+            ctx.sessions,
+            lambda s: s.execute(
+                update(WechatArticle)
+                .where(*guard)
+                .values(**values)
+                .execution_options(synchronize_session=False)
+            ),
+        )
+
+    try:
+        status = pub.poll(job.account_id, job.publish_id, now)
+    except (PublishRetry, PublishLost) as exc:
+        delay = min(queue.backoff(job.attempts + 1), POLL_CAP)
+        write(
+            attempts=job.attempts + 1, last_error=exc.message.dumps(), next_attempt_at=now + delay
+        )
+        return "waiting"
+    except PublishRefused as exc:
+        write(state=ArticleState.DRAFTED, publish_id=None, last_error=exc.message.dumps())
+        return ArticleState.DRAFTED.value
+    if not status.done:
+        write(next_attempt_at=now + POLL_EVERY, last_error=None)
+        return "waiting"
+    if status.failure is not None:
+        write(
+            state=ArticleState.DRAFTED,
+            publish_id=None,
+            last_error=status.failure.dumps(),
+            next_attempt_at=None,
+        )
+        return ArticleState.DRAFTED.value
+    write(
+        state=ArticleState.PUBLISHED,
+        article_url=status.article_url,
+        published_at=now,
+        last_error=None,
+        next_attempt_at=None,
+    )
+    return ArticleState.PUBLISHED.value
+
+
+_STEPS: dict[ArticleState, Callable[[Context, Publisher, int], str]] = {
+    ArticleState.PENDING: create_one,
+    ArticleState.QUEUED: submit_one,
+    ArticleState.PUBLISHING: poll_one,
+}

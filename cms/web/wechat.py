@@ -1,0 +1,111 @@
+"""The WeChat Official Account: its settings (admin) and the 发布 button on an announcement."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, abort, flash, g, redirect, render_template, request, url_for
+from flask_babel import gettext as _
+
+from cms.models import Area, AreaKind, Role, WechatAccount, WechatArticle
+from cms.services import wechat as wechat_svc
+from cms.services.errors import DomainError, NotFound, ValidationError
+from cms.web.auth import rule
+from cms.web.db import db
+from cms.web.forms import field_errors, form_id, message
+
+bp = Blueprint("wechat", __name__)
+PUBLISHERS = (Role.ADMIN, Role.REVIEWER)
+
+
+@bp.app_template_global()
+def wechat_articles(announcement_id: int) -> list[WechatArticle]:
+    """The Official Account articles of an announcement (for the panel on its audio page)."""
+    return wechat_svc.articles_of(db(), announcement_id)
+
+
+@bp.app_template_global()
+def wechat_state_label(state: str) -> str:
+    from cms.models import ArticleState
+
+    return _(wechat_svc.STATE_LABELS[ArticleState(state)])
+
+
+@bp.route("/admin/wechat", methods=["GET", "POST"])
+@rule(Role.ADMIN)
+def accounts() -> Any:
+    """Official Accounts: AppID, AppSecret (write-only), the township, the author line."""
+    errors: dict[str, str] = {}
+    if request.method == "POST":
+        account: WechatAccount | None = None
+        if request.form.get("account_id", "").strip():
+            account_id = form_id("account_id")
+            account = db().get(WechatAccount, account_id) if account_id is not None else None
+            if account is None:
+                abort(404, description=_("公众号账号不存在"))
+        try:
+            wechat_svc.save_account(
+                db(),
+                g.user,
+                account,
+                area_id=form_id("area_id"),
+                app_id=request.form.get("app_id", ""),
+                app_secret=request.form.get("app_secret", ""),
+                office=request.form.get("office", ""),
+                active=account is None or "active" in request.form,
+            )
+            db().commit()
+            flash(_("已保存"), "success")
+            return redirect(url_for(".accounts"))
+        except ValidationError as exc:
+            db().rollback()
+            errors = field_errors(exc)
+            flash("；".join(errors.values()), "error")
+        except DomainError as exc:
+            db().rollback()
+            flash(message(exc), "error")
+    townships = db().query(Area).filter(Area.kind == AreaKind.TOWNSHIP).order_by(Area.path).all()
+    return render_template(
+        "wechat/accounts.html",
+        accounts=wechat_svc.accounts(db()),
+        townships=townships,
+        errors=errors,
+        form=request.form if request.method == "POST" else {},
+    )
+
+
+def _act(announcement_id: int, change: Any, done: str) -> Any:
+    try:
+        change()
+    except NotFound as exc:
+        db().rollback()
+        abort(404, description=message(exc))
+    except DomainError as exc:
+        db().rollback()
+        flash(message(exc), "error")
+    else:
+        db().commit()
+        flash(done, "info")
+    return redirect(url_for("schedule.renders", announcement_id=announcement_id) + "#wechat")
+
+
+@bp.post("/schedule/announcements/<int:announcement_id>/wechat/<int:article_id>/publish")
+@rule(*PUBLISHERS)
+def publish(announcement_id: int, article_id: int) -> Any:
+    """发布: the scheduler submits the draft and follows it until it is published."""
+    return _act(
+        announcement_id,
+        lambda: wechat_svc.request_publish(db(), g.user, article_id),
+        _("已提交发布，稍后刷新本页查看结果"),
+    )
+
+
+@bp.post("/schedule/announcements/<int:announcement_id>/wechat/<int:article_id>/retry")
+@rule(*PUBLISHERS)
+def retry(announcement_id: int, article_id: int) -> Any:
+    """Try a failed or uncertain article again (after checking the account's back office)."""
+    return _act(
+        announcement_id,
+        lambda: wechat_svc.retry_article(db(), g.user, article_id),
+        _("已重新排队"),
+    )

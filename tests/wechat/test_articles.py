@@ -1,0 +1,420 @@
+"""Official Account drafts on approval, publishing on 发布, the access token, faults."""
+
+from __future__ import annotations
+
+import json
+import logging
+import socket
+import threading
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import select
+
+from cms.models import ArticleState, AuditLog, Role, WechatAccount, WechatArticle
+from cms.publishers import PublishRetry
+from cms.services import wechat as wechat_svc
+from cms.services.errors import Message, PermissionDenied, ValidationError
+from tests.fakes.wechat_api import APP_SECRET, Fault
+from tests.wechat.conftest import SHARE
+
+
+def _article(fresh_session, ann_id):  # type: ignore[no-untyped-def]
+    return fresh_session().scalar(
+        select(WechatArticle).where(WechatArticle.announcement_id == ann_id)
+    )
+
+
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _approved(make_announcement, grid, **kw):  # type: ignore[no-untyped-def]
+    kw.setdefault("area_ids", [grid["v1"].id])
+    kw.setdefault("to_loudspeaker", False)
+    return make_announcement("approved", **kw)
+
+
+def test_draft_created_on_approval_with_escaped_html_and_source_url(  # type: ignore[no-untyped-def]
+    scheduler, fake, publisher, account, make_announcement, grid, fresh_session
+):
+    ann = _approved(
+        make_announcement, grid, title="停水通知<紧急>",
+        body="各位村民：\n明天 <b>8点</b> 到 12 点停水 & 请提前储水。\n\n石桥村委会",
+    )  # fmt: skip
+    report = scheduler.run_once()
+    assert report.outcomes.get("article.drafted") == 1
+    row = _article(fresh_session, ann.id)
+    assert row.state is ArticleState.DRAFTED and row.media_id in fake.state.drafts
+    draft = fake.state.drafts[row.media_id]
+    (sent,) = draft.articles
+    assert sent["title"] == "停水通知<紧急>"
+    assert sent["content"] == (
+        "<p>各位村民：</p><p>明天 &lt;b&gt;8点&lt;/b&gt; 到 12 点停水 &amp; 请提前储水。</p>"
+        "<p>石桥村委会</p>"
+    )
+    assert sent["author"] == "清水镇人民政府"
+    assert sent["content_source_url"] == f"{SHARE}{ann.id}"
+    assert sent["thumb_media_id"] in fake.state.materials
+    assert "停水".encode() in draft.raw  # raw UTF-8, not \\u escapes the platform would show
+    # A second pass creates nothing more.
+    scheduler.publish_due()
+    assert len(fake.state.drafts) == 1
+
+
+def test_only_announcements_for_chats_in_the_township_get_drafts(  # type: ignore[no-untyped-def]
+    scheduler, fake, publisher, account, make_announcement, grid, fresh_session
+):
+    no_chats = _approved(make_announcement, grid, to_chats=False, to_loudspeaker=True)
+    draft = make_announcement("in_review", area_ids=[grid["v1"].id])
+    scheduler.publish_due()
+    assert _article(fresh_session, no_chats.id) is None
+    assert _article(fresh_session, draft.id) is None
+    assert fake.state.drafts == {}
+
+
+def test_thumbnail_uploaded_once_for_two_drafts_and_token_cached(  # type: ignore[no-untyped-def]
+    scheduler, fake, publisher, account, make_announcement, grid, fresh_session
+):
+    _approved(make_announcement, grid, title="第一条")
+    _approved(make_announcement, grid, title="第二条")
+    scheduler.publish_due()
+    assert len(fake.state.drafts) == 2
+    assert fake.calls("/cgi-bin/material/add_material") == 1
+    assert fake.state.token_fetches == 1
+    _approved(make_announcement, grid, title="第三条")
+    scheduler.publish_due()
+    assert len(fake.state.drafts) == 3
+    assert fake.calls("/cgi-bin/material/add_material") == 1
+    assert fake.state.token_fetches == 1
+    assert fresh_session().get(WechatAccount, account.id).thumb_media_id in fake.state.materials
+
+
+def test_token_refreshed_before_expiry_and_once_on_40001(  # type: ignore[no-untyped-def]
+    clock, fake, publisher, account
+):
+    first = publisher.token(account.id, clock.now())
+    assert publisher.token(account.id, clock.now()) == first
+    assert fake.state.token_fetches == 1
+    # Within the margin before expiry: replaced before the platform would refuse it.
+    clock.advance(timedelta(seconds=7200) - timedelta(minutes=4))
+    second = publisher.token(account.id, clock.now())
+    assert second != first and fake.state.token_fetches == 3  # the stable one, then forced
+    # The platform drops the token (fetched elsewhere): one refresh, then the call succeeds.
+    fake.invalidate_tokens()
+    media = publisher.thumb_media_id(account.id, clock.now())
+    assert media in fake.state.materials
+    assert fake.state.token_fetches == 4
+    assert ("/cgi-bin/material/add_material", 40001) in fake.state.refused
+
+
+def test_refused_token_is_refreshed_only_once(clock, fake, publisher, account, monkeypatch):  # type: ignore[no-untyped-def]
+    publisher.token(account.id, clock.now())
+    original = fake.handle
+
+    tries: list[str] = []
+
+    def always_40001(method, path, query, body, ctype):  # type: ignore[no-untyped-def]
+        if path.endswith("add_material"):
+            tries.append(path)
+            return {"errcode": 40001, "errmsg": "invalid credential"}
+        return original(method, path, query, body, ctype)
+
+    monkeypatch.setattr(fake, "handle", always_40001)
+    with pytest.raises(PublishRetry):
+        publisher.thumb_media_id(account.id, clock.now())
+    assert len(tries) == 2  # the first call, and one more with a new token
+    # One refresh: the stable token came back unchanged, so it was forced once.
+    assert fake.state.token_fetches == 3
+
+
+def test_expired_token_answer_42001_refreshes(clock, fake, publisher, account, session):  # type: ignore[no-untyped-def]
+    publisher.token(account.id, clock.now())
+    # The platform's clock is ahead of ours: our cached token has expired there.
+    fake.clock = lambda: clock.now().timestamp() + 7300
+    publisher.thumb_media_id(account.id, clock.now())
+    assert ("/cgi-bin/material/add_material", 42001) in fake.state.refused
+    assert fake.state.token_fetches == 2
+
+
+def test_two_concurrent_refreshers_fetch_one_token(clock, fake, publisher, ctx, account, settings):  # type: ignore[no-untyped-def]
+    from wechat.publisher import WechatPublisher
+
+    other = WechatPublisher(settings.with_(wechat_api_url=fake.base_url), ctx.sessions)
+    slow = threading.Event()
+    original = fake.handle
+
+    def slow_token(method, path, query, body, ctype):  # type: ignore[no-untyped-def]
+        if path == "/cgi-bin/stable_token":
+            slow.wait(0.3)  # the first fetcher is still waiting for its answer
+        return original(method, path, query, body, ctype)
+
+    fake.handle = slow_token  # type: ignore[method-assign]
+    got: list[str] = []
+    threads = [
+        threading.Thread(target=lambda p=p: got.append(p.token(account.id, clock.now())))
+        for p in (publisher, other)
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(10)
+    assert len(got) == 2 and got[0] == got[1]
+    assert fake.state.token_fetches == 1
+
+
+def test_publish_then_poll_until_published_with_link(  # type: ignore[no-untyped-def]
+    scheduler, clock, fake, publisher, account, make_announcement, grid, fresh_session,
+    make_user, session,
+):  # fmt: skip
+    fake.publishing_polls = 2
+    ann = _approved(make_announcement, grid)
+    scheduler.publish_due()
+    row = _article(fresh_session, ann.id)
+    reviewer = make_user(Role.REVIEWER)
+    wechat_svc.request_publish(session, reviewer, row.id)
+    session.commit()
+    scheduler.publish_due()
+    row = _article(fresh_session, ann.id)
+    assert row.state is ArticleState.PUBLISHING and row.publish_id in fake.state.publishes
+    for _ in range(2):
+        clock.advance(30)
+        scheduler.publish_due()
+        assert _article(fresh_session, ann.id).state is ArticleState.PUBLISHING
+    clock.advance(30)
+    scheduler.publish_due()
+    row = _article(fresh_session, ann.id)
+    assert row.state is ArticleState.PUBLISHED
+    assert row.article_url == f"https://mp.weixin.qq.com/s/{row.publish_id}"
+    assert row.published_at == clock.now()
+    audit = fresh_session().scalar(select(AuditLog).where(AuditLog.action == "wechat.publish"))
+    assert audit.user_id == reviewer.id and audit.object_id == row.id
+
+
+def test_publish_failure_shows_reason_and_keeps_draft(  # type: ignore[no-untyped-def]
+    scheduler, clock, fake, publisher, account, make_announcement, grid, fresh_session, admin,
+    session,
+):  # fmt: skip
+    fake.publish_failure = 4
+    ann = _approved(make_announcement, grid)
+    scheduler.publish_due()
+    wechat_svc.request_publish(session, admin, _article(fresh_session, ann.id).id)
+    session.commit()
+    for _ in range(3):
+        scheduler.publish_due()
+        clock.advance(30)
+    row = _article(fresh_session, ann.id)
+    assert row.state is ArticleState.DRAFTED and row.media_id in fake.state.drafts
+    assert "平台审核不通过" in Message.loads(row.last_error).render()
+
+
+def test_editor_may_not_publish(  # type: ignore[no-untyped-def]
+    scheduler, fake, publisher, account, make_announcement, grid, fresh_session, make_user,
+    session,
+):  # fmt: skip
+    ann = _approved(make_announcement, grid)
+    scheduler.publish_due()
+    with pytest.raises(PermissionDenied):
+        wechat_svc.request_publish(
+            session, make_user(Role.EDITOR), _article(fresh_session, ann.id).id
+        )
+
+
+def test_unverified_account_says_so_and_keeps_the_draft(  # type: ignore[no-untyped-def]
+    scheduler, fake, publisher, account, make_announcement, grid, fresh_session, admin, session
+):
+    fake.verified = False
+    ann = _approved(make_announcement, grid)
+    scheduler.publish_due()
+    row = _article(fresh_session, ann.id)
+    assert row.state is ArticleState.DRAFTED
+    wechat_svc.request_publish(session, admin, row.id)
+    session.commit()
+    scheduler.publish_due()
+    row = _article(fresh_session, ann.id)
+    assert row.state is ArticleState.DRAFTED and row.media_id in fake.state.drafts
+    assert Message.loads(row.last_error).render() == (
+        "公众号未认证，无法通过接口发布；草稿已保存在公众号后台，请在公众号后台手动发布"
+    )
+    assert fake.state.publishes == {}
+
+
+@pytest.mark.parametrize("fault", [Fault.SERVER_ERROR, Fault.BUSY, None])
+def test_draft_faults_before_the_platform_acted_retry_with_backoff(  # type: ignore[no-untyped-def]
+    fault, scheduler, clock, fake, publisher, account, make_announcement, grid, fresh_session
+):
+    ann = _approved(make_announcement, grid)
+    if fault is None:  # the platform (or the proxy) cannot be reached at all
+        publisher.api.port = _closed_port()
+    else:
+        fake.fail(fault, path="/cgi-bin/draft/add")
+    scheduler.publish_due()
+    row = _article(fresh_session, ann.id)
+    assert row.state is ArticleState.PENDING and row.attempts == 1 and row.last_error
+    publisher.api.port = int(fake.base_url.rsplit(":", 1)[1])
+    assert row.request_started_at is None
+    scheduler.publish_due()
+    assert fake.state.drafts == {}  # not before the backoff
+    clock.advance(61)
+    scheduler.publish_due()
+    assert _article(fresh_session, ann.id).state is ArticleState.DRAFTED
+    assert len(fake.state.drafts) == 1
+
+
+@pytest.mark.parametrize("fault", [Fault.DROP_BEFORE, Fault.DROP_AFTER, Fault.GARBAGE])
+def test_lost_draft_answer_is_uncertain_never_resent(  # type: ignore[no-untyped-def]
+    fault, scheduler, clock, fake, publisher, account, make_announcement, grid, fresh_session,
+    admin, session,
+):  # fmt: skip
+    ann = _approved(make_announcement, grid)
+    fake.fail(fault, path="/cgi-bin/draft/add")
+    scheduler.publish_due()
+    row = _article(fresh_session, ann.id)
+    # A connection dropped once the request was sent looks the same, done or not.
+    made = 0 if fault is Fault.DROP_BEFORE else 1
+    assert row.state is ArticleState.UNCERTAIN and len(fake.state.drafts) == made
+    assert "可能已经生效" in Message.loads(row.last_error).render()
+    clock.advance(timedelta(hours=2))
+    scheduler.publish_due()
+    assert len(fake.state.drafts) == made
+    # The officer checked the back office and asks for the draft again.
+    wechat_svc.retry_article(session, admin, row.id)
+    session.commit()
+    scheduler.publish_due()
+    assert _article(fresh_session, ann.id).state is ArticleState.DRAFTED
+    assert len(fake.state.drafts) == made + 1
+
+
+def test_crash_after_request_went_out_becomes_uncertain_not_a_second_draft(  # type: ignore[no-untyped-def]
+    scheduler, clock, fake, publisher, account, make_announcement, grid, fresh_session, ctx,
+):  # fmt: skip
+    ann = _approved(make_announcement, grid)
+    scheduler.publish_due()  # plans and creates one draft
+    row = _article(fresh_session, ann.id)
+    # A second revision's row as a dead process left it: claimed, request marked as sent.
+    s = fresh_session()
+    s.query(WechatArticle).filter_by(id=row.id).update(
+        {
+            "state": ArticleState.CREATING,
+            "claimed_by": "dead-host:1/abcd",
+            "claimed_until": clock.now() + timedelta(minutes=5),
+            "request_started_at": clock.now(),
+            "media_id": None,
+        }
+    )
+    s.commit()
+    scheduler.publish_due()
+    row = _article(fresh_session, ann.id)
+    assert row.state is ArticleState.UNCERTAIN
+    assert len(fake.state.drafts) == 1
+
+
+def test_crash_before_request_resumes_without_uncertainty(  # type: ignore[no-untyped-def]
+    scheduler, clock, fake, publisher, account, make_announcement, grid, fresh_session,
+):  # fmt: skip
+    ann = _approved(make_announcement, grid)
+    from cms.scheduler.articles import plan_articles
+
+    s = fresh_session()
+    plan_articles(s, clock.now().date())
+    s.flush()
+    s.query(WechatArticle).update(
+        {"state": ArticleState.CREATING, "claimed_by": "dead-host:1/abcd", "attempts": 1,
+         "claimed_until": clock.now() + timedelta(minutes=5)}
+    )  # fmt: skip
+    s.commit()
+    scheduler.publish_due()
+    assert _article(fresh_session, ann.id).state is ArticleState.DRAFTED
+    assert len(fake.state.drafts) == 1
+
+
+def test_withdrawn_before_the_draft_is_made_is_cancelled(  # type: ignore[no-untyped-def]
+    scheduler, fake, publisher, account, make_announcement, grid, fresh_session
+):
+    fake.fail(Fault.SERVER_ERROR, path="/cgi-bin/draft/add")
+    ann = _approved(make_announcement, grid)
+    scheduler.publish_due()
+    from cms.services import announcements
+
+    s = fresh_session()
+    announcements.withdraw(s, s.get(type(ann), ann.id).created_by, s.get(type(ann), ann.id))
+    s.commit()
+    scheduler.publish_due()
+    row = _article(fresh_session, ann.id)
+    assert row.state is ArticleState.CANCELLED
+    assert fake.state.drafts == {}
+
+
+def test_wrong_secret_and_blocked_ip_fail_with_clear_reason_secret_never_shown(  # type: ignore[no-untyped-def]
+    scheduler, fake, publisher, account, make_announcement, grid, fresh_session, caplog, session,
+    admin,
+):  # fmt: skip
+    caplog.set_level(logging.DEBUG)
+    fake.ip_blocked = True
+    ann = _approved(make_announcement, grid)
+    scheduler.publish_due()
+    row = _article(fresh_session, ann.id)
+    assert row.state is ArticleState.FAILED
+    assert "IP 白名单" in Message.loads(row.last_error).render()
+    fake.ip_blocked = False
+    new_secret = "Z" * 32
+    wechat_svc.save_account(
+        session, admin, session.get(WechatAccount, account.id), area_id=account.area_id,
+        app_id=account.app_id, app_secret=new_secret, office="",
+    )  # fmt: skip
+    session.commit()
+    wechat_svc.retry_article(session, admin, row.id)
+    session.commit()
+    scheduler.publish_due()
+    row = _article(fresh_session, ann.id)
+    assert row.state is ArticleState.FAILED
+    assert "AppSecret 不正确" in Message.loads(row.last_error).render()
+    everything = (
+        caplog.text
+        + json.dumps(
+            [a.detail for a in fresh_session().scalars(select(AuditLog))], ensure_ascii=False
+        )
+        + (row.last_error or "")
+    )
+    for secret in (APP_SECRET, new_secret):
+        assert secret not in everything
+
+
+def test_account_validation(session, grid, admin):  # type: ignore[no-untyped-def]
+    with pytest.raises(ValidationError) as err:
+        wechat_svc.save_account(
+            session, admin, None, area_id=grid["v1"].id, app_id="abc", app_secret="short",
+            office="",
+        )  # fmt: skip
+    assert set(err.value.errors) == {"area_id", "app_id", "app_secret"}
+    assert "short" not in json.dumps(err.value.render(), ensure_ascii=False)
+
+
+def test_a_withdrawn_announcements_draft_cannot_be_published(  # type: ignore[no-untyped-def]
+    scheduler, fake, publisher, account, make_announcement, grid, fresh_session, admin, session
+):
+    from cms.models import Announcement
+    from cms.services import announcements
+    from cms.services.errors import WorkflowError
+
+    ann = _approved(make_announcement, grid)
+    scheduler.publish_due()
+    row = _article(fresh_session, ann.id)
+    own = session.get(Announcement, ann.id)
+    announcements.withdraw(session, own.created_by, own)
+    session.commit()
+    with pytest.raises(WorkflowError):
+        wechat_svc.request_publish(session, admin, row.id)
+
+
+def test_api_url_setting(tmp_path):  # type: ignore[no-untyped-def]
+    from cms.settings import ConfigError, Settings
+
+    base = {"DALABA_DATA_DIR": str(tmp_path), "DALABA_SECRET_KEY": "k"}
+    assert Settings.from_env(base).wechat_api_url == "https://api.weixin.qq.com"
+    proxied = Settings.from_env({**base, "DALABA_WECHAT_API_URL": "http://10.0.0.2:8081/wx/"})
+    assert proxied.wechat_api_url == "http://10.0.0.2:8081/wx"
+    with pytest.raises(ConfigError, match="DALABA_WECHAT_API_URL"):
+        Settings.from_env({**base, "DALABA_WECHAT_API_URL": "api.weixin.qq.com"})
