@@ -6,8 +6,8 @@ Signed when the bot has a secret ("签名校验"): the sign is HMAC-SHA256 keyed
 text and a "收听" link to the share page; each request body stays under 20 KB (a long text
 is split at sentence ends).
 
-Limits: 5 messages a second and 100 a minute per bot. Answers: ``code`` 0 is success; 9499
-("too many request") waits and sends again; 19021 (sign mismatch or stale timestamp), 19022
+Limits: 5 messages a second and 100 a minute per bot. Answers: ``code`` 0 is success; 11232
+("frequency limited", the flow control) and 9499 "too many request" wait and send again; 19021 (sign mismatch or stale timestamp), 19022
 (IP not allowed) and 19024 (keyword missing) fail at once with the setting to change;
 19001 (the token is gone) deactivates the chat; anything else fails with the ``msg``.
 """
@@ -31,6 +31,8 @@ PLATFORM = "feishu"
 BODY_BYTES = 20 * 1024
 TEXT_BYTES = 15_000  # the text of one post; the JSON around it stays well under 20 KB
 THROTTLED = 9499
+# Feishu's own flow-control answer for a custom bot over 5/s or 100/min.
+FREQUENCY_LIMITED = 11232
 SIGN_MISMATCH = 19021
 IP_REFUSED = 19022
 KEYWORD_MISSING = 19024
@@ -86,7 +88,9 @@ def _check(body: dict[str, Any]) -> None:
     if code == 0:
         return
     message = errmsg(body, "msg", "StatusMessage") or "（无说明）"
-    if code == THROTTLED and ("too many" in message.lower() or "frequen" in message.lower()):
+    if code == FREQUENCY_LIMITED or (
+        code == THROTTLED and ("too many" in message.lower() or "frequen" in message.lower())
+    ):
         # 9499 also answers malformed requests ("Bad Request"): only "too many" waits.
         raise Throttled(f"{code} {message}")
     if code in GONE:

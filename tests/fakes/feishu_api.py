@@ -12,7 +12,8 @@ msg="")). Answers as the platform does (HTTP 200, ``code``/``msg``; success also
 * a keyword set and missing from the message → 19024 "Key Words Not Found";
 * a body of 20 KB or more → HTTP 400, 19002 "request body too large" (this fake's choice
   of code for the documented limit); a malformed message → HTTP 400, 9499 "Bad Request";
-* more than 5 messages a second or 100 a minute to one bot → 9499 "too many request".
+* more than 5 messages a second or 100 a minute to one bot → 11232 "frequency limited"
+  (flow control); the ``THROTTLE`` fault answers the older 9499 "too many request".
 
 Faults from :class:`~tests.fakes.robot_base.RobotFault` (``THROTTLE`` answers 9499).
 """
@@ -106,8 +107,10 @@ class FakeFeishu(FakeRobotServer):
             return _err(19002, "params error, msg_type need")
         if robot.keyword and robot.keyword not in _texts(body.get("content") or body.get("card")):
             return _err(19024, "Key Words Not Found")
-        if fault is RobotFault.THROTTLE or self.over_limit(robot):
+        if fault is RobotFault.THROTTLE:
             return _err(9499, "too many request")
+        if self.over_limit(robot):
+            return _err(11232, "frequency limited")
         self.record(robot, msg_type, body, len(raw))
         if fault is RobotFault.DROP_AFTER:
             return await drop(request)

@@ -248,3 +248,20 @@ def test_feishu_5xx_and_dropped_answers(lark: FakeFeishu) -> None:
         )
     assert F_TOKEN not in str(info.value)
     assert len(lark.messages_to(F_TOKEN)) == 2
+
+
+@pytest.mark.parametrize(
+    ("answer", "waits"),
+    [
+        ({"code": 11232, "msg": "frequency limited"}, True),  # Feishu's flow control
+        ({"code": 9499, "msg": "too many request"}, True),
+        ({"code": 9499, "msg": "Bad Request"}, False),  # a malformed message never improves
+    ],
+)
+def test_feishu_flow_control_answers_are_waited_out(answer: dict[str, Any], waits: bool) -> None:
+    from cms.channels import PermanentFailure
+    from robots import feishu
+    from robots.base import Throttled
+
+    with pytest.raises(Throttled if waits else PermanentFailure):
+        feishu._check(answer)
