@@ -36,8 +36,13 @@ from cms.scheduler.context import Context
 
 log = logging.getLogger(__name__)
 
-DISPATCH_WORKERS = 4
-"""Chats served side by side; the Telegram channel rate-limits across them itself."""
+DISPATCH_WORKERS = 12
+"""Chats served side by side; the Telegram channel rate-limits across them itself. A worker
+spends most of its time waiting (an HTTP answer, a robot's per-minute window, a pause after
+a "too fast" or 5xx answer) and holds a database connection only for its short
+transactions, so there are more workers than cores: with 4, a few robots pausing after
+throttling answers held up every other robot's first post by seconds (bench/robots.py).
+Kept below SQLAlchemy's default pool of 15 connections."""
 BUILD_AHEAD_DAYS = 1
 """At the build time, programs are made for today and this many days after it."""
 
