@@ -12,7 +12,9 @@ Limits. Each robot (one webhook) has its own sliding windows, e.g. 20 messages a
 a send waits for its robot's window only, under that robot's lock, so one robot's messages
 go out in order and a busy robot never delays another (the dispatcher runs chats side by
 side). A slot is recorded when the platform's answer arrives, so the platform, which counts
-on arrival, never sees more than the limit in any window.
+on arrival, never sees more than the limit in any window. A "too fast" answer anyway (the
+platform counted messages we did not send) waits 1/20 of the window and asks again, doubling
+the pause each time, up to one window.
 
 Secrets. Webhook keys/tokens and signing secrets never appear in logs or error texts:
 :func:`redact` scrubs every error message, and a filter on the ``httpx`` logger hides the
@@ -271,7 +273,7 @@ class RobotChannel:
         *,
         windows: Iterable[Window] | None = None,
         max_wait: float = 70.0,
-        throttle_wait: float = 60.0,
+        throttle_wait: float | None = None,
         max_attempts: int = 3,
         backoff: float = 1.0,
     ) -> None:
@@ -280,15 +282,19 @@ class RobotChannel:
             windows: the per-robot limits (the platform's by default).
             max_wait: longest time one part may wait in here (limits, throttling, backoff)
                 before the delivery goes back to the dispatcher with TemporaryFailure.
-            throttle_wait: how long to wait after the platform says "too fast" (it says
-                nothing about how long).
+            throttle_wait: how long to wait after the platform first says "too fast" (it
+                says nothing about how long); doubled at each further "too fast" for the
+                same part, up to the longest window. By default 1/20 of the longest window
+                (3 s for 20 a minute).
             max_attempts: tries per part for errors that are safe to retry.
             backoff: first delay between such tries (doubled each time, with jitter).
         """
         if windows is not None:
             self.windows = tuple(windows)
         self.max_wait = max_wait
-        self.throttle_wait = throttle_wait
+        longest = max((w.seconds for w in self.windows), default=60.0)
+        self.longest_window = longest
+        self.throttle_wait = longest / 20 if throttle_wait is None else throttle_wait
         self.max_attempts = max_attempts
         self.backoff = backoff
         self._robots: dict[str, _Robot] = {}
@@ -334,7 +340,7 @@ class RobotChannel:
 
     def _send_part(self, robot: _Robot, notice: Notice, part: Part) -> None:
         deadline = time.monotonic() + self.max_wait
-        attempts = 0
+        attempts = throttled = 0
         while True:
             now = time.monotonic()
             wait = robot.wait(now)
@@ -350,8 +356,20 @@ class RobotChannel:
                 robot.record(time.monotonic())
                 return
             except Throttled as exc:
-                robot.record(time.monotonic())
-                pause = exc.wait if exc.wait is not None else self.throttle_wait
+                # Our own count said there was room, so the platform counts messages we did
+                # not send (another tool on the same webhook) or counts differently. When its
+                # window frees up is unknown (at most one window away): wait a little and
+                # ask again, doubling the pause, rather than always waiting a whole window.
+                # A refused message is not counted against our window (the platform does
+                # not count it either).
+                throttled += 1
+                if exc.wait is not None:
+                    pause = exc.wait
+                else:
+                    pause = min(
+                        self.throttle_wait * 2 ** (throttled - 1),
+                        max(self.longest_window, self.throttle_wait),
+                    )
                 if time.monotonic() + pause > deadline:
                     raise TemporaryFailure(
                         f"{self.name}限流：{exc}，{pause:.0f} 秒后再试", retry_after=pause

@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import subprocess
 import tempfile
+import threading
+from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
@@ -26,7 +28,14 @@ from cms.settings import Settings
 from robots.base import Part, RobotChannel, Throttled, Window, errmsg, post_file, post_json
 from robots.base import split_text as split_text
 
-__all__ = ["TEXT_BYTES", "MARKDOWN_BYTES", "VOICE_SECONDS", "WeComChannel", "from_settings"]
+__all__ = [
+    "converted",
+    "TEXT_BYTES",
+    "MARKDOWN_BYTES",
+    "VOICE_SECONDS",
+    "WeComChannel",
+    "from_settings",
+]
 
 PLATFORM = "wecom"
 TEXT_BYTES = 2048
@@ -98,11 +107,11 @@ class WeComChannel(RobotChannel):
     def _upload(self, notice: Notice, kind: str, path: Path, title: str) -> str:
         assert notice.webhook_url is not None
         if kind == "voice":
-            data, filename, mime = to_amr(path), "notice.amr", "audio/amr"
+            data, filename, mime = converted(path, "amr"), "notice.amr", "audio/amr"
             if len(data) > VOICE_BYTES:
                 raise PermanentFailure("语音超过企业微信 2 MB 的上限")
         else:
-            data, filename, mime = to_mp3(path), f"{_safe(title)}.mp3", "audio/mpeg"
+            data, filename, mime = converted(path, "mp3"), f"{_safe(title)}.mp3", "audio/mpeg"
         answer = post_file(upload_url(notice.webhook_url, kind), "media", filename, data, mime)
         _check(answer.body)
         media_id = answer.body.get("media_id")
@@ -121,6 +130,34 @@ def _check(body: dict[str, Any]) -> None:
     if isinstance(code, int) and 93000 <= code <= 93099:
         raise ChatUnavailable(f"企业微信机器人 webhook 已失效或被删除（{code}：{message}）")
     raise PermanentFailure(f"企业微信拒绝了消息（{code}：{message}）")
+
+
+_CONVERTED: OrderedDict[tuple[str, str, int, int], bytes] = OrderedDict()
+_CONVERTED_LOCK = threading.Lock()
+CONVERTED_KEEP = 4
+"""Converted clips kept in memory: one notice goes to many robots, converted once."""
+
+
+def converted(path: Path, form: str) -> bytes:
+    """``path`` as AMR (``form`` "amr") or MP3 ("mp3"), converted once per version of the file.
+
+    One notice goes to every robot of its area: without this, each robot's voice message
+    would run ffmpeg again on the same clip. The file's size and modification time are part
+    of the key, so a re-rendered clip is converted again.
+    """
+    stat = path.stat()
+    key = (str(path), form, stat.st_mtime_ns, stat.st_size)
+    with _CONVERTED_LOCK:
+        data = _CONVERTED.get(key)
+        if data is not None:
+            _CONVERTED.move_to_end(key)
+            return data
+    data = to_amr(path) if form == "amr" else to_mp3(path)
+    with _CONVERTED_LOCK:
+        _CONVERTED[key] = data
+        while len(_CONVERTED) > CONVERTED_KEEP:
+            _CONVERTED.popitem(last=False)
+    return data
 
 
 def _safe(title: str) -> str:

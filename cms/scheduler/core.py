@@ -9,9 +9,10 @@ resumes from the rows.
 from __future__ import annotations
 
 import logging
+import threading
 import time as _time
-from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
+from collections import deque
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 
@@ -35,8 +36,13 @@ from cms.scheduler.context import Context
 
 log = logging.getLogger(__name__)
 
-DISPATCH_WORKERS = 4
-"""Chats served side by side; the Telegram channel rate-limits across them itself."""
+DISPATCH_WORKERS = 12
+"""Chats served side by side; the Telegram channel rate-limits across them itself. A worker
+spends most of its time waiting (an HTTP answer, a robot's per-minute window, a pause after
+a "too fast" or 5xx answer) and holds a database connection only for its short
+transactions, so there are more workers than cores: with 4, a few robots pausing after
+throttling answers held up every other robot's first post by seconds (bench/robots.py).
+Kept below SQLAlchemy's default pool of 15 connections."""
 BUILD_AHEAD_DAYS = 1
 """At the build time, programs are made for today and this many days after it."""
 
@@ -153,7 +159,7 @@ class Scheduler:
         self, report: PassReport | None = None, workers: int = DISPATCH_WORKERS
     ) -> int:
         """Send due deliveries; chats in parallel (a channel may block on rate limits), each
-        chat's posts in order."""
+        chat's posts in order, the chats taken in turns (see :func:`interleave`)."""
         ids = unit_of_work(
             self.ctx.sessions,
             lambda s: deliveries.due_delivery_ids(s, self.ctx.now()),
@@ -163,14 +169,15 @@ class Scheduler:
             return 0
         by_chat = unit_of_work(self.ctx.sessions, lambda s: _group_by_chat(s, ids), write=False)
 
-        def send_all(chat_ids: list[int]) -> list[str]:
-            return [deliveries.send_one(self.ctx, delivery_id) for delivery_id in chat_ids]
-
         if workers <= 1 or len(by_chat) == 1:
-            results = [send_all(group) for group in by_chat]
+            results = [
+                [deliveries.send_one(self.ctx, delivery_id) for delivery_id in group]
+                for group in by_chat
+            ]
         else:
-            with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="dispatch") as pool:
-                results = list(pool.map(send_all, by_chat))
+            results = interleave(
+                by_chat, lambda delivery_id: deliveries.send_one(self.ctx, delivery_id), workers
+            )
         if report is not None:
             for outcomes in results:
                 for outcome in outcomes:
@@ -272,6 +279,64 @@ class Scheduler:
 
     def queue_lengths(self) -> dict[str, dict[str, int]]:
         return unit_of_work(self.ctx.sessions, queue_lengths, write=False)
+
+
+def interleave(
+    groups: list[list[int]], send: Callable[[int], str], workers: int
+) -> list[list[str]]:
+    """``send`` every id of every group on ``workers`` threads: one group's ids one after the
+    other, in order, never two of a group at once; the groups taken in turns, one id each.
+
+    Taking turns (rather than one worker sending a whole group) starts every chat's first
+    post early, so every robot's per-minute window starts early too: when a robot's limit
+    makes a later post wait, the others' windows have run as long and their waits end one
+    after the other, instead of each chat starting its window only when a worker is free.
+    A chat that waits holds one worker for one post, not for its whole backlog.
+
+    Returns the outcomes per group; the first exception ``send`` raised is raised again
+    after the others have finished (that group's later ids are not sent).
+    """
+    results: list[list[str]] = [[] for _ in groups]
+    ready = deque(i for i, group in enumerate(groups) if group)
+    cond = threading.Condition()
+    busy = 0
+    errors: list[BaseException] = []
+
+    def work() -> None:
+        nonlocal busy
+        while True:
+            with cond:
+                while not ready and busy:
+                    cond.wait()
+                if not ready:
+                    return
+                index = ready.popleft()
+                busy += 1
+            delivery_id = groups[index][len(results[index])]
+            outcome: str | None = None
+            try:
+                outcome = send(delivery_id)
+            except BaseException as exc:  # noqa: BLE001 - raised again below
+                errors.append(exc)
+            with cond:
+                busy -= 1
+                if outcome is not None:
+                    results[index].append(outcome)
+                    if len(results[index]) < len(groups[index]):
+                        ready.append(index)
+                cond.notify_all()
+
+    threads = [
+        threading.Thread(target=work, name=f"dispatch-{n}", daemon=True)
+        for n in range(min(workers, len(ready)))
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if errors:
+        raise errors[0]
+    return results
 
 
 def _group_by_chat(session: Session, ids: list[int]) -> list[list[int]]:

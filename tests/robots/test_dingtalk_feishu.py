@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -144,6 +145,41 @@ def test_dingtalk_limit_is_kept_server_side(ding: FakeDingTalk) -> None:
         channel.send(Notice(i, "x", "通知", f"第{i}条。", webhook_url=url), lambda ids: None)
     assert ding.refused == 0 and len(ding.messages_to(D_TOKEN)) == 9
     assert ding.max_in_window(D_TOKEN, 4, 1.0) <= 4
+
+
+def test_unexpected_throttling_is_asked_again_soon_doubling_up_to_one_window(
+    ding: FakeDingTalk,
+) -> None:
+    # Our count says there is room, the platform says "too fast" (another tool posts to the
+    # same webhook): pause throttle_wait, then twice that, ..., never more than one window.
+    channel = fast(DingTalkChannel, windows=[Window(20, 5.0)], throttle_wait=0.2)
+    url = ding.webhook(D_TOKEN)
+    ding.fail(RobotFault.THROTTLE, times=3, robot=D_TOKEN)
+    started = time.monotonic()
+    channel.send(Notice(1, "x", "通知", "第一条。", webhook_url=url), lambda ids: None)
+    assert 0.2 + 0.4 + 0.8 <= time.monotonic() - started < 2.2
+    assert ding.faults_fired[RobotFault.THROTTLE] == 3
+    # The refused requests do not count against the robot's window: 19 more go at once.
+    started = time.monotonic()
+    for i in range(19):
+        channel.send(Notice(2 + i, "x", "通知", f"第{i}条。", webhook_url=url), lambda ids: None)
+    assert time.monotonic() - started < 3.0
+    assert ding.refused == 0 and len(ding.messages_to(D_TOKEN)) == 20
+
+    capped = fast(DingTalkChannel, windows=[Window(20, 0.5)], throttle_wait=0.4)
+    other = ding.webhook(D_OTHER)
+    ding.fail(RobotFault.THROTTLE, times=2, robot=D_OTHER)
+    started = time.monotonic()
+    capped.send(Notice(30, "y", "通知", "第一条。", webhook_url=other), lambda ids: None)
+    assert 0.4 + 0.5 <= time.monotonic() - started < 0.4 + 0.8  # not 0.4 + 0.8
+    assert len(ding.messages_to(D_OTHER)) == 1
+
+
+def test_first_throttle_pause_is_a_twentieth_of_the_longest_window() -> None:
+    assert DingTalkChannel().throttle_wait == 3.0
+    assert FeishuChannel().throttle_wait == 3.0  # 100 a minute is the longer window
+    assert DingTalkChannel(windows=[Window(20, 6.0)]).throttle_wait == pytest.approx(0.3)
+    assert DingTalkChannel(throttle_wait=7.0).throttle_wait == 7.0
 
 
 # --- Feishu --------------------------------------------------------------------------------------

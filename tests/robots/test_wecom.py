@@ -290,3 +290,40 @@ def test_the_fake_refuses_bad_voice_uploads_as_wecom_does(api: FakeWeCom, long_v
     ).json()
     assert mp3["errcode"] == 40005
     assert api.uploads == []
+
+
+def test_a_clip_is_converted_once_for_all_robots_and_again_when_it_changes(
+    api: FakeWeCom,
+    short_voice: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import shutil
+
+    import robots.wecom as wecom
+
+    clip = tmp_path / "clip.ogg"
+    shutil.copy(short_voice, clip)
+    runs: list[Path] = []
+    real = wecom.to_amr
+
+    def counting(path: Path) -> bytes:
+        runs.append(path)
+        return real(path)
+
+    monkeypatch.setattr(wecom, "to_amr", counting)
+    sender = channel()
+    for n in range(3):
+        url = api.webhook(f"robot-key-{n:04d}")
+        sender.send(
+            Notice(n, f"chat-{n}", "通知", "请注意。", voice_path=clip, voice_duration=3.0,
+                   webhook_url=url),
+            lambda ids: None,
+        )  # fmt: skip
+    assert len(runs) == 1
+    assert [u["type"] for u in api.uploads] == ["voice"] * 3
+    assert len({u["size"] for u in api.uploads}) == 1
+
+    clip.write_bytes(short_voice.read_bytes() + b"\0")  # re-rendered: size and time change
+    assert wecom.converted(clip, "amr").startswith(b"#!AMR\n")
+    assert len(runs) == 2
