@@ -53,7 +53,7 @@ ROOT = Path(__file__).resolve().parents[2]
 CHATS = 40  # Telegram groups (no bot token: their notices go to the local outbox)
 # Group robots on loopback fakes: (platform, key or token, signing secret, area). Bound
 # before the other chats, so that the dispatcher (which takes chats in the order of their
-# first due delivery, four at a time) reaches them early in every pass.
+# first due delivery, four at a time) reaches them first while their first notice is due.
 ROBOTS = (
     ("feishu", "kill-feishu-01", "killfeishusecret01", "g2"),
     ("dingtalk", "killdingtalk00000001", "SECkilldingtalksecret0001", "v1"),
