@@ -8,7 +8,9 @@ Documented requests it answers (all answers HTTP 200 with ``errcode``/``errmsg``
 * ``POST /cgi-bin/webhook/upload_media?key=KEY&type=voice|file`` (multipart, field
   ``media``): ``voice`` must be AMR (``#!AMR\\n``), at most 2 MB and 60 s; ``file`` at most
   20 MB (this fake also checks the MP3 magic, the only file dalaba uploads). Answers
-  ``{"errcode": 0, "errmsg": "ok", "type": …, "media_id": …, "created_at": …}``.
+  ``{"errcode": 0, "errmsg": "ok", "type": …, "media_id": …, "created_at": …}``. Each
+  upload is kept in ``media`` by id with its SHA-256, so a test can tell which voice
+  message carried which clip (and that two messages carried the same one).
 
 Errors as the platform gives them: an unknown or removed key → 93000 "invalid webhook
 url"; more than 20 messages in a minute to one robot → 45009 "api freq out of limit";
@@ -24,6 +26,7 @@ Faults from :class:`~tests.fakes.robot_base.RobotFault` (``THROTTLE`` answers 45
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import json
 from typing import Any
@@ -154,7 +157,12 @@ class FakeWeCom(FakeRobotServer):
             seconds = None
         media_id = f"media-{next(self._media_ids)}"
         with self.lock:
-            self.media[media_id] = {"key": key, "type": media_type, "size": len(data)}
+            self.media[media_id] = {
+                "key": key,
+                "type": media_type,
+                "size": len(data),
+                "sha256": hashlib.sha256(data).hexdigest(),
+            }
             self.uploads.append(
                 {
                     "key": key,
