@@ -17,7 +17,6 @@ can call it from many worker threads.
 
 from __future__ import annotations
 
-import asyncio
 import enum
 import threading
 import time
@@ -26,6 +25,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
+
+from tests.fakes.loopback import LoopbackServer
 
 __all__ = ["FakeRobotServer", "Received", "Robot", "RobotFault"]
 
@@ -66,15 +67,17 @@ class _Rule:
     kind: str | None
 
 
-class FakeRobotServer:
+class FakeRobotServer(LoopbackServer):
     """Base of the fakes; use as a context manager."""
+
+    THREAD_NAME = "fake-robots"
 
     # (count, seconds) sliding windows per robot; the platform's by default.
     WINDOWS: tuple[tuple[int, float], ...] = ()
 
     def __init__(self, *, windows: tuple[tuple[int, float], ...] | None = None) -> None:
+        super().__init__()
         self.windows = self.WINDOWS if windows is None else windows
-        self.port = 0
         self.robots: dict[str, Robot] = {}
         self.messages: list[Received] = []
         self.requests: list[tuple[str, str]] = []  # (kind, robot token)
@@ -82,55 +85,12 @@ class FakeRobotServer:
         self.faults_fired: dict[RobotFault, int] = {f: 0 for f in RobotFault}
         self.lock = threading.Lock()
         self._rules: list[_Rule] = []
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
-        self._runner: web.AppRunner | None = None
-        self._started = threading.Event()
 
     # --- lifecycle ----------------------------------------------------------------------------
 
     @property
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
-
-    def __enter__(self) -> Any:
-        self._thread = threading.Thread(target=self._serve, name="fake-robots", daemon=True)
-        self._thread.start()
-        if not self._started.wait(10):
-            raise RuntimeError("fake robot server did not start")
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        loop = self._loop
-        if loop is not None:
-            asyncio.run_coroutine_threadsafe(self._stop(), loop).result(10)
-            loop.call_soon_threadsafe(loop.stop)
-        if self._thread is not None:
-            self._thread.join(10)
-
-    def _serve(self) -> None:
-        loop = asyncio.new_event_loop()
-        self._loop = loop
-        asyncio.set_event_loop(loop)
-        app = web.Application(client_max_size=30 * 1024 * 1024)
-        self.routes(app)
-        self._runner = web.AppRunner(app, access_log=None)
-        loop.run_until_complete(self._runner.setup())
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        loop.run_until_complete(site.start())
-        server = site._server
-        assert server is not None
-        self.port = server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        self._started.set()
-        loop.run_forever()
-        loop.close()
-
-    async def _stop(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-
-    def routes(self, app: web.Application) -> None:
-        raise NotImplementedError
 
     # --- robots, faults, records ----------------------------------------------------------------
 

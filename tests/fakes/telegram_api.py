@@ -38,6 +38,8 @@ from typing import Any
 
 from aiohttp import web
 
+from tests.fakes.loopback import LoopbackServer
+
 __all__ = ["FakeBotApi", "Fault", "Limits", "SentMessage"]
 
 TOKEN = "123456:TEST-fake-token"
@@ -152,16 +154,19 @@ class _Rule:
     retry_after: int
 
 
-class FakeBotApi:
+class FakeBotApi(LoopbackServer):
     """The server; use as a context manager."""
 
+    THREAD_NAME = "fake-bot-api"
+    MAX_BODY = 60 * 1024 * 1024
+
     def __init__(self, *, limits: Limits | None = None, slow_seconds: float = 3.0) -> None:
+        super().__init__()
         self.token = TOKEN
         self.limits = limits
         self.slow_seconds = slow_seconds
         # Long polls end after at most this long, so a stopping bot is not held up.
         self.max_poll_seconds = 1.0
-        self.port = 0
         self.messages: list[SentMessage] = []
         self.requests: list[tuple[str, dict[str, Any]]] = []
         self.callback_answers: list[dict[str, Any]] = []
@@ -180,11 +185,7 @@ class FakeBotApi:
         self._titles: dict[str, str] = {}
         self._overall: _Bucket | None = None
         self._groups: dict[str, _Bucket] = {}
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
-        self._runner: web.AppRunner | None = None
         self._new_update: asyncio.Condition | None = None
-        self._started = threading.Event()
 
     # --- lifecycle ----------------------------------------------------------------------------
 
@@ -197,42 +198,11 @@ class FakeBotApi:
         """What ``DALABA_TELEGRAM_API_URL`` should be set to."""
         return f"http://127.0.0.1:{self.port}"
 
-    def __enter__(self) -> FakeBotApi:
-        self._thread = threading.Thread(target=self._serve, name="fake-bot-api", daemon=True)
-        self._thread.start()
-        if not self._started.wait(10):
-            raise RuntimeError("fake Bot API did not start")
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        loop = self._loop
-        if loop is not None:
-            asyncio.run_coroutine_threadsafe(self._stop(), loop).result(10)
-            loop.call_soon_threadsafe(loop.stop)
-        if self._thread is not None:
-            self._thread.join(10)
-
-    def _serve(self) -> None:
-        loop = asyncio.new_event_loop()
-        self._loop = loop
-        asyncio.set_event_loop(loop)
+    def on_loop(self, loop: asyncio.AbstractEventLoop) -> None:
         self._new_update = asyncio.Condition()
-        app = web.Application(client_max_size=60 * 1024 * 1024)
-        app.router.add_route("*", "/bot{token}/{method}", self._handle)
-        self._runner = web.AppRunner(app, access_log=None)
-        loop.run_until_complete(self._runner.setup())
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        loop.run_until_complete(site.start())
-        server = site._server
-        assert server is not None
-        self.port = server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        self._started.set()
-        loop.run_forever()
-        loop.close()
 
-    async def _stop(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
+    def routes(self, app: web.Application) -> None:
+        app.router.add_route("*", "/bot{token}/{method}", self._handle)
 
     def set_limits(self, limits: Limits | None) -> None:
         with self._lock:
