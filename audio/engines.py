@@ -41,11 +41,14 @@ class Speech:
         path: the audio file (MP3 from edge-tts, WAV from eSpeak NG).
         duration: its length in seconds.
         cues: one cue per sentence, timed against ``path``.
+        compute_s: seconds the engine computed, when it measures that (its real-time
+            factor is ``compute_s / duration``).
     """
 
     path: Path
     duration: float
     cues: tuple[Cue, ...]
+    compute_s: float | None = None
 
 
 class SpeechEngine(Protocol):

@@ -9,7 +9,8 @@ AudioError
 ├── VoiceError         unknown voice or rate out of range (also a ValueError)
 ├── SynthesisError     a speech engine failed
 │   ├── EdgeError      edge-tts failed after its retries
-│   └── OfflineError   the offline engine (eSpeak NG) failed
+│   ├── OfflineError   the offline engine (eSpeak NG) failed
+│   └── NeuralError    the offline neural engine (sherpa-onnx) is missing or failed
 ├── RecordingError     an uploaded recording is unusable
 ├── MasteringError     ffmpeg failed while mastering or measuring
 ├── ProgramError       a program cannot be built from the given clips
@@ -26,6 +27,7 @@ __all__ = [
     "DiskFullError",
     "EdgeError",
     "MasteringError",
+    "NeuralError",
     "OfflineError",
     "ProgramError",
     "RecordingError",
@@ -65,6 +67,10 @@ class EdgeError(SynthesisError):
 
 class OfflineError(SynthesisError):
     """The offline engine (eSpeak NG) is missing or failed."""
+
+
+class NeuralError(SynthesisError):
+    """The offline neural engine (sherpa-onnx and its model folder) is missing or failed."""
 
 
 class RecordingError(AudioError):

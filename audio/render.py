@@ -33,10 +33,18 @@ from enum import StrEnum
 from pathlib import Path
 
 from audio.engines import EdgeEngine, OfflineEngine, RetryPolicy, Speech
-from audio.errors import EdgeError, MasteringError, RecordingError, SynthesisError, TextError
+from audio.errors import (
+    EdgeError,
+    MasteringError,
+    NeuralError,
+    RecordingError,
+    SynthesisError,
+    TextError,
+)
 from audio.ffmpeg import atomic_path, decode_pcm, run_ffmpeg, write_atomic
 from audio.master import PROFILES, Profile, master
 from audio.mp3 import id3v2_tag
+from audio.neural import NeuralEngine
 from audio.subtitles import Cue, shift_cues, to_srt, to_vtt
 from audio.text import Lexicon, chunk_sentences, split_sentences, spoken_text
 from audio.voices import DEFAULT_VOICE, Voice, check_rate, get_voice
@@ -77,11 +85,14 @@ class EngineMode(StrEnum):
     """Which engine :meth:`Renderer.render` uses."""
 
     AUTO = "auto"
-    """edge-tts with retries, then eSpeak NG, recording why."""
+    """edge-tts with retries, then the neural model if one is configured, then eSpeak NG,
+    recording why."""
     EDGE = "edge"
     """edge-tts only; failures raise."""
     OFFLINE = "offline"
     """eSpeak NG only, no network at all."""
+    NEURAL = "neural"
+    """The offline neural model (sherpa-onnx) only; failures raise."""
 
 
 class EngineName(StrEnum):
@@ -89,6 +100,7 @@ class EngineName(StrEnum):
 
     EDGE = "edge"
     OFFLINE = "offline"
+    NEURAL = "neural"
     RECORDING = "recording"
     TONE = "tone"
     """The synthesised chime."""
@@ -107,11 +119,14 @@ class Clip:
         voice: the whitelisted voice asked for (``None`` for recordings and the chime).
         rate: speaking rate in percent.
         spoken_text: the normalised text that was spoken (empty for the chime).
-        fallback_reason: why edge-tts was not used although the mode was auto; ``None``
-            when nothing fell back. Describes this call, not the one that filled the cache.
+        fallback_reason: why edge-tts (and the neural model, when one is configured) was
+            not used although the mode was auto; ``None`` when nothing fell back.
+            Describes this call, not the one that filled the cache.
         srt_path: SubRip subtitles beside the clip.
         vtt_path: WebVTT subtitles beside the clip.
         source_key: key of the raw speech or upload, shared by both profiles.
+        neural_model: for engine ``neural``, the identity (SHA-256) of the model folder
+            that spoke; ``None`` otherwise.
     """
 
     key: str
@@ -126,6 +141,7 @@ class Clip:
     srt_path: Path
     vtt_path: Path
     source_key: str
+    neural_model: str | None = None
 
     @property
     def srt(self) -> str:
@@ -173,9 +189,14 @@ class Renderer:
 
     Args:
         cache_dir: where speech and clips are kept (created if missing).
-        engine: ``auto`` (default), ``edge`` or ``offline``.
+        engine: ``auto`` (default), ``edge``, ``offline`` or ``neural``.
         edge_wss_url: replaces edge-tts's service URL (``DALABA_EDGE_WSS_URL``), same
             form as ``edge_tts.communicate.WSS_URL``, query string included.
+        neural_model_dir: the neural model folder (``DALABA_NEURAL_MODEL_DIR``); without
+            one, auto mode goes from edge-tts straight to eSpeak NG.
+        neural_threads: onnxruntime threads for the neural model (default: the cores).
+        on_synthesis: called with the engine's name and its raw :class:`Speech` after
+            every fresh synthesis (not for cache hits), e.g. to report a real-time factor.
         retry: edge-tts retry, timeout and cool-down settings.
         sleep: backoff sleep, injected in tests.
         clock: monotonic clock for the cool-down, injected in tests.
@@ -190,15 +211,20 @@ class Renderer:
         *,
         engine: EngineMode | str = EngineMode.AUTO,
         edge_wss_url: str | None = None,
+        neural_model_dir: Path | str | None = None,
+        neural_threads: int | None = None,
         retry: RetryPolicy | None = None,
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.monotonic,
+        on_synthesis: Callable[[str, Speech], None] | None = None,
     ) -> None:
         self.cache_dir = Path(cache_dir)
         self.mode = EngineMode(engine)
         self.retry = retry or RetryPolicy()
         self._edge = EdgeEngine(edge_wss_url, self.retry, sleep)
         self._offline = OfflineEngine()
+        self.neural = NeuralEngine(neural_model_dir, neural_threads)
+        self._on_synthesis = on_synthesis
         self._clock = clock
         self._state_lock = threading.Lock()
         self._edge_down_until = 0.0
@@ -219,7 +245,8 @@ class Renderer:
 
         In auto mode, speech edge-tts already made for these inputs is reused without
         network; otherwise edge-tts is tried (unless it failed within the cool-down) and
-        eSpeak NG stands in when it fails, the clip's ``fallback_reason`` saying why.
+        when it fails the neural model stands in (if a folder is configured), then eSpeak
+        NG, the clip's ``fallback_reason`` saying why.
 
         Args:
             text: written announcement text (normalised here with the lexicon).
@@ -236,6 +263,7 @@ class Renderer:
             VoiceError: voice not whitelisted or rate out of range.
             EdgeError: engine mode ``edge`` and edge-tts failed.
             OfflineError: the offline engine was needed and failed.
+            NeuralError: engine mode ``neural`` and the model is missing or failed.
             SynthesisError: the speech could not be mastered (ffmpeg failed, or the
                 engine returned silence).
         """
@@ -260,18 +288,32 @@ class Renderer:
             return self._render_with(self._offline, spoken, chosen, rate, profile, None)
         if self.mode is EngineMode.EDGE:
             return self._render_with(self._edge, spoken, chosen, rate, profile, None)
+        if self.mode is EngineMode.NEURAL:
+            return self._render_with(self.neural, spoken, chosen, rate, profile, None)
         if self._edge_speech_cached(spoken, chosen, rate):
             # Neural speech for this text is already on disk: no network needed.
             return self._render_with(self._edge, spoken, chosen, rate, profile, None)
-        reason = self._edge_cooling_down()
-        if reason is None:
+        cooling = self._edge_cooling_down()
+        if cooling is None:
             try:
                 return self._render_with(self._edge, spoken, chosen, rate, profile, None)
             except EdgeError as exc:
+                edge_why = f"在线语音不可用：{exc.reason}"
                 reason = f"在线语音不可用，已改用离线语音：{exc.reason}"
                 with self._state_lock:
                     self._edge_down_until = self._clock() + self.retry.cooldown_s
                     self._edge_down_reason = exc.reason
+        else:
+            edge_why = f"在线语音暂不可用（刚才失败：{cooling}）"
+            reason = f"{edge_why}，已改用离线语音"
+        if self.neural.configured:
+            try:
+                return self._render_with(
+                    self.neural, spoken, chosen, rate, profile, f"{edge_why}，已改用离线神经语音"
+                )
+            except NeuralError as exc:
+                log.warning("neural fallback failed: %s", exc)
+                reason = f"{edge_why}；离线神经语音不可用：{exc}，已改用离线语音"
         log.info("offline fallback: %s", reason)
         return self._render_with(self._offline, spoken, chosen, rate, profile, reason)
 
@@ -380,7 +422,7 @@ class Renderer:
         speech = Speech(raw, float(meta["duration"]), tuple(Cue(*c) for c in meta["cues"]))
         return self._master_cached(
             speech, clip.source_key, profile, clip.engine, clip.voice, clip.rate,
-            clip.spoken_text, clip.fallback_reason,
+            clip.spoken_text, clip.fallback_reason, model=clip.neural_model,
         )  # fmt: skip
 
     def voice_note(self, clip: Clip) -> Clip:
@@ -462,7 +504,20 @@ class Renderer:
     def _clip_path(self, key: str, suffix: str) -> Path:
         return self.cache_dir / "clips" / key[:2] / f"{key}{suffix}"
 
-    def _speech_key(self, engine: str, spoken: str, voice: Voice, rate: int) -> str:
+    def _speech_key(
+        self, engine: str, spoken: str, voice: Voice, rate: int, model: str | None = None
+    ) -> str:
+        if engine == EngineName.NEURAL:
+            # Every voice speaks with the model's one speaker; the model's files decide.
+            return _key(
+                {
+                    "engine": engine,
+                    "model": model,
+                    "speaker": self.neural.speaker,
+                    "rate": rate,
+                    "text": spoken,
+                }
+            )
         # Offline, whitelisted voices that share an eSpeak variant share their speech.
         voice_id = voice.name if engine == EngineName.EDGE else voice.espeak
         return _key({"engine": engine, "voice": voice_id, "rate": rate, "text": spoken})
@@ -475,21 +530,23 @@ class Renderer:
         return self._speech_path(key, ".json").exists() and self._speech_path(key, ".mp3").exists()
 
     def _edge_cooling_down(self) -> str | None:
+        """The reason edge-tts failed if that was within the cool-down, else ``None``."""
         with self._state_lock:
             if self._clock() < self._edge_down_until:
-                return f"在线语音暂不可用（刚才失败：{self._edge_down_reason}），已改用离线语音"
+                return self._edge_down_reason
         return None
 
     def _render_with(
         self,
-        engine: EdgeEngine | OfflineEngine,
+        engine: EdgeEngine | OfflineEngine | NeuralEngine,
         spoken: str,
         voice: Voice,
         rate: int,
         profile: Profile,
         reason: str | None,
     ) -> Clip:
-        source_key = self._speech_key(engine.name, spoken, voice, rate)
+        model = engine.model().identity if isinstance(engine, NeuralEngine) else None
+        source_key = self._speech_key(engine.name, spoken, voice, rate, model)
         cached = self.get_clip(self._clip_key(source_key, profile, None))
         if cached is not None:
             return _with_reason(cached, reason)
@@ -504,12 +561,18 @@ class Renderer:
                 rate,
                 spoken,
                 reason,
+                model=model,
             )
         except MasteringError as exc:
             raise SynthesisError(f"语音合成结果无法使用：{exc}") from exc
 
     def _speech(
-        self, engine: EdgeEngine | OfflineEngine, key: str, spoken: str, voice: Voice, rate: int
+        self,
+        engine: EdgeEngine | OfflineEngine | NeuralEngine,
+        key: str,
+        spoken: str,
+        voice: Voice,
+        rate: int,
     ) -> Speech:
         suffix = ".mp3" if engine.name == EngineName.EDGE else ".wav"
         raw = self._speech_path(key, suffix)
@@ -519,11 +582,13 @@ class Renderer:
             return Speech(raw, float(meta["duration"]), tuple(Cue(*c) for c in meta["cues"]))
         sentences = split_sentences(spoken, SENTENCE_CHARS)
         chunks = (
-            sentences
-            if engine.name == EngineName.OFFLINE
-            else chunk_sentences(sentences, EDGE_CHUNK_CHARS)
+            chunk_sentences(sentences, EDGE_CHUNK_CHARS)
+            if engine.name == EngineName.EDGE
+            else sentences
         )
         speech = engine.synthesize(chunks, voice, rate, raw)
+        if self._on_synthesis is not None:
+            self._on_synthesis(engine.name, speech)
         meta = {
             "duration": speech.duration,
             "cues": [[c.start, c.end, c.text] for c in speech.cues],
@@ -543,6 +608,7 @@ class Renderer:
         reason: str | None,
         *,
         target: float | None = None,
+        model: str | None = None,
     ) -> Clip:
         key = self._clip_key(source_key, profile, target)
         cached = self.get_clip(key)
@@ -567,6 +633,7 @@ class Renderer:
             srt_path=srt_path,
             vtt_path=vtt_path,
             source_key=source_key,
+            neural_model=model,
         )
         write_atomic(self._clip_path(key, ".json"), json.dumps(clip.to_dict(), ensure_ascii=False))
         return _with_reason(clip, reason)
