@@ -7,10 +7,14 @@ import errno
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from audio.voices import DEFAULT_VOICE, MAX_RATE, MIN_RATE, VOICES
+
+if TYPE_CHECKING:
+    from audio.engines import Speech
 
 _SUFFIX_PROFILES = {
     ".mp3": "loudspeaker",
@@ -18,7 +22,14 @@ _SUFFIX_PROFILES = {
     ".opus": "voice_note",
     ".oga": "voice_note",
 }
-_ENGINE_LABELS = {"edge": "在线语音", "offline": "离线语音", "recording": "录音", "tone": "提示音"}
+_ENGINE_LABELS = {
+    "edge": "在线语音",
+    "offline": "离线语音",
+    "neural": "离线神经语音",
+    "recording": "录音",
+    "tone": "提示音",
+}
+_ENGINES = ["auto", "edge", "offline", "neural"]
 
 
 @click.command("say")
@@ -32,9 +43,10 @@ _ENGINE_LABELS = {"edge": "在线语音", "offline": "离线语音", "recording"
 )
 @click.option(
     "--engine",
-    type=click.Choice(["auto", "edge", "offline"]),
+    type=click.Choice(_ENGINES),
     default=None,
-    help="语音引擎（默认取 DALABA_TTS_ENGINE，否则 auto：在线优先，失败时改用离线）",
+    help="语音引擎（默认取 DALABA_TTS_ENGINE，否则 auto：在线优先，失败时依次改用"
+    "离线神经语音（需 DALABA_NEURAL_MODEL_DIR）和离线语音）",
 )
 @click.option(
     "--rate",
@@ -52,8 +64,17 @@ _ENGINE_LABELS = {"edge": "在线语音", "offline": "离线语音", "recording"
     help="输出文件：.mp3 为大喇叭格式，.ogg/.opus 为手机语音消息格式",
 )
 @click.option("--print-spoken", is_flag=True, help="只打印规范化后的朗读文本，不生成音频")
+@click.option(
+    "-v", "--verbose", is_flag=True, help="报告合成用时与实时率（RTF = 合成用时 ÷ 音频时长）"
+)
 def say(
-    text: str, voice: str, engine: str | None, rate: int, output: Path, print_spoken: bool
+    text: str,
+    voice: str,
+    engine: str | None,
+    rate: int,
+    output: Path,
+    print_spoken: bool,
+    verbose: bool,
 ) -> None:
     """把一段文字生成为处理好的广播音频（TEXT 为 - 时从标准输入读取）。"""
     from audio import AudioError, Renderer, export_file, spoken_text
@@ -74,16 +95,19 @@ def say(
             f"不支持的输出格式“{output.suffix or '（无扩展名）'}”：请使用 .mp3、.ogg 或 .opus"
         )
     engine = engine or os.environ.get("DALABA_TTS_ENGINE") or "auto"
-    if engine not in {"auto", "edge", "offline"}:
+    if engine not in _ENGINES:
         raise click.ClickException(
-            f"DALABA_TTS_ENGINE 应为 auto、edge 或 offline（当前为 {engine!r}）"
+            f"DALABA_TTS_ENGINE 应为 auto、edge、offline 或 neural（当前为 {engine!r}）"
         )
     data_dir = Path(os.environ.get("DALABA_DATA_DIR") or "dalaba-data").expanduser()
+    syntheses: list[tuple[str, Speech]] = []
     try:
         renderer = Renderer(
             data_dir / "audio" / "cache",
             engine=engine,
             edge_wss_url=os.environ.get("DALABA_EDGE_WSS_URL") or None,
+            neural_model_dir=os.environ.get("DALABA_NEURAL_MODEL_DIR", "").strip() or None,
+            on_synthesis=lambda name, speech: syntheses.append((name, speech)),
         )
     except ValueError as exc:
         raise click.ClickException(f"DALABA_EDGE_WSS_URL 无效：{exc}") from exc
@@ -102,3 +126,21 @@ def say(
         click.echo(f"注意：{clip.fallback_reason}", err=True)
     label = _ENGINE_LABELS.get(str(clip.engine), str(clip.engine))
     click.echo(f"已生成 {output}（{clip.duration:.1f} 秒，{label}，{VOICES[voice].label}）")
+    if verbose:
+        _report_syntheses(syntheses, renderer.neural.num_threads)
+
+
+def _report_syntheses(syntheses: list[tuple[str, Speech]], neural_threads: int) -> None:
+    """Print each fresh synthesis's timing; engines that measure it report their RTF."""
+    if not syntheses:
+        click.echo("语音取自缓存，本次没有重新合成（无实时率）")
+    for name, speech in syntheses:
+        label = _ENGINE_LABELS.get(name, name)
+        if speech.compute_s is None or speech.duration <= 0:
+            click.echo(f"{label}：合成了 {speech.duration:.2f} 秒音频（该引擎不报告实时率）")
+            continue
+        threads = f"，{neural_threads} 个线程" if name == "neural" else ""
+        click.echo(
+            f"{label}：合成 {speech.duration:.2f} 秒音频用时 {speech.compute_s:.3f} 秒，"
+            f"实时率 RTF={speech.compute_s / speech.duration:.3f}{threads}"
+        )

@@ -48,8 +48,10 @@ class Settings:
     demo: bool = False
     timezone: str = "Asia/Shanghai"
     default_locale: str = "zh_CN"
-    tts_engine: str = "auto"  # auto | edge | offline
+    tts_engine: str = "auto"  # auto | edge | offline | neural
     edge_wss_url: str | None = None
+    # The offline neural voice's model folder (model.onnx, tokens.txt, lexicon.txt, …).
+    neural_model_dir: Path | None = None
     telegram_token: str | None = None
     telegram_api_url: str | None = None
     # A public HTTPS address makes the bot receive updates by webhook instead of long polling.
@@ -83,10 +85,24 @@ class Settings:
             ZoneInfo(self.timezone)
         except (ZoneInfoNotFoundError, ValueError) as exc:
             raise ConfigError(f"DALABA_TIMEZONE 不是有效的时区：{self.timezone!r}") from exc
-        if self.tts_engine not in {"auto", "edge", "offline"}:
+        if self.tts_engine not in {"auto", "edge", "offline", "neural"}:
             raise ConfigError(
-                f"DALABA_TTS_ENGINE 应为 auto、edge 或 offline（当前为 {self.tts_engine!r}）"
+                "DALABA_TTS_ENGINE 应为 auto、edge、offline 或 neural"
+                f"（当前为 {self.tts_engine!r}）"
             )
+        if self.tts_engine == "neural":
+            # Only the neural engine is allowed to speak: refuse to start without a usable
+            # folder. In auto mode a missing folder is no reason to stop: renders fall back
+            # to eSpeak NG and record why on the clip.
+            from audio.errors import NeuralError
+            from audio.neural import locate_model
+
+            if self.neural_model_dir is None:
+                raise ConfigError("DALABA_TTS_ENGINE=neural 需要设置 DALABA_NEURAL_MODEL_DIR")
+            try:
+                locate_model(self.neural_model_dir)
+            except NeuralError as exc:
+                raise ConfigError(f"DALABA_NEURAL_MODEL_DIR 无效：{exc}") from exc
         if self.accel_redirect is not None and not (
             self.accel_redirect.startswith("/") and self.accel_redirect.endswith("/")
         ):
@@ -155,6 +171,11 @@ class Settings:
             "default_locale": env.get("DALABA_LOCALE", "zh_CN"),
             "tts_engine": env.get("DALABA_TTS_ENGINE", "offline" if demo else "auto"),
             "edge_wss_url": env.get("DALABA_EDGE_WSS_URL") or None,
+            "neural_model_dir": (
+                Path(env["DALABA_NEURAL_MODEL_DIR"].strip()).expanduser().resolve()
+                if env.get("DALABA_NEURAL_MODEL_DIR", "").strip()
+                else None
+            ),
             "telegram_token": env.get("DALABA_TELEGRAM_TOKEN") or None,
             "telegram_api_url": env.get("DALABA_TELEGRAM_API_URL") or None,
             "telegram_webhook_url": env.get("DALABA_TELEGRAM_WEBHOOK_URL") or None,

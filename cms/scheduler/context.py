@@ -77,4 +77,5 @@ def make_renderer(settings: Settings) -> Renderer:
         settings.audio_dir / "cache",
         engine=settings.tts_engine,
         edge_wss_url=settings.edge_wss_url,
+        neural_model_dir=settings.neural_model_dir,
     )

@@ -286,6 +286,7 @@ def recording(announcement_id: int) -> Any:
                 config.audio_dir / "cache",
                 engine=config.tts_engine,
                 edge_wss_url=config.edge_wss_url,
+                neural_model_dir=config.neural_model_dir,
             )
             row = recordings.add_recording(
                 db(),

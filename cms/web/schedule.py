@@ -76,6 +76,7 @@ JOB_LABELS = {
 ENGINE_LABELS = {
     "edge": "在线语音",
     "offline": "离线语音",
+    "neural": "离线神经语音",
     "recording": "人工录音",
     "tone": "提示音",
 }
