@@ -8,7 +8,8 @@ The admin downloads a model folder once and points ``DALABA_NEURAL_MODEL_DIR`` a
         lexicon.txt         word → tokens (Chinese models with a lexicon frontend), or
         espeak-ng-data/     phonemizer data (piper models), instead of the lexicon
         dict/               optional: jieba dictionary (models with ``jieba=1``)
-        *.fst, *.far        optional: sherpa-onnx's text-normalisation rules
+        *.fst               optional: sherpa-onnx's text-normalisation rules, applied
+                            phone, date, number, others by name, new_heteronym last
 
 sherpa-onnx ends the whole process (``exit(-1)``) on several kinds of broken folder
 (missing metadata, a dictionary the model does not expect, an unknown language), so a
@@ -61,6 +62,11 @@ ESPEAK_DATA_DIR = "espeak-ng-data"
 PROBE_TEXT = "你好。"
 """Spoken by the probe: every Chinese model's lexicon has these two characters."""
 PROBE_TIMEOUT_S = 300.0
+_FST_ORDER = ("phone.fst", "date.fst", "number.fst")
+"""Rule FSTs that go first, in this order; ``new_heteronym.fst`` goes last.
+
+FST archives (``*.far``, e.g. the 181 MB ``rule.far`` of vits-zh-aishell3) are not
+loaded: :func:`audio.spoken_text` has normalised the text already, and memory is short."""
 MAX_THREADS = 4
 
 _synthesis_lock = threading.Lock()
@@ -91,8 +97,7 @@ class NeuralModel:
         lexicon: ``lexicon.txt``, or ``None`` for a piper model.
         data_dir: ``espeak-ng-data/`` of a piper model, else ``None``.
         dict_dir: ``dict/`` for jieba models, else ``None``.
-        rule_fsts: text-normalisation FSTs, in name order.
-        rule_fars: FST archives, in name order.
+        rule_fsts: text-normalisation FSTs, in the order they apply.
         identity: SHA-256 over all of the above (names and contents).
     """
 
@@ -103,12 +108,11 @@ class NeuralModel:
     data_dir: Path | None
     dict_dir: Path | None
     rule_fsts: tuple[Path, ...]
-    rule_fars: tuple[Path, ...]
     identity: str
 
     def files(self) -> list[Path]:
         """Every file whose content shapes the sound."""
-        found = [self.model, self.tokens, *self.rule_fsts, *self.rule_fars]
+        found = [self.model, self.tokens, *self.rule_fsts]
         if self.lexicon is not None:
             found.append(self.lexicon)
         for extra in (self.dict_dir, self.data_dir):
@@ -130,7 +134,6 @@ class NeuralModel:
         return sherpa_onnx.OfflineTtsConfig(
             model=sherpa_onnx.OfflineTtsModelConfig(vits=vits, num_threads=num_threads),
             rule_fsts=",".join(str(p) for p in self.rule_fsts),
-            rule_fars=",".join(str(p) for p in self.rule_fars),
             max_num_sentences=1,
         )
 
@@ -194,8 +197,7 @@ def locate_model(folder: Path | str | None) -> NeuralModel:
         lexicon=lexicon if lexicon.is_file() else None,
         data_dir=data_dir if data_dir.is_dir() else None,
         dict_dir=dict_dir if dict_dir.is_dir() else None,
-        rule_fsts=tuple(sorted(p for p in root.glob("*.fst") if p.is_file())),
-        rule_fars=tuple(sorted(p for p in root.glob("*.far") if p.is_file())),
+        rule_fsts=tuple(sorted((p for p in root.glob("*.fst") if p.is_file()), key=_fst_rank)),
         identity="",
     )
     try:
@@ -203,6 +205,12 @@ def locate_model(folder: Path | str | None) -> NeuralModel:
     except OSError as exc:
         raise NeuralError(f"无法读取模型文件夹 {root}：{exc.strerror or exc}") from exc
     return dataclasses.replace(partial, identity=identity)
+
+
+def _fst_rank(path: Path) -> tuple[int, str]:
+    if path.name in _FST_ORDER:
+        return _FST_ORDER.index(path.name), path.name
+    return (len(_FST_ORDER) + (path.name == "new_heteronym.fst"), path.name)
 
 
 def _identity(model: NeuralModel) -> str:

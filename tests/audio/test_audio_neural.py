@@ -112,6 +112,7 @@ def test_cache_key_follows_the_model(
         # runs in a child, so this process survives to report it.
         ("no-metadata", "sample_rate"),
         ("no-eos", "tokens.txt 与模型不匹配"),
+        ("bad-fst", "error reading FST header from .*number.fst"),
     ],
 )
 def test_broken_folder_is_a_clear_error(
@@ -134,6 +135,8 @@ def test_broken_folder_is_a_clear_error(
         (folder / "model.onnx").write_bytes(b"\x08\x07not a protobuf" * 50)
     elif damage == "empty":
         (folder / "model.onnx").write_bytes(b"")
+    elif damage == "bad-fst":
+        (folder / "number.fst").write_bytes(b"not an FST" * 10)
     renderer = make_renderer("neural", neural_model_dir=folder)
     with pytest.raises(NeuralError, match=expected) as caught:
         renderer.render("你好。")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,7 @@ from audio import measure_loudness
 from audio.mp3 import HOUSE_FORMAT, parse_frames
 from cms.cli_audio import say
 from tests.audio.helpers import FAST_RETRY
+from tests.audio.neural_model import write_tiny_vits
 from tests.fakes.edge_server import FakeEdgeServer, Fault
 
 
@@ -19,6 +21,7 @@ def runner(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> CliRunner:
     monkeypatch.setenv("DALABA_DATA_DIR", str(tmp_path / "data"))
     monkeypatch.delenv("DALABA_EDGE_WSS_URL", raising=False)
     monkeypatch.delenv("DALABA_TTS_ENGINE", raising=False)
+    monkeypatch.delenv("DALABA_NEURAL_MODEL_DIR", raising=False)
     monkeypatch.chdir(tmp_path)
     # The command builds its renderer with the default retry policy; keep backoff out of
     # the test's wall time.
@@ -113,3 +116,29 @@ def test_bad_environment_values(runner: CliRunner, monkeypatch: pytest.MonkeyPat
 def test_text_from_stdin(runner: CliRunner) -> None:
     result = runner.invoke(say, ["-", "--print-spoken"], input="第3-5条\n")
     assert result.output == "第三到五条\n"
+
+
+def test_neural_verbose_reports_the_real_time_factor(
+    runner: CliRunner, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DALABA_NEURAL_MODEL_DIR", str(write_tiny_vits(tmp_path / "model")))
+    args = ["各位村民请注意。明天开会！", "--engine", "neural", "--verbose", "-o", "n.mp3"]
+    result = runner.invoke(say, args)
+    assert result.exit_code == 0, result.output
+    assert "已生成 n.mp3" in result.output and "离线神经语音" in result.output
+    line = next(x for x in result.output.splitlines() if "实时率" in x)
+    assert re.search(r"合成 2\.30 秒音频用时 \d+\.\d{3} 秒，实时率 RTF=\d+\.\d{3}，\d 个线程", line)
+    assert parse_frames((tmp_path / "n.mp3").read_bytes()).format == HOUSE_FORMAT
+    again = runner.invoke(say, args)
+    assert "语音取自缓存，本次没有重新合成" in again.output
+
+
+def test_neural_without_a_model_is_a_clear_error(
+    runner: CliRunner, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    result = runner.invoke(say, ["你好。", "--engine", "neural"])
+    assert result.exit_code == 1 and "DALABA_NEURAL_MODEL_DIR" in result.output
+    monkeypatch.setenv("DALABA_NEURAL_MODEL_DIR", str(tmp_path / "nowhere"))
+    result = runner.invoke(say, ["你好。", "--engine", "neural"])
+    assert result.exit_code == 1 and "离线神经语音模型文件夹不存在" in result.output
+    assert not (tmp_path / "dalaba-say.mp3").exists()

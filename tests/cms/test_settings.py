@@ -45,3 +45,25 @@ def test_production_needs_a_secret(tmp_path):
     with pytest.raises(ConfigError) as err:
         Settings.from_env({"DALABA_DATA_DIR": str(tmp_path)})
     assert "DALABA_SECRET_KEY" in str(err.value)
+
+
+def test_neural_engine_needs_a_usable_model_folder(tmp_path):
+    from tests.audio.neural_model import write_tiny_vits
+
+    base = {"DALABA_SECRET_KEY": "k", "DALABA_DATA_DIR": str(tmp_path)}
+    with pytest.raises(ConfigError, match="DALABA_NEURAL_MODEL_DIR"):
+        Settings.from_env({**base, "DALABA_TTS_ENGINE": "neural"})
+    missing = {**base, "DALABA_NEURAL_MODEL_DIR": str(tmp_path / "nowhere")}
+    with pytest.raises(ConfigError, match="DALABA_NEURAL_MODEL_DIR 无效：.*不存在"):
+        Settings.from_env({**missing, "DALABA_TTS_ENGINE": "neural"})
+    # auto mode starts anyway: renders fall back to eSpeak NG and say why
+    assert Settings.from_env(missing).neural_model_dir == tmp_path / "nowhere"
+    model = write_tiny_vits(tmp_path / "model")
+    (model / "tokens.txt").unlink()
+    folder = {**base, "DALABA_NEURAL_MODEL_DIR": str(model), "DALABA_TTS_ENGINE": "neural"}
+    with pytest.raises(ConfigError, match="缺少 tokens.txt"):
+        Settings.from_env(folder)
+    write_tiny_vits(model)
+    settings = Settings.from_env(folder)
+    assert settings.tts_engine == "neural" and settings.neural_model_dir == model
+    assert Settings.from_env(base).neural_model_dir is None
