@@ -71,6 +71,9 @@ MAX_THREADS = 4
 
 _synthesis_lock = threading.Lock()
 """One synthesis (or model load) at a time in this process."""
+_loaded: tuple[str, int, Any] | None = None
+"""(identity, threads, sherpa_onnx.OfflineTts): the one model this process keeps loaded,
+shared by every renderer (the web app makes a renderer per request)."""
 _cache_lock = threading.Lock()
 _identities: dict[tuple[object, ...], str] = {}
 _probes: dict[str, str | None] = {}
@@ -340,8 +343,6 @@ class NeuralEngine:
     def __init__(self, folder: Path | str | None, num_threads: int | None = None) -> None:
         self.folder = Path(folder).expanduser() if folder else None
         self.num_threads = num_threads or default_threads()
-        self._tts: Any = None
-        self._loaded_identity = ""
 
     @property
     def configured(self) -> bool:
@@ -391,16 +392,18 @@ class NeuralEngine:
 
     def _load(self) -> Any:
         """The loaded model, (re)loaded when the folder's files changed; caller holds the lock."""
+        global _loaded
         model = check_model(self.folder)
-        if self._tts is None or self._loaded_identity != model.identity:
+        if _loaded is None or _loaded[:2] != (model.identity, self.num_threads):
             import sherpa_onnx
 
+            _loaded = None  # let the old model go before the new one takes its memory
             try:
-                self._tts = sherpa_onnx.OfflineTts(model.config(self.num_threads))
+                tts = sherpa_onnx.OfflineTts(model.config(self.num_threads))
             except RuntimeError as exc:
                 raise NeuralError(f"离线神经语音模型无法加载（{model.folder}）：{exc}") from exc
-            self._loaded_identity = model.identity
-        return self._tts
+            _loaded = (model.identity, self.num_threads, tts)
+        return _loaded[2]
 
 
 if __name__ == "__main__":

@@ -230,3 +230,23 @@ def test_one_synthesis_at_a_time(neural: Renderer, monkeypatch: pytest.MonkeyPat
         thread.join()
     assert len(overlaps) == len(texts) and max(overlaps) == 1
     assert 1 <= neural.neural.num_threads == default_threads() <= 4
+
+
+def test_renderers_share_one_loaded_model(
+    make_renderer: Callable[..., Renderer], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sherpa_onnx
+
+    folder = write_tiny_vits(tmp_path / "model", hop=1_200)
+    loads: list[object] = []
+    real = sherpa_onnx.OfflineTts
+
+    def counting(config: object) -> object:
+        loads.append(config)
+        return real(config)
+
+    monkeypatch.setattr(sherpa_onnx, "OfflineTts", counting)
+    # the web app builds a renderer per request: the model must not load per request
+    for text in ("第一条。", "第二条。", "第三条。"):
+        assert make_renderer("neural", neural_model_dir=folder).render(text).engine == "neural"
+    assert len(loads) == 1
