@@ -291,7 +291,7 @@ class Renderer:
         if self.mode is EngineMode.NEURAL:
             return self._render_with(self.neural, spoken, chosen, rate, profile, None)
         if self._edge_speech_cached(spoken, chosen, rate):
-            # Neural speech for this text is already on disk: no network needed.
+            # edge-tts speech for this text is already on disk: no network needed.
             return self._render_with(self._edge, spoken, chosen, rate, profile, None)
         cooling = self._edge_cooling_down()
         if cooling is None:
