@@ -149,7 +149,7 @@ def _tn(text: str) -> str:
             from wetext import Normalizer
 
             _normalizer = Normalizer(lang="zh", operator="tn")
-        return _normalizer.normalize(text)
+        return str(_normalizer.normalize(text))
 
 
 def wetext_only(text: str) -> str:
