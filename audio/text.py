@@ -462,7 +462,8 @@ _LATIN_UNIT = re.compile(
 
 _WORD_HYPHEN = re.compile(r"(?<=[A-Za-z])-(?=\d)")
 _HASH_NUMBER = re.compile(r"(?<=\d)#")
-_UNIT_NUMBER_TWO = re.compile(r"(?<![\d.])2(?=单元)")
+# A unit number or a temperature of 2 is 二 (二单元, 二摄氏度), not the count 两.
+_UNIT_NUMBER_TWO = re.compile(r"(?<![\d.-])2(?:(?=单元)|\s*(?:℃|°C))")
 
 
 def _before_tn(line: str) -> str:
@@ -483,7 +484,7 @@ def _before_tn(line: str) -> str:
     line = _NEGATIVE_PERCENT.sub("负", line)
     line = _PER_MILLE.sub(r"千分之\1", line)
     line = _LATIN_UNIT.sub(lambda m: _LATIN_UNITS[m.group(1)], line)
-    line = _UNIT_NUMBER_TWO.sub("二", line)
+    line = _UNIT_NUMBER_TWO.sub(lambda m: "二" if m.group(0) == "2" else "二摄氏度", line)
     line = _WORD_HYPHEN.sub(" ", line)
     return _HASH_NUMBER.sub("号", line)
 
