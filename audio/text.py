@@ -1,18 +1,26 @@
 """From written announcement text to the text a voice should speak.
 
-Text normalisation (numbers, dates, times, money, percentages, phone numbers, units) is
-done by wetext (WeTextProcessing's runtime). A few written forms wetext gets wrong are
-rewritten first, always into forms wetext then reads correctly:
+Text normalisation (numbers, dates, times, money, percentages, units) is done by wetext
+(WeTextProcessing's runtime). dalaba's own rewrites are strictly additive: each applies
+only to a span whose meaning is clear from its context, and everything else reaches wetext
+untouched. Spans that are certain are spoken here (wetext leaves Chinese words alone):
 
-- ranges: ``1-2组`` is not "一减二组" but ``1到2组``; ``3～5℃``, ``10%-20%``, ``8:00-10:00``,
-  ``-5~-3℃`` likewise (dates like ``2024-03-05`` and phone numbers like ``0871-65123456``
-  are left alone);
-- money: ``¥1,234.50`` / ``￥1234.5元`` become ``1234.5元``;
-- ``COVID-19`` keeps its hyphen from turning into "负";
-- clock times ``8:30`` become ``8点30分`` (wetext sometimes reads them as ratios);
-- codes are read digit by digit: numbers after 编号/账号/卡号/密码/验证码/身份证号 …
-  and any run of nine or more digits not followed by a unit (wetext would read
-  ``6228480012345678`` as an amount).
+- phone numbers in their written forms (area codes, spaces, hyphens, brackets, 400-/800-
+  numbers, extensions after 转; short service numbers such as 12345 or 95598 only after
+  电话/拨打/热线 …) are read digit by digit with 幺, with a pause between the written
+  groups: ``0871-6512 3456`` → 零八七幺，六五幺二，三四五六;
+- codes after 编号/账号/身份证号 …, runs of 13 or more digits with no unit, room numbers
+  (501室) and route or train numbers (G214线, K108次) are read digit by digit;
+- clock times: ``2:30`` → 两点三十分, ``5:02`` → 五点零二分, ``10:04pm`` → 下午十点零四分
+  (a colon near 比 is a ratio);
+- ``第`` and a number is an ordinal (第二名, 第十一亿…), never a code.
+
+Other spans are rewritten into forms wetext reads right: a dash between numbers is a range
+only with a unit after the second one (``1-2组``, ``10-20%``, ``5-10km``; a tilde always is),
+so ``中国1-2`` stays a score and ``08-08`` a date; leading zeros (08月), ``2019·2·10`` and
+``12/2/2`` dates; currency signs (``$1.5万`` → 1.5万美元, ``¥1,234.50`` → 1234.5元);
+negative percentages, per mille; Latin unit letters wetext leaves unread (g, t, V, W, Hz …).
+``tests/audio/data/tn_corpus.tsv`` is the corpus these rules are measured on.
 
 After normalisation, decorative symbols (【】, ★, emoji …) become pauses or disappear.
 """
@@ -215,13 +223,16 @@ def _cardinal(n: int) -> str:
         groups.append(n % 10000)
         n //= 10000
     out = ""
+    gap = False
     for index in range(len(groups) - 1, -1, -1):
         group = groups[index]
-        if group:
-            if out and group < 1000:
-                out += "零"
-            out += _four(group) + ("", "万", "亿", "万亿")[index]
-    out = re.sub("零+", "零", out)
+        if not group:
+            gap = True
+            continue
+        if out and (gap or group < 1000):
+            out += "零"
+        out += _four(group) + ("", "万", "亿", "万亿")[index]
+        gap = False
     return out[1:] if out.startswith("一十") else out
 
 
@@ -270,37 +281,12 @@ def _phones(line: str) -> str:
 
 # Codes are read digit by digit: after a word that names a code, or in a shape no amount
 # has (13 digits or more with no unit after it; an ID card number).
-_CODE_WORDS = sorted(
-    [
-        "编号",
-        "账号",
-        "帐号",
-        "卡号",
-        "号码",
-        "密码",
-        "验证码",
-        "邮编",
-        "邮政编码",
-        "身份证号",
-        "身份证号码",
-        "身份证",
-        "工号",
-        "单号",
-        "订单号",
-        "户号",
-        "学号",
-        "尾号",
-        "车牌号",
-        "车牌",
-        "批次号",
-        "证号",
-        "QQ群",
-        "QQ",
-        "微信号",
-    ],
-    key=len,
-    reverse=True,
-)
+# A word comes before any shorter word it starts with (QQ群 before QQ).
+_CODE_WORDS = (
+    "身份证号码", "邮政编码", "身份证号", "验证码", "订单号", "车牌号", "批次号", "微信号", "身份证",
+    "编号", "账号", "帐号", "卡号", "号码", "密码", "邮编", "工号", "单号", "户号", "学号", "尾号",
+    "车牌", "证号", "QQ群", "QQ",
+)  # fmt: skip
 _CODE_AFTER_WORD = re.compile(
     rf"((?:{'|'.join(_CODE_WORDS)})[是为：:\s]*(?:[\u4e00-\u9fff]?[A-Z])?)"
     r"(\d(?:[\d ]*\d)?[Xx]?)(?![\d.])"
@@ -419,8 +405,10 @@ _ORDINAL = re.compile(r"第\s*(\d+)(?![\d.])")
 
 def _ordinal(match: re.Match[str]) -> str:
     digits = match.group(1)
-    # 第0871号 is a document number, not an ordinal.
-    return "第" + (_code_digits(digits) if digits.startswith("0") else _cardinal(int(digits)))
+    # 第0871号 is a document number, not an ordinal; nor is a number past 万亿.
+    if digits.startswith("0") or len(digits) > 16:
+        return "第" + _code_digits(digits)
+    return "第" + _cardinal(int(digits))
 
 
 # Money with a currency sign: the sign is read after the amount as its currency.

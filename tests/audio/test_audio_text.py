@@ -61,6 +61,19 @@ def test_normalisation(written: str, spoken: str) -> None:
     assert spoken_text(written) == spoken
 
 
+@pytest.mark.parametrize(
+    ("written", "spoken"),
+    [
+        ("第100001000位", "第一亿零一千位"),
+        ("第100100名", "第十万零一百名"),
+        ("第0871号", "第零八七幺号"),
+        ("第123456789012345678", "第幺二三四五六七八九零幺二三四五六七八"),
+    ],
+)
+def test_ordinals_of_any_length(written: str, spoken: str) -> None:
+    assert spoken_text(written) == spoken
+
+
 def test_line_breaks_are_kept_and_blank_lines_dropped() -> None:
     assert spoken_text("第一行\n\n  第二行3人\r\n") == "第一行\n第二行三人"
 
