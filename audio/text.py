@@ -258,7 +258,7 @@ _SERVICE = re.compile(rf"(?<![\d.])([48]00)[\s-]?(\d{{3}})[\s-]?(\d{{4}}){_NO_UN
 # Short service numbers (110, 12345, 95598 …) only where a phone is being talked about.
 _PHONE_WORDS = "电话|热线|拨打|拨|致电|报警|火警|急救|求助|投诉|举报|咨询|联系"
 _SHORT_AFTER_WORD = re.compile(
-    rf"((?:{_PHONE_WORDS})[^\d，。；！？、\n]{{0,4}}?)((?:1|9[56])\d{{2,4}}){_NO_UNIT_AFTER}"
+    rf"((?:{_PHONE_WORDS})(?:是|为)?[：:\s]?)((?:1|9[56])\d{{2,4}}){_NO_UNIT_AFTER}"
 )
 _SHORT_BEFORE_WORD = re.compile(r"(?<![\d.])(1\d{2,4}|9[56]\d{3})(?=服务热线|热线|政务|便民)")
 
