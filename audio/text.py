@@ -445,7 +445,9 @@ _PER_MILLE = re.compile(r"(\d+(?:\.\d+)?)\s*‰")
 _LATIN_UNITS = {"kWh": "千瓦时", "mAh": "毫安时", "Hz": "赫兹", "dB": "分贝", "g": "克", "t": "吨"}
 _LATIN_UNITS |= {"V": "伏", "W": "瓦"}
 _LATIN_UNIT = re.compile(
-    r"(?<=\d)\s*(" + "|".join(sorted(_LATIN_UNITS, key=len, reverse=True)) + r")(?![A-Za-z])"
+    r"(?<=\d)\s*("
+    + "|".join(sorted(_LATIN_UNITS, key=len, reverse=True))
+    + r")(?![A-Za-z]|网|信号|手机|基站|套餐)"
 )
 
 _WORD_HYPHEN = re.compile(r"(?<=[A-Za-z])-(?=\d)")
