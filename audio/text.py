@@ -1,18 +1,26 @@
 """From written announcement text to the text a voice should speak.
 
-Text normalisation (numbers, dates, times, money, percentages, phone numbers, units) is
-done by wetext (WeTextProcessing's runtime). A few written forms wetext gets wrong are
-rewritten first, always into forms wetext then reads correctly:
+Text normalisation (numbers, dates, times, money, percentages, units) is done by wetext
+(WeTextProcessing's runtime). dalaba's own rewrites are strictly additive: each applies
+only to a span whose meaning is clear from its context, and everything else reaches wetext
+untouched. Spans that are certain are spoken here (wetext leaves Chinese words alone):
 
-- ranges: ``1-2组`` is not "一减二组" but ``1到2组``; ``3～5℃``, ``10%-20%``, ``8:00-10:00``,
-  ``-5~-3℃`` likewise (dates like ``2024-03-05`` and phone numbers like ``0871-65123456``
-  are left alone);
-- money: ``¥1,234.50`` / ``￥1234.5元`` become ``1234.5元``;
-- ``COVID-19`` keeps its hyphen from turning into "负";
-- clock times ``8:30`` become ``8点30分`` (wetext sometimes reads them as ratios);
-- codes are read digit by digit: numbers after 编号/账号/卡号/密码/验证码/身份证号 …
-  and any run of nine or more digits not followed by a unit (wetext would read
-  ``6228480012345678`` as an amount).
+- phone numbers in their written forms (area codes, spaces, hyphens, brackets, 400-/800-
+  numbers, extensions after 转; short service numbers such as 12345 or 95598 only after
+  电话/拨打/热线 …) are read digit by digit with 幺, with a pause between the written
+  groups: ``0871-6512 3456`` → 零八七幺，六五幺二，三四五六;
+- codes after 编号/账号/身份证号 …, runs of 13 or more digits with no unit, room numbers
+  (501室) and route or train numbers (G214线, K108次) are read digit by digit;
+- clock times: ``2:30`` → 两点三十分, ``5:02`` → 五点零二分, ``10:04pm`` → 下午十点零四分
+  (a colon near 比 is a ratio);
+- ``第`` and a number is an ordinal (第二名, 第十一亿…), never a code.
+
+Other spans are rewritten into forms wetext reads right: a dash between numbers is a range
+only with a unit after the second one (``1-2组``, ``10-20%``, ``5-10km``; a tilde always is),
+so ``中国1-2`` stays a score and ``08-08`` a date; leading zeros (08月), ``2019·2·10`` and
+``12/2/2`` dates; currency signs (``$1.5万`` → 1.5万美元, ``¥1,234.50`` → 1234.5元);
+negative percentages, per mille; Latin unit letters wetext leaves unread (g, t, V, W, Hz …).
+``tests/audio/data/tn_corpus.tsv`` is the corpus these rules are measured on.
 
 After normalisation, decorative symbols (【】, ★, emoji …) become pauses or disappear.
 """
@@ -149,7 +157,12 @@ def _tn(text: str) -> str:
             from wetext import Normalizer
 
             _normalizer = Normalizer(lang="zh", operator="tn")
-        return _normalizer.normalize(text)
+        return str(_normalizer.normalize(text))
+
+
+def wetext_only(text: str) -> str:
+    """Plain wetext on ``text``, without any of dalaba's rewrites (the benchmark's baseline)."""
+    return _tn(text)
 
 
 # Fullwidth digits, Latin letters and a few symbols become ASCII; Chinese punctuation
@@ -171,76 +184,299 @@ _FULLWIDTH = {
 }
 _FULLWIDTH_TABLE = str.maketrans(_FULLWIDTH)
 
+# Spoken digits. Phone numbers and codes say 幺 for 1 (一 is easily misheard as 七);
+# years keep 一 (二零一二年).
+_CODE_DIGITS = str.maketrans("0123456789Xx", "零幺二三四五六七八九叉叉")
+_YEAR_DIGITS = str.maketrans("0123456789", "零一二三四五六七八九")
+_CN_DIGITS = "零一二三四五六七八九"
+
+
+def _code_digits(digits: str) -> str:
+    return re.sub(r"[\s-]", "", digits).translate(_CODE_DIGITS)
+
+
+def _grouped(*groups: str) -> str:
+    """Digits read one by one, with a pause between the groups people write them in."""
+    return "，".join(_code_digits(g) for g in groups if g)
+
+
+def _four(n: int) -> str:
+    """0 < n < 10000 in Chinese, with inner zeros spoken once (一千零五)."""
+    out = ""
+    zero = False
+    for value, name in ((1000, "千"), (100, "百"), (10, "十"), (1, "")):
+        digit = n // value % 10
+        if digit:
+            out += ("零" if zero and out else "") + _CN_DIGITS[digit] + name
+            zero = False
+        else:
+            zero = True
+    return out
+
+
+def _cardinal(n: int) -> str:
+    """An integer in Chinese with 二 (never 两), e.g. for ordinals: 1200 → 一千二百."""
+    if n == 0:
+        return "零"
+    groups: list[int] = []
+    while n:
+        groups.append(n % 10000)
+        n //= 10000
+    out = ""
+    gap = False
+    for index in range(len(groups) - 1, -1, -1):
+        group = groups[index]
+        if not group:
+            gap = True
+            continue
+        if out and (gap or group < 1000):
+            out += "零"
+        out += _four(group) + ("", "万", "亿", "万亿")[index]
+        gap = False
+    return out[1:] if out.startswith("一十") else out
+
+
 _DASH = r"(?:——|[-–—~～])"
 _NUM = r"-?\d+(?:\.\d+)?"
-# Spans that contain a dash but are not ranges: ISO dates and phone numbers.
-_PROTECTED = re.compile(
-    r"\d{4}[-/.]\d{1,2}[-/.]\d{1,2}"
-    r"|(?<!\d)0\d{2,3}-\d{7,8}(?!\d)"
-    r"|(?<!\d)\d{3}-\d{3,4}-\d{4}(?!\d)"
+_UNIT = (
+    r"[万亿千百]?(?:小时|分钟|公里|公斤|千克|厘米|毫米|平方米|立方米|周岁|"
+    r"[%‰℃°个人户名位岁天日月年号周次条件元角秒组栋楼层台辆头只袋斤两吨米亩倍期届批级项家间场张份本篇页排座章节]"
+    r"|[a-zA-Z]+(?![a-zA-Z]))"
 )
-_TIME_RANGE = re.compile(rf"(\d{{1,2}}:\d{{2}})\s*{_DASH}\s*(?=\d{{1,2}}:\d{{2}})")
-_NUM_RANGE = re.compile(rf"(?<![A-Za-z0-9.])({_NUM})(\s*(?:%|℃|°C|°)?)\s*{_DASH}\s*(?={_NUM})")
-_UNIT_RANGE = re.compile(rf"(?<=[年月日号点时分秒])\s*{_DASH}\s*(?=\d)")
-_WORD_HYPHEN = re.compile(r"(?<=[A-Za-z])-(?=\d)")
-_YUAN_SIGN = re.compile(r"¥\s*(\d[\d,]*(?:\.\d+)?)(\s*元)?")
-_MONEY_DECIMALS = re.compile(r"(\d+)\.(\d*?)0+(?=\s*(?:元|块|万元|亿元))")
-_HASH_NUMBER = re.compile(r"(?<=\d)#")
-# Codes are read digit by digit: wetext reads 6228480012345678 as a (garbled) amount.
-_CODE_WORDS = "编号|账号|帐号|卡号|号码|密码|验证码|邮编|身份证号|身份证|工号|单号|订单号|户号|学号"
-_CODE_AFTER_WORD = re.compile(rf"((?:{_CODE_WORDS})[是为：:\s]*)(\d{{4,}}[Xx]?)(?![\d.])")
-_LONG_NUMBER = re.compile(
-    r"(?<![\d.,])(\d{9,}[Xx]?)(?![\d.,%]|\s*[元万亿千百十人户亩米斤吨个次年])"
+_NO_UNIT_AFTER = rf"(?![\d.,%]|\s*(?:{_UNIT}))"
+
+# Phone numbers, in the forms notices write them. Each becomes its digit-by-digit
+# reading with a pause between groups: 0871-6512 3456 → 零八七幺，六五幺二，三四五六.
+_AREA = r"(01\d|02\d|0[3-9]\d{2})"
+_LANDLINE = re.compile(
+    rf"(?<![\d.])(?:[(（]\s*{_AREA}\s*[)）]|{_AREA})\s*[-–—]?\s*"
+    r"(\d{3,4})[\s-]?(\d{4})(?!\d)"
+    r"(?:\s*转\s*(分机)?\s*(\d{1,5})(?!\d))?"
 )
-_DIGIT_WORDS = str.maketrans("0123456789Xx", "零幺二三四五六七八九叉叉")
-# wetext reads "8:30集合" as a ratio ("八比三零"); clock times are spelled out for it.
-_CLOCK = re.compile(r"(?<![\d:.])(?<!比分)(?<!比)([01]?\d|2[0-3]):([0-5]\d)(?![\d:])")
+_MOBILE = re.compile(rf"(?<![\d.第])(1[3-9]\d)[\s-]?(\d{{4}})[\s-]?(\d{{4}}){_NO_UNIT_AFTER}")
+_SERVICE = re.compile(rf"(?<![\d.])([48]00)[\s-]?(\d{{3}})[\s-]?(\d{{4}}){_NO_UNIT_AFTER}")
+# Short service numbers (110, 12345, 95598 …) only where a phone is being talked about.
+_PHONE_WORDS = "电话|热线|拨打|拨|致电|报警|火警|急救|求助|投诉|举报|咨询|联系"
+_SHORT_AFTER_WORD = re.compile(
+    rf"((?:{_PHONE_WORDS})(?:是|为)?[：:\s]?)((?:1|9[56])\d{{2,4}}){_NO_UNIT_AFTER}"
+)
+_SHORT_BEFORE_WORD = re.compile(r"(?<![\d.])(1\d{2,4}|9[56]\d{3})(?=服务热线|热线|政务|便民)")
 
 
-def _money(match: re.Match[str]) -> str:
-    return match.group(1).replace(",", "") + "元"
+def _landline(match: re.Match[str]) -> str:
+    area = match.group(1) or match.group(2)
+    spoken = _grouped(area, match.group(3), match.group(4))
+    if match.group(6):
+        spoken += "，转" + (match.group(5) or "") + _code_digits(match.group(6))
+    return spoken
 
 
-def _money_decimals(match: re.Match[str]) -> str:
-    whole, decimals = match.group(1), match.group(2)
-    return f"{whole}.{decimals}" if decimals else whole
+def _phones(line: str) -> str:
+    line = _LANDLINE.sub(_landline, line)
+    line = _SERVICE.sub(lambda m: _grouped(*m.groups()), line)
+    line = _MOBILE.sub(lambda m: _grouped(*m.groups()), line)
+    line = _SHORT_AFTER_WORD.sub(lambda m: m.group(1) + _code_digits(m.group(2)), line)
+    return _SHORT_BEFORE_WORD.sub(lambda m: _code_digits(m.group(1)), line)
+
+
+# Codes are read digit by digit: after a word that names a code, or in a shape no amount
+# has (13 digits or more with no unit after it; an ID card number).
+# A word comes before any shorter word it starts with (QQ群 before QQ).
+_CODE_WORDS = (
+    "身份证号码", "邮政编码", "身份证号", "验证码", "订单号", "车牌号", "批次号", "微信号", "身份证",
+    "编号", "账号", "帐号", "卡号", "号码", "密码", "邮编", "工号", "单号", "户号", "学号", "尾号",
+    "车牌", "证号", "QQ群", "QQ",
+)  # fmt: skip
+_CODE_AFTER_WORD = re.compile(
+    rf"((?:{'|'.join(_CODE_WORDS)})[是为：:\s]*(?:[\u4e00-\u9fff]?[A-Z])?)"
+    r"(\d(?:[\d ]*\d)?[Xx]?)(?![\d.])"
+)
+_LONG_NUMBER = re.compile(rf"(?<![\d.,第])(\d{{17}}[Xx]|\d{{13,}}){_NO_UNIT_AFTER}")
+_ROOM = re.compile(r"(?<![\d.])(\d{3,4})(?=室|房间|号房)")
+_ROUTE = re.compile(r"(?<![A-Za-z])([GSXYKTDZCL])(\d{1,4})(?=线|次|国道|省道|高速)")
+
+
+def _code_after_word(match: re.Match[str]) -> str:
+    digits = re.sub(r"\s", "", match.group(2))
+    if len(digits) < 4:
+        return match.group(0)
+    return match.group(1) + _code_digits(digits)
+
+
+def _codes(line: str) -> str:
+    line = _CODE_AFTER_WORD.sub(_code_after_word, line)
+    line = _LONG_NUMBER.sub(lambda m: _code_digits(m.group(1)), line)
+    line = _ROOM.sub(lambda m: _code_digits(m.group(1)), line)
+    return _ROUTE.sub(lambda m: m.group(1) + _code_digits(m.group(2)), line)
+
+
+# Clock times. wetext reads "8:30集合" as a ratio (八比三零) and leaves "10:04pm" half
+# read; a colon between an hour and two-digit minutes is a time unless 比 is near.
+_CLOCK = re.compile(
+    r"(?<![\d:.])([01]?\d|2[0-4])[:：]([0-5]\d)(?:[:：]([0-5]\d))?(?![\d:])"
+    r"(?:\s*([AaPp])\.?\s?[Mm](?![A-Za-z])\.?)?"
+)
+_CLOCK_RANGE = re.compile(
+    rf"(?<=[点分秒])\s*{_DASH}\s*(?=(?:上午|下午)?[零一二两三四五六七八九十]+点)"
+)
 
 
 def _clock(match: re.Match[str]) -> str:
-    hour, minute = int(match.group(1)), match.group(2)
-    return f"{hour}点" if minute == "00" else f"{hour}点{minute}分"
+    line = match.string
+    if (
+        "比"
+        in line[max(0, match.start() - 4) : match.start()] + line[match.end() : match.end() + 4]
+    ):
+        # A ratio (比例尺1:50, 按1:10的比例), which wetext would read as a time.
+        return match.group(0).replace("：", ":").replace(":", "比")
+    hour, minute = int(match.group(1)), int(match.group(2))
+    second = int(match.group(3)) if match.group(3) else 0
+    spoken = ("两" if hour == 2 else _cardinal(hour)) + "点"
+    if minute or second:
+        spoken += (f"零{_CN_DIGITS[minute]}" if 0 < minute < 10 else _cardinal(minute)) + "分"
+    if second:
+        spoken += (f"零{_CN_DIGITS[second]}" if second < 10 else _cardinal(second)) + "秒"
+    meridiem = (match.group(4) or "").lower()
+    prefix = {"a": "上午", "p": "下午"}.get(meridiem, "")
+    return prefix + spoken
 
 
-def _rewrite_ranges(piece: str) -> str:
-    piece = _TIME_RANGE.sub(r"\1到", piece)
-    piece = _CLOCK.sub(_clock, piece)
-    piece = _NUM_RANGE.sub(r"\1\2到", piece)
-    return _UNIT_RANGE.sub("到", piece)
+def _clocks(line: str) -> str:
+    return _CLOCK_RANGE.sub("到", _CLOCK.sub(_clock, line))
 
 
-def _digits(match: re.Match[str]) -> str:
-    return match.group(0).translate(_DIGIT_WORDS)
+# Dates wetext misreads: leading zeros (08月 → 零八月), middle dots, short years.
+_DOT_DATE = re.compile(r"(?<![\d.])(\d{4})[·・•](\d{1,2})[·・•](\d{1,2})(?![\d.])")
+_SHORT_DATE = re.compile(r"(?<![\d/.])(\d{2})/(0?[1-9]|1[0-2])/(0?[1-9]|[12]\d|3[01])(?![\d/])")
+_LEADING_ZERO = re.compile(r"(?<![\d.])0([1-9])(?=月|时)|(?<=月)0([1-9])(?=[日号])")
+_YEAR_RANGE = re.compile(rf"(?<!\d)((?:19|20)\d{{2}})\s*{_DASH}\s*(?=(?:19|20)\d{{2}}\s*年)")
+_MONTH_RANGE = re.compile(
+    rf"(?<![\d.])((?:19|20)\d{{2}}[./-]\d{{1,2}})\s*{_DASH}\s*(?=(?:19|20)\d{{2}}[./-]\d{{1,2}}(?![\d./-]))"
+)
 
 
-def _code(match: re.Match[str]) -> str:
-    return match.group(1) + match.group(2).translate(_DIGIT_WORDS)
+def _dates(line: str) -> str:
+    line = _DOT_DATE.sub(r"\1年\2月\3日", line)
+    line = _SHORT_DATE.sub(
+        lambda m: (
+            m.group(1).translate(_YEAR_DIGITS)
+            + f"年{_cardinal(int(m.group(2)))}月{_cardinal(int(m.group(3)))}日"
+        ),
+        line,
+    )
+    line = _LEADING_ZERO.sub(lambda m: m.group(1) or m.group(2), line)
+    line = _YEAR_RANGE.sub(lambda m: m.group(1).translate(_YEAR_DIGITS) + "到", line)
+    return _MONTH_RANGE.sub(r"\1到", line)
+
+
+# Ranges. A dash between two numbers is a range only with a unit after the second
+# number ("1-2组", "10-20%", "5-10km"); a tilde always is. Otherwise the dash goes to wetext
+# untouched: "中国1-2" is a score, "08-08" a date.
+_RANGE = re.compile(
+    rf"(?<![A-Za-z0-9.])({_NUM})(\s*(?:%|℃|°C|°)?)\s*({_DASH})\s*(?=({_NUM})\s*({_UNIT})?)"
+)
+_AFTER_UNIT_RANGE = re.compile(
+    rf"(?<=[年月日号时分秒])\s*{_DASH}\s*(?=[\d零一二两三四五六七八九十])"
+)
+# Units where the first number of a range is an ordinal (3-5月, 1-2组): 2 stays 二.
+_ORDINAL_UNITS = set("月日号周组栋楼层期届批级条排座页章节")
+
+
+def _range(match: re.Match[str]) -> str:
+    first, first_unit, dash, unit = match.group(1), match.group(2), match.group(3), match.group(5)
+    if unit is None:
+        return match.group(0) if dash in "-–—" else f"{first}{first_unit}到"
+    if unit.startswith("%") and not first_unit.strip():
+        first_unit = "%"
+    ordinal = match.string[max(0, match.start() - 1) : match.start()] == "第"
+    if first == "2" and not (first_unit.strip() or ordinal) and unit[0] not in _ORDINAL_UNITS:
+        first = "两" if re.match(r"[\u4e00-\u9fff]", unit) else first
+    return f"{first}{first_unit}到"
+
+
+def _ranges(line: str) -> str:
+    line = _RANGE.sub(_range, line)
+    return _AFTER_UNIT_RANGE.sub("到", line)
+
+
+# Ordinals: 第 and a number is a number (第1111111111 is not a code), spoken with 二.
+_ORDINAL = re.compile(r"第\s*(\d+)(?![\d.])")
+
+
+def _ordinal(match: re.Match[str]) -> str:
+    digits = match.group(1)
+    # 第0871号 is a document number, not an ordinal; nor is a number past 万亿.
+    if digits.startswith("0") or len(digits) > 16:
+        return "第" + _code_digits(digits)
+    return "第" + _cardinal(int(digits))
+
+
+# Money with a currency sign: the sign is read after the amount as its currency.
+_CURRENCIES = {"US$": "美元", "HK$": "港元", "A$": "澳元", "$": "美元", "¥": "元", "€": "欧元"}
+_CURRENCIES |= {"£": "英镑", "₩": "韩元"}
+_SIGNED_MONEY = re.compile(
+    r"(-\s*)?(US\$|HK\$|A\$|\$|¥|€|£|₩)\s*(\d[\d,]*(?:\.\d+)?)(\s*[万亿千])?(\s*元)?"
+)
+_MONEY_DECIMALS = re.compile(r"(\d+)\.(\d*?)0+(?=\s*(?:[美港澳欧韩]?元|块|万元|亿元))")
+_PER_UNIT_PRICE = re.compile(
+    r"(\d+(?:\.\d+)?(?:到\d+(?:\.\d+)?)?)\s*元\s*/\s*(小时|平方米|立方米|公斤|[次人天月年吨度斤亩户辆件个张份台头只袋间晚])"
+)
+
+
+def _signed_money(match: re.Match[str]) -> str:
+    minus, sign, amount, multiplier = match.group(1), match.group(2), match.group(3), match.group(4)
+    currency = _CURRENCIES[sign]
+    # A 元 written after the amount as well (￥1234.5元) is the currency already said.
+    return ("负" if minus else "") + amount.replace(",", "") + (multiplier or "").strip() + currency
+
+
+def _money(line: str) -> str:
+    line = _SIGNED_MONEY.sub(_signed_money, line)
+    return _MONEY_DECIMALS.sub(
+        lambda m: f"{m.group(1)}.{m.group(2)}" if m.group(2) else m.group(1), line
+    )
+
+
+# Percentages with a sign wetext drops or misplaces; per mille.
+_NEGATIVE_PERCENT = re.compile(r"(?<![\d%A-Za-z)）])-\s*(?=\d+(?:\.\d+)?\s*%|百分之|千分之)")
+_PER_MILLE = re.compile(r"(\d+(?:\.\d+)?)\s*‰")
+
+# Latin unit letters wetext leaves unread after a number.
+_LATIN_UNITS = {"kWh": "千瓦时", "mAh": "毫安时", "Hz": "赫兹", "dB": "分贝", "g": "克", "t": "吨"}
+_LATIN_UNITS |= {"V": "伏", "W": "瓦"}
+_LATIN_UNIT = re.compile(
+    r"(?<=\d)\s*("
+    + "|".join(sorted(_LATIN_UNITS, key=len, reverse=True))
+    + r")(?![A-Za-z]|网|信号|手机|基站|套餐)"
+)
+
+_WORD_HYPHEN = re.compile(r"(?<=[A-Za-z])-(?=\d)")
+_HASH_NUMBER = re.compile(r"(?<=\d)#")
+# A unit number or a temperature of 2 is 二 (二单元, 二摄氏度), not the count 两.
+_UNIT_NUMBER_TWO = re.compile(r"(?<![\d.-])2(?:(?=单元)|\s*(?:℃|°C))")
 
 
 def _before_tn(line: str) -> str:
-    line = _CODE_AFTER_WORD.sub(_code, line)
-    line = _LONG_NUMBER.sub(_digits, line)
-    line = _YUAN_SIGN.sub(_money, line)
-    line = _MONEY_DECIMALS.sub(_money_decimals, line)
+    """dalaba's own rewrites, each on a span whose meaning is clear from its context.
+
+    Spans that are certain (phone numbers, codes, clock times, ordinals) are spoken here
+    and reach wetext as Chinese words, which it leaves alone; the others are rewritten
+    into forms wetext reads right. Everything else goes to wetext untouched.
+    """
+    line = _phones(line)
+    line = _codes(line)
+    line = _clocks(line)
+    line = _dates(line)
+    line = _money(line)
+    line = _ranges(line)
+    line = _PER_UNIT_PRICE.sub(r"每\2\1元", line)
+    line = _ORDINAL.sub(_ordinal, line)
+    line = _NEGATIVE_PERCENT.sub("负", line)
+    line = _PER_MILLE.sub(r"千分之\1", line)
+    line = _LATIN_UNIT.sub(lambda m: _LATIN_UNITS[m.group(1)], line)
+    line = _UNIT_NUMBER_TWO.sub(lambda m: "二" if m.group(0) == "2" else "二摄氏度", line)
     line = _WORD_HYPHEN.sub(" ", line)
-    line = _HASH_NUMBER.sub("号", line)
-    out: list[str] = []
-    last = 0
-    for match in _PROTECTED.finditer(line):
-        out.append(_rewrite_ranges(line[last : match.start()]))
-        out.append(match.group(0))
-        last = match.end()
-    out.append(_rewrite_ranges(line[last:]))
-    return "".join(out)
+    return _HASH_NUMBER.sub("号", line)
 
 
 _OPENERS_DROP = str.maketrans({"【": "", "〖": "", "［": "", "[": ""})

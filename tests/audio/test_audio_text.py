@@ -28,10 +28,10 @@ from audio.text import MAX_TEXT_CHARS, chunk_sentences
         # percentages
         ("增长了12.5%", "增长了百分之十二点五"),
         ("参保率达到98％", "参保率达到百分之九十八"),
-        # phone numbers
-        ("联系电话13812345678", "联系电话幺三八幺二三四五六七八"),
-        ("电话0871-65123456", "电话零八七一六五一二三四五六"),
-        ("热线400-800-8820", "热线四零零八零零八八二零"),
+        # phone numbers: digit by digit with 幺, a pause between the written groups
+        ("联系电话13812345678", "联系电话幺三八，幺二三四，五六七八"),
+        ("电话0871-65123456", "电话零八七幺，六五幺二，三四五六"),
+        ("热线400-800-8820", "热线四零零，八零零，八八二零"),
         # codes, read digit by digit
         ("账号6228480012345678", "账号六二二八四八零零幺二三四五六七八"),
         ("身份证号：53010219900101123X", "身份证号：五三零幺零二幺九九零零幺零幺幺二三叉"),
@@ -58,6 +58,19 @@ from audio.text import MAX_TEXT_CHARS, chunk_sentences
     ],
 )
 def test_normalisation(written: str, spoken: str) -> None:
+    assert spoken_text(written) == spoken
+
+
+@pytest.mark.parametrize(
+    ("written", "spoken"),
+    [
+        ("第100001000位", "第一亿零一千位"),
+        ("第100100名", "第十万零一百名"),
+        ("第0871号", "第零八七幺号"),
+        ("第123456789012345678", "第幺二三四五六七八九零幺二三四五六七八"),
+    ],
+)
+def test_ordinals_of_any_length(written: str, spoken: str) -> None:
     assert spoken_text(written) == spoken
 
 
