@@ -15,6 +15,7 @@ from sqlalchemy import Select, bindparam, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, contains_eager, selectinload
 
+from cms.db import rowcount
 from cms.models import (
     Alert,
     Area,
@@ -93,7 +94,7 @@ def revoke_outlet_tokens(session: Session, actor: User | None, outlet: Outlet) -
         .where(OutletToken.outlet_id == outlet.id, OutletToken.revoked_at.is_(None))
         .values(revoked_at=datetime.now(UTC))
     )
-    count = result.rowcount or 0
+    count = rowcount(result) or 0
     audit.record(session, actor, "outlet_token.revoke", outlet, count=count)
     return count
 

@@ -11,6 +11,7 @@ from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.orm import Session
 from werkzeug.security import check_password_hash, generate_password_hash
 
+from cms.db import rowcount
 from cms.models import ApiToken, LoginFailure, Outlet, Role, User, utcnow
 from cms.services import audit
 from cms.services.errors import N_, Conflict, DomainError, Errors, NotFound
@@ -215,7 +216,7 @@ def revoke_all_api_tokens(session: Session, user: User) -> int:
         .where(ApiToken.user_id == user.id, ApiToken.revoked_at.is_(None))
         .values(revoked_at=utcnow())
     )
-    return result.rowcount or 0  # type: ignore[attr-defined]
+    return rowcount(result) or 0  # type: ignore[attr-defined]
 
 
 def token_for(session: Session, token: str) -> ApiToken | None:
@@ -250,7 +251,7 @@ def touch_token(session: Session, token_id: int, now: datetime) -> bool:
         .values(last_used_at=now)
         .execution_options(synchronize_session=False)
     )
-    return bool(result.rowcount)
+    return bool(rowcount(result))
 
 
 def revoke_api_token(session: Session, actor: User, token_id: int) -> ApiToken:
