@@ -330,6 +330,13 @@ class Announcement(Base):
         assert self.latest_revision is not None
         return self.latest_revision
 
+    @property
+    def approved(self) -> Revision:
+        """The approved revision of an announcement known to be approved (live queries)."""
+        if self.approved_revision is None:
+            raise LookupError(f"announcement {self.id} has no approved revision")
+        return self.approved_revision
+
     def phase(self, today: date) -> str:
         """The workflow state as users see it, with approved split into its campaign phases."""
         if self.status is not Status.APPROVED or self.approved_revision is None:

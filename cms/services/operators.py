@@ -185,7 +185,7 @@ def current_of(programs: Iterable[Program], now: datetime, tz: tzinfo) -> Progra
     return ready[-1] if ready else None
 
 
-def _link_programs_statement(by_slot: bool) -> Select[tuple[Program]]:
+def _link_programs_statement(by_slot: bool) -> Select[Program]:
     stmt = (
         select(Program)
         .join(Slot, Program.slot_id == Slot.id)
@@ -602,8 +602,8 @@ def _build_loop(source: Path, minutes: int, target: Path, duration: float | None
     try:
         from audio.program import build_loop
     except ImportError:
-        build_loop = None
-    if build_loop is not None:
+        pass
+    else:
         build_loop(source, minutes, target)
         return
     # Without audio's loop export: programs are in the house format (CBR frames, tag only at

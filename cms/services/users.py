@@ -6,6 +6,7 @@ import hashlib
 import re
 import secrets
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.orm import Session
@@ -108,7 +109,7 @@ def update_user(
         errors.add("role", N_("不能取消自己的管理员身份或停用自己"))
     errors.raise_if_any()
     assert parsed_role is not None
-    changes = {}
+    changes: dict[str, Any] = {}  # the audit record's JSON
     if user.role is not parsed_role:
         changes["role"] = [user.role.value, parsed_role.value]
     if user.active != active:
