@@ -149,7 +149,8 @@ def _tn(text: str) -> str:
             from wetext import Normalizer
 
             _normalizer = Normalizer(lang="zh", operator="tn")
-        return _normalizer.normalize(text)
+        normalized: str = _normalizer.normalize(text)
+        return normalized
 
 
 # Fullwidth digits, Latin letters and a few symbols become ASCII; Chinese punctuation
