@@ -80,12 +80,13 @@ def user_add(name: str, role: str, display_name: str) -> None:
     from cms.services import users
     from cms.services.errors import ValidationError
 
+    sessions = session_factory(cli_settings())  # a database behind ends here, before the prompt
     if sys.stdin.isatty():
         password = click.prompt("密码", hide_input=True, confirmation_prompt="再输一次")
     else:
         password = sys.stdin.readline().rstrip("\n")
     try:
-        with transaction(session_factory(cli_settings())) as session:
+        with transaction(sessions) as session:
             users.create_user(
                 session,
                 None,
