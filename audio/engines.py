@@ -18,7 +18,7 @@ import wave
 from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from audio.errors import EdgeError, OfflineError
 from audio.ffmpeg import atomic_path
@@ -88,10 +88,13 @@ class RetryPolicy:
 
     def delay(self, failed_attempts: int) -> float:
         """Seconds to wait after ``failed_attempts`` failures."""
-        return min(self.max_backoff_s, self.backoff_s * 2 ** (failed_attempts - 1))
+        return min(self.max_backoff_s, self.backoff_s * 2.0 ** (failed_attempts - 1))
 
 
-def _run(coro: Coroutine[Any, Any, Any]) -> Any:
+_T = TypeVar("_T")
+
+
+def _run(coro: Coroutine[Any, Any, _T]) -> _T:
     """Run a coroutine to completion from synchronous code, even inside a running loop."""
     try:
         asyncio.get_running_loop()
@@ -169,9 +172,10 @@ class EdgeEngine:
             try:
                 return _run(self._chunk(chunk, voice, rate))
             except Exception as exc:  # classified below; anything else is a bug and re-raised
-                reason = _classify(exc)
-                if reason is None:
+                classified = _classify(exc)
+                if classified is None:
                     raise
+                reason = classified
                 log.warning(
                     "edge-tts attempt %d/%d failed: %s", attempt, self.retry.attempts, reason
                 )
@@ -214,12 +218,13 @@ class EdgeEngine:
             # edge-tts reads the module global when it connects; hold the lock so two
             # engines with different URLs in one process never cross.
             with _url_lock:
-                saved = edge_tts.communicate.WSS_URL
-                edge_tts.communicate.WSS_URL = self.wss_url
+                # WSS_URL is imported into edge_tts.communicate, not re-exported by it.
+                saved = edge_tts.communicate.WSS_URL  # type: ignore[attr-defined]
+                edge_tts.communicate.WSS_URL = self.wss_url  # type: ignore[attr-defined]
                 try:
                     await asyncio.wait_for(collect(), timeout)
                 finally:
-                    edge_tts.communicate.WSS_URL = saved
+                    edge_tts.communicate.WSS_URL = saved  # type: ignore[attr-defined]
         # edge-tts ends its stream quietly when the socket closes before "turn.end";
         # the bytes of an unfinished turn are then still counted as pending.
         if communicate.state.get("chunk_audio_bytes", 0):

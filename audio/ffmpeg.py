@@ -8,7 +8,7 @@ import os
 import re
 import subprocess
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cache
@@ -56,7 +56,8 @@ def ffmpeg_exe() -> str:
     try:
         import imageio_ffmpeg
 
-        return imageio_ffmpeg.get_ffmpeg_exe()
+        exe: str = imageio_ffmpeg.get_ffmpeg_exe()
+        return exe
     except Exception as exc:  # imageio-ffmpeg raises RuntimeError, or OSError on odd systems
         raise MasteringError("找不到 ffmpeg（imageio-ffmpeg 未提供本平台的可执行文件）") from exc
 
@@ -163,7 +164,7 @@ def measure_loudness(path: Path) -> Loudness:
 
 
 @contextmanager
-def atomic_path(target: Path):
+def atomic_path(target: Path) -> Iterator[Path]:
     """Yield a temporary path beside ``target``; on success it replaces ``target`` atomically.
 
     Readers never see a half-written file, even across processes: the temporary file is

@@ -159,7 +159,7 @@ def _input_hash(payload: dict[str, Any]) -> str:
 
 def _unchanged(out_path: Path, input_hash: str) -> dict[str, Any] | None:
     try:
-        manifest = json.loads(manifest_path(out_path).read_text(encoding="utf-8"))
+        manifest: dict[str, Any] = json.loads(manifest_path(out_path).read_text(encoding="utf-8"))
         size = out_path.stat().st_size
     except (OSError, ValueError):
         return None

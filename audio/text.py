@@ -157,7 +157,8 @@ def _tn(text: str) -> str:
             from wetext import Normalizer
 
             _normalizer = Normalizer(lang="zh", operator="tn")
-        return str(_normalizer.normalize(text))
+        normalized: str = _normalizer.normalize(text)
+        return normalized
 
 
 def wetext_only(text: str) -> str:

@@ -11,7 +11,7 @@ import threading
 
 import click
 
-from cms.settings import ConfigError, Settings
+from cms.cli_common import checked_engine, load_settings
 
 
 @click.command(
@@ -40,13 +40,8 @@ def bot(webhook_url: str | None, listen: str, webhook_secret: str | None) -> Non
     """Run the Telegram bot alone until Ctrl+C (configured by DALABA_* variables)."""
     from bot.application import build_application
     from bot.channel import TelegramChannel, WebhookConfig
-    from cms.db import make_engine
-    from cms.migrate import upgrade
 
-    try:
-        settings = Settings.from_env()
-    except ConfigError as exc:
-        raise click.ClickException(str(exc)) from exc
+    settings = load_settings()
     if not settings.telegram_token:
         raise click.ClickException(
             "未设置 DALABA_TELEGRAM_TOKEN：请先向 @BotFather 申请机器人令牌，"
@@ -58,7 +53,8 @@ def bot(webhook_url: str | None, listen: str, webhook_secret: str | None) -> Non
         if not port.isdigit():
             raise click.ClickException(f"--listen 应为 主机:端口（当前为 {listen!r}）")
         webhook = WebhookConfig(webhook_url, host or "127.0.0.1", int(port), webhook_secret)
-    upgrade(make_engine(settings.database_url))
+    # Only `dalaba db upgrade` migrates: a database behind this version ends here (exit 78).
+    checked_engine(settings).dispose()
 
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -9,29 +9,15 @@ from pathlib import Path
 
 import click
 
-from cms.settings import ConfigError, Settings
-
-
-def _settings(demo: bool = False, **overrides: object) -> Settings:
-    try:
-        return Settings.from_env(demo=demo, **overrides)
-    except ConfigError as exc:
-        raise click.ClickException(str(exc)) from exc
-
-
-def _engine(settings: Settings):  # type: ignore[no-untyped-def]
-    from cms.db import make_engine
-    from cms.migrate import upgrade
-
-    engine = make_engine(settings.database_url)
-    upgrade(engine)
-    return engine
-
-
-class DiskFullExit(click.ClickException):
-    """The disk is full: one clear message and its own exit code (75, "try again later")."""
-
-    exit_code = 75
+from cms.cli_common import (
+    DiskFullExit,
+    checked_engine,
+    cli_settings,
+    load_settings,
+    session_factory,
+    upgraded_engine,
+)
+from cms.settings import Settings
 
 
 class DalabaGroup(click.Group):
@@ -73,8 +59,7 @@ def db_upgrade() -> None:
     """Upgrade the database schema to the newest version."""
     from cms.migrate import current_revision, head_revision
 
-    settings = _settings(secret_key="unused-for-migrations")
-    engine = _engine(settings)
+    engine = upgraded_engine(load_settings(secret_key="unused-for-migrations"))
     click.echo(f"数据库已是最新版本：{current_revision(engine)}（head {head_revision()}）")
 
 
@@ -91,17 +76,17 @@ def user() -> None:
 @click.option("--display-name", default="", help="显示的姓名")
 def user_add(name: str, role: str, display_name: str) -> None:
     """Add a user; the password is read from a prompt, or from stdin when piped."""
-    from cms.db import make_session_factory, transaction
+    from cms.db import transaction
     from cms.services import users
     from cms.services.errors import ValidationError
 
+    sessions = session_factory(cli_settings())  # a database behind ends here, before the prompt
     if sys.stdin.isatty():
         password = click.prompt("密码", hide_input=True, confirmation_prompt="再输一次")
     else:
         password = sys.stdin.readline().rstrip("\n")
-    settings = _settings(secret_key="unused-for-cli")
     try:
-        with transaction(make_session_factory(_engine(settings))) as session:
+        with transaction(sessions) as session:
             users.create_user(
                 session,
                 None,
@@ -120,13 +105,12 @@ def user_add(name: str, role: str, display_name: str) -> None:
 @click.option("--label", default="", help="说明这个令牌的用途")
 def api_token(username: str, label: str) -> None:
     """Print a new API token for USERNAME (revocable in the CMS)."""
-    from cms.db import make_session_factory, transaction
+    from cms.db import transaction
     from cms.services import users
     from cms.services.errors import DomainError, ValidationError
 
-    settings = _settings(secret_key="unused-for-cli")
     try:
-        with transaction(make_session_factory(_engine(settings))) as session:
+        with transaction(session_factory(cli_settings())) as session:
             token = users.issue_api_token(
                 session, None, users.get_user_by_name(session, username), label
             )
@@ -151,7 +135,7 @@ def _serve(settings: Settings, host: str, port: int) -> None:
     from cms.web import create_app
     from cms.web.server import make_server
 
-    engine = _engine(settings)
+    engine = checked_engine(settings)
     app = create_app(settings, engine=engine)
     handle = None
     registry = load_channels(settings, ChannelRegistry())
@@ -193,7 +177,7 @@ def _serve(settings: Settings, host: str, port: int) -> None:
 def serve(host: str, port: int) -> None:
     """Run dalaba in production (configured by DALABA_* environment variables)."""
     os.umask(SERVER_UMASK)
-    _serve(_settings(), host, port)
+    _serve(load_settings(), host, port)
 
 
 @cli.command()
@@ -208,8 +192,11 @@ def demo(port: int, data_dir: str, seed_only: bool) -> None:
     from cms.demo import seed
 
     os.umask(SERVER_UMASK)
-    settings = _settings(demo=True, data_dir=Path(data_dir), base_url=f"http://127.0.0.1:{port}")
-    engine = _engine(settings)
+    settings = load_settings(
+        demo=True, data_dir=Path(data_dir), base_url=f"http://127.0.0.1:{port}"
+    )
+    # The demo owns its database: it creates it, so it also brings its schema up to date.
+    engine = upgraded_engine(settings)
     with transaction(make_session_factory(engine)) as session:
         accounts = seed(session, settings)
     if accounts:

@@ -6,13 +6,7 @@ import json
 
 import click
 
-
-def _session_factory():  # type: ignore[no-untyped-def]
-    # Imported here: cms.cli imports this module while it registers commands.
-    from cms.cli import _engine, _settings
-    from cms.db import make_session_factory
-
-    return make_session_factory(_engine(_settings(secret_key="unused-for-cli")))
+from cms.cli_common import cli_settings, session_factory
 
 
 @click.group()
@@ -50,7 +44,7 @@ def bind(chat_id: str, webhook: str, secret: str, area: str, title: str, platfor
     if not robot and not chat_id:
         raise click.UsageError("请给出 --chat-id（群机器人请用 --platform 和 --webhook）")
     try:
-        with transaction(_session_factory()) as session:
+        with transaction(session_factory(cli_settings())) as session:
             if robot:
                 chat = bind_robot_cli(session, platform, webhook, area, secret=secret, title=title)
             else:
@@ -73,14 +67,13 @@ def bind(chat_id: str, webhook: str, secret: str, area: str, title: str, platfor
 def test(chat_group_id: int) -> None:
     """Post a short test message to a group robot and print the platform's answer."""
     from cms.channels import load_channel
-    from cms.cli import _settings
     from cms.db import transaction
     from cms.services import chats as svc
     from cms.services.errors import DomainError
 
-    settings = _settings(secret_key="unused-for-cli")
+    settings = cli_settings()
     try:
-        with transaction(_session_factory()) as session:
+        with transaction(session_factory(settings)) as session:
             chat = svc.get_chat(session, chat_group_id)
             if chat.platform not in svc.ROBOT_PLATFORMS:
                 raise click.ClickException(
@@ -104,7 +97,7 @@ def unbind(chat_id: str, platform: str) -> None:
     from cms.db import transaction
     from cms.services import chats as svc
 
-    with transaction(_session_factory()) as session:
+    with transaction(session_factory(cli_settings())) as session:
         chat = svc.bound_chat(session, platform, chat_id.strip())
         if chat is None:
             raise click.ClickException(f"群聊 {chat_id} 没有绑定")
@@ -120,7 +113,7 @@ def list_(as_json: bool) -> None:
     from cms.services import chats as svc
     from cms.services.areas import full_name
 
-    with transaction(_session_factory()) as session:
+    with transaction(session_factory(cli_settings())) as session:
         rows = [
             {
                 "id": c.id,

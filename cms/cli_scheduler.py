@@ -4,21 +4,25 @@ from __future__ import annotations
 
 import json
 import sys
-from datetime import date, datetime
-from typing import Any
+from datetime import date, datetime, tzinfo
+from typing import TYPE_CHECKING
 
 import click
 
+from cms.cli_common import DiskFullExit, checked_engine, cli_settings
 
-def _context(secret: str = "unused-for-cli") -> Any:
+if TYPE_CHECKING:
+    from cms.scheduler.context import Context
+
+
+def _context() -> Context:
     from cms.channels import ChannelRegistry
-    from cms.cli import _engine, _settings
     from cms.db import make_session_factory
     from cms.scheduler.context import Context
     from cms.scheduler.lease import make_holder_id
 
-    settings = _settings(secret_key=secret)
-    engine = _engine(settings)
+    settings = cli_settings()
+    engine = checked_engine(settings)
     return Context(
         settings=settings,
         engine=engine,
@@ -28,7 +32,7 @@ def _context(secret: str = "unused-for-cli") -> Any:
     )
 
 
-def _parse_day(value: str | None, ctx: Any) -> date:
+def _parse_day(value: str | None, ctx: Context) -> date:
     if not value:
         return ctx.today()
     from cms.services.text import MAX_DATE, MIN_DATE, in_date_range, parse_date
@@ -58,7 +62,6 @@ OUTCOME_LABELS = {
 def build_day(day_text: str | None) -> None:
     """为某一天生成（或更新）每个广播点的节目。"""
     from cms import disk
-    from cms.cli import DiskFullExit
     from cms.scheduler.core import Scheduler
 
     ctx = _context()
@@ -183,7 +186,7 @@ def status() -> None:
         click.echo(f"  - {alert.message}")
 
 
-def _local(when: datetime, tz: Any) -> str:
+def _local(when: datetime, tz: tzinfo) -> str:
     return when.astimezone(tz).strftime("%Y-%m-%d %H:%M:%S")
 
 

@@ -23,9 +23,9 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import CursorResult, Engine, Result, create_engine, event
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -84,6 +84,15 @@ def writer(engine: Engine) -> Engine:
     if engine.get_execution_options().get(WRITE_OPTION):
         return engine
     return engine.execution_options(**{WRITE_OPTION: True})
+
+
+def rowcount(result: Result[Any]) -> int:
+    """The rows an UPDATE or DELETE matched.
+
+    ``Session.execute`` is typed to return a plain ``Result``; for those statements it is a
+    ``CursorResult``, which has the count.
+    """
+    return cast("CursorResult[Any]", result).rowcount
 
 
 def make_session_factory(engine: Engine, *, write: bool = False) -> sessionmaker[Session]:

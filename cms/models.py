@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import enum
 from datetime import UTC, date, datetime, time
-from typing import Annotated, Any
+from typing import Annotated, Any, ClassVar
 
 from sqlalchemy import (
     JSON,
@@ -63,6 +63,9 @@ str200 = Annotated[str, mapped_column(String(200))]
 
 
 class Base(DeclarativeBase):
+    # Every model is mapped to a Table (DeclarativeBase only promises a FromClause).
+    __table__: ClassVar[Table]
+
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
     type_annotation_map = {datetime: UTCDateTime}
 
@@ -326,6 +329,13 @@ class Announcement(Base):
     def current(self) -> Revision:
         assert self.latest_revision is not None
         return self.latest_revision
+
+    @property
+    def approved(self) -> Revision:
+        """The approved revision of an announcement known to be approved (live queries)."""
+        if self.approved_revision is None:
+            raise LookupError(f"announcement {self.id} has no approved revision")
+        return self.approved_revision
 
     def phase(self, today: date) -> str:
         """The workflow state as users see it, with approved split into its campaign phases."""
@@ -705,6 +715,8 @@ class ShareDownload(Base):
     )
     day: Mapped[date] = mapped_column(primary_key=True)
     count: Mapped[int] = mapped_column(default=0)
+
+
 # --- The WeChat Official Account (微信公众号): drafts and publishing ---------------------------
 
 

@@ -16,6 +16,9 @@ def test_readme_opens_with_demo_and_test_commands():
     demo, tests = _commands()[:2]
     assert "dalaba demo" in demo and "pip install -e ." in demo
     assert "pytest" in tests and ".[test]" in tests
+    # The import rules and the type checks run in CI (design.md §2).
+    for check in ("lint-imports", "mypy --strict audio/", "mypy cms/ bot/"):
+        assert f".venv/bin/{check}" in tests
 
 
 def test_ci_runs_the_readme_test_command():

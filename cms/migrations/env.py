@@ -13,7 +13,10 @@ def run_migrations_online() -> None:
     if connection is None:
         from cms.db import make_engine
 
-        engine = make_engine(config.get_main_option("sqlalchemy.url"))
+        url = config.get_main_option("sqlalchemy.url")
+        if url is None:
+            raise RuntimeError("cms.migrate passes either a connection or sqlalchemy.url")
+        engine = make_engine(url)
         with engine.begin() as connection:
             _run(connection)
         return

@@ -26,7 +26,7 @@ from typing import Any
 from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
-from cms.db import unit_of_work
+from cms.db import rowcount, unit_of_work
 from cms.models import (
     Announcement,
     ArticleState,
@@ -163,16 +163,20 @@ def recover(session: Session, now: datetime, worker: str) -> int:
         ):
             continue
         base = update(WechatArticle).where(WechatArticle.state == running, orphaned)
-        moved += session.execute(
-            base.where(WechatArticle.request_started_at.is_not(None))
-            .values(state=ArticleState.UNCERTAIN, claimed_until=None, last_error=_stored(LOST))
-            .execution_options(synchronize_session=False)
-        ).rowcount
-        moved += session.execute(
-            base.where(WechatArticle.request_started_at.is_(None))
-            .values(state=ready, claimed_by=None, claimed_until=None)
-            .execution_options(synchronize_session=False)
-        ).rowcount
+        moved += rowcount(
+            session.execute(
+                base.where(WechatArticle.request_started_at.is_not(None))
+                .values(state=ArticleState.UNCERTAIN, claimed_until=None, last_error=_stored(LOST))
+                .execution_options(synchronize_session=False)
+            )
+        )
+        moved += rowcount(
+            session.execute(
+                base.where(WechatArticle.request_started_at.is_(None))
+                .values(state=ready, claimed_by=None, claimed_until=None)
+                .execution_options(synchronize_session=False)
+            )
+        )
     return moved
 
 

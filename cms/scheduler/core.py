@@ -15,6 +15,7 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import date, timedelta
+from functools import partial
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -267,9 +268,11 @@ class Scheduler:
     def build_listed(self, ids: list[int]) -> Iterator[BuildLine]:
         """Build each program in ``ids`` now (an unchanged one is a quick no-op)."""
         for program_id in ids:
-            unit_of_work(self.ctx.sessions, lambda s, i=program_id: _requeue(s, i))
+            unit_of_work(self.ctx.sessions, partial(_requeue, program_id=program_id))
             outcome = programs.build_one(self.ctx, program_id, partial=True)
-            yield unit_of_work(self.ctx.sessions, lambda s, i=program_id, o=outcome: _line(s, i, o))
+            yield unit_of_work(
+                self.ctx.sessions, partial(_line, program_id=program_id, outcome=outcome)
+            )
 
     def build_day(self, day: date) -> list[BuildLine]:
         """Build (or bring up to date) every outlet's programs for ``day``, synchronously."""

@@ -21,7 +21,9 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
+from functools import partial
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
@@ -36,7 +38,7 @@ from cms.channels import (
     SendResult,
     TemporaryFailure,
 )
-from cms.db import unit_of_work
+from cms.db import rowcount, unit_of_work
 from cms.models import (
     Announcement,
     ChatGroup,
@@ -127,7 +129,7 @@ def cancel_stale(session: Session) -> int:
         .values(state=DeliveryState.CANCELLED, last_error="群聊已停用")
         .execution_options(synchronize_session=False)
     )
-    return count + result.rowcount
+    return count + rowcount(result)
 
 
 def retry(
@@ -296,32 +298,45 @@ def send_one(ctx: Context, delivery_id: int) -> str:
         result = channel_for(ctx, job.platform).send(notice, progress)
     except TemporaryFailure as exc:
         return unit_of_work(
-            ctx.sessions, lambda s, e=exc: _temporary(s, ctx, job, e, e.retry_after)
+            ctx.sessions,
+            partial(_temporary, ctx=ctx, job=job, exc=exc, retry_after=exc.retry_after),
         )
     except ChatUnavailable as exc:
-        return unit_of_work(ctx.sessions, lambda s, e=exc: _unavailable(s, ctx, job, e))
+        return unit_of_work(ctx.sessions, partial(_unavailable, ctx=ctx, job=job, exc=exc))
     except PermanentFailure as exc:
         # The platform will refuse this again: no retries, the reason is shown at once.
         return unit_of_work(
             ctx.sessions,
-            lambda s, e=exc: _finish(
-                s, ctx, job, DeliveryState.FAILED, last_error=queue.error_text(e)
+            partial(
+                _finish,
+                ctx=ctx,
+                job=job,
+                state=DeliveryState.FAILED,
+                last_error=queue.error_text(exc),
             ),
         )
     except OutcomeUnknown as exc:
         return unit_of_work(
             ctx.sessions,
-            lambda s, e=exc: _finish(
-                s, ctx, job, DeliveryState.UNCERTAIN, last_error=queue.error_text(e)
+            partial(
+                _finish,
+                ctx=ctx,
+                job=job,
+                state=DeliveryState.UNCERTAIN,
+                last_error=queue.error_text(exc),
             ),
         )
     except Exception as exc:
         log.exception("delivery %s: unexpected channel error", delivery_id)
-        return unit_of_work(ctx.sessions, lambda s, e=exc: _temporary(s, ctx, job, e, None))
+        return unit_of_work(
+            ctx.sessions, partial(_temporary, ctx=ctx, job=job, exc=exc, retry_after=None)
+        )
     return unit_of_work(ctx.sessions, lambda s: _sent(s, ctx, job, result))
 
 
-def _finish(session: Session, ctx: Context, job: _SendJob, state: DeliveryState, **values) -> str:  # type: ignore[no-untyped-def]
+def _finish(
+    session: Session, ctx: Context, job: _SendJob, state: DeliveryState, **values: Any
+) -> str:
     moved = queue.finish(
         session,
         Delivery,

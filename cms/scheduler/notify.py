@@ -11,12 +11,14 @@ alerts raised while the bot was down are sent once it runs, if they are still fr
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
+from datetime import datetime, timedelta
+from functools import partial
 
 from sqlalchemy import select, update
+from sqlalchemy.orm import Session
 
 from cms.channels import ChannelError, Notice
-from cms.db import unit_of_work
+from cms.db import rowcount, unit_of_work
 from cms.models import Alert, ChatAccount, Role, User
 from cms.scheduler.context import Context
 
@@ -28,11 +30,22 @@ FRESH_FOR = timedelta(hours=24)
 TITLE = "大喇叭提醒"
 
 
+def _claim(session: Session, alert_id: int, now: datetime) -> int:
+    """Mark the alert sent; 0 when another pass already did."""
+    return rowcount(
+        session.execute(
+            update(Alert)
+            .where(Alert.id == alert_id, Alert.notified_at.is_(None))
+            .values(notified_at=now)
+        )
+    )
+
+
 def notify_alerts(ctx: Context) -> int:
     """Send fresh, unsent, unresolved alerts to the officers' linked chats; returns how many."""
     now = ctx.now()
 
-    def pending(session):  # type: ignore[no-untyped-def]
+    def pending(session: Session) -> tuple[list[tuple[int, str]], list[tuple[str, str]]]:
         alerts = session.scalars(
             select(Alert)
             .where(
@@ -47,7 +60,7 @@ def notify_alerts(ctx: Context) -> int:
             .join(User, User.id == ChatAccount.user_id)
             .where(User.active, User.role.in_(OFFICER_ROLES))
         ).all()
-        return [(a.id, a.message) for a in alerts], [tuple(r) for r in recipients]
+        return [(a.id, a.message) for a in alerts], [(p, chat) for p, chat in recipients]
 
     alerts, recipients = unit_of_work(ctx.sessions, pending)
     reachable = [(p, chat) for p, chat in recipients if ctx.registry.get(p) is not None]
@@ -57,13 +70,7 @@ def notify_alerts(ctx: Context) -> int:
     for alert_id, message in alerts:
         claimed = unit_of_work(
             ctx.sessions,
-            lambda s, i=alert_id: (
-                s.execute(
-                    update(Alert)
-                    .where(Alert.id == i, Alert.notified_at.is_(None))
-                    .values(notified_at=now)
-                ).rowcount
-            ),
+            partial(_claim, alert_id=alert_id, now=now),
         )
         if not claimed:
             continue  # another pass got it first

@@ -15,6 +15,7 @@ between recording a part and the dispatcher noting it produces no duplicate.
 from __future__ import annotations
 
 import logging
+from functools import partial
 from pathlib import Path
 
 from sqlalchemy import select
@@ -51,7 +52,9 @@ class OutboxChannel:
             ids.append(
                 unit_of_work(
                     self._sessions,
-                    lambda s, i=index, k=kind, t=text, p=path: self._record(s, notice, i, k, t, p),
+                    partial(
+                        self._record, notice=notice, index=index, kind=kind, text=text, path=path
+                    ),
                 )
             )
             progress(list(ids))

@@ -208,7 +208,7 @@ def plan_day(
     }
     going = going_out_on(session, day)
     # One query for every clip of the day, not one per outlet and slot: this runs each tick.
-    clips = clips_ready(session, (a.approved_revision_id for a in going))
+    clips = clips_ready(session, (a.approved.id for a in going))
     for outlet in outlets:
         anns = [
             a

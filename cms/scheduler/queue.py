@@ -13,6 +13,8 @@ from typing import Any
 from sqlalchemy import and_, case, or_, select, update
 from sqlalchemy.orm import Session
 
+from cms.db import rowcount
+
 MAX_ATTEMPTS = 5
 BACKOFF_BASE = timedelta(seconds=30)
 BACKOFF_CAP = timedelta(hours=1)
@@ -66,7 +68,7 @@ def claim(
         )
         .execution_options(synchronize_session=False)
     )
-    return result.rowcount == 1
+    return rowcount(result) == 1
 
 
 def finish(
@@ -90,7 +92,7 @@ def finish(
         .values(state=new, claimed_until=None, **values)
         .execution_options(synchronize_session=False)
     )
-    return result.rowcount == 1
+    return rowcount(result) == 1
 
 
 def transition(
@@ -103,7 +105,7 @@ def transition(
         .values(state=new, **values)
         .execution_options(synchronize_session=False)
     )
-    return result.rowcount == 1
+    return rowcount(result) == 1
 
 
 def postpone_due(
@@ -131,7 +133,7 @@ def postpone_due(
         .values(state=ready, claimed_by=None, claimed_until=None, next_attempt_at=until, **values)
         .execution_options(synchronize_session=False)
     )
-    return result.rowcount
+    return rowcount(result)
 
 
 def give_back(
@@ -171,7 +173,7 @@ def hasten(session: Session, model: Any, *, ready: Any, now: datetime, where: An
         .values(next_attempt_at=None)
         .execution_options(synchronize_session=False)
     )
-    return result.rowcount
+    return rowcount(result)
 
 
 def release_orphans(session: Session, model: Any, *, running: Any, ready: Any, worker: str) -> int:
@@ -194,7 +196,7 @@ def release_orphans(session: Session, model: Any, *, running: Any, ready: Any, w
         )
         .execution_options(synchronize_session=False)
     )
-    return result.rowcount
+    return rowcount(result)
 
 
 def error_text(exc: BaseException) -> str:

@@ -130,8 +130,8 @@ def resolve_fixed(session: Session, now: datetime) -> int:
             state = session.scalar(select(Delivery.state).where(Delivery.id == alert.object_id))
             fixed = state in (DeliveryState.SENT, DeliveryState.CANCELLED, None)
         elif alert.kind == "program_failed" and alert.object_id:
-            state = session.scalar(select(Program.state).where(Program.id == alert.object_id))
-            fixed = state in (JobState.DONE, None)
+            built = session.scalar(select(Program.state).where(Program.id == alert.object_id))
+            fixed = built in (JobState.DONE, None)
         if fixed:
             alert.resolved_at = now
             count += 1

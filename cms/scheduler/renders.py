@@ -14,13 +14,14 @@ import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
+from functools import partial
 from pathlib import Path
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from cms import disk
-from cms.db import unit_of_work
+from cms.db import rowcount, unit_of_work
 from cms.models import (
     Announcement,
     Clip,
@@ -153,7 +154,7 @@ def invalidate(session: Session, clip_id: int, old_key: str | None, new_key: str
         )
         .execution_options(synchronize_session=False)
     )
-    return result.rowcount
+    return rowcount(result)
 
 
 def retry(session: Session, clip_id: int) -> bool:
@@ -269,7 +270,9 @@ def render_one(ctx: Context, clip_id: int) -> str:
             log.exception("clip %s: unexpected render error", clip_id)
         else:
             log.warning("clip %s: render failed: %s", clip_id, exc)
-        return unit_of_work(ctx.sessions, lambda s, e=exc: _fail(s, ctx, job, e, permanent))
+        return unit_of_work(
+            ctx.sessions, partial(_fail, ctx=ctx, job=job, exc=exc, permanent=permanent)
+        )
 
     def done(session: Session) -> str:
         # Only if the inputs did not change while we rendered; otherwise the newer key is

@@ -17,7 +17,7 @@ import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypedDict
 
 from apscheduler.schedulers.background import BackgroundScheduler
 from sqlalchemy import Engine
@@ -44,20 +44,33 @@ ESCALATE_MINUTES = 5
 LEASE_MARGIN = timedelta(seconds=1)
 
 
-def tuning_from_env(environ: Mapping[str, str]) -> dict[str, float]:
+class Tuning(TypedDict, total=False):
+    """Keyword arguments of :func:`start_scheduler` that the environment may set."""
+
+    tick_seconds: float
+    lease_seconds: float
+
+
+def tuning_from_env(environ: Mapping[str, str]) -> Tuning:
     """Optional knobs for tests and large installations (``DALABA_SCHEDULER_TICK`` / ``_LEASE``)."""
-    out: dict[str, float] = {}
-    for key, name in (
-        ("DALABA_SCHEDULER_TICK", "tick_seconds"),
-        ("DALABA_SCHEDULER_LEASE", "lease_seconds"),
-    ):
-        raw = environ.get(key)
-        if raw:
-            value = float(raw)
-            if not 0.05 <= value <= 3600:
-                raise ValueError(f"{key} 应在 0.05–3600 秒之间（当前为 {raw!r}）")
-            out[name] = value
+    out: Tuning = {}
+    tick = _seconds(environ, "DALABA_SCHEDULER_TICK")
+    if tick is not None:
+        out["tick_seconds"] = tick
+    lease = _seconds(environ, "DALABA_SCHEDULER_LEASE")
+    if lease is not None:
+        out["lease_seconds"] = lease
     return out
+
+
+def _seconds(environ: Mapping[str, str], key: str) -> float | None:
+    raw = environ.get(key)
+    if not raw:
+        return None
+    value = float(raw)
+    if not 0.05 <= value <= 3600:
+        raise ValueError(f"{key} 应在 0.05–3600 秒之间（当前为 {raw!r}）")
+    return value
 
 
 @dataclass

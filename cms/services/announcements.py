@@ -425,7 +425,7 @@ def going_out_on(session: Session, day: date) -> list[Announcement]:
         .order_by(Revision.priority.desc(), Announcement.id)
     )
     anns = list(session.scalars(stmt))
-    anns.sort(key=lambda a: (a.approved_revision.priority is not Priority.URGENT, a.id))
+    anns.sort(key=lambda a: (a.approved.priority is not Priority.URGENT, a.id))
     return anns
 
 
@@ -440,7 +440,7 @@ def search(
     topic_id: int | None = None,
     area_id: int | None = None,
     q: str | None = None,
-) -> Select[tuple[Announcement]]:
+) -> Select[Announcement]:
     """A query for the announcement list, newest first."""
     stmt = select(Announcement).join(Revision, Revision.id == Announcement.latest_revision_id)
     if status in {"draft", "in_review", "withdrawn"}:
@@ -564,8 +564,8 @@ def plan_for_day(session: Session, day: date) -> list[tuple[Any, list[Announceme
     """For each active outlet, the announcements it plays on ``day`` (urgent first)."""
     from cms.models import Outlet
 
-    going = [a for a in going_out_on(session, day) if a.approved_revision.to_loudspeaker]
+    going = [a for a in going_out_on(session, day) if a.approved.to_loudspeaker]
     outlets = session.scalars(
         select(Outlet).where(Outlet.active).order_by(Outlet.area_id, Outlet.id)
     )
-    return [(o, [a for a in going if reaches(a.approved_revision, o.area)]) for o in outlets]
+    return [(o, [a for a in going if reaches(a.approved, o.area)]) for o in outlets]

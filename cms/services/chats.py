@@ -15,10 +15,11 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from cms.channels import ChannelError, ChatChannel, Notice
+from cms.db import rowcount
 from cms.models import (
     Announcement,
     Area,
@@ -135,11 +136,14 @@ def consume_code(
     if row is None or row.purpose != purpose or row.used_at is not None or row.expires_at <= now:
         raise InvalidCode(N_("绑定码无效、已使用或已过期，请向管理员重新申请"))
     # Guarded update: of two simultaneous uses of one code only one wins.
-    won = session.execute(
-        BindingCode.__table__.update()
-        .where(BindingCode.id == row.id, BindingCode.used_at.is_(None))
-        .values(used_at=now, used_by=used_by[:64])
-    ).rowcount
+    won = rowcount(
+        session.execute(
+            update(BindingCode)
+            .where(BindingCode.id == row.id, BindingCode.used_at.is_(None))
+            .values(used_at=now, used_by=used_by[:64])
+            .execution_options(synchronize_session=False)
+        )
+    )
     if won != 1:
         raise InvalidCode(N_("绑定码无效、已使用或已过期，请向管理员重新申请"))
     session.refresh(row)

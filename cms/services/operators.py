@@ -15,6 +15,7 @@ from sqlalchemy import Select, bindparam, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, contains_eager, selectinload
 
+from cms.db import rowcount
 from cms.models import (
     Alert,
     Area,
@@ -93,7 +94,7 @@ def revoke_outlet_tokens(session: Session, actor: User | None, outlet: Outlet) -
         .where(OutletToken.outlet_id == outlet.id, OutletToken.revoked_at.is_(None))
         .values(revoked_at=datetime.now(UTC))
     )
-    count = result.rowcount or 0
+    count = rowcount(result) or 0
     audit.record(session, actor, "outlet_token.revoke", outlet, count=count)
     return count
 
@@ -184,7 +185,7 @@ def current_of(programs: Iterable[Program], now: datetime, tz: tzinfo) -> Progra
     return ready[-1] if ready else None
 
 
-def _link_programs_statement(by_slot: bool) -> Select[tuple[Program]]:
+def _link_programs_statement(by_slot: bool) -> Select[Program]:
     stmt = (
         select(Program)
         .join(Slot, Program.slot_id == Slot.id)
@@ -601,8 +602,8 @@ def _build_loop(source: Path, minutes: int, target: Path, duration: float | None
     try:
         from audio.program import build_loop
     except ImportError:
-        build_loop = None
-    if build_loop is not None:
+        pass
+    else:
         build_loop(source, minutes, target)
         return
     # Without audio's loop export: programs are in the house format (CBR frames, tag only at

@@ -6,11 +6,13 @@ import hashlib
 import re
 import secrets
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.orm import Session
 from werkzeug.security import check_password_hash, generate_password_hash
 
+from cms.db import rowcount
 from cms.models import ApiToken, LoginFailure, Outlet, Role, User, utcnow
 from cms.services import audit
 from cms.services.errors import N_, Conflict, DomainError, Errors, NotFound
@@ -107,7 +109,7 @@ def update_user(
         errors.add("role", N_("不能取消自己的管理员身份或停用自己"))
     errors.raise_if_any()
     assert parsed_role is not None
-    changes = {}
+    changes: dict[str, Any] = {}  # the audit record's JSON
     if user.role is not parsed_role:
         changes["role"] = [user.role.value, parsed_role.value]
     if user.active != active:
@@ -215,7 +217,7 @@ def revoke_all_api_tokens(session: Session, user: User) -> int:
         .where(ApiToken.user_id == user.id, ApiToken.revoked_at.is_(None))
         .values(revoked_at=utcnow())
     )
-    return result.rowcount or 0  # type: ignore[attr-defined]
+    return rowcount(result) or 0  # type: ignore[attr-defined]
 
 
 def token_for(session: Session, token: str) -> ApiToken | None:
@@ -250,7 +252,7 @@ def touch_token(session: Session, token_id: int, now: datetime) -> bool:
         .values(last_used_at=now)
         .execution_options(synchronize_session=False)
     )
-    return bool(result.rowcount)
+    return bool(rowcount(result))
 
 
 def revoke_api_token(session: Session, actor: User, token_id: int) -> ApiToken:

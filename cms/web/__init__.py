@@ -79,7 +79,8 @@ def create_app(settings: Settings, *, engine: Any = None) -> Flask:
 
     downloads.init_app(app)
 
-    app.wsgi_app = proxy.wrap(app.wsgi_app, settings)  # type: ignore[method-assign]
+    # Flask's documented way to add WSGI middleware; mypy sees a method being replaced.
+    app.wsgi_app = proxy.wrap(app.wsgi_app, settings)  # type: ignore[method-assign,assignment]
     i18n.init_app(app, settings)
     csrf.init_app(app)
 

@@ -34,11 +34,7 @@ def index() -> Any:
     chat_plan = [
         (
             c,
-            [
-                a
-                for a in going
-                if a.approved_revision.to_chats and svc.reaches(a.approved_revision, c.area)
-            ],
+            [a for a in going if a.approved.to_chats and svc.reaches(a.approved, c.area)],
         )
         for c in chats
     ]

@@ -693,10 +693,12 @@ def compliance_xlsx() -> Any:
     """The compliance table as an Excel workbook."""
     from openpyxl import Workbook
     from openpyxl.styles import Font
+    from openpyxl.worksheet.worksheet import Worksheet
 
     days, today, rows = _compliance_rows()
     book = Workbook()
     sheet = book.active
+    assert isinstance(sheet, Worksheet)  # a new workbook starts with one worksheet
     sheet.title = _("督查")
     sheet.append([_(c) for c in COLUMNS])
     for cell in sheet[1]:

@@ -391,7 +391,7 @@ def runsheet(outlet_id: int, day_text: str) -> Any:
     planned = schedule_svc.outlet_announcements(db(), outlet, day)
     estimates = {}
     for ann in planned:
-        rev = ann.approved_revision
+        rev = ann.approved
         clip = db().scalar(
             select(Clip).where(
                 Clip.revision_id == rev.id,
@@ -417,9 +417,9 @@ def runsheet(outlet_id: int, day_text: str) -> Any:
         else:
             items = [
                 {
-                    "title": a.approved_revision.title,
-                    "repeats": a.approved_revision.repeats,
-                    "duration": estimates[a.approved_revision.id],
+                    "title": a.approved.title,
+                    "repeats": a.approved.repeats,
+                    "duration": estimates[a.approved.id],
                 }
                 for a in planned
             ]

@@ -342,8 +342,9 @@ class LoopBuffer(ReadOnlyFileBasedBuffer):
     turn and, its socket still writable, continues in the next.
     """
 
-    def __init__(self, file: BinaryIO, block_size: int = CHUNK) -> None:
-        super().__init__(file, block_size)
+    def __init__(self, file: BodyFile, block_size: int = CHUNK) -> None:
+        # types-waitress asks for a BytesIO; waitress takes any seekable binary file.
+        super().__init__(file, block_size)  # type: ignore[arg-type]
         self.worker = threading.get_ident()
         self.turn_sent = 0
         self.turn_over = False  # the connection stopped asking: the next get starts a turn
@@ -368,8 +369,10 @@ class LoopBuffer(ReadOnlyFileBasedBuffer):
 def _file_wrapper(file: BodyFile) -> Iterable[bytes]:
     """The server's ``wsgi.file_wrapper`` over ``file`` (Werkzeug's stand-in without one)."""
     if request.environ.get("wsgi.file_wrapper") is ReadOnlyFileBasedBuffer:
-        return LoopBuffer(file, CHUNK)  # type: ignore[arg-type]
-    return wrap_file(request.environ, file, CHUNK)
+        # types-waitress types next() as bytes | None; waitress raises StopIteration instead.
+        return LoopBuffer(file, CHUNK)  # type: ignore[return-value]
+    # A RawIOBase is a binary file, but typeshed's IO[bytes] is a class, not a protocol.
+    return wrap_file(request.environ, file, CHUNK)  # type: ignore[arg-type]
 
 
 def served_from_start(response: Response) -> bool:

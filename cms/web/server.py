@@ -30,13 +30,18 @@ Server = BaseWSGIServer | MultiSocketServer
 def make_server(app: Flask, host: str, port: int, **adjustments: Any) -> Server:
     """Waitress on ``host:port`` with the settings above (``adjustments`` override them)."""
     server = create_server(app, host=host, port=port, ident="dalaba", **(WAITRESS | adjustments))
-    listeners = (
-        [d for d in server.map.values() if isinstance(d, BaseWSGIServer)]
-        if isinstance(server, MultiSocketServer)
-        else [server]
-    )
+    listeners: list[BaseWSGIServer] = []
+    if isinstance(server, MultiSocketServer):
+        # types-waitress calls the map's values sockets; they are the listening servers.
+        dispatchers: list[object] = list((server.map or {}).values())
+        listeners = [d for d in dispatchers if isinstance(d, BaseWSGIServer)]
+    else:
+        listeners = [server]
     for listener in listeners:
-        listener.handle_accept = _accepting_all_waiting(listener, listener.handle_accept)
+        # Replacing the bound method on this one listener is the point (see below).
+        listener.handle_accept = _accepting_all_waiting(  # type: ignore[method-assign]
+            listener, listener.handle_accept
+        )
     return server
 
 
@@ -53,9 +58,14 @@ def _accepting_all_waiting(
 
     def handle_accept() -> None:
         for _ in range(ACCEPT_BATCH):
-            before = len(listener.active_channels)
+            before = _open_connections(listener)
             accept_one()
-            if len(listener.active_channels) == before or not listener.readable():
+            if _open_connections(listener) == before or not listener.readable():
                 return
 
     return handle_accept
+
+
+def _open_connections(listener: BaseWSGIServer) -> int:
+    # types-waitress declares active_channels as one channel; it is the dict of them all.
+    return len(listener.active_channels)  # type: ignore[arg-type]

@@ -13,9 +13,11 @@ from http.cookiejar import CookieJar
 from pathlib import Path
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, inspect, select, text
 
+from cms.cli_common import SCHEMA_EXIT_CODE
 from cms.db import make_engine, make_session_factory
+from cms.migrate import upgrade
 from cms.models import Announcement, Status, User
 
 
@@ -61,6 +63,7 @@ def test_demo_seed_only_creates_a_realistic_township(tmp_path):
 
 
 def test_user_add_reads_password_from_stdin_and_validates(tmp_path):
+    assert run(["db", "upgrade"], tmp_path).returncode == 0
     ok = run(
         ["user", "add", "wangli", "--role", "editor"],
         tmp_path,
@@ -84,6 +87,7 @@ def test_user_add_reads_password_from_stdin_and_validates(tmp_path):
 
 
 def test_api_token_prints_a_working_token(tmp_path):
+    assert run(["db", "upgrade"], tmp_path).returncode == 0
     run(["user", "add", "api", "--role", "editor"], tmp_path, stdin="a-long-password\n")
     result = run(["api-token", "api"], tmp_path)
     assert result.returncode == 0, result.stderr
@@ -100,6 +104,51 @@ def test_api_token_prints_a_working_token(tmp_path):
 def test_db_upgrade(tmp_path):
     result = run(["db", "upgrade"], tmp_path)
     assert result.returncode == 0 and "最新版本" in result.stdout
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["status"],
+        ["programs"],
+        ["build-day"],
+        ["user", "add", "wangli", "--role", "editor"],
+        ["api-token", "wangli"],
+        ["chats", "list"],
+        ["serve", "--port", "1"],
+    ],
+)
+def test_only_db_upgrade_migrates(tmp_path, args):
+    """Every other command refuses a database without the schema: one line, exit 78."""
+    result = run(args, tmp_path, stdin="a-long-password\n", DALABA_SECRET_KEY="k")
+    assert result.returncode == SCHEMA_EXIT_CODE, result.stderr
+    assert "dalaba db upgrade" in result.stderr and "Traceback" not in result.stderr
+    with _session(tmp_path / "data") as session:
+        assert not inspect(session.get_bind()).get_table_names()
+
+
+def test_a_schema_behind_this_version_is_refused_until_db_upgrade(tmp_path):
+    engine = make_engine(f"sqlite:///{tmp_path / 'data' / 'dalaba.db'}")
+    upgrade(engine, "0001")
+    engine.dispose()
+    behind = run(["status"], tmp_path)
+    assert behind.returncode == SCHEMA_EXIT_CODE
+    assert "需要升级" in behind.stderr and "0001" in behind.stderr
+    assert "dalaba db upgrade" in behind.stderr
+    assert run(["db", "upgrade"], tmp_path).returncode == 0
+    status = run(["status"], tmp_path)
+    assert status.returncode == 0 and "调度器：从未运行" in status.stdout
+
+
+def test_a_schema_newer_than_this_version_is_refused(tmp_path):
+    assert run(["db", "upgrade"], tmp_path).returncode == 0
+    engine = make_engine(f"sqlite:///{tmp_path / 'data' / 'dalaba.db'}")
+    with engine.begin() as connection:
+        connection.execute(text("UPDATE alembic_version SET version_num = '9999_future'"))
+    engine.dispose()
+    result = run(["status"], tmp_path)
+    assert result.returncode == SCHEMA_EXIT_CODE and "9999_future" in result.stderr
+    assert "比这个版本的大喇叭新" in result.stderr
 
 
 def test_serve_refuses_without_secret_key(tmp_path):
