@@ -24,6 +24,7 @@ from flask import (
     url_for,
 )
 from flask_babel import gettext as _
+from markupsafe import Markup
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
@@ -562,12 +563,21 @@ def links() -> Any:
         db().scalars(select(Outlet).options(selectinload(Outlet.area)).order_by(Outlet.name))
     )
     tokens = {o.id: svc.active_token(db(), o) for o in outlets}
+    handover: dict[str, Any] = {}
+    if new_link is not None:
+        # Operators are handed the link on a phone or on paper: QR code, share, print card.
+        msgid, params = share_svc.office_name(db())
+        handover = {
+            "new_link_qr": Markup(share_svc.qr_svg(new_link)),  # segno escapes its title
+            "office": _(msgid).format(**params),
+        }
     return render_template(
         "operators/links.html",
         outlets=outlets,
         tokens=tokens,
         new_link=new_link,
         new_outlet=new_outlet,
+        **handover,
     )
 
 

@@ -274,3 +274,41 @@ def test_traversal_and_garbage_in_program_ids(app, client, session, make_user, t
     ):
         assert logged_in.get(path).status_code == 404, path
     assert session.scalar(select(Receipt)) is None
+
+
+def test_a_new_link_can_be_handed_over(app, session, make_user, make_outlet) -> None:  # type: ignore[no-untyped-def]
+    """After issuing: copy, share and print buttons, the QR code of the link, a printable card."""
+    from cms.services.share import qr_svg
+
+    outlet = make_outlet()
+    client = app.test_client()
+    login(client, make_user(Role.ADMIN))
+    html = client.post(
+        "/operator/links", data={"outlet_id": outlet.id, "action": "issue"}
+    ).get_data(as_text=True)
+    url = html.split('data-testid="new-link-url"', 1)[0].rsplit('value="', 1)[1].split('"', 1)[0]
+    assert url.startswith("http") and "/o/" in url
+    assert qr_svg(url) in html  # the QR code encodes exactly this link
+    assert 'data-copy="new-link-url"' in html
+    assert f'data-share-url="{url}"' in html
+    assert "data-print" in html and "link-card.css" in html and "share.js" in html
+    card = html.split('data-testid="link-card"', 1)[1].split("</section>", 1)[0]
+    assert outlet.name in card and outlet.area.name in card and url in card
+    assert "已播放" in card and "扫描二维码" in card
+    # The listing afterwards shows neither the link nor its QR code.
+    listing = client.get("/operator/links").get_data(as_text=True)
+    assert url not in listing and "<svg" not in listing
+
+
+def test_the_handover_card_in_english(app, session, make_user, make_outlet) -> None:  # type: ignore[no-untyped-def]
+    outlet = make_outlet()
+    client = app.test_client()
+    admin = make_user(Role.ADMIN)
+    login(client, admin)
+    client.post("/lang", data={"lang": "en", "next": "/operator/links"})
+    html = client.post(
+        "/operator/links", data={"outlet_id": outlet.id, "action": "issue"}
+    ).get_data(as_text=True)
+    card = html.split('data-testid="new-link"', 1)[1].split("</section>", 1)[0]
+    for word in ("Copy link", "Share…", "Print card", "Scan the QR code", "Played"):
+        assert word in card
