@@ -18,7 +18,6 @@ _SUFFIX_PROFILES = {
     ".opus": "voice_note",
     ".oga": "voice_note",
 }
-_ENGINE_LABELS = {"edge": "在线语音", "offline": "离线语音", "recording": "录音", "tone": "提示音"}
 
 
 @click.command("say")
@@ -100,5 +99,7 @@ def say(
         raise click.ClickException(str(exc)) from exc
     if clip.fallback_reason:
         click.echo(f"注意：{clip.fallback_reason}", err=True)
-    label = _ENGINE_LABELS.get(str(clip.engine), str(clip.engine))
+    from cms.services.labels import ENGINE_LABELS
+
+    label = ENGINE_LABELS.get(str(clip.engine), str(clip.engine))
     click.echo(f"已生成 {output}（{clip.duration:.1f} 秒，{label}，{VOICES[voice].label}）")
