@@ -34,7 +34,7 @@ from bot.text import escape
 from cms.models import ChatGroup, Program, Receipt, User
 from cms.services import chats, operators
 from cms.services.areas import full_name
-from cms.services.errors import DomainError
+from cms.services.errors import DomainError, Message
 from cms.services.text import parse_id
 from cms.settings import Settings
 
@@ -424,7 +424,11 @@ async def membership(update: Update, context: Context) -> None:
         row = chats.bound_chat(session, PLATFORM, chat_id)
         if row is not None:
             chats.deactivate_chat(
-                session, row, f"机器人已被移出群聊（{by}）" if by else "机器人已被移出群聊"
+                session,
+                row,
+                Message(chats.BOT_REMOVED_BY, {"by": by[:100]})
+                if by
+                else Message(chats.BOT_REMOVED),
             )
 
     await _data(context).run(work)

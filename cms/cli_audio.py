@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 import click
 
 from audio.voices import DEFAULT_VOICE, MAX_RATE, MIN_RATE, VOICES
+from cms.services.labels import ENGINE_LABELS
 
 if TYPE_CHECKING:
     from audio.engines import Speech
@@ -21,13 +22,6 @@ _SUFFIX_PROFILES = {
     ".ogg": "voice_note",
     ".opus": "voice_note",
     ".oga": "voice_note",
-}
-_ENGINE_LABELS = {
-    "edge": "在线语音",
-    "offline": "离线语音",
-    "neural": "离线神经语音",
-    "recording": "录音",
-    "tone": "提示音",
 }
 _ENGINES = ["auto", "edge", "offline", "neural"]
 
@@ -124,7 +118,7 @@ def say(
         raise click.ClickException(str(exc)) from exc
     if clip.fallback_reason:
         click.echo(f"注意：{clip.fallback_reason}", err=True)
-    label = _ENGINE_LABELS.get(str(clip.engine), str(clip.engine))
+    label = ENGINE_LABELS.get(str(clip.engine), str(clip.engine))
     click.echo(f"已生成 {output}（{clip.duration:.1f} 秒，{label}，{VOICES[voice].label}）")
     if verbose:
         _report_syntheses(syntheses, renderer.neural.num_threads)
@@ -135,7 +129,7 @@ def _report_syntheses(syntheses: list[tuple[str, Speech]], neural_threads: int) 
     if not syntheses:
         click.echo("语音取自缓存，本次没有重新合成（无实时率）")
     for name, speech in syntheses:
-        label = _ENGINE_LABELS.get(name, name)
+        label = ENGINE_LABELS.get(name, name)
         if speech.compute_s is None or speech.duration <= 0:
             click.echo(f"{label}：合成了 {speech.duration:.2f} 秒音频（该引擎不报告实时率）")
             continue

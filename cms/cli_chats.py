@@ -111,6 +111,7 @@ def list_(as_json: bool) -> None:
     """List chats with their area and state."""
     from cms.db import transaction
     from cms.services import chats as svc
+    from cms.services import errors
     from cms.services.areas import full_name
 
     with transaction(session_factory(cli_settings())) as session:
@@ -122,7 +123,9 @@ def list_(as_json: bool) -> None:
                 "title": c.title,
                 "area": full_name(session, c.area),
                 "active": c.active,
-                "reason": c.deactivated_reason,
+                "reason": errors.Message.loads(c.deactivated_reason).render()
+                if c.deactivated_reason
+                else None,
             }
             for c in svc.list_chats(session)
         ]

@@ -182,8 +182,10 @@ def status() -> None:
         text = "、".join(f"{name} {n}" for name, n in sorted(counts.items())) or "无"
         click.echo(f"{label}队列：{text}")
     click.echo(f"未处理的提醒：{len(alerts)}")
+    from cms.services.errors import Message
+
     for alert in alerts[:10]:
-        click.echo(f"  - {alert.message}")
+        click.echo(f"  - {Message.loads(alert.message).render()}")
 
 
 def _local(when: datetime, tz: tzinfo) -> str:

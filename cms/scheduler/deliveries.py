@@ -55,6 +55,7 @@ from cms.scheduler.context import Context
 from cms.scheduler.outbox import PLATFORM as OUTBOX
 from cms.services import share
 from cms.services.announcements import live_filter, reaches
+from cms.services.errors import N_, Message
 from cms.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -113,7 +114,7 @@ def cancel_stale(session: Session) -> int:
     ).all()
     for delivery in stale:
         ann = delivery.revision.announcement
-        reason = "公告已撤回" if ann.withdrawn_at else "已被新版本取代"
+        reason = Message(N_("公告已撤回") if ann.withdrawn_at else N_("已被新版本取代")).dumps()
         count += queue.transition(
             session,
             Delivery,
@@ -126,7 +127,7 @@ def cancel_stale(session: Session) -> int:
     result = session.execute(
         update(Delivery)
         .where(Delivery.state == DeliveryState.PENDING, Delivery.chat_group_id.in_(off))
-        .values(state=DeliveryState.CANCELLED, last_error="群聊已停用")
+        .values(state=DeliveryState.CANCELLED, last_error=Message(N_("群聊已停用")).dumps())
         .execution_options(synchronize_session=False)
     )
     return count + rowcount(result)
@@ -396,7 +397,7 @@ def _temporary(
 
 
 def _unavailable(session: Session, ctx: Context, job: _SendJob, exc: BaseException) -> str:
-    reason = queue.error_text(exc)[:500]
+    reason = queue.error_text(exc, limit=300)
     session.execute(
         update(ChatGroup)
         .where(ChatGroup.id == job.chat_group_id, ChatGroup.active)

@@ -21,6 +21,7 @@ from cms.channels import ChannelError, Notice
 from cms.db import rowcount, unit_of_work
 from cms.models import Alert, ChatAccount, Role, User
 from cms.scheduler.context import Context
+from cms.services.errors import Message
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +61,10 @@ def notify_alerts(ctx: Context) -> int:
             .join(User, User.id == ChatAccount.user_id)
             .where(User.active, User.role.in_(OFFICER_ROLES))
         ).all()
-        return [(a.id, a.message) for a in alerts], [(p, chat) for p, chat in recipients]
+        # Chats speak Chinese: the stored message is rendered from its Chinese msgid.
+        return [(a.id, Message.loads(a.message).render()) for a in alerts], [
+            (p, chat) for p, chat in recipients
+        ]
 
     alerts, recipients = unit_of_work(ctx.sessions, pending)
     reachable = [(p, chat) for p, chat in recipients if ctx.registry.get(p) is not None]

@@ -43,6 +43,7 @@ from cms.scheduler.clock import at_local
 from cms.scheduler.context import Context
 from cms.scheduler.renders import clips_ready
 from cms.services.announcements import going_out_on, reaches
+from cms.services.errors import N_, Message
 
 log = logging.getLogger(__name__)
 
@@ -126,7 +127,7 @@ def inputs_for(
         elif clip.state is JobState.DONE and clip.path:
             status, reason = "ready", None
         else:
-            status, reason = "skip", (clip.last_error or clip.state.value)
+            status, reason = "skip", (clip.last_error or Message(N_("音频未能生成")).dumps())
         inputs.entries.append(
             Entry(
                 announcement_id=rev.announcement_id,
@@ -153,7 +154,7 @@ def program_key(program: Program) -> tuple[object, ...]:
 def raise_alert(
     session: Session,
     kind: str,
-    message: str,
+    message: Message,
     *,
     day: date | None,
     object_type: str,
@@ -171,10 +172,16 @@ def raise_alert(
     if exists is not None:
         return False
     session.add(
-        Alert(kind=kind, message=message, day=day, object_type=object_type, object_id=object_id)
+        Alert(
+            kind=kind,
+            message=message.dumps(),  # rendered in the reader's language when shown
+            day=day,
+            object_type=object_type,
+            object_id=object_id,
+        )
     )
     session.flush()
-    log.warning("alert %s: %s", kind, message)
+    log.warning("alert %s: %s", kind, message.render())
     return True
 
 
@@ -261,8 +268,13 @@ def plan_day(
                     if raise_alert(
                         session,
                         "urgent_late",
-                        f"紧急公告{titles}来不及合成进 {outlet.name} {slot.label} 的节目，"
-                        "请广播员人工播报，或在下一时段播出",
+                        Message(
+                            N_(
+                                "紧急公告{titles}来不及合成进 {outlet} {slot} 的节目，"
+                                "请广播员人工播报，或在下一时段播出"
+                            ),
+                            {"titles": titles, "outlet": outlet.name, "slot": slot.label},
+                        ),
                         day=day,
                         object_type="program",
                         object_id=program.id,
@@ -277,7 +289,7 @@ def plan_day(
                 program.id,
                 program.state,
                 JobState.CANCELLED,
-                last_error="广播点已停用或时段已删除",
+                last_error=Message(N_("广播点已停用或时段已删除")).dumps(),
             )
     return report
 
@@ -289,14 +301,17 @@ def _mark_missed(session: Session, program: Program, outlet: Outlet, slot: Slot,
         .values(
             missed=True,
             state=JobState.FAILED if program.state is not JobState.RUNNING else program.state,
-            last_error=program.last_error or "播出时间已过，节目未能按时生成",
+            last_error=program.last_error or Message(N_("播出时间已过，节目未能按时生成")).dumps(),
         )
         .execution_options(synchronize_session=False)
     )
     raise_alert(
         session,
         "program_missed",
-        f"{outlet.name} {day} {slot.label} 的节目未能按时生成（已错过播出时间）",
+        Message(
+            N_("{outlet} {day} {slot} 的节目未能按时生成（已错过播出时间）"),
+            {"outlet": outlet.name, "day": day.isoformat(), "slot": slot.label},
+        ),
         day=day,
         object_type="program",
         object_id=program.id,
@@ -443,7 +458,15 @@ def build_one(ctx: Context, program_id: int, *, partial: bool = False) -> str:
                 raise_alert(
                     session,
                     "program_failed",
-                    f"{job.outlet_name} {job.day} {job.slot_at:%H:%M} 的节目生成失败：{exc}",
+                    Message(
+                        N_("{outlet} {day} {slot} 的节目生成失败：{error}"),
+                        {
+                            "outlet": job.outlet_name,
+                            "day": job.day.isoformat(),
+                            "slot": f"{job.slot_at:%H:%M}",
+                            "error": queue.error_message(exc),
+                        },
+                    ),
                     day=job.day,
                     object_type="program",
                     object_id=program_id,
@@ -483,7 +506,7 @@ def _assemble(ctx: Context, job: _BuildJob) -> tuple[dict[str, Any], str]:
             "announcement_id": e.announcement_id,
             "revision_id": e.revision_id,
             "title": e.title,
-            "reason": e.reason if e.status == "skip" else "音频尚未生成",
+            "reason": e.reason if e.status == "skip" else Message(N_("音频尚未生成")).dumps(),
         }
         for e in job.inputs.entries
         if e.status != "ready"
@@ -496,7 +519,7 @@ def _assemble(ctx: Context, job: _BuildJob) -> tuple[dict[str, Any], str]:
                     "announcement_id": entry.announcement_id,
                     "revision_id": entry.revision_id,
                     "title": entry.title,
-                    "reason": "音频文件缺失，已重新排队生成",
+                    "reason": Message(N_("音频文件缺失，已重新排队生成")).dumps(),
                 }
             )
             continue

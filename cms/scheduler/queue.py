@@ -13,7 +13,17 @@ from typing import Any
 from sqlalchemy import and_, case, or_, select, update
 from sqlalchemy.orm import Session
 
+from audio.errors import (
+    AudioError,
+    MasteringError,
+    ProgramError,
+    RecordingError,
+    SynthesisError,
+    TextError,
+    VoiceError,
+)
 from cms.db import rowcount
+from cms.services.errors import N_, DomainError, Message
 
 MAX_ATTEMPTS = 5
 BACKOFF_BASE = timedelta(seconds=30)
@@ -199,6 +209,37 @@ def release_orphans(session: Session, model: Any, *, running: Any, ready: Any, w
     return rowcount(result)
 
 
-def error_text(exc: BaseException) -> str:
-    text = str(exc) or type(exc).__name__
-    return text[:ERROR_CHARS]
+def error_text(exc: BaseException, limit: int = ERROR_CHARS) -> str:
+    """The failure reason of ``exc`` as stored in a ``last_error`` column (see :func:`error_message`)."""
+    return error_message(exc, limit).dumps()
+
+
+# What kind of failure each audio error is, said in the reader's language before its detail.
+_AUDIO_HEADLINES: tuple[tuple[type[AudioError], str], ...] = (
+    (TextError, N_("文字无法朗读：{detail}")),
+    (VoiceError, N_("语音设置无效：{detail}")),
+    (SynthesisError, N_("语音合成失败：{detail}")),
+    (RecordingError, N_("录音无法使用：{detail}")),
+    (MasteringError, N_("音频处理失败：{detail}")),
+    (ProgramError, N_("节目无法编排：{detail}")),
+)
+
+
+def error_message(exc: BaseException, limit: int = ERROR_CHARS) -> Message:
+    """A failure as a message rendered in the reader's language.
+
+    Domain errors carry their own message. Audio errors get a translated headline naming the
+    kind of failure, with the library's detail after it; anything else (a platform's answer,
+    a network error) is technical detail kept as is, with its exception class.
+    """
+    if isinstance(exc, DomainError):
+        return exc.message
+    detail = (str(exc) or type(exc).__name__)[:limit]
+    msgid = getattr(exc, "msgid", None)
+    if isinstance(exc, AudioError) and isinstance(msgid, str):
+        # An audio error raised with a message id and parameters translates as a whole.
+        return Message(msgid, dict(getattr(exc, "params", {}) or {}))
+    for kind, headline in _AUDIO_HEADLINES:
+        if isinstance(exc, kind):
+            return Message(headline, {"detail": detail})
+    return Message(detail)

@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 from cms.models import Alert, Delivery, DeliveryState, JobState, Outlet, Program
 from cms.scheduler.clock import at_local
 from cms.scheduler.programs import GRACE, outlet_announcements, raise_alert, slot_start
+from cms.services.errors import N_, Message
 
 log = logging.getLogger(__name__)
 
@@ -21,10 +22,10 @@ DELIVERY_GRACE = timedelta(hours=1)
 """A delivery still not sent this long after it was due is a gap."""
 
 STATE_LABELS = {
-    DeliveryState.PENDING: "尚未发送",
-    DeliveryState.SENDING: "发送中断",
-    DeliveryState.FAILED: "发送失败",
-    DeliveryState.UNCERTAIN: "结果不确定",
+    DeliveryState.PENDING: N_("尚未发送"),
+    DeliveryState.SENDING: N_("发送中断"),
+    DeliveryState.FAILED: N_("发送失败"),
+    DeliveryState.UNCERTAIN: N_("结果不确定"),
 }
 
 
@@ -59,7 +60,7 @@ def reconcile_day(session: Session, day: date, now: datetime, tz: ZoneInfo) -> G
                     slot_id=slot.id,
                     state=JobState.FAILED,
                     missed=True,
-                    last_error="调度器未运行，节目未生成",
+                    last_error=Message(N_("调度器未运行，节目未生成")).dumps(),
                 )
                 session.add(program)
                 session.flush()
@@ -75,7 +76,15 @@ def reconcile_day(session: Session, day: date, now: datetime, tz: ZoneInfo) -> G
                     gaps.programs += raise_alert(
                         session,
                         "program_incomplete",
-                        f"{outlet.name} {day} {slot.label} 的节目缺少{titles}（音频未能生成）",
+                        Message(
+                            N_("{outlet} {day} {slot} 的节目缺少{titles}（音频未能生成）"),
+                            {
+                                "outlet": outlet.name,
+                                "day": day.isoformat(),
+                                "slot": slot.label,
+                                "titles": titles,
+                            },
+                        ),
                         day=day,
                         object_type="program",
                         object_id=program.id,
@@ -91,7 +100,10 @@ def reconcile_day(session: Session, day: date, now: datetime, tz: ZoneInfo) -> G
             gaps.programs += raise_alert(
                 session,
                 "program_missed",
-                f"{outlet.name} {day} {slot.label} 的节目未按时就绪",
+                Message(
+                    N_("{outlet} {day} {slot} 的节目未按时就绪"),
+                    {"outlet": outlet.name, "day": day.isoformat(), "slot": slot.label},
+                ),
                 day=day,
                 object_type="program",
                 object_id=program.id,
@@ -110,9 +122,17 @@ def reconcile_day(session: Session, day: date, now: datetime, tz: ZoneInfo) -> G
         gaps.deliveries += raise_alert(
             session,
             "delivery_gap",
-            f"《{delivery.revision.title}》发到群聊“{delivery.chat_group.title or delivery.chat_group.chat_id}”"
-            f"{STATE_LABELS[delivery.state]}"
-            + (f"：{delivery.last_error}" if delivery.last_error else ""),
+            Message(
+                N_("《{title}》发到群聊“{chat}”{state}{error}"),
+                {
+                    "title": delivery.revision.title,
+                    "chat": delivery.chat_group.title or delivery.chat_group.chat_id,
+                    "state": Message(STATE_LABELS[delivery.state]),
+                    "error": Message(N_("：{error}"), {"error": Message.loads(delivery.last_error)})
+                    if delivery.last_error
+                    else "",
+                },
+            ),
             day=day,
             object_type="delivery",
             object_id=delivery.id,

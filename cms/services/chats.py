@@ -47,6 +47,8 @@ CODE_TTL = timedelta(hours=24)
 PURPOSE_CHAT = "chat"
 PURPOSE_OPERATOR = "operator"
 UNBOUND_REASON = N_("已解除绑定")
+BOT_REMOVED = N_("机器人已被移出群聊")
+BOT_REMOVED_BY = N_("机器人已被移出群聊（{by}）")
 
 _SEPARATORS = re.compile(r"[\s\-_]+")
 
@@ -218,16 +220,24 @@ def bind_with_code(
 
 
 def unbind_chat(
-    session: Session, actor: User | None, chat: ChatGroup, reason: str = UNBOUND_REASON
+    session: Session,
+    actor: User | None,
+    chat: ChatGroup,
+    reason: Message | str = UNBOUND_REASON,
 ) -> ChatGroup:
-    """Stop posting to a chat. The row stays, so its delivery history stays too."""
+    """Stop posting to a chat. The row stays, so its delivery history stays too.
+
+    The reason is stored as a message (rendered in the reader's language); a plain string
+    is a message id.
+    """
+    message = reason if isinstance(reason, Message) else Message(reason)
     chat.active = False
-    chat.deactivated_reason = reason[:500]
-    audit.record(session, actor, "chat.unbind", chat, reason=reason)
+    chat.deactivated_reason = message.dumps()
+    audit.record(session, actor, "chat.unbind", chat, reason=message.dumps())
     return chat
 
 
-def deactivate_chat(session: Session, chat: ChatGroup, reason: str) -> None:
+def deactivate_chat(session: Session, chat: ChatGroup, reason: Message | str) -> None:
     """The platform says the chat is gone (bot removed, chat deleted)."""
     unbind_chat(session, None, chat, reason)
 

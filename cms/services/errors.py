@@ -19,23 +19,54 @@ def N_(msgid: str) -> str:
 
 @dataclass(frozen=True)
 class Message:
+    """A message id (the Chinese source text with ``{name}`` placeholders) and its parameters.
+
+    Stored messages (alerts, failure reasons, deactivation reasons) are kept in this form and
+    rendered in the reader's language. A parameter may itself be a :class:`Message` (e.g. a
+    state label or the reason of a failure inside an alert); it is rendered the same way.
+    """
+
     msgid: str
     params: Mapping[str, Any] = field(default_factory=dict)
 
     def render(self, translate: Callable[[str], str] | None = None) -> str:
         text = translate(self.msgid) if translate else self.msgid
-        params = dict(self.params)
-        if translate and "label" in params:
+        params = {
+            name: value.render(translate) if isinstance(value, Message) else value
+            for name, value in self.params.items()
+        }
+        if translate and isinstance(params.get("label"), str):
             # Field labels are msgids too (marked with N_ where they are passed).
-            params["label"] = translate(str(params["label"]))
-        return text.format(**params) if params else text
+            params["label"] = translate(params["label"])
+        try:
+            return text.format(**params) if params else text
+        except (KeyError, IndexError, ValueError):
+            # A translation whose placeholders no longer match: the source text still works.
+            return self.msgid.format(**params) if params else self.msgid
 
     def __str__(self) -> str:
         return self.render()
 
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "msgid": self.msgid,
+            "params": {
+                name: value.to_json() if isinstance(value, Message) else value
+                for name, value in self.params.items()
+            },
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Message:
+        params = {
+            name: cls.from_json(value) if _is_message(value) else value
+            for name, value in (data.get("params") or {}).items()
+        }
+        return cls(str(data["msgid"]), params)
+
     def dumps(self) -> str:
         """The message as stored in a text column, translated when it is shown (see :meth:`loads`)."""
-        return json.dumps({"msgid": self.msgid, "params": dict(self.params)}, ensure_ascii=False)
+        return json.dumps(self.to_json(), ensure_ascii=False)
 
     @classmethod
     def loads(cls, text: str) -> Message:
@@ -45,18 +76,22 @@ class Message:
                 data = json.loads(text)
             except ValueError:
                 data = None
-            if (
-                isinstance(data, dict)
-                and isinstance(data.get("msgid"), str)
-                and isinstance(data.get("params", {}), dict)
-            ):
-                return cls(data["msgid"], data.get("params", {}))
+            if _is_message(data):
+                return cls.from_json(data)
         return cls(text)
 
     @staticmethod
     def stored_prefix(msgid: str) -> str:
         """How every stored form of ``msgid`` begins, to find rows by their message in SQL."""
         return json.dumps({"msgid": msgid}, ensure_ascii=False)[:-1]
+
+
+def _is_message(value: Any) -> bool:
+    return (
+        isinstance(value, dict)
+        and isinstance(value.get("msgid"), str)
+        and isinstance(value.get("params", {}), dict)
+    )
 
 
 class DomainError(Exception):

@@ -32,7 +32,14 @@ from cms.models import (
     get_setting,
 )
 from cms.services import audit
-from cms.services.errors import N_, DomainError, NotFound, PermissionDenied, WorkflowError
+from cms.services.errors import (
+    N_,
+    DomainError,
+    Message,
+    NotFound,
+    PermissionDenied,
+    WorkflowError,
+)
 from cms.settings import Settings
 
 VIAS = ("web", "bot", "link")
@@ -439,10 +446,15 @@ def escalate_unconfirmed(session: Session, now: datetime, settings: Settings) ->
             continue
         alert = Alert(
             kind=UNCONFIRMED_ALERT,
-            message=(
-                f"{program.outlet.area.name} · {program.outlet.name}："
-                f"{program.day:%m-%d} {program.slot.label} 的节目尚未确认播放"
-            ),
+            message=Message(
+                N_("{area} · {outlet}：{day} {slot} 的节目尚未确认播放"),
+                {
+                    "area": program.outlet.area.name,
+                    "outlet": program.outlet.name,
+                    "day": f"{program.day:%m-%d}",
+                    "slot": program.slot.label,
+                },
+            ).dumps(),
             day=program.day,
             object_type="program",
             object_id=program.id,

@@ -37,7 +37,7 @@ from cms.scheduler import renders as render_jobs
 from cms.scheduler.context import make_renderer
 from cms.scheduler.core import queue_lengths
 from cms.services import audit
-from cms.services.errors import N_, NotFound, WorkflowError
+from cms.services.errors import N_, Message, NotFound, WorkflowError
 from cms.settings import Settings
 
 if TYPE_CHECKING:
@@ -176,7 +176,7 @@ def resolve_alert(
         kind=alert.kind,
         day=alert.day.isoformat() if alert.day else None,
         about=f"{alert.object_type} {alert.object_id}" if alert.object_id else "",
-        message=_excerpt(alert.message),
+        message=_excerpt(Message.loads(alert.message).render()),
     )
     return alert
 

@@ -199,15 +199,23 @@ def login() -> Any:
         if user is None:
             flash(_("用户名或密码不正确"), "error")
             return render_template("login.html", username=username), 401
-        chosen = session.get("lang")
+        from cms.web.i18n import LANG_COOKIE, LANGUAGES
+
+        current = session.get("lang")
+        picked = current if session.get("lang_picked") else None
+        remembered = request.cookies.get(LANG_COOKIE)
         session.clear()
         remember_login(user)
-        if user.locale:
-            session["lang"] = user.locale
-        elif chosen:
-            # A language picked on the login page is kept, and remembered for the user.
-            session["lang"] = user.locale = chosen
+        # A language picked on the login page becomes the account's; so does the language
+        # this browser was showing for an account that never chose; otherwise the account's
+        # own choice wins.
+        lang = picked or user.locale or current or remembered
+        lang = lang if lang in LANGUAGES else None
+        if lang and user.locale != lang:
+            user.locale = lang
             commit_bookkeeping("the user's language")
+        if lang:
+            session["lang"] = lang
         return redirect(_safe_next(request.args.get("next")))
     return render_template("login.html", username=username)
 
@@ -227,12 +235,18 @@ def logout() -> Any:
 @rule(PUBLIC)
 def set_language() -> Any:
     """Switch the interface language."""
-    from cms.web.i18n import LANGUAGES
+    from cms.web.i18n import LANGUAGES, remember_language
 
     lang = request.form.get("lang", "")
+    response = redirect(_safe_next(request.form.get("next")))
     if lang in LANGUAGES:
+        # Chosen before logging in: this browser remembers it (cookie) and the account takes
+        # it at login; chosen while logged in: the account remembers it.
         session["lang"] = lang
-        if g.user is not None:
+        remember_language(response, lang)
+        if g.user is None:
+            session["lang_picked"] = True  # taken over by the account at login
+        else:
             g.user.locale = lang
             commit_bookkeeping("the user's language")
-    return redirect(_safe_next(request.form.get("next")))
+    return response

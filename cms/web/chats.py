@@ -12,10 +12,12 @@ from cms.channels import load_channel
 from cms.models import Role, User
 from cms.services import areas as area_svc
 from cms.services import chats as chat_svc
-from cms.services.errors import DomainError, ValidationError
+from cms.services.errors import N_, DomainError, ValidationError
 from cms.web.auth import rule
 from cms.web.db import db, settings
 from cms.web.forms import field_errors, form_id, message
+
+ADMIN_UNBOUND = N_("管理员在后台解除绑定")
 
 bp = Blueprint("chats", __name__, url_prefix="/chats")
 ADMIN = Role.ADMIN
@@ -90,7 +92,7 @@ def unbind(chat_group_id: int) -> Any:
     """Stop posting to a chat."""
     try:
         chat = chat_svc.get_chat(db(), chat_group_id)
-        chat_svc.unbind_chat(db(), g.user, chat, _("管理员在后台解除绑定"))
+        chat_svc.unbind_chat(db(), g.user, chat, ADMIN_UNBOUND)
         db().commit()
         flash(_("已解除绑定"), "success")
     except DomainError as exc:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from babel.messages.mofile import write_mo
 from babel.messages.pofile import read_po
-from flask import Flask, g, session
+from flask import Flask, Response, g, request, session
 from flask_babel import Babel, get_locale
 
 from cms.settings import Settings
@@ -63,16 +63,37 @@ def _compile_into(target: Path) -> None:
             tmp.unlink(missing_ok=True)
 
 
+LANG_COOKIE = "dalaba_lang"
+LANG_COOKIE_MAX_AGE = 400 * 24 * 3600  # browsers keep a cookie at most 400 days
+
+
 def select_locale() -> str:
+    """This session's choice, then the account's, then this browser's last choice (cookie)."""
     lang = session.get("lang")
     if lang in LANGUAGES:
         return lang
     user = g.get("user")
     if user is not None and user.locale in LANGUAGES:
         return user.locale
+    remembered = request.cookies.get(LANG_COOKIE)
+    if remembered in LANGUAGES:
+        return remembered
     from cms.web.db import settings
 
     return settings().default_locale
+
+
+def remember_language(response: Response, lang: str) -> Response:
+    """Keep the language on this browser, for the login page after logging out or a restart."""
+    response.set_cookie(
+        LANG_COOKIE,
+        lang,
+        max_age=LANG_COOKIE_MAX_AGE,
+        httponly=True,
+        samesite="Lax",
+        secure=request.is_secure,
+    )
+    return response
 
 
 def init_app(app: Flask, settings: Settings) -> None:

@@ -44,6 +44,7 @@ from cms.services import lexicon as lexicon_svc
 from cms.services import schedule as schedule_svc
 from cms.services import share as share_svc
 from cms.services.errors import NotFound, ValidationError, WorkflowError
+from cms.services.labels import ENGINE_LABELS, JOB_LABELS
 from cms.services.text import (
     MAX_DATE,
     MAX_ID,
@@ -63,23 +64,6 @@ bp = Blueprint("schedule", __name__, url_prefix="/schedule")
 
 CALENDAR_DAYS = 14
 SAMPLE_MAX_CHARS = 200
-JOB_LABELS = {
-    "pending": "排队中",
-    "running": "进行中",
-    "done": "已完成",
-    "failed": "失败",
-    "cancelled": "已取消",
-    "sending": "发送中",
-    "sent": "已发送",
-    "uncertain": "结果不确定",
-}
-ENGINE_LABELS = {
-    "edge": "在线语音",
-    "offline": "离线语音",
-    "neural": "离线神经语音",
-    "recording": "人工录音",
-    "tone": "提示音",
-}
 
 
 @bp.app_context_processor

@@ -159,14 +159,22 @@ def visible_text(html: str) -> list[str]:
 
 
 def _strings_in(value: Any) -> Iterator[str]:
+    """User data in a stored value. A stored message (``Message.dumps``) is not user data:
+    its msgid must be translated where shown; only its parameters are user data."""
     if isinstance(value, str):
-        yield value
         try:
             decoded = json.loads(value)
         except ValueError:
+            yield value
             return
+        if isinstance(decoded, dict) and isinstance(decoded.get("msgid"), str):
+            yield from _strings_in(decoded.get("params") or {})
+            return
+        yield value
         if not isinstance(decoded, str):
             yield from _strings_in(decoded)
+    elif isinstance(value, dict) and isinstance(value.get("msgid"), str) and "params" in value:
+        yield from _strings_in(value.get("params") or {})
     elif isinstance(value, dict):
         for v in value.values():
             yield from _strings_in(v)
@@ -365,3 +373,49 @@ def test_language_choice_persists_for_the_user(app, client, demo: Session) -> No
 def test_unknown_language_is_ignored(client, demo: Session) -> None:  # type: ignore[no-untyped-def]
     client.post("/lang", data={"lang": "xx"})
     assert '<html lang="zh-CN">' in client.get("/login").get_data(as_text=True)
+
+
+def test_language_picked_before_login_is_remembered_then_kept_by_the_account(
+    app, demo: Session
+) -> None:  # type: ignore[no-untyped-def]
+    from cms.web.i18n import LANG_COOKIE
+
+    browser = app.test_client()
+    html = browser.get("/login").get_data(as_text=True)
+    # The login page says which language is active, and offers the other one.
+    assert 'data-testid="lang-current"' in html and ">中文</strong>" in html
+    response = browser.post("/lang", data={"lang": "en", "next": "/login"})
+    cookie = response.headers.get("Set-Cookie", "")
+    assert f"{LANG_COOKIE}=en" in cookie and "HttpOnly" in cookie and "Max-Age=" in cookie
+    html = browser.get("/login").get_data(as_text=True)
+    assert '<html lang="en">' in html and ">English</strong>" in html
+
+    # The browser remembers it without the session (closed and reopened).
+    reopened = app.test_client()
+    reopened.set_cookie(LANG_COOKIE, "en")
+    assert '<html lang="en">' in reopened.get("/login").get_data(as_text=True)
+
+    # Picked on the login page: the account takes it, although it had chosen Chinese before.
+    user = demo_user(demo, "lishuji")
+    user.locale = "zh_CN"
+    demo.commit()
+    login(browser, user, "dalaba-demo")
+    assert '<html lang="en">' in browser.get("/").get_data(as_text=True)
+    demo.rollback()
+    demo.expire_all()  # the app wrote through its own session
+    assert demo_user(demo, "lishuji").locale == "en"
+
+    # A remembered (not picked) language does not override an account's own choice.
+    demo_user(demo, "wangli").locale = "zh_CN"
+    demo.commit()
+    login(reopened, demo_user(demo, "wangli"), "dalaba-demo")
+    assert '<html lang="zh-CN">' in reopened.get("/").get_data(as_text=True)
+    # An account that never chose takes the browser's remembered language.
+    fresh = app.test_client()
+    fresh.set_cookie(LANG_COOKIE, "en")
+    assert demo_user(demo, "admin").locale is None
+    login(fresh, demo_user(demo, "admin"), "dalaba-demo")
+    assert '<html lang="en">' in fresh.get("/").get_data(as_text=True)
+    demo.rollback()
+    demo.expire_all()  # the app wrote through its own session
+    assert demo_user(demo, "admin").locale == "en"
