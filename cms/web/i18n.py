@@ -14,8 +14,9 @@ from pathlib import Path
 
 from babel.messages.mofile import write_mo
 from babel.messages.pofile import read_po
-from flask import Flask, Response, g, request, session
+from flask import Flask, g, request, session
 from flask_babel import Babel, get_locale
+from werkzeug.wrappers import Response
 
 from cms.settings import Settings
 
