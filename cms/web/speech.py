@@ -123,9 +123,9 @@ def _announcement() -> Announcement | None:
     if not raw:
         return None
     announcement_id = parse_id(raw)
+    if announcement_id is None:
+        abort(404, description=_("页面不存在"))
     try:
-        if announcement_id is None:
-            raise NotFound("公告不存在")
         return ann_svc.get(db(), announcement_id)
     except NotFound as exc:
         abort(404, description=message(exc))
@@ -225,9 +225,7 @@ def listen() -> Any:
         seconds = max(1, round(wait + 0.5))
         return _listen_error(
             ann,
-            _("试听太频繁：每分钟最多 {n} 次，请 {s} 秒后再试").format(
-                n=limits.limit, s=seconds
-            ),
+            _("试听太频繁：每分钟最多 {n} 次，请 {s} 秒后再试").format(n=limits.limit, s=seconds),
             429,
             seconds,
         )
