@@ -85,6 +85,11 @@ CHAINS: dict[str, tuple[str, ...]] = {
 """The engines each ``DALABA_TTS_ENGINE`` mode tries, in order; the last one always answers."""
 
 
+def _info(name: str) -> EngineInfo:
+    """An engine's description; one not described yet is named as is and assumed to answer."""
+    return ENGINES.get(name) or EngineInfo(name, name, False, _always_available)
+
+
 @dataclass(frozen=True)
 class EngineStatus:
     """Who will speak an announcement if it is rendered now.
@@ -136,10 +141,10 @@ def engine_status(
     if recording:
         return EngineStatus("recording", N_("人工录音"), N_("人工录音"), False)
     now = now or utcnow()
-    chain = CHAINS[settings.tts_engine]
+    chain = CHAINS.get(settings.tts_engine, (settings.tts_engine,))
     reason: Message | None = None
     for name in chain:
-        info = ENGINES[name]
+        info = _info(name)
         why = info.unavailable(settings, last, now)
         if why is None:
             checked = last.at if last else None
@@ -147,7 +152,7 @@ def engine_status(
                 name, info.label, info.short, info.named_voice, reason, checked_at=checked
             )
         reason = reason or why
-    info = ENGINES[chain[-1]]
+    info = _info(chain[-1])
     return EngineStatus(chain[-1], info.label, info.short, info.named_voice, reason, fails=True)
 
 

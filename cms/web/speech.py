@@ -34,7 +34,7 @@ LISTEN_PER_MINUTE = 6
 """试听 renders one user may ask for per minute."""
 LISTEN_CONCURRENCY = 1
 """试听 renders at once in this process: the rest of the worker pool stays free for pages."""
-LISTEN_WAIT_S = 15.0
+LISTEN_WAIT_S = 10.0
 """How long a 试听 waits for another one to finish before it is told to try again."""
 LISTEN_EDGE_TIMEOUT_S = 8.0
 """One try of the online voice for a sample; then the offline voice stands in."""

@@ -366,3 +366,31 @@ def test_announcement_page_says_when_a_clip_is_missing(
     waiting = make_announcement("in_review")
     html = client.get(f"/announcements/{waiting.id}").get_data(as_text=True)
     assert "调度器没有运行" in html
+
+
+def test_one_more_engine_is_one_entry_in_each_table(
+    settings: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import dataclasses
+
+    from cms.services.errors import Message
+
+    monkeypatch.setitem(
+        speech_svc.ENGINES,
+        "neural",
+        speech_svc.EngineInfo(
+            "离线神经网络语音", "neural", False, lambda *_: Message("模型文件夹不存在")
+        ),
+    )
+    monkeypatch.setitem(speech_svc.CHAINS, "auto", ("edge", "neural", "offline"))
+    auto = dataclasses.replace(settings, tts_engine="auto")
+    now = utcnow()
+    down = speech_svc.Outcome(now, "offline", "连接超时")
+    status = speech_svc.engine_status(auto, down, now=now)
+    assert status.engine == "offline" and "连接超时" in str(status.reason)
+    monkeypatch.setitem(
+        speech_svc.ENGINES,
+        "neural",
+        speech_svc.EngineInfo("离线神经网络语音", "neural", False, lambda *_: None),
+    )
+    assert speech_svc.engine_status(auto, down, now=now).engine == "neural"
