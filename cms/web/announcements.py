@@ -10,6 +10,7 @@ from flask_babel import gettext as _
 from audio.voices import VOICES
 from cms.models import Announcement, Revision, Role
 from cms.services import announcements as svc
+from cms.services import speech as speech_svc
 from cms.services.areas import all_areas
 from cms.services.audit import ACTION_LABELS
 from cms.services.errors import DomainError, NotFound, ValidationError
@@ -36,12 +37,15 @@ def _get(announcement_id: int) -> Announcement:
 
 
 def _form_context(**extra: Any) -> dict[str, Any]:
+    from cms.web.speech import engine_status
 
+    extra.setdefault("engine", engine_status(extra.get("ann")))
     return {
         "areas": all_areas(db()),
         "topics": all_topics(db(), active_only=True),
         "voices": VOICES,
         "limits": {"title": svc.MAX_TITLE, "body": svc.MAX_BODY, "spoken": svc.MAX_SPOKEN},
+        "listen_chars": speech_svc.LISTEN_CHARS,
         **extra,
     }
 
@@ -199,6 +203,8 @@ def show(announcement_id: int) -> Any:
         can_approve=svc.can_approve(db(), g.user, ann),
         priority_labels=svc.PRIORITY_LABELS,
         share_panel=share_panel(ann),
+        clips=speech_svc.clip_slots(db(), [ann.current]),
+        scheduler_running=speech_svc.scheduler_running(db()),
     )
 
 
@@ -329,6 +335,8 @@ def review_queue() -> Any:
         "announcements/review.html",
         items=items,
         can_approve={a.id: svc.can_approve(db(), g.user, a) for a in items},
+        clips=speech_svc.clip_slots(db(), [a.current for a in items]),
+        scheduler_running=speech_svc.scheduler_running(db()),
     )
 
 
