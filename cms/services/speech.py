@@ -71,15 +71,30 @@ def _always_available(settings: Settings, last: Outcome | None, now: datetime) -
     return None
 
 
+def _neural_unavailable(settings: Settings, last: Outcome | None, now: datetime) -> Message | None:
+    """The model folder's own check: files, then one trial load per model and process."""
+    if settings.neural_model_dir is None:
+        return Message(N_("没有设置离线神经语音模型（DALABA_NEURAL_MODEL_DIR）"))
+    from audio.neural import unavailable_reason
+
+    why = unavailable_reason(settings.neural_model_dir)
+    return None if why is None else Message(N_("离线神经语音不可用：{reason}"), {"reason": why})
+
+
 ENGINES: dict[str, EngineInfo] = {
     "edge": EngineInfo(N_("在线语音（微软）"), N_("在线语音"), True, _edge_unavailable),
+    "neural": EngineInfo(
+        N_("离线神经语音（本机模型）"), N_("离线神经语音"), False, _neural_unavailable
+    ),
     "offline": EngineInfo(N_("离线语音 eSpeak（机器声）"), "eSpeak", False, _always_available),
 }
 """Every synthesis engine the renderer may use, by the name a clip records."""
 
 CHAINS: dict[str, tuple[str, ...]] = {
-    "auto": ("edge", "offline"),
+    # auto tries the neural voice only when a model folder is configured (as the renderer).
+    "auto": ("edge", "neural", "offline"),
     "edge": ("edge",),
+    "neural": ("neural",),
     "offline": ("offline",),
 }
 """The engines each ``DALABA_TTS_ENGINE`` mode tries, in order; the last one always answers."""
@@ -142,6 +157,8 @@ def engine_status(
         return EngineStatus("recording", N_("人工录音"), N_("人工录音"), False)
     now = now or utcnow()
     chain = CHAINS.get(settings.tts_engine, (settings.tts_engine,))
+    if settings.tts_engine == "auto" and settings.neural_model_dir is None:
+        chain = tuple(name for name in chain if name != "neural")
     reason: Message | None = None
     for name in chain:
         info = _info(name)

@@ -95,6 +95,7 @@ def _renderer() -> Any:
             config.audio_dir / "cache",
             engine=config.tts_engine,
             edge_wss_url=config.edge_wss_url,
+            neural_model_dir=config.neural_model_dir,
             retry=RetryPolicy(attempts=1, timeout_s=LISTEN_EDGE_TIMEOUT_S),
         )
 

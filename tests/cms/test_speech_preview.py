@@ -368,29 +368,27 @@ def test_announcement_page_says_when_a_clip_is_missing(
     assert "调度器没有运行" in html
 
 
-def test_one_more_engine_is_one_entry_in_each_table(
-    settings: Any, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_the_neural_engine_takes_its_place_in_the_chain(settings: Any, tmp_path: Any) -> None:
+    """auto: edge, then the neural voice when a model folder is set, then eSpeak."""
     import dataclasses
 
-    from cms.services.errors import Message
+    pytest.importorskip("sherpa_onnx")
+    from tests.audio.neural_model import write_tiny_vits
 
-    monkeypatch.setitem(
-        speech_svc.ENGINES,
-        "neural",
-        speech_svc.EngineInfo(
-            "离线神经网络语音", "neural", False, lambda *_: Message("模型文件夹不存在")
-        ),
-    )
-    monkeypatch.setitem(speech_svc.CHAINS, "auto", ("edge", "neural", "offline"))
-    auto = dataclasses.replace(settings, tts_engine="auto")
     now = utcnow()
     down = speech_svc.Outcome(now, "offline", "连接超时")
+    model = write_tiny_vits(tmp_path / "model")
+    auto = dataclasses.replace(settings, tts_engine="auto", neural_model_dir=model)
     status = speech_svc.engine_status(auto, down, now=now)
-    assert status.engine == "offline" and "连接超时" in str(status.reason)
-    monkeypatch.setitem(
-        speech_svc.ENGINES,
-        "neural",
-        speech_svc.EngineInfo("离线神经网络语音", "neural", False, lambda *_: None),
-    )
-    assert speech_svc.engine_status(auto, down, now=now).engine == "neural"
+    assert status.engine == "neural" and "连接超时" in str(status.reason)
+    assert speech_svc.engine_status(auto, None, now=now).engine == "edge"
+    # No folder configured: auto skips it, as the renderer does.
+    plain = dataclasses.replace(settings, tts_engine="auto", neural_model_dir=None)
+    assert speech_svc.engine_status(plain, down, now=now).engine == "offline"
+    # A broken folder: eSpeak speaks, and the menu says why not the neural voice.
+    (model / "model.onnx").write_bytes(b"not a model")
+    broken = speech_svc.engine_status(auto, down, now=now)
+    assert broken.engine == "offline" and broken.reason is not None
+    neural_only = dataclasses.replace(auto, tts_engine="neural")
+    failing = speech_svc.engine_status(neural_only, None, now=now)
+    assert failing.fails and "离线神经语音不可用" in failing.reason.render()
