@@ -50,10 +50,12 @@ from enum import StrEnum
 from pathlib import Path
 
 from audio.errors import MasteringError
-from audio.ffmpeg import atomic_path, measure_loudness, parse_ebur128, run_ffmpeg
+from audio.ffmpeg import atomic_path, decode_pcm, measure_loudness, parse_ebur128, run_ffmpeg
 from audio.mp3 import HOUSE_FORMAT, parse_frames
 
 __all__ = [
+    "AMR_NB_VOICE",
+    "MP3_PHONE_FILE",
     "PROFILES",
     "MasteredAudio",
     "MasteringProfile",
@@ -147,6 +149,41 @@ PROFILES: dict[Profile, MasteringProfile] = {
     ),
 }  # fmt: skip
 
+AMR_NB_VOICE = MasteringProfile(
+    profile=Profile.VOICE_NOTE,
+    suffix=".amr",
+    integrated_lufs=-16.0,
+    true_peak_dbtp=-1.5,
+    lra=11.0,
+    sample_rate=8_000,
+    shaping="anull",
+    limiter_margin_db=3.0,
+    codec_makeup_db=0.5,
+    encoder=("-c:a", "libopencore_amrnb", "-b:a", "12.2k", "-f", "amr"),
+)
+"""A phone clip again as AMR-NB 8 kHz, for platforms whose voice messages need it (WeCom).
+
+Pass a finished voice note to :func:`master` with this spec: its shaping is neutral, and
+the AMR file is held to the phone targets like any other file. AMR-NB, a speech codec
+that keeps no waveform, overshoots the limiter by 1–3 dB, erratically; it also loses
+~0.5 LU.
+"""
+
+MP3_PHONE_FILE = MasteringProfile(
+    profile=Profile.VOICE_NOTE,
+    suffix=".mp3",
+    integrated_lufs=-16.0,
+    true_peak_dbtp=-1.5,
+    lra=11.0,
+    sample_rate=48_000,
+    shaping="anull",
+    limiter_margin_db=1.0,
+    codec_makeup_db=0.3,
+    encoder=("-c:a", "libmp3lame", "-b:a", "48k", "-id3v2_version", "0", "-f", "mp3"),
+)
+"""A phone clip again as a 48 kbit/s MP3 file, for platforms that take audio only as a
+file (WeCom, for clips longer than a voice message), held to the phone targets."""
+
 
 @dataclass(frozen=True)
 class MasteredAudio:
@@ -212,7 +249,11 @@ def is_silent(loudness_lufs: float) -> bool:
 
 
 def master(
-    raw: Path, out: Path, profile: Profile, *, target_lufs: float | None = None
+    raw: Path,
+    out: Path,
+    profile: Profile | MasteringProfile,
+    *,
+    target_lufs: float | None = None,
 ) -> MasteredAudio:
     """Master ``raw`` (any format ffmpeg decodes) into ``out`` for ``profile``.
 
@@ -224,7 +265,8 @@ def master(
     Args:
         raw: the unmastered audio.
         out: destination; written atomically. Its suffix is not consulted.
-        profile: the mastering profile.
+        profile: the mastering profile, or the spec of a derived format such as
+            :data:`AMR_NB_VOICE`.
         target_lufs: override the profile's integrated loudness (the chime sits 3 LU
             below speech).
 
@@ -235,7 +277,7 @@ def master(
         MasteringError: ffmpeg failed, the audio is silent, or the encoded file could not
             be brought within its loudness target and under its true-peak ceiling.
     """
-    spec = PROFILES[Profile(profile)]
+    spec = profile if isinstance(profile, MasteringProfile) else PROFILES[Profile(profile)]
     target = spec.integrated_lufs if target_lufs is None else target_lufs
     analysis = _analyse(raw, spec)
     if is_silent(analysis.integrated):
@@ -272,9 +314,10 @@ def master(
             )  # fmt: skip
             if abs(error) <= ENCODED_TOLERANCE_LU and overshoot <= 0:
                 break
-            # Over the ceiling: limit lower by what the codec added, and a little more.
+            # Over the ceiling: limit lower by what the codec added, and a little more
+            # (at most 1.5 dB a pass: AMR-NB's peaks jump about from one pass to the next).
             if overshoot > 0:
-                ceiling -= overshoot + 0.1
+                ceiling -= min(overshoot + 0.1, 1.5)
             level += error
             gain += error
         else:
@@ -346,7 +389,9 @@ def _shape(
 def _duration(path: Path, spec: MasteringProfile) -> float:
     if spec.suffix == ".mp3":
         return round(parse_frames(path.read_bytes(), name="编码结果").duration, 3)
-    return round(ogg_opus_duration(path), 3)
+    if spec.suffix == ".ogg":
+        return round(ogg_opus_duration(path), 3)
+    return round(len(decode_pcm(path, sample_rate=spec.sample_rate)) / 2 / spec.sample_rate, 3)
 
 
 def ogg_opus_duration(path: Path) -> float:

@@ -12,6 +12,7 @@ from audio.mp3 import HOUSE_FORMAT, parse_frames
 from cms.demo import seed
 from cms.models import Clip, ClipProfile, JobState, OutletKind, Program
 from cms.services import operators
+from robots import wecom
 
 LOUDNESS_TOLERANCE_LU = 0.5
 TARGETS = {
@@ -21,9 +22,10 @@ TARGETS = {
 
 
 def test_every_file_of_a_demo_day_meets_its_loudness_target_and_true_peak_ceiling(  # type: ignore[no-untyped-def]
-    scheduler, settings, session, today, fresh_session
+    scheduler, settings, session, today, fresh_session, tmp_path
 ) -> None:
-    """Seeds the demo, runs the day's first pass and measures every clip, program and loop."""
+    """Seeds the demo, runs the day's first pass and measures every clip (and its WeCom
+    conversions), program and loop."""
     seed(session, settings, today=today)
     session.commit()
     scheduler.run_once()
@@ -35,11 +37,18 @@ def test_every_file_of_a_demo_day_meets_its_loudness_target_and_true_peak_ceilin
     assert all(c.state is JobState.DONE and c.path for c in clips)
     for clip in clips:
         spec = TARGETS[clip.profile]
-        level = measure_loudness(Path(clip.path))  # type: ignore[arg-type]
-        measured.append(
-            (str(clip.profile), clip.path, level.integrated, spec.integrated_lufs,
-             level.true_peak, spec.true_peak_dbtp)
-        )  # fmt: skip
+        files = [Path(clip.path)]  # type: ignore[arg-type]
+        if clip.profile is ClipProfile.VOICE:
+            # WeCom gets phone clips again as AMR voice messages or MP3 files.
+            for name, convert in (("amr", wecom.to_amr), ("mp3", wecom.to_mp3)):
+                files.append(tmp_path / f"{clip.id}.{name}")
+                files[-1].write_bytes(convert(files[0]))
+        for file in files:
+            level = measure_loudness(file)
+            measured.append(
+                (str(clip.profile), str(file), level.integrated, spec.integrated_lufs,
+                 level.true_peak, spec.true_peak_dbtp)
+            )  # fmt: skip
 
     loudspeaker = TARGETS[ClipProfile.LOUDSPEAKER]
     programs = s.scalars(select(Program).where(Program.day == today)).all()
