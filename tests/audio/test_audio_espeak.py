@@ -67,3 +67,21 @@ def test_rate_and_voice_still_change_the_speech(tmp_path: Path) -> None:
     base = _speak(tmp_path, "base", TEXT, VOICES[0])
     assert _speak(tmp_path, "fast", TEXT, VOICES[0], 30) != base
     assert _speak(tmp_path, "voice", TEXT, VOICES[1]) != base
+
+
+def test_another_user_of_the_shared_library_does_not_bring_the_state_back(tmp_path: Path) -> None:
+    import ctypes
+
+    import espeakng_loader
+
+    before = _speak(tmp_path, "before", TEXT, VOICES[0])
+    # Someone else in the process (another package) loads the same library and keeps it.
+    other = ctypes.CDLL(espeakng_loader.get_library_path())
+    other.espeak_Initialize.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_char_p, ctypes.c_int]
+    assert other.espeak_Initialize(2, 0, espeakng_loader.get_data_path().encode(), 0) > 0
+    try:
+        for index, (chunks, voice, rate) in enumerate(OTHERS):
+            _speak(tmp_path, f"other{index}", chunks, voice, rate)
+        assert _speak(tmp_path, "after", TEXT, VOICES[0]) == before
+    finally:
+        other.espeak_Terminate()
