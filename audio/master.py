@@ -94,7 +94,13 @@ class Profile(StrEnum):
 
 @dataclass(frozen=True)
 class MasteringProfile:
-    """Targets and encoder settings of one :class:`Profile` (see the module docstring)."""
+    """Targets and encoder settings of one :class:`Profile` (see the module docstring).
+
+    ``limiter_margin_db`` is how far under ``true_peak_dbtp`` the true-peak limiter starts
+    (the codec's usual overshoot); ``codec_makeup_db`` how much louder than the target the
+    audio goes into the encoder (the codec's usual loss). Both are first guesses: the
+    encoded file is measured and the next pass corrects them.
+    """
 
     profile: Profile
     suffix: str
