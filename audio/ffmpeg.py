@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import logging
+import math
 import os
 import re
 import subprocess
@@ -110,8 +111,9 @@ class Loudness:
     """EBU R128 measurement of a file.
 
     Attributes:
-        integrated: integrated loudness in LUFS (``-inf`` for silence).
-        true_peak: maximum true peak in dBTP.
+        integrated: integrated loudness in LUFS (``-inf`` for silence), to 0.1 LU.
+        true_peak: maximum true peak in dBTP (BS.1770 with 192 kHz oversampling), to
+            about 0.01 dB.
         lra: loudness range in LU.
     """
 
@@ -156,11 +158,29 @@ def measure_loudness(path: Path) -> Loudness:
         MasteringError: ffmpeg cannot decode the file.
     """
     out = run_ffmpeg(
-        ["-i", str(path), "-af", "ebur128=peak=true:framelog=quiet", "-f", "null", "-"],
+        ["-i", str(path), "-af", f"ebur128=peak=true:metadata=1:framelog=quiet,{_PEAK_PRINT}",
+         "-f", "null", "-"],
         what="测量响度",
-    )
+    )  # fmt: skip
     stats = parse_ebur128(out)
-    return Loudness(stats["integrated"], stats["true_peak"], stats["lra"])
+    return Loudness(stats["integrated"], _true_peak(out, stats["true_peak"]), stats["lra"])
+
+
+# The summary prints the true peak to 0.1 dB, too coarse to check a ceiling with: the
+# running maximum ebur128 attaches to every frame (linear, three decimals) is finer.
+_PEAK_KEY = "lavfi.r128.true_peaks_ch0"
+_PEAK_PRINT = f"ametadata=mode=print:key={_PEAK_KEY}"
+_PEAK_VALUE = re.compile(re.escape(_PEAK_KEY) + r"=([\d.]+)")
+
+
+def _true_peak(log_text: str, summary_dbtp: float) -> float:
+    """The true peak in dBTP to ~0.01 dB: the last running maximum of channel 0, or the
+    summary's value when that is higher (another channel peaks louder)."""
+    values = _PEAK_VALUE.findall(log_text[log_text.rfind(_PEAK_KEY) - 1 :])
+    if not values or float(values[-1]) <= 0:
+        return summary_dbtp
+    precise = 20 * math.log10(float(values[-1]))
+    return summary_dbtp if summary_dbtp > precise + 0.05 else round(precise, 2)
 
 
 @contextmanager

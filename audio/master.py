@@ -16,22 +16,27 @@ voice_note     −16 LUFS    −1.5 dBTP  11 LU  high-pass 80 Hz, 2:1 compressio
 Leading and trailing silence is trimmed and replaced by a fixed 0.12 s pre-roll and
 0.3 s tail, so clips join with predictable gaps.
 
-Each clip takes three ffmpeg runs:
+Each clip takes at least four ffmpeg runs:
 
 1. analyse: find the leading/trailing silence and measure loudness after shaping;
-2. shape: trim, shape, apply the gain to the target, limit the sample peak
-   (``alimiter``) below the true-peak target with a margin for encoder overshoot,
-   writing 32-bit float PCM; an ``ebur128`` branch measures integrated loudness,
-   gate threshold, loudness range and true peak in the same run: the first pass of
-   two-pass loudness normalisation;
-3. normalise and encode: ``loudnorm`` in linear mode with those measured values (the
-   second pass; the shaping has already controlled dynamics, so only the final gain
-   remains), ``-ar`` given explicitly so loudnorm's 192 kHz internal rate never leaks.
-   The encoded file is measured; if the codec moved it more than 0.3 LU from the
-   target or over the true-peak limit, it is encoded again with a corrected gain.
+2. shape: trim, shape, apply the gain, then a true-peak limiter as the very last stage
+   (``alimiter`` at four times the sample rate, so inter-sample peaks are caught too),
+   writing 32-bit float PCM; an ``ebur128`` branch measures the result in the same run.
+   The limiter costs loudness, so the gain is corrected and the audio shaped again until
+   it sits at the target (plus ``codec_makeup_db``, what the codec will take away);
+3. encode, with no filter at all: nothing may raise a peak after the limiter;
+4. measure the encoded file (``ebur128``, true peak to ~0.01 dB). A ceiling is a promise
+   about the file that ships, and codecs overshoot the limiter (MP3 by up to ~1 dB,
+   Opus by up to ~2 dB on buzzy eSpeak voices): if the file is more than 0.3 LU off
+   the target, or less than 0.1 dB under the true-peak ceiling, the limiter goes lower
+   by the overshoot, the gain follows the error, and steps 2–4 run again. After
+   :data:`MAX_PASSES` the clip fails with :class:`MasteringError`: a file over its
+   ceiling is never written.
 
-The measuring passes use ``ebur128`` (the same BS.1770 measurement) rather than
-``loudnorm``'s own first pass, which resamples to 192 kHz and is six times slower.
+Why not ``loudnorm``: its linear mode is a gain *after* the limiter, which is how peaks
+came back over the ceiling (−0.3 dBTP on eSpeak's male voices against −1.0); its dynamic
+mode is an AGC that pumps speech. The measuring passes use ``ebur128`` (the same BS.1770
+measurement), which is also six times faster than ``loudnorm``'s 192 kHz first pass.
 """
 
 from __future__ import annotations
@@ -45,10 +50,12 @@ from enum import StrEnum
 from pathlib import Path
 
 from audio.errors import MasteringError
-from audio.ffmpeg import atomic_path, measure_loudness, parse_ebur128, run_ffmpeg
+from audio.ffmpeg import atomic_path, decode_pcm, measure_loudness, parse_ebur128, run_ffmpeg
 from audio.mp3 import HOUSE_FORMAT, parse_frames
 
 __all__ = [
+    "AMR_NB_VOICE",
+    "MP3_PHONE_FILE",
     "PROFILES",
     "MasteredAudio",
     "MasteringProfile",
@@ -63,6 +70,15 @@ PRE_ROLL_S = 0.12
 TAIL_S = 0.3
 ENCODED_TOLERANCE_LU = 0.3
 """How far the encoded clip's measured loudness may sit from the target."""
+TRUE_PEAK_SAFETY_DB = 0.1
+"""How far under the ceiling the encoded clip's true peak must measure: true-peak meters
+differ by a few hundredths of a dB, and a ceiling is a promise to every one of them."""
+MAX_PASSES = 6
+"""Shape-encode-measure passes before giving up on a clip (two suffice for speech)."""
+SHAPE_PASSES = 5
+SHAPE_TOLERANCE_LU = 0.1
+OVERSAMPLING = 4
+"""The limiter runs at this multiple of the sample rate to catch inter-sample peaks."""
 SILENCE_DB = -45
 """Below this level (dBFS) audio counts as silence when trimming."""
 
@@ -78,7 +94,13 @@ class Profile(StrEnum):
 
 @dataclass(frozen=True)
 class MasteringProfile:
-    """Targets and encoder settings of one :class:`Profile` (see the module docstring)."""
+    """Targets and encoder settings of one :class:`Profile` (see the module docstring).
+
+    ``limiter_margin_db`` is how far under ``true_peak_dbtp`` the true-peak limiter starts
+    (the codec's usual overshoot); ``codec_makeup_db`` how much louder than the target the
+    audio goes into the encoder (the codec's usual loss). Both are first guesses: the
+    encoded file is measured and the next pass corrects them.
+    """
 
     profile: Profile
     suffix: str
@@ -108,7 +130,7 @@ PROFILES: dict[Profile, MasteringProfile] = {
             "highpass=f=150:poles=2,highpass=f=150:poles=2,lowpass=f=7000:poles=2,"
             "acompressor=threshold=-24dB:ratio=3:attack=5:release=150:knee=4"
         ),
-        limiter_margin_db=2.0,
+        limiter_margin_db=1.0,
         codec_makeup_db=0.45,
         encoder=(
             "-c:a", "libmp3lame", "-b:a", f"{HOUSE_FORMAT.bitrate_kbps}k",
@@ -124,7 +146,7 @@ PROFILES: dict[Profile, MasteringProfile] = {
         lra=11.0,
         sample_rate=48_000,
         shaping="highpass=f=80:poles=2,acompressor=threshold=-28dB:ratio=2:attack=10:release=200:knee=6",
-        limiter_margin_db=3.5,
+        limiter_margin_db=1.7,
         codec_makeup_db=0.45,
         encoder=(
             "-c:a", "libopus", "-b:a", "32k", "-vbr", "on", "-application", "voip",
@@ -132,6 +154,41 @@ PROFILES: dict[Profile, MasteringProfile] = {
         ),
     ),
 }  # fmt: skip
+
+AMR_NB_VOICE = MasteringProfile(
+    profile=Profile.VOICE_NOTE,
+    suffix=".amr",
+    integrated_lufs=-16.0,
+    true_peak_dbtp=-1.5,
+    lra=11.0,
+    sample_rate=8_000,
+    shaping="anull",
+    limiter_margin_db=3.0,
+    codec_makeup_db=0.5,
+    encoder=("-c:a", "libopencore_amrnb", "-b:a", "12.2k", "-f", "amr"),
+)
+"""A phone clip again as AMR-NB 8 kHz, for platforms whose voice messages need it (WeCom).
+
+Pass a finished voice note to :func:`master` with this spec: its shaping is neutral, and
+the AMR file is held to the phone targets like any other file. AMR-NB, a speech codec
+that keeps no waveform, overshoots the limiter by 1–3 dB, erratically; it also loses
+~0.5 LU.
+"""
+
+MP3_PHONE_FILE = MasteringProfile(
+    profile=Profile.VOICE_NOTE,
+    suffix=".mp3",
+    integrated_lufs=-16.0,
+    true_peak_dbtp=-1.5,
+    lra=11.0,
+    sample_rate=48_000,
+    shaping="anull",
+    limiter_margin_db=1.0,
+    codec_makeup_db=0.3,
+    encoder=("-c:a", "libmp3lame", "-b:a", "48k", "-id3v2_version", "0", "-f", "mp3"),
+)
+"""A phone clip again as a 48 kbit/s MP3 file, for platforms that take audio only as a
+file (WeCom, for clips longer than a voice message), held to the phone targets."""
 
 
 @dataclass(frozen=True)
@@ -198,14 +255,24 @@ def is_silent(loudness_lufs: float) -> bool:
 
 
 def master(
-    raw: Path, out: Path, profile: Profile, *, target_lufs: float | None = None
+    raw: Path,
+    out: Path,
+    profile: Profile | MasteringProfile,
+    *,
+    target_lufs: float | None = None,
 ) -> MasteredAudio:
     """Master ``raw`` (any format ffmpeg decodes) into ``out`` for ``profile``.
+
+    The encoded file is measured before it is kept: it lies within
+    :data:`ENCODED_TOLERANCE_LU` of the loudness target and at least
+    :data:`TRUE_PEAK_SAFETY_DB` under the profile's true-peak ceiling, or nothing is
+    written and :class:`MasteringError` says why.
 
     Args:
         raw: the unmastered audio.
         out: destination; written atomically. Its suffix is not consulted.
-        profile: the mastering profile.
+        profile: the mastering profile, or the spec of a derived format such as
+            :data:`AMR_NB_VOICE`.
         target_lufs: override the profile's integrated loudness (the chime sits 3 LU
             below speech).
 
@@ -213,18 +280,23 @@ def master(
         The file, its duration and the timestamp shift for subtitles.
 
     Raises:
-        MasteringError: ffmpeg failed, or the audio is silent.
+        MasteringError: ffmpeg failed, the audio is silent, or the encoded file could not
+            be brought within its loudness target and under its true-peak ceiling.
     """
-    spec = PROFILES[Profile(profile)]
+    spec = profile if isinstance(profile, MasteringProfile) else PROFILES[Profile(profile)]
     target = spec.integrated_lufs if target_lufs is None else target_lufs
     analysis = _analyse(raw, spec)
     if is_silent(analysis.integrated):
         raise MasteringError("音频没有可听见的声音（全是静音）")
     start = analysis.speech_start
     length = analysis.speech_end - start
-    gain = target - analysis.integrated
-    margin = spec.limiter_margin_db
-    trim = spec.codec_makeup_db
+    # Lossy codecs lose ~0.45 LU on speech (``codec_makeup_db``) and overshoot peaks
+    # (MP3 by a few tenths of a dB, Opus by up to 2–3 dB on buzzy voices): the shaped
+    # audio is made that much louder, and limited that much lower, than the targets.
+    level = target + spec.codec_makeup_db
+    ceiling = spec.true_peak_dbtp - spec.limiter_margin_db
+    gain = level - analysis.integrated
+    allowed = spec.true_peak_dbtp - TRUE_PEAK_SAFETY_DB
 
     out.parent.mkdir(parents=True, exist_ok=True)
     with (
@@ -232,34 +304,34 @@ def master(
         atomic_path(out) as encoded,
     ):
         shaped = Path(scratch) / "shaped.wav"
-        shaped_margin = None
-        for _attempt in range(4):
-            if shaped_margin != margin:
-                normalise, gain = _shape(raw, shaped, spec, start, length, gain, margin, target)
-                shaped_margin = margin
+        for attempt in range(1, MAX_PASSES + 1):
+            gain = _shape(raw, shaped, spec, start, length, gain, ceiling, level)
             run_ffmpeg(
-                ["-y", "-i", str(shaped), "-af", f"{normalise},volume={trim:.2f}dB",
-                 "-ar", str(spec.sample_rate), "-ac", "1", "-map_metadata", "-1",
-                 *spec.encoder, str(encoded)],
+                ["-y", "-i", str(shaped), "-ar", str(spec.sample_rate), "-ac", "1",
+                 "-map_metadata", "-1", *spec.encoder, str(encoded)],
                 what="编码音频",
             )  # fmt: skip
-            # Lossy codecs move loudness a little (both lose ~0.45 LU on speech, which
-            # ``codec_makeup_db`` anticipates) and
-            # overshoot peaks (Opus by up to 2–3 dB on buzzy voices): measure the encoded
-            # file; correct the gain, or limit harder and shape again.
             final = measure_loudness(encoded)
             error = target - final.integrated
-            overshoot = final.true_peak - (spec.true_peak_dbtp - 0.1)
+            overshoot = final.true_peak - allowed
+            log.debug(
+                "mastering %s pass %d: %.1f LUFS / %.2f dBTP (limiter %.2f dBTP)",
+                raw.name, attempt, final.integrated, final.true_peak, ceiling,
+            )  # fmt: skip
             if abs(error) <= ENCODED_TOLERANCE_LU and overshoot <= 0:
                 break
+            # Over the ceiling: limit lower by what the codec added, and a little more
+            # (at most 1.5 dB a pass: AMR-NB's peaks jump about from one pass to the next).
             if overshoot > 0:
-                margin += overshoot + 0.3
-            trim += error
+                ceiling -= min(overshoot + 0.1, 1.5)
+            level += error
+            gain += error
         else:
-            log.warning(
-                "mastering %s: %.1f LUFS / %.1f dBTP after retries (target %.1f / %.1f)",
-                raw.name, final.integrated, final.true_peak, target, spec.true_peak_dbtp,
-            )  # fmt: skip
+            raise MasteringError(
+                f"音频处理后达不到响度要求：编码后 {final.integrated:.1f} LUFS、"
+                f"真峰值 {final.true_peak:.2f} dBTP（要求 {target:.1f} ± "
+                f"{ENCODED_TOLERANCE_LU} LUFS，真峰值不超过 {spec.true_peak_dbtp:.1f} dBTP）"
+            )
         duration = _duration(encoded, spec)
     return MasteredAudio(out, duration, PRE_ROLL_S - start)
 
@@ -271,22 +343,33 @@ def _shape(
     start: float,
     length: float,
     gain: float,
-    margin: float,
-    target: float,
-) -> tuple[str, float]:
-    """Trim, shape, amplify and limit ``raw`` into ``shaped``; measure it on the way.
+    ceiling: float,
+    level: float,
+) -> float:
+    """Trim, shape, amplify and true-peak-limit ``raw`` into ``shaped`` at ``level`` LUFS.
+
+    The limiter is the last stage, after every gain, and runs at four times the sample
+    rate so that it holds inter-sample (true) peaks under ``ceiling`` dBTP, not only
+    sample peaks. It costs some loudness, so the gain is raised and the audio shaped
+    again until the result measures within :data:`SHAPE_TOLERANCE_LU` of ``level``.
 
     Returns:
-        The ``loudnorm`` second-pass filter for ``shaped``, and the gain used.
+        The gain used (a good start for another pass).
+
+    Raises:
+        MasteringError: ffmpeg failed or the result is silent.
     """
-    ceiling = 10 ** ((spec.true_peak_dbtp - margin) / 20)
-    for _attempt in range(3):
+    limit = 10 ** (ceiling / 20)
+    previous: tuple[float, float] | None = None
+    for _attempt in range(SHAPE_PASSES):
         graph = (
             f"[0:a]atrim=start={start:.3f}:duration={length:.3f},asetpts=PTS-STARTPTS,"
             f"aresample={spec.sample_rate},{spec.shaping},volume={gain:.2f}dB,"
-            f"alimiter=limit={ceiling:.4f}:attack=2:release=60:level=false,"
+            f"aresample={spec.sample_rate * OVERSAMPLING},"
+            f"alimiter=limit={limit:.4f}:attack=5:release=80:level=false:latency=true,"
+            f"aresample={spec.sample_rate},"
             f"adelay={int(PRE_ROLL_S * 1000)}:all=1,apad=pad_dur={TAIL_S},"
-            "asplit[keep][probe];[probe]ebur128=peak=true:framelog=quiet[sink]"
+            "asplit[keep][probe];[probe]ebur128=framelog=quiet[sink]"
         )
         log_text = run_ffmpeg(
             ["-y", "-i", str(raw), "-filter_complex", graph,
@@ -294,31 +377,27 @@ def _shape(
              "-f", "wav", str(shaped), "-map", "[sink]", "-f", "null", "-"],
             what="处理音频",
         )  # fmt: skip
-        stats = parse_ebur128(log_text)
-        measured = stats["integrated"]
+        measured = parse_ebur128(log_text)["integrated"]
         if is_silent(measured):
             raise MasteringError("音频没有可听见的声音（全是静音）")
-        # The limiter costs some loudness. loudnorm can make up the rest linearly as
-        # long as the true peak stays under the limit; otherwise shape again, louder.
-        if stats["true_peak"] + (target - measured) <= spec.true_peak_dbtp - 0.2:
+        if abs(level - measured) <= SHAPE_TOLERANCE_LU:
             break
-        gain += target - measured
-    # loudnorm stays linear only for 0 < measured LRA <= target LRA; the compressor has
-    # already narrowed the range, and a clip shorter than 3 s measures 0.
-    lra = min(max(stats["lra"], 0.1), spec.lra)
-    normalise = (
-        f"loudnorm=I={target}:TP={spec.true_peak_dbtp}:LRA={spec.lra}"
-        f":measured_I={measured}:measured_TP={stats['true_peak']}"
-        f":measured_LRA={lra}:measured_thresh={stats['threshold']}"
-        ":linear=true:print_format=summary"
-    )
-    return normalise, gain
+        # Under heavy limiting a dB of gain buys only a fraction of a LU: follow the
+        # secant through the last two passes (bounded), not a step of the full error.
+        slope = 1.0
+        if previous is not None and gain != previous[0]:
+            slope = min(1.0, max(0.2, (measured - previous[1]) / (gain - previous[0])))
+        previous = (gain, measured)
+        gain += min(6.0, max(-6.0, (level - measured) / slope))
+    return gain
 
 
 def _duration(path: Path, spec: MasteringProfile) -> float:
     if spec.suffix == ".mp3":
         return round(parse_frames(path.read_bytes(), name="编码结果").duration, 3)
-    return round(ogg_opus_duration(path), 3)
+    if spec.suffix == ".ogg":
+        return round(ogg_opus_duration(path), 3)
+    return round(len(decode_pcm(path, sample_rate=spec.sample_rate)) / 2 / spec.sample_rate, 3)
 
 
 def ogg_opus_duration(path: Path) -> float:

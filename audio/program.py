@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import subprocess
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -92,12 +91,21 @@ class ProgramResult:
 
 @dataclass(frozen=True)
 class LoopResult:
-    """A loop export for mobile speakers."""
+    """A loop export for mobile speakers.
+
+    Attributes:
+        path: the loop MP3.
+        repeats: whole readings of the program in it.
+        duration: its playing time in seconds (the minutes asked for, to one frame).
+        rebuilt: ``False`` when the same loop was already there.
+        pause: seconds of silence after each reading.
+    """
 
     path: Path
     repeats: int
     duration: float
     rebuilt: bool
+    pause: float = 0.0
 
 
 def manifest_path(program_path: Path) -> Path:
@@ -145,10 +153,14 @@ def _silence_frames() -> tuple[bytes, ...]:
 
 def _silence(seconds: float) -> tuple[bytes, int]:
     count = max(0, round(seconds / HOUSE_FORMAT.frame_seconds))
+    return _silence_count(count), count
+
+
+def _silence_count(count: int) -> bytes:
     pool = _silence_frames()
     cycles = b"".join(pool)
     whole, rest = divmod(count, len(pool))
-    return cycles * whole + b"".join(pool[:rest]), count
+    return cycles * whole + b"".join(pool[:rest])
 
 
 def _input_hash(payload: dict[str, Any]) -> str:
@@ -323,19 +335,24 @@ def build_loop(
     *,
     gap_s: float = 5.0,
 ) -> LoopResult:
-    """Repeat a program to fill ``minutes`` for a mobile speaker, joined without re-encoding.
+    """Repeat a program for a mobile speaker: exactly ``minutes`` long, no reading cut.
 
-    Whole repetitions only (a reading is never cut): as many as fit in ``minutes`` with
-    ``gap_s`` between them, and at least one.
+    An operator who asks for a 30-minute loop drives a 30-minute route: the file lasts
+    exactly that long (to one MP3 frame, 26 ms). It holds as many whole readings as fit
+    with at least ``gap_s`` of silence after each; the time left over is shared out
+    evenly as longer pauses after every reading (the last one too, so a player that
+    repeats the file keeps the same rhythm). A reading is never cut: a program longer
+    than ``minutes`` plays once, followed by ``gap_s``, and the file is that much longer.
+    Joined without re-encoding.
 
     Args:
         program: the program file (or the result of :func:`build_program`).
-        minutes: length to fill, 1–600.
+        minutes: length of the loop, 1–600.
         out_path: the loop file; written atomically, skipped when unchanged.
-        gap_s: silence between repetitions.
+        gap_s: the shortest silence after a reading.
 
     Returns:
-        The loop file, the number of repetitions and its duration.
+        The loop file, its number of readings, its duration and the pause after each.
 
     Raises:
         ProgramError: the program is missing or not in the house format, or bad minutes.
@@ -344,6 +361,8 @@ def build_loop(
     out_path = Path(out_path)
     if not 1 <= minutes <= 600:
         raise ProgramError("循环时长应在 1 到 600 分钟之间")
+    if not 0 <= gap_s <= 60:
+        raise ProgramError("间隔时间应在 0 到 60 秒之间")
     try:
         data = source.read_bytes()
     except OSError as exc:
@@ -351,13 +370,18 @@ def build_loop(
     frames = parse_frames(data, name=f"节目 {source.name} ")
     if frames.format != HOUSE_FORMAT:
         raise ProgramError(f"节目 {source.name} 不是统一的广播格式")
-    silence, silence_count = _silence(gap_s)
-    period = frames.duration + silence_count * HOUSE_FORMAT.frame_seconds
-    repeats = max(
-        1, math.floor((minutes * 60 + silence_count * HOUSE_FORMAT.frame_seconds) / period)
-    )
-    count = repeats * frames.count + (repeats - 1) * silence_count
+    total = round(minutes * 60 / HOUSE_FORMAT.frame_seconds)
+    least = round(gap_s / HOUSE_FORMAT.frame_seconds)
+    repeats = max(1, total // (frames.count + least))
+    spare = total - repeats * frames.count
+    if spare < least:  # the program alone is longer than the loop
+        pauses = [least]
+    else:
+        base, extra = divmod(spare, repeats)
+        pauses = [base + 1] * extra + [base] * (repeats - extra)
+    count = repeats * frames.count + sum(pauses)
     duration = round(count * HOUSE_FORMAT.frame_seconds, 3)
+    pause = round(min(pauses) * HOUSE_FORMAT.frame_seconds, 3)
     title = source.stem
     try:
         meta = json.loads(manifest_path(source).read_text(encoding="utf-8"))
@@ -366,31 +390,32 @@ def build_loop(
         date = ""
     input_hash = _input_hash(
         {
+            "version": MANIFEST_VERSION,
             "program": hashlib.sha256(frames.data).hexdigest(),
-            "repeats": repeats,
-            "gap": gap_s,
+            "minutes": minutes,
+            "pauses": pauses,
             "title": title,
         }
     )
     if _unchanged(out_path, input_hash) is not None:
-        return LoopResult(out_path, repeats, duration, False)
+        return LoopResult(out_path, repeats, duration, False, pause)
     tag = id3v2_tag(title=f"{title}（循环 {minutes:g} 分钟）", artist="大喇叭", date=date)
     with atomic_path(out_path) as tmp, tmp.open("wb") as handle:
         handle.write(tag)
-        for index in range(repeats):
-            if index:
-                handle.write(silence)
+        for frames_of_pause in pauses:
             handle.write(frames.data)
+            handle.write(_silence_count(frames_of_pause))
         size = handle.tell()
     manifest = {
         "version": MANIFEST_VERSION,
         "input_hash": input_hash,
         "program": source.name,
+        "minutes": minutes,
         "repeats": repeats,
-        "gap": gap_s,
+        "pause": pause,
         "total_duration": duration,
         "bytes": size,
     }
     with atomic_path(manifest_path(out_path)) as tmp:
         tmp.write_text(json.dumps(manifest, ensure_ascii=False, indent=1), encoding="utf-8")
-    return LoopResult(out_path, repeats, duration, True)
+    return LoopResult(out_path, repeats, duration, True, pause)

@@ -63,7 +63,7 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-PIPELINE_VERSION = 1
+PIPELINE_VERSION = 2
 """Bump when synthesis or mastering changes the bytes: old cache entries are then unused."""
 
 EDGE_CHUNK_CHARS = 300

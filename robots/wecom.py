@@ -15,18 +15,20 @@ with the platform's ``errmsg``.
 
 from __future__ import annotations
 
-import subprocess
 import tempfile
 import threading
 from collections import OrderedDict
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
 
 from cms.channels import ChatUnavailable, Notice, PermanentFailure
 from cms.settings import Settings
 from robots.base import Part, RobotChannel, Throttled, Window, errmsg, post_file, post_json
 from robots.base import split_text as split_text
+
+if TYPE_CHECKING:
+    from audio.master import MasteringProfile
 
 __all__ = [
     "converted",
@@ -164,42 +166,32 @@ def _safe(title: str) -> str:
     return "".join(ch for ch in title if ch.isalnum() or ch in "-_ ").strip()[:40] or "notice"
 
 
-def _ffmpeg(source: Path, suffix: str, *args: str) -> bytes:
-    import imageio_ffmpeg
-
-    with tempfile.TemporaryDirectory(prefix="dalaba-wecom-") as tmp:
-        out = Path(tmp) / f"out{suffix}"
-        result = subprocess.run(
-            [
-                imageio_ffmpeg.get_ffmpeg_exe(),
-                "-hide_banner",
-                "-loglevel",
-                "error",
-                "-y",
-                "-i",
-                str(source),
-                "-vn",
-                *args,
-                str(out),
-            ],
-            capture_output=True,
-            timeout=300,
-        )
-        if result.returncode != 0 or not out.exists():
-            raise OSError(f"ffmpeg 转换失败：{result.stderr.decode(errors='replace')[-300:]}")
-        return out.read_bytes()
-
-
 def to_amr(source: Path) -> bytes:
-    """AMR-NB, 8 kHz mono, 12.2 kbit/s (what WeCom plays as a voice message)."""
-    return _ffmpeg(
-        source, ".amr", "-ac", "1", "-ar", "8000", "-c:a", "libopencore_amrnb", "-b:a", "12.2k"
-    )
+    """AMR-NB, 8 kHz mono, 12.2 kbit/s (what WeCom plays as a voice message), held to the
+    phone's loudness target and true-peak ceiling like every other file."""
+    from audio.master import AMR_NB_VOICE
+
+    return _remaster(source, AMR_NB_VOICE)
 
 
 def to_mp3(source: Path) -> bytes:
-    """A mono MP3 for clips longer than a voice message may be."""
-    return _ffmpeg(source, ".mp3", "-ac", "1", "-c:a", "libmp3lame", "-b:a", "48k")
+    """A mono MP3 for clips longer than a voice message may be, held to the phone targets."""
+    from audio.master import MP3_PHONE_FILE
+
+    return _remaster(source, MP3_PHONE_FILE)
+
+
+def _remaster(source: Path, spec: MasteringProfile) -> bytes:
+    from audio.errors import AudioError
+    from audio.master import master
+
+    with tempfile.TemporaryDirectory(prefix="dalaba-wecom-") as tmp:
+        out = Path(tmp) / f"out{spec.suffix}"
+        try:
+            master(source, out, spec)
+        except AudioError as exc:
+            raise OSError(f"音频转换失败：{exc}") from exc
+        return out.read_bytes()
 
 
 def _measure(path: Path) -> float:

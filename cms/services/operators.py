@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import os
 import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -601,7 +600,7 @@ def loop_file(settings: Settings, program: Program, minutes: int) -> Path:
     stem = f"{program.id}-{st.st_ino:x}-{st.st_mtime_ns:x}-{st.st_size:x}-{minutes}"
     target = folder / f"{stem}.mp3"
     if not target.exists():
-        _build_loop(source, minutes, target, program.duration)
+        _build_loop(source, minutes, target)
         cutoff = datetime.now(UTC).timestamp() - LOOP_KEEP.total_seconds()
         for old in folder.iterdir():
             superseded = old.name.startswith(f"{program.id}-") and not old.name.startswith(stem)
@@ -610,29 +609,7 @@ def loop_file(settings: Settings, program: Program, minutes: int) -> Path:
     return target
 
 
-def _build_loop(source: Path, minutes: int, target: Path, duration: float | None) -> None:
-    try:
-        from audio.program import build_loop
-    except ImportError:
-        pass
-    else:
-        build_loop(source, minutes, target)
-        return
-    # Without audio's loop export: programs are in the house format (CBR frames, tag only at
-    # the start), so repeating the frames after the tag is a valid MP3.
-    data = source.read_bytes()
-    start = 0
-    if data[:3] == b"ID3" and len(data) >= 10:
-        start = 10 + sum((b & 0x7F) << (7 * (3 - i)) for i, b in enumerate(data[6:10]))
-    repeats = max(1, int(minutes * 60 // duration)) if duration else 1
-    folder = target.parent
-    folder.mkdir(parents=True, exist_ok=True)
-    tmp = folder / f".{target.name}.{secrets.token_hex(4)}.tmp"
-    try:
-        with tmp.open("wb") as handle:
-            handle.write(data[:start])
-            for _ in range(repeats):
-                handle.write(data[start:])
-        os.replace(tmp, target)
-    finally:
-        tmp.unlink(missing_ok=True)
+def _build_loop(source: Path, minutes: int, target: Path) -> None:
+    from audio.program import build_loop
+
+    build_loop(source, minutes, target)

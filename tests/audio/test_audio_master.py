@@ -98,3 +98,40 @@ def test_ogg_duration_rejects_other_files(tmp_path: Path) -> None:
     path.write_bytes(b"not an ogg file")
     with pytest.raises(MasteringError):
         ogg_opus_duration(path)
+
+
+# eSpeak's male voice on this text came out at −0.74 dBTP against the −1.0 ceiling when
+# the limiter sat before loudnorm's gain (issue 10): the ceiling is checked on the file.
+BUZZY = "各户请落实“门前五包”：包卫生、包绿化、包秩序、包设施、包安全。"
+
+
+@pytest.mark.parametrize("profile", [Profile.LOUDSPEAKER, Profile.VOICE_NOTE])
+def test_a_buzzy_voice_meets_the_ceiling_after_encoding(
+    offline_renderer: Renderer, profile: Profile
+) -> None:
+    clip = offline_renderer.render(BUZZY, voice="zh-CN-YunjianNeural", profile=profile)
+    spec = PROFILES[profile]
+    measured = measure_loudness(clip.path)
+    assert measured.true_peak <= spec.true_peak_dbtp - 0.1
+    assert measured.integrated == pytest.approx(spec.integrated_lufs, abs=0.3)
+
+
+def test_a_file_that_cannot_meet_its_ceiling_is_not_written(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import audio.master
+    from audio.ffmpeg import Loudness
+
+    make_tone(tmp_path / "tone.wav", 2.0)
+    calls: list[Path] = []
+
+    def always_over(path: Path) -> Loudness:
+        calls.append(path)
+        return Loudness(-14.0, -0.5, 3.0)
+
+    monkeypatch.setattr(audio.master, "measure_loudness", always_over)
+    with pytest.raises(MasteringError, match="真峰值 -0.50 dBTP"):
+        master(tmp_path / "tone.wav", tmp_path / "out.mp3", Profile.LOUDSPEAKER)
+    assert len(calls) == audio.master.MAX_PASSES
+    assert not (tmp_path / "out.mp3").exists()
+    assert [p.name for p in tmp_path.iterdir()] == ["tone.wav"]

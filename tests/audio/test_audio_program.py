@@ -154,18 +154,26 @@ def test_program_errors(clips: dict, tmp_path: Path, offline_renderer: Renderer)
     assert not (tmp_path / "y.mp3").exists()
 
 
-def test_loop_fills_the_minutes_with_whole_programs(clips: dict, tmp_path: Path) -> None:
+def test_loop_lasts_exactly_the_minutes_with_whole_programs(clips: dict, tmp_path: Path) -> None:
     program = build(clips, tmp_path / "p.mp3", items=items(clips)[1:2])
     loop = build_loop(program, 2, tmp_path / "loop.mp3", gap_s=5.0)
-    expected = int((120 + 5) // (program.duration + 5))
-    assert loop.repeats == max(1, expected)
-    assert loop.duration <= 120 or loop.repeats == 1
+    frame = HOUSE_FORMAT.frame_seconds
+    assert loop.repeats == int(120 // (program.duration + 5)) >= 2
+    assert loop.duration == pytest.approx(120, abs=frame / 2)  # what it says, to one frame
+    assert loop.pause >= 5.0
     assert loop.duration == pytest.approx(
-        loop.repeats * program.duration + (loop.repeats - 1) * 5.0, abs=0.1
+        loop.repeats * (program.duration + loop.pause), abs=loop.repeats * frame
     )
     assert ffmpeg_decode_errors(loop.path) == ""
-    assert decoded_seconds(loop.path) == pytest.approx(loop.duration, abs=0.15)
+    assert decoded_seconds(loop.path) == pytest.approx(120, abs=0.15)
+    assert parse_frames(loop.path.read_bytes()).duration == pytest.approx(120, abs=frame / 2)
     assert loop.path.read_bytes().count(b"ID3") == 1
+    manifest = json.loads(loop.path.with_suffix(".json").read_text())
+    assert manifest["minutes"] == 2 and manifest["repeats"] == loop.repeats
     assert not build_loop(program, 2, tmp_path / "loop.mp3", gap_s=5.0).rebuilt
+    # A program (and its least pause) longer than the loop plays once, whole, never cut.
+    longer = build_loop(program, 1, tmp_path / "short.mp3", gap_s=60.0)
+    assert longer.repeats == 1 and longer.pause == pytest.approx(60, abs=frame)
+    assert longer.duration == pytest.approx(program.duration + 60, abs=frame)
     with pytest.raises(ProgramError):
         build_loop(program, 0, tmp_path / "loop.mp3")
