@@ -40,7 +40,6 @@ from cms.services.content import (  # noqa: F401  (the limits, as other modules 
     MAX_TITLE,
     MAX_WINDOW_DAYS,
     RATE_RANGE,
-    SPECS,
     Content,
     voice_names,
 )
@@ -313,7 +312,13 @@ _DIFF_GROUPS = {
     "start_date": ("window", N_("播出期")),
     "end_date": ("window", N_("播出期")),
 }
-DIFF_FIELDS = list(dict.fromkeys(_DIFF_GROUPS.get(s.name, (s.name, s.label)) for s in SPECS))
+
+
+def diff_fields() -> list[tuple[str, str]]:
+    """(name, label) of what the diff compares, in the content model's order."""
+    return list(
+        dict.fromkeys(_DIFF_GROUPS.get(s.name, (s.name, s.label)) for s in content_model.SPECS)
+    )
 
 
 def _field_text(rev: Revision, name: str) -> str:
@@ -347,7 +352,7 @@ class FieldDiff:
 def diff(old: Revision, new: Revision) -> list[FieldDiff]:
     """Character-level differences field by field (Chinese has no spaces to split words on)."""
     out: list[FieldDiff] = []
-    for name, label in DIFF_FIELDS:
+    for name, label in diff_fields():
         a, b = _field_text(old, name), _field_text(new, name)
         if a == b:
             continue

@@ -105,14 +105,14 @@ class Spec:
     name: str = ""  # filled in from the dataclass field
 
     def choice_values(self) -> list[str]:
-        if isinstance(self.choices, type):
+        if isinstance(self.choices, enum.EnumMeta):
             return [str(member.value) for member in self.choices]
         return list(self.choices()) if self.choices else []
 
     @property
     def stable_choices(self) -> bool:
         """Whether the choices are fixed (an enum), not a list that may change (voices)."""
-        return isinstance(self.choices, type)
+        return isinstance(self.choices, enum.EnumMeta)
 
 
 def spec(kind: Kind, label: str, **options: Any) -> Any:
@@ -300,7 +300,7 @@ def _as_choice(errors: Errors, s: Spec, raw: object) -> Any:
     if value not in s.choice_values():
         errors.add(s.name, s.invalid, label=s.label, v=value[:60])
         value = s.default
-    return s.choices(value) if isinstance(s.choices, type) else value
+    return s.choices(value) if isinstance(s.choices, enum.EnumMeta) else value
 
 
 def _as_time(errors: Errors, s: Spec, raw: object) -> time | None:

@@ -10,7 +10,8 @@ from flask import abort, request
 from flask_babel import gettext as _
 from sqlalchemy import Select, func, select
 
-from cms.services.content import SPECS, Content, Kind
+from cms.services import content as model
+from cms.services.content import Content, Kind
 from cms.services.errors import DomainError, ValidationError
 from cms.services.text import parse_id, parse_int
 from cms.web.db import db
@@ -84,7 +85,7 @@ def announcement_form_data() -> dict[str, Any]:
     """
     form = request.form
     data: dict[str, Any] = {}
-    for s in SPECS:
+    for s in model.SPECS:
         if s.kind is Kind.IDS:
             data[s.name] = form.getlist(s.name)
         elif s.kind is Kind.SWITCH:
@@ -97,7 +98,7 @@ def announcement_form_data() -> dict[str, Any]:
 def announcement_form_values(content: Content) -> dict[str, Any]:
     """Saved content as the form shows it (strings for inputs, lists for multi-selects)."""
     values: dict[str, Any] = {}
-    for s in SPECS:
+    for s in model.SPECS:
         value = getattr(content, s.name)
         match s.kind:
             case Kind.IDS:

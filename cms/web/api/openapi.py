@@ -14,8 +14,9 @@ from functools import cache
 from typing import Any
 
 from cms.models import AreaKind, Status
+from cms.services import content as model
 from cms.services.announcements import PHASES
-from cms.services.content import CHANNELS, SPECS, Kind, Spec
+from cms.services.content import CHANNELS, Kind, Spec
 from cms.services.text import MAX_ID
 from cms.web.api.errors import ERROR_CODES, MAX_REQUEST_BYTES
 
@@ -92,7 +93,7 @@ def _field_schema(s: Spec, *, saved: bool) -> dict[str, Any]:
 def content_properties(*, saved: bool = False) -> dict[str, Any]:
     """The content fields as the API names them: the switches become one ``channels`` list."""
     out: dict[str, Any] = {}
-    for s in SPECS:
+    for s in model.SPECS:
         name = "channels" if s.kind is Kind.SWITCH else s.name
         out.setdefault(name, _field_schema(s, saved=saved))
     return out
@@ -102,7 +103,7 @@ def content_required() -> list[str]:
     """The fields a whole new content must give (those with no default)."""
     names = [
         "channels" if s.kind is Kind.SWITCH else s.name
-        for s in SPECS
+        for s in model.SPECS
         if s.kind is Kind.SWITCH or (s.required and s.default is None)
     ]
     return list(dict.fromkeys(names))
@@ -560,6 +561,12 @@ def _document() -> str:
         },
         ensure_ascii=False,
     )
+
+
+@cache
+def shared_document() -> Mapping[str, Any]:
+    """The document, built once per process, for reading only (validation uses it)."""
+    return json.loads(_document())
 
 
 def openapi_document() -> dict[str, Any]:

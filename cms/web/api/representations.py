@@ -17,15 +17,16 @@ from sqlalchemy.orm import Session
 
 from cms.models import Announcement, Area, Revision, User
 from cms.services import areas
+from cms.services import content as model
 from cms.services.announcements import STATUS_LABELS
 from cms.services.areas import AREA_KIND_LABELS
-from cms.services.content import SPECS, Content, Kind
+from cms.services.content import Content, Kind
 
 
 def content_json(content: Content) -> dict[str, Any]:
     """Content as the API carries it: ISO dates, HH:MM times, the switches as ``channels``."""
     out: dict[str, Any] = {}
-    for s in SPECS:
+    for s in model.SPECS:
         value = getattr(content, s.name)
         match s.kind:
             case Kind.SWITCH:
@@ -49,7 +50,7 @@ def service_input(data: Mapping[str, Any]) -> dict[str, Any]:
     """API content fields → the services' input (``channels`` become the model's switches)."""
     out = {k: v for k, v in data.items() if k != "channels"}
     if "channels" in data:
-        for s in SPECS:
+        for s in model.SPECS:
             if s.kind is Kind.SWITCH:
                 out[s.name] = s.channel in data["channels"]
     return out

@@ -28,7 +28,7 @@ from referencing.jsonschema import DRAFT202012
 
 from cms.services.errors import N_, Message, ValidationError
 from cms.web.api.errors import DEFAULT_MESSAGES, ApiError
-from cms.web.api.openapi import TIME_PATTERN, openapi_document
+from cms.web.api.openapi import TIME_PATTERN, shared_document
 
 DOCUMENT_URI = "urn:dalaba:openapi"
 
@@ -60,7 +60,7 @@ MAX_NAMED_UNKNOWN = 20
 
 @cache
 def _registry() -> Registry[Any]:
-    resource = Resource.from_contents(openapi_document(), default_specification=DRAFT202012)
+    resource = Resource.from_contents(shared_document(), default_specification=DRAFT202012)
     return Registry().with_resource(DOCUMENT_URI, resource)
 
 
@@ -158,7 +158,7 @@ def _operation() -> tuple[str, str]:
 def _request_body() -> tuple[str, bool]:
     """The pointer to the serving operation's request body schema, and whether it is required."""
     path, method = _operation()
-    body = openapi_document()["paths"][path][method]["requestBody"]
+    body = shared_document()["paths"][path][method]["requestBody"]
     return _pointer(
         "paths", path, method, "requestBody", "content", "application/json", "schema"
     ), bool(body.get("required"))
@@ -207,7 +207,7 @@ def checked_query() -> dict[str, Any]:
     Raises naming every unknown, repeated or invalid parameter.
     """
     path, method = _operation()
-    item = openapi_document()["paths"][path]
+    item = shared_document()["paths"][path]
     where: dict[str, str] = {}
     for at in ((path,), (path, method)):
         node = item if len(at) == 1 else item[method]
