@@ -970,3 +970,37 @@ def test_errors_answer_in_the_users_language(
     session.commit()
     response = api_as(english).get("/announcements/999999")
     assert response.get_json()["error"]["message"] == "Announcement 999999 does not exist"
+
+
+def test_schema_errors_become_the_fields_localized_messages(
+    api_as: Callable[..., Api],
+    body: Callable[..., dict[str, Any]],
+    session: Session,
+    make_user: Callable[..., User],
+) -> None:
+    bad = body(
+        repeats="abc",
+        priority="high",
+        start_date="2026-02-30",
+        chat_post_time="9am",
+        rate=99,
+        area_ids=[1, 1.5],
+        colour="red",
+    )
+    fields = fields_of(api_as(Role.EDITOR).post("/announcements", bad))
+    assert fields["repeats"] == "应为整数"
+    assert fields["priority"] == "应为以下之一：normal、urgent"
+    assert fields["start_date"] == "应为 YYYY-MM-DD 格式的有效日期"
+    assert fields["chat_post_time"] == "应为 HH:MM 格式的时间"
+    assert fields["rate"] == "应在 -50 到 50 之间"
+    assert fields["area_ids"] == "应为整数"
+    assert fields["colour"].startswith("不支持的字段；可用字段：title、body")
+    query = fields_of(api_as(Role.EDITOR).get(f"/announcements?area_id={2**70}&per_page=0"))
+    assert query == {"area_id": "应在 1 到 2147483647 之间", "per_page": "应在 1 到 100 之间"}
+
+    english = make_user(Role.EDITOR)
+    english.locale = "en"
+    session.commit()
+    fields = fields_of(api_as(english).post("/announcements", bad))
+    assert fields["repeats"] == "must be an integer"
+    assert fields["priority"] == "must be one of: normal、urgent"

@@ -45,7 +45,8 @@ _CHANNELS = {
     "items": {"type": "string", "enum": list(CHANNELS)},
     "minItems": 1,
     "uniqueItems": True,
-    "description": "Where it goes; each is a switch of the content model.",
+    "description": "Where it goes: loudspeaker (village loudspeakers and mobile "
+    "speakers), chats (group chats).",
 }
 
 
@@ -53,7 +54,7 @@ def _field_schema(s: Spec, *, saved: bool) -> dict[str, Any]:
     """The JSON schema of one content field; ``saved``: as stored then, for responses.
 
     A saved revision keeps what was valid when it was written: later rules (a voice taken
-    off the list, ids that have grown) do not apply to it.
+    off the list, the cap on target areas per request) do not apply to it.
     """
     schema: dict[str, Any]
     match s.kind:
@@ -64,7 +65,7 @@ def _field_schema(s: Spec, *, saved: bool) -> dict[str, Any]:
         case Kind.REF:
             schema = {"type": "integer"} if saved else dict(_ID)
         case Kind.IDS:
-            schema = {"type": "array", "items": {"type": "integer"} if saved else _ID}
+            schema = {"type": "array", "items": _ID}
             if s.required:
                 schema["minItems"] = 1
             if s.max_items and not saved:
