@@ -212,10 +212,12 @@ def checked_query() -> dict[str, Any]:
     for at in ((path,), (path, method)):
         node = item if len(at) == 1 else item[method]
         for index, parameter in enumerate(node.get("parameters", [])):
+            at_pointer = _pointer("paths", *at, "parameters", str(index))
             if "$ref" in parameter:
-                parameter = resolve(parameter["$ref"].removeprefix("#"))
+                at_pointer = parameter["$ref"].removeprefix("#")
+                parameter = resolve(at_pointer)
             if parameter["in"] == "query":
-                where[parameter["name"]] = _pointer("paths", *at, "parameters", str(index))
+                where[parameter["name"]] = at_pointer
     unknown = [name for name in request.args if name not in where]
     problems = _unknown([n[:60] for n in unknown], sorted(where), UNKNOWN_PARAMETER)
     values: dict[str, Any] = {}
