@@ -18,7 +18,14 @@ from cms.services.topics import all_topics
 from cms.web import today
 from cms.web.auth import STAFF, rule
 from cms.web.db import db, settings
-from cms.web.forms import announcement_form_data, field_errors, int_arg, message, paginate
+from cms.web.forms import (
+    announcement_form_data,
+    announcement_form_values,
+    field_errors,
+    int_arg,
+    message,
+    paginate,
+)
 from cms.web.share import panel as share_panel
 
 bp = Blueprint("announcements", __name__, url_prefix="/announcements")
@@ -51,22 +58,7 @@ def _form_context(**extra: Any) -> dict[str, Any]:
 
 
 def _data_of(rev: Revision) -> dict[str, Any]:
-    return {
-        "title": rev.title,
-        "body": rev.body,
-        "spoken_text": rev.spoken_text or "",
-        "topic_id": rev.topic_id or "",
-        "priority": rev.priority.value,
-        "area_ids": [str(a.id) for a in rev.areas],
-        "to_loudspeaker": rev.to_loudspeaker,
-        "to_chats": rev.to_chats,
-        "start_date": rev.start_date.isoformat(),
-        "end_date": rev.end_date.isoformat(),
-        "repeats": rev.repeats,
-        "chat_post_time": rev.chat_post_time.strftime("%H:%M") if rev.chat_post_time else "",
-        "voice": rev.voice,
-        "rate": rev.rate,
-    }
+    return announcement_form_values(svc.Content.of(rev))
 
 
 @bp.get("/")

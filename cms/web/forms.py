@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass
 from typing import Any
 
@@ -9,6 +10,8 @@ from flask import abort, request
 from flask_babel import gettext as _
 from sqlalchemy import Select, func, select
 
+from cms.services import content as model
+from cms.services.content import Content, Kind
 from cms.services.errors import DomainError, ValidationError
 from cms.services.text import parse_id, parse_int
 from cms.web.db import db
@@ -75,21 +78,39 @@ def paginate(stmt: Select[Any], page: int, per_page: int) -> Page:
 
 
 def announcement_form_data() -> dict[str, Any]:
-    """The announcement form as the services expect it (checkboxes and multi-selects)."""
+    """The announcement form as the services expect it, read field by field from the model.
+
+    Checkboxes are present or absent, id lists are multi-selects; a field the form leaves
+    out gets the model's default.
+    """
     form = request.form
-    return {
-        "title": form.get("title", ""),
-        "body": form.get("body", ""),
-        "spoken_text": form.get("spoken_text", ""),
-        "topic_id": form.get("topic_id", ""),
-        "priority": form.get("priority", "normal"),
-        "area_ids": form.getlist("area_ids"),
-        "to_loudspeaker": "to_loudspeaker" in form,
-        "to_chats": "to_chats" in form,
-        "start_date": form.get("start_date", ""),
-        "end_date": form.get("end_date", ""),
-        "repeats": form.get("repeats", "1"),
-        "chat_post_time": form.get("chat_post_time", ""),
-        "voice": form.get("voice", ""),
-        "rate": form.get("rate", "0"),
-    }
+    data: dict[str, Any] = {}
+    for s in model.SPECS:
+        if s.kind is Kind.IDS:
+            data[s.name] = form.getlist(s.name)
+        elif s.kind is Kind.SWITCH:
+            data[s.name] = s.name in form
+        else:
+            data[s.name] = form.get(s.name, "" if s.default is None else str(s.default))
+    return data
+
+
+def announcement_form_values(content: Content) -> dict[str, Any]:
+    """Saved content as the form shows it (strings for inputs, lists for multi-selects)."""
+    values: dict[str, Any] = {}
+    for s in model.SPECS:
+        value = getattr(content, s.name)
+        match s.kind:
+            case Kind.IDS:
+                values[s.name] = [str(i) for i in value]
+            case Kind.SWITCH | Kind.INT:
+                values[s.name] = value
+            case Kind.CHOICE:
+                values[s.name] = value.value if isinstance(value, enum.Enum) else value
+            case Kind.DATE:
+                values[s.name] = value.isoformat()
+            case Kind.TIME:
+                values[s.name] = value.strftime("%H:%M") if value else ""
+            case _:
+                values[s.name] = "" if value is None else value
+    return values
