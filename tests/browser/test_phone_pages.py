@@ -186,15 +186,16 @@ def test_pages_fit_phones_label_their_cells_and_pass_axe(
 
     found: list[str] = []
     for path in pages_for(role, site):
-        for width, height in SCREENS:
+        page.set_viewport_size(dict(zip(("width", "height"), SCREENS[0], strict=True)))
+        response = page.goto(path)
+        if response is None or response.status != 200:
+            found.append(f"{path}: HTTP {response.status if response else '—'}")
+            continue
+        page.wait_for_load_state()
+        assert page.locator("html").get_attribute("lang") == LANG_ATTR[lang], path
+        for width, height in SCREENS:  # the same page, laid out again on the wider phone
             page.set_viewport_size({"width": width, "height": height})
-            response = page.goto(path)
             where = f"{path} at {width}×{height}"
-            if response is None or response.status != 200:
-                found.append(f"{where}: HTTP {response.status if response else '—'}")
-                continue
-            page.wait_for_load_state()
-            assert page.locator("html").get_attribute("lang") == LANG_ATTR[lang], where
             scroll, inner = page.evaluate(
                 "[document.documentElement.scrollWidth, window.innerWidth]"
             )
@@ -203,8 +204,9 @@ def test_pages_fit_phones_label_their_cells_and_pass_axe(
             found += [
                 f"{where}: cell without a label: {c}" for c in page.evaluate(UNLABELLED_CELLS)
             ]
-            page.add_script_tag(path=str(axe_script))
-            found += [f"{where}: {v}" for v in page.evaluate(AXE_RUN)]
+            if width == SCREENS[0][0]:  # axe on the narrowest screen, where cards are tightest
+                page.add_script_tag(path=str(axe_script))
+                found += [f"{where}: {v}" for v in page.evaluate(AXE_RUN)]
     assert not found, "\n".join(found)
 
 
@@ -230,9 +232,16 @@ def test_the_menu_folds_on_a_phone_and_the_chart_shows_today(context: Any, site:
     today = page.locator("[data-testid=chart] rect.built").last.bounding_box()
     assert today is not None
     assert today["x"] >= 0 and today["x"] + today["width"] <= SCREENS[0][0]
-    # Numbers carry their column's name.
-    cell = page.locator("[data-testid=compliance-table] tbody td").nth(2)
-    assert cell.get_attribute("data-label") == "应播节目"
+
+    # Each value carries its column's name, shown before it (the two dates of a notice).
+    page.goto("/announcements/")
+    row = page.locator("main table.list tbody tr").first
+    for column, label in ((3, "播出期"), (4, "更新")):
+        cell = row.locator("td").nth(column)
+        assert cell.get_attribute("data-label") == label
+        shown = cell.evaluate("e => getComputedStyle(e, '::before').content")
+        assert shown == f'"{label}"'
+        assert cell.bounding_box()["width"] > 300  # a line of the card, not a narrow column
 
     # The admin sub-menu keeps each item on one line.
     page.goto("/admin/areas")
