@@ -83,7 +83,7 @@ class _Labeller(HTMLParser):
         table.header_row = False
         if tag != "td" or any(key == "data-label" for key, _ in attrs):
             return
-        if colspan >= max(len(table.headers), 1):
+        if colspan > 1 and colspan >= len(table.headers):
             return  # a message across the whole row, not a value in a column
         label = table.headers[column] if column < len(table.headers) else ""
         if label:
