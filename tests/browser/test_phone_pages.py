@@ -13,7 +13,7 @@ import hashlib
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -22,7 +22,7 @@ import pytest
 from sqlalchemy import select
 
 from cms.demo import DEMO_PASSWORD
-from cms.models import Outlet
+from cms.models import JobState, Outlet, Program
 from tests.browser.conftest import LiveServer
 from tests.browser.test_share_page import prepare
 
@@ -30,7 +30,7 @@ pytestmark = pytest.mark.browser
 
 AXE = Path(__file__).parent / "vendor" / "axe.min.js"
 AXE_SHA256 = "29348999450cdf2849a8e70b7912fc2da85a849da39c0d0d5394f51d4a9ed95c"
-SCREENS = [(360, 640), (390, 844)]
+SCREENS = [{"width": 360, "height": 640}, {"width": 390, "height": 844}]
 LANG_ATTR = {"zh_CN": "zh-CN", "en": "en"}
 
 # Per visible cell that is not a message across its whole row: does its ::before show a label?
@@ -78,6 +78,18 @@ def site(module_server: LiveServer) -> Site:
     with module_server.session() as session:
         outlet = session.scalars(select(Outlet).where(Outlet.active).order_by(Outlet.id)).first()
         assert outlet is not None
+        # Yesterday's first program was built: the compliance table has a row of numbers.
+        session.add(
+            Program(
+                outlet_id=outlet.id,
+                day=today - timedelta(days=1),
+                slot_id=outlet.slots[0].id,
+                state=JobState.DONE,
+                duration=60.0,
+                built_at=datetime.now(UTC) - timedelta(days=1),
+            )
+        )
+        session.commit()
     return Site(module_server, ann_id, outlet.id, today.isoformat(), share_path, link_path)
 
 
@@ -137,12 +149,11 @@ def axe_script() -> Path:
 @pytest.fixture
 def context(browser: Any, site: Site) -> Iterator[Any]:
     """A phone-sized context whose pages accept an injected axe-core (bypass_csp)."""
-    width, height = SCREENS[0]
     context = browser.new_context(
         base_url=site.server.url,
         locale="zh-CN",
         timezone_id="Asia/Shanghai",
-        viewport={"width": width, "height": height},
+        viewport=SCREENS[0],
         device_scale_factor=2,
         is_mobile=True,
         has_touch=True,
@@ -186,16 +197,16 @@ def test_pages_fit_phones_label_their_cells_and_pass_axe(
 
     found: list[str] = []
     for path in pages_for(role, site):
-        page.set_viewport_size(dict(zip(("width", "height"), SCREENS[0], strict=True)))
+        page.set_viewport_size(SCREENS[0])
         response = page.goto(path)
         if response is None or response.status != 200:
             found.append(f"{path}: HTTP {response.status if response else '—'}")
             continue
         page.wait_for_load_state()
         assert page.locator("html").get_attribute("lang") == LANG_ATTR[lang], path
-        for width, height in SCREENS:  # the same page, laid out again on the wider phone
-            page.set_viewport_size({"width": width, "height": height})
-            where = f"{path} at {width}×{height}"
+        for screen in SCREENS:  # the same page, laid out again on the wider phone
+            page.set_viewport_size(screen)
+            where = f"{path} at {screen['width']}×{screen['height']}"
             scroll, inner = page.evaluate(
                 "[document.documentElement.scrollWidth, window.innerWidth]"
             )
@@ -204,7 +215,7 @@ def test_pages_fit_phones_label_their_cells_and_pass_axe(
             found += [
                 f"{where}: cell without a label: {c}" for c in page.evaluate(UNLABELLED_CELLS)
             ]
-            if width == SCREENS[0][0]:  # axe on the narrowest screen, where cards are tightest
+            if screen == SCREENS[0]:  # axe on the narrowest screen, where cards are tightest
                 page.add_script_tag(path=str(axe_script))
                 found += [f"{where}: {v}" for v in page.evaluate(AXE_RUN)]
     assert not found, "\n".join(found)
@@ -231,7 +242,14 @@ def test_the_menu_folds_on_a_phone_and_the_chart_shows_today(context: Any, site:
     # Today is the chart's last bar, and a phone shows it without scrolling.
     today = page.locator("[data-testid=chart] rect.built").last.bounding_box()
     assert today is not None
-    assert today["x"] >= 0 and today["x"] + today["width"] <= SCREENS[0][0]
+    assert today["x"] >= 0 and today["x"] + today["width"] <= SCREENS[0]["width"]
+    # The numbers are named after their columns (they were a column of bare numbers).
+    table = page.locator("[data-testid=compliance-table]")
+    headers = table.locator("thead th").all_inner_texts()
+    cells = table.locator("tbody tr").first.locator("td")
+    assert cells.count() == len(headers) > 2
+    for index, header in enumerate(headers):
+        assert cells.nth(index).get_attribute("data-label") == header
 
     # Each value carries its column's name, shown before it (the two dates of a notice).
     page.goto("/announcements/")
