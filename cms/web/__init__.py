@@ -19,6 +19,7 @@ from cms.services.errors import Message
 from cms.services.text import MAX_ID, clean_filename
 from cms.settings import Settings
 from cms.web.bookkeeping import Bookkeeper
+from cms.web.cards import label_cells
 
 log = logging.getLogger(__name__)
 csrf = CSRFProtect()
@@ -112,6 +113,7 @@ def create_app(settings: Settings, *, engine: Any = None) -> Flask:
     app.jinja_env.filters["nl2br"] = _nl2br
     app.jinja_env.filters["filename"] = clean_filename
     app.jinja_env.filters["message"] = _message
+    app.jinja_env.filters["cards"] = label_cells
     app.jinja_env.globals["today"] = lambda: today(settings)
     app.jinja_env.globals["disk_space"] = lambda: disk.check(settings)
     return app

@@ -11,6 +11,7 @@ import os
 import shutil
 import threading
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -79,8 +80,8 @@ class LiveServer:
         return make_session_factory(self.engine)()
 
 
-@pytest.fixture
-def live_server(tmp_path: Path) -> Iterator[LiveServer]:
+@contextmanager
+def serve(data_dir: Path) -> Iterator[LiveServer]:
     """The demo township served by waitress on a free loopback port, production config."""
     import waitress
 
@@ -92,7 +93,7 @@ def live_server(tmp_path: Path) -> Iterator[LiveServer]:
 
     settings = Settings.from_env(
         {},
-        data_dir=tmp_path / "data",
+        data_dir=data_dir,
         secret_key="browser-test-secret",
         tts_engine="offline",
         scheduler_enabled=False,
@@ -113,6 +114,20 @@ def live_server(tmp_path: Path) -> Iterator[LiveServer]:
         server.close()
         thread.join(timeout=5)
         engine.dispose()
+
+
+@pytest.fixture
+def live_server(tmp_path: Path) -> Iterator[LiveServer]:
+    """A fresh demo township for one test."""
+    with serve(tmp_path / "data") as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def module_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    """One demo township shared by a module's tests that only look (and set a language)."""
+    with serve(tmp_path_factory.mktemp("site") / "data") as server:
+        yield server
 
 
 @dataclass
