@@ -87,7 +87,9 @@ def resolve(pointer: str) -> Any:
 
 def message_for(error: SchemaError) -> Message:
     """The localized message for one jsonschema error."""
-    value = error.validator_value
+    # The stubs type these as "maybe unset"; an error from iter_errors always has them.
+    value: Any = error.validator_value
+    schema: Any = error.schema
     match error.validator:
         case "type":
             kinds = [value] if isinstance(value, str) else list(value)
@@ -100,7 +102,7 @@ def message_for(error: SchemaError) -> Message:
         case "pattern":
             return Message(_PATTERN_MESSAGES.get(value, N_("格式不正确")))
         case "minimum" | "maximum":
-            lo, hi = error.schema.get("minimum"), error.schema.get("maximum")
+            lo, hi = schema.get("minimum"), schema.get("maximum")
             if hi is None:
                 return Message(N_("应不小于 {lo}"), {"lo": lo})
             return Message(N_("应在 {lo} 到 {hi} 之间"), {"lo": lo, "hi": hi})
