@@ -108,7 +108,11 @@ def make_program(
             path=str(path) if state is JobState.DONE else None,
             duration=seconds,
             manifest={"announcements": [{"title": t} for t in titles]},
-            built_at=datetime.now(UTC),
+            # Built at the 04:00 build of its day, as the scheduler does (now, for a future day).
+            built_at=min(
+                datetime.now(UTC),
+                datetime.combine(day, time(4, 0), tzinfo=settings.tz).astimezone(UTC),
+            ),
         )
         session.add(program)
         session.commit()
