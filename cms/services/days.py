@@ -126,7 +126,7 @@ def outcome(
     """
     if not applies(times, outlet_created_at):
         return Outcome.NOT_APPLICABLE
-    if receipt is not None:
+    if receipt is not None and receipt.confirmed_at <= now:
         return Outcome.CONFIRMED_LATE if receipt.late else Outcome.CONFIRMED
     if program is None:
         if not planned:
