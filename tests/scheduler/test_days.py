@@ -255,3 +255,34 @@ def test_a_month_adds_up(  # type: ignore[no-untyped-def]
     assert session.query(Receipt).count() == sum(
         c["on_time"] + c["late"] for c in expected.values()
     )
+
+
+def test_run_sheet_shows_what_was_built_never_a_plan_for_a_missed_slot(  # type: ignore[no-untyped-def]
+    app, session, settings, grid, today, admin, make_outlet, make_announcement, tmp_path
+) -> None:
+    from tests.conftest import PASSWORD, login
+
+    tz = settings.tz
+    outlet = make_outlet(grid["v1"], "07:30 10, 19:30 15", name="石桥大喇叭")
+    yesterday = today - timedelta(days=1)
+    make_announcement("approved", title="旧通知", start_date=yesterday.isoformat())
+    programs.plan_day(session, yesterday, local(settings, yesterday, "04:00"), tz, create=True)
+    session.commit()
+    rows = day_rows(session, yesterday)
+    build(session, rows[("石桥大喇叭", "19:30")], local(settings, yesterday, "04:05"), tmp_path)
+    programs.plan_day(session, yesterday, local(settings, yesterday, "23:00"), tz, create=False)
+    session.commit()
+    # Approved later: yesterday's programs did not have it, today's will.
+    make_announcement("approved", title="新通知")
+    client = app.test_client()
+    login(client, admin, PASSWORD)
+    sheet = client.get(f"/schedule/outlets/{outlet.id}/{yesterday}/runsheet")
+    html = sheet.get_data(as_text=True)
+    morning = html.split('data-testid="runsheet-07:30"', 1)[1].split("</tr>", 1)[0]
+    assert "节目未能按时生成" in morning and "通知" not in morning
+    assert "旧通知" in html and "新通知" not in html
+    ahead = client.get(f"/schedule/outlets/{outlet.id}/{today + timedelta(days=1)}/runsheet")
+    upcoming = ahead.get_data(as_text=True)
+    assert upcoming.count("新通知") == 2 and upcoming.count("预计") == 2  # both slots, planned
+    day_page = client.get(f"/schedule/outlets/{outlet.id}/{yesterday}").get_data(as_text=True)
+    assert 'data-outcome="missed"' in day_page and 'data-outcome="not_confirmed"' in day_page
