@@ -705,8 +705,6 @@ class ShareDownload(Base):
     )
     day: Mapped[date] = mapped_column(primary_key=True)
     count: Mapped[int] = mapped_column(default=0)
-
-
 # --- The WeChat Official Account (微信公众号): drafts and publishing ---------------------------
 
 
