@@ -286,3 +286,37 @@ def test_run_sheet_shows_what_was_built_never_a_plan_for_a_missed_slot(  # type:
     assert upcoming.count("新通知") == 2 and upcoming.count("预计") == 2  # both slots, planned
     day_page = client.get(f"/schedule/outlets/{outlet.id}/{yesterday}").get_data(as_text=True)
     assert 'data-outcome="missed"' in day_page and 'data-outcome="not_confirmed"' in day_page
+
+
+def test_false_alerts_of_older_versions_are_closed(  # type: ignore[no-untyped-def]
+    session, settings, grid, today, make_outlet, make_announcement
+) -> None:
+    """An install upgraded with a "missed" 07:30 of an outlet created at 15:30: closed."""
+    tz = settings.tz
+    outlet = make_outlet(grid["v1"], "07:30 10, 19:30 15", name="石桥大喇叭")
+    outlet.created_at = local(settings, today, "15:30")
+    make_announcement("approved", area_ids=[grid["v1"].id])
+    morning = Program(
+        outlet_id=outlet.id,
+        day=today,
+        slot_id=outlet.slots[0].id,
+        state=JobState.FAILED,
+        missed=True,
+        last_error="播出时间已过，节目未能按时生成",
+    )
+    session.add(morning)
+    session.flush()
+    programs.raise_alert(
+        session, "program_missed", "old", day=today, object_type="program", object_id=morning.id
+    )
+    session.commit()
+    now = local(settings, today, "16:00")
+    programs.plan_day(session, today, now, tz, create=True)
+    reconcile.reconcile_day(session, today, now, tz)
+    session.commit()
+    session.expire_all()
+    assert open_alerts(session, "program_missed") == []
+    assert session.get(Program, morning.id).state is JobState.CANCELLED
+    assert {p.slot.label for p in day_rows(session, today).values()} == {"07:30", "19:30"}
+    (row,) = operators.compliance(session, now, tz, 1, settings)
+    assert (row.planned, row.pending, row.missed) == (1, 1, 0)
