@@ -179,12 +179,20 @@ ANNOUNCEMENTS: list[tuple[str, str, str | None, str, int, int, list[str] | None,
 
 
 def seed(
-    session: Session, settings: Settings, *, today: date | None = None
+    session: Session,
+    settings: Settings,
+    *,
+    today: date | None = None,
+    now: datetime | None = None,
 ) -> list[tuple[str, str, str]]:
-    """Fill an empty database with the demo township; returns the accounts created (none if seeded)."""
+    """Fill an empty database with the demo township; returns the accounts created (none if seeded).
+
+    ``now`` (aware) is when the demo is installed: its outlets exist from then on, so slots
+    that ended earlier that day are not applicable (and never missed).
+    """
     if session.scalar(select(User.id).limit(1)) is not None:
         return []
-    today = today or datetime.now(settings.tz).date()
+    today = today or (now or datetime.now(settings.tz)).astimezone(settings.tz).date()
     town = areas.create_area(session, None, name="清水镇", kind=AreaKind.TOWNSHIP, parent_id=None)
     village_ids: dict[str, int] = {}
     for village, groups in VILLAGES.items():
@@ -215,7 +223,7 @@ def seed(
             area_id=vid,
             slots="07:30 10, 12:00 10, 19:30 15",
         )
-        outlets.save_outlet(
+        mobile = outlets.save_outlet(
             session,
             admin,
             None,
@@ -225,6 +233,8 @@ def seed(
             slots="09:00 30",
             loop_minutes=30,
         )
+        if now is not None:
+            speaker.created_at = mobile.created_at = now
         operator = {"石桥村": "shiqiao", "柳林村": "liulin"}.get(village)
         if operator:
             speaker.operators = [created[operator]]

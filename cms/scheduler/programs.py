@@ -42,12 +42,13 @@ from cms.scheduler import diskspace, queue
 from cms.scheduler.clock import at_local
 from cms.scheduler.context import Context
 from cms.scheduler.renders import clips_ready
+from cms.services import days
 from cms.services.announcements import going_out_on, reaches
 from cms.services.errors import N_, Message
 
 log = logging.getLogger(__name__)
 
-GRACE = timedelta(minutes=30)
+GRACE = days.BUILD_GRACE
 """How long after its slot began a program that was not built is still built."""
 PARTIAL_MARGIN = timedelta(minutes=3)
 """Closer than this to the slot, a program is built with the clips that are ready."""
@@ -227,7 +228,15 @@ def plan_day(
         inputs = inputs_for(session, anns, clips)
         for slot in outlet.slots:
             program = existing.pop((outlet.id, slot.id), None)
-            start = slot_start(day, slot.at, tz)
+            times = days.SlotTimes.of(day, slot.at, slot.minutes, tz)
+            start = times.start
+            if not days.applies(times, outlet.created_at):
+                # The slot ended before the outlet existed: nothing to build, nothing missed.
+                if program is not None and program.state in (JobState.PENDING, JobState.FAILED):
+                    queue.transition(
+                        session, Program, program.id, program.state, JobState.CANCELLED
+                    )
+                continue
             if program is None:
                 if not create:
                     continue
@@ -237,10 +246,12 @@ def plan_day(
                 report.created += 1
             wanted = inputs.hash(program_key(program))
             if not explicit and now >= start:
+                # ``missed`` is a fact about the slot and stays set: a retried missed program
+                # is built (late) and not marked missed a second time.
                 if (
                     program.state is not JobState.DONE
                     and not program.missed
-                    and now > start + GRACE
+                    and now > times.deadline
                 ):
                     _mark_missed(session, program, outlet, slot, day)
                     report.missed += 1
@@ -319,7 +330,11 @@ def _mark_missed(session: Session, program: Program, outlet: Outlet, slot: Slot,
 
 
 def retry(session: Session, program_id: int) -> bool:
-    """The retry button: a failed program goes back to the queue with fresh attempts."""
+    """The retry button: a failed program goes back to the queue with fresh attempts.
+
+    A missed program keeps ``missed``: built now, it is *built late* (see
+    :mod:`cms.services.days`), whichever slot it was.
+    """
     return queue.transition(
         session,
         Program,
@@ -329,7 +344,6 @@ def retry(session: Session, program_id: int) -> bool:
         attempts=0,
         next_attempt_at=None,
         last_error=None,
-        missed=False,
     )
 
 

@@ -13,7 +13,8 @@ from sqlalchemy.orm import Session
 
 from cms.models import Alert, Delivery, DeliveryState, JobState, Outlet, Program
 from cms.scheduler.clock import at_local
-from cms.scheduler.programs import GRACE, outlet_announcements, raise_alert, slot_start
+from cms.scheduler.programs import outlet_announcements, raise_alert
+from cms.services import days
 from cms.services.errors import N_, Message
 
 log = logging.getLogger(__name__)
@@ -48,8 +49,8 @@ def reconcile_day(session: Session, day: date, now: datetime, tz: ZoneInfo) -> G
         if not anns:
             continue
         for slot in outlet.slots:
-            start = slot_start(day, slot.at, tz)
-            if now <= start + GRACE:
+            times = days.SlotTimes.of(day, slot.at, slot.minutes, tz)
+            if now <= times.deadline or not days.applies(times, outlet.created_at):
                 continue
             program = programs.get((outlet.id, slot.id))
             if program is None:
@@ -64,12 +65,20 @@ def reconcile_day(session: Session, day: date, now: datetime, tz: ZoneInfo) -> G
                 )
                 session.add(program)
                 session.flush()
-            ok = program.state is JobState.DONE and (
-                program.path is None or Path(program.path).exists()
+            # The receipt does not matter here: only built programs can be confirmed.
+            result = days.outcome(
+                times,
+                outlet_created_at=outlet.created_at,
+                program=program,
+                receipt=None,
+                now=now,
+                late_grace=timedelta(0),
             )
-            if ok and program.built_at is not None and program.built_at > start + GRACE:
-                ok = False  # built too late to be played in its slot
-            if ok:
+            if result is days.Outcome.NOT_APPLICABLE:
+                continue
+            if program.path and not Path(program.path).exists():
+                result = days.Outcome.MISSED  # built, but its file is gone: nothing was played
+            if result not in (days.Outcome.MISSED, days.Outcome.BUILT_LATE):
                 skipped = (program.manifest or {}).get("skipped") or []
                 if skipped:
                     titles = "、".join(f"《{item.get('title', '')}》" for item in skipped)
@@ -97,6 +106,8 @@ def reconcile_day(session: Session, day: date, now: datetime, tz: ZoneInfo) -> G
                     .values(missed=True)
                     .execution_options(synchronize_session=False)
                 )
+            if result is days.Outcome.BUILT_LATE:
+                continue  # missed at its time and since built (a retry): the alert is closed
             gaps.programs += raise_alert(
                 session,
                 "program_missed",
@@ -137,21 +148,34 @@ def reconcile_day(session: Session, day: date, now: datetime, tz: ZoneInfo) -> G
             object_type="delivery",
             object_id=delivery.id,
         )
-    gaps.resolved = resolve_fixed(session, now)
+    gaps.resolved = resolve_fixed(session, now, tz)
     return gaps
 
 
-def resolve_fixed(session: Session, now: datetime) -> int:
-    """Close delivery alerts whose delivery has since gone out, and retried programs that are done."""
+def resolve_fixed(session: Session, now: datetime, tz: ZoneInfo) -> int:
+    """Close delivery alerts whose delivery has since gone out, retried programs that are done,
+    and missed-program alerts about slots that ended before their outlet existed."""
     count = 0
     for alert in session.scalars(select(Alert).where(Alert.resolved_at.is_(None))):
         fixed = False
         if alert.object_type == "delivery" and alert.object_id:
             state = session.scalar(select(Delivery.state).where(Delivery.id == alert.object_id))
             fixed = state in (DeliveryState.SENT, DeliveryState.CANCELLED, None)
-        elif alert.kind == "program_failed" and alert.object_id:
-            built = session.scalar(select(Program.state).where(Program.id == alert.object_id))
-            fixed = built in (JobState.DONE, None)
+        elif alert.kind in ("program_failed", "program_missed") and alert.object_id:
+            # A missed program that was retried and built is closed like a failed one: the
+            # same retry gives the same end state (built late) whichever slot it was.
+            program = session.get(Program, alert.object_id)
+            if program is None:
+                fixed = True
+            elif alert.kind == "program_failed":
+                fixed = program.state is JobState.DONE and (
+                    program.path is None or Path(program.path).exists()
+                )
+            else:
+                times = days.SlotTimes.of_program(program, tz)
+                fixed = (
+                    days.is_built(program) and Path(program.path or "").exists()
+                ) or not days.applies(times, program.outlet.created_at)
         if fixed:
             alert.resolved_at = now
             count += 1

@@ -5,12 +5,12 @@ from __future__ import annotations
 import hashlib
 import secrets
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Select, bindparam, func, select, update
+from sqlalchemy import Select, bindparam, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, contains_eager, selectinload
 
@@ -31,6 +31,8 @@ from cms.models import (
     get_setting,
 )
 from cms.services import audit
+from cms.services import days as days_svc
+from cms.services.days import Outcome
 from cms.services.errors import (
     N_,
     DomainError,
@@ -443,6 +445,9 @@ def escalate_unconfirmed(session: Session, now: datetime, settings: Settings) ->
             continue
         if slot_window(program, tz)[1] + wait > now:
             continue
+        times = days_svc.SlotTimes.of_program(program, tz)
+        if not days_svc.applies(times, program.outlet.created_at):
+            continue
         alert = Alert(
             kind=UNCONFIRMED_ALERT,
             message=Message(
@@ -481,22 +486,62 @@ def open_unconfirmed_alerts(session: Session) -> list[Alert]:
 
 @dataclass
 class ComplianceRow:
-    """One village on one day."""
+    """One village on one day: its applicable programs counted by outcome (each in exactly one
+    column, see :mod:`cms.services.days`), and how many were downloaded."""
 
     day: date
     village_id: int
     village: str
-    planned: int = 0
-    built: int = 0
+    tally: days_svc.Tally = field(default_factory=days_svc.Tally)
     downloaded: int = 0
-    confirmed: int = 0
-    late: int = 0
-    missed: int = 0
+
+    @property
+    def planned(self) -> int:
+        """Applicable programs: the sum of every outcome column."""
+        return self.tally.applicable
+
+    @property
+    def pending(self) -> int:
+        return self.tally[Outcome.PENDING]
+
+    @property
+    def awaiting(self) -> int:
+        """Built on time, slot begun, not confirmed yet (still on time)."""
+        return self.tally[Outcome.BUILT]
+
+    @property
+    def on_time(self) -> int:
+        return self.tally[Outcome.CONFIRMED]
+
+    @property
+    def late(self) -> int:
+        return self.tally[Outcome.CONFIRMED_LATE]
+
+    @property
+    def unconfirmed(self) -> int:
+        return self.tally[Outcome.NOT_CONFIRMED]
+
+    @property
+    def built_late(self) -> int:
+        return self.tally[Outcome.BUILT_LATE]
+
+    @property
+    def missed(self) -> int:
+        return self.tally[Outcome.MISSED]
+
+    @property
+    def built(self) -> int:
+        return self.tally.built
+
+    @property
+    def confirmed(self) -> int:
+        """Confirmed, on time or late."""
+        return self.tally.confirmed
 
     @property
     def rate(self) -> float:
-        """Share of built programs confirmed as played."""
-        return self.confirmed / self.built if self.built else 0.0
+        """Share of due programs (slot no longer ahead) confirmed as played."""
+        return self.tally.rate
 
 
 def village_of(area: Area, by_id: dict[int, Area]) -> Area:
@@ -509,12 +554,24 @@ def village_of(area: Area, by_id: dict[int, Area]) -> Area:
     return area
 
 
-def compliance(session: Session, today: date, days: int = 30) -> list[ComplianceRow]:
-    """Per village and day, for the ``days`` days ending ``today``: programs planned, built,
-    downloaded, confirmed (and late), missed. Sorted by day, newest first, then village."""
+def compliance(
+    session: Session,
+    now: datetime,
+    tz: tzinfo,
+    days: int = 30,
+    settings: Settings | None = None,
+) -> list[ComplianceRow]:
+    """Per village and day, for the ``days`` days ending today (at ``now`` in ``tz``): the
+    applicable programs by outcome, and downloads. Sorted by day, newest first, then village.
+
+    Only programs with a row count; a slot without one (nothing reached the outlet, or it
+    ended before the outlet existed) is not applicable.
+    """
     if not 1 <= days <= 366:
         raise ValueError("days must be within 1..366")
+    today = now.astimezone(tz).date()
     first = today - timedelta(days=days - 1)
+    grace = late_grace(session, settings)
     by_id = {a.id: a for a in session.scalars(select(Area))}
     outlet_village = {
         outlet_id: village_of(by_id[area_id], by_id)
@@ -527,31 +584,26 @@ def compliance(session: Session, today: date, days: int = 30) -> list[Compliance
         .subquery()
     )
     rows = session.execute(
-        select(
-            Program.outlet_id,
-            Program.day,
-            Program.state,
-            Program.missed,
-            downloaded.c.program_id.is_not(None),
-            Receipt.id.is_not(None),
-            func.coalesce(Receipt.late, False),
-        )
+        select(Program, Receipt, downloaded.c.program_id.is_not(None))
+        .join(Slot, Program.slot_id == Slot.id)
+        .join(Outlet, Program.outlet_id == Outlet.id)
+        .options(contains_eager(Program.slot), contains_eager(Program.outlet))
         .outerjoin(downloaded, downloaded.c.program_id == Program.id)
         .outerjoin(Receipt, Receipt.program_id == Program.id)
         .where(Program.day >= first, Program.day <= today)
     )
     table: dict[tuple[date, int], ComplianceRow] = {}
-    for outlet_id, day, state, missed, was_downloaded, confirmed, late in rows:
-        village = outlet_village[outlet_id]
+    for program, receipt, was_downloaded in rows:
+        result = days_svc.of_program(program, receipt, now=now, tz=tz, late_grace=grace)
+        if not result.applicable:
+            continue
+        village = outlet_village[program.outlet_id]
         row = table.setdefault(
-            (day, village.id), ComplianceRow(day=day, village_id=village.id, village=village.name)
+            (program.day, village.id),
+            ComplianceRow(day=program.day, village_id=village.id, village=village.name),
         )
-        row.planned += 1
-        row.built += state is JobState.DONE
+        row.tally.add(result)
         row.downloaded += bool(was_downloaded)
-        row.confirmed += bool(confirmed)
-        row.late += bool(confirmed and late)
-        row.missed += bool(missed)
     return sorted(table.values(), key=lambda r: (-r.day.toordinal(), r.village, r.village_id))
 
 
@@ -567,8 +619,8 @@ def daily_totals(rows: Iterable[ComplianceRow], today: date, days: int) -> list[
         total = totals.get(row.day)
         if total is None:
             continue
-        for name in ("planned", "built", "downloaded", "confirmed", "late", "missed"):
-            setattr(total, name, getattr(total, name) + getattr(row, name))
+        total.tally.merge(row.tally)
+        total.downloaded += row.downloaded
     return [totals[d] for d in sorted(totals)]
 
 

@@ -12,7 +12,7 @@ the person confirms they looked in the group and it is not there; the audit entr
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, tzinfo
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Engine, select
@@ -27,6 +27,8 @@ from cms.models import (
     JobState,
     Outlet,
     Program,
+    Receipt,
+    Slot,
     User,
     utcnow,
 )
@@ -36,7 +38,8 @@ from cms.scheduler import programs as program_jobs
 from cms.scheduler import renders as render_jobs
 from cms.scheduler.context import make_renderer
 from cms.scheduler.core import queue_lengths
-from cms.services import audit
+from cms.services import audit, operators
+from cms.services import days as days_svc
 from cms.services.errors import N_, Message, NotFound, WorkflowError
 from cms.settings import Settings
 
@@ -258,3 +261,56 @@ def outlet_announcements(session: Session, outlet: Outlet, day: date) -> list[An
 def sample_renderer(settings: Settings) -> Renderer:
     """A renderer for lexicon samples, sharing the scheduler's content-addressed cache."""
     return make_renderer(settings)
+
+
+@dataclass(frozen=True)
+class SlotDay:
+    """One slot of one outlet on one day, with its program (if any) and what became of it."""
+
+    slot: Slot
+    program: Program | None
+    receipt: Receipt | None
+    times: days_svc.SlotTimes
+    outcome: days_svc.Outcome
+
+
+def slot_days(
+    session: Session,
+    outlet: Outlet,
+    day: date,
+    *,
+    now: datetime,
+    tz: tzinfo,
+    settings: Settings | None = None,
+    planned: bool | None = None,
+) -> list[SlotDay]:
+    """Each slot of ``outlet`` on ``day`` with its outcome (the rule of :mod:`cms.services.days`).
+
+    ``planned`` (whether anything reaches the outlet that day) is looked up when not given.
+    """
+    programs = {
+        p.slot_id: p
+        for p in session.scalars(
+            select(Program).where(Program.outlet_id == outlet.id, Program.day == day)
+        )
+    }
+    receipts = operators.receipts_for(session, programs.values())
+    if planned is None:
+        planned = bool(outlet_announcements(session, outlet, day))
+    grace = operators.late_grace(session, settings)
+    out = []
+    for slot in outlet.slots:
+        program = programs.get(slot.id)
+        receipt = receipts.get(program.id) if program is not None else None
+        times = days_svc.SlotTimes.of(day, slot.at, slot.minutes, tz)
+        result = days_svc.outcome(
+            times,
+            outlet_created_at=outlet.created_at,
+            program=program,
+            receipt=receipt,
+            now=now,
+            late_grace=grace,
+            planned=planned,
+        )
+        out.append(SlotDay(slot, program, receipt, times, result))
+    return out

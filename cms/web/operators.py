@@ -29,6 +29,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
 from cms.models import Outlet, OutletKind, Program, Role
+from cms.services import days as days_svc
 from cms.services import operators as svc
 from cms.services import share as share_svc
 from cms.services.errors import DomainError
@@ -205,10 +206,14 @@ def _count(
 def _rows(programs: list[Program]) -> list[dict[str, Any]]:
     receipts = svc.receipts_for(db(), programs)
     now, tz = _now(), settings().tz
+    grace = svc.late_grace(db(), settings())
     rows = []
     for program in programs:
         start, _end = svc.slot_window(program, tz)
         receipt = receipts.get(program.id)
+        outcome = days_svc.of_program(program, receipt, now=now, tz=tz, late_grace=grace)
+        if not outcome.applicable:
+            continue
         titles = [
             a.get("title", "")
             for a in (program.manifest or {}).get("announcements", [])
@@ -221,6 +226,9 @@ def _rows(programs: list[Program]) -> list[dict[str, Any]]:
                 "receipt": receipt,
                 "titles": titles,
                 "can_confirm": receipt is None and svc.is_ready(program) and start <= now,
+                "outcome": outcome,
+                # Shown instead of the 已播放 button until the slot begins.
+                "confirm_from": start if receipt is None and start > now else None,
             }
         )
     return rows
@@ -586,8 +594,9 @@ def links() -> Any:
 
 def _compliance_rows() -> tuple[int, date, list[svc.ComplianceRow]]:
     days = int_arg("days", 30, lo=1, hi=366) or 30
-    today = _today()
-    return days, today, svc.compliance(db(), today, days)
+    now = _now()
+    rows = svc.compliance(db(), now, settings().tz, days, settings())
+    return days, now.astimezone(settings().tz).date(), rows
 
 
 @bp.get("/compliance")
@@ -645,7 +654,21 @@ def _chart(totals: list[svc.ComplianceRow]) -> dict[str, Any]:
     }
 
 
-COLUMNS = ("日期", "村", "应播节目", "已生成", "已下载", "已确认", "迟报", "漏播", "确认率")
+# Every outcome column (待播出 … 漏播) counts each applicable program once: they add up to 应播节目.
+COLUMNS = (
+    "日期",
+    "村",
+    "应播节目",
+    "待播出",
+    "待确认",
+    "已确认",
+    "迟报",
+    "未确认",
+    "补生成",
+    "漏播",
+    "已下载",
+    "确认率",
+)
 # OWASP's CSV-injection rule: a cell starting with one of these is read as a formula by Excel,
 # LibreOffice or Google Sheets (a village named "=HYPERLINK(…)" would become a live link).
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
@@ -664,11 +687,14 @@ def _table(rows: list[svc.ComplianceRow]) -> list[list[Any]]:
             r.day,
             neutralise(printable(r.village)),
             r.planned,
-            r.built,
-            r.downloaded,
-            r.confirmed,
+            r.pending,
+            r.awaiting,
+            r.on_time,
             r.late,
+            r.unconfirmed,
+            r.built_late,
             r.missed,
+            r.downloaded,
             round(r.rate, 3),
         ]
         for r in rows
@@ -720,7 +746,7 @@ def compliance_xlsx() -> Any:
                 cell.data_type = "s"  # user text is a string cell, never a formula
     for cell in sheet["A"][1:]:
         cell.number_format = "yyyy-mm-dd"
-    for cell in sheet["I"][1:]:
+    for cell in sheet["L"][1:]:
         cell.number_format = "0.0%"
     sheet.freeze_panes = "A2"
     sheet.column_dimensions["A"].width = 12

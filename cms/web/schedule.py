@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import mimetypes
 from collections.abc import Callable
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -36,13 +36,13 @@ from cms.models import (
     Program,
     Revision,
     Role,
-    Slot,
 )
 from cms.services import announcements as ann_svc
 from cms.services import budget as budget_svc
 from cms.services import lexicon as lexicon_svc
 from cms.services import schedule as schedule_svc
 from cms.services import share as share_svc
+from cms.services.days import Outcome
 from cms.services.errors import NotFound, ValidationError, WorkflowError
 from cms.services.labels import ENGINE_LABELS, JOB_LABELS
 from cms.services.text import (
@@ -319,14 +319,16 @@ def outlets() -> Any:
     return render_template("schedule/outlets.html", outlets=_visible_outlets())
 
 
-def _day_programs(outlet: Outlet, day: date) -> list[tuple[Slot, Program | None]]:
-    rows = {
-        p.slot_id: p
-        for p in db().scalars(
-            select(Program).where(Program.outlet_id == outlet.id, Program.day == day)
-        )
-    }
-    return [(slot, rows.get(slot.id)) for slot in outlet.slots]
+def _day_programs(outlet: Outlet, day: date, planned: bool) -> list[schedule_svc.SlotDay]:
+    return schedule_svc.slot_days(
+        db(),
+        outlet,
+        day,
+        now=datetime.now(UTC),
+        tz=settings().tz,
+        settings=settings(),
+        planned=planned,
+    )
 
 
 @bp.get("/outlets/<int:outlet_id>/<day_text>")
@@ -340,7 +342,7 @@ def outlet_day(outlet_id: int, day_text: str) -> Any:
         "schedule/outlet_day.html",
         outlet=outlet,
         day=day,
-        slots=_day_programs(outlet, day),
+        slots=_day_programs(outlet, day, bool(planned)),
         planned=planned,
         prev_day=day - timedelta(days=1),
         next_day=day + timedelta(days=1),
@@ -356,12 +358,9 @@ def calendar(outlet_id: int) -> Any:
     days = []
     for offset in range(CALENDAR_DAYS):
         day = start + timedelta(days=offset)
+        anns = schedule_svc.outlet_announcements(db(), outlet, day)
         days.append(
-            {
-                "day": day,
-                "announcements": schedule_svc.outlet_announcements(db(), outlet, day),
-                "slots": _day_programs(outlet, day),
-            }
+            {"day": day, "announcements": anns, "slots": _day_programs(outlet, day, bool(anns))}
         )
     return render_template("schedule/calendar.html", outlet=outlet, days=days)
 
@@ -387,8 +386,12 @@ def runsheet(outlet_id: int, day_text: str) -> Any:
             clip.duration if clip and clip.duration else budget_svc.estimate(rev.speech, rev.rate)
         )
     sheet = []
-    for slot, program in _day_programs(outlet, day):
+    for row in _day_programs(outlet, day, bool(planned)):
+        program = row.program
+        items: list[dict[str, Any]] = []
+        total: float | None = None
         if program is not None and program.manifest and program.state is JobState.DONE:
+            # What was built, not what was planned.
             items = [
                 {
                     "title": item.get("title", ""),
@@ -398,7 +401,8 @@ def runsheet(outlet_id: int, day_text: str) -> Any:
                 for item in program.manifest.get("items", [])
             ]
             total = program.duration
-        else:
+        elif row.outcome is Outcome.PENDING:
+            # Not built yet and still due: what it will be built from now.
             items = [
                 {
                     "title": a.approved.title,
@@ -408,7 +412,9 @@ def runsheet(outlet_id: int, day_text: str) -> Any:
                 for a in planned
             ]
             total = budget_svc.slot_seconds([(i["duration"], i["repeats"]) for i in items])
-        sheet.append({"slot": slot, "program": program, "items": items, "total": total})
+        sheet.append(
+            {"slot": row.slot, "program": program, "items": items, "total": total, "row": row}
+        )
     return render_template("schedule/runsheet.html", outlet=outlet, day=day, sheet=sheet)
 
 

@@ -19,6 +19,7 @@ from waitress.channel import HTTPChannel
 from cms.models import Area, JobState, Outlet, OutletKind, Program, Slot
 from cms.services import operators as svc
 from cms.settings import Settings
+from tests.scheduler.helpers import LONG_AGO
 
 _names = itertools.count(1)
 
@@ -67,7 +68,7 @@ def make_outlet(session: Session, grid: dict[str, Area]) -> Callable[..., Outlet
             name=kw.pop("name", f"石桥村大喇叭{next(_names)}"),
             kind=kind,
             area_id=(area or grid["g1"]).id,
-            **kw,
+            **{"created_at": LONG_AGO, **kw},
         )
         outlet.slots = [Slot(at=at, minutes=minutes) for at in slots]
         session.add(outlet)
@@ -107,7 +108,11 @@ def make_program(
             path=str(path) if state is JobState.DONE else None,
             duration=seconds,
             manifest={"announcements": [{"title": t} for t in titles]},
-            built_at=datetime.now(UTC),
+            # Built at the 04:00 build of its day, as the scheduler does (now, for a future day).
+            built_at=min(
+                datetime.now(UTC),
+                datetime.combine(day, time(4, 0), tzinfo=settings.tz).astimezone(UTC),
+            ),
         )
         session.add(program)
         session.commit()

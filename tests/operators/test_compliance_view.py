@@ -83,17 +83,36 @@ def test_csv_export(inspector, data, day, clock, monkeypatch) -> None:  # type: 
         "日期",
         "村",
         "应播节目",
-        "已生成",
-        "已下载",
+        "待播出",
+        "待确认",
         "已确认",
         "迟报",
+        "未确认",
+        "补生成",
         "漏播",
+        "已下载",
         "确认率",
     ]
+    # At noon: 石桥村's 07:30 is confirmed and its 19:00 still ahead; 柳林村 confirmed days late.
     assert rows[1:] == [
-        [day.isoformat(), "石桥村", "2", "2", "1", "1", "0", "0", "0.5"],
-        [(day - timedelta(days=3)).isoformat(), "柳林村", "1", "1", "0", "1", "1", "0", "1.0"],
+        [day.isoformat(), "石桥村", "2", "1", "0", "1", "0", "0", "0", "0", "1", "1.0"],
+        [
+            (day - timedelta(days=3)).isoformat(),
+            "柳林村",
+            "1",
+            "0",
+            "0",
+            "0",
+            "1",
+            "0",
+            "0",
+            "0",
+            "0",
+            "1.0",
+        ],
     ]
+    for row in rows[1:]:
+        assert int(row[2]) == sum(int(v) for v in row[3:10])
 
 
 def test_xlsx_export(inspector, data, day, clock, monkeypatch) -> None:  # type: ignore[no-untyped-def]
@@ -107,6 +126,6 @@ def test_xlsx_export(inspector, data, day, clock, monkeypatch) -> None:  # type:
     values = [[c.value for c in row] for row in sheet.iter_rows()]
     assert values[0][:3] == ["日期", "村", "应播节目"]
     first = values[1]
-    assert first[0].date() == day and first[1:] == ["石桥村", 2, 2, 1, 1, 0, 0, 0.5]
-    assert values[2][1:8] == ["柳林村", 1, 1, 0, 1, 1, 0]
+    assert first[0].date() == day and first[1:] == ["石桥村", 2, 1, 0, 1, 0, 0, 0, 0, 1, 1.0]
+    assert values[2][1:11] == ["柳林村", 1, 0, 0, 0, 1, 0, 0, 0, 0]
     assert len(values) == 3

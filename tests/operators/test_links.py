@@ -196,10 +196,28 @@ def test_page_shows_coming_days_but_confirms_only_started_slots(
     page = client.get(f"{base}/").get_data(as_text=True)
     assert f"program-{evening.id}" in page and f"program-{tomorrow.id}" in page
     assert f"confirm-{evening.id}" not in page and f"confirm-{tomorrow.id}" not in page
+    # Instead of the button: when it will be there.
+    hint = page.split(f'data-testid="confirm-from-{evening.id}">', 1)[1].split("<", 1)[0]
+    assert hint == "19:00 开播后可确认"
+    assert f'data-testid="confirm-from-{tomorrow.id}">07:30 开播后可确认' in page
     response = client.post(f"{base}/confirm/{evening.id}", follow_redirects=True)
     assert "播出后再确认" in response.get_data(as_text=True)
     clock.set(day, 19, 5)
-    assert f"confirm-{evening.id}" in client.get(f"{base}/").get_data(as_text=True)
+    page = client.get(f"{base}/").get_data(as_text=True)
+    assert f"confirm-{evening.id}" in page and f"confirm-from-{evening.id}" not in page
+
+
+def test_page_says_when_an_unbuilt_program_can_be_confirmed(
+    client, make_outlet, make_program, link, day, clock
+) -> None:  # type: ignore[no-untyped-def]
+    from cms.models import JobState
+
+    outlet = make_outlet()
+    evening = make_program(outlet, day, 1, state=JobState.PENDING)
+    base = link(outlet)
+    clock.set(day, 12)
+    page = client.get(f"{base}/").get_data(as_text=True)
+    assert f'data-testid="confirm-from-{evening.id}">节目生成后，19:00 开播后可确认' in page
 
 
 def test_logged_in_operator_sees_only_their_outlets(

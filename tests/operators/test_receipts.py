@@ -128,7 +128,8 @@ def test_compliance_numbers(session, settings, make_outlet, make_program, grid, 
     c1 = make_program(c, day, 0)
     make_program(c, day, 1, state=JobState.FAILED)
     yesterday = make_program(a, day - timedelta(days=1), 0)
-    yesterday.missed = True
+    yesterday.missed = True  # missed at 07:30, retried, built at 10:00: built late
+    yesterday.built_at = at(settings, day - timedelta(days=1), 10)
     svc.record_download(session, a.id, day, "mp3", a1.id)
     svc.record_download(session, a.id, day, "zip", a2.id)
     svc.record_download(session, b.id, day, "rss")  # a feed fetch is not a program download
@@ -137,35 +138,36 @@ def test_compliance_numbers(session, settings, make_outlet, make_program, grid, 
     svc.confirm_playback(session, b1, None, "web", at(settings, day, 23), tz=settings.tz)  # late
     svc.confirm_playback(session, c1, None, "bot", at(settings, day, 7, 50), tz=settings.tz)
     session.commit()
-    rows = {(r.day, r.village): r for r in svc.compliance(session, day, 30)}
+    night = at(settings, day, 23, 30)
+    rows = {(r.day, r.village): r for r in svc.compliance(session, night, settings.tz, 30)}
     shiqiao = rows[(day, "石桥村")]
+    # 07:30 confirmed on time, 08:00 confirmed late, 19:00 never confirmed.
     assert (
         shiqiao.planned,
+        shiqiao.on_time,
+        shiqiao.late,
+        shiqiao.unconfirmed,
         shiqiao.built,
         shiqiao.downloaded,
         shiqiao.confirmed,
-        shiqiao.late,
-    ) == (
-        3,
-        3,
-        2,
-        2,
-        1,
-    )
+    ) == (3, 1, 1, 1, 3, 2, 2)
     liulin = rows[(day, "柳林村")]
-    assert (liulin.planned, liulin.built, liulin.downloaded, liulin.confirmed, liulin.late) == (
+    assert (liulin.planned, liulin.on_time, liulin.missed, liulin.built, liulin.downloaded) == (
         2,
         1,
         1,
         1,
-        0,
+        1,
     )
     before = rows[(day - timedelta(days=1), "石桥村")]
-    assert (before.planned, before.built, before.confirmed, before.missed) == (1, 1, 0, 1)
+    assert (before.planned, before.built_late, before.built, before.confirmed) == (1, 1, 1, 0)
     assert set(rows) == {(day, "石桥村"), (day, "柳林村"), (day - timedelta(days=1), "石桥村")}
+    # At noon the 19:00 programs are still ahead: pending, and the 19:00 failure not yet missed.
+    noon = {r.village: r for r in svc.compliance(session, at(settings, day, 12), settings.tz, 1)}
+    assert (noon["石桥村"].pending, noon["柳林村"].pending, noon["柳林村"].missed) == (1, 1, 0)
     # Outside the window: not counted.
-    assert svc.compliance(session, day - timedelta(days=2), 1) == []
-    totals = svc.daily_totals(svc.compliance(session, day, 30), day, 30)
+    assert svc.compliance(session, night - timedelta(days=2), settings.tz, 1) == []
+    totals = svc.daily_totals(svc.compliance(session, night, settings.tz, 30), day, 30)
     assert len(totals) == 30 and totals[-1].day == day and totals[0].day == day - timedelta(days=29)
     assert (totals[-1].built, totals[-1].downloaded, totals[-1].confirmed) == (4, 3, 3)
     assert totals[-2].planned == 1 and totals[0].planned == 0

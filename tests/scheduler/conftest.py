@@ -20,7 +20,7 @@ from cms.scheduler.core import Scheduler
 from cms.scheduler.outbox import OutboxChannel
 from cms.services import outlets as outlet_svc
 from cms.settings import Settings
-from tests.scheduler.helpers import FakeChannel
+from tests.scheduler.helpers import LONG_AGO, FakeChannel
 
 _chat_ids = itertools.count(1000)
 
@@ -87,6 +87,9 @@ def make_outlet(session: Session, admin: User) -> Callable[..., Outlet]:
             area_id=area.id,
             slots=slots,
         )
+        # In service long before the test clock's day (an outlet created "now", in real time,
+        # would make every slot of the fake day one that ended before it existed).
+        outlet.created_at = LONG_AGO
         session.commit()
         return outlet
 

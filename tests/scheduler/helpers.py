@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import threading
-from datetime import date, datetime, time
+from datetime import UTC, date, datetime, time
 from typing import Any
 
 from cms.channels import Notice, ProgressCallback, SendResult
 from cms.settings import Settings
+
+LONG_AGO = datetime(2020, 1, 1, tzinfo=UTC)
+"""When the tests' outlets came into service: before any day a test's clock shows."""
 
 
 def local(settings: Settings, day: date, hhmm: str) -> datetime:
