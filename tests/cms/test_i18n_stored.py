@@ -10,10 +10,10 @@ from __future__ import annotations
 from datetime import time, timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from cms.models import Alert, ChatGroup, Delivery, DeliveryState, JobState, Program
+from cms.models import Alert, ChatGroup, Delivery, DeliveryState, JobState, Outlet, Program
 from cms.scheduler import queue
 from cms.scheduler.clock import at_local
 from cms.scheduler.deliveries import plan_deliveries
@@ -39,6 +39,10 @@ def bad_day(session: Session, settings: Any) -> None:
     day = today(settings)
     yesterday = day - timedelta(days=1)
     late = at_local(day, time(23, 50), tz)
+    # The township's loudspeakers were installed long before these two days.
+    session.execute(
+        update(Outlet).values(created_at=at_local(day - timedelta(days=90), time(8), tz))
+    )
     # The scheduler was down all yesterday: every slot is a missed program with an alert.
     reconcile_day(session, yesterday, late, tz)
     # One program was built but never confirmed as played: escalated.

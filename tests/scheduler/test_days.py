@@ -16,6 +16,7 @@ from cms.models import Alert, JobState, Outlet, Program, Receipt
 from cms.scheduler import programs, reconcile
 from cms.services import days, operators
 from cms.services import schedule as schedule_svc
+from cms.services.errors import Message
 from tests.scheduler.helpers import local
 
 MONTH = 30
@@ -307,7 +308,7 @@ def test_false_alerts_of_older_versions_are_closed(  # type: ignore[no-untyped-d
     session.add(morning)
     session.flush()
     programs.raise_alert(
-        session, "program_missed", "old", day=today, object_type="program", object_id=morning.id
+        session, "program_missed", Message("old"), day=today, object_type="program", object_id=morning.id
     )
     session.commit()
     now = local(settings, today, "16:00")
