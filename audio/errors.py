@@ -139,6 +139,10 @@ def _is_reason(value: object) -> bool:
     )
 
 
+def _rebuild(cls: type[AudioError], msgid: str, params: dict[str, Any]) -> AudioError:
+    return cls(msgid, **params)
+
+
 class AudioError(Exception):
     """Base class of every error raised by :mod:`audio`.
 
@@ -153,6 +157,10 @@ class AudioError(Exception):
         self.msgid = message
         self.params = {name: _param(value) for name, value in params.items()}
         super().__init__(_format(message, self.params))
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Rebuilt from the message id and parameters (the default would pass the sentence).
+        return (_rebuild, (type(self), self.msgid, self.params), self.__dict__)
 
     @property
     def message(self) -> Reason:

@@ -146,7 +146,8 @@ def _require_sherpa() -> None:
         import sherpa_onnx  # noqa: F401
     except ImportError as exc:
         raise NeuralError(
-            "未安装 sherpa-onnx，无法使用离线神经语音：请运行 pip install 'dalaba[neural]'"
+            N_("未安装 sherpa-onnx，无法使用离线神经语音：请运行 {command}"),
+            command="pip install 'dalaba[neural]'",
         ) from exc
 
 
