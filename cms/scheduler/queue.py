@@ -240,9 +240,10 @@ def _shortened(message: Message, limit: int) -> Message:
 def error_message(exc: BaseException, limit: int = ERROR_CHARS) -> Message:
     """A failure as a message rendered in the reader's language.
 
-    Domain errors carry their own message. Audio errors get a translated headline naming the
-    kind of failure, with the library's detail after it; anything else (a platform's answer,
-    a network error) is technical detail kept as is, with its exception class.
+    Domain errors carry their own message, and so do audio errors (a message id with
+    parameters, see :mod:`audio.errors`); an audio error without one gets a translated
+    headline naming the kind of failure, with the library's text after it. Anything else (a
+    platform's answer, a network error) is technical detail kept as is.
     """
     if isinstance(exc, DomainError):
         return exc.message
