@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
-from audio.errors import EdgeError, OfflineError
+from audio.errors import N_, EdgeError, OfflineError, Reason
 from audio.ffmpeg import atomic_path
 from audio.subtitles import Cue
 from audio.voices import Voice
@@ -170,7 +170,7 @@ class EdgeEngine:
         return Speech(out, len(audio) * 8 / EDGE_BITRATE_BPS, tuple(cues))
 
     def _chunk_with_retries(self, chunk: str, voice: Voice, rate: int) -> tuple[bytes, list[Cue]]:
-        reason = ""
+        reason = Reason("")
         for attempt in range(1, self.retry.attempts + 1):
             try:
                 return _run(self._chunk(chunk, voice, rate))
@@ -185,7 +185,9 @@ class EdgeEngine:
                 if attempt < self.retry.attempts:
                     self._sleep(self.retry.delay(attempt))
         raise EdgeError(
-            f"在线语音合成失败（已尝试 {self.retry.attempts} 次）：{reason}", reason=reason
+            N_("在线语音合成失败（已尝试 {attempts} 次）：{reason}"),
+            reason=reason,
+            attempts=self.retry.attempts,
         )
 
     async def _chunk(self, chunk: str, voice: Voice, rate: int) -> tuple[bytes, list[Cue]]:
@@ -243,31 +245,31 @@ class _Truncated(Exception):
     """edge-tts delivered less audio than the text needs."""
 
 
-def _classify(exc: BaseException) -> str | None:
-    """A short Chinese reason for a recoverable edge-tts failure, or None for a bug."""
+def _classify(exc: BaseException) -> Reason | None:
+    """A short reason for a recoverable edge-tts failure, or None for a bug."""
     import aiohttp
     from edge_tts import exceptions as edge_exc
 
     detail = f"{type(exc).__name__}: {exc}".strip(" :")[:160]
     if isinstance(exc, _Truncated):
-        return f"音频流中断（{exc}）"
+        return Reason.of(N_("音频流中断（{detail}）"), detail=str(exc))
     if isinstance(exc, aiohttp.ClientResponseError):
         if exc.status == 403:
-            return "服务拒绝访问（HTTP 403）"
-        return f"服务返回 HTTP {exc.status}"
+            return Reason(N_("服务拒绝访问（HTTP 403）"))
+        return Reason.of(N_("服务返回 HTTP {status}"), status=exc.status)
     if isinstance(exc, aiohttp.ClientConnectorError | ConnectionRefusedError):
-        return f"无法连接服务（{detail}）"
+        return Reason.of(N_("无法连接服务（{detail}）"), detail=detail)
     if isinstance(exc, TimeoutError | asyncio.TimeoutError):
-        return f"连接或接收超时（{detail}）"
+        return Reason.of(N_("连接或接收超时（{detail}）"), detail=detail)
     if isinstance(exc, edge_exc.NoAudioReceived):
-        return f"没有收到音频（{detail}）"
+        return Reason.of(N_("没有收到音频（{detail}）"), detail=detail)
     if isinstance(exc, edge_exc.EdgeTTSException):
-        return f"服务响应异常（{detail}）"
+        return Reason.of(N_("服务响应异常（{detail}）"), detail=detail)
     if isinstance(exc, aiohttp.ClientError | OSError):
-        return f"连接中断（{detail}）"
+        return Reason.of(N_("连接中断（{detail}）"), detail=detail)
     if isinstance(exc, ValueError | KeyError):
         # edge-tts parses the service's headers and JSON without checking them first.
-        return f"服务响应格式异常（{detail}）"
+        return Reason.of(N_("服务响应格式异常（{detail}）"), detail=detail)
     return None
 
 
@@ -360,10 +362,12 @@ class _ESpeak:
         try:
             lib = self._open()
         except OSError as exc:
-            raise OfflineError(f"离线语音引擎（eSpeak NG）无法加载：{exc}") from exc
+            raise OfflineError(
+                N_("离线语音引擎（eSpeak NG）无法加载：{detail}"), detail=str(exc)
+            ) from exc
         try:
             if lib.espeak_SetVoiceByName(voice.encode()) != 0:
-                raise OfflineError(f"离线语音引擎没有发音人 {voice}")
+                raise OfflineError(N_("离线语音引擎没有发音人 {voice}"), voice=voice)
             wpm = round(self.DEFAULT_WPM * (1 + rate / 100))
             lib.espeak_SetParameter(self.RATE, wpm, 0)
             encoded = text.encode("utf-8") + b"\0"
@@ -372,7 +376,9 @@ class _ESpeak:
                 encoded, len(encoded), 0, self.POS_CHARACTER, 0, self.CHARS_UTF8, None, None
             )
             if status != 0:
-                raise OfflineError(f"离线语音合成失败（espeak_Synth 返回 {status}）")
+                raise OfflineError(
+                    N_("离线语音合成失败（espeak_Synth 返回 {status}）"), status=status
+                )
             return b"".join(self._buffer)
         finally:
             lib.espeak_Terminate()
@@ -411,7 +417,9 @@ class OfflineEngine:
             try:
                 espeak = _ESpeak.get()
             except OSError as exc:
-                raise OfflineError(f"离线语音引擎（eSpeak NG）无法加载：{exc}") from exc
+                raise OfflineError(
+                    N_("离线语音引擎（eSpeak NG）无法加载：{detail}"), detail=str(exc)
+                ) from exc
             pcm = bytearray()
             cues = []
             for chunk in chunks:
@@ -420,7 +428,7 @@ class OfflineEngine:
                 cues.append(Cue(start, len(pcm) / 2 / espeak.sample_rate, chunk))
             sample_rate = espeak.sample_rate
         if not pcm:
-            raise OfflineError("离线语音引擎没有生成音频")
+            raise OfflineError(N_("离线语音引擎没有生成音频"))
         with atomic_path(out) as tmp, wave.open(str(tmp), "wb") as wav:
             wav.setnchannels(1)
             wav.setsampwidth(2)

@@ -3,6 +3,15 @@
 Every error carries a message in Chinese that can be shown to an officer as is;
 the CMS turns them into flash messages, the bot into replies, the CLI into exit codes.
 
+The message is also kept as a message id (the Chinese sentence with ``{name}``
+placeholders, marked with :func:`N_` for extraction) and its parameters, so the CMS can
+store it and show it in the reader's language. The audio package itself never
+translates: ``str(exc)`` is the Chinese sentence. A parameter that needs translating
+too is a :class:`Reason`; technical detail (ffmpeg's log, a path, another library's
+exception text) is a plain string parameter. A :class:`Reason` stored as text
+(:meth:`Reason.dumps`, e.g. a clip's fallback reason) has the shape the CMS's
+``Message.loads`` reads.
+
 ```
 AudioError
 ├── TextError          the text cannot be spoken (empty, only symbols, too long)
@@ -21,8 +30,13 @@ AudioError
 from __future__ import annotations
 
 import errno
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
 
 __all__ = [
+    "N_",
     "AudioError",
     "DiskFullError",
     "EdgeError",
@@ -30,6 +44,7 @@ __all__ = [
     "NeuralError",
     "OfflineError",
     "ProgramError",
+    "Reason",
     "RecordingError",
     "SynthesisError",
     "TextError",
@@ -37,8 +52,120 @@ __all__ = [
 ]
 
 
+def N_(msgid: str) -> str:
+    """Mark a message id for extraction; the CMS translates it where it is shown."""
+    return msgid
+
+
+def _param(value: object) -> Any:
+    """A parameter as kept: a :class:`Reason`, a JSON scalar, or else its text."""
+    if isinstance(value, Reason) or value is None or isinstance(value, str | int | float):
+        return value
+    return str(value)
+
+
+def _format(msgid: str, params: Mapping[str, Any]) -> str:
+    if not params:
+        return msgid
+    try:
+        return msgid.format(**{name: str(value) for name, value in params.items()})
+    except (KeyError, IndexError, ValueError):
+        return msgid
+
+
+@dataclass(frozen=True)
+class Reason:
+    """A message id (Chinese, with ``{name}`` placeholders) and its parameters.
+
+    ``str()`` gives the Chinese sentence; :meth:`dumps` the stored form the CMS reads
+    with ``cms.services.errors.Message.loads`` and shows in the reader's language.
+    A parameter may itself be a :class:`Reason`.
+    """
+
+    msgid: str
+    params: Mapping[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, msgid: str, /, **params: object) -> Reason:
+        """``Reason.of(N_("…{name}…"), name=value)``."""
+        return cls(msgid, {name: _param(value) for name, value in params.items()})
+
+    def render(self) -> str:
+        """The Chinese sentence."""
+        return _format(self.msgid, self.params)
+
+    def __str__(self) -> str:
+        return self.render()
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "msgid": self.msgid,
+            "params": {
+                name: value.to_json() if isinstance(value, Reason) else value
+                for name, value in self.params.items()
+            },
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Reason:
+        params = {
+            name: cls.from_json(value) if _is_reason(value) else value
+            for name, value in (data.get("params") or {}).items()
+        }
+        return cls(str(data["msgid"]), params)
+
+    def dumps(self) -> str:
+        """The reason as stored in a text column (JSON, readable by the CMS's ``Message``)."""
+        return json.dumps(self.to_json(), ensure_ascii=False)
+
+    @classmethod
+    def loads(cls, text: str) -> Reason:
+        """What :meth:`dumps` wrote; any other text is a reason without parameters."""
+        if text.startswith('{"msgid"'):
+            try:
+                data = json.loads(text)
+            except ValueError:
+                data = None
+            if _is_reason(data):
+                return cls.from_json(data)
+        return cls(text)
+
+
+def _is_reason(value: object) -> bool:
+    return (
+        isinstance(value, dict)
+        and isinstance(value.get("msgid"), str)
+        and isinstance(value.get("params", {}), dict)
+    )
+
+
+def _rebuild(cls: type[AudioError], msgid: str, params: dict[str, Any]) -> AudioError:
+    return cls(msgid, **params)
+
+
 class AudioError(Exception):
-    """Base class of every error raised by :mod:`audio`."""
+    """Base class of every error raised by :mod:`audio`.
+
+    ``AudioError(N_("…{name}…"), name=value)``: ``msgid`` and ``params`` keep the message
+    for translation, ``str(exc)`` is the Chinese sentence.
+    """
+
+    msgid: str
+    params: dict[str, Any]
+
+    def __init__(self, message: str = "", /, **params: object) -> None:
+        self.msgid = message
+        self.params = {name: _param(value) for name, value in params.items()}
+        super().__init__(_format(message, self.params))
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Rebuilt from the message id and parameters (the default would pass the sentence).
+        return (_rebuild, (type(self), self.msgid, self.params), self.__dict__)
+
+    @property
+    def message(self) -> Reason:
+        """The message as a :class:`Reason` (e.g. to nest it in another message)."""
+        return Reason(self.msgid, self.params)
 
 
 class TextError(AudioError, ValueError):
@@ -57,12 +184,12 @@ class EdgeError(SynthesisError):
     """edge-tts (online) failed after the configured retries.
 
     Attributes:
-        reason: a short description of the last failure, kept as the clip's fallback reason.
+        reason: a short description of the last failure, kept in the clip's fallback reason.
     """
 
-    def __init__(self, message: str, reason: str) -> None:
-        super().__init__(message)
-        self.reason = reason
+    def __init__(self, message: str, /, reason: Reason | str, **params: object) -> None:
+        super().__init__(message, reason=reason, **params)
+        self.reason = reason if isinstance(reason, Reason) else Reason(reason)
 
 
 class OfflineError(SynthesisError):
@@ -93,8 +220,12 @@ class DiskFullError(AudioError, OSError):
     so code that already treats a failed write as an ``OSError`` keeps working.
     """
 
-    def __init__(self, message: str = "磁盘空间不足，无法写入音频文件") -> None:
-        super().__init__(errno.ENOSPC, message)
+    def __init__(
+        self, message: str = N_("磁盘空间不足，无法写入音频文件"), /, **params: object
+    ) -> None:
+        self.msgid = message
+        self.params = {name: _param(value) for name, value in params.items()}
+        OSError.__init__(self, errno.ENOSPC, _format(message, self.params))
 
     def __str__(self) -> str:
         return str(self.strerror)

@@ -13,7 +13,7 @@ import difflib
 import re
 from dataclasses import dataclass
 
-from audio.errors import TextError
+from audio.errors import N_, TextError
 from audio.text import MAX_TEXT_CHARS, Lexicon, spoken_text
 
 __all__ = ["Span", "applied_entries", "explain", "spoken_of"]
@@ -149,9 +149,13 @@ def explain(text: str, lexicon: Lexicon | None = None) -> list[Span]:
             :data:`audio.text.MAX_TEXT_CHARS`.
     """
     if not isinstance(text, str):
-        raise TextError("公告文本应为字符串")
+        raise TextError(N_("公告文本应为字符串"))
     if len(text) > MAX_TEXT_CHARS:
-        raise TextError(f"文本过长（{len(text)} 字），单条公告最多 {MAX_TEXT_CHARS} 字")
+        raise TextError(
+            N_("文本过长（{length} 字），单条公告最多 {limit} 字"),
+            length=len(text),
+            limit=MAX_TEXT_CHARS,
+        )
     spans: list[Span] = []
     for sentence in _sentences(text):
         spans.extend(_explain_sentence(sentence, lexicon))

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
-from audio.errors import DiskFullError, MasteringError
+from audio.errors import N_, DiskFullError, MasteringError, Reason
 
 __all__ = [
     "Loudness",
@@ -44,7 +44,7 @@ def disk_full_in(log_text: str) -> bool:
 
 
 def _disk_full(what: str) -> DiskFullError:
-    return DiskFullError(f"{what}失败：磁盘空间不足，无法写入音频文件")
+    return DiskFullError(N_("{what}失败：磁盘空间不足，无法写入音频文件"), what=Reason(what))
 
 
 @cache
@@ -60,32 +60,39 @@ def ffmpeg_exe() -> str:
         exe: str = imageio_ffmpeg.get_ffmpeg_exe()
         return exe
     except Exception as exc:  # imageio-ffmpeg raises RuntimeError, or OSError on odd systems
-        raise MasteringError("找不到 ffmpeg（imageio-ffmpeg 未提供本平台的可执行文件）") from exc
+        raise MasteringError(
+            N_("找不到 ffmpeg（imageio-ffmpeg 未提供本平台的可执行文件）")
+        ) from exc
 
 
-def run_ffmpeg(args: Sequence[str], *, what: str = "处理音频") -> str:
+def run_ffmpeg(args: Sequence[str], *, what: str = N_("处理音频")) -> str:
     """Run ffmpeg with ``args`` and return its log (stderr).
 
     Raises:
         DiskFullError: ffmpeg could not write its output because the disk is full.
-        MasteringError: ffmpeg exited with an error; the message names ``what``.
+        MasteringError: ffmpeg exited with an error; the message names ``what`` (a message
+            id marked with ``N_``).
     """
     cmd = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-nostats", *args]
     try:
         proc = subprocess.run(cmd, capture_output=True, check=False, timeout=900)
     except (OSError, subprocess.TimeoutExpired) as exc:
-        raise MasteringError(f"{what}失败：无法运行 ffmpeg（{exc}）") from exc
+        raise MasteringError(
+            N_("{what}失败：无法运行 ffmpeg（{detail}）"), what=Reason(what), detail=str(exc)
+        ) from exc
     stderr = proc.stderr.decode("utf-8", "replace")
     if proc.returncode != 0:
         tail = " / ".join(stderr.strip().splitlines()[-3:])
         log.warning("ffmpeg failed (%s): %s", proc.returncode, tail)
         if disk_full_in(stderr):
             raise _disk_full(what)
-        raise MasteringError(f"{what}失败（ffmpeg：{tail[-300:]}）")
+        raise MasteringError(
+            N_("{what}失败（ffmpeg：{detail}）"), what=Reason(what), detail=tail[-300:]
+        )
     return stderr
 
 
-def decode_pcm(path: Path, *, sample_rate: int = 16_000, what: str = "解码音频") -> bytes:
+def decode_pcm(path: Path, *, sample_rate: int = 16_000, what: str = N_("解码音频")) -> bytes:
     """Decode any audio file to mono signed 16-bit little-endian PCM.
 
     Raises:
@@ -97,12 +104,16 @@ def decode_pcm(path: Path, *, sample_rate: int = 16_000, what: str = "解码音�
     try:
         proc = subprocess.run(cmd, capture_output=True, check=False, timeout=900)
     except (OSError, subprocess.TimeoutExpired) as exc:
-        raise MasteringError(f"{what}失败：无法运行 ffmpeg（{exc}）") from exc
+        raise MasteringError(
+            N_("{what}失败：无法运行 ffmpeg（{detail}）"), what=Reason(what), detail=str(exc)
+        ) from exc
     if proc.returncode != 0:
         stderr = proc.stderr.decode("utf-8", "replace").strip()
         if disk_full_in(stderr):
             raise _disk_full(what)
-        raise MasteringError(f"{what}失败（ffmpeg：{stderr[-300:]}）")
+        raise MasteringError(
+            N_("{what}失败（ffmpeg：{detail}）"), what=Reason(what), detail=stderr[-300:]
+        )
     return proc.stdout
 
 
@@ -141,7 +152,7 @@ def parse_ebur128(log_text: str) -> dict[str, float]:
         "true_peak": re.search(rf"Peak:\s+{number}\s+dBFS", summary),
     }
     if "Summary:" not in log_text or not all(found[k] for k in ("integrated", "threshold", "lra")):
-        raise MasteringError("无法读取响度测量结果（ffmpeg ebur128 输出格式异常）")
+        raise MasteringError(N_("无法读取响度测量结果（ffmpeg ebur128 输出格式异常）"))
     return {k: float(m.group(1)) for k, m in found.items() if m}
 
 
@@ -160,7 +171,7 @@ def measure_loudness(path: Path) -> Loudness:
     out = run_ffmpeg(
         ["-i", str(path), "-af", f"ebur128=peak=true:metadata=1:framelog=quiet,{_PEAK_PRINT}",
          "-f", "null", "-"],
-        what="测量响度",
+        what=N_("测量响度"),
     )  # fmt: skip
     stats = parse_ebur128(out)
     return Loudness(stats["integrated"], _true_peak(out, stats["true_peak"]), stats["lra"])

@@ -49,7 +49,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 
-from audio.errors import MasteringError
+from audio.errors import N_, MasteringError
 from audio.ffmpeg import atomic_path, decode_pcm, measure_loudness, parse_ebur128, run_ffmpeg
 from audio.mp3 import HOUSE_FORMAT, parse_frames
 
@@ -226,11 +226,11 @@ def _analyse(raw: Path, spec: MasteringProfile) -> _Analysis:
             f"silencedetect=n={SILENCE_DB}dB:d=0.1,{spec.shaping},ebur128=framelog=quiet",
             "-f", "null", "-",
         ],
-        what="分析音频",
+        what=N_("分析音频"),
     )  # fmt: skip
     times = _TIME.findall(out)
     if not times:
-        raise MasteringError("分析音频失败：无法得知音频时长")
+        raise MasteringError(N_("分析音频失败：无法得知音频时长"))
     hours, minutes, seconds = times[-1]
     duration = int(hours) * 3600 + int(minutes) * 60 + float(seconds)
     integrated = parse_ebur128(out)["integrated"]
@@ -287,7 +287,7 @@ def master(
     target = spec.integrated_lufs if target_lufs is None else target_lufs
     analysis = _analyse(raw, spec)
     if is_silent(analysis.integrated):
-        raise MasteringError("音频没有可听见的声音（全是静音）")
+        raise MasteringError(N_("音频没有可听见的声音（全是静音）"))
     start = analysis.speech_start
     length = analysis.speech_end - start
     # Lossy codecs lose ~0.45 LU on speech (``codec_makeup_db``) and overshoot peaks
@@ -309,7 +309,7 @@ def master(
             run_ffmpeg(
                 ["-y", "-i", str(shaped), "-ar", str(spec.sample_rate), "-ac", "1",
                  "-map_metadata", "-1", *spec.encoder, str(encoded)],
-                what="编码音频",
+                what=N_("编码音频"),
             )  # fmt: skip
             final = measure_loudness(encoded)
             error = target - final.integrated
@@ -328,9 +328,15 @@ def master(
             gain += error
         else:
             raise MasteringError(
-                f"音频处理后达不到响度要求：编码后 {final.integrated:.1f} LUFS、"
-                f"真峰值 {final.true_peak:.2f} dBTP（要求 {target:.1f} ± "
-                f"{ENCODED_TOLERANCE_LU} LUFS，真峰值不超过 {spec.true_peak_dbtp:.1f} dBTP）"
+                N_(
+                    "音频处理后达不到响度要求：编码后 {loudness} LUFS、真峰值 {peak} dBTP"
+                    "（要求 {target} ± {tolerance} LUFS，真峰值不超过 {ceiling} dBTP）"
+                ),
+                loudness=f"{final.integrated:.1f}",
+                peak=f"{final.true_peak:.2f}",
+                target=f"{target:.1f}",
+                tolerance=ENCODED_TOLERANCE_LU,
+                ceiling=f"{spec.true_peak_dbtp:.1f}",
             )
         duration = _duration(encoded, spec)
     return MasteredAudio(out, duration, PRE_ROLL_S - start)
@@ -375,11 +381,11 @@ def _shape(
             ["-y", "-i", str(raw), "-filter_complex", graph,
              "-map", "[keep]", "-c:a", "pcm_f32le", "-ar", str(spec.sample_rate), "-ac", "1",
              "-f", "wav", str(shaped), "-map", "[sink]", "-f", "null", "-"],
-            what="处理音频",
+            what=N_("处理音频"),
         )  # fmt: skip
         measured = parse_ebur128(log_text)["integrated"]
         if is_silent(measured):
-            raise MasteringError("音频没有可听见的声音（全是静音）")
+            raise MasteringError(N_("音频没有可听见的声音（全是静音）"))
         if abs(level - measured) <= SHAPE_TOLERANCE_LU:
             break
         # Under heavy limiting a dB of gain buys only a fraction of a LU: follow the
@@ -394,7 +400,7 @@ def _shape(
 
 def _duration(path: Path, spec: MasteringProfile) -> float:
     if spec.suffix == ".mp3":
-        return round(parse_frames(path.read_bytes(), name="编码结果").duration, 3)
+        return round(parse_frames(path.read_bytes(), name=N_("编码结果")).duration, 3)
     if spec.suffix == ".ogg":
         return round(ogg_opus_duration(path), 3)
     return round(len(decode_pcm(path, sample_rate=spec.sample_rate)) / 2 / spec.sample_rate, 3)
@@ -410,7 +416,7 @@ def ogg_opus_duration(path: Path) -> float:
     head = data.find(b"OpusHead")
     last = data.rfind(b"OggS")
     if not data.startswith(b"OggS") or head < 0 or last < 0 or len(data) < last + 14:
-        raise MasteringError(f"{path.name} 不是 OGG/Opus 文件")
+        raise MasteringError(N_("{file} 不是 OGG/Opus 文件"), file=path.name)
     pre_skip = int.from_bytes(data[head + 10 : head + 12], "little")
     granule = int.from_bytes(data[last + 6 : last + 14], "little")
     return max(0.0, (granule - pre_skip) / 48_000)

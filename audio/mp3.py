@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from audio.errors import ProgramError
+from audio.errors import N_, ProgramError, Reason
 
 __all__ = ["HOUSE_FORMAT", "Mp3Format", "Mp3Frames", "id3v2_tag", "parse_frames"]
 
@@ -106,12 +106,16 @@ def _is_info_frame(frame: bytes, fmt: Mp3Format, crc: bool) -> bool:
     return frame[offset : offset + 4] in (b"Xing", b"Info") or frame[36:40] == b"VBRI"
 
 
-def parse_frames(data: bytes, *, name: str = "片段") -> Mp3Frames:
+_SEGMENT = N_("片段")
+
+
+def parse_frames(data: bytes, *, name: str | Reason = _SEGMENT) -> Mp3Frames:
     """Split an MP3 file into its audio frames, dropping ID3v1/v2 tags and Xing/Info frames.
 
     Args:
         data: the file's bytes.
-        name: how to call the file in error messages.
+        name: how to call the file in error messages: a message id (marked with ``N_``)
+            or a :class:`~audio.errors.Reason`.
 
     Returns:
         The frames and their common format.
@@ -119,6 +123,7 @@ def parse_frames(data: bytes, *, name: str = "片段") -> Mp3Frames:
     Raises:
         ProgramError: not an MP3 stream, mixed formats, or variable bitrate.
     """
+    what = name if isinstance(name, Reason) else Reason(name)
     pos = _id3v2_size(data, 0)
     end = len(data)
     if end >= 128 and data[end - 128 : end - 125] == b"TAG":
@@ -135,7 +140,9 @@ def parse_frames(data: bytes, *, name: str = "片段") -> Mp3Frames:
         if header is None or pos + header[1] > end:
             if end - pos < 4 or data[pos:end].strip(b"\x00") == b"":
                 break
-            raise ProgramError(f"{name}不是有效的 MP3（偏移 {pos} 处数据损坏）")
+            raise ProgramError(
+                N_("{name} 不是有效的 MP3（偏移 {pos} 处数据损坏）"), name=what, pos=pos
+            )
         frame_fmt, length, crc = header
         frame = data[pos : pos + length]
         pos += length
@@ -146,10 +153,15 @@ def parse_frames(data: bytes, *, name: str = "片段") -> Mp3Frames:
         if fmt is None:
             fmt = frame_fmt
         elif frame_fmt != fmt:
-            raise ProgramError(f"{name}的格式不统一（{fmt} 与 {frame_fmt}），不能直接拼接")
+            raise ProgramError(
+                N_("{name} 的格式不统一（{first} 与 {other}），不能直接拼接"),
+                name=what,
+                first=str(fmt),
+                other=str(frame_fmt),
+            )
         chunks.append(frame)
     if fmt is None:
-        raise ProgramError(f"{name}中没有 MP3 音频帧")
+        raise ProgramError(N_("{name} 中没有 MP3 音频帧"), name=what)
     return Mp3Frames(b"".join(chunks), len(chunks), fmt)
 
 

@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from audio.engines import Speech
-from audio.errors import NeuralError
+from audio.errors import N_, NeuralError, Reason
 from audio.ffmpeg import atomic_path
 from audio.subtitles import Cue
 from audio.voices import Voice
@@ -76,7 +76,7 @@ _loaded: tuple[str, int, Any] | None = None
 shared by every renderer (the web app makes a renderer per request)."""
 _cache_lock = threading.Lock()
 _identities: dict[tuple[object, ...], str] = {}
-_probes: dict[str, str | None] = {}
+_probes: dict[str, Reason | None] = {}
 """Model identity → ``None`` (the probe passed) or why it failed."""
 
 
@@ -146,7 +146,8 @@ def _require_sherpa() -> None:
         import sherpa_onnx  # noqa: F401
     except ImportError as exc:
         raise NeuralError(
-            "未安装 sherpa-onnx，无法使用离线神经语音：请运行 pip install 'dalaba[neural]'"
+            N_("未安装 sherpa-onnx，无法使用离线神经语音：请运行 {command}"),
+            command="pip install 'dalaba[neural]'",
         ) from exc
 
 
@@ -163,12 +164,12 @@ def locate_model(folder: Path | str | None) -> NeuralModel:
         NeuralError: not set, missing, or lacking a file it needs; the message says which.
     """
     if folder is None or not str(folder).strip():
-        raise NeuralError("未设置离线神经语音模型文件夹（DALABA_NEURAL_MODEL_DIR）")
+        raise NeuralError(N_("未设置离线神经语音模型文件夹（DALABA_NEURAL_MODEL_DIR）"))
     root = Path(folder).expanduser()
     if not root.exists():
-        raise NeuralError(f"离线神经语音模型文件夹不存在：{root}")
+        raise NeuralError(N_("离线神经语音模型文件夹不存在：{folder}"), folder=str(root))
     if not root.is_dir():
-        raise NeuralError(f"离线神经语音模型路径不是文件夹：{root}")
+        raise NeuralError(N_("离线神经语音模型路径不是文件夹：{folder}"), folder=str(root))
     model = root / MODEL_FILE
     if not model.is_file():
         candidates = sorted(p.name for p in root.glob("*.onnx") if p.is_file())
@@ -176,21 +177,32 @@ def locate_model(folder: Path | str | None) -> NeuralModel:
             model = root / candidates[0]
         elif candidates:
             raise NeuralError(
-                f"模型文件夹 {root} 中有多个 .onnx 文件（{'、'.join(candidates)}），"
-                f"请把要使用的那个改名为 {MODEL_FILE}"
+                N_(
+                    "模型文件夹 {folder} 中有多个 .onnx 文件（{files}），请把要使用的那个改名为 {model}"
+                ),
+                folder=str(root),
+                files="、".join(candidates),
+                model=MODEL_FILE,
             )
         else:
-            raise NeuralError(f"模型文件夹 {root} 中缺少 {MODEL_FILE}")
+            raise NeuralError(
+                N_("模型文件夹 {folder} 中缺少 {file}"), folder=str(root), file=MODEL_FILE
+            )
     if model.stat().st_size == 0:
-        raise NeuralError(f"模型文件 {model} 是空文件，请重新下载")
+        raise NeuralError(N_("模型文件 {file} 是空文件，请重新下载"), file=str(model))
     tokens = root / TOKENS_FILE
     if not tokens.is_file():
-        raise NeuralError(f"模型文件夹 {root} 中缺少 {TOKENS_FILE}")
+        raise NeuralError(
+            N_("模型文件夹 {folder} 中缺少 {file}"), folder=str(root), file=TOKENS_FILE
+        )
     lexicon = root / LEXICON_FILE
     data_dir = root / ESPEAK_DATA_DIR
     if not lexicon.is_file() and not data_dir.is_dir():
         raise NeuralError(
-            f"模型文件夹 {root} 中缺少 {LEXICON_FILE}（piper 模型则需要 {ESPEAK_DATA_DIR}/ 文件夹）"
+            N_("模型文件夹 {folder} 中缺少 {file}（piper 模型则需要 {data}/ 文件夹）"),
+            folder=str(root),
+            file=LEXICON_FILE,
+            data=ESPEAK_DATA_DIR,
         )
     dict_dir = root / DICT_DIR
     partial = NeuralModel(
@@ -206,7 +218,11 @@ def locate_model(folder: Path | str | None) -> NeuralModel:
     try:
         identity = _identity(partial)
     except OSError as exc:
-        raise NeuralError(f"无法读取模型文件夹 {root}：{exc.strerror or exc}") from exc
+        raise NeuralError(
+            N_("无法读取模型文件夹 {folder}：{detail}"),
+            folder=str(root),
+            detail=str(exc.strerror or exc),
+        ) from exc
     return dataclasses.replace(partial, identity=identity)
 
 
@@ -259,11 +275,15 @@ def check_model(folder: Path | str | None) -> NeuralModel:
         with _cache_lock:
             _probes[model.identity] = failure
     if failure is not None:
-        raise NeuralError(f"离线神经语音模型无法使用（{model.folder}）：{failure}")
+        raise NeuralError(
+            N_("离线神经语音模型无法使用（{folder}）：{reason}"),
+            folder=str(model.folder),
+            reason=failure,
+        )
     return model
 
 
-def unavailable_reason(folder: Path | str | None) -> str | None:
+def unavailable_reason(folder: Path | str | None) -> Reason | None:
     """Why the neural engine cannot speak with ``folder`` now, or ``None`` if it can.
 
     For menus and status pages: it never raises for a bad folder.
@@ -271,11 +291,11 @@ def unavailable_reason(folder: Path | str | None) -> str | None:
     try:
         check_model(folder)
     except NeuralError as exc:
-        return str(exc)
+        return exc.message
     return None
 
 
-def _probe(model: NeuralModel) -> str | None:
+def _probe(model: NeuralModel) -> Reason | None:
     """Load ``model`` and speak :data:`PROBE_TEXT` in a child process; ``None`` if it worked."""
     package_root = str(Path(__file__).resolve().parent.parent)
     env = dict(os.environ)
@@ -292,16 +312,22 @@ def _probe(model: NeuralModel) -> str | None:
             check=False,
         )
     except subprocess.TimeoutExpired:
-        return f"试加载超过 {PROBE_TIMEOUT_S:.0f} 秒仍未完成"
+        return Reason.of(N_("试加载超过 {seconds} 秒仍未完成"), seconds=f"{PROBE_TIMEOUT_S:.0f}")
     except OSError as exc:
-        return f"无法启动试加载进程：{exc.strerror or exc}"
+        return Reason.of(N_("无法启动试加载进程：{detail}"), detail=str(exc.strerror or exc))
     if done.returncode == 0:
         return None
     lines = [line.strip() for line in done.stderr.splitlines() if line.strip()]
-    detail = lines[-1] if lines else f"进程退出码 {done.returncode}"
-    if "_Map_base::at" in detail:
-        detail = f"{TOKENS_FILE} 与模型不匹配，缺少前端需要的符号（如 sil、eos 或空格）"
-    return detail[:300]
+    if not lines:
+        return Reason.of(N_("进程退出码 {code}"), code=done.returncode)
+    if "_Map_base::at" in lines[-1]:
+        return Reason.of(
+            N_("{file} 与模型不匹配，缺少前端需要的符号（如 sil、eos 或空格）"), file=TOKENS_FILE
+        )
+    if lines[-1].startswith('{"msgid"'):
+        return Reason.loads(lines[-1])  # the child's own message (see _probe_main)
+    # sherpa-onnx's or the interpreter's last line: technical detail, shown as is.
+    return Reason(lines[-1][:300])
 
 
 def _probe_main(folder: str) -> int:
@@ -312,7 +338,12 @@ def _probe_main(folder: str) -> int:
     tts = sherpa_onnx.OfflineTts(model.config(1))
     audio = tts.generate(PROBE_TEXT, sid=0, speed=1.0)
     if not len(audio.samples):
-        print(f"模型无法朗读测试句“{PROBE_TEXT}”（词典或 {TOKENS_FILE} 不完整）", file=sys.stderr)
+        failure = Reason.of(
+            N_("模型无法朗读测试句“{text}”（词典或 {file} 不完整）"),
+            text=PROBE_TEXT,
+            file=TOKENS_FILE,
+        )
+        print(failure.dumps(), file=sys.stderr)
         return 2
     print(json.dumps({"sample_rate": tts.sample_rate, "speakers": tts.num_speakers}))
     return 0
@@ -376,13 +407,15 @@ class NeuralEngine:
                 try:
                     audio = tts.generate(chunk, sid=self.speaker, speed=speed)
                 except (RuntimeError, IndexError, ValueError) as exc:
-                    raise NeuralError(f"离线神经语音合成失败：{type(exc).__name__}: {exc}") from exc
+                    raise NeuralError(
+                        N_("离线神经语音合成失败：{detail}"), detail=f"{type(exc).__name__}: {exc}"
+                    ) from exc
                 if len(audio.samples):
                     pcm += _to_pcm16(audio.samples)
                     cues.append(Cue(start, len(pcm) / 2 / sample_rate, chunk))
             compute_s = time.perf_counter() - started
         if not pcm:
-            raise NeuralError("离线神经语音没有生成音频（文本中的字可能都不在模型词典里）")
+            raise NeuralError(N_("离线神经语音没有生成音频（文本中的字可能都不在模型词典里）"))
         with atomic_path(out) as tmp, wave.open(str(tmp), "wb") as wav:
             wav.setnchannels(1)
             wav.setsampwidth(2)
@@ -401,7 +434,11 @@ class NeuralEngine:
             try:
                 tts = sherpa_onnx.OfflineTts(model.config(self.num_threads))
             except RuntimeError as exc:
-                raise NeuralError(f"离线神经语音模型无法加载（{model.folder}）：{exc}") from exc
+                raise NeuralError(
+                    N_("离线神经语音模型无法加载（{folder}）：{detail}"),
+                    folder=str(model.folder),
+                    detail=str(exc),
+                ) from exc
             _loaded = (model.identity, self.num_threads, tts)
         return _loaded[2]
 

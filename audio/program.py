@@ -23,7 +23,7 @@ from functools import cache, lru_cache
 from pathlib import Path
 from typing import Any
 
-from audio.errors import ProgramError
+from audio.errors import N_, ProgramError, Reason
 from audio.ffmpeg import atomic_path, ffmpeg_exe
 from audio.master import PROFILES, Profile
 from audio.mp3 import HOUSE_FORMAT, Mp3Frames, id3v2_tag, parse_frames
@@ -65,9 +65,13 @@ class ProgramItem:
 
     def __post_init__(self) -> None:
         if not 1 <= self.repeats <= MAX_REPEATS:
-            raise ProgramError(f"重复次数应为 1 到 {MAX_REPEATS} 次（当前为 {self.repeats}）")
+            raise ProgramError(
+                N_("重复次数应为 1 到 {most} 次（当前为 {repeats}）"),
+                most=MAX_REPEATS,
+                repeats=self.repeats,
+            )
         if self.clip.profile is not Profile.LOUDSPEAKER:
-            raise ProgramError("节目只能由大喇叭格式（MP3）的音频组成")
+            raise ProgramError(N_("节目只能由大喇叭格式（MP3）的音频组成"))
 
 
 @dataclass(frozen=True)
@@ -120,10 +124,14 @@ def _frames(path: Path, key: str) -> Mp3Frames:
     try:
         data = path.read_bytes()
     except OSError as exc:
-        raise ProgramError(f"找不到音频文件 {path.name}，请重新生成") from exc
-    frames = parse_frames(data, name=f"音频 {path.name} ")
+        raise ProgramError(N_("找不到音频文件 {file}，请重新生成"), file=path.name) from exc
+    frames = parse_frames(data, name=Reason.of(N_("音频 {file}"), file=path.name))
     if frames.format != HOUSE_FORMAT:
-        raise ProgramError(f"音频 {path.name} 不是统一的广播格式（{frames.format}），请重新生成")
+        raise ProgramError(
+            N_("音频 {file} 不是统一的广播格式（{format}），请重新生成"),
+            file=path.name,
+            format=str(frames.format),
+        )
     return frames
 
 
@@ -139,8 +147,8 @@ def _silence_frames() -> tuple[bytes, ...]:
     try:
         data = subprocess.run(cmd, capture_output=True, check=True, timeout=60).stdout
     except (OSError, subprocess.SubprocessError) as exc:
-        raise ProgramError("无法生成静音片段（ffmpeg 失败）") from exc
-    parsed = parse_frames(data, name="静音片段")
+        raise ProgramError(N_("无法生成静音片段（ffmpeg 失败）")) from exc
+    parsed = parse_frames(data, name=N_("静音片段"))
     frames, pos = [], 0
     while pos < len(parsed.data):
         length = 144 * HOUSE_FORMAT.bitrate_kbps * 1000 // HOUSE_FORMAT.sample_rate
@@ -222,12 +230,12 @@ def build_program(
     ordered = sorted(items, key=lambda item: -item.priority)
     for extra in (chime, closing):
         if extra is not None and extra.profile is not Profile.LOUDSPEAKER:
-            raise ProgramError("提示音和结束语必须是大喇叭格式（MP3）")
+            raise ProgramError(N_("提示音和结束语必须是大喇叭格式（MP3）"))
     if not ordered and chime is None and closing is None:
-        raise ProgramError("节目中没有任何内容")
+        raise ProgramError(N_("节目中没有任何内容"))
     gaps = {"lead": lead_s, "repeat": repeat_gap_s, "item": item_gap_s}
     if min(gaps.values()) < 0 or max(gaps.values()) > 60:
-        raise ProgramError("间隔时间应在 0 到 60 秒之间")
+        raise ProgramError(N_("间隔时间应在 0 到 60 秒之间"))
     input_hash = _input_hash(
         {
             "version": MANIFEST_VERSION,
@@ -360,16 +368,16 @@ def build_loop(
     source = program.path if isinstance(program, ProgramResult) else Path(program)
     out_path = Path(out_path)
     if not 1 <= minutes <= 600:
-        raise ProgramError("循环时长应在 1 到 600 分钟之间")
+        raise ProgramError(N_("循环时长应在 1 到 600 分钟之间"))
     if not 0 <= gap_s <= 60:
-        raise ProgramError("间隔时间应在 0 到 60 秒之间")
+        raise ProgramError(N_("间隔时间应在 0 到 60 秒之间"))
     try:
         data = source.read_bytes()
     except OSError as exc:
-        raise ProgramError(f"找不到节目文件 {source.name}") from exc
-    frames = parse_frames(data, name=f"节目 {source.name} ")
+        raise ProgramError(N_("找不到节目文件 {file}"), file=source.name) from exc
+    frames = parse_frames(data, name=Reason.of(N_("节目 {file}"), file=source.name))
     if frames.format != HOUSE_FORMAT:
-        raise ProgramError(f"节目 {source.name} 不是统一的广播格式")
+        raise ProgramError(N_("节目 {file} 不是统一的广播格式"), file=source.name)
     total = round(minutes * 60 / HOUSE_FORMAT.frame_seconds)
     least = round(gap_s / HOUSE_FORMAT.frame_seconds)
     repeats = max(1, total // (frames.count + least))

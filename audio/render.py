@@ -34,9 +34,11 @@ from pathlib import Path
 
 from audio.engines import EdgeEngine, OfflineEngine, RetryPolicy, Speech
 from audio.errors import (
+    N_,
     EdgeError,
     MasteringError,
     NeuralError,
+    Reason,
     RecordingError,
     SynthesisError,
     TextError,
@@ -121,7 +123,9 @@ class Clip:
         spoken_text: the normalised text that was spoken (empty for the chime).
         fallback_reason: why edge-tts (and the neural model, when one is configured) was
             not used although the mode was auto; ``None`` when nothing fell back.
-            Describes this call, not the one that filled the cache.
+            Describes this call, not the one that filled the cache. Stored form of a
+            :class:`~audio.errors.Reason` (JSON: :attr:`fallback` reads it, and so does the
+            CMS's ``Message.loads``, which shows it in the reader's language).
         srt_path: SubRip subtitles beside the clip.
         vtt_path: WebVTT subtitles beside the clip.
         source_key: key of the raw speech or upload, shared by both profiles.
@@ -142,6 +146,11 @@ class Clip:
     vtt_path: Path
     source_key: str
     neural_model: str | None = None
+
+    @property
+    def fallback(self) -> Reason | None:
+        """:attr:`fallback_reason` as a :class:`~audio.errors.Reason` (``str()``: in Chinese)."""
+        return None if self.fallback_reason is None else Reason.loads(self.fallback_reason)
 
     @property
     def srt(self) -> str:
@@ -228,7 +237,7 @@ class Renderer:
         self._clock = clock
         self._state_lock = threading.Lock()
         self._edge_down_until = 0.0
-        self._edge_down_reason = ""
+        self._edge_down_reason = Reason("")
 
     # -- public API --------------------------------------------------------------------
 
@@ -280,7 +289,7 @@ class Renderer:
     ) -> Clip:
         """Like :meth:`render` for text already passed through :func:`audio.spoken_text`."""
         if not isinstance(spoken, str) or not any(ch.isalnum() for ch in spoken):
-            raise TextError("文本中没有可朗读的内容")
+            raise TextError(N_("文本中没有可朗读的内容"))
         chosen = get_voice(voice)
         check_rate(rate)
         profile = Profile(profile)
@@ -298,22 +307,29 @@ class Renderer:
             try:
                 return self._render_with(self._edge, spoken, chosen, rate, profile, None)
             except EdgeError as exc:
-                edge_why = f"在线语音不可用：{exc.reason}"
-                reason = f"在线语音不可用，已改用离线语音：{exc.reason}"
+                edge_why = Reason.of(N_("在线语音不可用：{reason}"), reason=exc.reason)
+                reason = Reason.of(
+                    N_("在线语音不可用，已改用离线语音：{reason}"), reason=exc.reason
+                )
                 with self._state_lock:
                     self._edge_down_until = self._clock() + self.retry.cooldown_s
                     self._edge_down_reason = exc.reason
         else:
-            edge_why = f"在线语音暂不可用（刚才失败：{cooling}）"
-            reason = f"{edge_why}，已改用离线语音"
+            edge_why = Reason.of(N_("在线语音暂不可用（刚才失败：{reason}）"), reason=cooling)
+            reason = Reason.of(N_("{edge}，已改用离线语音"), edge=edge_why)
         if self.neural.configured:
             try:
                 return self._render_with(
-                    self.neural, spoken, chosen, rate, profile, f"{edge_why}，已改用离线神经语音"
-                )
+                    self.neural, spoken, chosen, rate, profile,
+                    Reason.of(N_("{edge}，已改用离线神经语音"), edge=edge_why),
+                )  # fmt: skip
             except NeuralError as exc:
                 log.warning("neural fallback failed: %s", exc)
-                reason = f"{edge_why}；离线神经语音不可用：{exc}，已改用离线语音"
+                reason = Reason.of(
+                    N_("{edge}；离线神经语音不可用：{neural}，已改用离线语音"),
+                    edge=edge_why,
+                    neural=exc.message,
+                )
         log.info("offline fallback: %s", reason)
         return self._render_with(self._offline, spoken, chosen, rate, profile, reason)
 
@@ -343,13 +359,17 @@ class Renderer:
             try:
                 data = Path(recording).read_bytes()
             except OSError as exc:
-                raise RecordingError(f"无法读取上传的录音文件：{exc.strerror or exc}") from exc
+                raise RecordingError(
+                    N_("无法读取上传的录音文件：{detail}"), detail=str(exc.strerror or exc)
+                ) from exc
         else:
             data = recording
         if not data:
-            raise RecordingError("上传的录音是空文件")
+            raise RecordingError(N_("上传的录音是空文件"))
         if len(data) > MAX_RECORDING_BYTES:
-            raise RecordingError(f"录音文件太大（{len(data) // 1024 // 1024} MB），上限 200 MB")
+            raise RecordingError(
+                N_("录音文件太大（{size} MB），上限 200 MB"), size=len(data) // 1024 // 1024
+            )
         source_key = _key({"recording": hashlib.sha256(data).hexdigest()})
         raw = self._speech_path(source_key, ".upload")
         meta_path = self._speech_path(source_key, ".json")
@@ -368,7 +388,7 @@ class Renderer:
                 speech, source_key, Profile(profile), EngineName.RECORDING, None, 0, "", None
             )
         except MasteringError as exc:
-            raise RecordingError(f"录音无法处理：{exc}") from exc
+            raise RecordingError(N_("录音无法处理：{detail}"), detail=exc.message) from exc
 
     def chime(self, profile: Profile | str = Profile.LOUDSPEAKER) -> Clip:
         """The opening chime: three descending bell tones (G5, E5, C5), synthesised here.
@@ -393,7 +413,7 @@ class Renderer:
                 run_ffmpeg(
                     ["-y", "-f", "lavfi", "-i", f"aevalsrc='0.5*({partials})':s=44100:d=2.4",
                      "-ac", "1", "-c:a", "pcm_s16le", "-f", "wav", str(tmp)],
-                    what="生成提示音",
+                    what=N_("生成提示音"),
                 )  # fmt: skip
         speech = Speech(raw, 2.4, ())
         target = PROFILES[profile].integrated_lufs + CHIME_TARGET_OFFSET_LU
@@ -417,7 +437,7 @@ class Renderer:
             if raw.exists():
                 break
         else:
-            raise SynthesisError("缓存中找不到这段音频的原始语音，请重新生成")
+            raise SynthesisError(N_("缓存中找不到这段音频的原始语音，请重新生成"))
         meta = json.loads(self._speech_path(clip.source_key, ".json").read_text())
         speech = Speech(raw, float(meta["duration"]), tuple(Cue(*c) for c in meta["cues"]))
         return self._master_cached(
@@ -529,7 +549,7 @@ class Renderer:
         key = self._speech_key(EngineName.EDGE, spoken, voice, rate)
         return self._speech_path(key, ".json").exists() and self._speech_path(key, ".mp3").exists()
 
-    def _edge_cooling_down(self) -> str | None:
+    def _edge_cooling_down(self) -> Reason | None:
         """The reason edge-tts failed if that was within the cool-down, else ``None``."""
         with self._state_lock:
             if self._clock() < self._edge_down_until:
@@ -543,8 +563,9 @@ class Renderer:
         voice: Voice,
         rate: int,
         profile: Profile,
-        reason: str | None,
+        why: Reason | None,
     ) -> Clip:
+        reason = None if why is None else why.dumps()
         model = engine.model().identity if isinstance(engine, NeuralEngine) else None
         source_key = self._speech_key(engine.name, spoken, voice, rate, model)
         cached = self.get_clip(self._clip_key(source_key, profile, None))
@@ -564,7 +585,7 @@ class Renderer:
                 model=model,
             )
         except MasteringError as exc:
-            raise SynthesisError(f"语音合成结果无法使用：{exc}") from exc
+            raise SynthesisError(N_("语音合成结果无法使用：{detail}"), detail=exc.message) from exc
 
     def _speech(
         self,
@@ -653,19 +674,25 @@ def _check_recording(path: Path) -> float:
     """
     rate = 16_000
     try:
-        pcm = decode_pcm(path, sample_rate=rate, what="读取录音")
+        pcm = decode_pcm(path, sample_rate=rate, what=N_("读取录音"))
     except MasteringError as exc:
         raise RecordingError(
-            "无法识别的录音文件：请上传 MP3、M4A、WAV、OGG 等常见音频格式"
+            N_("无法识别的录音文件：请上传 MP3、M4A、WAV、OGG 等常见音频格式")
         ) from exc
     duration = len(pcm) / 2 / rate
     if duration == 0:
-        raise RecordingError("文件中没有音频内容：请上传录音文件")
+        raise RecordingError(N_("文件中没有音频内容：请上传录音文件"))
     if duration < MIN_RECORDING_S:
-        raise RecordingError(f"录音太短（{duration:.1f} 秒），至少需要 {MIN_RECORDING_S:.0f} 秒")
+        raise RecordingError(
+            N_("录音太短（{seconds} 秒），至少需要 {least} 秒"),
+            seconds=f"{duration:.1f}",
+            least=f"{MIN_RECORDING_S:.0f}",
+        )
     if duration > MAX_RECORDING_S:
         raise RecordingError(
-            f"录音太长（{duration / 60:.1f} 分钟），单条最长 {MAX_RECORDING_S / 60:.0f} 分钟"
+            N_("录音太长（{minutes} 分钟），单条最长 {most} 分钟"),
+            minutes=f"{duration / 60:.1f}",
+            most=f"{MAX_RECORDING_S / 60:.0f}",
         )
     window = rate // 20 * 2
     with warnings.catch_warnings():
@@ -675,7 +702,7 @@ def _check_recording(path: Path) -> float:
 
         loudest = max(audioop.rms(pcm[i : i + window], 2) for i in range(0, len(pcm), window))
     if loudest < _SILENCE_RMS:
-        raise RecordingError("录音中没有声音（全是静音），请检查麦克风后重新录制")
+        raise RecordingError(N_("录音中没有声音（全是静音），请检查麦克风后重新录制"))
     return round(duration, 3)
 
 

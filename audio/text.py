@@ -35,7 +35,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from functools import cached_property
 
-from audio.errors import TextError
+from audio.errors import N_, TextError
 from audio.voices import check_rate
 
 __all__ = [
@@ -77,12 +77,12 @@ class Lexicon:
         cleaned: list[tuple[str, str]] = []
         for pair in self.entries:
             if not (isinstance(pair, tuple | list) and len(pair) == 2):
-                raise TextError(f"读音词典的条目应为（写法，读法）：{pair!r}")
+                raise TextError(N_("读音词典的条目应为（写法，读法）：{pair}"), pair=repr(pair))
             written, spoken = (str(pair[0]).strip(), str(pair[1]).strip())
             if not written or not spoken:
-                raise TextError(f"读音词典的写法和读法都不能为空：{pair!r}")
+                raise TextError(N_("读音词典的写法和读法都不能为空：{pair}"), pair=repr(pair))
             if written in seen:
-                raise TextError(f"读音词典中“{written}”重复出现")
+                raise TextError(N_("读音词典中“{written}”重复出现"), written=written)
             seen.add(written)
             cleaned.append((written, spoken))
         object.__setattr__(self, "entries", tuple(cleaned))
@@ -106,7 +106,9 @@ class Lexicon:
                 continue
             written, sep, spoken = line.partition("=")
             if not sep:
-                raise TextError(f"读音词典第 {number} 行缺少“=”：{raw.strip()}")
+                raise TextError(
+                    N_("读音词典第 {number} 行缺少“=”：{line}"), number=number, line=raw.strip()
+                )
             pairs.append((written, spoken))
         return cls(tuple(pairs))
 
@@ -529,9 +531,13 @@ def spoken_text(text: str, lexicon: Lexicon | None = None) -> str:
             nothing speakable in it.
     """
     if not isinstance(text, str):
-        raise TextError("公告文本应为字符串")
+        raise TextError(N_("公告文本应为字符串"))
     if len(text) > MAX_TEXT_CHARS:
-        raise TextError(f"文本过长（{len(text)} 字），单条公告最多 {MAX_TEXT_CHARS} 字")
+        raise TextError(
+            N_("文本过长（{length} 字），单条公告最多 {limit} 字"),
+            length=len(text),
+            limit=MAX_TEXT_CHARS,
+        )
     text = unicodedata.normalize("NFC", text).translate(_FULLWIDTH_TABLE)
     text = text.replace("\r\n", "\n").replace("\r", "\n")
     if lexicon:
@@ -546,7 +552,7 @@ def spoken_text(text: str, lexicon: Lexicon | None = None) -> str:
             lines.append(line)
     result = "\n".join(lines)
     if not _speakable(result):
-        raise TextError("文本中没有可朗读的内容")
+        raise TextError(N_("文本中没有可朗读的内容"))
     return result
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from audio.errors import VoiceError
+from audio.errors import N_, VoiceError
 
 __all__ = ["DEFAULT_VOICE", "MAX_RATE", "MIN_RATE", "VOICES", "Voice", "check_rate", "get_voice"]
 
@@ -66,7 +66,11 @@ def get_voice(name: str) -> Voice:
     try:
         return VOICES[name]
     except (KeyError, TypeError):
-        raise VoiceError(f"不支持的发音人：{name!r}（可选：{'、'.join(VOICES)}）") from None
+        raise VoiceError(
+            N_("不支持的发音人：{name}（可选：{choices}）"),
+            name=repr(name),
+            choices="、".join(VOICES),
+        ) from None
 
 
 def check_rate(rate: int) -> int:
@@ -82,5 +86,10 @@ def check_rate(rate: int) -> int:
         VoiceError: not an integer, or outside the range.
     """
     if isinstance(rate, bool) or not isinstance(rate, int) or not MIN_RATE <= rate <= MAX_RATE:
-        raise VoiceError(f"语速应为 {MIN_RATE} 到 {MAX_RATE} 之间的整数（百分比），当前为 {rate!r}")
+        raise VoiceError(
+            N_("语速应为 {low} 到 {high} 之间的整数（百分比），当前为 {rate}"),
+            low=MIN_RATE,
+            high=MAX_RATE,
+            rate=repr(rate),
+        )
     return rate

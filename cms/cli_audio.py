@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 import click
 
 from audio.voices import DEFAULT_VOICE, MAX_RATE, MIN_RATE, VOICES
+from cms.services.errors import Message
 from cms.services.labels import ENGINE_LABELS
 
 if TYPE_CHECKING:
@@ -117,7 +118,7 @@ def say(
     except AudioError as exc:
         raise click.ClickException(str(exc)) from exc
     if clip.fallback_reason:
-        click.echo(f"注意：{clip.fallback_reason}", err=True)
+        click.echo(f"注意：{Message.loads(clip.fallback_reason).render()}", err=True)
     label = ENGINE_LABELS.get(str(clip.engine), str(clip.engine))
     click.echo(f"已生成 {output}（{clip.duration:.1f} 秒，{label}，{VOICES[voice].label}）")
     if verbose:

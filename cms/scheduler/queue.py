@@ -23,7 +23,7 @@ from audio.errors import (
     VoiceError,
 )
 from cms.db import rowcount
-from cms.services.errors import N_, DomainError, Message
+from cms.services.errors import N_, DomainError, Message, audio_message
 
 MAX_ATTEMPTS = 5
 BACKOFF_BASE = timedelta(seconds=30)
@@ -225,20 +225,33 @@ _AUDIO_HEADLINES: tuple[tuple[type[AudioError], str], ...] = (
 )
 
 
+def _shortened(message: Message, limit: int) -> Message:
+    params = {
+        name: _shortened(value, limit)
+        if isinstance(value, Message)
+        else value[:limit]
+        if isinstance(value, str)
+        else value
+        for name, value in message.params.items()
+    }
+    return Message(message.msgid, params)
+
+
 def error_message(exc: BaseException, limit: int = ERROR_CHARS) -> Message:
     """A failure as a message rendered in the reader's language.
 
-    Domain errors carry their own message. Audio errors get a translated headline naming the
-    kind of failure, with the library's detail after it; anything else (a platform's answer,
-    a network error) is technical detail kept as is, with its exception class.
+    Domain errors carry their own message, and so do audio errors (a message id with
+    parameters, see :mod:`audio.errors`); an audio error without one gets a translated
+    headline naming the kind of failure, with the library's text after it. Anything else (a
+    platform's answer, a network error) is technical detail kept as is.
     """
     if isinstance(exc, DomainError):
         return exc.message
     detail = (str(exc) or type(exc).__name__)[:limit]
-    msgid = getattr(exc, "msgid", None)
-    if isinstance(exc, AudioError) and isinstance(msgid, str):
-        # An audio error raised with a message id and parameters translates as a whole.
-        return Message(msgid, dict(getattr(exc, "params", {}) or {}))
+    if isinstance(exc, AudioError) and exc.msgid:
+        # An audio error raised with a message id and parameters translates as a whole;
+        # its technical detail (ffmpeg's log, another library's text) is cut like ``detail``.
+        return _shortened(audio_message(exc), limit)
     for kind, headline in _AUDIO_HEADLINES:
         if isinstance(exc, kind):
             return Message(headline, {"detail": detail})

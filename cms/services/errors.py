@@ -9,7 +9,10 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from audio.errors import AudioError, Reason
 
 
 def N_(msgid: str) -> str:
@@ -84,6 +87,16 @@ class Message:
     def stored_prefix(msgid: str) -> str:
         """How every stored form of ``msgid`` begins, to find rows by their message in SQL."""
         return json.dumps({"msgid": msgid}, ensure_ascii=False)[:-1]
+
+
+def audio_message(source: AudioError | Reason) -> Message:
+    """The message of an audio error or of an audio :class:`~audio.errors.Reason`.
+
+    The audio package keeps its messages as msgids with parameters too (without Flask); a
+    parameter that is itself a reason becomes a nested :class:`Message`.
+    """
+    reason = source if not isinstance(source, Exception) else source.message
+    return Message.from_json(reason.to_json())
 
 
 def _is_message(value: Any) -> bool:

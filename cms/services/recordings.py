@@ -18,7 +18,14 @@ from sqlalchemy.orm import Session
 
 from cms.models import Announcement, Recording, Role, Status, User
 from cms.services import audit
-from cms.services.errors import N_, Message, PermissionDenied, ValidationError, WorkflowError
+from cms.services.errors import (
+    N_,
+    Message,
+    PermissionDenied,
+    ValidationError,
+    WorkflowError,
+    audio_message,
+)
 from cms.services.text import clean_filename
 
 if TYPE_CHECKING:
@@ -91,8 +98,8 @@ def add_recording(
     except DiskFullError:
         raise  # not the recording's fault: the web answers "disk full"
     except AudioError as exc:
-        # audio's messages are already written for the officer.
-        raise ValidationError({"recording": Message(str(exc))}) from exc
+        # audio's messages are already written for the officer (and translated like ours).
+        raise ValidationError({"recording": audio_message(exc)}) from exc
     directory.mkdir(parents=True, exist_ok=True)
     target = directory / f"{ann.id}-{hashlib.sha256(data).hexdigest()[:16]}{suffix}"
     if not target.exists():

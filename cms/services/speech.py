@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 from cms.models import Clip, ClipProfile, JobState, Revision, utcnow
 from cms.scheduler import lease
 from cms.scheduler import renders as render_jobs
-from cms.services.errors import N_, Message
+from cms.services.errors import N_, Message, audio_message
 from cms.settings import Settings
 
 if TYPE_CHECKING:
@@ -34,7 +34,10 @@ OUTCOME_FRESH = timedelta(hours=1)
 
 @dataclass(frozen=True)
 class Outcome:
-    """What one recent synthesis used, and why it fell back (``None``: it did not)."""
+    """What one recent synthesis used, and why it fell back (``None``: it did not).
+
+    ``fallback_reason`` is the clip's stored reason (see :attr:`audio.Clip.fallback_reason`).
+    """
 
     at: datetime
     engine: str
@@ -63,7 +66,10 @@ def _edge_unavailable(settings: Settings, last: Outcome | None, now: datetime) -
         return None
     return Message(
         N_("在线语音 {time} 时不可用：{reason}"),
-        {"time": last.at.astimezone(settings.tz).strftime("%H:%M"), "reason": last.fallback_reason},
+        {
+            "time": last.at.astimezone(settings.tz).strftime("%H:%M"),
+            "reason": Message.loads(last.fallback_reason),
+        },
     )
 
 
@@ -78,7 +84,9 @@ def _neural_unavailable(settings: Settings, last: Outcome | None, now: datetime)
     from audio.neural import unavailable_reason
 
     why = unavailable_reason(settings.neural_model_dir)
-    return None if why is None else Message(N_("离线神经语音不可用：{reason}"), {"reason": why})
+    if why is None:
+        return None
+    return Message(N_("离线神经语音不可用：{reason}"), {"reason": audio_message(why)})
 
 
 ENGINES: dict[str, EngineInfo] = {

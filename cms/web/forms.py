@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from flask import abort, request
 from flask_babel import gettext as _
@@ -12,9 +12,12 @@ from sqlalchemy import Select, func, select
 
 from cms.services import content as model
 from cms.services.content import Content, Kind
-from cms.services.errors import DomainError, ValidationError
+from cms.services.errors import DomainError, Message, ValidationError, audio_message
 from cms.services.text import parse_id, parse_int
 from cms.web.db import db
+
+if TYPE_CHECKING:
+    from audio.errors import AudioError, Reason
 
 
 def field_errors(exc: ValidationError) -> dict[str, str]:
@@ -23,6 +26,16 @@ def field_errors(exc: ValidationError) -> dict[str, str]:
 
 def message(exc: DomainError) -> str:
     return exc.message.render(_)
+
+
+def audio_text(source: AudioError | Reason) -> str:
+    """An audio error's (or reason's) message in the reader's language."""
+    return audio_message(source).render(_)
+
+
+def stored_text(stored: str | None) -> str | None:
+    """A stored message (``Message.dumps``, e.g. a clip's fallback reason) in the reader's language."""
+    return None if stored is None else Message.loads(stored).render(_)
 
 
 def int_arg(name: str, default: int | None = None, *, lo: int = 1, hi: int = 10**9) -> int | None:

@@ -57,7 +57,7 @@ from cms.services.text import (
 from cms.web import today
 from cms.web.auth import ANY_USER, STAFF, local_url, rule
 from cms.web.db import db, read_only, settings
-from cms.web.forms import field_errors, int_arg, message, paginate
+from cms.web.forms import audio_text, field_errors, int_arg, message, paginate
 
 log = logging.getLogger(__name__)
 bp = Blueprint("schedule", __name__, url_prefix="/schedule")
@@ -304,7 +304,7 @@ def lexicon_sample() -> Any:
     try:
         clip = _renderer().render(text, lexicon=Lexicon(entries))
     except AudioError as exc:
-        flash(_("试听音频生成失败：{e}").format(e=str(exc)), "error")
+        flash(_("试听音频生成失败：{e}").format(e=audio_text(exc)), "error")
         return redirect(url_for("schedule.lexicon"))
     return redirect(url_for("schedule.lexicon", sample=clip.key, text=text))
 

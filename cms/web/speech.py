@@ -24,7 +24,7 @@ from cms.services.errors import NotFound
 from cms.services.text import parse_id, parse_int
 from cms.web.auth import rule
 from cms.web.db import db, read_only, settings
-from cms.web.forms import announcement_form_data, message
+from cms.web.forms import announcement_form_data, audio_text, message, stored_text
 
 log = logging.getLogger(__name__)
 bp = Blueprint("speech", __name__, url_prefix="/announcements")
@@ -148,7 +148,7 @@ def _preview_of(text: str) -> dict[str, Any]:
     try:
         spans = explain(text, speech_svc.lexicon(db()))
     except TextError as exc:
-        return {"error": str(exc), "spans": [], "entries": [], "rewrites": []}
+        return {"error": audio_text(exc), "spans": [], "entries": [], "rewrites": []}
     rewrites = list(dict.fromkeys((s.written.strip(), s.spoken) for s in spans if s.changed))
     return {
         "error": None,
@@ -238,7 +238,7 @@ def listen() -> Any:
         clip = _renderer().render(sample, voice=voice, rate=rate, lexicon=speech_svc.lexicon(db()))
     except AudioError as exc:
         log.warning("listen sample failed: %s", exc)
-        return _listen_error(ann, _("试听音频生成失败：{e}").format(e=str(exc)), 502)
+        return _listen_error(ann, _("试听音频生成失败：{e}").format(e=audio_text(exc)), 502)
     finally:
         slots.release()
     if str(clip.engine) == "edge" or clip.fallback_reason:
@@ -251,7 +251,7 @@ def listen() -> Any:
         "url": url_for("schedule.sample_audio", key=clip.key),
         "engine": str(clip.engine),
         "label": _(info.label) if info else str(clip.engine),
-        "reason": clip.fallback_reason,
+        "reason": stored_text(clip.fallback_reason),
         "text": sample,
         "duration": round(clip.duration, 1),
         "voice_heard": bool(info and info.named_voice),

@@ -89,7 +89,7 @@ def test_faults_are_retried_then_reported(
     retry = RetryPolicy(attempts=3, backoff_s=0.5, max_backoff_s=0.8, timeout_s=1.0)
     with pytest.raises(EdgeError, match=reason) as info:
         engine(sleeps, retry=retry).synthesize(["测试。"], XIAOXIAO, 0, tmp_path / "a.mp3")
-    assert reason in info.value.reason
+    assert reason in str(info.value.reason)
     assert sleeps == [0.5, 0.8]  # backoff doubles, capped
     # edge-tts retries a 403 once inside each of our attempts
     assert edge.connections >= (6 if fault is Fault.FORBIDDEN else 3)
@@ -99,7 +99,8 @@ def test_faults_are_retried_then_reported(
 def test_refused_connection(edge: FakeEdgeServer, tmp_path: Path, sleeps: list[float]) -> None:
     with edge.refusing(), pytest.raises(EdgeError, match="无法连接") as info:
         engine(sleeps).synthesize(["测试。"], XIAOXIAO, 0, tmp_path / "a.mp3")
-    assert "无法连接服务" in info.value.reason
+    assert "无法连接服务" in str(info.value.reason)
+    assert info.value.reason.msgid == "无法连接服务（{detail}）"
 
 
 @pytest.mark.slow
@@ -151,8 +152,9 @@ def test_auto_mode_falls_back_offline_with_reason(
             Fault.SLOW: "超时",
         }[fault]  # type: ignore[index]
     assert clip.engine == "offline"
-    assert clip.fallback_reason is not None
-    assert "已改用离线语音" in clip.fallback_reason and expected in clip.fallback_reason
+    assert clip.fallback is not None
+    assert clip.fallback.msgid == "在线语音不可用，已改用离线语音：{reason}"
+    assert "已改用离线语音" in str(clip.fallback) and expected in str(clip.fallback)
     assert clip.path.exists() and clip.duration > 0.5
 
 
@@ -166,8 +168,8 @@ def test_fallback_cooldown_then_recovery(
     second = renderer.render("第二条。")
     assert first.engine == second.engine == "offline"
     assert edge.connections == tried  # cooling down: no network at all
-    assert "冷却" not in (first.fallback_reason or "")
-    assert "刚才失败" in (second.fallback_reason or "")
+    assert "冷却" not in str(first.fallback)
+    assert "刚才失败" in str(second.fallback)
 
     edge.heal()
     clock.advance(FAST_RETRY.cooldown_s + 1)

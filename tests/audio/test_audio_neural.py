@@ -140,13 +140,13 @@ def test_broken_folder_is_a_clear_error(
     renderer = make_renderer("neural", neural_model_dir=folder)
     with pytest.raises(NeuralError, match=expected) as caught:
         renderer.render("你好。")
-    assert unavailable_reason(folder) == str(caught.value)
+    assert str(unavailable_reason(folder)) == str(caught.value)
 
 
 def test_not_configured(make_renderer: Callable[..., Renderer]) -> None:
     with pytest.raises(NeuralError, match="DALABA_NEURAL_MODEL_DIR"):
         make_renderer("neural").render("你好。")
-    assert "DALABA_NEURAL_MODEL_DIR" in (unavailable_reason(None) or "")
+    assert "DALABA_NEURAL_MODEL_DIR" in str(unavailable_reason(None))
 
 
 def test_availability(model_dir: Path) -> None:
@@ -170,9 +170,9 @@ def test_auto_prefers_neural_when_edge_fails(
     edge.fail(Fault.FORBIDDEN, times=None)
     clip = renderer.render("请注意防火。")
     assert clip.engine == "neural"
-    assert clip.fallback_reason == "在线语音不可用：服务拒绝访问（HTTP 403），已改用离线神经语音"
+    assert str(clip.fallback) == "在线语音不可用：服务拒绝访问（HTTP 403），已改用离线神经语音"
     again = renderer.render("你好。")  # cooling down: straight to the neural model
-    assert again.engine == "neural" and "刚才失败" in (again.fallback_reason or "")
+    assert again.engine == "neural" and "刚才失败" in str(again.fallback)
     edge.heal()
 
 
@@ -192,7 +192,7 @@ def test_auto_falls_back_to_espeak_when_the_model_is_broken(
     edge.fail(Fault.FORBIDDEN, times=None)
     clip = renderer.render("请注意防火。")
     assert clip.engine == "offline" and clip.neural_model is None
-    reason = clip.fallback_reason or ""
+    reason = str(clip.fallback)
     assert reason.startswith("在线语音不可用：服务拒绝访问（HTTP 403）；离线神经语音不可用：")
     assert "离线神经语音模型无法使用" in reason and reason.endswith("已改用离线语音")
     edge.heal()
