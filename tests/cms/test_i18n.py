@@ -419,3 +419,16 @@ def test_language_picked_before_login_is_remembered_then_kept_by_the_account(
     demo.rollback()
     demo.expire_all()  # the app wrote through its own session
     assert demo_user(demo, "admin").locale == "en"
+
+
+def test_the_catalogue_has_no_duplicate_entries() -> None:
+    """Two entries for one msgid: babel silently keeps one, so the other translation is lost."""
+    entries: list[tuple[str | None, str]] = []
+    for block in PO.read_text(encoding="utf-8").split("\n\n"):
+        lines = [line for line in block.splitlines() if not line.startswith("#")]
+        context = next((line for line in lines if line.startswith("msgctxt ")), None)
+        msgid = next((line for line in lines if line.startswith("msgid ")), None)
+        if msgid is not None and msgid != 'msgid ""':
+            entries.append((context, msgid))
+    duplicates = sorted({entry for entry in entries if entries.count(entry) > 1}, key=str)
+    assert not duplicates, duplicates
