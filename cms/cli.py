@@ -152,9 +152,7 @@ def _serve(settings: Settings, host: str, port: int) -> None:
         else:
             click.echo("调度器由其他进程持有，本进程只提供网页服务")
     else:
-        click.echo(
-            "调度器已关闭（--no-scheduler 或 DALABA_SCHEDULER=false），本进程只提供网页服务"
-        )
+        click.echo("调度器已关闭（--no-scheduler 或 DALABA_SCHEDULER=false），本进程只提供网页服务")
     # A service manager's SIGTERM stops as cleanly as Ctrl+C, handing the lease over at once.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     click.echo(f"大喇叭已启动：http://{host}:{port}/  （Ctrl+C 停止）")

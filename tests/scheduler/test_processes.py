@@ -769,7 +769,9 @@ def test_web_only_processes_beside_one_scheduler(  # type: ignore[no-untyped-def
         status, created = _api(server, "POST", "/announcements", editor_token, body)
         assert status == 201, created
         ids.append(created["id"])
-        assert _api(server, "POST", f"/announcements/{created['id']}/submit", editor_token)[0] == 200
+        assert (
+            _api(server, "POST", f"/announcements/{created['id']}/submit", editor_token)[0] == 200
+        )
     # Approvals through the other processes: each sees what another one wrote.
     for server, ann_id in zip((scheduler, web[0], web[1]), ids, strict=True):
         status, approved = _api(
