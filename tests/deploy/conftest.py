@@ -12,13 +12,13 @@ from cms.scheduler.clock import ManualClock
 from cms.scheduler.context import Context
 from cms.scheduler.outbox import OutboxChannel
 from cms.settings import Settings
-from tests.scheduler.conftest import (  # noqa: F401
-    admin,
-    clock,
-    make_outlet,
-    registry,
-    scheduler,
-)
+from tests.scheduler import conftest as scheduler_fixtures
+
+admin = scheduler_fixtures.admin
+clock = scheduler_fixtures.clock
+make_outlet = scheduler_fixtures.make_outlet
+registry = scheduler_fixtures.registry
+scheduler = scheduler_fixtures.scheduler
 
 
 @pytest.fixture
