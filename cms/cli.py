@@ -182,8 +182,8 @@ def _serve(settings: Settings, host: str, port: int) -> None:
 def serve(host: str, port: int, no_scheduler: bool) -> None:
     """Run dalaba in production (configured by DALABA_* environment variables)."""
     os.umask(SERVER_UMASK)
-    overrides: dict[str, object] = {"scheduler_enabled": False} if no_scheduler else {}
-    _serve(load_settings(**overrides), host, port)
+    settings = load_settings(scheduler_enabled=False) if no_scheduler else load_settings()
+    _serve(settings, host, port)
 
 
 @cli.command()
