@@ -1,7 +1,8 @@
 """Benchmark: many people at once on one township PC, while the scheduler works.
 
 Seeds the demo township into a temporary data folder, starts ``dalaba serve`` (waitress,
-scheduler and all, SQLite) on a free loopback port, makes the scheduler busy (a lexicon
+scheduler and all; SQLite, or the PostgreSQL database given by ``--database-url``) on a
+free loopback port, makes the scheduler busy (a lexicon
 entry re-renders every clip; approvals queue renders, programs and chat deliveries to the
 local outbox), and runs a mix of
 
@@ -13,10 +14,11 @@ local outbox), and runs a mix of
 first with one client (the baseline, same run), then with ``--clients`` at once.
 
     python bench/load.py [--clients 16] [--seconds 60] [--baseline-seconds 10]
+                         [--database-url postgresql+psycopg://…]  (an empty database)
 
 Targets (issue 11): no 5xx answer and no lost scheduler lease. The last line is
 
-    RESULT requests=… errors_5xx=… p50_ms=… p99_ms=… lease_losses=…
+    RESULT requests=… errors_5xx=… p50_ms=… p99_ms=… lease_losses=… db=sqlite|postgresql
 """
 
 from __future__ import annotations
@@ -111,7 +113,7 @@ def dalaba(*args: str, env: dict[str, str], **kwargs: Any) -> subprocess.Complet
     )
 
 
-def seed(data_dir: Path, env: dict[str, str]) -> Township:
+def seed(data_dir: Path, env: dict[str, str], database_url: str) -> Township:
     """The demo township, plus API tokens and an operator link made with the services."""
     dalaba("demo", "--seed-only", "--data", str(data_dir), env=env)
     from sqlalchemy import select
@@ -120,7 +122,7 @@ def seed(data_dir: Path, env: dict[str, str]) -> Township:
     from cms.models import Announcement, Area, AreaKind, Outlet, Topic, User
     from cms.services import operators, users
 
-    engine = make_engine(f"sqlite:///{data_dir / 'dalaba.db'}")
+    engine = make_engine(database_url)
     try:
         with transaction(make_session_factory(engine)) as session:
 
@@ -382,9 +384,20 @@ class Outcome:
     log_tail: str
 
 
-def run(clients: int, seconds: float, baseline_seconds: float, keep: Path | None = None) -> Outcome:
-    """Seed, serve, load; returns both phases and the scheduler's lease history."""
+def run(
+    clients: int,
+    seconds: float,
+    baseline_seconds: float,
+    keep: Path | None = None,
+    database_url: str | None = None,
+) -> Outcome:
+    """Seed, serve, load; returns both phases and the scheduler's lease history.
+
+    ``database_url`` is an empty database to use (PostgreSQL); by default SQLite in the
+    temporary data folder.
+    """
     data_dir = Path(tempfile.mkdtemp(prefix="dalaba-load-")) if keep is None else keep
+    database_url = database_url or f"sqlite:///{data_dir / 'dalaba.db'}"
     env = {
         **os.environ,
         "DALABA_DATA_DIR": str(data_dir),
@@ -394,8 +407,9 @@ def run(clients: int, seconds: float, baseline_seconds: float, keep: Path | None
         "DALABA_SCHEDULER_TICK": "0.5",
         "DALABA_SCHEDULER_LEASE": "6",
         "PYTHONPATH": str(ROOT),
+        "DALABA_DATABASE_URL": database_url,
     }
-    town = seed(data_dir, env)
+    town = seed(data_dir, env, database_url)
     port = free_port()
     log_path = data_dir / "serve.log"
     with log_path.open("wb") as log:
@@ -417,7 +431,7 @@ def run(clients: int, seconds: float, baseline_seconds: float, keep: Path | None
             from cms.db import make_engine
             from cms.scheduler import lease
 
-            engine = make_engine(f"sqlite:///{data_dir / 'dalaba.db'}")
+            engine = make_engine(database_url)
             holders: set[str] = set()
             try:
                 # Make the scheduler busy: a lexicon entry re-renders every clip that uses it.
@@ -452,8 +466,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--clients", type=int, default=16)
     parser.add_argument("--seconds", type=float, default=60)
     parser.add_argument("--baseline-seconds", type=float, default=10)
+    parser.add_argument(
+        "--database-url",
+        help="an empty PostgreSQL database (postgresql+psycopg://…); default: SQLite",
+    )
     args = parser.parse_args(argv)
-    outcome = run(args.clients, args.seconds, args.baseline_seconds)
+    outcome = run(args.clients, args.seconds, args.baseline_seconds, database_url=args.database_url)
     base, load = outcome.baseline, outcome.load
     print(f"{'':24}{'1 client (baseline)':>22}{f'{args.clients} clients':>16}")
     print(f"{'requests':24}{base.requests:>22}{load.requests:>16}")
@@ -472,7 +490,8 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"RESULT requests={load.requests} errors_5xx={load.errors_5xx} "
         f"p50_ms={load.percentile(0.5):.0f} p99_ms={load.percentile(0.99):.0f} "
-        f"lease_losses={outcome.lease_losses}"
+        f"lease_losses={outcome.lease_losses} "
+        f"db={(args.database_url or 'sqlite').split(':', 1)[0].split('+', 1)[0]}"
     )
     return 0 if load.errors_5xx == 0 and outcome.lease_losses == 0 else 1
 

@@ -152,7 +152,7 @@ def _serve(settings: Settings, host: str, port: int) -> None:
         else:
             click.echo("调度器由其他进程持有，本进程只提供网页服务")
     else:
-        click.echo("调度器已关闭（DALABA_SCHEDULER=false），本进程只提供网页服务")
+        click.echo("调度器已关闭（--no-scheduler 或 DALABA_SCHEDULER=false），本进程只提供网页服务")
     # A service manager's SIGTERM stops as cleanly as Ctrl+C, handing the lease over at once.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     click.echo(f"大喇叭已启动：http://{host}:{port}/  （Ctrl+C 停止）")
@@ -174,10 +174,16 @@ def _serve(settings: Settings, host: str, port: int) -> None:
 )
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8080, show_default=True, type=click.IntRange(1, 65535))
-def serve(host: str, port: int) -> None:
+@click.option(
+    "--no-scheduler",
+    is_flag=True,
+    help="只提供网页服务，不运行调度器（同 DALABA_SCHEDULER=false；县级部署的多个网页进程用）",
+)
+def serve(host: str, port: int, no_scheduler: bool) -> None:
     """Run dalaba in production (configured by DALABA_* environment variables)."""
     os.umask(SERVER_UMASK)
-    _serve(load_settings(), host, port)
+    settings = load_settings(scheduler_enabled=False) if no_scheduler else load_settings()
+    _serve(settings, host, port)
 
 
 @cli.command()

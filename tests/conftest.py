@@ -19,6 +19,7 @@ from cms.migrate import upgrade
 from cms.models import Announcement, Area, AreaKind, Role, Topic, User
 from cms.services import announcements, areas, topics, users
 from cms.settings import Settings
+from tests.pg import postgres_url, private_schema
 
 PASSWORD = "correct-horse-1"
 _counter = itertools.count(1)
@@ -44,7 +45,21 @@ def migrated_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture
+def postgres_schema() -> Iterator[str]:
+    """A private schema in the PostgreSQL test database (see tests/pg.py)."""
+    with private_schema(postgres_url()) as url:
+        yield url
+
+
+@pytest.fixture
 def engine(settings: Settings, migrated_db: Path) -> Iterator[Engine]:
+    if not settings.database_url.startswith("sqlite"):
+        # PostgreSQL (a module's settings chose it): a private schema, migrated here.
+        engine = make_engine(settings.database_url)
+        upgrade(engine)
+        yield engine
+        engine.dispose()
+        return
     target = Path(settings.database_url.removeprefix("sqlite:///"))
     target.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(migrated_db, target)

@@ -1,18 +1,17 @@
 """The same code on PostgreSQL: migrations, workflow and queries.
 
-Runs when DALABA_TEST_POSTGRES_URL names a database it may wipe (CI starts one); skips
-otherwise, except under CI, where a missing database is a failure.
+Runs when DALABA_TEST_POSTGRES_URL names a database it may write to (CI starts one), in a
+private schema (see tests/pg.py); skips otherwise, except under CI, where a missing database
+is a failure.
 """
 
 from __future__ import annotations
 
-import os
 from datetime import date, timedelta
 
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import text
 
 from cms.db import make_engine, make_session_factory
 from cms.migrate import current_revision, head_revision, upgrade
@@ -20,19 +19,10 @@ from cms.models import AreaKind, Base, Role, Status
 from cms.services import announcements as svc
 from cms.services import areas, users
 
-URL = os.environ.get("DALABA_TEST_POSTGRES_URL")
-
 
 @pytest.fixture
-def pg_engine():  # type: ignore[no-untyped-def]
-    if not URL:
-        if os.environ.get("CI"):
-            pytest.fail("CI must provide DALABA_TEST_POSTGRES_URL")
-        pytest.skip("DALABA_TEST_POSTGRES_URL is not set")
-    engine = make_engine(URL)
-    with engine.begin() as conn:
-        conn.execute(text("DROP SCHEMA public CASCADE"))
-        conn.execute(text("CREATE SCHEMA public"))
+def pg_engine(postgres_schema):  # type: ignore[no-untyped-def]
+    engine = make_engine(postgres_schema)
     yield engine
     engine.dispose()
 

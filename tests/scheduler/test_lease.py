@@ -1,4 +1,5 @@
-"""The scheduler lease: one holder, renewal, expiry, and takeover from a dead local process."""
+"""The scheduler lease: one holder, renewal, expiry, and takeover from a dead local process,
+on SQLite and on PostgreSQL."""
 
 from __future__ import annotations
 
@@ -8,10 +9,19 @@ import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
 
+import pytest
+
 from cms.scheduler import lease
+from tests.pg import BACKENDS, settings_for
 
 T0 = datetime(2026, 3, 5, 8, 0, tzinfo=UTC)
 TTL = timedelta(seconds=30)
+
+
+@pytest.fixture(params=BACKENDS)
+def settings(request, settings):  # type: ignore[no-untyped-def]
+    """Every test here runs on SQLite and on PostgreSQL (a private schema)."""
+    return settings_for(request, settings)
 
 
 def test_one_holder_until_expiry(engine) -> None:  # type: ignore[no-untyped-def]

@@ -1,5 +1,5 @@
 """Real `dalaba serve` processes: SIGKILL at several points of a day's work (group robots
-included), and two at once."""
+included), and two at once; on SQLite and on PostgreSQL (a private schema each)."""
 
 from __future__ import annotations
 
@@ -46,6 +46,7 @@ from tests.fakes.dingtalk_api import FakeDingTalk
 from tests.fakes.feishu_api import FakeFeishu
 from tests.fakes.robot_base import FakeRobotServer, Received, Robot, drop
 from tests.fakes.wecom_api import FakeWeCom
+from tests.pg import BACKENDS, settings_for
 
 pytestmark = pytest.mark.slow
 
@@ -71,6 +72,12 @@ DELIVERIES = 3 * (CHATS + len(ROBOTS))
 PROGRAMS = 2 * 2 * 2  # two outlets, two slots, today and tomorrow
 
 
+@pytest.fixture(params=BACKENDS)
+def settings(request, settings):  # type: ignore[no-untyped-def]
+    """Every test here runs on SQLite and on PostgreSQL (a private schema)."""
+    return settings_for(request, settings)
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -80,7 +87,7 @@ def free_port() -> int:
 class Server:
     """One `dalaba serve` process on the test's database."""
 
-    def __init__(self, settings: Settings, log_dir: Path, name: str) -> None:
+    def __init__(self, settings: Settings, log_dir: Path, name: str, *args: str) -> None:
         self.port = free_port()
         self.log_path = log_dir / f"{name}.log"
         env = {
@@ -97,7 +104,7 @@ class Server:
         env.pop("DALABA_TELEGRAM_TOKEN", None)
         self.log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "cms.cli", "serve", "--port", str(self.port)],
+            [sys.executable, "-m", "cms.cli", "serve", "--port", str(self.port), *args],
             cwd=ROOT,
             env=env,
             stdout=self.log,
@@ -137,11 +144,11 @@ class Server:
 
 
 @pytest.fixture
-def servers(tmp_path: Path) -> Iterator[Callable[[Settings, str], Server]]:
+def servers(tmp_path: Path) -> Iterator[Callable[..., Server]]:
     started: list[Server] = []
 
-    def start(settings: Settings, name: str) -> Server:
-        server = Server(settings, tmp_path, name)
+    def start(settings: Settings, name: str, *args: str) -> Server:
+        server = Server(settings, tmp_path, name, *args)
         started.append(server)
         return server
 
@@ -714,3 +721,75 @@ def test_two_serve_processes_one_scheduler(settings, engine, servers):  # type: 
     with make_session_factory(engine)() as s:
         lease = s.get(SchedulerLease, "scheduler")
         assert lease.expires_at <= datetime.now(lease.expires_at.tzinfo)
+
+
+def _api(server: Server, method: str, path: str, token: str, payload: Any = None) -> Any:
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{server.port}/api/v1{path}",
+        method=method,
+        data=None if payload is None else json.dumps(payload).encode(),
+        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=10) as r:
+        return r.status, json.loads(r.read() or b"null")
+
+
+def test_web_only_processes_beside_one_scheduler(  # type: ignore[no-untyped-def]
+    settings, engine, session, make_user, content, servers
+):
+    """The county shape: `serve --no-scheduler` web processes and one scheduler process on one
+    database. Both serve pages and take writes; only the scheduler process holds the lease,
+    and it works on what was written through the other."""
+    from cms.models import Role
+    from cms.services import users
+
+    editor, reviewer = make_user(Role.EDITOR), make_user(Role.REVIEWER)
+    editor_token = users.issue_api_token(session, None, editor, "county")
+    reviewer_token = users.issue_api_token(session, None, reviewer, "county")
+    data = content()
+    session.commit()
+    web = [servers(settings, f"web{i}", "--no-scheduler") for i in (1, 2)]
+    scheduler = servers(settings, "scheduler")
+    for server in (*web, scheduler):
+        server.wait_ready()
+    for server in web:
+        assert "调度器已关闭（--no-scheduler" in server.output()
+    assert "调度器已在本进程启动" in scheduler.output()
+    ids = []
+    for number, server in enumerate((*web, scheduler)):
+        with urllib.request.urlopen(f"http://127.0.0.1:{server.port}/login", timeout=5) as r:
+            assert r.status == 200 and "登录".encode() in r.read()
+        # A write through each process: an editor drafts and submits, a reviewer approves.
+        body = {
+            **{k: data[k] for k in ("body", "topic_id", "area_ids", "start_date", "end_date")},
+            "title": f"县里的通知{number}",
+            "channels": ["loudspeaker"],
+            "repeats": 1,
+        }
+        status, created = _api(server, "POST", "/announcements", editor_token, body)
+        assert status == 201, created
+        ids.append(created["id"])
+        assert (
+            _api(server, "POST", f"/announcements/{created['id']}/submit", editor_token)[0] == 200
+        )
+    # Approvals through the other processes: each sees what another one wrote.
+    for server, ann_id in zip((scheduler, web[0], web[1]), ids, strict=True):
+        status, approved = _api(
+            server, "POST", f"/announcements/{ann_id}/approve", reviewer_token, {"comment": "同意"}
+        )
+        assert status == 200 and approved["status"] == "approved", approved
+    # The scheduler process renders the clips of all three; the web processes never hold the lease.
+    deadline = time.monotonic() + 90
+    states: Counter[str] = Counter()
+    while time.monotonic() < deadline:
+        with make_session_factory(engine)() as s:
+            states = Counter(c.value for c in s.scalars(select(Clip.state)))
+            holder = s.get(SchedulerLease, "scheduler").holder
+        assert f":{scheduler.proc.pid}:" in holder
+        if states and set(states) == {"done"} and states.total() >= len(ids):
+            break
+        time.sleep(0.3)
+    assert set(states) == {"done"} and states.total() >= len(ids), states
+    for server in web:
+        assert "调度器" not in server.output().replace("调度器已关闭", "", 1), server.output()
+        assert server.proc.poll() is None

@@ -1,14 +1,24 @@
-"""start_scheduler: APScheduler jobs only tick, each with coalescing and a misfire grace."""
+"""start_scheduler: APScheduler jobs only tick, each with coalescing and a misfire grace
+(on SQLite and on PostgreSQL)."""
 
 from __future__ import annotations
 
 import time
+
+import pytest
 
 from cms.channels import ChannelRegistry
 from cms.models import utcnow
 from cms.scheduler import lease
 from cms.scheduler.outbox import OutboxChannel
 from cms.scheduler.runner import start_scheduler, tuning_from_env
+from tests.pg import BACKENDS, settings_for
+
+
+@pytest.fixture(params=BACKENDS)
+def settings(request, settings):  # type: ignore[no-untyped-def]
+    """Every test here runs on SQLite and on PostgreSQL (a private schema)."""
+    return settings_for(request, settings)
 
 
 def test_jobs_tick_hold_the_lease_and_hand_it_over(settings, engine) -> None:  # type: ignore[no-untyped-def]
@@ -68,6 +78,8 @@ def test_tuning_from_env() -> None:
         raise AssertionError("accepted a zero tick")
 
 
+# SQLite's writer lock; PostgreSQL's writers lock rows and do not time out on their own.
+@pytest.mark.parametrize("settings", ["sqlite"], indirect=True)
 def test_a_busy_database_does_not_lose_the_lease_before_it_expires(
     settings, engine, monkeypatch
 ) -> None:  # type: ignore[no-untyped-def]
