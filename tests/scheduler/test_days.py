@@ -308,7 +308,12 @@ def test_false_alerts_of_older_versions_are_closed(  # type: ignore[no-untyped-d
     session.add(morning)
     session.flush()
     programs.raise_alert(
-        session, "program_missed", Message("old"), day=today, object_type="program", object_id=morning.id
+        session,
+        "program_missed",
+        Message("old"),
+        day=today,
+        object_type="program",
+        object_id=morning.id,
     )
     session.commit()
     now = local(settings, today, "16:00")
