@@ -78,7 +78,12 @@ def site(module_server: LiveServer) -> Site:
     with module_server.session() as session:
         outlet = session.scalars(select(Outlet).where(Outlet.active).order_by(Outlet.id)).first()
         assert outlet is not None
-        # Yesterday's first program was built: the compliance table has a row of numbers.
+        # Installed long ago, and yesterday's first program was built: the compliance table
+        # has a row of numbers.
+        outlet.created_at = datetime.now(UTC) - timedelta(days=90)
+        built = module_server.settings.audio_dir / "programs" / "yesterday.mp3"
+        built.parent.mkdir(parents=True, exist_ok=True)
+        built.write_bytes(b"\xff\xfb" * 64)
         session.add(
             Program(
                 outlet_id=outlet.id,
@@ -87,6 +92,7 @@ def site(module_server: LiveServer) -> Site:
                 state=JobState.DONE,
                 duration=60.0,
                 built_at=datetime.now(UTC) - timedelta(days=1),
+                path=str(built),
             )
         )
         session.commit()
@@ -122,6 +128,7 @@ def pages_for(role: str, site: Site) -> list[str]:
             "/operator/links",
             "/admin/areas",
             "/admin/outlets",
+            "/admin/outlets/new",
             f"/admin/outlets/{outlet}",
             "/admin/users",
             "/admin/topics",
@@ -271,3 +278,33 @@ def test_the_menu_folds_on_a_phone_and_the_chart_shows_today(context: Any, site:
     options = page.locator("select[name=user_id] option").all_inner_texts()
     assert "王丽（宣传委员） · wangli" in options
     assert not any("）（" in o for o in options)
+
+
+# Routes that answer files, not pages (checked by their own tests).
+NOT_PAGES = {"schedule.audio", "schedule.sample_audio", "schedule.budget"}
+
+
+def test_every_html_page_is_on_a_list(site: Site) -> None:
+    """A new page is checked on phones too: every GET route of the app is on a role's list."""
+    from cms.web import create_app
+
+    app = create_app(site.server.settings, engine=site.server.engine)
+    listed = {
+        path
+        for role in ("admin", "wangli", "lishuji", "shiqiao", "anonymous")
+        for path in pages_for(role, site)
+    }
+    missing = []
+    for rule in app.url_map.iter_rules():
+        if (
+            "GET" not in (rule.methods or ())
+            or rule.endpoint == "static"
+            or rule.endpoint in NOT_PAGES
+            or rule.rule.startswith("/api/")
+            or re.search(r"\.[a-z0-9]+$", rule.rule)
+        ):
+            continue
+        pattern = re.sub(r"<[^>]+>", "[^/]+", rule.rule)
+        if not any(re.fullmatch(pattern, path) for path in listed):
+            missing.append(rule.rule)
+    assert not missing, f"pages not checked on phones: {missing}"
