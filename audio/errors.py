@@ -33,7 +33,7 @@ import errno
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Self
 
 __all__ = [
     "N_",
@@ -86,7 +86,7 @@ class Reason:
     params: Mapping[str, Any] = field(default_factory=dict)
 
     @classmethod
-    def of(cls, msgid: str, /, **params: object) -> Reason:
+    def of(cls, msgid: str, /, **params: object) -> Self:
         """``Reason.of(N_("…{name}…"), name=value)``."""
         return cls(msgid, {name: _param(value) for name, value in params.items()})
 
@@ -107,7 +107,7 @@ class Reason:
         }
 
     @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> Reason:
+    def from_json(cls, data: Mapping[str, Any]) -> Self:
         params = {
             name: cls.from_json(value) if _is_reason(value) else value
             for name, value in (data.get("params") or {}).items()
@@ -119,7 +119,7 @@ class Reason:
         return json.dumps(self.to_json(), ensure_ascii=False)
 
     @classmethod
-    def loads(cls, text: str) -> Reason:
+    def loads(cls, text: str) -> Self:
         """What :meth:`dumps` wrote; any other text is a reason without parameters."""
         if text.startswith('{"msgid"'):
             try:

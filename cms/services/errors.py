@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from audio.errors import Reason
+
 if TYPE_CHECKING:
-    from audio.errors import AudioError, Reason
+    from audio.errors import AudioError
 
 
 def N_(msgid: str) -> str:
@@ -21,21 +23,23 @@ def N_(msgid: str) -> str:
 
 
 @dataclass(frozen=True)
-class Message:
+class Message(Reason):
     """A message id (the Chinese source text with ``{name}`` placeholders) and its parameters.
 
     Stored messages (alerts, failure reasons, deactivation reasons) are kept in this form and
-    rendered in the reader's language. A parameter may itself be a :class:`Message` (e.g. a
-    state label or the reason of a failure inside an alert); it is rendered the same way.
-    """
+    rendered in the reader's language. A parameter may itself be a message (e.g. a state
+    label or the reason of a failure inside an alert); it is rendered the same way.
 
-    msgid: str
-    params: Mapping[str, Any] = field(default_factory=dict)
+    The stored form (:meth:`dumps`, :meth:`loads`) is the audio package's
+    :class:`~audio.errors.Reason`, so the reasons audio stores read as messages here.
+    """
 
     def render(self, translate: Callable[[str], str] | None = None) -> str:
         text = translate(self.msgid) if translate else self.msgid
         params = {
-            name: value.render(translate) if isinstance(value, Message) else value
+            name: Message(value.msgid, value.params).render(translate)
+            if isinstance(value, Reason)
+            else value
             for name, value in self.params.items()
         }
         if translate and isinstance(params.get("label"), str):
@@ -49,39 +53,6 @@ class Message:
 
     def __str__(self) -> str:
         return self.render()
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "msgid": self.msgid,
-            "params": {
-                name: value.to_json() if isinstance(value, Message) else value
-                for name, value in self.params.items()
-            },
-        }
-
-    @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> Message:
-        params = {
-            name: cls.from_json(value) if _is_message(value) else value
-            for name, value in (data.get("params") or {}).items()
-        }
-        return cls(str(data["msgid"]), params)
-
-    def dumps(self) -> str:
-        """The message as stored in a text column, translated when it is shown (see :meth:`loads`)."""
-        return json.dumps(self.to_json(), ensure_ascii=False)
-
-    @classmethod
-    def loads(cls, text: str) -> Message:
-        """A stored message: what :meth:`dumps` wrote, or a plain text (older rows) as is."""
-        if text.startswith(cls.stored_prefix("")[:-1]):
-            try:
-                data = json.loads(text)
-            except ValueError:
-                data = None
-            if _is_message(data):
-                return cls.from_json(data)
-        return cls(text)
 
     @staticmethod
     def stored_prefix(msgid: str) -> str:
@@ -97,14 +68,6 @@ def audio_message(source: AudioError | Reason) -> Message:
     """
     reason = source if not isinstance(source, Exception) else source.message
     return Message.from_json(reason.to_json())
-
-
-def _is_message(value: Any) -> bool:
-    return (
-        isinstance(value, dict)
-        and isinstance(value.get("msgid"), str)
-        and isinstance(value.get("params", {}), dict)
-    )
 
 
 class DomainError(Exception):
