@@ -13,8 +13,8 @@ import difflib
 import re
 from dataclasses import dataclass
 
-from audio.errors import N_, TextError
-from audio.text import MAX_TEXT_CHARS, Lexicon, spoken_text
+from audio.errors import TextError
+from audio.text import Lexicon, check_text, spoken_text
 
 __all__ = ["Span", "applied_entries", "explain", "spoken_of"]
 
@@ -148,14 +148,7 @@ def explain(text: str, lexicon: Lexicon | None = None) -> list[Span]:
         TextError: the text is not a string or is longer than
             :data:`audio.text.MAX_TEXT_CHARS`.
     """
-    if not isinstance(text, str):
-        raise TextError(N_("公告文本应为字符串"))
-    if len(text) > MAX_TEXT_CHARS:
-        raise TextError(
-            N_("文本过长（{length} 字），单条公告最多 {limit} 字"),
-            length=len(text),
-            limit=MAX_TEXT_CHARS,
-        )
+    check_text(text)
     spans: list[Span] = []
     for sentence in _sentences(text):
         spans.extend(_explain_sentence(sentence, lexicon))

@@ -511,6 +511,22 @@ def _speakable(text: str) -> bool:
     return any(ch.isalnum() for ch in text)
 
 
+def check_text(text: object) -> None:
+    """Refuse what cannot be one clip's text: not a string, or longer than :data:`MAX_TEXT_CHARS`.
+
+    Raises:
+        TextError: with the reason.
+    """
+    if not isinstance(text, str):
+        raise TextError(N_("公告文本应为字符串"))
+    if len(text) > MAX_TEXT_CHARS:
+        raise TextError(
+            N_("文本过长（{length} 字），单条公告最多 {limit} 字"),
+            length=len(text),
+            limit=MAX_TEXT_CHARS,
+        )
+
+
 def spoken_text(text: str, lexicon: Lexicon | None = None) -> str:
     """Turn written announcement text into the text to be spoken.
 
@@ -530,14 +546,7 @@ def spoken_text(text: str, lexicon: Lexicon | None = None) -> str:
         TextError: the text is not a string, is longer than :data:`MAX_TEXT_CHARS`, or has
             nothing speakable in it.
     """
-    if not isinstance(text, str):
-        raise TextError(N_("公告文本应为字符串"))
-    if len(text) > MAX_TEXT_CHARS:
-        raise TextError(
-            N_("文本过长（{length} 字），单条公告最多 {limit} 字"),
-            length=len(text),
-            limit=MAX_TEXT_CHARS,
-        )
+    check_text(text)
     text = unicodedata.normalize("NFC", text).translate(_FULLWIDTH_TABLE)
     text = text.replace("\r\n", "\n").replace("\r", "\n")
     if lexicon:
