@@ -43,7 +43,7 @@ from cms.scheduler.clock import at_local
 from cms.scheduler.context import Context
 from cms.scheduler.renders import clips_ready
 from cms.services import days
-from cms.services.announcements import going_out_on, reaches
+from cms.services.announcements import going_out_on, reaching_outlets
 from cms.services.errors import N_, Message
 
 log = logging.getLogger(__name__)
@@ -104,13 +104,7 @@ class Inputs:
 
 def outlet_announcements(session: Session, outlet: Outlet, day: date) -> list[Announcement]:
     """Announcements that play at ``outlet`` on ``day``, urgent first."""
-    return [
-        a
-        for a in going_out_on(session, day)
-        if a.approved_revision is not None
-        and a.approved_revision.to_loudspeaker
-        and reaches(a.approved_revision, outlet.area)
-    ]
+    return reaching_outlets(session, day, [outlet])[outlet.id]
 
 
 def inputs_for(
@@ -217,15 +211,9 @@ def plan_day(
     going = going_out_on(session, day)
     # One query for every clip of the day, not one per outlet and slot: this runs each tick.
     clips = clips_ready(session, (a.approved.id for a in going))
+    reached = reaching_outlets(session, day, outlets, going=going)
     for outlet in outlets:
-        anns = [
-            a
-            for a in going
-            if a.approved_revision is not None
-            and a.approved_revision.to_loudspeaker
-            and reaches(a.approved_revision, outlet.area)
-        ]
-        inputs = inputs_for(session, anns, clips)
+        inputs = inputs_for(session, reached[outlet.id], clips)
         for slot in outlet.slots:
             program = existing.pop((outlet.id, slot.id), None)
             times = days.SlotTimes.of(day, slot.at, slot.minutes, tz)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import difflib
 import enum
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import date, time, timedelta
 from typing import Any
@@ -379,12 +379,38 @@ def reaches(rev: Revision, area: Area) -> bool:
     return any(area.path.startswith(target.path) for target in rev.areas)
 
 
+def reaching_outlets(
+    session: Session,
+    day: date,
+    outlets: Iterable[Any],
+    *,
+    going: list[Announcement] | None = None,
+    exclude: int | None = None,
+) -> dict[int, list[Announcement]]:
+    """What reaches each outlet on ``day``: the one answer for the scheduler, the dashboard,
+    the run sheet and the budget.
+
+    For each outlet (by id), the approved announcements for loudspeakers whose campaign
+    covers ``day`` and whose targets include the outlet's area, urgent first.
+
+    Args:
+        going: :func:`going_out_on` for ``day``, when the caller has it already.
+        exclude: an announcement to leave out (the budget of a draft being edited).
+    """
+    live = [
+        a
+        for a in (going_out_on(session, day) if going is None else going)
+        if a.id != exclude and a.approved_revision is not None and a.approved.to_loudspeaker
+    ]
+    return {o.id: [a for a in live if reaches(a.approved, o.area)] for o in outlets}
+
+
 def plan_for_day(session: Session, day: date) -> list[tuple[Any, list[Announcement]]]:
     """For each active outlet, the announcements it plays on ``day`` (urgent first)."""
     from cms.models import Outlet
 
-    going = [a for a in going_out_on(session, day) if a.approved.to_loudspeaker]
-    outlets = session.scalars(
-        select(Outlet).where(Outlet.active).order_by(Outlet.area_id, Outlet.id)
+    outlets = list(
+        session.scalars(select(Outlet).where(Outlet.active).order_by(Outlet.area_id, Outlet.id))
     )
-    return [(o, [a for a in going if reaches(a.approved, o.area)]) for o in outlets]
+    reached = reaching_outlets(session, day, outlets)
+    return [(o, reached[o.id]) for o in outlets]

@@ -17,7 +17,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from cms.models import Area, Clip, ClipProfile, JobState, LexiconEntry, Outlet
-from cms.services.announcements import going_out_on, reaches
+from cms.services.announcements import reaching_outlets
 
 MAX_DAYS = 31
 CHIME_S = 2.64
@@ -113,20 +113,11 @@ def budget(
     day = start
     last = min(end, start + timedelta(days=MAX_DAYS - 1))
     while day <= last and outlets:
-        going = [
-            a
-            for a in going_out_on(session, day)
-            if a.id != exclude_announcement
-            and a.approved_revision is not None
-            and a.approved_revision.to_loudspeaker
-        ]
+        reached = reaching_outlets(session, day, outlets, exclude=exclude_announcement)
         for outlet in outlets:
             items: list[tuple[float, int]] = []
-            for ann in going:
-                rev = ann.approved_revision
-                assert rev is not None
-                if not reaches(rev, outlet.area):
-                    continue
+            for ann in reached[outlet.id]:
+                rev = ann.approved
                 if rev.id not in known:
                     clip = session.scalar(
                         select(Clip).where(
