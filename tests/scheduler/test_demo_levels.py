@@ -22,11 +22,12 @@ TARGETS = {
 
 
 def test_every_file_of_a_demo_day_meets_its_loudness_target_and_true_peak_ceiling(  # type: ignore[no-untyped-def]
-    scheduler, settings, session, today, fresh_session, tmp_path
+    scheduler, settings, session, today, clock, fresh_session, tmp_path
 ) -> None:
     """Seeds the demo, runs the day's first pass and measures every clip (and its WeCom
     conversions), program and loop."""
-    seed(session, settings, today=today)
+    # Installed at the test clock's time (03:00), so every slot of the day is ahead.
+    seed(session, settings, today=today, now=clock.now())
     session.commit()
     scheduler.run_once()
 
