@@ -35,22 +35,19 @@ def _common_ancestor(paths: list[str]) -> int | None:
 
 
 def upgrade() -> None:
-    with op.batch_alter_table('user', schema=None) as batch_op:
-        batch_op.add_column(sa.Column('area_id', sa.Integer(), nullable=True))
-        batch_op.create_index(batch_op.f('ix_user_area_id'), ['area_id'], unique=False)
-        batch_op.create_foreign_key(
-            batch_op.f('fk_user_area_id_area'), 'area', ['area_id'], ['id'], ondelete='RESTRICT'
-        )
-    with op.batch_alter_table('announcement', schema=None) as batch_op:
-        batch_op.add_column(sa.Column('area_id', sa.Integer(), nullable=True))
-        batch_op.create_index(batch_op.f('ix_announcement_area_id'), ['area_id'], unique=False)
-        batch_op.create_foreign_key(
-            batch_op.f('fk_announcement_area_id_area'),
-            'area',
-            ['area_id'],
-            ['id'],
-            ondelete='RESTRICT',
-        )
+    # On SQLite these recreate the tables (batch mode); cms.migrate runs migrations with
+    # foreign keys off there, so that dropping the old tables fires no ON DELETE action.
+    for table in ('user', 'announcement'):
+        with op.batch_alter_table(table, schema=None) as batch_op:
+            batch_op.add_column(sa.Column('area_id', sa.Integer(), nullable=True))
+            batch_op.create_index(batch_op.f(f'ix_{table}_area_id'), ['area_id'], unique=False)
+            batch_op.create_foreign_key(
+                batch_op.f(f'fk_{table}_area_id_area'),
+                'area',
+                ['area_id'],
+                ['id'],
+                ondelete='RESTRICT',
+            )
 
     conn = op.get_bind()
     roots = [row[0] for row in conn.execute(sa.text('SELECT id FROM area WHERE parent_id IS NULL'))]
@@ -75,11 +72,8 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    with op.batch_alter_table('announcement', schema=None) as batch_op:
-        batch_op.drop_constraint(batch_op.f('fk_announcement_area_id_area'), type_='foreignkey')
-        batch_op.drop_index(batch_op.f('ix_announcement_area_id'))
-        batch_op.drop_column('area_id')
-    with op.batch_alter_table('user', schema=None) as batch_op:
-        batch_op.drop_constraint(batch_op.f('fk_user_area_id_area'), type_='foreignkey')
-        batch_op.drop_index(batch_op.f('ix_user_area_id'))
-        batch_op.drop_column('area_id')
+    for table in ('announcement', 'user'):
+        with op.batch_alter_table(table, schema=None) as batch_op:
+            batch_op.drop_constraint(batch_op.f(f'fk_{table}_area_id_area'), type_='foreignkey')
+            batch_op.drop_index(batch_op.f(f'ix_{table}_area_id'))
+            batch_op.drop_column('area_id')
