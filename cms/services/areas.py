@@ -99,12 +99,15 @@ def rename_area(session: Session, actor: User, area: Area, name: object) -> Area
 def delete_area(session: Session, actor: User, area: Area) -> None:
     if area.children or area.outlets:
         raise Conflict(N_("“{name}”下还有下级区域或广播点，不能删除"), name=area.name)
-    from cms.models import ChatGroup, revision_area
+    from cms.models import Announcement, ChatGroup, revision_area
 
     used = session.scalar(select(revision_area.c.area_id).where(revision_area.c.area_id == area.id))
+    owned = session.scalar(select(Announcement.id).where(Announcement.area_id == area.id))
     bound = session.scalar(select(ChatGroup.id).where(ChatGroup.area_id == area.id))
-    if used or bound:
+    if used or owned or bound:
         raise Conflict(N_("“{name}”已被公告或群聊使用，不能删除"), name=area.name)
+    if session.scalar(select(User.id).where(User.area_id == area.id)):
+        raise Conflict(N_("“{name}”还有所属用户，不能删除"), name=area.name)
     audit.record(session, actor, "area.delete", area, name=area.name)
     session.delete(area)
 

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import ColumnElement, Select, and_, exists, or_, select, true
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from cms.models import (
     Alert,
@@ -51,18 +52,18 @@ class Scope:
 
     # -- areas --------------------------------------------------------------------------
 
-    def area_ids(self) -> Select[tuple[int]]:
+    def area_ids(self) -> Select[int]:
         """A subquery of the ids of the areas in scope."""
         stmt = select(Area.id)
         if self.path is not None:
             stmt = stmt.where(Area.path.startswith(self.path))
         return stmt
 
-    def has_area(self, column: ColumnElement[int | None] | object) -> ColumnElement[bool]:
+    def has_area(self, column: InstrumentedAttribute[Any]) -> ColumnElement[bool]:
         """SQL: the area id in ``column`` lies in scope (a NULL area only for the whole install)."""
         if self.path is None:
             return true()
-        return column.in_(self.area_ids())  # type: ignore[attr-defined, no-any-return]
+        return column.in_(self.area_ids())
 
     def contains(self, area: Area | None) -> bool:
         """Whether ``area`` (None: the whole install) lies in scope."""

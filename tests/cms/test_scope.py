@@ -697,3 +697,18 @@ def test_api_areas_are_the_users_subtree(app, county):
     }
     assert client.get(f"/api/v1/areas/{b.area.id}", headers=headers).status_code == 404
     assert json.dumps(listed, ensure_ascii=False).count(B_MARK) == 0
+
+
+def test_an_area_with_users_or_announcements_is_not_deleted(app, session, county, make_user):
+    a = county.a
+    empty = areas.create_area(session, None, name="后箐新村", kind="village", parent_id=a.area.id)
+    session.commit()
+    make_user(Role.OPERATOR, username="newvillage", area=empty)
+    admin = _client(app, a.users[Role.ADMIN])
+    response = admin.post(f"/admin/areas/{empty.id}", data={"action": "delete"})
+    assert response.status_code == 302
+    session.rollback()
+    session.expire_all()
+    assert session.get(Area, empty.id) is not None
+    page = admin.get("/admin/areas").get_data(as_text=True)
+    assert "还有所属用户" in page
