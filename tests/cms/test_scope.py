@@ -636,6 +636,8 @@ def test_county_users_see_both_townships(app, session, county):
     session.expire_all()
     created = session.get(Announcement, response.get_json()["id"])
     assert created is not None and created.area_id == county.area.id
+    shown = admin.get(f"/announcements/{created.id}").get_data(as_text=True)
+    assert "所属单位" in shown and "云县" in shown
     # … which a township's staff do not open.
     town_editor = _client(app, a.users[Role.EDITOR])
     assert town_editor.get(f"/announcements/{created.id}").status_code == 404
