@@ -24,7 +24,10 @@ def index() -> Any:
     """Today at a glance: announcements going out, per outlet and per chat."""
     day = today(settings())
     scope = Scope.of(g.user)
-    going = [a for a in svc.going_out_on(db(), day) if scope.contains(a.area)]
+    # Everything that goes out today; an office lists its own (a county notice reaches its
+    # outlets and chats below, shown there by title).
+    going_all = svc.going_out_on(db(), day)
+    going = [a for a in going_all if scope.contains(a.area)]
     plan = [(o, anns) for o, anns in svc.plan_for_day(db(), day) if scope.has_outlet(o)]
     if g.user.role is Role.OPERATOR:
         mine = {o.id for o in g.user.outlets}
@@ -42,7 +45,7 @@ def index() -> Any:
     chat_plan = [
         (
             c,
-            [a for a in going if a.approved.to_chats and svc.reaches(a.approved, c.area)],
+            [a for a in going_all if a.approved.to_chats and svc.reaches(a.approved, c.area)],
         )
         for c in chats
     ]

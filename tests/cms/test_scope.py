@@ -641,6 +641,14 @@ def test_county_users_see_both_townships(app, session, county):
     # … which a township's staff do not open.
     town_editor = _client(app, a.users[Role.EDITOR])
     assert town_editor.get(f"/announcements/{created.id}").status_code == 404
+    # Once approved it plays at A's outlet: A's dashboard names it there, without a link.
+    session.rollback()  # a write from a fresh snapshot (the requests above committed)
+    announcements.submit(session, county.users[Role.EDITOR], created)
+    announcements.approve(session, county.users[Role.REVIEWER], created)
+    session.commit()
+    home = town_editor.get("/").get_data(as_text=True)
+    assert "全县森林防火" in home
+    assert f"/announcements/{created.id}" not in home
 
 
 def test_the_whole_install_and_the_owner_of_an_announcement(session, county, make_user, content):
