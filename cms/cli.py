@@ -74,11 +74,18 @@ def user() -> None:
     "--role", required=True, type=click.Choice(["admin", "editor", "reviewer", "operator"])
 )
 @click.option("--display-name", default="", help="显示的姓名")
-def user_add(name: str, role: str, display_name: str) -> None:
+@click.option(
+    "--area",
+    default="",
+    help="所属区域（编号、完整路径如“云县/后箐乡”，或唯一的名称）；用户只能看到和处理该区域及其下级。"
+    "不填：整个系统",
+)
+def user_add(name: str, role: str, display_name: str, area: str) -> None:
     """Add a user; the password is read from a prompt, or from stdin when piped."""
     from cms.db import transaction
     from cms.services import users
-    from cms.services.errors import ValidationError
+    from cms.services.chats import find_area
+    from cms.services.errors import DomainError, ValidationError
 
     sessions = session_factory(cli_settings())  # a database behind ends here, before the prompt
     if sys.stdin.isatty():
@@ -87,6 +94,7 @@ def user_add(name: str, role: str, display_name: str) -> None:
         password = sys.stdin.readline().rstrip("\n")
     try:
         with transaction(sessions) as session:
+            place = find_area(session, area) if area.strip() else None
             users.create_user(
                 session,
                 None,
@@ -94,10 +102,13 @@ def user_add(name: str, role: str, display_name: str) -> None:
                 display_name=display_name or name,
                 role=role,
                 password=password,
+                area_id=place.id if place else None,
             )
     except ValidationError as exc:
         raise click.ClickException("；".join(exc.render().values())) from exc
-    click.echo(f"已添加用户 {name}（{role}）")
+    except DomainError as exc:
+        raise click.ClickException(exc.message.render()) from exc
+    click.echo(f"已添加用户 {name}（{role}）" + (f"，区域：{area.strip()}" if area.strip() else ""))
 
 
 @cli.command("api-token", help="为用户 USERNAME 生成一个新的 API 令牌（可在网页上吊销）。")

@@ -210,6 +210,8 @@ def seed(
             display_name=name,
             role=role.value,
             password=DEMO_PASSWORD,
+            # The township's office; the admin looks after the whole install.
+            area_id=None if role is Role.ADMIN else town.id,
         )
 
     admin = created["admin"]

@@ -90,6 +90,7 @@ class Role(enum.StrEnum):
 
 
 class AreaKind(enum.StrEnum):
+    COUNTY = "county"
     TOWNSHIP = "township"
     VILLAGE = "village"
     GROUP = "group"
@@ -141,10 +142,16 @@ class User(Base):
     # Stored in the login cookie and compared on every request: bumping it (logout, a new
     # password, deactivation) ends every session of this user, copied cookies included.
     session_version: Mapped[int] = mapped_column(default=0, server_default="0")
+    # The office the user works for: they see and act on this area and everything below it
+    # (cms.services.scope). None: the whole install (a single township's staff, the IT admin).
+    area_id: Mapped[int | None] = mapped_column(
+        ForeignKey("area.id", ondelete="RESTRICT"), index=True
+    )
 
     outlets: Mapped[list[Outlet]] = relationship(
         secondary=outlet_operator, back_populates="operators"
     )
+    area: Mapped[Area | None] = relationship()
 
     def __repr__(self) -> str:
         return f"<User {self.username} {self.role.value}>"
@@ -179,7 +186,7 @@ class LoginFailure(Base):
 
 
 class Area(Base):
-    """A node of the township grid (乡镇 → 村 → 组, any depth).
+    """A node of the grid (县 → 乡镇 → 村 → 组, any depth; an install may start at a township).
 
     ``path`` is the materialised path of ids ("/1/4/9/") so that "this area and all below
     it" is one indexed prefix query on any database.
@@ -292,6 +299,12 @@ class Announcement(Base):
     id: Mapped[intpk]
     status: Mapped[Status] = mapped_column(_enum(Status), default=Status.DRAFT, index=True)
     created_by_id: Mapped[int] = mapped_column(ForeignKey("user.id"))
+    # The office that owns it (its drafts, review and history are seen there and above):
+    # the author's area, or for an author of the whole install the targets' common ancestor.
+    # None: owned by the whole install, seen only by its users.
+    area_id: Mapped[int | None] = mapped_column(
+        ForeignKey("area.id", ondelete="RESTRICT"), index=True
+    )
     created_at: Mapped[created_at]
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
     # The newest revision (what the editor sees and what goes to review).
@@ -312,6 +325,7 @@ class Announcement(Base):
     share_token: Mapped[str | None] = mapped_column(String(64), unique=True, index=True)
 
     created_by: Mapped[User] = relationship(foreign_keys=[created_by_id])
+    area: Mapped[Area | None] = relationship()
     reviewed_by: Mapped[User | None] = relationship(foreign_keys=[reviewed_by_id])
     latest_revision: Mapped[Revision | None] = relationship(
         foreign_keys=[latest_revision_id], post_update=True

@@ -128,6 +128,7 @@ def make_user(session: Session) -> Callable[..., User]:
             display_name=kw.pop("display_name", None) or f"{role.value} 用户",
             role=role.value,
             password=kw.pop("password", PASSWORD),
+            area_id=area.id if (area := kw.pop("area", None)) is not None else None,
         )
         session.commit()
         return user

@@ -8,7 +8,7 @@ from datetime import date, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import select, update
+from sqlalchemy import ColumnElement, select, update
 from sqlalchemy.orm import Session
 
 from cms.models import Alert, Delivery, DeliveryState, JobState, Outlet, Program
@@ -182,12 +182,17 @@ def resolve_fixed(session: Session, now: datetime, tz: ZoneInfo) -> int:
     return count
 
 
-def open_alerts(session: Session, limit: int = 100) -> list[Alert]:
-    """Unresolved alerts, newest first (for the dashboard and the status page)."""
+def open_alerts(
+    session: Session, limit: int = 100, where: ColumnElement[bool] | None = None
+) -> list[Alert]:
+    """Unresolved alerts, newest first (for the dashboard and the status page).
+
+    ``where``: a further condition (the reader's scope).
+    """
     return list(
         session.scalars(
             select(Alert)
-            .where(Alert.resolved_at.is_(None))
+            .where(Alert.resolved_at.is_(None), *([] if where is None else [where]))
             .order_by(Alert.created_at.desc(), Alert.id.desc())
             .limit(limit)
         )

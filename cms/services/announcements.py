@@ -44,6 +44,7 @@ from cms.services.content import (  # noqa: F401  (the limits, as other modules 
     voice_names,
 )
 from cms.services.errors import N_, Errors, NotFound, PermissionDenied, WorkflowError
+from cms.services.scope import Scope, owner_area
 from cms.services.text import clean_text
 
 SELF_APPROVAL_SETTING = "allow_self_approval"
@@ -65,12 +66,28 @@ WITHDRAWERS = {Role.ADMIN, Role.EDITOR, Role.REVIEWER}
 READERS = {Role.ADMIN, Role.EDITOR, Role.REVIEWER}
 
 
-def parse_content(session: Session, data: Mapping[str, Any], *, today: date) -> Content:
-    """Validate raw form or JSON input; raises ValidationError naming every bad field."""
-    return content_model.parse(session, data, today=today)
+def parse_content(
+    session: Session, data: Mapping[str, Any], *, today: date, scope: Scope | None = None
+) -> Content:
+    """Validate raw form or JSON input; raises ValidationError naming every bad field.
+
+    With ``scope``, only areas inside it may be targeted.
+    """
+    return content_model.parse(session, data, today=today, scope=scope)
 
 
-def _require(user: User, roles: set[Role], msgid: str) -> None:
+def target_scope(user: User, ann: Announcement | None = None) -> Scope:
+    """Where ``user`` may aim ``ann`` (a new one: ``None``): inside the user's area and the
+    announcement's office."""
+    if ann is not None and ann.area is not None:
+        return Scope(ann.area_id, ann.area.path)
+    return Scope.of(user)
+
+
+def _require(user: User, roles: set[Role], msgid: str, ann: Announcement | None = None) -> None:
+    """``user`` has one of ``roles``, and ``ann`` (if given) is owned inside their area."""
+    if ann is not None:
+        Scope.of(user).announcement(ann, ann.id)
     if user.role not in roles:
         raise PermissionDenied(msgid)
 
@@ -91,11 +108,12 @@ def _new_revision(session: Session, ann: Announcement, content: Content, author:
 def create(session: Session, user: User, data: Mapping[str, Any], *, today: date) -> Announcement:
     """Create a draft from raw input."""
     _require(user, EDITORS, N_("只有编辑或管理员可以新建公告"))
-    content = parse_content(session, data, today=today)
+    content = parse_content(session, data, today=today, scope=target_scope(user))
     ann = Announcement(status=Status.DRAFT, created_by_id=user.id)
     session.add(ann)
     session.flush()
     rev = _new_revision(session, ann, content, user)
+    ann.area_id = owner_area(user, rev.areas)
     audit.record(session, user, "announcement.create", ann, revision=rev.number, title=rev.title)
     return ann
 
@@ -107,15 +125,17 @@ def update(
 
     Returns the latest revision (unchanged when nothing changed).
     """
-    _require(user, EDITORS, N_("只有编辑或管理员可以修改公告"))
+    _require(user, EDITORS, N_("只有编辑或管理员可以修改公告"), ann)
     if ann.status is Status.IN_REVIEW:
         raise WorkflowError(N_("公告正在审核中，审核完成（或被退回）后才能修改"))
     if ann.status is Status.WITHDRAWN:
         raise WorkflowError(N_("公告已撤回，不能再修改"))
-    content = parse_content(session, data, today=today)
+    content = parse_content(session, data, today=today, scope=target_scope(user, ann))
     if content == Content.of(ann.current):
         return ann.current
     rev = _new_revision(session, ann, content, user)
+    if ann.area_id is None:
+        ann.area_id = owner_area(user, rev.areas)
     previous = ann.status
     ann.status = Status.DRAFT
     audit.record(
@@ -125,7 +145,7 @@ def update(
 
 
 def submit(session: Session, user: User, ann: Announcement) -> None:
-    _require(user, EDITORS, N_("只有编辑或管理员可以提交审核"))
+    _require(user, EDITORS, N_("只有编辑或管理员可以提交审核"), ann)
     if ann.status is not Status.DRAFT:
         raise WorkflowError(
             N_("只有草稿可以提交审核（当前：{status}）"), status=STATUS_LABELS[ann.status.value]
@@ -138,13 +158,15 @@ def submit(session: Session, user: User, ann: Announcement) -> None:
 def can_approve(session: Session, user: User, ann: Announcement) -> bool:
     if user.role not in REVIEWERS or ann.status is not Status.IN_REVIEW:
         return False
+    if not Scope.of(user).contains(ann.area):
+        return False
     own = user.id in {ann.current.author_id, ann.submitted_by_id}
     return not own or bool(get_setting(session, SELF_APPROVAL_SETTING, False))
 
 
 def approve(session: Session, user: User, ann: Announcement, comment: str = "") -> None:
     """Pin the latest revision as the one that goes out."""
-    _require(user, REVIEWERS, N_("只有审核员或管理员可以审核"))
+    _require(user, REVIEWERS, N_("只有审核员或管理员可以审核"), ann)
     if ann.status is not Status.IN_REVIEW:
         raise WorkflowError(
             N_("只有待审核的公告可以通过（当前：{status}）"), status=STATUS_LABELS[ann.status.value]
@@ -174,7 +196,7 @@ def approve(session: Session, user: User, ann: Announcement, comment: str = "") 
 
 def reject(session: Session, user: User, ann: Announcement, comment: str) -> None:
     """Send the announcement back to draft with the reviewer's comment (required)."""
-    _require(user, REVIEWERS, N_("只有审核员或管理员可以审核"))
+    _require(user, REVIEWERS, N_("只有审核员或管理员可以审核"), ann)
     if ann.status is not Status.IN_REVIEW:
         raise WorkflowError(
             N_("只有待审核的公告可以退回（当前：{status}）"), status=STATUS_LABELS[ann.status.value]
@@ -194,7 +216,7 @@ def reject(session: Session, user: User, ann: Announcement, comment: str) -> Non
 
 def withdraw(session: Session, user: User, ann: Announcement, reason: str = "") -> None:
     """Stop the announcement everywhere from now on."""
-    _require(user, WITHDRAWERS, N_("没有撤回公告的权限"))
+    _require(user, WITHDRAWERS, N_("没有撤回公告的权限"), ann)
     if ann.status is Status.WITHDRAWN:
         raise WorkflowError(N_("公告已经撤回"))
     errors = Errors()
@@ -210,10 +232,13 @@ def withdraw(session: Session, user: User, ann: Announcement, reason: str = "") 
     )
 
 
-def get(session: Session, announcement_id: int) -> Announcement:
+def get(session: Session, announcement_id: int, user: User | None = None) -> Announcement:
+    """The announcement; with ``user``, only when it is owned inside the user's area."""
     ann = session.get(Announcement, announcement_id)
     if ann is None:
         raise NotFound(N_("公告 {id} 不存在"), id=announcement_id)
+    if user is not None:
+        Scope.of(user).announcement(ann, announcement_id)
     return ann
 
 
@@ -257,9 +282,12 @@ def search(
     topic_id: int | None = None,
     area_id: int | None = None,
     q: str | None = None,
+    scope: Scope | None = None,
 ) -> Select[Announcement]:
-    """A query for the announcement list, newest first."""
+    """A query for the announcement list, newest first (only the scope's, when given)."""
     stmt = select(Announcement).join(Revision, Revision.id == Announcement.latest_revision_id)
+    if scope is not None:
+        stmt = stmt.where(scope.announcements())
     if status in {"draft", "in_review", "withdrawn"}:
         stmt = stmt.where(Announcement.status == Status(status))
     elif status in {"approved", "scheduled", "active", "finished"}:

@@ -42,6 +42,7 @@ from sqlalchemy.orm import Session
 
 from cms.models import Area, Priority, Revision, Topic
 from cms.services.errors import N_, Errors
+from cms.services.scope import Scope
 from cms.services.text import (
     MAX_DATE,
     MIN_DATE,
@@ -345,10 +346,17 @@ def _field(errors: Errors, session: Session, s: Spec, data: Mapping[str, Any]) -
             return _as_time(errors, s, raw)
 
 
-def parse(session: Session, data: Mapping[str, Any], *, today: date) -> Content:
-    """Validate raw form or JSON input; raises ValidationError naming every bad field."""
+def parse(
+    session: Session, data: Mapping[str, Any], *, today: date, scope: Scope | None = None
+) -> Content:
+    """Validate raw form or JSON input; raises ValidationError naming every bad field.
+
+    With ``scope``, target areas outside it are refused as if they did not exist.
+    """
     errors = Errors()
     values = {s.name: _field(errors, session, s, data) for s in SPECS}
+    if scope is not None and "area_ids" not in errors:
+        scope.check_areas(session, errors, "area_ids", values["area_ids"] or ())
     # Rules that tie fields together.
     if not any(values[s.name] for s in SPECS if s.kind is Kind.SWITCH):
         errors.add("channels", N_("请至少选择一个发布渠道（大喇叭或群聊）"))

@@ -41,6 +41,7 @@ from cms.services.errors import (
     PermissionDenied,
     WorkflowError,
 )
+from cms.services.scope import Scope
 from cms.settings import Settings
 
 VIAS = ("web", "bot", "link")
@@ -560,6 +561,7 @@ def compliance(
     tz: tzinfo,
     days: int = 30,
     settings: Settings | None = None,
+    scope: Scope | None = None,
 ) -> list[ComplianceRow]:
     """Per village and day, for the ``days`` days ending today (at ``now`` in ``tz``): the
     applicable programs by outcome, and downloads. Sorted by day, newest first, then village.
@@ -591,6 +593,7 @@ def compliance(
         .outerjoin(downloaded, downloaded.c.program_id == Program.id)
         .outerjoin(Receipt, Receipt.program_id == Program.id)
         .where(Program.day >= first, Program.day <= today)
+        .where(*([] if scope is None else [scope.outlets()]))
     )
     table: dict[tuple[date, int], ComplianceRow] = {}
     for program, receipt, was_downloaded in rows:

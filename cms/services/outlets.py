@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 from cms.models import Area, Outlet, OutletKind, Slot, User
 from cms.services import audit
 from cms.services.errors import N_, Errors, NotFound
+from cms.services.scope import Scope
 from cms.services.text import clean_text, parse_id, parse_int
 
 _HHMM = re.compile(r"([0-9]{1,2}):([0-9]{2})")
@@ -70,7 +71,7 @@ def save_outlet(
         parsed_kind = OutletKind.LOUDSPEAKER
     parsed_area = parse_id(area_id)
     area = session.get(Area, parsed_area) if parsed_area is not None else None
-    if area is None:
+    if area is None or not Scope.of(actor).contains(area):
         errors.add("area_id", N_("请选择存在的区域"))
     parsed_slots = parse_slots(errors, slots)
     if not parsed_slots and "slots" not in errors:
@@ -114,5 +115,8 @@ def get_outlet(session: Session, outlet_id: int) -> Outlet:
     return outlet
 
 
-def all_outlets(session: Session) -> list[Outlet]:
-    return list(session.scalars(select(Outlet).order_by(Outlet.area_id, Outlet.name)))
+def all_outlets(session: Session, scope: Scope | None = None) -> list[Outlet]:
+    stmt = select(Outlet).order_by(Outlet.area_id, Outlet.name)
+    if scope is not None:
+        stmt = stmt.where(scope.outlets())
+    return list(session.scalars(stmt))

@@ -41,6 +41,7 @@ from cms.scheduler.core import queue_lengths
 from cms.services import audit, operators
 from cms.services import days as days_svc
 from cms.services.errors import N_, Message, NotFound, WorkflowError
+from cms.services.scope import Scope
 from cms.settings import Settings
 
 if TYPE_CHECKING:
@@ -201,26 +202,32 @@ class SchedulerStatus:
     alerts: list[Alert]
 
 
-def status(session: Session, *, now: datetime | None = None) -> SchedulerStatus:
-    """Everything the scheduler status page shows (reads only)."""
+def status(
+    session: Session, *, now: datetime | None = None, scope: Scope | None = None
+) -> SchedulerStatus:
+    """Everything the scheduler status page shows (reads only); only the scope's rows."""
+    scope = scope or Scope()
     bind = session.get_bind()
     engine = bind if isinstance(bind, Engine) else bind.engine
     state = lease.read(engine)
     failed_clips = session.scalars(
         select(Clip)
-        .where(Clip.state == JobState.FAILED)
+        .where(Clip.state == JobState.FAILED, scope.clips())
         .order_by(Clip.updated_at.desc())
         .limit(FAILURE_LIST_LIMIT)
     ).all()
     failed_programs = session.scalars(
         select(Program)
-        .where(Program.state == JobState.FAILED)
+        .where(Program.state == JobState.FAILED, scope.programs())
         .order_by(Program.day.desc(), Program.id)
         .limit(FAILURE_LIST_LIMIT)
     ).all()
     bad_deliveries = session.scalars(
         select(Delivery)
-        .where(Delivery.state.in_([DeliveryState.FAILED, DeliveryState.UNCERTAIN]))
+        .where(
+            Delivery.state.in_([DeliveryState.FAILED, DeliveryState.UNCERTAIN]),
+            scope.deliveries(),
+        )
         .order_by(Delivery.updated_at.desc())
         .limit(FAILURE_LIST_LIMIT)
     ).all()
@@ -232,7 +239,7 @@ def status(session: Session, *, now: datetime | None = None) -> SchedulerStatus:
         failed_clips=list(failed_clips),
         failed_programs=list(failed_programs),
         bad_deliveries=list(bad_deliveries),
-        alerts=reconcile.open_alerts(session),
+        alerts=reconcile.open_alerts(session, where=scope.alerts()),
     )
 
 
@@ -243,9 +250,10 @@ def _parse_time(text: Any) -> datetime | None:
         return None
 
 
-def open_alerts(session: Session, limit: int = 100) -> list[Alert]:
-    """Unresolved alerts, newest first."""
-    return reconcile.open_alerts(session, limit=limit)
+def open_alerts(session: Session, limit: int = 100, scope: Scope | None = None) -> list[Alert]:
+    """Unresolved alerts, newest first (only the scope's, when given)."""
+    where = scope.alerts() if scope is not None else None
+    return reconcile.open_alerts(session, limit=limit, where=where)
 
 
 def programs_with_revision(session: Session, revision_id: int, since: date) -> list[Program]:

@@ -13,10 +13,11 @@ from sqlalchemy.orm import Session
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from cms.db import rowcount
-from cms.models import ApiToken, LoginFailure, Outlet, Role, User, utcnow
+from cms.models import ApiToken, Area, LoginFailure, Outlet, Role, User, utcnow
 from cms.services import audit
 from cms.services.errors import N_, Conflict, DomainError, Errors, NotFound
-from cms.services.text import clean_text
+from cms.services.scope import Scope
+from cms.services.text import clean_text, parse_id
 
 USERNAME_RE = re.compile(r"^[A-Za-z0-9_.-]{2,40}$")
 MIN_PASSWORD = 8
@@ -64,9 +65,15 @@ def create_user(
     display_name: object,
     role: object,
     password: object,
+    area_id: object = None,
 ) -> User:
-    """Create a user. Raises ValidationError (naming each bad field) or nothing."""
+    """Create a user working in ``area_id`` (None/"": the whole install, or the actor's area).
+
+    An actor with an area creates users only inside it. Raises ValidationError (naming each
+    bad field) or nothing.
+    """
     errors = Errors()
+    area = parse_area(session, errors, actor, area_id)
     name = clean_text(errors, "username", username, label=N_("用户名"), max_len=40)
     if "username" not in errors and not USERNAME_RE.match(name):
         errors.add("username", N_("用户名只能用字母、数字和 _ . -，2–40 位"))
@@ -84,11 +91,33 @@ def create_user(
         display_name=shown,
         role=parsed_role,
         password_hash=generate_password_hash(pw),
+        area=area,
     )
     session.add(user)
     session.flush()
-    audit.record(session, actor, "user.create", user, username=name, role=parsed_role.value)
+    audit.record(
+        session,
+        actor,
+        "user.create",
+        user,
+        username=name,
+        role=parsed_role.value,
+        area=area.id if area else None,
+    )
     return user
+
+
+def parse_area(session: Session, errors: Errors, actor: User | None, raw: object) -> Area | None:
+    """The area a user is given: inside the actor's; none given means the actor's own."""
+    scope = Scope.of(actor)
+    if raw is None or str(raw).strip() == "":
+        return actor.area if actor is not None and not scope.whole else None
+    area_id = parse_id(raw)
+    area = session.get(Area, area_id) if area_id is not None else None
+    if area is None or not scope.contains(area):
+        errors.add("area_id", N_("区域 {id} 不存在"), id=str(raw)[:20])
+        return None
+    return area
 
 
 def update_user(
@@ -100,8 +129,11 @@ def update_user(
     role: object,
     active: bool,
     password: object = "",
+    area_id: object = None,
 ) -> User:
+    """Change a user; ``area_id`` None leaves the area as it is ("" or an id sets it)."""
     errors = Errors()
+    area = parse_area(session, errors, actor, area_id) if area_id is not None else user.area
     shown = clean_text(errors, "display_name", display_name, label=N_("姓名"), max_len=80)
     parsed_role = parse_role(errors, role)
     pw = check_password(errors, password) if password else ""
@@ -114,6 +146,9 @@ def update_user(
         changes["role"] = [user.role.value, parsed_role.value]
     if user.active != active:
         changes["active"] = [user.active, active]
+    if area is not user.area:
+        changes["area"] = [user.area_id, area.id if area else None]
+        user.area = area
     if user.active and not active:
         # For good: turning the account back on later does not bring old tokens back.
         revoked = revoke_all_api_tokens(session, user)

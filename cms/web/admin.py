@@ -24,7 +24,8 @@ from cms.services import topics as topic_svc
 from cms.services import users as user_svc
 from cms.services.announcements import SELF_APPROVAL_SETTING
 from cms.services.audit import ACTION_LABELS, record
-from cms.services.errors import N_, DomainError, Message, ValidationError
+from cms.services.errors import N_, DomainError, Message, NotFound, ValidationError
+from cms.services.scope import Scope
 from cms.web.auth import remember_login, rule
 from cms.web.db import db
 from cms.web.forms import field_errors, form_id, form_ids, int_arg, message, paginate
@@ -66,11 +67,13 @@ def areas() -> Any:
         except DomainError as exc:
             _fail(exc)
             status = 400
+    scope = Scope.of(g.user)
     return render_template(
         "admin/areas.html",
-        areas=area_svc.all_areas(db()),
+        areas=scope.areas(db()),
         kinds=area_svc.AREA_KIND_LABELS,
         form=form,
+        top_allowed=scope.whole,
     ), status
 
 
@@ -79,7 +82,10 @@ def areas() -> Any:
 def area_update(area_id: int) -> Any:
     """Rename or delete an area."""
     try:
-        area = area_svc.get_area(db(), area_id)
+        area = Scope.of(g.user).get_area(db(), area_id)
+    except DomainError as exc:
+        abort(404, description=message(exc))
+    try:
         if request.form.get("action") == "delete":
             area_svc.delete_area(db(), g.user, area)
             flash(_("已删除"), "success")
@@ -98,7 +104,7 @@ def outlets() -> Any:
     """Outlets and their daily slots."""
     return render_template(
         "admin/outlets.html",
-        outlets=outlet_svc.all_outlets(db()),
+        outlets=outlet_svc.all_outlets(db(), Scope.of(g.user)),
         kinds=outlet_svc.OUTLET_KIND_LABELS,
     )
 
@@ -109,11 +115,14 @@ def outlets() -> Any:
 def outlet_edit(outlet_id: int | None = None) -> Any:
     """Create or edit an outlet with its slots and operators."""
     outlet = None
+    scope = Scope.of(g.user)
     if outlet_id is not None:
         try:
             outlet = outlet_svc.get_outlet(db(), outlet_id)
         except DomainError as exc:
             abort(404, description=message(exc))
+        if not scope.has_outlet(outlet):
+            abort(404, description=_("广播点不存在"))
     errors: dict[str, str] = {}
     if request.method == "POST":
         form = request.form
@@ -132,7 +141,9 @@ def outlet_edit(outlet_id: int | None = None) -> Any:
             )
             ids = form_ids("operator_ids")
             saved.operators = list(
-                db().scalars(select(User).where(User.id.in_(ids), User.role == Role.OPERATOR))
+                db().scalars(
+                    select(User).where(User.id.in_(ids), User.role == Role.OPERATOR, scope.users())
+                )
             )
             db().commit()
             flash(_("已保存"), "success")
@@ -170,14 +181,16 @@ def outlet_edit(outlet_id: int | None = None) -> Any:
             "operator_ids": [],
         }
     operators = list(
-        db().scalars(select(User).where(User.role == Role.OPERATOR).order_by(User.username))
+        db().scalars(
+            select(User).where(User.role == Role.OPERATOR, scope.users()).order_by(User.username)
+        )
     )
     return render_template(
         "admin/outlet_form.html",
         outlet=outlet,
         data=data,
         errors=errors,
-        areas=area_svc.all_areas(db()),
+        areas=scope.areas(db()),
         kinds=outlet_svc.OUTLET_KIND_LABELS,
         operators=operators,
     ), (400 if errors else 200)
@@ -200,6 +213,7 @@ def users() -> Any:
                 display_name=request.form.get("display_name", ""),
                 role=request.form.get("role", ""),
                 password=request.form.get("password", ""),
+                area_id=request.form.get("area_id", ""),
             )
             db().commit()
             flash(_("已添加用户"), "success")
@@ -207,9 +221,18 @@ def users() -> Any:
         except ValidationError as exc:
             db().rollback()
             errors = field_errors(exc)
-    all_users = list(db().scalars(select(User).order_by(User.role, User.username)))
+    scope = Scope.of(g.user)
+    all_users = list(
+        db().scalars(select(User).where(scope.users()).order_by(User.role, User.username))
+    )
     return render_template(
-        "admin/users.html", users=all_users, roles=user_svc.ROLE_LABELS, form=form, errors=errors
+        "admin/users.html",
+        users=all_users,
+        roles=user_svc.ROLE_LABELS,
+        form=form,
+        errors=errors,
+        areas=scope.areas(db()),
+        whole=scope.whole,
     ), (400 if errors else 200)
 
 
@@ -218,7 +241,7 @@ def users() -> Any:
 def user_update(user_id: int) -> Any:
     """Change a user's name, role, active flag or password."""
     user = db().get(User, user_id)
-    if user is None:
+    if user is None or not Scope.of(g.user).has_user(user):
         abort(404)
     try:
         user_svc.update_user(
@@ -229,6 +252,7 @@ def user_update(user_id: int) -> Any:
             role=request.form.get("role", ""),
             active="active" in request.form,
             password=request.form.get("password", ""),
+            area_id=request.form.get("area_id"),
         )
         db().commit()
         if user.id == g.user.id:
@@ -293,13 +317,20 @@ def settings_page() -> Any:
 def tokens() -> Any:
     """API tokens: issue and revoke."""
     new_token = None
+    scope = Scope.of(g.user)
     if request.method == "POST":
         try:
             if request.form.get("action") == "revoke":
-                user_svc.revoke_api_token(db(), g.user, form_id("token_id") or 0)
+                token_id = form_id("token_id") or 0
+                row = db().get(ApiToken, token_id)
+                if row is not None and not scope.has_user(row.user):
+                    raise NotFound(N_("令牌不存在"))
+                user_svc.revoke_api_token(db(), g.user, token_id)
                 flash(_("令牌已吊销"), "success")
             else:
                 owner = user_svc.get_user_by_name(db(), request.form.get("username", ""))
+                if not scope.has_user(owner):
+                    raise NotFound(N_("用户“{name}”不存在"), name=owner.username)
                 new_token = user_svc.issue_api_token(
                     db(), g.user, owner, request.form.get("label", "")
                 )
@@ -310,7 +341,14 @@ def tokens() -> Any:
         except DomainError as exc:
             db().rollback()
             flash(message(exc), "error")
-    rows = list(db().scalars(select(ApiToken).order_by(ApiToken.created_at.desc())))
+    rows = list(
+        db().scalars(
+            select(ApiToken)
+            .join(User, User.id == ApiToken.user_id)
+            .where(scope.users())
+            .order_by(ApiToken.created_at.desc())
+        )
+    )
     return render_template("admin/tokens.html", tokens=rows, new_token=new_token)
 
 
@@ -318,7 +356,11 @@ def tokens() -> Any:
 @rule(ADMIN)
 def audit() -> Any:
     """The audit log, newest first."""
-    stmt = select(AuditLog).order_by(AuditLog.at.desc(), AuditLog.id.desc())
+    stmt = (
+        select(AuditLog)
+        .where(Scope.of(g.user).audit())
+        .order_by(AuditLog.at.desc(), AuditLog.id.desc())
+    )
     action = (request.args.get("action") or "").strip()[:60]
     if action:
         stmt = stmt.where(AuditLog.action.startswith(action))

@@ -11,9 +11,9 @@ from audio.voices import VOICES
 from cms.models import Announcement, Revision, Role
 from cms.services import announcements as svc
 from cms.services import speech as speech_svc
-from cms.services.areas import all_areas
 from cms.services.audit import ACTION_LABELS
 from cms.services.errors import DomainError, NotFound, ValidationError
+from cms.services.scope import Scope
 from cms.services.topics import all_topics
 from cms.web import today
 from cms.web.auth import STAFF, rule
@@ -36,7 +36,7 @@ PER_PAGE = 20
 
 def _get(announcement_id: int) -> Announcement:
     try:
-        return svc.get(db(), announcement_id)
+        return svc.get(db(), announcement_id, g.user)
     except NotFound as exc:
         from flask import abort
 
@@ -48,7 +48,7 @@ def _form_context(**extra: Any) -> dict[str, Any]:
 
     extra.setdefault("engine", engine_status(extra.get("ann")))
     return {
-        "areas": all_areas(db()),
+        "areas": svc.target_scope(g.user, extra.get("ann")).areas(db()),
         "topics": all_topics(db(), active_only=True),
         "voices": VOICES,
         "limits": {"title": svc.MAX_TITLE, "body": svc.MAX_BODY, "spoken": svc.MAX_SPOKEN},
@@ -76,12 +76,13 @@ def index() -> Any:
         topic_id=int_arg("topic"),
         area_id=int_arg("area"),
         q=q,
+        scope=Scope.of(g.user),
     )
     page = paginate(stmt, int_arg("page", 1) or 1, PER_PAGE)
     return render_template(
         "announcements/index.html",
         page=page,
-        areas=all_areas(db()),
+        areas=Scope.of(g.user).areas(db()),
         topics=all_topics(db()),
         status=status,
         q=q or "",
@@ -319,7 +320,7 @@ def review_queue() -> Any:
     items = list(
         db().scalars(
             select(Announcement)
-            .where(Announcement.status == Status.IN_REVIEW)
+            .where(Announcement.status == Status.IN_REVIEW, Scope.of(g.user).announcements())
             .order_by(Announcement.updated_at)
         )
     )

@@ -9,10 +9,11 @@ from flask_babel import gettext as _
 from sqlalchemy import select
 
 from cms.channels import load_channel
-from cms.models import Role, User
+from cms.models import ChatGroup, Role, User
 from cms.services import areas as area_svc
 from cms.services import chats as chat_svc
-from cms.services.errors import N_, DomainError, ValidationError
+from cms.services.errors import N_, DomainError, NotFound, ValidationError
+from cms.services.scope import Scope
 from cms.web.auth import rule
 from cms.web.db import db, settings
 from cms.web.forms import field_errors, form_id, message
@@ -23,15 +24,26 @@ bp = Blueprint("chats", __name__, url_prefix="/chats")
 ADMIN = Role.ADMIN
 
 
+def _chat(chat_group_id: int) -> ChatGroup:
+    """A chat bound inside the user's area (one outside it is not found)."""
+    chat = chat_svc.get_chat(db(), chat_group_id)
+    if not Scope.of(g.user).has_chat(chat):
+        raise NotFound(N_("群聊 {id} 不存在"), id=chat_group_id)
+    return chat
+
+
 def _page(status: int = 200, **shown: Any) -> Any:
-    chats = chat_svc.list_chats(db())
+    scope = Scope.of(g.user)
+    chats = [c for c in chat_svc.list_chats(db()) if scope.has_chat(c)]
     return render_template(
         "chats/index.html",
         chats=chats,
         area_names={c.id: area_svc.full_name(db(), c.area) for c in chats},
-        areas=area_svc.all_areas(db()),
+        areas=scope.areas(db()),
         users=list(
-            db().scalars(select(User).where(User.active).order_by(User.role, User.username))
+            db().scalars(
+                select(User).where(User.active, scope.users()).order_by(User.role, User.username)
+            )
         ),
         telegram_on=bool(settings().telegram_token),
         robot_platforms=chat_svc.ROBOT_PLATFORMS,
@@ -57,7 +69,7 @@ def binding_code() -> Any:
         flash(_("请选择区域"), "error")
         return _page(400)
     try:
-        area = area_svc.get_area(db(), area_id)
+        area = Scope.of(g.user).get_area(db(), area_id)
         code = chat_svc.create_binding_code(db(), g.user, area)
         db().commit()
     except DomainError as exc:
@@ -73,7 +85,7 @@ def link_code() -> Any:
     """Create a one-time code that links an operator's chat account; shown once."""
     user_id = form_id("user_id")
     user = db().get(User, user_id) if user_id is not None else None
-    if user is None:
+    if user is None or not Scope.of(g.user).has_user(user):
         flash(_("请选择用户"), "error")
         return _page(400)
     try:
@@ -91,7 +103,7 @@ def link_code() -> Any:
 def unbind(chat_group_id: int) -> Any:
     """Stop posting to a chat."""
     try:
-        chat = chat_svc.get_chat(db(), chat_group_id)
+        chat = _chat(chat_group_id)
         chat_svc.unbind_chat(db(), g.user, chat, ADMIN_UNBOUND)
         db().commit()
         flash(_("已解除绑定"), "success")
@@ -123,7 +135,7 @@ def bind_robot() -> Any:
         if errors:
             return _page(400, robot_form=form, robot_errors=errors)
         assert area_id is not None
-        area = area_svc.get_area(db(), area_id)
+        area = Scope.of(g.user).get_area(db(), area_id)
         chat = chat_svc.bind_robot(
             db(),
             g.user,
@@ -152,7 +164,7 @@ def bind_robot() -> Any:
 def test_message(chat_group_id: int) -> Any:
     """Post a short test message to a group robot and show the platform's answer."""
     try:
-        chat = chat_svc.get_chat(db(), chat_group_id)
+        chat = _chat(chat_group_id)
     except DomainError as exc:
         flash(message(exc), "error")
         return _page(404)

@@ -10,6 +10,7 @@ from sqlalchemy import func, select
 from cms.models import Announcement, ChatGroup, Role, Status
 from cms.services import announcements as svc
 from cms.services import schedule as schedule_svc
+from cms.services.scope import Scope
 from cms.web import today
 from cms.web.auth import ANY_USER, rule
 from cms.web.db import db, settings
@@ -22,29 +23,45 @@ bp = Blueprint("dashboard", __name__)
 def index() -> Any:
     """Today at a glance: announcements going out, per outlet and per chat."""
     day = today(settings())
-    going = svc.going_out_on(db(), day)
-    plan = svc.plan_for_day(db(), day)
+    scope = Scope.of(g.user)
+    # Everything that goes out today; an office lists its own (a county notice reaches its
+    # outlets and chats below, shown there by title).
+    going_all = svc.going_out_on(db(), day)
+    going = [a for a in going_all if scope.contains(a.area)]
+    plan = [(o, anns) for o, anns in svc.plan_for_day(db(), day) if scope.has_outlet(o)]
     if g.user.role is Role.OPERATOR:
         mine = {o.id for o in g.user.outlets}
         plan = [(o, anns) for o, anns in plan if o.id in mine]
     counts = dict(
-        db().execute(select(Announcement.status, func.count()).group_by(Announcement.status)).all()
+        db()
+        .execute(
+            select(Announcement.status, func.count())
+            .where(scope.announcements())
+            .group_by(Announcement.status)
+        )
+        .all()
     )
-    chats = list(db().scalars(select(ChatGroup).where(ChatGroup.active)))
+    chats = list(db().scalars(select(ChatGroup).where(ChatGroup.active, scope.chats())))
     chat_plan = [
         (
             c,
-            [a for a in going if a.approved.to_chats and svc.reaches(a.approved, c.area)],
+            [a for a in going_all if a.approved.to_chats and svc.reaches(a.approved, c.area)],
         )
         for c in chats
     ]
-    alerts = schedule_svc.open_alerts(db(), limit=20) if g.user.role is not Role.OPERATOR else []
+    alerts = (
+        schedule_svc.open_alerts(db(), limit=20, scope=scope)
+        if g.user.role is not Role.OPERATOR
+        else []
+    )
     return render_template(
         "dashboard.html",
         alerts=alerts,
         day=day,
         going=going,
         plan=plan,
+        # Announcements of an office above (the county's) play here but open only there.
+        openable={a.id for a in going},
         chat_plan=chat_plan,
         in_review=counts.get(Status.IN_REVIEW, 0),
         drafts=counts.get(Status.DRAFT, 0),

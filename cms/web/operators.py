@@ -33,6 +33,7 @@ from cms.services import days as days_svc
 from cms.services import operators as svc
 from cms.services import share as share_svc
 from cms.services.errors import DomainError
+from cms.services.scope import Scope
 from cms.services.text import in_date_range, parse_date, printable
 from cms.web.auth import PUBLIC, STAFF, rule
 from cms.web.db import db, settings
@@ -487,6 +488,7 @@ def _my_outlets() -> list[Outlet]:
     stmt = select(Outlet).options(selectinload(Outlet.area)).order_by(Outlet.name, Outlet.id)
     if g.user.role is not Role.ADMIN:
         stmt = stmt.where(Outlet.id.in_([o.id for o in g.user.outlets]))
+    stmt = stmt.where(Scope.of(g.user).outlets())
     return list(db().scalars(stmt.where(Outlet.active)))
 
 
@@ -520,7 +522,11 @@ def mine() -> Any:
 
 def _my_program(program_id: int) -> Program:
     program = db().get(Program, program_id)
-    if program is None or not svc.may_confirm(g.user, program):
+    if (
+        program is None
+        or not svc.may_confirm(g.user, program)
+        or not Scope.of(g.user).has_outlet(program.outlet)
+    ):
         abort(404)
     return program
 
@@ -552,7 +558,7 @@ def links() -> Any:
     if request.method == "POST":
         outlet_id = form_id("outlet_id")
         outlet = db().get(Outlet, outlet_id) if outlet_id is not None else None
-        if outlet is None:
+        if outlet is None or not Scope.of(g.user).has_outlet(outlet):
             abort(404)
         if request.form.get("action") == "issue":
             token = svc.issue_outlet_token(db(), g.user, outlet)
@@ -568,7 +574,12 @@ def links() -> Any:
         else:
             abort(400)
     outlets = list(
-        db().scalars(select(Outlet).options(selectinload(Outlet.area)).order_by(Outlet.name))
+        db().scalars(
+            select(Outlet)
+            .options(selectinload(Outlet.area))
+            .where(Scope.of(g.user).outlets())
+            .order_by(Outlet.name)
+        )
     )
     tokens = {o.id: svc.active_token(db(), o) for o in outlets}
     handover: dict[str, Any] = {}
@@ -595,7 +606,7 @@ def links() -> Any:
 def _compliance_rows() -> tuple[int, date, list[svc.ComplianceRow]]:
     days = int_arg("days", 30, lo=1, hi=366) or 30
     now = _now()
-    rows = svc.compliance(db(), now, settings().tz, days, settings())
+    rows = svc.compliance(db(), now, settings().tz, days, settings(), scope=Scope.of(g.user))
     return days, now.astimezone(settings().tz).date(), rows
 
 

@@ -26,6 +26,8 @@ from flask_babel import gettext as _
 from sqlalchemy import select
 
 from cms.models import (
+    Alert,
+    Area,
     ChatGroup,
     Clip,
     ClipProfile,
@@ -45,6 +47,7 @@ from cms.services import share as share_svc
 from cms.services.days import Outcome
 from cms.services.errors import NotFound, ValidationError, WorkflowError
 from cms.services.labels import ENGINE_LABELS, JOB_LABELS
+from cms.services.scope import Scope
 from cms.services.text import (
     MAX_DATE,
     MAX_ID,
@@ -86,7 +89,7 @@ def _day(text: str) -> date:
 
 def _outlet(outlet_id: int) -> Outlet:
     outlet = db().get(Outlet, outlet_id)
-    if outlet is None:
+    if outlet is None or not Scope.of(g.user).has_outlet(outlet):
         abort(404, description=_("广播点不存在"))
     if g.user.role is Role.OPERATOR and outlet not in g.user.outlets:
         # Not found rather than forbidden: an operator learns nothing about other outlets.
@@ -97,7 +100,11 @@ def _outlet(outlet_id: int) -> Outlet:
 def _visible_outlets() -> list[Outlet]:
     if g.user.role is Role.OPERATOR:
         return sorted(g.user.outlets, key=lambda o: o.id)
-    return list(db().scalars(select(Outlet).order_by(Outlet.area_id, Outlet.id)))
+    return list(
+        db().scalars(
+            select(Outlet).where(Scope.of(g.user).outlets()).order_by(Outlet.area_id, Outlet.id)
+        )
+    )
 
 
 # -- status ------------------------------------------------------------------------------
@@ -107,7 +114,7 @@ def _visible_outlets() -> list[Outlet]:
 @rule(*STAFF)
 def status() -> Any:
     """The scheduler: who holds it, its last tick, queue lengths, failures and alerts."""
-    state = schedule_svc.status(db())
+    state = schedule_svc.status(db(), scope=Scope.of(g.user))
     return render_template(
         "schedule/status.html",
         lease=state.lease,
@@ -119,6 +126,12 @@ def status() -> Any:
         bad_deliveries=state.bad_deliveries,
         alerts=state.alerts,
     )
+
+
+def _in_scope(model: Any, row_id: int, inside: Any) -> None:
+    """404 unless the row exists inside the user's area (a neighbour's row is not found)."""
+    if db().scalar(select(model.id).where(model.id == row_id, inside)) is None:
+        abort(404)
 
 
 def _act(change: Callable[[], object], done: str) -> Any:
@@ -141,6 +154,7 @@ def _act(change: Callable[[], object], done: str) -> Any:
 @rule(*STAFF)
 def retry_clip(clip_id: int) -> Any:
     """Queue a failed clip again."""
+    _in_scope(Clip, clip_id, Scope.of(g.user).clips())
     return _act(
         lambda: schedule_svc.retry_clip(db(), clip_id, actor=g.user), _("已重新排队生成音频")
     )
@@ -150,6 +164,7 @@ def retry_clip(clip_id: int) -> Any:
 @rule(*STAFF)
 def retry_program(program_id: int) -> Any:
     """Queue a failed program again."""
+    _in_scope(Program, program_id, Scope.of(g.user).programs())
     return _act(
         lambda: schedule_svc.retry_program(db(), program_id, actor=g.user),
         _("已重新排队生成节目"),
@@ -161,6 +176,7 @@ def retry_program(program_id: int) -> Any:
 def retry_delivery(delivery_id: int) -> Any:
     """Send a failed delivery again (an uncertain one only once the group was checked)."""
     checked = request.form.get("checked") == "1"
+    _in_scope(Delivery, delivery_id, Scope.of(g.user).deliveries())
     return _act(
         lambda: schedule_svc.retry_delivery(db(), delivery_id, actor=g.user, checked=checked),
         _("已重新排队发送"),
@@ -171,6 +187,7 @@ def retry_delivery(delivery_id: int) -> Any:
 @rule(*STAFF)
 def resolve_alert(alert_id: int) -> Any:
     """Mark an alert as dealt with."""
+    _in_scope(Alert, alert_id, Scope.of(g.user).alerts())
     return _act(
         lambda: schedule_svc.resolve_alert(db(), alert_id, actor=g.user),
         _("提醒已标记为已处理"),
@@ -185,7 +202,7 @@ def resolve_alert(alert_id: int) -> Any:
 def renders(announcement_id: int) -> Any:
     """An announcement's renders, the programs it is in and its chat deliveries."""
     try:
-        ann = ann_svc.get(db(), announcement_id)
+        ann = ann_svc.get(db(), announcement_id, g.user)
     except NotFound as exc:
         abort(404, description=message(exc))
     revs: list[Revision] = []
@@ -425,9 +442,13 @@ def runsheet(outlet_id: int, day_text: str) -> Any:
 @rule(*STAFF)
 def outbox() -> Any:
     """Chat messages recorded by the local outbox channel."""
-    page = paginate(
-        select(OutboxMessage).order_by(OutboxMessage.id.desc()), int_arg("page", 1) or 1, 50
-    )
+    scope = Scope.of(g.user)
+    stmt = select(OutboxMessage).order_by(OutboxMessage.id.desc())
+    if not scope.whole:
+        stmt = stmt.where(
+            OutboxMessage.chat_group_id.in_(select(ChatGroup.id).where(scope.chats()))
+        )
+    page = paginate(stmt, int_arg("page", 1) or 1, 50)
     ids = {m.chat_group_id for m in page.items if m.chat_group_id}
     chats = {
         c.id: c.title or c.chat_id
@@ -472,6 +493,11 @@ def budget() -> Any:
                 errors["area_ids"] = _("区域编号无效")
             else:
                 area_ids.append(area_id)
+    scope = Scope.of(g.user)
+    if area_ids and not scope.whole:
+        inside = set(db().scalars(scope.area_ids().where(Area.id.in_(area_ids))))
+        if set(area_ids) - inside:
+            errors["area_ids"] = _("区域编号无效")
     dates: dict[str, date] = {}
     for name in ("start_date", "end_date"):
         day = parse_date(data.get(name, "")) if data.get(name) else today(settings())
@@ -543,11 +569,15 @@ def audio(kind: str, object_id: int) -> Any:
         return _send_audio(program.path)
     if g.user.role not in STAFF:
         abort(404)
+    scope = Scope.of(g.user)
     if kind == "clip":
-        clip = db().get(Clip, object_id)
+        clip = db().scalar(select(Clip).where(Clip.id == object_id, scope.clips()))
         return _send_audio(clip.path if clip and clip.state is JobState.DONE else None)
     if kind == "outbox":
         msg = db().get(OutboxMessage, object_id)
+        chat = db().get(ChatGroup, msg.chat_group_id) if msg and msg.chat_group_id else None
+        if msg is not None and not scope.whole and not scope.has_chat(chat):
+            abort(404)
         return _send_audio(msg.file_path if msg else None)
     abort(404)
 

@@ -157,7 +157,7 @@ def qr_png(token: str) -> Any:
 def new_link(announcement_id: int) -> Any:
     """换一个链接: issue a new share token; the old link stops working."""
     try:
-        ann = ann_svc.get(db(), announcement_id)
+        ann = ann_svc.get(db(), announcement_id, g.user)
     except NotFound as exc:
         abort(404, description=message(exc))
     try:

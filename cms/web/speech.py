@@ -127,7 +127,7 @@ def _announcement() -> Announcement | None:
     if announcement_id is None:
         abort(404, description=_("页面不存在"))
     try:
-        return ann_svc.get(db(), announcement_id)
+        return ann_svc.get(db(), announcement_id, g.user)
     except NotFound as exc:
         abort(404, description=message(exc))
 

@@ -8,8 +8,10 @@ from flask import Blueprint, abort, flash, g, redirect, render_template, request
 from flask_babel import gettext as _
 
 from cms.models import Area, AreaKind, Role, WechatAccount, WechatArticle
+from cms.services import announcements as ann_svc
 from cms.services import wechat as wechat_svc
 from cms.services.errors import DomainError, NotFound, ValidationError
+from cms.services.scope import Scope
 from cms.web.auth import rule
 from cms.web.db import db
 from cms.web.forms import field_errors, form_id, message
@@ -31,6 +33,13 @@ def wechat_state_label(state: str) -> str:
     return _(wechat_svc.STATE_LABELS[ArticleState(state)])
 
 
+def _area_in_scope(area_id: int | None) -> int | None:
+    """The chosen township when it lies in the admin's area (else none, which is refused)."""
+    if area_id is None:
+        return None
+    return area_id if Scope.of(g.user).contains(db().get(Area, area_id)) else None
+
+
 @bp.route("/admin/wechat", methods=["GET", "POST"])
 @rule(Role.ADMIN)
 def accounts() -> Any:
@@ -41,14 +50,14 @@ def accounts() -> Any:
         if request.form.get("account_id", "").strip():
             account_id = form_id("account_id")
             account = db().get(WechatAccount, account_id) if account_id is not None else None
-            if account is None:
+            if account is None or not Scope.of(g.user).contains(account.area):
                 abort(404, description=_("公众号账号不存在"))
         try:
             wechat_svc.save_account(
                 db(),
                 g.user,
                 account,
-                area_id=form_id("area_id"),
+                area_id=_area_in_scope(form_id("area_id")),
                 app_id=request.form.get("app_id", ""),
                 app_secret=request.form.get("app_secret", ""),
                 office=request.form.get("office", ""),
@@ -64,10 +73,11 @@ def accounts() -> Any:
         except DomainError as exc:
             db().rollback()
             flash(message(exc), "error")
-    townships = db().query(Area).filter(Area.kind == AreaKind.TOWNSHIP).order_by(Area.path).all()
+    scope = Scope.of(g.user)
+    townships = [a for a in scope.areas(db()) if a.kind is AreaKind.TOWNSHIP]
     return render_template(
         "wechat/accounts.html",
-        accounts=wechat_svc.accounts(db()),
+        accounts=[a for a in wechat_svc.accounts(db()) if scope.contains(a.area)],
         townships=townships,
         errors=errors,
         form=request.form if request.method == "POST" else {},
@@ -75,6 +85,14 @@ def accounts() -> Any:
 
 
 def _act(announcement_id: int, change: Any, done: str) -> Any:
+    article_id = (request.view_args or {}).get("article_id")
+    article = db().get(WechatArticle, article_id) if article_id is not None else None
+    try:
+        ann = ann_svc.get(db(), announcement_id, g.user)
+    except NotFound as exc:
+        abort(404, description=message(exc))
+    if article is None or article.announcement_id != ann.id:
+        abort(404)
     try:
         change()
     except NotFound as exc:

@@ -205,3 +205,34 @@ def test_demo_serves_and_an_officer_can_log_in(tmp_path):
     finally:
         proc.terminate()
         proc.wait(timeout=20)
+
+
+def test_user_add_puts_the_user_in_an_area(tmp_path):
+    from cms.models import AreaKind, User
+    from cms.services import areas
+
+    assert run(["db", "upgrade"], tmp_path).returncode == 0
+    with _session(tmp_path / "data") as session:
+        county = areas.create_area(session, None, name="云县", kind=AreaKind.COUNTY, parent_id=None)
+        town = areas.create_area(
+            session, None, name="后箐乡", kind=AreaKind.TOWNSHIP, parent_id=county.id
+        )
+        session.commit()
+        town_id = town.id
+    ok = run(
+        ["user", "add", "hq", "--role", "editor", "--area", "云县/后箐乡"],
+        tmp_path,
+        stdin="a-long-password\n",
+    )
+    assert ok.returncode == 0, ok.stderr
+    everyone = run(["user", "add", "it", "--role", "admin"], tmp_path, stdin="a-long-password\n")
+    assert everyone.returncode == 0, everyone.stderr
+    unknown = run(
+        ["user", "add", "x1", "--role", "editor", "--area", "幸福镇"],
+        tmp_path,
+        stdin="a-long-password\n",
+    )
+    assert unknown.returncode != 0 and "不存在" in unknown.stderr
+    with _session(tmp_path / "data") as session:
+        placed = {u.username: u.area_id for u in session.scalars(select(User))}
+    assert placed == {"hq": town_id, "it": None}

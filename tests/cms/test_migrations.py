@@ -51,3 +51,72 @@ def test_sqlite_runs_in_wal_with_busy_timeout(tmp_path):
         assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
         assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() >= 5000
         assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+
+
+def test_0007_gives_existing_announcements_the_office_of_their_targets(tmp_path):
+    """Users stay install-wide (NULL); an announcement belongs to the common ancestor of its
+    latest revision's targets, or to the only top-level area when it targets nothing."""
+    engine = make_engine(f"sqlite:///{tmp_path / 'old.db'}")
+    upgrade(engine, "0006")
+    rows = {
+        "area": [
+            (1, "清水镇", "township", None, "/1/"),
+            (2, "石桥村", "village", 1, "/1/2/"),
+            (3, "一组", "group", 2, "/1/2/3/"),
+            (4, "柳林村", "village", 1, "/1/4/"),
+        ],
+    }
+    with engine.begin() as conn:
+        for area in rows["area"]:
+            conn.exec_driver_sql(
+                "INSERT INTO area (id, name, kind, parent_id, path, sort) VALUES (?,?,?,?,?,0)",
+                area,
+            )
+        conn.exec_driver_sql(
+            "INSERT INTO user (id, username, display_name, password_hash, role, active,"
+            " created_at, session_version) VALUES (1, 'w', 'w', 'x', 'editor', 1, "
+            "'2026-01-01 00:00:00', 0)"
+        )
+        # Rows that refer to the user: recreating the user table must not cascade or null them.
+        conn.exec_driver_sql(
+            "INSERT INTO api_token (id, user_id, token_hash, prefix, label, created_at)"
+            " VALUES (1, 1, 'h', 'p', '', '2026-01-01 00:00:00')"
+        )
+        conn.exec_driver_sql(
+            "INSERT INTO audit_log (id, at, user_id, action, object_type, detail)"
+            " VALUES (1, '2026-01-01 00:00:00', 1, 'user.login', 'user', '{}')"
+        )
+        targets = {1: [2, 4], 2: [3], 3: []}
+        for ann_id, area_ids in targets.items():
+            conn.exec_driver_sql(
+                "INSERT INTO announcement (id, status, created_by_id, created_at, updated_at)"
+                " VALUES (?, 'draft', 1, '2026-01-01 00:00:00', '2026-01-01 00:00:00')",
+                (ann_id,),
+            )
+            conn.exec_driver_sql(
+                "INSERT INTO revision (id, announcement_id, number, title, body, priority,"
+                " to_loudspeaker, to_chats, start_date, end_date, repeats, voice, rate,"
+                " author_id, created_at) VALUES (?, ?, 1, 't', 'b', 'normal', 1, 0,"
+                " '2026-01-01', '2026-01-02', 1, 'v', 0, 1, '2026-01-01 00:00:00')",
+                (ann_id, ann_id),
+            )
+            conn.exec_driver_sql(
+                "UPDATE announcement SET latest_revision_id = ? WHERE id = ?", (ann_id, ann_id)
+            )
+            for area_id in area_ids:
+                conn.exec_driver_sql(
+                    "INSERT INTO revision_area (revision_id, area_id) VALUES (?, ?)",
+                    (ann_id, area_id),
+                )
+    upgrade(engine)
+    with engine.connect() as conn:
+        owners = dict(conn.exec_driver_sql("SELECT id, area_id FROM announcement").all())
+        user_area = conn.exec_driver_sql("SELECT area_id FROM user").scalar()
+        kept = conn.exec_driver_sql(
+            "SELECT (SELECT user_id FROM api_token), (SELECT user_id FROM audit_log)"
+        ).one()
+        foreign_keys = conn.exec_driver_sql("PRAGMA foreign_keys").scalar()
+    assert owners == {1: 1, 2: 3, 3: 1}
+    assert user_area is None
+    assert tuple(kept) == (1, 1)
+    assert foreign_keys == 1  # back on for the connections the pool hands out

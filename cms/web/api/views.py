@@ -18,6 +18,7 @@ from cms.models import Announcement, Area, Revision, Role, Topic
 from cms.services import announcements, areas, topics
 from cms.services.announcements import EDITORS, READERS, REVIEWERS, WITHDRAWERS, Content
 from cms.services.errors import N_, Errors, ValidationError
+from cms.services.scope import Scope
 from cms.services.text import MAX_ID, clean_text
 from cms.web.api import errors as api_errors
 from cms.web.api.errors import MAX_REQUEST_BYTES
@@ -53,7 +54,7 @@ def _today() -> date:
 
 
 def _announcement(announcement_id: int) -> Announcement:
-    return announcements.get(db(), announcement_id)
+    return announcements.get(db(), announcement_id, g.user)
 
 
 def _detail(ann: Announcement) -> dict[str, Any]:
@@ -64,7 +65,7 @@ def _created(body: dict[str, Any], location: str):  # type: ignore[no-untyped-de
     return body, 201, {"Location": location}
 
 
-def _content_input(base: Content | None = None) -> dict[str, Any]:
+def _content_input(base: Content | None = None, ann: Announcement | None = None) -> dict[str, Any]:
     """The request's content merged onto ``base``, as the services' input.
 
     Fields the schema refuses are left out and the rest still go through the services'
@@ -77,7 +78,9 @@ def _content_input(base: Content | None = None) -> dict[str, Any]:
     merged = service_input({**(content_json(base) if base else {}), **good})
     if problems:
         try:
-            announcements.parse_content(db(), merged, today=_today())
+            announcements.parse_content(
+                db(), merged, today=_today(), scope=announcements.target_scope(g.user, ann)
+            )
         except ValidationError as exc:
             for name, message in exc.errors.items():
                 problems.setdefault(name, message)
@@ -109,12 +112,14 @@ def list_announcements() -> Any:
         q = clean_text(errors, "q", q, label=N_("搜索词"), max_len=MAX_QUERY) or None
     if topic_id is not None and session.get(Topic, topic_id) is None:
         errors.add("topic_id", N_("主题 {id} 不存在"), id=topic_id)
-    if area_id is not None and session.get(Area, area_id) is None:
+    scope = Scope.of(g.user)
+    wanted = session.get(Area, area_id) if area_id is not None else None
+    if area_id is not None and (wanted is None or not scope.contains(wanted)):
         errors.add("area_id", N_("区域 {id} 不存在"), id=area_id)
     errors.raise_if_any()
     today = _today()
     stmt = announcements.search(
-        session, today=today, status=status, topic_id=topic_id, area_id=area_id, q=q
+        session, today=today, status=status, topic_id=topic_id, area_id=area_id, q=q, scope=scope
     )
     total = session.scalar(select(func.count()).select_from(stmt.order_by(None).subquery())) or 0
     rows = session.scalars(
@@ -153,7 +158,7 @@ def get_announcement(announcement_id: int) -> Any:
 
 def _edit(announcement_id: int, *, merge: bool) -> Any:
     ann = _announcement(announcement_id)
-    data = _content_input(Content.of(ann.current) if merge else None)
+    data = _content_input(Content.of(ann.current) if merge else None, ann)
     announcements.update(db(), g.user, ann, data, today=_today())
     db().commit()
     return _detail(ann)
@@ -239,7 +244,7 @@ def list_areas() -> Any:
     """The grid, parents first."""
     session = db()
     names = area_names(session)
-    return {"items": [area(a, names) for a in areas.all_areas(session)]}
+    return {"items": [area(a, names) for a in Scope.of(g.user).areas(session)]}
 
 
 @bp.get(f"/areas/<{ID}:area_id>")
@@ -247,7 +252,7 @@ def list_areas() -> Any:
 def get_area(area_id: int) -> Any:
     """One area with its children."""
     session = db()
-    row = areas.get_area(session, area_id)
+    row = Scope.of(g.user).get_area(session, area_id)
     names = area_names(session, [row, *row.children])
     return {**area(row, names), "children": [area(c, names) for c in row.children]}
 
