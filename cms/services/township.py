@@ -31,6 +31,7 @@ from sqlalchemy.orm import Session
 from cms.models import Area, AreaKind, LexiconEntry, Revision, Setting, User
 from cms.services import audit
 from cms.services.errors import N_, Errors, Message, NotFound, ValidationError
+from cms.services.text import parse_id
 from cms.settings import Settings
 
 BUILD_TIME = "build_time"
@@ -378,12 +379,12 @@ def require_township(session: Session, raw: object) -> Area | None:
     Raises:
         ValidationError: not a number, or no township or county with that id.
     """
-    text = str(raw or "").strip()
-    if not text:
+    if not str(raw or "").strip():
         return None
-    if not text.isdigit():
+    area_id = parse_id(raw)
+    if area_id is None:
         raise ValidationError({"area_id": Message(N_("请选择存在的乡镇"))})
     try:
-        return settable_area(session, int(text))
+        return settable_area(session, area_id)
     except NotFound as exc:
         raise ValidationError({"area_id": Message(N_("请选择存在的乡镇"))}) from exc
