@@ -117,6 +117,16 @@ def common_area_id(areas: Iterable[Area]) -> int | None:
     return common
 
 
+def common_area(session: Session, area_ids: Iterable[int]) -> Area | None:
+    """The lowest area containing all the areas with these ids (unknown ids are ignored)."""
+    ids = list(area_ids)
+    if not ids:
+        return None
+    found = session.scalars(select(Area).where(Area.id.in_(ids)))
+    area_id = common_area_id(found)
+    return session.get(Area, area_id) if area_id is not None else None
+
+
 def revision_area(session: Session, rev: Revision) -> Area | None:
     """The area whose lexicon, voice, engine and office name an announcement revision uses."""
     area_id = common_area_id(rev.areas)

@@ -252,3 +252,23 @@ def test_lexicon_page_per_township(
     assert "请选择存在的乡镇" in text and 'value="重阳"' in text
     session.expire_all()
     assert session.scalar(select(LexiconEntry).where(LexiconEntry.written == "重阳")) is None
+
+
+def test_the_editors_preview_uses_the_targets_township_lexicon(
+    app: Any, make_user: Callable[..., User], session: Session, towns: dict[str, Area]
+) -> None:
+    session.add(LexiconEntry(written="长街", spoken="常街"))
+    session.add(LexiconEntry(area_id=towns["a"].id, written="长街", spoken="场街"))
+    session.commit()
+    client = app.test_client()
+    login(client, make_user(Role.EDITOR))
+    fetch = {"X-Requested-With": "fetch"}
+
+    def preview(area: Area) -> str:
+        data = {"body": "长街今晚停水。", "area_ids": [str(area.id)]}
+        response = client.post("/announcements/preview", data=data, headers=fetch)
+        assert response.status_code == 200
+        return response.get_data(as_text=True)
+
+    assert "长街 = 场街" in preview(towns["ga"])
+    assert "长街 = 常街" in preview(towns["vb"])
