@@ -272,3 +272,30 @@ def test_the_editors_preview_uses_the_targets_township_lexicon(
 
     assert "长街 = 场街" in preview(towns["ga"])
     assert "长街 = 常街" in preview(towns["vb"])
+
+
+def test_migration_0008_keeps_the_admins_values_and_entries(tmp_path: Any) -> None:
+    from sqlalchemy import text
+
+    from cms.db import make_engine
+    from cms.migrate import upgrade
+
+    engine = make_engine(f"sqlite:///{tmp_path / 'old.db'}")
+    upgrade(engine, "0006")
+    with engine.begin() as conn:
+        conn.execute(text("INSERT INTO setting(key, value) VALUES ('allow_self_approval', 'true')"))
+        conn.execute(
+            text(
+                "INSERT INTO lexicon_entry(written, spoken, note, created_at)"
+                " VALUES ('长街', '常街', '', '2026-01-01 00:00:00')"
+            )
+        )
+    upgrade(engine)
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT area_id, key, value FROM setting")).all() == [
+            (None, "allow_self_approval", "true")
+        ]
+        assert conn.execute(text("SELECT area_id, written FROM lexicon_entry")).all() == [
+            (None, "长街")
+        ]
+    engine.dispose()
