@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session
 
 from cms.db import unit_of_work
 from cms.models import (
+    Area,
     Clip,
     Delivery,
     DeliveryState,
@@ -89,11 +90,18 @@ class Scheduler:
         """Active outlets whose township's build time has passed today (each township may
         set its own; see :mod:`cms.services.township`)."""
         values = township.Values(session, [township.BUILD_TIME])
+        default = self.ctx.settings.build_time
+        passed: dict[str, bool] = {}
         ready: set[int] = set()
-        for outlet in session.scalars(select(Outlet).where(Outlet.active)):
-            at = values.get(township.BUILD_TIME, outlet.area, self.ctx.settings.build_time)
-            if self.build_time_passed(today, str(at)):
-                ready.add(outlet.id)
+        rows = session.execute(
+            select(Outlet.id, Area.path).join(Area, Area.id == Outlet.area_id).where(Outlet.active)
+        )
+        for outlet_id, path in rows:
+            at = str(values.at_path(township.BUILD_TIME, path, default))
+            if at not in passed:
+                passed[at] = self.build_time_passed(today, at)
+            if passed[at]:
+                ready.add(outlet_id)
         return ready
 
     def plan(self) -> PassReport:

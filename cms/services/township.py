@@ -185,6 +185,14 @@ class Values:
     def get(self, key: str, area: Area | None, fallback: Any) -> Any:
         return self.resolve(key, area, fallback).value
 
+    def at_path(self, key: str, path: str, fallback: Any) -> Any:
+        """The value for the area with materialised ``path`` (no query: for many areas)."""
+        stored = self.by_key[key]
+        for part in reversed(path.strip("/").split("/")):
+            if part and int(part) in stored:
+                return stored[int(part)]
+        return stored.get(None, fallback)
+
 
 def effective(session: Session, key: str, area: Area | None, fallback: Any = None) -> Any:
     """The value of setting ``key`` for ``area``: its own, its township's or county's, the
