@@ -316,6 +316,7 @@ def settings_page() -> Any:
                 "label": township.LABELS[key],
                 "value": form.get(key, resolved.value if own else ""),
                 "inherited": None if own else resolved,
+                "shown": _shown(key, resolved.value),
             }
         )
     return render_template(
@@ -333,6 +334,15 @@ def settings_page() -> Any:
             else bool(get_setting(db(), SELF_APPROVAL_SETTING, False))
         ),
     ), (400 if errors else 200)
+
+
+def _shown(key: str, value: Any) -> str:
+    """An inherited value as people read it (a voice's and an engine's label, not its id)."""
+    if key == township.DEFAULT_VOICE and value in VOICES:
+        return _(VOICES[value].label)
+    if key == township.TTS_ENGINE and value in township.ENGINE_LABELS:
+        return _(township.ENGINE_LABELS[value])
+    return str(value or "")
 
 
 def _engines() -> tuple[str, ...]:

@@ -178,6 +178,7 @@ def test_settings_page_per_township_shows_inherited_values_and_saves(
     page = admin_client.get(f"/admin/settings?area_id={towns['a'].id}").get_data(as_text=True)
     assert "后箐乡" in page and "幸福镇" in page  # the township selector
     assert "未设置，沿用全局设置：05:00" in page
+    assert "未设置，使用系统默认：晓晓（女声，温暖）" in page  # a voice by its label
     assert "允许审核自己撰写的公告" not in page  # a global setting only
     response = admin_client.post(
         "/admin/settings",
