@@ -12,6 +12,7 @@ from sqlalchemy import (
     DateTime,
     Enum,
     ForeignKey,
+    Index,
     MetaData,
     String,
     Table,
@@ -20,6 +21,7 @@ from sqlalchemy import (
     UniqueConstraint,
     select,
 )
+from sqlalchemy import text as sql_text
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship
 
 NAMING_CONVENTION = {
@@ -411,24 +413,64 @@ class Revision(Base):
 
 
 class LexiconEntry(Base):
-    """A whole-word pronunciation fix: written form → spoken form."""
+    """A whole-word pronunciation fix: written form → spoken form.
+
+    ``area_id`` None: the county's (or a single township install's) lexicon; set: an entry of
+    that township, which wins over a county entry with the same written form there.
+    """
 
     __tablename__ = "lexicon_entry"
 
     id: Mapped[intpk]
-    written: Mapped[str] = mapped_column(String(40), unique=True)
+    area_id: Mapped[int | None] = mapped_column(
+        ForeignKey("area.id", ondelete="CASCADE"), index=True
+    )
+    written: Mapped[str] = mapped_column(String(40))
     spoken: Mapped[str] = mapped_column(String(80))
     note: Mapped[str] = mapped_column(String(200), default="")
     created_at: Mapped[created_at]
 
+    area: Mapped[Area | None] = relationship()
+
+    # NULLs are distinct in a unique constraint: the partial index keeps global entries unique.
+    __table_args__ = (
+        UniqueConstraint("area_id", "written"),
+        Index(
+            "uq_lexicon_entry_written_global",
+            "written",
+            unique=True,
+            sqlite_where=sql_text("area_id IS NULL"),
+            postgresql_where=sql_text("area_id IS NULL"),
+        ),
+    )
+
 
 class Setting(Base):
-    """Admin-editable settings (key → JSON value)."""
+    """Admin-editable settings (key → JSON value), global or for one township.
+
+    ``area_id`` None: the install's (county's) value; set: that township's own value, which
+    wins there (see :mod:`cms.services.township`).
+    """
 
     __tablename__ = "setting"
 
-    key: Mapped[str] = mapped_column(String(60), primary_key=True)
+    id: Mapped[intpk]
+    area_id: Mapped[int | None] = mapped_column(
+        ForeignKey("area.id", ondelete="CASCADE"), index=True
+    )
+    key: Mapped[str] = mapped_column(String(60))
     value: Mapped[Any] = mapped_column(JSON)
+
+    __table_args__ = (
+        UniqueConstraint("area_id", "key"),
+        Index(
+            "uq_setting_key_global",
+            "key",
+            unique=True,
+            sqlite_where=sql_text("area_id IS NULL"),
+            postgresql_where=sql_text("area_id IS NULL"),
+        ),
+    )
 
 
 class AuditLog(Base):
@@ -448,7 +490,11 @@ class AuditLog(Base):
 
 
 def get_setting(session: Session, key: str, default: Any = None) -> Any:
-    value = session.scalar(select(Setting.value).where(Setting.key == key))
+    """The global (install-wide) value of ``key``; a township's own value is read with
+    :func:`cms.services.township.effective`."""
+    value = session.scalar(
+        select(Setting.value).where(Setting.key == key, Setting.area_id.is_(None))
+    )
     return default if value is None else value
 
 

@@ -46,7 +46,7 @@ from cms.publishers import (
 )
 from cms.scheduler import queue
 from cms.scheduler.context import Context
-from cms.services import share
+from cms.services import share, township
 from cms.services.announcements import live_filter, reaches
 from cms.services.errors import N_, Message
 from cms.settings import Settings
@@ -249,7 +249,10 @@ def _load(session: Session, settings: Settings, article_id: int) -> _Job | None:
         account_id=account.id,
         title=rev.title,
         text=rev.body,
-        author=account.office or account.area.name,
+        # The account's own author line, else the township's office name, else its name.
+        author=account.office
+        or str(township.effective(session, township.OFFICE_NAME, account.area, "") or "")
+        or account.area.name,
         source_url=share_url(settings, rev.announcement),
     )
     return _Job(row.id, account.id, row.attempts, article, row.media_id, row.publish_id)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import logging
 import secrets
 import threading
 from dataclasses import dataclass, field
@@ -15,7 +16,9 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from cms.channels import ChannelRegistry
 from cms.scheduler.clock import Clock, SystemClock, local_day
-from cms.settings import Settings
+from cms.settings import ConfigError, Settings
+
+log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from audio.render import Renderer
@@ -48,6 +51,28 @@ class Context:
                 factory = self.renderer_factory if callable(self.renderer_factory) else None
                 self._shared["renderer"] = (factory or make_renderer)(self.settings)
             return self._shared["renderer"]
+
+    def renderer_for(self, engine_mode: str) -> Renderer:
+        """The renderer of a township's own engine mode (the install's one for its own mode).
+
+        A mode this install cannot run (neural without a model folder) falls back to the
+        install's renderer, which records why on the clip like any fallback.
+        """
+        if engine_mode == self.settings.tts_engine:
+            return self.renderer
+        name = f"renderer:{engine_mode}"
+        with self._lock:
+            if name not in self._shared:
+                try:
+                    settings = self.settings.with_(tts_engine=engine_mode)
+                except ConfigError:
+                    log.warning("engine mode %r cannot run here; using the default", engine_mode)
+                    self._shared[name] = None
+                else:
+                    factory = self.renderer_factory if callable(self.renderer_factory) else None
+                    self._shared[name] = (factory or make_renderer)(settings)
+            renderer = self._shared[name]
+        return renderer if renderer is not None else self.renderer
 
     @property
     def shared(self) -> dict[str, Any]:

@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session
 
 from cms.db import unit_of_work
 from cms.models import (
+    Area,
     Clip,
     Delivery,
     DeliveryState,
@@ -34,6 +35,7 @@ from cms.models import (
 from cms.scheduler import articles, deliveries, diskspace, programs, queue, reconcile, renders
 from cms.scheduler.clock import at_local, local_day, parse_hhmm
 from cms.scheduler.context import Context
+from cms.services import township
 
 log = logging.getLogger(__name__)
 
@@ -79,9 +81,28 @@ class Scheduler:
 
     # -- planning ------------------------------------------------------------------------
 
-    def build_time_passed(self, day: date) -> bool:
+    def build_time_passed(self, day: date, build_time: str | None = None) -> bool:
         tz = self.ctx.settings.tz
-        return self.ctx.now() >= at_local(day, parse_hhmm(self.ctx.settings.build_time), tz)
+        at = parse_hhmm(build_time or self.ctx.settings.build_time)
+        return self.ctx.now() >= at_local(day, at, tz)
+
+    def built_ahead(self, session: Session, today: date) -> set[int]:
+        """Active outlets whose township's build time has passed today (each township may
+        set its own; see :mod:`cms.services.township`)."""
+        values = township.Values(session, [township.BUILD_TIME])
+        default = self.ctx.settings.build_time
+        passed: dict[str, bool] = {}
+        ready: set[int] = set()
+        rows = session.execute(
+            select(Outlet.id, Area.path).join(Area, Area.id == Outlet.area_id).where(Outlet.active)
+        )
+        for outlet_id, path in rows:
+            at = str(values.at_path(township.BUILD_TIME, path, default))
+            if at not in passed:
+                passed[at] = self.build_time_passed(today, at)
+            if passed[at]:
+                ready.add(outlet_id)
+        return ready
 
     def plan(self) -> PassReport:
         """Queue whatever differs from what should be (one transaction)."""
@@ -94,13 +115,16 @@ class Scheduler:
             days = set(session.scalars(select(Program.day).where(Program.day >= today).distinct()))
             # Today's programs are always due: normally yesterday's build made them, but a
             # fresh install or a PC that was off must not wait for today's build time.
+            # Tomorrow's a day early, so that operators can fetch them the evening before
+            # (USB sticks, boxes that download overnight): for each outlet once its
+            # township's build time has passed.
+            ahead = self.built_ahead(session, today)
             build = {today}
-            if self.build_time_passed(today):
-                # Tomorrow's a day early, so that operators can fetch them the evening
-                # before (USB sticks, boxes that download overnight).
+            if ahead:
                 build |= {today + timedelta(days=n) for n in range(1, BUILD_AHEAD_DAYS + 1)}
             for day in sorted(days | build):
-                plan = programs.plan_day(session, day, now, tz, create=True)
+                create: bool | set[int] = True if day == today else ahead
+                plan = programs.plan_day(session, day, now, tz, create=create)
                 report.planned_programs += plan.queued + plan.created
             created, cancelled = deliveries.plan_deliveries(session, today, now, tz)
             report.planned_deliveries, report.cancelled_deliveries = created, cancelled

@@ -53,7 +53,7 @@ from cms.scheduler import queue
 from cms.scheduler.clock import at_local
 from cms.scheduler.context import Context
 from cms.scheduler.outbox import PLATFORM as OUTBOX
-from cms.services import share
+from cms.services import share, township
 from cms.services.announcements import live_filter, reaches
 from cms.services.errors import N_, Message
 from cms.settings import Settings
@@ -221,7 +221,7 @@ def _load(session: Session, delivery_id: int, settings: Settings) -> _SendJob | 
         platform=chat.platform,
         chat_id=chat.chat_id,
         title=rev.title,
-        text=rev.body,
+        text=signed(rev.body, Message(*township.office_name(session, chat.area)).render()),
         voice_path=clip.path if ready else None,  # type: ignore[union-attr]
         voice_duration=clip.duration if ready else None,  # type: ignore[union-attr]
         sent_ids=tuple(str(i) for i in (delivery.message_ids or [])),
@@ -230,6 +230,15 @@ def _load(session: Session, delivery_id: int, settings: Settings) -> _SendJob | 
         webhook_url=chat.webhook_url,
         secret=chat.secret,
     )
+
+
+def signed(body: str, office: str) -> str:
+    """The notice's text with its issuing office below it, as a notice posted in a group is
+    signed (the chat's own township's office; not twice when the officer signed it)."""
+    text = body.rstrip()
+    if not office or text.endswith(office):
+        return text
+    return f"{text}\n\n{office}"
 
 
 def channel_for(ctx: Context, platform: str) -> ChatChannel:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from pathlib import Path
@@ -194,13 +195,14 @@ def plan_day(
     now: datetime,
     tz: ZoneInfo,
     *,
-    create: bool,
+    create: bool | Collection[int],
     explicit: bool = False,
 ) -> DayPlan:
     """Bring the program rows of ``day`` in line with what should play.
 
-    ``create`` makes missing rows (at and after the build time, or for `build-day`);
-    ``explicit`` (the `build-day` command) rebuilds regardless of slot times.
+    ``create`` makes missing rows (at and after the build time, or for `build-day`): for
+    every outlet, or only for the outlets whose ids it holds (each township has its own
+    build time); ``explicit`` (the `build-day` command) rebuilds regardless of slot times.
     """
     report = DayPlan()
     outlets = list(session.scalars(select(Outlet).where(Outlet.active).order_by(Outlet.id)))
@@ -226,7 +228,7 @@ def plan_day(
                     )
                 continue
             if program is None:
-                if not create:
+                if not (create if isinstance(create, bool) else outlet.id in create):
                     continue
                 program = Program(outlet_id=outlet.id, day=day, slot_id=slot.id)
                 session.add(program)

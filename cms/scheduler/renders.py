@@ -24,10 +24,10 @@ from cms import disk
 from cms.db import rowcount, unit_of_work
 from cms.models import (
     Announcement,
+    Area,
     Clip,
     ClipProfile,
     JobState,
-    LexiconEntry,
     Priority,
     Recording,
     Revision,
@@ -35,6 +35,7 @@ from cms.models import (
 )
 from cms.scheduler import diskspace, queue
 from cms.scheduler.context import Context
+from cms.services import township
 from cms.services.announcements import live_filter
 
 log = logging.getLogger(__name__)
@@ -43,11 +44,9 @@ RENDER_HOLD = timedelta(minutes=10)
 AUDIO_PROFILE = {ClipProfile.LOUDSPEAKER: "loudspeaker", ClipProfile.VOICE: "voice_note"}
 
 
-def lexicon_pairs(session: Session) -> list[tuple[str, str]]:
-    return [
-        (e.written, e.spoken)
-        for e in session.scalars(select(LexiconEntry).order_by(LexiconEntry.written))
-    ]
+def lexicon_pairs(session: Session, area: Area | None = None) -> list[tuple[str, str]]:
+    """The lexicon as it applies in ``area`` (None: the county's own entries only)."""
+    return township.lexicon_pairs(session, area)
 
 
 def relevant_entries(text: str, pairs: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
@@ -115,16 +114,26 @@ def revisions_needing_audio(session: Session, today: date) -> list[Revision]:
 
 
 def plan_clips(session: Session, today: date, engine_mode: str) -> int:
-    """Create or invalidate clip rows so every needed clip matches its inputs; returns changes."""
-    pairs = lexicon_pairs(session)
+    """Create or invalidate clip rows so every needed clip matches its inputs; returns changes.
+
+    One clip per (revision, profile): its lexicon and engine are those of the revision's
+    area (:func:`cms.services.township.revision_area`), so a township's own entry changes
+    the clips of that township's announcements only. ``engine_mode`` is the install's
+    mode, used where no township chose its own.
+    """
+    lexicons = township.Lexicons(session)
+    values = township.Values(session, [township.TTS_ENGINE])
     changes = 0
     for rev in revisions_needing_audio(session, today):
+        area = township.revision_area(session, rev)
+        pairs = lexicons.pairs(area)
+        mode = _mode(values.get(township.TTS_ENGINE, area, engine_mode), engine_mode)
         recording = active_recording(session, rev.announcement_id)
         existing = {
             c.profile: c for c in session.scalars(select(Clip).where(Clip.revision_id == rev.id))
         }
         for profile in profiles_for(rev):
-            key = clip_key(rev, profile, pairs, recording, engine_mode)
+            key = clip_key(rev, profile, pairs, recording, mode)
             clip = existing.get(profile)
             if clip is None:
                 session.add(Clip(revision_id=rev.id, profile=profile, cache_key=key))
@@ -133,6 +142,10 @@ def plan_clips(session: Session, today: date, engine_mode: str) -> int:
                 changes += invalidate(session, clip.id, clip.cache_key, key)
     session.flush()
     return changes
+
+
+def _mode(value: object, fallback: str) -> str:
+    return str(value) if value in township.ENGINES else fallback
 
 
 def invalidate(session: Session, clip_id: int, old_key: str | None, new_key: str) -> int:
@@ -198,14 +211,17 @@ class _Job:
     lexicon: list[tuple[str, str]]
     recording: str | None
     attempts: int
+    engine: str
 
 
-def _load(session: Session, clip_id: int) -> _Job | None:
+def _load(session: Session, clip_id: int, engine_mode: str) -> _Job | None:
     clip = session.get(Clip, clip_id)
     if clip is None or clip.cache_key is None:
         return None
     rev = clip.revision
     recording = active_recording(session, rev.announcement_id)
+    area = township.revision_area(session, rev)
+    engine = township.effective(session, township.TTS_ENGINE, area, engine_mode)
     return _Job(
         clip_id=clip.id,
         key=clip.cache_key,
@@ -213,9 +229,10 @@ def _load(session: Session, clip_id: int) -> _Job | None:
         text=rev.speech,
         voice=rev.voice,
         rate=rev.rate,
-        lexicon=relevant_entries(rev.speech, lexicon_pairs(session)),
+        lexicon=relevant_entries(rev.speech, lexicon_pairs(session, area)),
         recording=recording.path if recording else None,
         attempts=clip.attempts,
+        engine=_mode(engine, engine_mode),
     )
 
 
@@ -240,7 +257,9 @@ def render_one(ctx: Context, clip_id: int) -> str:
     )
     if not claimed:
         return "skipped"
-    job = unit_of_work(ctx.sessions, lambda s: _load(s, clip_id), write=False)
+    job = unit_of_work(
+        ctx.sessions, lambda s: _load(s, clip_id, ctx.settings.tts_engine), write=False
+    )
     if job is None:
         return "skipped"
     from audio.errors import AudioError, TextError, VoiceError
@@ -253,7 +272,7 @@ def render_one(ctx: Context, clip_id: int) -> str:
                 Path(job.recording), profile=Profile(AUDIO_PROFILE[job.profile]), text=job.text
             )
         else:
-            clip = ctx.renderer.render(
+            clip = ctx.renderer_for(job.engine).render(
                 job.text,
                 voice=job.voice,
                 rate=job.rate,

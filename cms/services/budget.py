@@ -16,7 +16,8 @@ from datetime import date, timedelta
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from cms.models import Area, Clip, ClipProfile, JobState, LexiconEntry, Outlet
+from cms.models import Area, Clip, ClipProfile, JobState, Outlet
+from cms.services import township
 from cms.services.announcements import reaching_outlets
 
 MAX_DAYS = 31
@@ -60,10 +61,11 @@ class Budget:
         }
 
 
-def _lexicon(session: Session):  # type: ignore[no-untyped-def]
+def _lexicon(session: Session, area: Area | None = None):  # type: ignore[no-untyped-def]
+    """The lexicon as it applies in ``area`` (the draft's targets' common area)."""
     from audio.text import Lexicon
 
-    return Lexicon(tuple((e.written, e.spoken) for e in session.scalars(select(LexiconEntry))))
+    return Lexicon(tuple(township.lexicon_pairs(session, area)))
 
 
 def estimate(text: str, rate: int, lexicon=None) -> float:  # type: ignore[no-untyped-def]
@@ -100,9 +102,10 @@ def budget(
     exclude_announcement: int | None = None,
 ) -> Budget:
     """The draft's spoken length and every reached slot's expected length with it."""
-    lexicon = _lexicon(session)
-    mine = estimate(text, rate, lexicon)
     targets = list(session.scalars(select(Area).where(Area.id.in_(list(area_ids)))))
+    common = township.common_area_id(targets)
+    lexicon = _lexicon(session, session.get(Area, common) if common is not None else None)
+    mine = estimate(text, rate, lexicon)
     outlets = [
         o
         for o in session.scalars(select(Outlet).where(Outlet.active).order_by(Outlet.id))

@@ -9,7 +9,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from cms.models import Area, Outlet, OutletKind, Slot, User
-from cms.services import audit
+from cms.services import audit, township
 from cms.services.errors import N_, Errors, NotFound
 from cms.services.scope import Scope
 from cms.services.text import clean_text, parse_id, parse_int
@@ -73,6 +73,9 @@ def save_outlet(
     area = session.get(Area, parsed_area) if parsed_area is not None else None
     if area is None or not Scope.of(actor).contains(area):
         errors.add("area_id", N_("请选择存在的区域"))
+    if outlet is None and area is not None and not str(slots or "").strip():
+        # A new outlet left without slots gets its township's default slots.
+        slots = township.default_slots(session, area)
     parsed_slots = parse_slots(errors, slots)
     if not parsed_slots and "slots" not in errors:
         errors.add("slots", N_("至少设置一个播出时段"))

@@ -33,7 +33,7 @@ from cms.models import (
     User,
     revision_area,
 )
-from cms.services import audit
+from cms.services import audit, township
 from cms.services.errors import N_, PermissionDenied, WorkflowError
 from cms.settings import Settings
 
@@ -59,9 +59,9 @@ TOKEN_BYTES = 32
 # The token's alphabet (token_urlsafe); anything else in a URL is not a token.
 TOKEN_SHAPE = re.compile(r"[A-Za-z0-9_-]{20,64}")
 SHARERS = {Role.ADMIN, Role.EDITOR, Role.REVIEWER}
-# No office-name setting exists yet: the office is the top area's publicity office.
-OFFICE = N_("{area}宣传办")
-OFFICE_ALONE = N_("宣传办")
+# The office: each township's configured name, else "<township>宣传办" (cms.services.township).
+OFFICE = township.OFFICE
+OFFICE_ALONE = township.OFFICE_ALONE
 
 
 def new_token() -> str:
@@ -117,12 +117,10 @@ def by_token(session: Session, token: str) -> Announcement | None:
     return ann
 
 
-def office_name(session: Session) -> tuple[str, dict[str, str]]:
-    """The issuing office as a message id and its parameters (translated where shown)."""
-    top = session.scalar(
-        select(Area.name).where(Area.parent_id.is_(None)).order_by(Area.sort, Area.id).limit(1)
-    )
-    return (OFFICE, {"area": top}) if top else (OFFICE_ALONE, {})
+def office_name(session: Session, area: Area | None = None) -> tuple[str, dict[str, str]]:
+    """The issuing office of ``area``'s township as a message id and its parameters
+    (translated where shown); None: the install's own office."""
+    return township.office_name(session, area)
 
 
 def loudspeaker_clip(session: Session, revision_id: int) -> Clip | None:
@@ -171,7 +169,7 @@ def page(session: Session, token: str, tz: tzinfo) -> SharePage | None:
         title=rev.title,
         body=rev.body,
         day=issued.astimezone(tz).date() if issued else rev.start_date,
-        office=office_name(session),
+        office=office_name(session, township.revision_area(session, rev)),
         audio=Path(clip.path) if clip and clip.path else None,
         subtitles=Path(clip.subtitles_path) if clip and clip.subtitles_path else None,
         duration=clip.duration if clip else None,

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 from sqlalchemy import Engine, or_, select
 from sqlalchemy.orm import Session
 
-from cms.models import Clip, ClipProfile, JobState, Revision, utcnow
+from cms.models import Area, Clip, ClipProfile, JobState, Revision, utcnow
 from cms.scheduler import lease
 from cms.scheduler import renders as render_jobs
 from cms.services.errors import N_, Message, audio_message
@@ -231,8 +231,8 @@ def listen_text(text: str, limit: int = LISTEN_CHARS) -> str:
     return "".join(chosen)
 
 
-def lexicon(session: Session) -> Lexicon:
-    """The pronunciation lexicon as the renderer applies it."""
+def lexicon(session: Session, area: Area | None = None) -> Lexicon:
+    """The pronunciation lexicon as the renderer applies it in ``area`` (None: the county's)."""
     from audio.text import Lexicon
 
-    return Lexicon(tuple(render_jobs.lexicon_pairs(session)))
+    return Lexicon(tuple(render_jobs.lexicon_pairs(session, area)))

@@ -8,6 +8,7 @@ from flask import Blueprint, abort, flash, g, redirect, render_template, request
 from flask_babel import gettext as _
 from sqlalchemy import select
 
+from audio.voices import VOICES
 from cms.models import (
     ApiToken,
     AuditLog,
@@ -21,13 +22,14 @@ from cms.models import (
 from cms.services import areas as area_svc
 from cms.services import outlets as outlet_svc
 from cms.services import topics as topic_svc
+from cms.services import township
 from cms.services import users as user_svc
 from cms.services.announcements import SELF_APPROVAL_SETTING
 from cms.services.audit import ACTION_LABELS, record
 from cms.services.errors import N_, DomainError, Message, NotFound, ValidationError
 from cms.services.scope import Scope
 from cms.web.auth import remember_login, rule
-from cms.web.db import db
+from cms.web.db import db, settings
 from cms.web.forms import field_errors, form_id, form_ids, int_arg, message, paginate
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
@@ -175,7 +177,7 @@ def outlet_edit(outlet_id: int | None = None) -> Any:
     else:
         data = {
             "kind": OutletKind.LOUDSPEAKER.value,
-            "slots": "07:30 10, 12:00 10, 19:30 15",
+            "slots": township.default_slots(db(), township.area_of_user(db(), g.user)),
             "loop_minutes": 30,
             "active": True,
             "operator_ids": [],
@@ -294,21 +296,85 @@ def topics() -> Any:
 @bp.route("/settings", methods=["GET", "POST"])
 @rule(ADMIN)
 def settings_page() -> Any:
-    """Township-wide settings."""
-    if request.method == "POST":
-        allow = "allow_self_approval" in request.form
-        row = db().get(Setting, SELF_APPROVAL_SETTING)
-        if row is None:
-            db().add(Setting(key=SELF_APPROVAL_SETTING, value=allow))
-        else:
-            row.value = allow
-        record(db(), g.user, "setting.update", None, key=SELF_APPROVAL_SETTING, value=allow)
-        db().commit()
-        flash(_("已保存"), "success")
-        return redirect(url_for(".settings_page"))
+    """Global settings and each township's own (empty: inherited from the county/global)."""
+    errors: dict[str, str] = {}
+    form: dict[str, str] = {}
+    area = None
+    try:
+        area = township.require_township(db(), request.values.get("area_id"))
+    except ValidationError as exc:
+        errors = field_errors(exc)
+    if request.method == "POST" and not errors:
+        form = {key: request.form[key] for key in township.KEYS if key in request.form}
+        try:
+            township.save(db(), g.user, area, form, engines=_engines())
+            if area is None:
+                allow = "allow_self_approval" in request.form
+                row = db().scalar(
+                    select(Setting).where(
+                        Setting.key == SELF_APPROVAL_SETTING, Setting.area_id.is_(None)
+                    )
+                )
+                if row is None:
+                    db().add(Setting(key=SELF_APPROVAL_SETTING, value=allow))
+                elif row.value != allow:
+                    row.value = allow
+                record(db(), g.user, "setting.update", None, key=SELF_APPROVAL_SETTING, value=allow)
+            db().commit()
+            flash(_("已保存"), "success")
+            return redirect(url_for(".settings_page", area_id=area.id if area else None))
+        except ValidationError as exc:
+            db().rollback()
+            errors = field_errors(exc)
+    elif request.method == "POST":
+        form = {key: request.form[key] for key in township.KEYS if key in request.form}
+    defaults = township.env_defaults(settings())
+    values = township.Values(db(), township.KEYS)
+    rows = []
+    for key in township.KEYS:
+        resolved = values.resolve(key, area, defaults[key])
+        own = not resolved.inherited_by(area)
+        rows.append(
+            {
+                "key": key,
+                "label": township.LABELS[key],
+                "value": form.get(key, resolved.value if own else ""),
+                "inherited": None if own else resolved,
+                "shown": _shown(key, resolved.value),
+            }
+        )
     return render_template(
         "admin/settings.html",
-        allow_self_approval=bool(get_setting(db(), SELF_APPROVAL_SETTING, False)),
+        area=area,
+        townships=township.townships(db()),
+        rows=rows,
+        errors=errors,
+        voices=VOICES,
+        engines={mode: township.ENGINE_LABELS[mode] for mode in _engines()},
+        office_default=township.office_name(db(), area),
+        allow_self_approval=(
+            "allow_self_approval" in request.form
+            if request.method == "POST"
+            else bool(get_setting(db(), SELF_APPROVAL_SETTING, False))
+        ),
+    ), (400 if errors else 200)
+
+
+def _shown(key: str, value: Any) -> str:
+    """An inherited value as people read it (a voice's and an engine's label, not its id)."""
+    if key == township.DEFAULT_VOICE and value in VOICES:
+        return _(VOICES[value].label)
+    if key == township.TTS_ENGINE and value in township.ENGINE_LABELS:
+        return _(township.ENGINE_LABELS[value])
+    return str(value or "")
+
+
+def _engines() -> tuple[str, ...]:
+    """The engine modes this install can run (neural needs its model folder)."""
+    return tuple(
+        mode
+        for mode in township.ENGINES
+        if mode != "neural" or settings().neural_model_dir is not None
     )
 
 

@@ -11,6 +11,7 @@ from audio.voices import VOICES
 from cms.models import Announcement, Revision, Role
 from cms.services import announcements as svc
 from cms.services import speech as speech_svc
+from cms.services import township
 from cms.services.audit import ACTION_LABELS
 from cms.services.errors import DomainError, NotFound, ValidationError
 from cms.services.scope import Scope
@@ -121,7 +122,7 @@ def create() -> Any:
         "end_date": end.isoformat(),
         "repeats": 2,
         "chat_post_time": "09:00",
-        "voice": svc.DEFAULT_VOICE,
+        "voice": township.default_voice(db(), township.area_of_user(db(), g.user)),
         "rate": 0,
         "priority": "normal",
         "area_ids": [],

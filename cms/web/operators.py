@@ -585,7 +585,7 @@ def links() -> Any:
     handover: dict[str, Any] = {}
     if new_link is not None:
         # Operators are handed the link on a phone or on paper: QR code, share, print card.
-        msgid, params = share_svc.office_name(db())
+        msgid, params = share_svc.office_name(db(), new_outlet.area if new_outlet else None)
         handover = {
             "new_link_qr": Markup(share_svc.qr_svg(new_link)),  # segno escapes its title
             "office": _(msgid).format(**params),

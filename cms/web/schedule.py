@@ -33,6 +33,7 @@ from cms.models import (
     ClipProfile,
     Delivery,
     JobState,
+    LexiconEntry,
     OutboxMessage,
     Outlet,
     Program,
@@ -44,6 +45,7 @@ from cms.services import budget as budget_svc
 from cms.services import lexicon as lexicon_svc
 from cms.services import schedule as schedule_svc
 from cms.services import share as share_svc
+from cms.services import township
 from cms.services.days import Outcome
 from cms.services.errors import NotFound, ValidationError, WorkflowError
 from cms.services.labels import ENGINE_LABELS, JOB_LABELS
@@ -242,13 +244,24 @@ def renders(announcement_id: int) -> Any:
 # -- lexicon -----------------------------------------------------------------------------
 
 
+def _lexicon_area(errors: dict[str, str]) -> Area | None:
+    """The township whose own lexicon is shown (none chosen: the county's); a bad choice
+    is reported in ``errors`` and shows the county's."""
+    try:
+        return township.require_township(db(), request.values.get("area_id"))
+    except ValidationError as exc:
+        errors.update(field_errors(exc))
+        return None
+
+
 @bp.route("/lexicon", methods=["GET", "POST"])
 @rule(*STAFF)
 def lexicon() -> Any:
-    """The pronunciation lexicon: add an entry, listen to a sample."""
+    """The pronunciation lexicon: the county's and each township's own; add an entry, listen."""
     errors: dict[str, str] = {}
     form = request.form if request.method == "POST" else {}
-    if request.method == "POST":
+    area = _lexicon_area(errors)
+    if request.method == "POST" and not errors:
         try:
             entry = lexicon_svc.save_entry(
                 db(),
@@ -256,11 +269,12 @@ def lexicon() -> Any:
                 written=request.form.get("written"),
                 spoken=request.form.get("spoken"),
                 note=request.form.get("note", ""),
+                area=area,
             )
         except ValidationError as exc:
             errors = field_errors(exc)
         else:
-            affected = lexicon_svc.affected_revisions(db(), entry.written)
+            affected = lexicon_svc.affected_revisions(db(), entry.written, area)
             db().commit()
             flash(
                 _("已保存“{w}”→“{s}”；{n} 条公告的音频和相关节目将自动重新生成。").format(
@@ -268,14 +282,24 @@ def lexicon() -> Any:
                 ),
                 "info",
             )
-            return redirect(url_for("schedule.lexicon"))
-    entries = lexicon_svc.all_entries(db())
-    counts = {e.id: len(lexicon_svc.affected_revisions(db(), e.written)) for e in entries}
+            return redirect(url_for("schedule.lexicon", area_id=area.id if area else None))
+    entries = lexicon_svc.all_entries(db(), area)
+    counts = {e.id: len(lexicon_svc.affected_revisions(db(), e.written, area)) for e in entries}
+    # A township also sees the county's entries it inherits, and which of them it overrides.
+    own = {e.written for e in entries}
+    inherited = (
+        [(w, s, w in own) for w, s in township.lexicon_pairs(db(), area.parent)]
+        if area is not None
+        else []
+    )
     sample_key = request.args.get("sample", "")
     return render_template(
         "schedule/lexicon.html",
         entries=entries,
         counts=counts,
+        inherited=inherited,
+        area=area,
+        townships=township.townships(db()),
         errors=errors,
         form=form,
         sample_key=sample_key if _renderer().get_clip(sample_key) else None,
@@ -287,13 +311,15 @@ def lexicon() -> Any:
 @rule(*STAFF)
 def lexicon_delete(entry_id: int) -> Any:
     """Remove a lexicon entry (affected clips are re-rendered)."""
+    entry = db().get(LexiconEntry, entry_id)
+    area_id = entry.area_id if entry is not None else None
     try:
         lexicon_svc.delete_entry(db(), g.user, entry_id)
     except NotFound as exc:
         abort(404, description=message(exc))
     db().commit()
     flash(_("已删除读音条目"), "info")
-    return redirect(url_for("schedule.lexicon"))
+    return redirect(url_for("schedule.lexicon", area_id=area_id))
 
 
 def _renderer() -> Any:
@@ -313,17 +339,23 @@ def lexicon_sample() -> Any:
     from audio.errors import AudioError
     from audio.text import Lexicon
 
+    errors: dict[str, str] = {}
+    area = _lexicon_area(errors)
+    back = area.id if area else None
     text = request.form.get("text", "").strip()[:SAMPLE_MAX_CHARS]
+    if errors:
+        flash("；".join(errors.values()), "error")
+        return redirect(url_for("schedule.lexicon"))
     if not text:
         flash(_("请输入要试听的文字"), "error")
-        return redirect(url_for("schedule.lexicon"))
-    entries = tuple((e.written, e.spoken) for e in lexicon_svc.all_entries(db()))
+        return redirect(url_for("schedule.lexicon", area_id=back))
+    entries = tuple(township.lexicon_pairs(db(), area))
     try:
         clip = _renderer().render(text, lexicon=Lexicon(entries))
     except AudioError as exc:
         flash(_("试听音频生成失败：{e}").format(e=audio_text(exc)), "error")
-        return redirect(url_for("schedule.lexicon"))
-    return redirect(url_for("schedule.lexicon", sample=clip.key, text=text))
+        return redirect(url_for("schedule.lexicon", area_id=back))
+    return redirect(url_for("schedule.lexicon", area_id=back, sample=clip.key, text=text))
 
 
 # -- outlets: day, calendar, run sheet ---------------------------------------------------

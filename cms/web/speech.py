@@ -17,9 +17,11 @@ from typing import Any
 from flask import Blueprint, abort, current_app, g, jsonify, render_template, request, url_for
 from flask_babel import gettext as _
 
-from cms.models import Announcement, Role, utcnow
+from cms.models import Announcement, Area, Role, utcnow
 from cms.services import announcements as ann_svc
 from cms.services import speech as speech_svc
+from cms.services import township
+from cms.services.content import MAX_AREA_IDS
 from cms.services.errors import NotFound
 from cms.services.text import parse_id, parse_int
 from cms.web.auth import rule
@@ -141,12 +143,18 @@ def _written() -> tuple[str, str | None]:
     return (spoken.strip() or body.strip()), None
 
 
+def _target_area() -> Area | None:
+    """The draft's targets' common area, whose lexicon its audio will use."""
+    ids = [i for i in (parse_id(raw) for raw in request.form.getlist("area_ids")) if i]
+    return township.common_area(db(), ids[:MAX_AREA_IDS])
+
+
 def _preview_of(text: str) -> dict[str, Any]:
     from audio.errors import TextError
     from audio.explain import applied_entries, explain
 
     try:
-        spans = explain(text, speech_svc.lexicon(db()))
+        spans = explain(text, speech_svc.lexicon(db(), _target_area()))
     except TextError as exc:
         return {"error": audio_text(exc), "spans": [], "entries": [], "rewrites": []}
     rewrites = list(dict.fromkeys((s.written.strip(), s.spoken) for s in spans if s.changed))
@@ -235,7 +243,9 @@ def listen() -> Any:
     if not slots.acquire(timeout=LISTEN_WAIT_S):
         return _listen_error(ann, _("正在生成其他试听，请稍后再试"), 503, 5)
     try:
-        clip = _renderer().render(sample, voice=voice, rate=rate, lexicon=speech_svc.lexicon(db()))
+        clip = _renderer().render(
+            sample, voice=voice, rate=rate, lexicon=speech_svc.lexicon(db(), _target_area())
+        )
     except AudioError as exc:
         log.warning("listen sample failed: %s", exc)
         return _listen_error(ann, _("试听音频生成失败：{e}").format(e=audio_text(exc)), 502)

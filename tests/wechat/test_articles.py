@@ -418,3 +418,18 @@ def test_api_url_setting(tmp_path):  # type: ignore[no-untyped-def]
     assert proxied.wechat_api_url == "http://10.0.0.2:8081/wx"
     with pytest.raises(ConfigError, match="DALABA_WECHAT_API_URL"):
         Settings.from_env({**base, "DALABA_WECHAT_API_URL": "api.weixin.qq.com"})
+
+
+def test_without_an_author_line_the_townships_office_name_signs_the_article(  # type: ignore[no-untyped-def]
+    scheduler, fake, publisher, account, make_announcement, grid, fresh_session, session
+):
+    from cms.services import township
+
+    account.office = ""
+    township.save(session, None, grid["town"], {township.OFFICE_NAME: "清水镇宣传办公室"})
+    session.commit()
+    ann = _approved(make_announcement, grid, title="停水通知")
+    scheduler.run_once()
+    row = _article(fresh_session, ann.id)
+    (sent,) = fake.state.drafts[row.media_id].articles
+    assert sent["author"] == "清水镇宣传办公室"
