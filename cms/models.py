@@ -15,10 +15,10 @@ from sqlalchemy import (
     MetaData,
     String,
     Table,
-    false,
     Text,
     TypeDecorator,
     UniqueConstraint,
+    false,
     select,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship

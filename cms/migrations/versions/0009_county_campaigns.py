@@ -10,9 +10,8 @@ township's copy of one. One copy per township and campaign (unique origin_id, ar
 Existing rows are ordinary announcements: campaign false, no origin.
 """
 
-from alembic import op
 import sqlalchemy as sa
-
+from alembic import op
 
 revision = '0009'
 # RE-CHAIN AT MERGE: '0008' (tset's per-township settings); '0007' only until then.
