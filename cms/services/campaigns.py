@@ -141,14 +141,17 @@ def user_township(user: User) -> Area | None:
 
 
 def get_offered(session: Session, user: User, campaign_id: int) -> Announcement:
-    """A campaign as seen by ``user``: the county's own (in scope) or one offered to the
-    user's township; anything else is not found."""
+    """A campaign as seen by ``user``: the county's own (in scope), one offered to the
+    user's township, or one the township copied; anything else is not found."""
     campaign = session.get(Announcement, campaign_id)
     if campaign is not None and campaign.campaign:
         if Scope.of(user).contains(campaign.area):
             return campaign
         town = user_township(user)
-        if town is not None and _offered(campaign) and targets_in(campaign.approved, town):
+        if town is not None and (
+            (_offered(campaign) and targets_in(campaign.approved, town))
+            or copy_of(session, campaign, town) is not None
+        ):
             return campaign
     raise NotFound(N_("县级活动 {id} 不存在"), id=campaign_id)
 
