@@ -182,3 +182,23 @@ def test_campaign_pages_in_english(app, session, county, content):  # type: igno
     set_english(client)
     html = client.get(f"/announcements/{copy.id}").get_data(as_text=True)
     assert "County campaign" in html and chinese_left(html, data) == []
+
+
+def test_a_campaign_for_b_only_does_not_exist_for_a(app, session, county, content, today):  # type: ignore[no-untyped-def]
+    editor = county["users"][("county", Role.EDITOR)]
+    camp = announcements.create(
+        session, editor, content(title="只给幸福镇", area_ids=[county["villages"]["b"].id]),
+        today=today, campaign=True,
+    )  # fmt: skip
+    announcements.submit(session, editor, camp)
+    announcements.approve(session, county["users"][("county", Role.REVIEWER)], camp)
+    session.commit()
+    for role in (Role.EDITOR, Role.REVIEWER):
+        a = _client(app, county["users"][("a", role)])
+        assert a.get(f"/campaigns/{camp.id}").status_code == 404
+        assert a.post(f"/campaigns/{camp.id}/adopt").status_code == 404
+        assert "只给幸福镇" not in a.get("/campaigns/").get_data(as_text=True)
+        assert "只给幸福镇" not in a.get("/campaigns/report").get_data(as_text=True)
+    assert a.post(f"/campaigns/{camp.id}/adapt").status_code in (403, 404)
+    session.commit()
+    assert session.scalar(select(Announcement).where(Announcement.origin_id == camp.id)) is None
