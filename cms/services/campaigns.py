@@ -174,7 +174,7 @@ def _copy_revision(
     session: Session, ann: Announcement, source: Revision, town: Area, author: User
 ) -> Revision:
     content = dataclasses.replace(
-        content_model.Content.of(source), area_ids=[a.id for a in targets_in(source, town)]
+        content_model.Content.of(source), area_ids=tuple(a.id for a in targets_in(source, town))
     )
     number = (
         session.scalar(select(func.max(Revision.number)).where(Revision.announcement_id == ann.id))

@@ -69,6 +69,7 @@ def _campaign_via_web(app, session, county, content) -> Announcement:  # type: i
 def test_townships_adopt_and_adapt_on_the_pages(app, session, county, content):  # type: ignore[no-untyped-def]
     camp = _campaign_via_web(app, session, county, content)
     a = _client(app, county["users"][("a", Role.EDITOR)])
+    assert 'data-testid="campaigns-waiting"' in a.get("/").get_data(as_text=True)
     page = a.get("/campaigns/").get_data(as_text=True)
     assert TITLE in page and "未采用（不播出）" in page
     assert TITLE in a.get(f"/campaigns/{camp.id}").get_data(as_text=True)
@@ -81,6 +82,7 @@ def test_townships_adopt_and_adapt_on_the_pages(app, session, county, content): 
     session.commit()
     copy = session.scalar(select(Announcement).where(Announcement.origin_id == camp.id))
     assert copy is not None and copy.status is Status.APPROVED and copy.adoption == "adopted"
+    assert 'data-testid="campaigns-waiting"' not in a.get("/").get_data(as_text=True)
     shown = a.get(f"/announcements/{copy.id}").get_data(as_text=True)
     assert "县委宣传部县级活动" in shown and f"/campaigns/{camp.id}" in shown
     assert "县级活动" in a.get("/announcements/").get_data(as_text=True)
@@ -164,7 +166,7 @@ def test_campaign_pages_in_english(app, session, county, content):  # type: igno
     a.post(f"/campaigns/{camp.id}/adopt")
     data = user_data(session)
     for user, paths in (
-        (a_user, ["/campaigns/", f"/campaigns/{camp.id}", "/campaigns/report", "/announcements/"]),
+        (a_user, ["/", "/campaigns/", f"/campaigns/{camp.id}", "/campaigns/report", "/announcements/"]),
         (county["users"][("county", Role.EDITOR)],
          ["/campaigns/", f"/campaigns/{camp.id}", "/campaigns/report", f"/announcements/{camp.id}",
           "/announcements/new?campaign=1"]),
