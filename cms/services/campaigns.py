@@ -170,9 +170,7 @@ def _check(session: Session, user: User, campaign: Announcement, town: Area) -> 
         raise WorkflowError(N_("本乡镇已经采用或改编过这个县级活动"))
 
 
-def _copy_revision(
-    session: Session, ann: Announcement, source: Revision, town: Area, author: User
-) -> Revision:
+def _copy_revision(session: Session, ann: Announcement, source: Revision, town: Area) -> Revision:
     content = dataclasses.replace(
         content_model.Content.of(source), area_ids=tuple(a.id for a in targets_in(source, town))
     )
@@ -180,10 +178,11 @@ def _copy_revision(
         session.scalar(select(func.max(Revision.number)).where(Revision.announcement_id == ann.id))
         or 0
     ) + 1
+    # The text is the county's: its revisions name the county's author.
     rev = Revision(
         announcement=ann,
         number=number,
-        author_id=author.id,
+        author_id=source.author_id,
         **content_model.revision_values(session, content),
     )
     session.add(rev)
@@ -207,7 +206,7 @@ def adopt(session: Session, user: User, campaign: Announcement, town: Area) -> A
     )
     session.add(ann)
     session.flush()
-    rev = _copy_revision(session, ann, source, town, user)
+    rev = _copy_revision(session, ann, source, town)
     ann.approved_revision = rev
     # Reviewed by the county: the copy names the county's review, not a township's.
     ann.reviewed_by_id, ann.reviewed_at = campaign.reviewed_by_id, campaign.reviewed_at
@@ -239,7 +238,7 @@ def adapt(session: Session, user: User, campaign: Announcement, town: Area) -> A
     )
     session.add(ann)
     session.flush()
-    _copy_revision(session, ann, source, town, user)
+    _copy_revision(session, ann, source, town)
     audit.record(
         session,
         user,
@@ -262,7 +261,12 @@ def follow(session: Session, user: User, campaign: Announcement) -> int:
     for ann in copies(session, campaign):
         if ann.adoption != ADOPTED or ann.status is not Status.APPROVED or ann.area is None:
             continue
-        rev = _copy_revision(session, ann, source, ann.area, user)
+        if not targets_in(source, ann.area):
+            # The new revision no longer reaches this township: its copy stops.
+            _withdraw_copy(session, user, ann, campaign)
+            changed += 1
+            continue
+        rev = _copy_revision(session, ann, source, ann.area)
         ann.approved_revision = rev
         ann.reviewed_by_id, ann.reviewed_at = campaign.reviewed_by_id, campaign.reviewed_at
         audit.record(
@@ -288,19 +292,23 @@ def withdraw_copies(session: Session, user: User, campaign: Announcement) -> int
     for ann in copies(session, campaign):
         if ann.adoption != ADOPTED or ann.status is Status.WITHDRAWN:
             continue
-        previous = ann.status
-        ann.status = Status.WITHDRAWN
-        ann.withdrawn_at = utcnow()
-        audit.record(
-            session,
-            user,
-            "campaign.withdraw_copy",
-            ann,
-            campaign=campaign.id,
-            previous_status=previous.value,
-        )
+        _withdraw_copy(session, user, ann, campaign)
         count += 1
     return count
+
+
+def _withdraw_copy(session: Session, user: User, ann: Announcement, campaign: Announcement) -> None:
+    previous = ann.status
+    ann.status = Status.WITHDRAWN
+    ann.withdrawn_at = utcnow()
+    audit.record(
+        session,
+        user,
+        "campaign.withdraw_copy",
+        ann,
+        campaign=campaign.id,
+        previous_status=previous.value,
+    )
 
 
 def edited(session: Session, user: User, ann: Announcement) -> None:
@@ -342,82 +350,106 @@ def report(
 ) -> list[ReportRow]:
     """Per campaign, per township and village in ``scope``: programs built that contain the
     campaign (a township's copy of it), of those downloaded and confirmed, and chat posts sent.
+
+    Programs are read once for all campaigns (their manifests name the copies they play).
     """
     from cms.services.areas import all_areas
 
     camps = list(campaigns) if campaigns is not None else county_campaigns(session, scope)
+    if not camps:
+        return []
     areas = [
         a
         for a in all_areas(session)
         if scope.contains(a) and a.kind in (AreaKind.TOWNSHIP, AreaKind.VILLAGE)
     ]
-    outlet_path = {o.id: o.area.path for o in session.scalars(select(Outlet))}
+    all_copies = list(
+        session.scalars(
+            select(Announcement).where(Announcement.origin_id.in_([c.id for c in camps]))
+        )
+    )
+    campaign_of: dict[int, int] = {c.id: c.origin_id for c in all_copies if c.origin_id is not None}
+    adoption = {(c.origin_id, c.area_id): c.adoption for c in all_copies}
+    outlet_path = {
+        o.id: o.area.path for o in session.scalars(select(Outlet).where(scope.outlets()))
+    }
+
+    # program id → (outlet's area path, campaigns it contains)
+    built: dict[int, tuple[str, set[int]]] = {}
+    by_day: dict[tuple[int, date], list[int]] = {}
+    if campaign_of:
+        for pid, outlet_id, day, manifest in session.execute(
+            select(Program.id, Program.outlet_id, Program.day, Program.manifest).where(
+                Program.state == JobState.DONE, Program.manifest.is_not(None), scope.programs()
+            )
+        ):
+            listed = (manifest or {}).get("announcements", [])
+            found = {
+                campaign_of[i["announcement_id"]]
+                for i in listed
+                if i.get("announcement_id") in campaign_of
+            }
+            if found:
+                built[pid] = (outlet_path.get(outlet_id, ""), found)
+                by_day.setdefault((outlet_id, day), []).append(pid)
+    ids = list(built)
+    confirmed: set[int] = set()
+    downloaded: set[int] = set()
+    if ids:
+        confirmed = set(
+            session.scalars(select(Receipt.program_id).where(Receipt.program_id.in_(ids)))
+        )
+        for pid, outlet_id, day in session.execute(
+            select(DownloadEvent.program_id, DownloadEvent.outlet_id, DownloadEvent.day).where(
+                DownloadEvent.outlet_id.in_({o for o, _ in by_day})
+            )
+        ):
+            if pid in built:
+                downloaded.add(pid)
+            elif pid is None:
+                # A whole day's download (ZIP, M3U, RSS): every program of that day.
+                downloaded.update(by_day.get((outlet_id, day), []))
+    posts: list[tuple[int, str]] = []
+    if campaign_of:
+        posts = [
+            (campaign_of[ann_id], path)
+            for ann_id, path in session.execute(
+                select(Revision.announcement_id, Area.path)
+                .join(Delivery, Delivery.revision_id == Revision.id)
+                .join(ChatGroup, ChatGroup.id == Delivery.chat_group_id)
+                .join(Area, Area.id == ChatGroup.area_id)
+                .where(
+                    Revision.announcement_id.in_(list(campaign_of)),
+                    Delivery.state == DeliveryState.SENT,
+                    scope.deliveries(),
+                )
+            )
+        ]
+
     rows: list[ReportRow] = []
     for camp in camps:
-        copy_list = copies(session, camp)
-        copy_ids = {c.id for c in copy_list}
-        adoption = {c.area_id: c.adoption for c in copy_list}
-        built_paths: dict[int, str] = {}
-        days: dict[int, tuple[int, date]] = {}
-        if copy_ids:
-            for program in session.scalars(
-                select(Program).where(Program.state == JobState.DONE, Program.manifest.is_not(None))
-            ):
-                listed = (program.manifest or {}).get("announcements", [])
-                if any(item.get("announcement_id") in copy_ids for item in listed):
-                    built_paths[program.id] = outlet_path.get(program.outlet_id, "")
-                    days[program.id] = (program.outlet_id, program.day)
-        downloaded: set[int] = set()
-        confirmed: set[int] = set()
-        if built_paths:
-            ids = list(built_paths)
-            confirmed = set(
-                session.scalars(select(Receipt.program_id).where(Receipt.program_id.in_(ids)))
-            )
-            for pid, outlet_id, day in session.execute(
-                select(DownloadEvent.program_id, DownloadEvent.outlet_id, DownloadEvent.day).where(
-                    DownloadEvent.outlet_id.in_({o for o, _ in days.values()})
-                )
-            ):
-                if pid in built_paths:
-                    downloaded.add(pid)
-                elif pid is None:
-                    # A whole day's download (ZIP, M3U, RSS): every program of that day.
-                    downloaded.update(k for k, v in days.items() if v == (outlet_id, day))
-        posted_paths: list[str] = []
-        if copy_ids:
-            posted_paths = [
-                path
-                for path in session.scalars(
-                    select(Area.path)
-                    .join(ChatGroup, ChatGroup.area_id == Area.id)
-                    .join(Delivery, Delivery.chat_group_id == ChatGroup.id)
-                    .join(Revision, Revision.id == Delivery.revision_id)
-                    .where(
-                        Revision.announcement_id.in_(copy_ids),
-                        Delivery.state == DeliveryState.SENT,
-                    )
-                )
-            ]
         reached = (
             {t.id for t in townships(session, camp.approved)}
             if camp.approved_revision is not None
             else set()
         )
+        mine = [(pid, path) for pid, (path, cs) in built.items() if camp.id in cs]
         for area in areas:
             town = township_of(area)
             if town is None or town.id not in reached:
                 continue
-            inside = [pid for pid, path in built_paths.items() if path.startswith(area.path)]
+            inside = {pid for pid, path in mine if path.startswith(area.path)}
             rows.append(
                 ReportRow(
                     campaign=camp,
                     area=area,
-                    adoption=adoption.get(town.id),
+                    adoption=adoption.get((camp.id, town.id)),
                     built=len(inside),
-                    downloaded=len(downloaded.intersection(inside)),
-                    confirmed=len(confirmed.intersection(inside)),
-                    posted=sum(1 for p in posted_paths if p.startswith(area.path)),
+                    downloaded=len(downloaded & inside),
+                    confirmed=len(confirmed & inside),
+                    posted=sum(
+                        1 for c, path in posts if c == camp.id and path.startswith(area.path)
+                    ),
                 )
             )
     return rows

@@ -270,8 +270,11 @@ def test_adopted_copies_follow_the_county_and_editing_makes_them_adapted(  # typ
     announcements.approve(session, county_reviewer, camp)
     a_copy = campaigns.adopt(session, county.users[("a", Role.EDITOR)], camp, county.towns["a"])
     b_copy = campaigns.adopt(session, county.users[("b", Role.EDITOR)], camp, county.towns["b"])
+    c_copy = campaigns.adopt(session, county.users[("c", Role.REVIEWER)], camp, county.towns["c"])
     session.commit()
     assert [t.id for t in a_copy.approved.areas] == [county.towns["a"].id]
+    # The words are the county's: the copy's revision names the county's author.
+    assert a_copy.approved.author_id == county.users[("county", Role.EDITOR)].id
     # B edits its copy: it becomes B's adaptation, back to B's review.
     b_editor = county.users[("b", Role.EDITOR)]
     announcements.update(
@@ -279,14 +282,18 @@ def test_adopted_copies_follow_the_county_and_editing_makes_them_adapted(  # typ
         today=today,
     )  # fmt: skip
     assert b_copy.adoption == campaigns.ADAPTED and b_copy.status is Status.DRAFT
-    # The county revises and approves again: A's adopted copy follows, B's does not.
+    # The county revises and approves again, now for A and B only: A's adopted copy follows,
+    # B's adaptation does not, C's adopted copy stops (the campaign no longer reaches C).
     county_editor = county.users[("county", Role.EDITOR)]
     announcements.update(
         session, county_editor, camp,
-        content(title="县委宣传部：第二版", area_ids=[county.top.id]), today=today,
+        content(title="县委宣传部：第二版",
+                area_ids=[county.towns["a"].id, county.towns["b"].id]),
+        today=today,
     )  # fmt: skip
     announcements.submit(session, county_editor, camp)
     announcements.approve(session, county_reviewer, camp)
     session.commit()
     assert a_copy.approved.title == "县委宣传部：第二版" and a_copy.status is Status.APPROVED
     assert b_copy.current.title == "幸福镇版本"
+    assert c_copy.status is Status.WITHDRAWN
