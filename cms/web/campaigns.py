@@ -8,6 +8,7 @@ from typing import Any
 
 from flask import Blueprint, Response, abort, flash, g, redirect, render_template, url_for
 from flask_babel import gettext as _
+from sqlalchemy.exc import IntegrityError
 
 from cms.models import Announcement, Area, AreaKind, Role
 from cms.services import campaigns as svc
@@ -117,6 +118,11 @@ def _take(campaign_id: int, how: str) -> Any:
     except DomainError as exc:
         db().rollback()
         flash(message(exc), "error")
+        return redirect(url_for(".show", campaign_id=camp.id))
+    except IntegrityError:
+        # Two officers of the township took it up at the same moment: one copy per township.
+        db().rollback()
+        flash(_("本乡镇已经采用或改编过这个县级活动"), "error")
         return redirect(url_for(".show", campaign_id=camp.id))
     if how == "adopt":
         flash(_("已照发：县里审核通过的内容将在本乡镇播出"), "success")

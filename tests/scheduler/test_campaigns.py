@@ -6,6 +6,7 @@ from datetime import timedelta
 
 import pytest
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 
 from cms.models import (
     Announcement,
@@ -256,6 +257,13 @@ def test_scoping_of_adoption(session, county, content, today):  # type: ignore[n
     with pytest.raises(WorkflowError):
         campaigns.adapt(session, b_editor, camp, county.towns["b"])
     session.commit()
+    # The database holds the line too (two officers at the same moment).
+    session.add(
+        Announcement(created_by_id=b_editor.id, area_id=county.towns["b"].id, origin_id=camp.id)
+    )
+    with pytest.raises(IntegrityError):
+        session.flush()
+    session.rollback()
     # A's editor does not see B's copy.
     a_editor = county.users[("a", Role.EDITOR)]
     with pytest.raises(NotFound):
