@@ -11,6 +11,7 @@ from sqlalchemy import select
 
 from cms.models import Announcement, AreaKind, Role, Status, User
 from cms.services import announcements, areas
+from cms.services.users import issue_api_token
 from tests.cms.test_i18n import chinese_left, set_english, user_data
 from tests.conftest import login
 
@@ -86,6 +87,13 @@ def test_townships_adopt_and_adapt_on_the_pages(app, session, county, content): 
     shown = a.get(f"/announcements/{copy.id}").get_data(as_text=True)
     assert "县委宣传部县级活动" in shown and f"/campaigns/{camp.id}" in shown
     assert "县级活动" in a.get("/announcements/").get_data(as_text=True)
+    token = issue_api_token(session, None, county["users"][("a", Role.EDITOR)])
+    session.commit()
+    api = a.get(f"/api/v1/announcements/{copy.id}", headers={"Authorization": f"Bearer {token}"})
+    assert api.status_code == 200
+    assert (api.json["campaign"], api.json["origin_id"], api.json["adoption"]) == (
+        False, camp.id, "adopted",
+    )  # fmt: skip
 
     b = _client(app, county["users"][("b", Role.EDITOR)])
     # B cannot adopt for A (not found), nor adopt twice.
