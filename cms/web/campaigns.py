@@ -8,6 +8,7 @@ from typing import Any
 
 from flask import Blueprint, Response, abort, flash, g, redirect, render_template, url_for
 from flask_babel import gettext as _
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from cms.models import Announcement, Area, AreaKind, Role
@@ -35,6 +36,21 @@ REPORT_COLUMNS = (
     N_("已确认播放"),
     N_("已发到群聊"),
 )
+
+
+@bp.app_context_processor
+def _menu() -> dict[str, Any]:
+    """``has_county()`` for the menu: a single township's install shows no campaign pages."""
+
+    def has_county() -> bool:
+        if "has_county" not in g:
+            g.has_county = (
+                db().scalar(select(Area.id).where(Area.kind == AreaKind.COUNTY).limit(1))
+                is not None
+            )
+        return bool(g.has_county)
+
+    return {"has_county": has_county}
 
 
 def _get(campaign_id: int) -> Announcement:

@@ -70,7 +70,8 @@ def _campaign_via_web(app, session, county, content) -> Announcement:  # type: i
 def test_townships_adopt_and_adapt_on_the_pages(app, session, county, content):  # type: ignore[no-untyped-def]
     camp = _campaign_via_web(app, session, county, content)
     a = _client(app, county["users"][("a", Role.EDITOR)])
-    assert 'data-testid="campaigns-waiting"' in a.get("/").get_data(as_text=True)
+    home = a.get("/").get_data(as_text=True)
+    assert 'data-testid="campaigns-waiting"' in home and 'href="/campaigns/"' in home
     page = a.get("/campaigns/").get_data(as_text=True)
     assert TITLE in page and "未采用（不播出）" in page
     assert TITLE in a.get(f"/campaigns/{camp.id}").get_data(as_text=True)
@@ -212,3 +213,9 @@ def test_a_campaign_for_b_only_does_not_exist_for_a(app, session, county, conten
     assert a.post(f"/campaigns/{camp.id}/adapt").status_code in (403, 404)
     session.commit()
     assert session.scalar(select(Announcement).where(Announcement.origin_id == camp.id)) is None
+
+
+def test_the_menu_names_campaigns_only_when_the_install_has_a_county(app, grid, make_user):  # type: ignore[no-untyped-def]
+    client = _client(app, make_user(Role.EDITOR))
+    assert 'href="/campaigns/"' not in client.get("/").get_data(as_text=True)
+    assert client.get("/campaigns/").status_code == 200  # reachable, just not advertised
