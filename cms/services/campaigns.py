@@ -120,7 +120,9 @@ def _offered(campaign: Announcement | None) -> bool:
     return (
         campaign is not None
         and campaign.campaign
-        and campaign.status is Status.APPROVED
+        # Like any announcement, the approved revision stays pinned (and offered) while a
+        # newer one is in the county's review.
+        and campaign.status is not Status.WITHDRAWN
         and campaign.approved_revision is not None
     )
 
@@ -129,7 +131,11 @@ def offered_to(session: Session, town: Area) -> list[Announcement]:
     """Approved county campaigns (not withdrawn) that reach ``town``, newest first."""
     found = session.scalars(
         select(Announcement)
-        .where(Announcement.campaign, Announcement.status == Status.APPROVED)
+        .where(
+            Announcement.campaign,
+            Announcement.status != Status.WITHDRAWN,
+            Announcement.approved_revision_id.is_not(None),
+        )
         .order_by(Announcement.id.desc())
     )
     return [c for c in found if _offered(c) and targets_in(c.approved, town)]

@@ -278,7 +278,16 @@ def test_adopted_copies_follow_the_county_and_editing_makes_them_adapted(  # typ
     announcements.approve(session, county_reviewer, camp)
     a_copy = campaigns.adopt(session, county.users[("a", Role.EDITOR)], camp, county.towns["a"])
     b_copy = campaigns.adopt(session, county.users[("b", Role.EDITOR)], camp, county.towns["b"])
+    announcements.update(
+        session, county.users[("county", Role.EDITOR)], camp,
+        content(title="县委宣传部：修改中", area_ids=[county.top.id]), today=today,
+    )  # fmt: skip
+    # While the county revises, the approved revision stays pinned and offered.
+    assert camp.status is Status.DRAFT and campaigns.offered_to(session, county.towns["c"]) == [
+        camp
+    ]
     c_copy = campaigns.adopt(session, county.users[("c", Role.REVIEWER)], camp, county.towns["c"])
+    assert c_copy.approved.title == COUNTY_TITLE
     session.commit()
     assert [t.id for t in a_copy.approved.areas] == [county.towns["a"].id]
     # The words are the county's: the copy's revision names the county's author.
