@@ -101,6 +101,19 @@ def show(campaign_id: int) -> Any:
     camp = _get(campaign_id)
     rev = camp.approved_revision or camp.current
     town = svc.user_township(g.user)
+    in_scope = Scope.of(g.user).contains(camp.area)
+    day = today(settings())
+    phase = camp.phase(day)
+    if not in_scope and camp.status.value in ("draft", "in_review") and camp.approved_revision:
+        # A township sees the approved revision only, not the county's drafts of the next.
+        pinned = camp.approved_revision
+        phase = (
+            "scheduled"
+            if day < pinned.start_date
+            else "finished"
+            if day > pinned.end_date
+            else "active"
+        )
     return render_template(
         "campaigns/show.html",
         camp=camp,
@@ -108,8 +121,8 @@ def show(campaign_id: int) -> Any:
         town=town,
         mine=svc.copy_of(db(), camp, town) if town is not None else None,
         towns=_towns(camp),
-        in_scope=Scope.of(g.user).contains(camp.area),
-        phase=camp.phase(today(settings())),
+        in_scope=in_scope,
+        phase=phase,
         labels=STATUS_LABELS,
         adoption_labels=svc.ADOPTION_LABELS,
     )
