@@ -19,6 +19,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    false,
     select,
 )
 from sqlalchemy import text as sql_text
@@ -325,8 +326,18 @@ class Announcement(Base):
     # The public share page /s/<token> (kept in clear: the panel shows the link again and
     # again). Set when first approved; a new one replaces it and the old link dies.
     share_token: Mapped[str | None] = mapped_column(String(64), unique=True, index=True)
+    # A county campaign (cms.services.campaigns): drafted and reviewed by the county, it
+    # never goes out itself; each township adopts it as is or adapts it into its own copy.
+    campaign: Mapped[bool] = mapped_column(default=False, server_default=false())
+    # A township's copy of a county campaign: the campaign, and how the copy was made
+    # (``adopted``: the county's approved content as is; ``adapted``: the township's revision).
+    origin_id: Mapped[int | None] = mapped_column(
+        ForeignKey("announcement.id", ondelete="RESTRICT"), index=True
+    )
+    adoption: Mapped[str | None] = mapped_column(String(10))
 
     created_by: Mapped[User] = relationship(foreign_keys=[created_by_id])
+    origin: Mapped[Announcement | None] = relationship(remote_side="Announcement.id")
     area: Mapped[Area | None] = relationship()
     reviewed_by: Mapped[User | None] = relationship(foreign_keys=[reviewed_by_id])
     latest_revision: Mapped[Revision | None] = relationship(
@@ -340,6 +351,9 @@ class Announcement(Base):
         foreign_keys="Revision.announcement_id",
         order_by="Revision.number",
     )
+
+    # One copy per township and campaign.
+    __table_args__ = (UniqueConstraint("origin_id", "area_id"),)
 
     @property
     def current(self) -> Revision:

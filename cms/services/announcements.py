@@ -30,7 +30,7 @@ from cms.models import (
     revision_area,
     utcnow,
 )
-from cms.services import audit, share
+from cms.services import audit, campaigns, share
 from cms.services import content as content_model
 from cms.services.content import (  # noqa: F401  (the limits, as other modules import them here)
     DEFAULT_VOICE,
@@ -105,16 +105,28 @@ def _new_revision(session: Session, ann: Announcement, content: Content, author:
     return rev
 
 
-def create(session: Session, user: User, data: Mapping[str, Any], *, today: date) -> Announcement:
-    """Create a draft from raw input."""
+def create(
+    session: Session,
+    user: User,
+    data: Mapping[str, Any],
+    *,
+    today: date,
+    campaign: bool = False,
+) -> Announcement:
+    """Create a draft from raw input (``campaign``: a county campaign, see cms.services.campaigns)."""
     _require(user, EDITORS, N_("只有编辑或管理员可以新建公告"))
+    if campaign and not campaigns.may_draft(user):
+        raise PermissionDenied(N_("只有县级编辑可以新建县级活动"))
     content = parse_content(session, data, today=today, scope=target_scope(user))
-    ann = Announcement(status=Status.DRAFT, created_by_id=user.id)
+    ann = Announcement(status=Status.DRAFT, created_by_id=user.id, campaign=campaign)
     session.add(ann)
     session.flush()
     rev = _new_revision(session, ann, content, user)
     ann.area_id = owner_area(user, rev.areas)
-    audit.record(session, user, "announcement.create", ann, revision=rev.number, title=rev.title)
+    extra = {"campaign": True} if campaign else {}
+    audit.record(
+        session, user, "announcement.create", ann, revision=rev.number, title=rev.title, **extra
+    )
     return ann
 
 
@@ -141,6 +153,7 @@ def update(
     audit.record(
         session, user, "announcement.edit", ann, revision=rev.number, previous_status=previous.value
     )
+    campaigns.edited(session, user, ann)
     return rev
 
 
@@ -192,6 +205,8 @@ def approve(session: Session, user: User, ann: Announcement, comment: str = "") 
     audit.record(
         session, user, "announcement.approve", ann, revision=ann.current.number, comment=clean
     )
+    if ann.campaign:
+        campaigns.follow(session, user, ann)
 
 
 def reject(session: Session, user: User, ann: Announcement, comment: str) -> None:
@@ -230,6 +245,8 @@ def withdraw(session: Session, user: User, ann: Announcement, reason: str = "") 
     audit.record(
         session, user, "announcement.withdraw", ann, previous_status=previous.value, reason=clean
     )
+    if ann.campaign:
+        campaigns.withdraw_copies(session, user, ann)
 
 
 def get(session: Session, announcement_id: int, user: User | None = None) -> Announcement:
@@ -251,11 +268,19 @@ def revision(session: Session, ann: Announcement, number: int) -> Revision:
     return rev
 
 
-def live_filter():  # type: ignore[no-untyped-def]
-    """SQL condition: announcements whose approved revision goes out (not withdrawn)."""
+def approved_filter():  # type: ignore[no-untyped-def]
+    """SQL condition: announcements with an approved revision, not withdrawn."""
     return (Announcement.approved_revision_id.is_not(None)) & (
         Announcement.status != Status.WITHDRAWN
     )
+
+
+def live_filter():  # type: ignore[no-untyped-def]
+    """SQL condition: announcements whose approved revision goes out (not withdrawn).
+
+    A county campaign never goes out itself: its townships' copies do.
+    """
+    return approved_filter() & Announcement.campaign.is_(False)
 
 
 def going_out_on(session: Session, day: date) -> list[Announcement]:
@@ -293,7 +318,7 @@ def search(
     elif status in {"approved", "scheduled", "active", "finished"}:
         pinned = aliased(Revision)
         stmt = stmt.join(pinned, pinned.id == Announcement.approved_revision_id).where(
-            live_filter()
+            approved_filter()
         )
         if status == "scheduled":
             stmt = stmt.where(pinned.start_date > today)

@@ -31,6 +31,11 @@ ACTION_LABELS = {
     "wechat.save": N_("保存公众号设置"),
     "wechat.publish": N_("发布到公众号"),
     "wechat.retry": N_("重试公众号文章"),
+    # County campaigns (cms.services.campaigns).
+    "campaign.adopt": N_("照发县级活动"),
+    "campaign.adapt": N_("改编县级活动"),
+    "campaign.follow": N_("随县级活动更新"),
+    "campaign.withdraw_copy": N_("随县级活动撤回"),
 }
 
 

@@ -86,12 +86,14 @@ def create_app(settings: Settings, *, engine: Any = None) -> Flask:
     csrf.init_app(app)
 
     from cms.web import admin, announcements, api, auth, chats, dashboard, operators, schedule
+    from cms.web import campaigns as campaign_pages
     from cms.web import speech as speech_pages
     from cms.web import wechat as wechat_pages
     from cms.web.share import bp as share_bp
 
     for blueprint in (auth, dashboard, announcements, admin, schedule, chats, operators, api):
         app.register_blueprint(blueprint.bp)
+    app.register_blueprint(campaign_pages.bp)  # county campaigns and the county's report
     app.register_blueprint(share_bp)  # the public share pages /s/<token>
     app.register_blueprint(wechat_pages.bp)
     app.register_blueprint(speech_pages.bp)  # the editor's spoken-text preview and 试听

@@ -10,6 +10,7 @@ from flask_babel import gettext as _
 from audio.voices import VOICES
 from cms.models import Announcement, Revision, Role
 from cms.services import announcements as svc
+from cms.services import campaigns as campaigns_svc
 from cms.services import speech as speech_svc
 from cms.services import township
 from cms.services.audit import ACTION_LABELS
@@ -48,6 +49,8 @@ def _form_context(**extra: Any) -> dict[str, Any]:
     from cms.web.speech import engine_status
 
     extra.setdefault("engine", engine_status(extra.get("ann")))
+    extra.setdefault("campaign", False)
+    extra.setdefault("may_draft_campaign", campaigns_svc.may_draft(g.user))
     return {
         "areas": svc.target_scope(g.user, extra.get("ann")).areas(db()),
         "topics": all_topics(db(), active_only=True),
@@ -101,8 +104,9 @@ def create() -> Any:
     day = today(settings())
     if request.method == "POST":
         data = announcement_form_data()
+        campaign = request.form.get("campaign") == "1"
         try:
-            ann = svc.create(db(), g.user, data, today=day)
+            ann = svc.create(db(), g.user, data, today=day, campaign=campaign)
             if request.form.get("action") == "submit":
                 svc.submit(db(), g.user, ann)
             db().commit()
@@ -110,8 +114,15 @@ def create() -> Any:
             db().rollback()
             return render_template(
                 "announcements/form.html",
-                **_form_context(data=data, errors=field_errors(exc), ann=None),
+                **_form_context(data=data, errors=field_errors(exc), ann=None, campaign=campaign),
             ), 400
+        except DomainError as exc:
+            db().rollback()
+            flash(message(exc), "error")
+            return render_template(
+                "announcements/form.html",
+                **_form_context(data=data, errors={}, ann=None, campaign=campaign),
+            ), 403
         flash(_("已保存") if ann.status.value == "draft" else _("已提交审核"), "success")
         return redirect(url_for(".show", announcement_id=ann.id))
     start, end = svc.default_window(day)
@@ -127,8 +138,10 @@ def create() -> Any:
         "priority": "normal",
         "area_ids": [],
     }
+    campaign = campaigns_svc.may_draft(g.user) and request.args.get("campaign") == "1"
     return render_template(
-        "announcements/form.html", **_form_context(data=data, errors={}, ann=None)
+        "announcements/form.html",
+        **_form_context(data=data, errors={}, ann=None, campaign=campaign),
     )
 
 
@@ -197,6 +210,7 @@ def show(announcement_id: int) -> Any:
         can_approve=svc.can_approve(db(), g.user, ann),
         priority_labels=svc.PRIORITY_LABELS,
         share_panel=share_panel(ann),
+        adoption_labels=campaigns_svc.ADOPTION_LABELS,
         clips=speech_svc.clip_slots(db(), [ann.current]),
         scheduler_running=speech_svc.scheduler_running(db()),
     )

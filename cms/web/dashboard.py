@@ -66,4 +66,16 @@ def index() -> Any:
         in_review=counts.get(Status.IN_REVIEW, 0),
         drafts=counts.get(Status.DRAFT, 0),
         priority_labels=svc.PRIORITY_LABELS,
+        campaigns_waiting=_campaigns_waiting(),
     )
+
+
+def _campaigns_waiting() -> int:
+    """County campaigns offered to the user's township that it has not taken up yet."""
+    from cms.services import campaigns
+
+    town = campaigns.user_township(g.user)
+    if town is None or g.user.role is Role.OPERATOR:
+        return 0
+    offered = campaigns.offered_to(db(), town)
+    return sum(1 for c in offered if campaigns.copy_of(db(), c, town) is None)

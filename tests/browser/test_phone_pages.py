@@ -120,6 +120,8 @@ def pages_for(role: str, site: Site) -> list[str]:
             "/announcements/",
             "/announcements/new",
             "/announcements/review",
+            "/campaigns/",
+            "/campaigns/report",
             *announcement,
             f"/announcements/{ann}/edit",
             *schedule,

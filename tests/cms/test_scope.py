@@ -234,6 +234,7 @@ def _b_values(b: Town) -> dict[str, list[str]]:
     """Values of B's objects for each URL parameter name."""
     return {
         "announcement_id": [str(a.id) for a in b.anns.values()],
+        "campaign_id": [str(a.id) for a in b.anns.values()],  # B's rows are no campaign of A's
         "area_id": [str(b.area.id), str(b.villages[0].id)],
         "outlet_id": [str(b.outlet.id)],
         "user_id": [str(u.id) for u in b.users.values()],

@@ -128,6 +128,20 @@ _SUMMARY_PROPERTIES: dict[str, Any] = {
     "end_date": _DATE,
     "latest_revision_number": {"type": "integer"},
     "approved_revision_number": _nullable({"type": "integer"}),
+    "campaign": {
+        "type": "boolean",
+        "description": "A county campaign: it goes out only through its townships' copies.",
+    },
+    "origin_id": _nullable(
+        {"type": "integer", "description": "For a township's copy: the county campaign's id."}
+    ),
+    "adoption": _nullable(
+        {
+            "type": "string",
+            "enum": ["adopted", "adapted", None],
+            "description": "How the township took the campaign up: as is, or its own revision.",
+        }
+    ),
     "created_at": _DATETIME,
     "updated_at": _DATETIME,
 }

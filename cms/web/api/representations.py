@@ -98,6 +98,9 @@ def summary(ann: Announcement, today: date) -> dict[str, Any]:
         "end_date": rev.end_date.isoformat(),
         "latest_revision_number": rev.number,
         "approved_revision_number": ann.approved_revision.number if ann.approved_revision else None,
+        "campaign": ann.campaign,
+        "origin_id": ann.origin_id,
+        "adoption": ann.adoption,
         "created_at": dt(ann.created_at),
         "updated_at": dt(ann.updated_at),
     }
