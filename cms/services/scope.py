@@ -32,6 +32,9 @@ from cms.models import (
 )
 from cms.services.errors import N_, Errors, NotFound
 
+NOWHERE = "//"
+"""A path no area has (paths are "/1/4/")."""
+
 
 @dataclass(frozen=True)
 class Scope:
@@ -42,8 +45,11 @@ class Scope:
 
     @classmethod
     def of(cls, user: User | None) -> Scope:
-        if user is None or user.area_id is None or user.area is None:
+        if user is None or user.area_id is None:
             return cls()
+        if user.area is None:
+            # Fail closed: an area that cannot be read is not the whole install.
+            return cls(user.area_id, NOWHERE)
         return cls(user.area_id, user.area.path)
 
     @property
