@@ -1,7 +1,7 @@
 """county campaigns: a campaign flag, and townships' copies pointing at their origin
 
 Revision ID: 0009
-Revises: 0008 (chained to 0007 on branch i13-camp until 0008 is merged)
+Revises: 0008
 Create Date: 2026-11-30
 
 ``announcement.campaign`` marks a county campaign (it never goes out itself);
@@ -14,8 +14,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = '0009'
-# RE-CHAIN AT MERGE: '0008' (tset's per-township settings); '0007' only until then.
-down_revision = '0007'
+down_revision = '0008'
 branch_labels = None
 depends_on = None
 
