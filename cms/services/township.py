@@ -391,6 +391,34 @@ def lexicon_pairs(session: Session, area: Area | None) -> list[tuple[str, str]]:
     return Lexicons(session).pairs(area)
 
 
+def scoped_townships(session: Session, user: User | None) -> list[Area]:
+    """The townships ``user``'s office may choose on the settings and lexicon pages."""
+    from cms.services.scope import Scope
+
+    scope = Scope.of(user)
+    return [area for area in townships(session) if scope.contains(area)]
+
+
+def scoped_area(session: Session, user: User | None, raw: object) -> Area | None:
+    """The area whose own values ``user`` views or edits: the one picked (it must lie in the
+    user's scope, else it is reported as not existing), or with no pick the install's values
+    for a whole-install user and the user's own township (or county) for an office.
+
+    Raises:
+        ValidationError: not a number, no such township or county, or outside the scope.
+    """
+    from cms.services.scope import Scope
+
+    scope = Scope.of(user)
+    area = require_township(session, raw)
+    if area is None and not scope.whole:
+        own = area_of_user(session, user)
+        area = own if own is not None and own.kind is AreaKind.COUNTY else township_of(session, own)
+    if area is None and not scope.whole or area is not None and not scope.contains(area):
+        raise ValidationError({"area_id": Message(N_("请选择存在的乡镇"))})
+    return area
+
+
 def require_township(session: Session, raw: object) -> Area | None:
     """The area an admin picked on a form ("" or absent: the global/county values).
 

@@ -301,9 +301,10 @@ def settings_page() -> Any:
     form: dict[str, str] = {}
     area = None
     try:
-        area = township.require_township(db(), request.values.get("area_id"))
+        area = township.scoped_area(db(), g.user, request.values.get("area_id"))
     except ValidationError as exc:
         errors = field_errors(exc)
+        area = township.scoped_area(db(), g.user, None)  # the office's own values
     if request.method == "POST" and not errors:
         form = {key: request.form[key] for key in township.KEYS if key in request.form}
         try:
@@ -346,7 +347,7 @@ def settings_page() -> Any:
     return render_template(
         "admin/settings.html",
         area=area,
-        townships=township.townships(db()),
+        townships=township.scoped_townships(db(), g.user),
         rows=rows,
         errors=errors,
         voices=VOICES,

@@ -248,10 +248,10 @@ def _lexicon_area(errors: dict[str, str]) -> Area | None:
     """The township whose own lexicon is shown (none chosen: the county's); a bad choice
     is reported in ``errors`` and shows the county's."""
     try:
-        return township.require_township(db(), request.values.get("area_id"))
+        return township.scoped_area(db(), g.user, request.values.get("area_id"))
     except ValidationError as exc:
         errors.update(field_errors(exc))
-        return None
+        return township.scoped_area(db(), g.user, None)  # the office's own lexicon
 
 
 @bp.route("/lexicon", methods=["GET", "POST"])
@@ -299,7 +299,7 @@ def lexicon() -> Any:
         counts=counts,
         inherited=inherited,
         area=area,
-        townships=township.townships(db()),
+        townships=township.scoped_townships(db(), g.user),
         errors=errors,
         form=form,
         sample_key=sample_key if _renderer().get_clip(sample_key) else None,

@@ -37,6 +37,9 @@ def follow_menu(page: Any, href: str) -> None:
     if button.is_visible():
         button.click()
     page.click(f"header nav a[href='{href}']")
+    # Wait for the whole new page: under load a half-parsed page lacks its last cards.
+    page.wait_for_url(re.compile(re.escape(href) + r"(\?.*)?$"))
+    page.wait_for_load_state()
 
 
 def log_out(page: Any) -> None:
