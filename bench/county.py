@@ -134,7 +134,8 @@ def seed(
 
     from cms.models import Announcement, AreaKind, OutletKind, Role
     from cms.services import announcements as anns
-    from cms.services import areas, campaigns, chats as chat_service, outlets, topics, users
+    from cms.services import areas, campaigns, outlets, topics, users
+    from cms.services import chats as chat_service
 
     started = time.perf_counter()
     rng = random.Random(13)
