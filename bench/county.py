@@ -72,6 +72,7 @@ class Officer:
     token: str
     township_id: int
     announcement_ids: list[int]
+    reviewer: bool
 
 
 @dataclass
@@ -292,7 +293,9 @@ def seed(
             )
             for person in staff[town.id]:
                 token = users.issue_api_token(session, None, person, "county-bench")
-                officers.append(Officer(person.username, token, town.id, owned))
+                officers.append(
+                    Officer(person.username, token, town.id, owned, person.role is Role.REVIEWER)
+                )
         outlet_count = sum(len(ids) for ids in outlets_of.values())
         town_ids = [t.id for t in towns]
     return County(
@@ -314,13 +317,14 @@ def seed(
 PAGES = [
     "/",
     "/announcements/",
-    "/announcements/review",
     "/campaigns/",
+    "/campaigns/report",
     "/schedule/",
     "/schedule/outlets",
-    "/chats/",
+    "/schedule/outbox",
     "/compliance",
 ]
+REVIEWER_PAGES = [*PAGES, "/announcements/review"]
 
 
 class Officer_(Client):
@@ -336,7 +340,8 @@ class Officer_(Client):
         ids = self.officer.announcement_ids
         pick = self.rng.random()
         if pick < 0.45:
-            self.request("page", "GET", self.rng.choice(PAGES))
+            pages = REVIEWER_PAGES if self.officer.reviewer else PAGES
+            self.request("page", "GET", self.rng.choice(pages))
         elif pick < 0.6 and ids:
             self.request("page", "GET", f"/announcements/{self.rng.choice(ids)}")
         elif pick < 0.8:
@@ -419,12 +424,13 @@ def web_processes(count: int, env: dict[str, str], folder: Path) -> Iterator[lis
 
 
 @contextmanager
-def database(given: str | None, folder: Path) -> Iterator[tuple[str, str]]:
-    """(URL, kind): the given one, a new PostgreSQL database, or SQLite in ``folder``."""
+def database(given: str | None, folder: Path, from_env: bool = True) -> Iterator[tuple[str, str]]:
+    """(URL, kind): the given one, a new PostgreSQL database beside
+    ``DALABA_TEST_POSTGRES_URL`` (when ``from_env``), or SQLite in ``folder``."""
     if given:
         yield given, "postgresql" if given.startswith("postgresql") else "sqlite"
         return
-    base = os.environ.get("DALABA_TEST_POSTGRES_URL")
+    base = os.environ.get("DALABA_TEST_POSTGRES_URL") if from_env else None
     if not base:
         yield f"sqlite:///{folder / 'dalaba.db'}", "sqlite"
         return
@@ -476,10 +482,12 @@ def run(
     baseline_seconds: float = 5,
     web_processes_count: int = 2,
     database_url: str | None = None,
+    postgres_from_env: bool = True,
 ) -> Outcome:
+    """Seed and measure; ``database_url`` is an empty database to use (see :func:`database`)."""
     folder = Path(tempfile.mkdtemp(prefix="dalaba-county-"))
     try:
-        with database(database_url, folder) as (url, kind):
+        with database(database_url, folder, postgres_from_env) as (url, kind):
             return _run(
                 folder, url, kind, townships, villages, chats, announcements,
                 clients, seconds, baseline_seconds, web_processes_count,
