@@ -35,8 +35,11 @@ web_p99_ms < 1000. The last line is
 from __future__ import annotations
 
 import argparse
+import cProfile
 import os
+import pstats
 import random
+import re
 import secrets
 import shutil
 import signal
@@ -45,6 +48,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -327,12 +331,43 @@ PAGES = [
 REVIEWER_PAGES = [*PAGES, "/announcements/review"]
 
 
+class WebStats(Stats):
+    """:class:`Stats`, plus latencies and statuses by path (ids as ``{id}``, no query)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.by_path: dict[str, list[float]] = {}
+        self.path_statuses: dict[str, Counter[int]] = {}
+
+    def add(self, kind: str, status: int, seconds: float, detail: str = "") -> None:
+        super().add(kind, status, seconds, detail)
+        parts = detail.split(" ", 2)
+        path = re.sub(r"/\d+", "/{id}", parts[1].split("?", 1)[0]) if len(parts) > 1 else kind
+        with self.lock:
+            self.by_path.setdefault(path, []).append(seconds)
+            self.path_statuses.setdefault(path, Counter())[status] += 1
+
+    def slowest(self, count: int = 6) -> list[str]:
+        """The paths with the highest p90, as ``path p50/p90 ms (n, statuses)``."""
+        rows = []
+        for path, seconds in self.by_path.items():
+            ordered = sorted(seconds)
+            p50 = ordered[len(ordered) // 2] * 1000
+            p90 = ordered[min(len(ordered) - 1, int(0.9 * len(ordered)))] * 1000
+            statuses = dict(sorted(self.path_statuses[path].items()))
+            rows.append((p90, f"{path} {p50:.0f}/{p90:.0f} ms ({len(ordered)}, {statuses})"))
+        return [text for _, text in sorted(rows, reverse=True)[:count]]
+
+
 class Officer_(Client):
     """One officer: logs in on the web, browses pages, reads the API with a token."""
 
-    def __init__(self, port: int, officer: Officer, stats: Stats, rng: random.Random) -> None:
+    def __init__(
+        self, port: int, officer: Officer, stats: Stats, rng: random.Random, think: float
+    ) -> None:
         super().__init__(port, None, stats, rng)  # type: ignore[arg-type]
         self.officer = officer
+        self.think = think
 
     def browse(self) -> None:
         if not self.cookie:
@@ -354,16 +389,21 @@ class Officer_(Client):
     def run(self, deadline: float) -> None:
         while time.monotonic() < deadline:
             self.browse()
+            if self.think:  # reading the page before the next click
+                pause = min(self.rng.uniform(0, 2 * self.think), deadline - time.monotonic())
+                time.sleep(max(0.0, pause))
         self.close()
 
 
-def browse(ports: list[int], officers: list[Officer], clients: int, seconds: float) -> Stats:
-    stats = Stats()
+def browse(
+    ports: list[int], officers: list[Officer], clients: int, seconds: float, think: float = 0
+) -> WebStats:
+    stats = WebStats()
     deadline = time.monotonic() + seconds
     threads = [
         threading.Thread(
             target=Officer_(
-                ports[i % len(ports)], officers[i % len(officers)], stats, random.Random(i)
+                ports[i % len(ports)], officers[i % len(officers)], stats, random.Random(i), think
             ).run,
             args=(deadline,),
         )
@@ -466,8 +506,8 @@ class Outcome:
     deliveries: int
     deliver_s: float
     sent: int
-    baseline: Stats
-    web: Stats
+    baseline: WebStats
+    web: WebStats
     serve_log_tail: str
 
 
@@ -483,17 +523,30 @@ def run(
     web_processes_count: int = 2,
     database_url: str | None = None,
     postgres_from_env: bool = True,
+    data_dir: Path | None = None,
+    profile: bool = False,
+    think: float = 0.0,
 ) -> Outcome:
-    """Seed and measure; ``database_url`` is an empty database to use (see :func:`database`)."""
-    folder = Path(tempfile.mkdtemp(prefix="dalaba-county-"))
+    """Seed and measure; ``database_url`` is an empty database to use (see :func:`database`).
+
+    ``data_dir`` is a folder to use and keep (its clip cache makes the renders of a second
+    run with the same seed quick); ``profile`` prints where the unchanged build spends its
+    time.
+    """
+    folder = data_dir or Path(tempfile.mkdtemp(prefix="dalaba-county-"))
+    folder.mkdir(parents=True, exist_ok=True)
+    for old in ("dalaba.db", "dalaba.db-wal", "dalaba.db-shm"):
+        (folder / old).unlink(missing_ok=True)
+    shutil.rmtree(folder / "audio" / "programs", ignore_errors=True)
     try:
         with database(database_url, folder, postgres_from_env) as (url, kind):
             return _run(
                 folder, url, kind, townships, villages, chats, announcements,
-                clients, seconds, baseline_seconds, web_processes_count,
+                clients, seconds, baseline_seconds, web_processes_count, profile, think,
             )  # fmt: skip
     finally:
-        shutil.rmtree(folder, ignore_errors=True)
+        if data_dir is None:
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 def _run(
@@ -508,6 +561,8 @@ def _run(
     seconds: float,
     baseline_seconds: float,
     web_count: int,
+    profile: bool = False,
+    think: float = 0.0,
 ) -> Outcome:
     from sqlalchemy import func, select
 
@@ -566,9 +621,15 @@ def _run(
         lines += list(scheduler.build_listed(rest))
         build_cold_s = time.perf_counter() - started
         built = sum(line.outcome == "built" for line in lines)
+        profiler = cProfile.Profile() if profile else None
         started = time.perf_counter()
+        if profiler is not None:
+            profiler.enable()
         again = list(scheduler.build_listed(ids))
         build_unchanged_s = time.perf_counter() - started
+        if profiler is not None:
+            profiler.disable()
+            pstats.Stats(profiler).sort_stats("cumulative").print_stats(35)
         unchanged = sum(line.outcome == "unchanged" for line in again)
 
         # 3. The day's chat deliveries, planned and sent to the outbox.
@@ -591,8 +652,8 @@ def _run(
     # 4. Officers on the web, two processes sharing the database.
     serve_env = {**env, "DALABA_SCHEDULER": "false"}
     with web_processes(web_count, serve_env, folder) as ports:
-        baseline = browse(ports[:1], county.officers[:1], 1, baseline_seconds)
-        web = browse(ports, county.officers, clients, seconds)
+        baseline = browse(ports[:1], county.officers[:1], 1, baseline_seconds, think)
+        web = browse(ports, county.officers, clients, seconds, think)
     tail = "".join(
         p.read_text("utf-8", "replace")[-1500:] for p in sorted(folder.glob("serve-*.log"))
     )
@@ -631,6 +692,18 @@ def main(argv: list[str] | None = None) -> int:
         help="an empty database (postgresql+psycopg://…); default: a new database beside "
         "DALABA_TEST_POSTGRES_URL, else SQLite",
     )
+    parser.add_argument(
+        "--data-dir", type=Path, help="a data folder to use and keep (its clip cache is reused)"
+    )
+    parser.add_argument(
+        "--think",
+        type=float,
+        default=0.0,
+        help="mean seconds an officer reads a page before the next click (default: none)",
+    )
+    parser.add_argument(
+        "--profile", action="store_true", help="profile the unchanged build (cProfile)"
+    )
     args = parser.parse_args(argv)
     o = run(
         townships=args.townships,
@@ -642,6 +715,9 @@ def main(argv: list[str] | None = None) -> int:
         baseline_seconds=args.baseline_seconds,
         web_processes_count=args.web_processes,
         database_url=args.database_url,
+        data_dir=args.data_dir,
+        profile=args.profile,
+        think=args.think,
     )
     c = o.county
     print(f"database: {o.db}")
@@ -673,6 +749,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'p99 ms':24}{base.percentile(0.99):>22.1f}{web.percentile(0.99):>16.1f}")
     print(f"{'5xx or no answer':24}{base.errors_5xx:>22}{web.errors_5xx:>16}")
     print(f"mix: {dict(web.by_kind)}; statuses: {dict(sorted(web.statuses.items()))}")
+    print("slowest paths under load (p50/p90):")
+    for line in web.slowest():
+        print("  " + line)
     for failure in (base.failures + web.failures)[:10]:
         print("  failed:", failure)
     print(

@@ -16,7 +16,7 @@ from datetime import date, time, timedelta
 from typing import Any
 
 from sqlalchemy import Select, false, func, or_, select
-from sqlalchemy.orm import Session, aliased
+from sqlalchemy.orm import Session, aliased, selectinload
 
 from cms.models import (
     Announcement,
@@ -284,12 +284,18 @@ def live_filter():  # type: ignore[no-untyped-def]
 
 
 def going_out_on(session: Session, day: date) -> list[Announcement]:
-    """Approved, not withdrawn, with the campaign window covering ``day``; urgent first."""
+    """Approved, not withdrawn, with the campaign window covering ``day``; urgent first.
+
+    The approved revisions and their target areas come in the same round trips (every
+    caller looks at both): one query each, not one per announcement, which made a county's
+    unchanged day of 768 programs take over a minute.
+    """
     stmt = (
         select(Announcement)
         .join(Revision, Revision.id == Announcement.approved_revision_id)
         .where(live_filter(), Revision.start_date <= day, Revision.end_date >= day)
         .order_by(Revision.priority.desc(), Announcement.id)
+        .options(selectinload(Announcement.approved_revision).selectinload(Revision.areas))
     )
     anns = list(session.scalars(stmt))
     anns.sort(key=lambda a: (a.approved.priority is not Priority.URGENT, a.id))
