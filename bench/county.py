@@ -15,15 +15,17 @@ township announcements aimed at a few of its villages. Then, in one run:
    (``build_unchanged_s``: hash checks);
 3. plans and sends the day's chat deliveries to the outbox (``deliveries``, ``deliver_s``);
 4. starts two ``dalaba serve --no-scheduler`` web processes and lets ``--clients`` officers
-   browse their own township's pages and API, spread over both, for ``--seconds``; the
-   baseline is one officer alone for ``--baseline-seconds``.
+   browse their own township's pages and API, spread over both, for ``--seconds``, each
+   reading a page for ``--think`` seconds on average (uniform 0–6 s by default) before the
+   next click; the baseline is one officer alone for ``--baseline-seconds``.
+   ``--think 0`` makes it a stress test (everyone clicking again at once).
 
 PostgreSQL when ``--database-url`` (an empty database) or ``DALABA_TEST_POSTGRES_URL`` is
 set (a new database ``dalaba_bench_county_<hex>`` beside it, dropped afterwards), else
 SQLite in a temporary folder.
 
     python bench/county.py [--townships 12] [--villages 16] [--chats 1000]
-                           [--announcements 60] [--clients 50] [--seconds 30]
+                           [--announcements 60] [--clients 50] [--seconds 30] [--think 3]
 
 Targets (issue 13, this 2-core machine): build_unchanged_s < 5, errors_5xx = 0,
 web_p99_ms < 1000. The last line is
@@ -698,8 +700,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--think",
         type=float,
-        default=0.0,
-        help="mean seconds an officer reads a page before the next click (default: none)",
+        default=3.0,
+        help="mean seconds an officer reads a page before the next click (uniform 0 to "
+        "twice that; 0: click again at once, a stress test)",
     )
     parser.add_argument(
         "--profile", action="store_true", help="profile the unchanged build (cProfile)"

@@ -472,12 +472,21 @@ def reaching_outlets(
     return {o.id: [a for a in live if reaches(a.approved, o.area)] for o in outlets}
 
 
-def plan_for_day(session: Session, day: date) -> list[tuple[Any, list[Announcement]]]:
-    """For each active outlet, the announcements it plays on ``day`` (urgent first)."""
+def plan_for_day(
+    session: Session, day: date, scope: Scope | None = None
+) -> list[tuple[Any, list[Announcement]]]:
+    """For each active outlet (in ``scope``), the announcements it plays on ``day`` (urgent
+    first)."""
     from cms.models import Outlet
 
-    outlets = list(
-        session.scalars(select(Outlet).where(Outlet.active).order_by(Outlet.area_id, Outlet.id))
+    stmt = (
+        select(Outlet)
+        .where(Outlet.active)
+        .order_by(Outlet.area_id, Outlet.id)
+        .options(selectinload(Outlet.area), selectinload(Outlet.slots))
     )
+    if scope is not None:
+        stmt = stmt.where(scope.outlets())
+    outlets = list(session.scalars(stmt))
     reached = reaching_outlets(session, day, outlets)
     return [(o, reached[o.id]) for o in outlets]
