@@ -17,7 +17,8 @@ township announcements aimed at a few of its villages. Then, in one run:
 4. starts two ``dalaba serve --no-scheduler`` web processes and lets ``--clients`` officers
    browse their own township's pages and API, spread over both, for ``--seconds``, each
    reading a page for ``--think`` seconds on average (uniform 0–6 s by default) before the
-   next click; the baseline is one officer alone for ``--baseline-seconds``.
+   next click; the baseline is one officer alone, clicking again at once, for
+   ``--baseline-seconds``.
    ``--think 0`` makes it a stress test (everyone clicking again at once).
 
 PostgreSQL when ``--database-url`` (an empty database) or ``DALABA_TEST_POSTGRES_URL`` is
@@ -673,7 +674,8 @@ def _run(
     # 4. Officers on the web, two processes sharing the database.
     serve_env = {**env, "DALABA_SCHEDULER": "false"}
     with web_processes(web_count, serve_env, folder) as ports:
-        baseline, _ = browse(ports[:1], county.officers[:1], 1, baseline_seconds, think)
+        # One officer clicking again at once: each request's own time, nobody queueing.
+        baseline, _ = browse(ports[:1], county.officers[:1], 1, baseline_seconds, 0)
         web, logins = browse(ports, county.officers, clients, seconds, think)
     tail = "".join(
         p.read_text("utf-8", "replace")[-1500:] for p in sorted(folder.glob("serve-*.log"))
