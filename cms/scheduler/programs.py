@@ -105,7 +105,10 @@ class Inputs:
 
 def outlet_announcements(session: Session, outlet: Outlet, day: date) -> list[Announcement]:
     """Announcements that play at ``outlet`` on ``day``, urgent first."""
-    return reaching_outlets(session, day, [outlet])[outlet.id]
+    # Only those aimed at the outlet's area or above it are loaded: a county's day has many
+    # announcements, an outlet hears a few (every build of every program asks this).
+    going = going_out_on(session, day, outlet.area)
+    return reaching_outlets(session, day, [outlet], going=going)[outlet.id]
 
 
 def inputs_for(

@@ -16,7 +16,7 @@ from datetime import date, time, timedelta
 from typing import Any
 
 from sqlalchemy import Select, false, func, or_, select
-from sqlalchemy.orm import Session, aliased
+from sqlalchemy.orm import Session, aliased, selectinload
 
 from cms.models import (
     Announcement,
@@ -283,14 +283,28 @@ def live_filter():  # type: ignore[no-untyped-def]
     return approved_filter() & Announcement.campaign.is_(False)
 
 
-def going_out_on(session: Session, day: date) -> list[Announcement]:
-    """Approved, not withdrawn, with the campaign window covering ``day``; urgent first."""
+def going_out_on(session: Session, day: date, area: Area | None = None) -> list[Announcement]:
+    """Approved, not withdrawn, with the campaign window covering ``day``; urgent first.
+
+    The approved revisions and their target areas come in the same round trips (every
+    caller looks at both): one query each, not one per announcement, which made a county's
+    unchanged day of 768 programs take over a minute. ``area``: only those that reach it
+    (a target is the area or one of its ancestors; what :func:`reaches` checks).
+    """
     stmt = (
         select(Announcement)
         .join(Revision, Revision.id == Announcement.approved_revision_id)
         .where(live_filter(), Revision.start_date <= day, Revision.end_date >= day)
         .order_by(Revision.priority.desc(), Announcement.id)
+        .options(selectinload(Announcement.approved_revision).selectinload(Revision.areas))
     )
+    if area is not None:
+        from cms.services.areas import ancestor_ids
+
+        targets = select(revision_area.c.revision_id).where(
+            revision_area.c.area_id.in_(ancestor_ids(area))
+        )
+        stmt = stmt.where(Announcement.approved_revision_id.in_(targets))
     anns = list(session.scalars(stmt))
     anns.sort(key=lambda a: (a.approved.priority is not Priority.URGENT, a.id))
     return anns
@@ -458,12 +472,21 @@ def reaching_outlets(
     return {o.id: [a for a in live if reaches(a.approved, o.area)] for o in outlets}
 
 
-def plan_for_day(session: Session, day: date) -> list[tuple[Any, list[Announcement]]]:
-    """For each active outlet, the announcements it plays on ``day`` (urgent first)."""
+def plan_for_day(
+    session: Session, day: date, scope: Scope | None = None
+) -> list[tuple[Any, list[Announcement]]]:
+    """For each active outlet (in ``scope``), the announcements it plays on ``day`` (urgent
+    first)."""
     from cms.models import Outlet
 
-    outlets = list(
-        session.scalars(select(Outlet).where(Outlet.active).order_by(Outlet.area_id, Outlet.id))
+    stmt = (
+        select(Outlet)
+        .where(Outlet.active)
+        .order_by(Outlet.area_id, Outlet.id)
+        .options(selectinload(Outlet.area), selectinload(Outlet.slots))
     )
+    if scope is not None:
+        stmt = stmt.where(scope.outlets())
+    outlets = list(session.scalars(stmt))
     reached = reaching_outlets(session, day, outlets)
     return [(o, reached[o.id]) for o in outlets]

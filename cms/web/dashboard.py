@@ -6,6 +6,7 @@ from typing import Any
 
 from flask import Blueprint, g, render_template
 from sqlalchemy import func, select
+from sqlalchemy.orm import selectinload
 
 from cms.models import Announcement, ChatGroup, Role, Status
 from cms.services import announcements as svc
@@ -28,7 +29,7 @@ def index() -> Any:
     # outlets and chats below, shown there by title).
     going_all = svc.going_out_on(db(), day)
     going = [a for a in going_all if scope.contains(a.area)]
-    plan = [(o, anns) for o, anns in svc.plan_for_day(db(), day) if scope.has_outlet(o)]
+    plan = svc.plan_for_day(db(), day, scope)
     if g.user.role is Role.OPERATOR:
         mine = {o.id for o in g.user.outlets}
         plan = [(o, anns) for o, anns in plan if o.id in mine]
@@ -41,7 +42,13 @@ def index() -> Any:
         )
         .all()
     )
-    chats = list(db().scalars(select(ChatGroup).where(ChatGroup.active, scope.chats())))
+    chats = list(
+        db().scalars(
+            select(ChatGroup)
+            .where(ChatGroup.active, scope.chats())
+            .options(selectinload(ChatGroup.area))
+        )
+    )
     chat_plan = [
         (
             c,

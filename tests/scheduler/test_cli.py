@@ -55,6 +55,11 @@ def test_build_day_programs_and_status(  # type: ignore[no-untyped-def]
     assert [i["title"] for i in stone["manifest"]["items"]] == ["防火通知"]
     assert stone["manifest"]["items"][0]["repeats"] == 2
     assert entries[0]["path"] is None and entries[0]["duration"] == 0
+    # Unchanged inputs but the file gone from disk: rebuilt, not reported unchanged.
+    Path(stone["path"]).unlink()
+    third = runner.invoke(cli, ["build-day", "--date", tomorrow.isoformat()], env=_env(settings))
+    assert third.exit_code == 0 and "新生成 1 个" in third.output, third.output
+    assert Path(stone["path"]).exists()
 
     status = runner.invoke(cli, ["status"], env=_env(settings))
     assert status.exit_code == 0, status.output
