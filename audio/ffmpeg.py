@@ -13,6 +13,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cache
+from glob import escape as glob_escape
 from pathlib import Path
 
 from audio.errors import N_, DiskFullError, MasteringError, Reason
@@ -194,6 +195,30 @@ def _true_peak(log_text: str, summary_dbtp: float) -> float:
     return summary_dbtp if summary_dbtp > precise + 0.05 else round(precise, 2)
 
 
+_HOST = re.sub(r"[^A-Za-z0-9_-]", "_", os.uname().nodename)[:40] or "host"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's process
+    return True
+
+
+def _sweep_orphans(target: Path) -> None:
+    """Remove temporary files of ``target`` left by a process of this host that has died
+    (killed between writing and renaming). The writer's host and pid are in the name, so a
+    file another live process (or another machine sharing the folder) is writing stays."""
+    prefix = f".{target.name}.{_HOST}-"
+    for leftover in target.parent.glob(f"{glob_escape(prefix)}*.tmp"):
+        pid = leftover.name[len(prefix) :].split(".", 1)[0]
+        if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
+            leftover.unlink(missing_ok=True)
+
+
 @contextmanager
 def atomic_path(target: Path) -> Iterator[Path]:
     """Yield a temporary path beside ``target``; on success it replaces ``target`` atomically.
@@ -207,7 +232,10 @@ def atomic_path(target: Path) -> Iterator[Path]:
     """
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+        _sweep_orphans(target)
+        fd, tmp_name = tempfile.mkstemp(
+            prefix=f".{target.name}.{_HOST}-{os.getpid()}.", suffix=".tmp", dir=target.parent
+        )
     except OSError as exc:
         if exc.errno in _DISK_FULL_ERRNOS and not isinstance(exc, DiskFullError):
             raise _disk_full("写入文件") from exc
