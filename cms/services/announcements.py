@@ -117,6 +117,14 @@ def create(
     _require(user, EDITORS, N_("只有编辑或管理员可以新建公告"))
     if campaign and not campaigns.may_draft(user):
         raise PermissionDenied(N_("只有县级编辑可以新建县级活动"))
+    if not data.get("voice"):
+        # No voice chosen (an API client, a script): the office's default voice.
+        from cms.services import township
+
+        data = {
+            **data,
+            "voice": township.default_voice(session, township.area_of_user(session, user)),
+        }
     content = parse_content(session, data, today=today, scope=target_scope(user))
     ann = Announcement(status=Status.DRAFT, created_by_id=user.id, campaign=campaign)
     session.add(ann)

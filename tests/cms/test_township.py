@@ -300,3 +300,37 @@ def test_migration_0008_keeps_the_admins_values_and_entries(tmp_path: Any) -> No
             (None, "长街")
         ]
     engine.dispose()
+
+
+def test_an_announcement_without_a_voice_gets_its_offices_default(
+    app: Any, session: Session, towns: dict[str, Area], make_user: Callable[..., User]
+) -> None:
+    """An API client that leaves the voice out gets the township's default voice."""
+    from datetime import timedelta
+
+    from cms.services import announcements
+    from cms.web import today
+
+    township.save(session, None, towns["a"], {township.DEFAULT_VOICE: "zh-CN-YunjianNeural"})
+    session.commit()
+    day = today(app.extensions["dalaba.settings"])
+    data = {
+        "title": "清运通知",
+        "body": "本周六集中清运垃圾。",
+        "area_ids": [towns["va"].id],
+        "start_date": day.isoformat(),
+        "end_date": (day + timedelta(days=3)).isoformat(),
+        "to_loudspeaker": True,
+    }
+    mine = announcements.create(session, make_user(Role.EDITOR, area=towns["a"]), data, today=day)
+    assert mine.current.voice == "zh-CN-YunjianNeural"
+    other = make_user(Role.EDITOR, area=towns["b"])
+    theirs = announcements.create(session, other, {**data, "area_ids": [towns["vb"].id]}, today=day)
+    assert theirs.current.voice == "zh-CN-XiaoxiaoNeural"
+    chosen = announcements.create(
+        session,
+        other,
+        {**data, "area_ids": [towns["vb"].id], "voice": "zh-CN-YunxiNeural"},
+        today=day,
+    )
+    assert chosen.current.voice == "zh-CN-YunxiNeural"
