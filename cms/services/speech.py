@@ -159,13 +159,18 @@ def engine_status(
     *,
     recording: bool = False,
     now: datetime | None = None,
+    mode: str | None = None,
 ) -> EngineStatus:
-    """Which engine speaks if an announcement is rendered now, and why not a better one."""
+    """Which engine speaks if an announcement is rendered now, and why not a better one.
+
+    ``mode`` is the township's engine mode when it has its own (else the install's).
+    """
     if recording:
         return EngineStatus("recording", N_("人工录音"), N_("人工录音"), False)
     now = now or utcnow()
-    chain = CHAINS.get(settings.tts_engine, (settings.tts_engine,))
-    if settings.tts_engine == "auto" and settings.neural_model_dir is None:
+    mode = mode or settings.tts_engine
+    chain = CHAINS.get(mode, (mode,))
+    if mode == "auto" and settings.neural_model_dir is None:
         chain = tuple(name for name in chain if name != "neural")
     reason: Message | None = None
     for name in chain:

@@ -114,7 +114,15 @@ def engine_status(ann: Announcement | None = None) -> speech_svc.EngineStatus:
 
     recording = ann is not None and recordings.active(db(), ann) is not None
     last = speech_svc.last_outcome(db(), recent_outcomes())
-    return speech_svc.engine_status(settings(), last, recording=recording)
+    # The engine mode of the township the clip is rendered for (its own setting, or the
+    # install's): the announcement's targets, or for a new one the editor's office.
+    area = (
+        township.revision_area(db(), ann.current)
+        if ann is not None
+        else township.area_of_user(db(), g.user)
+    )
+    mode = township.engine_mode(db(), area, settings())
+    return speech_svc.engine_status(settings(), last, recording=recording, mode=mode)
 
 
 def _fetching() -> bool:

@@ -334,3 +334,18 @@ def test_an_announcement_without_a_voice_gets_its_offices_default(
         today=day,
     )
     assert chosen.current.voice == "zh-CN-YunxiNeural"
+
+
+def test_the_voice_menu_names_the_townships_engine(
+    app: Any, session: Session, towns: dict[str, Area], make_user: Callable[..., User]
+) -> None:
+    """The install speaks offline; one township chose the online voice: its editors are told."""
+    township.save(session, None, towns["a"], {township.TTS_ENGINE: "edge"})
+    session.commit()
+    pages = {}
+    for key in ("a", "b"):
+        client = app.test_client()
+        login(client, make_user(Role.EDITOR, area=towns[key]))
+        pages[key] = client.get("/announcements/new").get_data(as_text=True)
+    assert 'data-engine="edge"' in pages["a"] and 'data-engine="offline"' not in pages["a"]
+    assert 'data-engine="offline"' in pages["b"]
