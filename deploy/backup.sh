@@ -16,30 +16,9 @@ umask 077
 die() { echo "backup.sh: $*" >&2; exit 1; }
 
 # Only the two variables this script needs, read as KEY=value lines (no shell evaluation).
-env_file=${DALABA_ENV_FILE:-/etc/dalaba/dalaba.env}
-if [ -r "$env_file" ]; then
-  while IFS= read -r line || [ -n "$line" ]; do
-    case "$line" in
-      DALABA_DATABASE_URL=* | DALABA_DATA_DIR=*) ;;
-      *) continue ;;
-    esac
-    key=${line%%=*} value=${line#*=}
-    value=${value%\"} value=${value#\"} value=${value%\'} value=${value#\'}
-    [ -n "${!key:-}" ] || export "$key=$value"
-  done <"$env_file"
-fi
-
-url=${DALABA_DATABASE_URL:-}
-data_dir=${DALABA_DATA_DIR:-}
-[ -n "$url" ] || die "DALABA_DATABASE_URL is not set (nor in $env_file)"
-[ -n "$data_dir" ] || die "DALABA_DATA_DIR is not set (nor in $env_file)"
+# shellcheck source=deploy/dalaba-env.sh
+. "$(dirname "$0")/dalaba-env.sh"
 [ -d "$data_dir" ] || die "the data folder $data_dir does not exist"
-case "$url" in
-  postgresql://* | postgresql+*://* | postgres://*) ;;
-  *) die "DALABA_DATABASE_URL is not PostgreSQL: this script backs up PostgreSQL installs" ;;
-esac
-# SQLAlchemy's postgresql+psycopg:// is libpq's postgresql://
-libpq_url=$(printf '%s' "$url" | sed -E 's#^postgres(ql)?(\+[A-Za-z0-9_]+)?://#postgresql://#')
 
 dest_root=${1:-/var/backups/dalaba}
 mkdir -p "$dest_root"

@@ -20,27 +20,8 @@ backup=$1
 [ -f "$backup/database.dump" ] && [ -f "$backup/data.tar" ] && [ -f "$backup/SHA256SUMS" ] \
   || die "$backup is not a dalaba backup (database.dump, data.tar, SHA256SUMS)"
 
-env_file=${DALABA_ENV_FILE:-/etc/dalaba/dalaba.env}
-if [ -r "$env_file" ]; then
-  while IFS= read -r line || [ -n "$line" ]; do
-    case "$line" in
-      DALABA_DATABASE_URL=* | DALABA_DATA_DIR=*) ;;
-      *) continue ;;
-    esac
-    key=${line%%=*} value=${line#*=}
-    value=${value%\"} value=${value#\"} value=${value%\'} value=${value#\'}
-    [ -n "${!key:-}" ] || export "$key=$value"
-  done <"$env_file"
-fi
-url=${DALABA_DATABASE_URL:-}
-data_dir=${DALABA_DATA_DIR:-}
-[ -n "$url" ] || die "DALABA_DATABASE_URL is not set (nor in $env_file)"
-[ -n "$data_dir" ] || die "DALABA_DATA_DIR is not set (nor in $env_file)"
-case "$url" in
-  postgresql://* | postgresql+*://* | postgres://*) ;;
-  *) die "DALABA_DATABASE_URL is not PostgreSQL" ;;
-esac
-libpq_url=$(printf '%s' "$url" | sed -E 's#^postgres(ql)?(\+[A-Za-z0-9_]+)?://#postgresql://#')
+# shellcheck source=deploy/dalaba-env.sh
+. "$(dirname "$0")/dalaba-env.sh"
 
 # Check everything before changing anything.
 (cd "$backup" && sha256sum --check --quiet SHA256SUMS) || die "checksums do not match: $backup is damaged"
