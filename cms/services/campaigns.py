@@ -197,35 +197,43 @@ def _copy_revision(session: Session, ann: Announcement, source: Revision, town: 
     return rev
 
 
-def adopt(session: Session, user: User, campaign: Announcement, town: Area) -> Announcement:
-    """The township broadcasts the county's approved campaign as is (no second review)."""
-    if user.role not in ADOPTERS:
-        raise PermissionDenied(N_("只有编辑、审核员或管理员可以采用县级活动"))
+def _take_up(
+    session: Session, user: User, campaign: Announcement, town: Area, adoption: str
+) -> tuple[Announcement, Revision]:
+    """The township's own announcement copying the campaign's approved revision, audited."""
     _check(session, user, campaign, town)
     source = campaign.approved
     ann = Announcement(
-        status=Status.APPROVED,
+        status=Status.APPROVED if adoption == ADOPTED else Status.DRAFT,
         created_by_id=user.id,
         area_id=town.id,
         origin=campaign,
-        adoption=ADOPTED,
+        adoption=adoption,
     )
     session.add(ann)
     session.flush()
     rev = _copy_revision(session, ann, source, town)
-    ann.approved_revision = rev
-    # Reviewed by the county: the copy names the county's review, not a township's.
-    ann.reviewed_by_id, ann.reviewed_at = campaign.reviewed_by_id, campaign.reviewed_at
-    share.ensure_token(ann)
     audit.record(
         session,
         user,
-        "campaign.adopt",
+        "campaign.adopt" if adoption == ADOPTED else "campaign.adapt",
         ann,
         campaign=campaign.id,
         campaign_revision=source.number,
         township=town.id,
     )
+    return ann, rev
+
+
+def adopt(session: Session, user: User, campaign: Announcement, town: Area) -> Announcement:
+    """The township broadcasts the county's approved campaign as is (no second review)."""
+    if user.role not in ADOPTERS:
+        raise PermissionDenied(N_("只有编辑、审核员或管理员可以采用县级活动"))
+    ann, rev = _take_up(session, user, campaign, town, ADOPTED)
+    ann.approved_revision = rev
+    # Reviewed by the county: the copy names the county's review, not a township's.
+    ann.reviewed_by_id, ann.reviewed_at = campaign.reviewed_by_id, campaign.reviewed_at
+    share.ensure_token(ann)
     return ann
 
 
@@ -233,28 +241,7 @@ def adapt(session: Session, user: User, campaign: Announcement, town: Area) -> A
     """The township starts its own draft from the county's approved campaign."""
     if user.role not in ADAPTERS:
         raise PermissionDenied(N_("只有编辑或管理员可以改编县级活动"))
-    _check(session, user, campaign, town)
-    source = campaign.approved
-    ann = Announcement(
-        status=Status.DRAFT,
-        created_by_id=user.id,
-        area_id=town.id,
-        origin=campaign,
-        adoption=ADAPTED,
-    )
-    session.add(ann)
-    session.flush()
-    _copy_revision(session, ann, source, town)
-    audit.record(
-        session,
-        user,
-        "campaign.adapt",
-        ann,
-        campaign=campaign.id,
-        campaign_revision=source.number,
-        township=town.id,
-    )
-    return ann
+    return _take_up(session, user, campaign, town, ADAPTED)[0]
 
 
 def follow(session: Session, user: User, campaign: Announcement) -> int:
