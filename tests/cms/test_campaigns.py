@@ -9,34 +9,19 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from cms.models import Announcement, AreaKind, Role, Status, User
-from cms.services import announcements, areas
+from cms.models import Announcement, Role, Status, User
+from cms.services import announcements
 from cms.services.users import issue_api_token
 from tests.cms.test_i18n import chinese_left, set_english, user_data
 from tests.conftest import login
+from tests.helpers import make_county
 
 TITLE = "县委宣传部：森林防火宣传月"
 
 
 @pytest.fixture
 def county(session, make_user):  # type: ignore[no-untyped-def]
-    """云县 with three townships (a village each); editors and reviewers of each office."""
-    top = areas.create_area(session, None, name="云县", kind=AreaKind.COUNTY, parent_id=None)
-    towns, villages = {}, {}
-    for key, name in (("a", "后箐乡"), ("b", "幸福镇"), ("c", "茂兰镇")):
-        towns[key] = areas.create_area(
-            session, None, name=name, kind=AreaKind.TOWNSHIP, parent_id=top.id
-        )
-        villages[key] = areas.create_area(
-            session, None, name=f"{name[:2]}村", kind=AreaKind.VILLAGE, parent_id=towns[key].id
-        )
-    session.commit()
-    users = {
-        (where, role): make_user(role, area=area)
-        for where, area in (("county", top), *towns.items())
-        for role in (Role.EDITOR, Role.REVIEWER)
-    }
-    return {"top": top, "towns": towns, "villages": villages, "users": users}
+    return make_county(session, make_user)
 
 
 def _client(app: Any, user: User) -> Any:

@@ -10,7 +10,6 @@ from sqlalchemy.exc import IntegrityError
 
 from cms.models import (
     Announcement,
-    AreaKind,
     Delivery,
     DeliveryState,
     JobState,
@@ -20,9 +19,10 @@ from cms.models import (
     Role,
     Status,
 )
-from cms.services import announcements, areas, campaigns, operators
+from cms.services import announcements, campaigns, operators
 from cms.services.errors import NotFound, PermissionDenied, WorkflowError
 from cms.services.scope import Scope
+from tests.helpers import make_county
 from tests.scheduler.helpers import local
 
 COUNTY_TITLE = "县委宣传部：森林防火宣传月"
@@ -34,29 +34,7 @@ B_BODY = "幸福镇各村：清明祭扫请文明祭祀，严禁上山烧纸。"
 
 @pytest.fixture
 def county(session, make_user):  # type: ignore[no-untyped-def]
-    """一个县，三个乡镇（各一个村），县和乡镇各有编辑、审核员。"""
-    top = areas.create_area(session, None, name="云县", kind=AreaKind.COUNTY, parent_id=None)
-    towns, villages = {}, {}
-    for key, name in (("a", "后箐乡"), ("b", "幸福镇"), ("c", "茂兰镇")):
-        towns[key] = areas.create_area(
-            session, None, name=name, kind=AreaKind.TOWNSHIP, parent_id=top.id
-        )
-        villages[key] = areas.create_area(
-            session, None, name=f"{name[:2]}村", kind=AreaKind.VILLAGE, parent_id=towns[key].id
-        )
-    session.commit()
-    users = {
-        (where, role): make_user(role, area=area)
-        for where, area in (("county", top), *towns.items())
-        for role in (Role.EDITOR, Role.REVIEWER)
-    }
-
-    class County:
-        pass
-
-    c = County()
-    c.top, c.towns, c.villages, c.users = top, towns, villages, users  # type: ignore[attr-defined]
-    return c
+    return make_county(session, make_user)
 
 
 def _campaign(session, county, content, today, area_ids):  # type: ignore[no-untyped-def]
