@@ -161,9 +161,13 @@ def request_publish(session: Session, actor: User, article_id: int) -> WechatArt
 def retry_article(session: Session, actor: User, article_id: int) -> WechatArticle:
     """After checking the account's back office: try a failed or uncertain step again."""
     article = _article(session, actor, article_id)
-    # With a draft already made, an uncertain publish goes back to the draft (publish again
+    # A publish request whose result never came (polling gave up): ask the platform again.
+    # With a draft already made, an uncertain submit goes back to the draft (publish again
     # by hand); without one, the draft is created again.
-    target = ArticleState.DRAFTED if article.media_id else ArticleState.PENDING
+    if article.state is ArticleState.UNCERTAIN and article.publish_id:
+        target = ArticleState.PUBLISHING
+    else:
+        target = ArticleState.DRAFTED if article.media_id else ArticleState.PENDING
     for old in (ArticleState.FAILED, ArticleState.UNCERTAIN):
         if queue.transition(
             session,
@@ -171,6 +175,7 @@ def retry_article(session: Session, actor: User, article_id: int) -> WechatArtic
             article.id,
             old,
             target,
+            submitted_at=None,
             attempts=0,
             next_attempt_at=None,
             last_error=None,
