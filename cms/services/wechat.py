@@ -40,6 +40,11 @@ def accounts(session: Session) -> list[WechatAccount]:
     return list(session.scalars(select(WechatAccount).order_by(WechatAccount.id)))
 
 
+def has_account(session: Session) -> bool:
+    """Whether any Official Account is set up (the form then shows the article's title)."""
+    return session.scalar(select(WechatAccount.id).where(WechatAccount.active).limit(1)) is not None
+
+
 def get_account(session: Session, account_id: int) -> WechatAccount:
     account = session.get(WechatAccount, account_id)
     if account is None:

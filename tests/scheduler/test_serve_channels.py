@@ -324,7 +324,13 @@ def test_official_account_draft_publish_and_link_through_serve(  # type: ignore[
         )  # fmt: skip
         session.commit()
         server = serve(DALABA_WECHAT_API_URL=fake.base_url)
-        title = "关于开展农村人居环境整治暨村道垃圾清理专项督查检查工作的通知"
+        # An ordinary township title of 37 characters; the platform takes 32.
+        title = "关于开展二〇二六年全镇农村人居环境整治暨村道垃圾清理专项督查检查工作的通知"
+        assert len(title) == 37
+        # The editor sees the Official Account's title and its limit in the form.
+        server.login(people["editor"][0].username)
+        form = server.page("/announcements/new")
+        assert 'id="oa-title" data-limit="32"' in form
         ann_id, approved = approve(
             server, people, grid["v1"], topic, township_today(settings), title
         )
@@ -333,6 +339,9 @@ def test_official_account_draft_publish_and_link_through_serve(  # type: ignore[
         )
         measured("wechat_draft", time.monotonic() - approved)
         article = drafts[0].articles[0]
+        assert (
+            article["title"] == "开展二〇二六年全镇农村人居环境整治暨村道垃圾清理专项督查检查工作"
+        )
         assert len(article["title"]) <= 32 and len(article["author"]) <= 16
         assert len(article["digest"]) <= 128
         assert "清理村道垃圾" in article["content"]
@@ -365,3 +374,5 @@ def test_official_account_draft_publish_and_link_through_serve(  # type: ignore[
         publish = next(iter(fake.state.publishes.values()))
         assert link.endswith(publish.publish_id) and publish.media_id == drafts[0].media_id
         assert "已发布" in server.page(f"/schedule/announcements/{ann_id}")
+        assert not fake.state.refused  # nothing failed at the platform for length
+        server.stop()
