@@ -62,6 +62,11 @@ class TemporaryFailure(ChannelError):
         self.retry_after = retry_after
 
 
+class RateLimited(TemporaryFailure):
+    """The platform asked us to wait (too fast, or the robot is blocked for a while after
+    throttling): nothing was posted. Try again after ``retry_after``; never a failure."""
+
+
 class ChatUnavailable(ChannelError):
     """The chat can no longer be reached (bot removed, chat deleted): deactivate it."""
 

@@ -817,6 +817,10 @@ class WechatAccount(Base):
     token_lease_until: Mapped[datetime | None]
     # The cover image, uploaded once as permanent material and reused for every draft.
     thumb_media_id: Mapped[str | None] = mapped_column(String(128))
+    # Tokens fetched with ``force_refresh`` on ``forced_refresh_day`` (the platform allows 20
+    # a day, and each one breaks the token of every other system on the same AppID).
+    forced_refreshes: Mapped[int] = mapped_column(default=0, server_default="0")
+    forced_refresh_day: Mapped[date | None]
     created_at: Mapped[created_at]
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
@@ -869,6 +873,8 @@ class WechatArticle(QueueMixin, Base):
         ForeignKey("user.id", ondelete="SET NULL")
     )
     drafted_at: Mapped[datetime | None]
+    # When ``freepublish/submit`` accepted it: polling its state stops after a while.
+    submitted_at: Mapped[datetime | None]
     published_at: Mapped[datetime | None]
     created_at: Mapped[created_at]
 

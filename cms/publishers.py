@@ -11,6 +11,7 @@ the reader's language), never a credential.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -26,6 +27,37 @@ log = logging.getLogger(__name__)
 
 GROUP = "dalaba.publishers"
 
+# ``draft/add`` refuses longer fields (https://developers.weixin.qq.com/doc/offiaccount/Draft_Box/Add_draft.html).
+TITLE_CHARS = 32
+AUTHOR_CHARS = 16
+DIGEST_CHARS = 128
+
+# "关于……的通知" and its kin: the usual long form of a government notice's title.
+_ABOUT = re.compile(
+    r"关于(?P<core>.+?)的(?P<kind>紧急通知|补充通知|通知|公告|通告|倡议书|倡议|通报|决定|意见|函)"
+)
+
+
+def short_title(title: str, limit: int = TITLE_CHARS) -> str:
+    """The Official Account title for ``title``: itself when it fits ``limit`` characters;
+    else "关于开展X的通知" becomes "开展X通知" (then "开展X", then "开展X…通知"); else it is
+    cut, ending in "…".
+
+    A 37-character "关于开展……专项督查检查工作的通知" is an ordinary township title, and dalaba
+    titles may be 200 characters: the platform never sees more than ``limit``.
+    """
+    text = " ".join(title.split())
+    if len(text) <= limit:
+        return text
+    match = _ABOUT.fullmatch(text)
+    if match:
+        core, kind = match["core"], match["kind"]
+        for candidate in (core + kind, core):
+            if len(candidate) <= limit:
+                return candidate
+        return core[: limit - len(kind) - 1] + "…" + kind
+    return text[: limit - 1] + "…"
+
 
 @dataclass(frozen=True)
 class Article:
@@ -40,11 +72,14 @@ class Article:
 
 @dataclass(frozen=True)
 class PublishStatus:
-    """``freepublish/get``: still publishing, published (with its link), or failed."""
+    """``freepublish/get``: still publishing, published (with its link), failed (the draft
+    stays in the draft box), or published and then removed (``removed`` says how; the draft
+    left the draft box when it was published)."""
 
     done: bool
     article_url: str | None = None
     failure: Message | None = None
+    removed: Message | None = None
 
 
 class PublishError(Exception):

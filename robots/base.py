@@ -44,6 +44,7 @@ from cms.channels import (
     OutcomeUnknown,
     PermanentFailure,
     ProgressCallback,
+    RateLimited,
     SendResult,
     TemporaryFailure,
 )
@@ -53,6 +54,7 @@ log = logging.getLogger(__name__)
 __all__ = [
     "Answer",
     "Part",
+    "Redirected",
     "RobotChannel",
     "Throttled",
     "Window",
@@ -128,6 +130,14 @@ class _Retryable(Exception):
     """Not posted (no connection, 5xx): safe to send again after a pause."""
 
 
+class Redirected(_Retryable):
+    """The platform answered with a redirect instead of its JSON: nothing was posted."""
+
+    def __init__(self, message: str, location: str) -> None:
+        super().__init__(message)
+        self.location = location
+
+
 @dataclass(frozen=True)
 class Answer:
     status: int
@@ -135,6 +145,13 @@ class Answer:
 
 
 def _answer(response: httpx.Response, *, posts: bool) -> Answer:
+    if 300 <= response.status_code < 400:
+        # The webhook API never redirects a message it accepted (DingTalk sends a blocked
+        # robot's requests to a web page): nothing was posted.
+        raise Redirected(
+            f"HTTP {response.status_code}（{response.reason_phrase}）",
+            response.headers.get("Location", ""),
+        )
     if response.status_code == 429:
         raise Throttled(f"HTTP 429（{response.reason_phrase}）")
     if response.status_code >= 500:
@@ -346,7 +363,7 @@ class RobotChannel:
             wait = robot.wait(now)
             if wait:
                 if now + wait > deadline:
-                    raise TemporaryFailure(
+                    raise RateLimited(
                         f"{self.name}机器人每分钟消息数已达上限，{wait:.0f} 秒后再发",
                         retry_after=wait,
                     )
@@ -371,7 +388,7 @@ class RobotChannel:
                         max(self.longest_window, self.throttle_wait),
                     )
                 if time.monotonic() + pause > deadline:
-                    raise TemporaryFailure(
+                    raise RateLimited(
                         f"{self.name}限流：{exc}，{pause:.0f} 秒后再试", retry_after=pause
                     ) from exc
                 log.info(
@@ -392,7 +409,7 @@ class RobotChannel:
 def _scrubbed(exc: ChannelError, notice: Notice) -> ChannelError:
     text = redact(str(exc), notice.webhook_url, notice.secret)
     if isinstance(exc, TemporaryFailure):
-        return TemporaryFailure(text, retry_after=exc.retry_after)
+        return type(exc)(text, retry_after=exc.retry_after)
     if isinstance(exc, (ChatUnavailable, PermanentFailure, OutcomeUnknown)):
         return type(exc)(text)
     return ChannelError(text)

@@ -5,8 +5,12 @@ keyed with the secret, Base64, URL-encoded, added as ``&timestamp=&sign=``. A no
 as ``markdown`` with the title, the text and a link to the share page for listening (robots
 cannot send audio); a very long text is split at sentence ends.
 
-Limit: 20 messages a minute per robot. Answers: ``errcode`` 0 is success; 410100 ("send too
-fast") waits and sends again; 310000 (a security setting refused it: keyword, IP allow-list,
+Limit: 20 messages a minute per robot (https://open.dingtalk.com/document/orgapp/custom-robots-send-group-messages).
+Answers: ``errcode`` 0 is success. 130101 ("send too fast, exceed 20 times per minute") is
+throttling: the platform then blocks the robot for about 10 minutes, answering every request
+with an HTTP 302 redirect to a DingTalk web page. Neither posted anything: the delivery goes
+back to the queue and is sent again after the 10 minutes, never failed and never "uncertain".
+410100 (the older "send too fast") waits briefly and sends again; 310000 (a security setting refused it: keyword, IP allow-list,
 signature or timestamp) fails at once with the setting to change; 300001/300005 (the token
 is gone) and 400102 (the robot is stopped) deactivate the chat; anything else fails with the
 platform's ``errmsg``.
@@ -21,15 +25,27 @@ import time
 from typing import Any
 from urllib.parse import quote_plus
 
-from cms.channels import ChatUnavailable, Notice, PermanentFailure
+from cms.channels import ChatUnavailable, Notice, PermanentFailure, RateLimited
 from cms.settings import Settings
-from robots.base import Part, RobotChannel, Throttled, Window, errmsg, post_json, split_text
+from robots.base import (
+    Part,
+    Redirected,
+    RobotChannel,
+    Throttled,
+    Window,
+    errmsg,
+    post_json,
+    split_text,
+)
 
 __all__ = ["DingTalkChannel", "from_settings", "sign"]
 
 PLATFORM = "dingtalk"
 MARKDOWN_BYTES = 18_000  # the platform takes about 20,000; leave room for the title and link
 THROTTLED = 410100
+TOO_FAST = 130101
+BLOCKED_SECONDS = 600.0
+"""How long DingTalk blocks a robot after it answered "send too fast" (about 10 minutes)."""
 SECURITY = 310000
 GONE = {300001, 300005, 400102}
 
@@ -75,7 +91,14 @@ class DingTalkChannel(RobotChannel):
 
     def deliver_part(self, notice: Notice, part: Part) -> None:
         assert notice.webhook_url is not None
-        _check(post_json(signed_url(notice.webhook_url, notice.secret), part.body).body)
+        try:
+            answer = post_json(signed_url(notice.webhook_url, notice.secret), part.body)
+        except Redirected as exc:
+            raise RateLimited(
+                f"钉钉机器人发送太频繁，被暂时限制（{exc}）：没有发出，{BLOCKED_SECONDS / 60:.0f} 分钟后自动重发",
+                retry_after=BLOCKED_SECONDS,
+            ) from exc
+        _check(answer.body)
 
 
 def _check(body: dict[str, Any]) -> None:
@@ -83,6 +106,11 @@ def _check(body: dict[str, Any]) -> None:
     if code == 0:
         return
     message = errmsg(body, "errmsg") or "（无说明）"
+    if code == TOO_FAST:
+        raise RateLimited(
+            f"钉钉机器人发送太频繁（{code}：{message}）：没有发出，{BLOCKED_SECONDS / 60:.0f} 分钟后自动重发",
+            retry_after=BLOCKED_SECONDS,
+        )
     if code == THROTTLED:
         raise Throttled(f"{code} {message}")
     if code in GONE:

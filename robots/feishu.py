@@ -3,8 +3,8 @@
 Signed when the bot has a secret ("签名校验"): the sign is HMAC-SHA256 keyed with
 ``timestamp + "\\n" + secret`` over an empty message, Base64; ``timestamp`` (seconds) and
 ``sign`` go in the JSON body. A notice goes out as a rich-text ``post`` with the title, the
-text and a "收听" link to the share page; each request body stays under 20 KB (a long text
-is split at sentence ends).
+text and a "收听" link to the share page; each request body stays under 20 KB, measured on
+the JSON body's bytes (a long text is split at sentence ends).
 
 Limits: 5 messages a second and 100 a minute per bot. Answers: ``code`` 0 is success; 11232
 ("frequency limited", the flow control) and 9499 "too many request" wait and send again; 19021 (sign mismatch or stale timestamp), 19022
@@ -29,7 +29,10 @@ __all__ = ["FeishuChannel", "from_settings", "sign"]
 
 PLATFORM = "feishu"
 BODY_BYTES = 20 * 1024
-TEXT_BYTES = 15_000  # the text of one post; the JSON around it stays well under 20 KB
+"""The platform's limit on the whole request body (https://open.feishu.cn/document/client-docs/bot-v3/add-custom-bot)."""
+BODY_LIMIT = BODY_BYTES - 128
+"""What a post may weigh before signing: ``timestamp`` and ``sign`` add under 80 bytes."""
+TEXT_BYTES = 15_000  # a first cut of the text; each piece is then weighed as JSON
 THROTTLED = 9499
 # Feishu's own flow-control answer for a custom bot over 5/s or 100/min.
 FREQUENCY_LIMITED = 11232
@@ -55,24 +58,21 @@ class FeishuChannel(RobotChannel):
     windows = (Window(5, 1.0), Window(100, 60.0))
 
     def plan(self, notice: Notice) -> list[Part]:
-        pieces = split_text(notice.text, TEXT_BYTES)
-        parts = []
-        for i, piece in enumerate(pieces):
-            title = notice.title if i == 0 else f"{notice.title}（续）"
-            content: list[list[dict[str, str]]] = [
-                [{"tag": "text", "text": line}] for line in piece.split("\n") if line.strip()
-            ]
-            if notice.link and i == len(pieces) - 1:
-                content.append([{"tag": "a", "text": "收听", "href": notice.link}])
-            body = {
-                "msg_type": "post",
-                "content": {"post": {"zh_cn": {"title": title, "content": content}}},
-            }
-            if len(json.dumps(body, ensure_ascii=False).encode()) >= BODY_BYTES - 200:
-                # Only a title of thousands of characters gets here: the text is split above.
-                raise PermanentFailure("通知标题太长，飞书消息不能超过 20 KB")
-            parts.append(Part("post", body))
-        return parts
+        """Rich-text posts whose whole JSON body (with the sign added) stays under 20 KB:
+        the limit is on the body's bytes, so a text is split on what its JSON will weigh
+        (escapes and the per-line structure count too), not on the text's own bytes."""
+        pieces = _fitting(notice.title, notice.text, notice.link)
+        return [
+            Part(
+                "post",
+                _post(
+                    notice.title if i == 0 else f"{notice.title}（续）",
+                    piece,
+                    notice.link if i == len(pieces) - 1 else None,
+                ),
+            )
+            for i, piece in enumerate(pieces)
+        ]
 
     def deliver_part(self, notice: Notice, part: Part) -> None:
         assert notice.webhook_url is not None
@@ -81,6 +81,48 @@ class FeishuChannel(RobotChannel):
             timestamp = int(time.time())
             body.update(timestamp=str(timestamp), sign=sign(notice.secret, timestamp))
         _check(post_json(notice.webhook_url, body).body)
+
+
+def _post(title: str, text: str, link: str | None) -> dict[str, Any]:
+    content: list[list[dict[str, str]]] = [
+        [{"tag": "text", "text": line}] for line in text.split("\n") if line.strip()
+    ]
+    if link:
+        content.append([{"tag": "a", "text": "收听", "href": link}])
+    return {
+        "msg_type": "post",
+        "content": {"post": {"zh_cn": {"title": title, "content": content}}},
+    }
+
+
+def body_bytes(body: dict[str, Any]) -> int:
+    """The bytes of ``body`` as sent (UTF-8 JSON without ASCII escapes, see post_json)."""
+    return len(json.dumps(body, ensure_ascii=False).encode())
+
+
+def _fitting(title: str, text: str, link: str | None) -> list[str]:
+    """``text`` in pieces each of whose posts (the longer "（续）" title and the link
+    counted for every piece) weighs at most :data:`BODY_LIMIT` bytes."""
+    worst_title = f"{title}（续）"
+    bare = body_bytes(_post(worst_title, "", link))
+    if bare > BODY_LIMIT - 200:
+        # Nothing of the text would fit: say which part is too long.
+        what = "分享链接" if link and len(link.encode()) > len(title.encode()) else "通知标题"
+        raise PermanentFailure(f"飞书消息不能超过 20 KB：{what}太长（{bare} 字节），请缩短后再发")
+    pieces: list[str] = []
+    todo = split_text(text, TEXT_BYTES)
+    while todo:
+        piece = todo.pop(0)
+        size = body_bytes(_post(worst_title, piece, link))
+        if size <= BODY_LIMIT:
+            pieces.append(piece)
+            continue
+        # Escapes and line structure made it heavier than its text: split it smaller, in
+        # proportion to what is over, and look again.
+        own = len(piece.encode())
+        smaller = max(own * (BODY_LIMIT - bare) // (size - bare + 1) - 64, 256)
+        todo[:0] = split_text(piece, min(smaller, own - 1))
+    return pieces or [""]
 
 
 def _check(body: dict[str, Any]) -> None:

@@ -2,10 +2,12 @@
 
 A notice goes out as ``text`` split at sentence ends within 2,048 UTF-8 bytes per message,
 or, when it has a share page link, as ``markdown`` (4,096 bytes) with the title in bold and
-the link last. Then the voice: a clip of at most 60 s is converted to AMR-NB (8 kHz mono,
-``libopencore_amrnb`` from the imageio-ffmpeg build), uploaded with
+the link last. Then the voice: the clip is converted to AMR-NB (8 kHz mono,
+``libopencore_amrnb`` from the imageio-ffmpeg build) and the converted file is measured
+(https://developer.work.weixin.qq.com/document/path/91770: voice AMR at most 60 s and
+2 MB); one that fits is uploaded with
 ``…/webhook/upload_media?key=KEY&type=voice`` (multipart field ``media``) and sent as
-``voice``; a longer clip is uploaded as an MP3 ``file`` and sent as ``file``.
+``voice``; a longer (or larger) one is uploaded as an MP3 ``file`` and sent as ``file``.
 
 Limit: 20 messages a minute per robot. Answers: ``errcode`` 0 is success; 45009 (too fast)
 waits and sends again; 93000 and the rest of the 930xx family (invalid, deleted or disabled
@@ -31,6 +33,7 @@ if TYPE_CHECKING:
     from audio.master import MasteringProfile
 
 __all__ = [
+    "amr_seconds",
     "converted",
     "TEXT_BYTES",
     "MARKDOWN_BYTES",
@@ -44,7 +47,13 @@ TEXT_BYTES = 2048
 MARKDOWN_BYTES = 4096
 VOICE_SECONDS = 60.0
 VOICE_BYTES = 2 * 1024 * 1024
+SOURCE_SLACK = 2.0
+"""A source up to this much over 60 s is converted and measured (its AMR may still fit);
+a longer one goes as an MP3 file without converting it to AMR first."""
 THROTTLED = 45009
+AMR_MAGIC = b"#!AMR\n"
+# AMR-NB frame sizes in bytes (without the 1-byte header) by frame type; 20 ms per frame.
+_AMR_SIZES = (12, 13, 15, 17, 19, 20, 26, 31, 5, 0, 0, 0, 0, 0, 0, 0)
 
 
 def from_settings(settings: Settings) -> WeComChannel:
@@ -93,7 +102,14 @@ class WeComChannel(RobotChannel):
             duration = notice.voice_duration
             if duration is None:
                 duration = _measure(notice.voice_path)
-            kind = "voice" if duration <= VOICE_SECONDS else "file"
+            kind = "file"
+            if duration <= VOICE_SECONDS + SOURCE_SLACK:
+                # The limit is on the voice message WeCom gets: measure the AMR itself (its
+                # frames can make it longer than the source), and its size.
+                amr = converted(notice.voice_path, "amr")
+                seconds = amr_seconds(amr)
+                if seconds is not None and seconds <= VOICE_SECONDS and len(amr) <= VOICE_BYTES:
+                    kind, duration = "voice", seconds
             parts.append(Part(kind, path=notice.voice_path, duration=duration))
         return parts
 
@@ -110,8 +126,6 @@ class WeComChannel(RobotChannel):
         assert notice.webhook_url is not None
         if kind == "voice":
             data, filename, mime = converted(path, "amr"), "notice.amr", "audio/amr"
-            if len(data) > VOICE_BYTES:
-                raise PermanentFailure("语音超过企业微信 2 MB 的上限")
         else:
             data, filename, mime = converted(path, "mp3"), f"{_safe(title)}.mp3", "audio/mpeg"
         answer = post_file(upload_url(notice.webhook_url, kind), "media", filename, data, mime)
@@ -160,6 +174,17 @@ def converted(path: Path, form: str) -> bytes:
         while len(_CONVERTED) > CONVERTED_KEEP:
             _CONVERTED.popitem(last=False)
     return data
+
+
+def amr_seconds(data: bytes) -> float | None:
+    """The length of an AMR-NB file (20 ms a frame, RFC 4867 §5), None when it is not one."""
+    if not data.startswith(AMR_MAGIC):
+        return None
+    pos, frames = len(AMR_MAGIC), 0
+    while pos < len(data):
+        pos += 1 + _AMR_SIZES[(data[pos] >> 3) & 0x0F]
+        frames += 1
+    return frames * 0.02
 
 
 def _safe(title: str) -> str:

@@ -33,11 +33,22 @@ IP_BLOCKED = N_(
     "本机的公网 IP 不在公众号的 IP 白名单中：请在公众号后台 设置与开发 → 基本配置 中添加"
 )
 NOT_VERIFIED = N_("公众号未认证，无法通过接口发布；草稿已保存在公众号后台，请在公众号后台手动发布")
+DRAFT_UNAUTHORIZED = N_(
+    "公众号接口没有权限（48001，创建草稿时）：草稿没有保存。请确认公众号已认证并开通了草稿箱接口权限"
+)
+COVER_UNAUTHORIZED = N_(
+    "公众号接口没有权限（48001，上传封面图片时）：草稿没有保存。请确认公众号已认证并开通了素材管理接口权限"
+)
+MEDIA_UNKNOWN = N_("公众号不认识这个素材 ID（40007，可能已在公众号后台删除）")
 REFUSED = N_("公众号接口拒绝了请求：{errcode} {errmsg}")
 TOKEN_REFUSED = N_("公众号接口不接受访问令牌（{errcode}），已重新获取一次仍失败，稍后重试")
 
 TOKEN_ERRORS = frozenset({40001, 40014, 42001})
 QUOTA_ERRORS = frozenset({45009, 45011})
+
+
+class MediaUnknown(PublishRefused):
+    """40007: a media id the platform does not know (e.g. deleted in the back office)."""
 
 
 class TokenRejected(Exception):
@@ -116,12 +127,16 @@ class Api:
                     Message(HTTP_ERROR if status >= 400 else GARBLED, {"status": status})
                 ) from None
             raise PublishLost(Message(LOST_ANSWER, {"reason": "garbled answer"})) from None
-        check(data, hide)
+        check(data, hide, path)
         return data
 
 
-def check(data: dict[str, Any], hide: tuple[str, ...] = ()) -> None:
-    """Raise the error an answer's ``errcode`` stands for (0 or none: nothing)."""
+def check(data: dict[str, Any], hide: tuple[str, ...] = (), path: str = "") -> None:
+    """Raise the error an answer's ``errcode`` stands for (0 or none: nothing).
+
+    ``path``: the endpoint that answered; 48001 (no permission for this API) means another
+    thing for the officer at each step: before ``draft/add`` succeeded no draft exists.
+    """
     try:
         errcode = int(data.get("errcode") or 0)
     except (TypeError, ValueError):
@@ -141,7 +156,13 @@ def check(data: dict[str, Any], hide: tuple[str, ...] = ()) -> None:
     if errcode == 40164 or errcode == 61004:
         raise PublishRefused(Message(IP_BLOCKED))
     if errcode == 48001:
+        if path.endswith("/draft/add"):
+            raise PublishRefused(Message(DRAFT_UNAUTHORIZED))
+        if path.endswith("/material/add_material"):
+            raise PublishRefused(Message(COVER_UNAUTHORIZED))
         raise NotVerified(Message(NOT_VERIFIED))
+    if errcode == 40007:
+        raise MediaUnknown(Message(MEDIA_UNKNOWN))
     errmsg = str(data.get("errmsg") or "")[:300]
     for secret in hide:
         if secret:

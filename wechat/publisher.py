@@ -5,6 +5,13 @@ before it expires (the platform allows few fetches a day). Fetching is guarded b
 the same row, taken in a write transaction (``BEGIN IMMEDIATE`` on SQLite, ``SELECT … FOR
 UPDATE`` elsewhere), so two processes never fetch at once: the second waits for the first's
 token. A token the platform refuses (40001/40014/42001) is refreshed once per request.
+
+The token comes from ``cgi-bin/stable_token`` in normal mode, which hands out the same token
+until five minutes before it expires and then a new one by itself
+(https://developers.weixin.qq.com/doc/offiaccount/Basic_Information/getStableAccessToken.html).
+``force_refresh`` is used only when the platform refused a token that normal mode then hands
+out again, at most :data:`FORCED_PER_DAY` times a (township) day per account: each forced
+refresh invalidates the token every other system on the same AppID holds.
 """
 
 from __future__ import annotations
@@ -18,7 +25,7 @@ import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from importlib.resources import files
 from typing import Any
 
@@ -27,10 +34,18 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from cms.db import unit_of_work
 from cms.models import WechatAccount
-from cms.publishers import Article, PublishRefused, PublishRetry, PublishStatus
+from cms.publishers import (
+    AUTHOR_CHARS,
+    DIGEST_CHARS,
+    Article,
+    PublishRefused,
+    PublishRetry,
+    PublishStatus,
+    short_title,
+)
 from cms.services.errors import N_, Message
 from cms.settings import Settings
-from wechat.api import GARBLED, TOKEN_REFUSED, Api, TokenRejected, multipart
+from wechat.api import GARBLED, TOKEN_REFUSED, Api, MediaUnknown, TokenRejected, multipart
 
 log = logging.getLogger(__name__)
 
@@ -38,19 +53,23 @@ TOKEN_MARGIN = timedelta(minutes=5)
 """A cached token this close to its expiry is replaced before use."""
 LEASE = timedelta(seconds=60)
 WAIT_S = 20.0
-TITLE_CHARS = 64
-DIGEST_CHARS = 120
+FORCED_PER_DAY = 20
+"""The platform's daily limit on ``force_refresh`` (shared with every other system on the AppID)."""
 
 NO_ACCOUNT = N_("公众号账号不存在或已停用")
 TOKEN_BUSY = N_("另一个进程正在获取公众号访问令牌，稍后重试")
+FORCED_LIMIT = N_(
+    "公众号不接受刚取得的访问令牌，而今天强制刷新令牌的 {limit} 次已用完（会影响同一公众号的其他系统），明天自动重试"
+)
 PUBLISH_FAILED = N_("公众号发表失败（状态 {status}：{label}{idx}），草稿仍在公众号后台")
 PUBLISH_REASONS = {
     2: N_("原创声明失败"),
     3: N_("常规失败"),
     4: N_("平台审核不通过"),
-    5: N_("成功后用户删除所有文章"),
-    6: N_("成功后系统封禁所有文章"),
 }
+# Published, then gone: the draft left the draft box when it was published.
+PUBLISHED_THEN_DELETED = N_("文章已发布，之后在公众号后台被删除（状态 5）")
+PUBLISHED_THEN_BLOCKED = N_("文章已发布，之后被平台封禁（状态 6）")
 
 
 @dataclass(frozen=True)
@@ -77,6 +96,7 @@ class WechatPublisher:
 
     def __init__(self, settings: Settings, sessions: sessionmaker[Session], api: Api | None = None):
         self.sessions = sessions
+        self.tz = settings.tz
         self.api = api or Api(settings.wechat_api_url)
         self.holder = f"{socket.gethostname()}:{os.getpid()}"
 
@@ -125,12 +145,10 @@ class WechatPublisher:
     ) -> str:
         try:
             data = self._stable_token(creds, force=False)
-            left = int(data.get("expires_in") or 0)
-            if (stale is not None and data.get("access_token") == stale) or (
-                left <= TOKEN_MARGIN.total_seconds()
-            ):
-                # The platform still hands out the token it refused, or one about to expire
-                # (the stable token lives out its time): ask for a fresh one.
+            if stale is not None and data.get("access_token") == stale:
+                # The platform refused the token it still hands out: only a forced refresh
+                # gets another (counted: the platform allows few, and they hurt others).
+                self._count_forced(account_id, now)
                 data = self._stable_token(creds, force=True)
             token = str(data.get("access_token") or "")
             expires_in = int(data.get("expires_in") or 0)
@@ -142,6 +160,24 @@ class WechatPublisher:
         self._release(account_id, me, token, now + timedelta(seconds=expires_in))
         log.info("Official Account %s: new access token, valid %d s", account_id, expires_in)
         return token
+
+    def _count_forced(self, account_id: int, now: datetime) -> None:
+        """Count one forced refresh for today, or refuse when today's are used up."""
+        today = now.astimezone(self.tz).date()
+
+        def count(session: Session) -> bool:
+            account = self._account(session, account_id, lock=True)
+            used = account.forced_refreshes if account.forced_refresh_day == today else 0
+            if used >= FORCED_PER_DAY:
+                return False
+            account.forced_refresh_day, account.forced_refreshes = today, used + 1
+            return True
+
+        if not unit_of_work(self.sessions, count):
+            raise PublishRetry(
+                Message(FORCED_LIMIT, {"limit": FORCED_PER_DAY}),
+                retry_after=_seconds_to_tomorrow(now, today, self),
+            )
 
     def _stable_token(self, creds: _Credentials, force: bool) -> dict[str, Any]:
         # The stable-token endpoint takes the secret in the body, out of URLs and proxy logs.
@@ -221,8 +257,21 @@ class WechatPublisher:
 
     # -- the publisher interface ---------------------------------------------------------
 
-    def thumb_media_id(self, account_id: int, now: datetime) -> str:
-        """The cover's permanent media id, uploaded the first time and remembered."""
+    def thumb_media_id(self, account_id: int, now: datetime, forget: str | None = None) -> str:
+        """The cover's permanent media id, uploaded the first time and remembered.
+
+        ``forget``: a remembered id the platform no longer knows (40007): upload again.
+        """
+        if forget is not None:
+            unit_of_work(
+                self.sessions,
+                lambda s: s.execute(
+                    update(WechatAccount)
+                    .where(WechatAccount.id == account_id, WechatAccount.thumb_media_id == forget)
+                    .values(thumb_media_id=None)
+                    .execution_options(synchronize_session=False)
+                ),
+            )
         known = unit_of_work(
             self.sessions, lambda s: self._account(s, account_id).thumb_media_id, write=False
         )
@@ -252,13 +301,30 @@ class WechatPublisher:
 
     def create_draft(self, article: Article, now: datetime, sending: Callable[[], None]) -> str:
         thumb = self.thumb_media_id(article.account_id, now)
-        digest = " ".join(article.text.split())[:DIGEST_CHARS]
+        try:
+            data = self._draft(article, thumb, now, sending)
+        except MediaUnknown:
+            # The remembered cover was deleted in the back office: upload it again, once.
+            # 40007 created nothing, so sending the draft again makes one draft.
+            fresh = self.thumb_media_id(article.account_id, now, forget=thumb)
+            if fresh == thumb:
+                raise
+            data = self._draft(article, fresh, now, sending)
+        media_id = str(data.get("media_id") or "")
+        if not media_id:
+            raise PublishRetry(Message(GARBLED))
+        return media_id
+
+    def _draft(
+        self, article: Article, thumb: str, now: datetime, sending: Callable[[], None]
+    ) -> dict[str, Any]:
+        """``draft/add`` with every field within the platform's limits."""
         payload = {
             "articles": [
                 {
-                    "title": article.title[:TITLE_CHARS],
-                    "author": article.author,
-                    "digest": digest,
+                    "title": short_title(article.title),
+                    "author": article.author[:AUTHOR_CHARS],
+                    "digest": _digest(article.text),
                     "content": article_html(article.text),
                     "content_source_url": article.source_url or "",
                     "thumb_media_id": thumb,
@@ -267,7 +333,7 @@ class WechatPublisher:
                 }
             ]
         }
-        data = self.call(
+        return self.call(
             article.account_id,
             now,
             "/cgi-bin/draft/add",
@@ -275,10 +341,6 @@ class WechatPublisher:
             repeatable=False,
             sending=sending,
         )
-        media_id = str(data.get("media_id") or "")
-        if not media_id:
-            raise PublishRetry(Message(GARBLED))
-        return media_id
 
     def submit(
         self, account_id: int, media_id: str, now: datetime, sending: Callable[[], None]
@@ -307,6 +369,13 @@ class WechatPublisher:
         if status == 0:
             items = (data.get("article_detail") or {}).get("item") or [{}]
             return PublishStatus(done=True, article_url=str(items[0].get("article_url") or ""))
+        if status in (5, 6):
+            items = (data.get("article_detail") or {}).get("item") or [{}]
+            return PublishStatus(
+                done=True,
+                article_url=str(items[0].get("article_url") or "") or None,
+                removed=Message(PUBLISHED_THEN_DELETED if status == 5 else PUBLISHED_THEN_BLOCKED),
+            )
         reason = PUBLISH_REASONS.get(status, N_("未知原因"))
         fail_idx = data.get("fail_idx") or []
         return PublishStatus(
@@ -316,6 +385,18 @@ class WechatPublisher:
                 {"status": status, "label": reason, "idx": f" {fail_idx}" if fail_idx else ""},
             ),
         )
+
+
+def _digest(text: str) -> str:
+    flat = " ".join(text.split())
+    return flat if len(flat) <= DIGEST_CHARS else flat[: DIGEST_CHARS - 1] + "…"
+
+
+def _seconds_to_tomorrow(now: datetime, today: date, publisher: WechatPublisher) -> float:
+    from datetime import time as clock_time
+
+    midnight = datetime.combine(today + timedelta(days=1), clock_time(0, 5), tzinfo=publisher.tz)
+    return max((midnight - now).total_seconds(), 60.0)
 
 
 def from_settings(settings: Settings, sessions: sessionmaker[Session]) -> WechatPublisher:

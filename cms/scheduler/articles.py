@@ -57,6 +57,8 @@ PLATFORM = "wechat"
 HOLD = timedelta(minutes=10)
 POLL_EVERY = timedelta(seconds=20)
 POLL_CAP = timedelta(minutes=10)
+POLL_LIMIT = timedelta(hours=2)
+"""How long a publish request is followed; after that its state is unknown (重试 polls again)."""
 
 LOST = N_(
     "请求已发出但没有收到回答，可能已经生效：请到公众号后台查看草稿箱和发表记录，再决定是否重试"
@@ -64,6 +66,9 @@ LOST = N_(
 UNEXPECTED = N_("公众号接口出现意外错误，稍后重试")
 WITHDRAWN = N_("公告已撤回")
 SUPERSEDED = N_("已被新版本取代")
+POLL_GAVE_UP = N_(
+    "发布结果未知：提交发布 {hours} 小时后公众号仍未给出结果。请到公众号后台 发表记录 查看；点 重试 继续查询"
+)
 
 
 # Where "阅读原文" leads: the share page (the player); replaceable (tests give a fixed address).
@@ -238,6 +243,7 @@ class _Job:
     article: Article | None
     media_id: str | None
     publish_id: str | None
+    submitted_at: datetime | None = None
 
 
 def _load(session: Session, settings: Settings, article_id: int) -> _Job | None:
@@ -255,7 +261,9 @@ def _load(session: Session, settings: Settings, article_id: int) -> _Job | None:
         or account.area.name,
         source_url=share_url(settings, rev.announcement),
     )
-    return _Job(row.id, account.id, row.attempts, article, row.media_id, row.publish_id)
+    return _Job(
+        row.id, account.id, row.attempts, article, row.media_id, row.publish_id, row.submitted_at
+    )
 
 
 def _claim(ctx: Context, article_id: int, ready: ArticleState, running: ArticleState) -> bool:
@@ -415,6 +423,7 @@ def submit_one(ctx: Context, pub: Publisher, article_id: int) -> str:
         publish_id=publish_id,
         last_error=None,
         attempts=0,
+        submitted_at=ctx.now(),
         next_attempt_at=ctx.now() + POLL_EVERY,
     )
 
@@ -442,6 +451,17 @@ def poll_one(ctx: Context, pub: Publisher, article_id: int) -> str:
             ),
         )
 
+    if job.submitted_at is None:
+        # Polling again after 重试 (or a row from before this was recorded): the limit
+        # counts from now.
+        write(submitted_at=now)
+    elif now - job.submitted_at > POLL_LIMIT:
+        write(
+            state=ArticleState.UNCERTAIN,
+            next_attempt_at=None,
+            last_error=_stored(POLL_GAVE_UP, hours=int(POLL_LIMIT.total_seconds() // 3600)),
+        )
+        return ArticleState.UNCERTAIN.value
     try:
         status = pub.poll(job.account_id, job.publish_id, now)
     except (PublishRetry, PublishLost) as exc:
@@ -456,6 +476,16 @@ def poll_one(ctx: Context, pub: Publisher, article_id: int) -> str:
     if not status.done:
         write(next_attempt_at=now + POLL_EVERY, last_error=None)
         return "waiting"
+    if status.removed is not None:
+        # Published, then deleted or blocked: not a draft any more (never "草稿仍在").
+        write(
+            state=ArticleState.PUBLISHED,
+            article_url=status.article_url,
+            published_at=now,
+            last_error=status.removed.dumps(),
+            next_attempt_at=None,
+        )
+        return ArticleState.PUBLISHED.value
     if status.failure is not None:
         write(
             state=ArticleState.DRAFTED,

@@ -35,6 +35,7 @@ from cms.channels import (
     Notice,
     OutcomeUnknown,
     PermanentFailure,
+    RateLimited,
     SendResult,
     TemporaryFailure,
 )
@@ -393,7 +394,9 @@ def _temporary(
 ) -> str:
     attempts = session.scalar(select(Delivery.attempts).where(Delivery.id == job.delivery_id))
     attempts = attempts or job.attempts
-    if attempts >= queue.MAX_ATTEMPTS:
+    # A platform that says "wait" is obeyed, however often it says so: throttling is not a
+    # fault of the delivery (the notice's end cancels it if the wait never ends).
+    if attempts >= queue.MAX_ATTEMPTS and not isinstance(exc, RateLimited):
         return _finish(session, ctx, job, DeliveryState.FAILED, last_error=queue.error_text(exc))
     return _finish(
         session,

@@ -232,6 +232,8 @@ def start_scheduler(
         ("render", lambda: sched.render_due(budget_s=max(tick_seconds * 6, 30))),
         ("build", sched.build_due),
         ("dispatch", sched.dispatch_due),
+        # Official Account drafts for new approvals, the 发布 requests, publish polling.
+        ("publish", sched.publish_due),
     ):
         aps.add_job(
             guarded(name, fn),

@@ -40,6 +40,11 @@ def accounts(session: Session) -> list[WechatAccount]:
     return list(session.scalars(select(WechatAccount).order_by(WechatAccount.id)))
 
 
+def has_account(session: Session) -> bool:
+    """Whether any Official Account is set up (the form then shows the article's title)."""
+    return session.scalar(select(WechatAccount.id).where(WechatAccount.active).limit(1)) is not None
+
+
 def get_account(session: Session, account_id: int) -> WechatAccount:
     account = session.get(WechatAccount, account_id)
     if account is None:
@@ -161,9 +166,13 @@ def request_publish(session: Session, actor: User, article_id: int) -> WechatArt
 def retry_article(session: Session, actor: User, article_id: int) -> WechatArticle:
     """After checking the account's back office: try a failed or uncertain step again."""
     article = _article(session, actor, article_id)
-    # With a draft already made, an uncertain publish goes back to the draft (publish again
+    # A publish request whose result never came (polling gave up): ask the platform again.
+    # With a draft already made, an uncertain submit goes back to the draft (publish again
     # by hand); without one, the draft is created again.
-    target = ArticleState.DRAFTED if article.media_id else ArticleState.PENDING
+    if article.state is ArticleState.UNCERTAIN and article.publish_id:
+        target = ArticleState.PUBLISHING
+    else:
+        target = ArticleState.DRAFTED if article.media_id else ArticleState.PENDING
     for old in (ArticleState.FAILED, ArticleState.UNCERTAIN):
         if queue.transition(
             session,
@@ -171,6 +180,7 @@ def retry_article(session: Session, actor: User, article_id: int) -> WechatArtic
             article.id,
             old,
             target,
+            submitted_at=None,
             attempts=0,
             next_attempt_at=None,
             last_error=None,

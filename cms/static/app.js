@@ -7,6 +7,22 @@
   function spokenChars(text) {
     return (text.match(/[\u3400-\u9fff]|[A-Za-z]+|\d/g) || []).length;
   }
+  // The Official Account's title: the same rule as cms.publishers.short_title.
+  const ABOUT = /^关于(.+?)的(紧急通知|补充通知|通知|公告|通告|倡议书|倡议|通报|决定|意见|函)$/;
+  function shortTitle(title, limit) {
+    const text = title.trim().split(/\s+/).filter(Boolean).join(" ");
+    const chars = Array.from(text);
+    if (chars.length <= limit) return text;
+    const match = ABOUT.exec(text);
+    if (match) {
+      const core = match[1], kind = match[2];
+      for (const candidate of [core + kind, core]) {
+        if (Array.from(candidate).length <= limit) return candidate;
+      }
+      return Array.from(core).slice(0, limit - kind.length - 1).join("") + "…" + kind;
+    }
+    return chars.slice(0, limit - 1).join("") + "…";
+  }
   function update() {
     const form = document.getElementById("announcement-form");
     if (!form) return;
@@ -16,6 +32,13 @@
       const limit = Number(area.dataset.limit);
       out.textContent = n + " / " + limit;
       out.classList.toggle("over", n > limit);
+    }
+    const oa = document.getElementById("oa-title");
+    if (oa) {
+      const limit = Number(oa.dataset.limit);
+      const short = shortTitle(form.elements.title.value, limit);
+      oa.querySelector("[data-oa-title]").textContent = short;
+      oa.querySelector("[data-oa-count]").textContent = short.length + " / " + limit;
     }
     const spoken = form.elements.spoken_text.value.trim() || form.elements.body.value;
     const rate = 1 + (Number(form.elements.rate.value) || 0) / 100;

@@ -9,10 +9,12 @@ from flask_babel import gettext as _
 
 from audio.voices import VOICES
 from cms.models import Announcement, Revision, Role
+from cms.publishers import TITLE_CHARS, short_title
 from cms.services import announcements as svc
 from cms.services import campaigns as campaigns_svc
 from cms.services import speech as speech_svc
 from cms.services import township
+from cms.services import wechat as wechat_svc
 from cms.services.audit import ACTION_LABELS
 from cms.services.errors import DomainError, NotFound, ValidationError
 from cms.services.scope import Scope
@@ -57,6 +59,15 @@ def _form_context(**extra: Any) -> dict[str, Any]:
         "voices": VOICES,
         "limits": {"title": svc.MAX_TITLE, "body": svc.MAX_BODY, "spoken": svc.MAX_SPOKEN},
         "listen_chars": speech_svc.LISTEN_CHARS,
+        # The Official Account's title (the platform takes 32 characters), shown as they type.
+        "oa_title": (
+            {
+                "limit": TITLE_CHARS,
+                "text": short_title(str((extra.get("data") or {}).get("title") or "")),
+            }
+            if wechat_svc.has_account(db())
+            else None
+        ),
         **extra,
     }
 

@@ -10,10 +10,17 @@
   Base64(HMAC-SHA256(key=secret, msg=timestamp + "\\n" + secret)), URL-encoded;
 * a robot with a keyword ("自定义关键词") and a message without it → 310000 "keywords not
   in content";
-* more than 20 messages in a minute to one robot → 410100 "send too fast, exceed 20
-  times per minute".
+* more than 20 messages in a minute to one robot → 130101 "send too fast, exceed 20 times
+  per minute", and the robot is then blocked for about 10 minutes (:attr:`block_seconds`):
+  every request to it is answered with an HTTP 302 redirect to a DingTalk web page, and
+  nothing is posted. Documented at
+  https://open.dingtalk.com/document/orgapp/custom-robots-send-group-messages ("每个机器人
+  每分钟最多发送20条消息到群里，如果超过20条，会限流10分钟") and the error codes at
+  https://open.dingtalk.com/document/orgapp/server-api-error-codes-1 ; the older answer
+  410100 "send too fast" is still seen in the field (the ``THROTTLE`` fault).
 
-Faults from :class:`~tests.fakes.robot_base.RobotFault` (``THROTTLE`` answers 410100).
+Faults from :class:`~tests.fakes.robot_base.RobotFault` (``THROTTLE`` answers 410100,
+``TOO_FAST`` answers 130101 and blocks the robot).
 """
 
 from __future__ import annotations
@@ -41,8 +48,28 @@ def expected_sign(secret: str, timestamp: str) -> str:
     return base64.b64encode(digest).decode()
 
 
+BLOCKED_PAGE = "https://www.dingtalk.com/"
+"""Where a blocked robot's requests are redirected (a web page, not the API)."""
+
+
 class FakeDingTalk(FakeRobotServer):
     WINDOWS = ((20, 60.0),)
+
+    def __init__(self, *, block_seconds: float = 600.0, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.block_seconds = block_seconds
+        self.blocked_until: dict[str, float] = {}
+        self.redirects = 0
+
+    def unblock(self, token: str) -> None:
+        """The 10 minutes are over."""
+        with self.lock:
+            self.blocked_until.pop(token, None)
+
+    def _too_fast(self, token: str) -> web.Response:
+        with self.lock:
+            self.blocked_until[token] = time.monotonic() + self.block_seconds
+        return _err(130101, "send too fast, exceed 20 times per minute")
 
     def webhook(self, token: str, *, secret: str | None = None, keyword: str | None = None) -> str:
         self.add_robot(token, secret=secret, keyword=keyword)
@@ -63,6 +90,13 @@ class FakeDingTalk(FakeRobotServer):
         robot = self.robots.get(token)
         if robot is None or robot.removed:
             return _err(300001, "token is not exist")
+        with self.lock:
+            blocked = self.blocked_until.get(token, 0.0) > time.monotonic()
+            if blocked:
+                self.redirects += 1
+        if blocked:
+            await request.read()
+            raise web.HTTPFound(BLOCKED_PAGE)
         if robot.secret:
             timestamp, sign = request.query.get("timestamp", ""), request.query.get("sign", "")
             if not timestamp.isdigit() or abs(time.time() * 1000 - int(timestamp)) > 3_600_000:
@@ -94,8 +128,10 @@ class FakeDingTalk(FakeRobotServer):
                 310000,
                 "keywords not in content, more: [https://ding-doc.dingtalk.com/doc#/serverapi2/qf2nxq]",
             )
-        if fault is RobotFault.THROTTLE or self.over_limit(robot):
+        if fault is RobotFault.THROTTLE:
             return _err(410100, "send too fast, exceed 20 times per minute")
+        if fault is RobotFault.TOO_FAST or self.over_limit(robot):
+            return self._too_fast(token)
         self.record(robot, msgtype, body, len(raw))
         if fault is RobotFault.DROP_AFTER:
             return await drop(request)

@@ -8,7 +8,8 @@ Faults (:class:`RobotFault`), injected into the next matching requests:
 * ``SERVER_ERROR``: HTTP 502 with an HTML body (nothing recorded);
 * ``DROP_BEFORE``: close the connection without recording or answering;
 * ``DROP_AFTER``: record the message, then close the connection (the answer is lost);
-* ``GARBAGE``: record the message, then answer HTTP 200 with a body that is not JSON.
+* ``GARBAGE``: record the message, then answer HTTP 200 with a body that is not JSON;
+* ``TOO_FAST``: DingTalk's throttling (130101, then the robot is blocked: HTTP 302).
 
 A subclass adds its routes (:meth:`FakeRobotServer.routes`) and answers in the platform's
 own shape; the base keeps the bookkeeping thread-safe, so the real (synchronous) client code
@@ -37,6 +38,7 @@ class RobotFault(enum.Enum):
     DROP_BEFORE = "drop-before"
     DROP_AFTER = "drop-after"
     GARBAGE = "garbage"
+    TOO_FAST = "too-fast"
 
 
 @dataclass

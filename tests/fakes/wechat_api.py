@@ -4,20 +4,31 @@ It answers the endpoints dalaba uses, as the platform documents them:
 
 * ``POST /cgi-bin/stable_token`` (JSON ``grant_type``/``appid``/``secret``/``force_refresh``)
   and ``GET /cgi-bin/token?grant_type=client_credential&appid=&secret=``: an access token
-  valid ``expires_in`` seconds (7200). The stable token is the same until it expires unless
-  ``force_refresh``; every fetch counts against a daily quota (45009 when spent). A wrong
-  AppID answers 40013, a wrong secret 40125, a blocked IP 40164.
+  valid ``expires_in`` seconds (7200). In normal mode the stable token is the same until
+  five minutes before it expires, then a new one (the old one keeps working until its own
+  expiry); ``force_refresh`` gives a new one at once, invalidates the old, and is allowed
+  20 times a day (45009 after that). Every fetch counts against a daily quota (45009 when
+  spent). A wrong AppID answers 40013, a wrong secret 40125, a blocked IP 40164.
+  https://developers.weixin.qq.com/doc/offiaccount/Basic_Information/getStableAccessToken.html
 * every other endpoint takes ``?access_token=``: missing 41001, unknown or replaced 40001,
   expired 42001.
 * ``POST /cgi-bin/material/add_material?type=image``: a multipart ``media`` file, PNG or
   JPEG by its magic bytes (else 40004) → ``media_id``, ``url``.
-* ``POST /cgi-bin/draft/add``: ``articles`` with ``title``, ``content``, ``thumb_media_id``
-  (a known permanent material, else 40007) → ``media_id``.
+* ``POST /cgi-bin/draft/add``: ``articles`` with ``title`` (at most 32 characters),
+  ``author`` (16), ``digest`` (128), ``content`` (under 20,000 characters and 1 MB) and
+  ``thumb_media_id`` (a known permanent material, else 40007; :meth:`FakeWechatApi.delete_material`
+  deletes one, as an officer can in the back office) → ``media_id``; a field over its
+  limit answers 45003 (title), 45110 (author), 45004 (digest), 45002 (content).
+  https://developers.weixin.qq.com/doc/offiaccount/Draft_Box/Add_draft.html
 * ``POST /cgi-bin/freepublish/submit`` (``media_id`` of a draft) → ``publish_id``; an
   unverified account answers 48001 ("api unauthorized"). ``POST /cgi-bin/freepublish/get``
   (``publish_id``) → ``publish_status`` 1 (publishing) for ``publishing_polls`` polls, then 0
   with ``article_detail.item[].article_url``, or the configured failure status and
-  ``fail_idx``.
+  ``fail_idx`` (2–4: not published, the draft stays; 5 and 6: published, then deleted or
+  blocked: the draft left the draft box when it was published). A published draft leaves
+  the draft box. ``publishing_polls`` may be None: it stays "publishing" for ever.
+  https://developers.weixin.qq.com/doc/offiaccount/Publish/Publish.html and
+  https://developers.weixin.qq.com/doc/offiaccount/Publish/Get_status.html
 
 Faults (:meth:`FakeWechatApi.fail`): 5xx, ``errcode -1`` (busy), a connection dropped before
 or *after* the request took effect (the answer is lost), garbage instead of JSON, and a slow
@@ -50,6 +61,9 @@ __all__ = ["APP_ID", "APP_SECRET", "Fault", "FakeWechatApi"]
 APP_ID = "wx0123456789abcdef"
 APP_SECRET = "0123456789abcdef0123456789abcdef"
 TOKEN_TTL = 7200
+STABLE_RENEW = 300  # normal mode hands out a new stable token in its last five minutes
+FORCED_PER_DAY = 20
+LIMITS = {"title": (32, 45003), "author": (16, 45110), "digest": (128, 45004)}
 PNG = b"\x89PNG\r\n\x1a\n"
 JPEG = b"\xff\xd8\xff"
 
@@ -97,8 +111,10 @@ class State:
     tokens: dict[str, float] = field(default_factory=dict)  # token → expiry (clock seconds)
     stable: str | None = None
     token_fetches: int = 0
+    forced: int = 0
     materials: dict[str, bytes] = field(default_factory=dict)
-    drafts: dict[str, Draft] = field(default_factory=dict)
+    drafts: dict[str, Draft] = field(default_factory=dict)  # every draft ever made
+    draft_box: set[str] = field(default_factory=set)  # those still in the draft box
     publishes: dict[str, Publish] = field(default_factory=dict)
     requests: list[tuple[str, dict[str, str], bytes]] = field(default_factory=list)
     refused: list[tuple[str, int]] = field(default_factory=list)
@@ -112,13 +128,14 @@ class FakeWechatApi:
         *,
         verified: bool = True,
         daily_token_quota: int = 2000,
-        publishing_polls: int = 1,
+        publishing_polls: int | None = 1,
         publish_failure: int | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.verified = verified
+        self.draft_api = True  # False: draft/add answers 48001 (no permission for the API)
         self.daily_token_quota = daily_token_quota
-        self.publishing_polls = publishing_polls
+        self.publishing_polls: int | None = publishing_polls
         self.publish_failure = publish_failure
         self.ip_blocked = False
         self.slow_seconds = 30.0
@@ -156,6 +173,11 @@ class FakeWechatApi:
         with self._lock:
             self.state.tokens.clear()
             self.state.stable = None
+
+    def delete_material(self, media_id: str) -> None:
+        """An officer deleted the image in the back office: its id answers 40007 from now on."""
+        with self._lock:
+            self.state.materials.pop(media_id, None)
 
     def calls(self, path: str) -> int:
         return sum(1 for p, _, _ in self.state.requests if p == path)
@@ -226,14 +248,23 @@ class FakeWechatApi:
             return _err(40164, "invalid ip 203.0.113.7, not in whitelist")
         if self.state.token_fetches >= self.daily_token_quota:
             return _err(45009, "reach max api daily quota limit")
+        if path == "/cgi-bin/stable_token" and force and self.state.forced >= FORCED_PER_DAY:
+            return _err(45009, "reach max api daily quota limit, force_refresh")
         self.state.token_fetches += 1
         stable = self.state.stable
         if path == "/cgi-bin/stable_token" and not force and stable in self.state.tokens:
             left = int(self.state.tokens[stable] - self.clock())
-            if left > 0:
+            if left > STABLE_RENEW:
                 return {"access_token": stable, "expires_in": left}
+            if left > 0:
+                # Its last minutes: a new stable token; the old one lives out its time.
+                token, ttl = self._issue()
+                self.state.stable = token
+                return {"access_token": token, "expires_in": ttl}
         token, ttl = self._issue()
         if path == "/cgi-bin/stable_token":
+            if force:
+                self.state.forced += 1
             if stable is not None:
                 self.state.tokens.pop(stable, None)
             self.state.stable = token
@@ -252,6 +283,8 @@ class FakeWechatApi:
         return {"media_id": media_id, "url": f"http://mmbiz.qpic.cn/{media_id}/0"}
 
     def _draft(self, query: dict[str, str], body: bytes, ctype: str) -> dict[str, Any]:
+        if not self.draft_api:
+            return _err(48001, "api unauthorized")
         try:
             articles = json.loads(body.decode("utf-8"))["articles"]
         except (ValueError, KeyError, UnicodeDecodeError):
@@ -259,17 +292,24 @@ class FakeWechatApi:
         for a in articles:
             if not a.get("title") or not a.get("content"):
                 return _err(44004, "empty content")
+            for key, (limit, code) in LIMITS.items():
+                if len(str(a.get(key) or "")) > limit:
+                    return _err(code, f"{key} size out of limit")
+            content = str(a["content"])
+            if len(content) >= 20_000 or len(content.encode()) >= 1024 * 1024:
+                return _err(45002, "content size out of limit")
             if a.get("thumb_media_id") not in self.state.materials:
                 return _err(40007, "invalid media_id")
         media_id = self._new_id("DRAFT")
         self.state.drafts[media_id] = Draft(media_id, articles, body)
+        self.state.draft_box.add(media_id)
         return {"media_id": media_id}
 
     def _submit(self, query: dict[str, str], body: bytes, ctype: str) -> dict[str, Any]:
         if not self.verified:
             return _err(48001, "api unauthorized")
         media_id = json.loads(body).get("media_id")
-        if media_id not in self.state.drafts:
+        if media_id not in self.state.draft_box:
             return _err(40007, "invalid media_id")
         publish_id = str(100000000 + next(self._ids))
         self.state.publishes[publish_id] = Publish(publish_id, media_id)
@@ -281,10 +321,14 @@ class FakeWechatApi:
             return _err(40007, "invalid publish_id")
         publish.polls += 1
         base = {"publish_id": publish.publish_id}
-        if publish.polls <= self.publishing_polls:
+        if self.publishing_polls is None or publish.polls <= self.publishing_polls:
             return {**base, "publish_status": 1}
-        if self.publish_failure is not None:
+        if self.publish_failure in (2, 3, 4):
             return {**base, "publish_status": self.publish_failure, "fail_idx": [1]}
+        # Published (0), possibly then deleted (5) or blocked (6): out of the draft box.
+        self.state.draft_box.discard(publish.media_id)
+        if self.publish_failure is not None:
+            return {**base, "publish_status": self.publish_failure, "fail_idx": []}
         return {
             **base,
             "publish_status": 0,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterator
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -12,6 +13,7 @@ from sqlalchemy.orm import Session
 
 from cms.channels import Notice
 from cms.models import ChatGroup, Delivery, DeliveryState
+from cms.scheduler import queue
 from robots.base import Window
 from robots.dingtalk import DingTalkChannel
 from robots.feishu import FeishuChannel
@@ -81,6 +83,39 @@ def test_dingtalk_signed_markdown_arrives_once_through_throttling(
     assert ding.faults_fired[RobotFault.THROTTLE] == 2
     assert _delivery(session, delivery_id).state is DeliveryState.SENT
     assert D_SECRET not in caplog.text and D_TOKEN not in caplog.text
+
+
+def test_dingtalk_too_fast_then_redirects_waits_ten_minutes_and_never_fails(
+    ding: FakeDingTalk,
+    bind: Callable[..., ChatGroup],
+    notice: Callable[..., int],
+    dispatcher: Callable[..., Dispatcher],
+    session: Session,
+) -> None:
+    """130101, then HTTP 302 to a DingTalk page while the robot is blocked: nothing was
+    posted each time; the delivery waits 10 minutes and tries again, however often."""
+    robot = bind("dingtalk", ding.webhook(D_TOKEN))
+    ding.fail(RobotFault.TOO_FAST, robot=D_TOKEN)
+    rev = notice()
+    d = dispatcher(fast(DingTalkChannel))
+    [delivery_id] = d.queue(session, rev, [robot.id])
+    assert d.run(passes=1) == []  # waits for a voice clip first, then goes without
+    before = d.clock.now()
+    assert d.run(passes=1) == ["pending"]
+    waiting = _delivery(session, delivery_id)
+    assert "130101" in (waiting.last_error or "") and "10 分钟" in (waiting.last_error or "")
+    assert waiting.next_attempt_at is not None
+    assert waiting.next_attempt_at.replace(tzinfo=before.tzinfo) - before >= timedelta(minutes=10)
+    # Blocked: every try meets the redirect; more tries than any failure limit.
+    outcomes = d.run(passes=queue.MAX_ATTEMPTS + 2)
+    assert set(outcomes) == {"pending"}, outcomes
+    assert ding.redirects == queue.MAX_ATTEMPTS + 2
+    blocked = _delivery(session, delivery_id)
+    assert blocked.state is DeliveryState.PENDING and "302" in (blocked.last_error or "")
+    assert ding.messages_to(D_TOKEN) == []
+    ding.unblock(D_TOKEN)
+    assert d.run() == ["sent"]
+    assert len(ding.messages_to(D_TOKEN)) == 1
 
 
 def test_dingtalk_link_to_the_share_page(ding: FakeDingTalk) -> None:
@@ -301,3 +336,33 @@ def test_feishu_flow_control_answers_are_waited_out(answer: dict[str, Any], wait
 
     with pytest.raises(Throttled if waits else PermanentFailure):
         feishu._check(answer)
+
+
+def test_feishu_splits_on_the_json_bodys_bytes_not_the_texts(lark: FakeFeishu) -> None:
+    """Short lines with quotes weigh far more as JSON than as text: 15 KB of text is a
+    body of well over 20 KB. Each post is weighed as sent; nothing is refused or lost."""
+    lines = [f'"{i}"\\' for i in range(2500)]  # about 20 KB of text, three times that in JSON
+    text = "\n".join(lines)
+    url = lark.webhook(F_TOKEN, secret=F_SECRET)
+    FeishuChannel().send(
+        Notice(1, "x", "名单", text, link=LINK, webhook_url=url, secret=F_SECRET), lambda ids: None
+    )
+    got = lark.messages_to(F_TOKEN)
+    assert len(got) >= 4 and all(m.size < 20 * 1024 for m in got)
+    sent = [
+        row[0]["text"]
+        for m in got
+        for row in m.body["content"]["post"]["zh_cn"]["content"]
+        if row[0]["tag"] == "text"
+    ]
+    assert sent == lines
+    assert got[-1].body["content"]["post"]["zh_cn"]["content"][-1][0]["href"] == LINK
+
+
+def test_feishu_names_what_is_too_long() -> None:
+    from cms.channels import PermanentFailure
+
+    huge = "https://dalaba.example/s/" + "x" * 21_000
+    with pytest.raises(PermanentFailure) as exc:
+        FeishuChannel().plan(Notice(1, "x", "停电", "今晚停电。", link=huge))
+    assert "20 KB" in str(exc.value) and "分享链接" in str(exc.value)

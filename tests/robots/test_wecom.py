@@ -328,3 +328,35 @@ def test_a_clip_is_converted_once_for_all_robots_and_again_when_it_changes(
     clip.write_bytes(short_voice.read_bytes() + b"\0")  # re-rendered: size and time change
     assert wecom.converted(clip, "amr").startswith(b"#!AMR\n")
     assert len(runs) == 2
+
+
+@pytest.fixture(scope="session")
+def edge_voice(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A clip just over a minute (61 s) whose stored duration says 59.5 s."""
+    from tests.robots.conftest import _sine
+
+    return _sine(tmp_path_factory.mktemp("voice") / "edge.ogg", 61)
+
+
+def test_the_60_s_limit_is_checked_on_the_converted_amr(
+    api: FakeWeCom, edge_voice: Path, short_voice: Path
+) -> None:
+    """The stored duration is the source's (and may be off); WeCom measures the AMR it
+    gets. Over 60 s as AMR the clip goes as an MP3 file, never refused at the platform."""
+    from robots.wecom import amr_seconds as measured
+    from robots.wecom import converted
+
+    url = api.webhook(KEY)
+    notice = Notice(1, "x", "通知", "今晚停电。", voice_path=edge_voice, voice_duration=59.5,
+                    webhook_url=url)  # fmt: skip
+    assert [p.kind for p in channel().plan(notice)] == ["text", "file"]
+    amr = converted(edge_voice, "amr")
+    assert measured(amr) == amr_seconds(amr) and (measured(amr) or 0) > 60
+    channel().send(notice, lambda ids: None)
+    assert [m.msgtype for m in api.messages_to(KEY)] == ["text", "file"]
+    assert [u["type"] for u in api.uploads] == ["file"]  # no voice upload was tried
+    short = Notice(2, "x", "通知", "今晚停电。", voice_path=short_voice, voice_duration=3.0,
+                   webhook_url=url)  # fmt: skip
+    [_, voice] = channel().plan(short)
+    # The AMR's own length (the converter pads a little), not the stored 3.0 s.
+    assert voice.kind == "voice" and voice.duration == measured(converted(short_voice, "amr"))

@@ -34,6 +34,7 @@ def test_jobs_tick_hold_the_lease_and_hand_it_over(settings, engine) -> None:  #
             "render",
             "build",
             "dispatch",
+            "publish",
             "daily_build",
             "reconcile",
         }

@@ -98,15 +98,16 @@ def test_token_refreshed_before_expiry_and_once_on_40001(  # type: ignore[no-unt
     first = publisher.token(account.id, clock.now())
     assert publisher.token(account.id, clock.now()) == first
     assert fake.state.token_fetches == 1
-    # Within the margin before expiry: replaced before the platform would refuse it.
+    # Within the margin before expiry: normal mode hands out the next stable token by
+    # itself; no forced refresh (it would break the token of other systems on the AppID).
     clock.advance(timedelta(seconds=7200) - timedelta(minutes=4))
     second = publisher.token(account.id, clock.now())
-    assert second != first and fake.state.token_fetches == 3  # the stable one, then forced
+    assert second != first and fake.state.token_fetches == 2 and fake.state.forced == 0
     # The platform drops the token (fetched elsewhere): one refresh, then the call succeeds.
     fake.invalidate_tokens()
     media = publisher.thumb_media_id(account.id, clock.now())
     assert media in fake.state.materials
-    assert fake.state.token_fetches == 4
+    assert fake.state.token_fetches == 3
     assert ("/cgi-bin/material/add_material", 40001) in fake.state.refused
 
 
@@ -433,3 +434,179 @@ def test_without_an_author_line_the_townships_office_name_signs_the_article(  # 
     row = _article(fresh_session, ann.id)
     (sent,) = fake.state.drafts[row.media_id].articles
     assert sent["author"] == "清水镇宣传办公室"
+
+
+# --- The platform's limits and states (issue 17) -------------------------------------------
+
+LONG_TITLE = "关于开展二〇二六年度农村人居环境整治暨村道垃圾清理专项督查检查工作的紧急通知"
+
+
+def test_long_title_author_and_digest_fit_the_platform_and_nothing_is_refused(  # type: ignore[no-untyped-def]
+    scheduler, fake, publisher, account, make_announcement, grid, fresh_session, session
+):
+    from cms.publishers import short_title
+
+    assert len(LONG_TITLE) == 38
+    # No author line, no office name: the township's name signs it, and it may be long.
+    account.office = ""
+    grid["town"].name = "清水满族自治县清水镇人民政府党政综合办公室"
+    session.commit()
+    ann = _approved(
+        make_announcement, grid, title=LONG_TITLE, body="各位村民：" + "请做好清理。" * 40
+    )
+    scheduler.publish_due()
+    assert _article(fresh_session, ann.id).state is ArticleState.DRAFTED
+    [draft] = fake.state.drafts.values()
+    a = draft.articles[0]
+    assert (
+        a["title"]
+        == short_title(LONG_TITLE)
+        == "开展二〇二六年度农村人居环境整治暨村道垃圾清理专项督查检查工作"
+    )
+    assert len(a["author"]) <= 16 and len(a["digest"]) <= 128
+    assert a["digest"].endswith("…")
+    assert not fake.state.refused
+
+
+def test_short_title_forms() -> None:
+    from cms.publishers import short_title
+
+    assert short_title("停电通知") == "停电通知"
+    assert short_title("关于开展农村人居环境整治暨村道垃圾清理专项督查检查工作的通知") == (
+        "关于开展农村人居环境整治暨村道垃圾清理专项督查检查工作的通知"  # 30: fits as it is
+    )
+    # "关于" and "的" go.
+    title = "关于开展二〇二六年度农村人居环境整治暨村道垃圾清理专项检查工作的通知"
+    assert len(title) == 34 and short_title(title) == title[2:-3] + "通知"
+    longer = "关于开展二〇二六年度全镇农村人居环境整治暨村道垃圾清理专项督查检查工作的通知"
+    assert short_title(longer) == "开展二〇二六年度全镇农村人居环境整治暨村道垃圾清理专项督查…通知"
+    assert all(len(short_title("长" * n)) <= 32 for n in (31, 32, 33, 200))
+    assert short_title("长" * 40) == "长" * 31 + "…"
+
+
+def test_the_fake_refuses_what_draft_add_refuses(clock, fake, publisher, account) -> None:  # type: ignore[no-untyped-def]
+    thumb = publisher.thumb_media_id(account.id, clock.now())
+    for field, value, code in (
+        ("title", "长" * 33, 45003),
+        ("author", "长" * 17, 45110),
+        ("digest", "长" * 129, 45004),
+    ):
+        article = {"title": "通知", "content": "<p>x</p>", "thumb_media_id": thumb, field: value}
+        with pytest.raises(Exception) as exc:
+            publisher.call(account.id, clock.now(), "/cgi-bin/draft/add", {"articles": [article]},
+                           repeatable=False)  # fmt: skip
+        assert str(code) in Message.loads(exc.value.message.dumps()).render()  # type: ignore[attr-defined]
+
+
+def test_a_cover_deleted_in_the_back_office_is_uploaded_again_once(  # type: ignore[no-untyped-def]
+    scheduler, clock, fake, publisher, account, make_announcement, grid, fresh_session
+):
+    old = publisher.thumb_media_id(account.id, clock.now())
+    fake.delete_material(old)
+    ann = _approved(make_announcement, grid)
+    scheduler.publish_due()
+    row = _article(fresh_session, ann.id)
+    assert row.state is ArticleState.DRAFTED, row.last_error
+    assert len(fake.state.drafts) == 1 and fake.calls("/cgi-bin/material/add_material") == 2
+    [draft] = fake.state.drafts.values()
+    new = draft.articles[0]["thumb_media_id"]
+    assert new != old and new in fake.state.materials
+    assert fresh_session().get(WechatAccount, account.id).thumb_media_id == new
+
+
+def test_48001_at_draft_add_says_no_draft_was_saved(  # type: ignore[no-untyped-def]
+    scheduler, fake, publisher, account, make_announcement, grid, fresh_session
+):
+    fake.draft_api = False
+    ann = _approved(make_announcement, grid)
+    scheduler.publish_due()
+    row = _article(fresh_session, ann.id)
+    text = Message.loads(row.last_error).render()
+    assert row.state is ArticleState.FAILED and row.media_id is None
+    assert "48001" in text and "创建草稿时" in text and "草稿没有保存" in text
+    assert "草稿已保存" not in text
+
+
+@pytest.mark.parametrize(
+    ("status", "words"), [(5, "之后在公众号后台被删除"), (6, "之后被平台封禁")]
+)
+def test_published_then_deleted_or_blocked_says_so_never_that_the_draft_remains(  # type: ignore[no-untyped-def]
+    scheduler, clock, fake, publisher, account, make_announcement, grid, fresh_session, admin,
+    session, status, words,
+):  # fmt: skip
+    fake.publish_failure = status
+    ann = _approved(make_announcement, grid)
+    scheduler.publish_due()
+    wechat_svc.request_publish(session, admin, _article(fresh_session, ann.id).id)
+    session.commit()
+    for _ in range(3):
+        scheduler.publish_due()
+        clock.advance(30)
+    row = _article(fresh_session, ann.id)
+    text = Message.loads(row.last_error).render()
+    assert row.state is ArticleState.PUBLISHED and "已发布" in text and words in text
+    assert "草稿仍在" not in text and row.media_id not in fake.state.draft_box
+
+
+def test_publish_polling_gives_up_as_unknown_and_retry_asks_again(  # type: ignore[no-untyped-def]
+    scheduler, clock, fake, publisher, account, make_announcement, grid, fresh_session, admin,
+    session,
+):  # fmt: skip
+    from cms.scheduler.articles import POLL_LIMIT
+
+    fake.publishing_polls = None  # the platform never says
+    ann = _approved(make_announcement, grid)
+    scheduler.publish_due()
+    wechat_svc.request_publish(session, admin, _article(fresh_session, ann.id).id)
+    session.commit()
+    scheduler.publish_due()
+    polls = 0
+    watcher = fresh_session()
+    while watcher.scalar(select(WechatArticle.state)) is ArticleState.PUBLISHING:
+        watcher.rollback()
+        clock.advance(timedelta(minutes=5))
+        scheduler.publish_due()
+        polls += 1
+        assert polls < 100
+    watcher.close()
+    row = _article(fresh_session, ann.id)
+    text = Message.loads(row.last_error).render()
+    assert row.state is ArticleState.UNCERTAIN and "发布结果未知" in text and "重试" in text
+    assert POLL_LIMIT <= timedelta(minutes=5) * polls <= POLL_LIMIT + timedelta(minutes=10)
+    # 重试, after looking in the back office: polling resumes and finds it published.
+    wechat_svc.retry_article(session, admin, row.id)
+    session.commit()
+    fake.publishing_polls = 0
+    scheduler.publish_due()
+    row = _article(fresh_session, ann.id)
+    assert row.state is ArticleState.PUBLISHED and row.article_url
+    assert len(fake.state.publishes) == 1
+
+
+def test_forced_token_refreshes_are_capped_at_20_a_day(  # type: ignore[no-untyped-def]
+    clock, fake, publisher, account, monkeypatch, fresh_session
+):
+    from wechat.publisher import FORCED_LIMIT, FORCED_PER_DAY
+
+    original = fake.handle
+
+    def always_40001(method, path, query, body, ctype):  # type: ignore[no-untyped-def]
+        if path.endswith("add_material"):
+            return {"errcode": 40001, "errmsg": "invalid credential"}
+        return original(method, path, query, body, ctype)
+
+    monkeypatch.setattr(fake, "handle", always_40001)
+    for _ in range(FORCED_PER_DAY):
+        with pytest.raises(PublishRetry):
+            publisher.thumb_media_id(account.id, clock.now())
+    assert fake.state.forced == FORCED_PER_DAY
+    with pytest.raises(PublishRetry) as exc:
+        publisher.thumb_media_id(account.id, clock.now())
+    assert exc.value.message.msgid == FORCED_LIMIT and exc.value.retry_after
+    assert fake.state.forced == FORCED_PER_DAY  # none past the cap
+    assert fresh_session().get(WechatAccount, account.id).forced_refreshes == FORCED_PER_DAY
+    fake.state.forced = 0  # the platform's day is over too
+    clock.advance(timedelta(days=1))
+    with pytest.raises(PublishRetry) as exc:
+        publisher.thumb_media_id(account.id, clock.now())
+    assert exc.value.message.msgid != FORCED_LIMIT  # a new day: forcing is allowed again
