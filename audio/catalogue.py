@@ -111,7 +111,7 @@ _VOCOS_16K = Download(
     "b599142a1fb8ff03de3e84ac35ff537c619e56f4267a6fe894851a42844acf9e",
 )
 _AISHELL3_SPEAKERS = tuple(
-    SpeakerEntry(str(i), f"说话人 {i}") for i in (10, 33, 99, 21, 41, 45, 66)
+    SpeakerEntry(str(i), f"aishell3 #{i}") for i in (10, 33, 99, 21, 41, 45, 66)
 )
 
 CATALOGUE: tuple[ModelEntry, ...] = (
@@ -119,7 +119,7 @@ CATALOGUE: tuple[ModelEntry, ...] = (
         name="matcha-icefall-zh-baker",
         family="matcha",
         speakers_total=1,
-        speakers=(SpeakerEntry("0", "标贝女声", "female"),),
+        speakers=(SpeakerEntry("0", "Baker", "female"),),
         sample_rate=22_050,
         archive=Download(
             "tts-models/matcha-icefall-zh-baker.tar.bz2",
@@ -134,7 +134,7 @@ CATALOGUE: tuple[ModelEntry, ...] = (
         name="matcha-icefall-zh-en",
         family="matcha",
         speakers_total=1,
-        speakers=(SpeakerEntry("0", "中英女声"),),
+        speakers=(SpeakerEntry("0", "Matcha zh-en"),),
         sample_rate=16_000,
         archive=Download(
             "tts-models/matcha-icefall-zh-en.tar.bz2",
@@ -150,13 +150,13 @@ CATALOGUE: tuple[ModelEntry, ...] = (
         family="kokoro",
         speakers_total=103,
         speakers=(
-            SpeakerEntry("zf_001", "Kokoro zf_001（女声）", "female"),
-            SpeakerEntry("zf_002", "Kokoro zf_002（女声）", "female"),
-            SpeakerEntry("zf_003", "Kokoro zf_003（女声）", "female"),
-            SpeakerEntry("zf_004", "Kokoro zf_004（女声）", "female"),
-            SpeakerEntry("zm_009", "Kokoro zm_009（男声）", "male"),
-            SpeakerEntry("zm_010", "Kokoro zm_010（男声）", "male"),
-            SpeakerEntry("zm_011", "Kokoro zm_011（男声）", "male"),
+            SpeakerEntry("zf_001", "Kokoro zf_001", "female"),
+            SpeakerEntry("zf_002", "Kokoro zf_002", "female"),
+            SpeakerEntry("zf_003", "Kokoro zf_003", "female"),
+            SpeakerEntry("zf_004", "Kokoro zf_004", "female"),
+            SpeakerEntry("zm_009", "Kokoro zm_009", "male"),
+            SpeakerEntry("zm_010", "Kokoro zm_010", "male"),
+            SpeakerEntry("zm_011", "Kokoro zm_011", "male"),
         ),
         sample_rate=24_000,
         archive=Download(
@@ -200,7 +200,7 @@ CATALOGUE: tuple[ModelEntry, ...] = (
         name="vits-melo-tts-zh_en",
         family="vits",
         speakers_total=1,
-        speakers=(SpeakerEntry("0", "MeloTTS 中英女声", "female"),),
+        speakers=(SpeakerEntry("0", "MeloTTS", "female"),),
         sample_rate=44_100,
         archive=Download(
             "tts-models/vits-melo-tts-zh_en.tar.bz2",

@@ -192,7 +192,7 @@ class Speaker:
 
     Attributes:
         sid: the speaker id sherpa-onnx takes.
-        label: the name shown in voice menus (from the catalogue), e.g. ``"zf_001（女声）"``.
+        label: the name shown in voice menus (from the catalogue), e.g. ``"Kokoro zf_001"``.
         gender: ``female``, ``male`` or ``None`` when nobody has said.
     """
 
