@@ -252,12 +252,18 @@ class NeuralModel:
     def speaker_for(self, voice: Voice) -> Speaker:
         """The speaker a whitelisted voice speaks with: its own, where the model has enough.
 
-        The n-th voice of a gender in the menu takes the n-th speaker of that gender
-        (speakers of unknown gender serve any voice), wrapping around when there are fewer.
+        The n-th voice of a gender in the menu takes the n-th speaker of that gender; where
+        no speaker's gender is known, the n-th voice of the menu takes the n-th speaker.
+        Both wrap around when there are fewer speakers than voices.
         """
-        pool = [s for s in self.speakers if s.gender in (voice.gender, None)] or list(self.speakers)
-        same = [v.name for v in VOICES.values() if v.gender == voice.gender]
-        index = same.index(voice.name) if voice.name in same else 0
+        same = [s for s in self.speakers if s.gender == voice.gender]
+        if same:
+            names = [v.name for v in VOICES.values() if v.gender == voice.gender]
+            pool = same
+        else:
+            names = list(VOICES)
+            pool = [s for s in self.speakers if s.gender is None] or list(self.speakers)
+        index = names.index(voice.name) if voice.name in names else 0
         return pool[index % len(pool)]
 
     def config(self, num_threads: int) -> Any:

@@ -55,3 +55,87 @@ def test_voice_menu_names_each_speaker(app: Any, make_user: Any, lang: str) -> N
     assert "Kokoro zf_001" + female in options[0]  # 晓晓
     assert "Kokoro zm_009" + male in options[1]  # 云健
     assert "Kokoro zf_002" + female in options[2]  # 晓伊
+
+
+@pytest.fixture
+def admin_client(app: Any, make_user: Any) -> Any:
+    client = app.test_client()
+    login(client, make_user(Role.ADMIN))
+    return client
+
+
+def upload(client: Any, path: Path, sha256: str = "") -> Any:
+    with path.open("rb") as handle:
+        return client.post(
+            "/admin/voices/upload",
+            data={"archive": (handle, path.name), "sha256": sha256},
+            content_type="multipart/form-data",
+            follow_redirects=True,
+        )
+
+
+def test_admin_page_lists_installed_and_catalogue(
+    admin_client: Any, make_user: Any, app: Any
+) -> None:
+    html = admin_client.get("/admin/voices/").get_data(as_text=True)
+    assert 'data-testid="model-kokoro-multi-lang-v1_1"' in html and "正在使用" in html
+    assert "matcha-icefall-zh-baker" in html and "DALABA_MODEL_MIRROR" in html
+    editor = app.test_client()
+    login(editor, make_user(Role.EDITOR))
+    assert editor.get("/admin/voices/").status_code == 403
+    assert editor.post("/admin/voices/trial", data={}).status_code == 403
+
+
+def test_upload_installs_tries_and_plays(admin_client: Any, tmp_path: Path, session: Any) -> None:
+    from cms.models import AuditLog
+    from tests.audio.neural_model import write_tiny_matcha
+    from tests.audio.test_install import tar_folder
+
+    archive = tmp_path / "village-matcha.tar.bz2"
+    archive.write_bytes(tar_folder(write_tiny_matcha(tmp_path / "src"), "village-matcha"))
+    html = upload(admin_client, archive).get_data(as_text=True)
+    assert "已安装 village-matcha，试加载通过" in html and "重启 dalaba serve 后" in html
+    assert 'data-testid="model-village-matcha"' in html
+    assert session.query(AuditLog).filter_by(action="voice.install").count() == 1
+    page = admin_client.post(
+        "/admin/voices/trial",
+        data={"model": "village-matcha", "voice": "zh-CN-YunjianNeural", "text": "请注意防火。"},
+    ).get_data(as_text=True)
+    assert 'data-testid="trial-result"' in page
+    url = page.split('<audio controls preload="none" src="')[1].split('"')[0]
+    audio = admin_client.get(url)
+    assert audio.status_code == 200 and audio.mimetype == "audio/mpeg" and len(audio.data) > 1000
+
+
+@pytest.mark.parametrize("damage", ["traversal", "cannot-speak", "not-an-archive"])
+def test_bad_uploads_are_refused_and_nothing_stays(
+    admin_client: Any, tmp_path: Path, settings: Settings, damage: str
+) -> None:
+    import io
+    import tarfile
+
+    from tests.audio.neural_model import write_tiny_vits
+    from tests.audio.test_install import tar_folder
+
+    path = tmp_path / "bad-model.tar.bz2"
+    if damage == "traversal":
+        buffer = io.BytesIO()
+        with tarfile.open(fileobj=buffer, mode="w:bz2") as tar:
+            info = tarfile.TarInfo("../../evil.txt")
+            info.size = 4
+            tar.addfile(info, io.BytesIO(b"evil"))
+        path.write_bytes(buffer.getvalue())
+        expected = "越出目标文件夹"
+    elif damage == "cannot-speak":
+        folder = write_tiny_vits(tmp_path / "src", metadata={"sample_rate": None})
+        path.write_bytes(tar_folder(folder, "bad-model"))
+        expected = "模型未能通过试加载，已移除"
+    else:
+        path = tmp_path / "notes.txt"
+        path.write_text("hello", encoding="utf-8")
+        expected = "模型压缩包应为"
+    html = upload(admin_client, path).get_data(as_text=True)
+    assert expected in html
+    root = settings.data_dir / "models"
+    assert sorted(p.name for p in root.iterdir()) == ["default", "kokoro-multi-lang-v1_1"]
+    assert (root / "default").read_text(encoding="utf-8").strip() == "kokoro-multi-lang-v1_1"
