@@ -139,3 +139,28 @@ def test_bad_uploads_are_refused_and_nothing_stays(
     root = settings.data_dir / "models"
     assert sorted(p.name for p in root.iterdir()) == ["default", "kokoro-multi-lang-v1_1"]
     assert (root / "default").read_text(encoding="utf-8").strip() == "kokoro-multi-lang-v1_1"
+
+
+def test_outlet_form_sets_and_inherits_voice(admin_client: Any, session: Any, grid: Any) -> None:
+    from cms.models import Outlet
+
+    area = grid["v1"]
+    page = admin_client.get("/admin/outlets/new").get_data(as_text=True)
+    assert "（沿用每条公告自己的声音）" in page and "（沿用乡镇设置：仅离线神经语音）" in page
+    data = {
+        "name": "男声喇叭",
+        "kind": "loudspeaker",
+        "area_id": str(area.id),
+        "slots": "07:30 10",
+        "loop_minutes": "30",
+        "active": "on",
+        "voice": "zh-CN-YunjianNeural",
+        "tts_engine": "neural",
+    }
+    assert admin_client.post("/admin/outlets/new", data=data).status_code == 302
+    outlet = session.query(Outlet).filter_by(name="男声喇叭").one()
+    assert (outlet.voice, outlet.tts_engine) == ("zh-CN-YunjianNeural", "neural")
+    edit = admin_client.get(f"/admin/outlets/{outlet.id}").get_data(as_text=True)
+    assert '<option value="zh-CN-YunjianNeural" selected>' in edit
+    bad = admin_client.post("/admin/outlets/new", data={**data, "name": "x", "voice": "evil"})
+    assert bad.status_code == 400 and "请选择列表中的声音" in bad.get_data(as_text=True)
