@@ -164,3 +164,29 @@ def test_outlet_form_sets_and_inherits_voice(admin_client: Any, session: Any, gr
     assert '<option value="zh-CN-YunjianNeural" selected>' in edit
     bad = admin_client.post("/admin/outlets/new", data={**data, "name": "x", "voice": "evil"})
     assert bad.status_code == 400 and "请选择列表中的声音" in bad.get_data(as_text=True)
+
+
+def test_model_uploads_may_exceed_the_usual_64_mb(admin_client: Any, tmp_path: Path) -> None:
+    import io
+    import os
+    import tarfile
+
+    from tests.audio.neural_model import write_tiny_vits
+
+    folder = write_tiny_vits(tmp_path / "src" / "big-vits")
+    (folder / "padding.bin").write_bytes(os.urandom(65 << 20))
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as archive:
+        archive.add(folder, arcname="big-vits")
+    assert len(buffer.getvalue()) > 64 << 20
+    path = tmp_path / "big-vits.tar"
+    path.write_bytes(buffer.getvalue())
+    html = upload(admin_client, path).get_data(as_text=True)
+    assert "已安装 big-vits，试加载通过" in html
+    # every other form keeps the usual cap
+    too_big = admin_client.post(
+        "/admin/topics",
+        data={"name": "x" * (65 << 20)},
+        content_type="application/x-www-form-urlencoded",
+    )
+    assert too_big.status_code == 413
