@@ -83,8 +83,10 @@ DESCRIPTION_FILE = "dalaba-model.json"
 PROBE_TEXT = "你好。"
 """Spoken by the probe: every Chinese model's lexicon has these two characters."""
 PROBE_TIMEOUT_S = 300.0
-_FST_ORDER = ("phone.fst", "date.fst", "number.fst")
-"""Rule FSTs that go first, in this order; ``new_heteronym.fst`` goes last.
+_FST_ORDER = (
+    "phone.fst", "phone-zh.fst", "date.fst", "date-zh.fst", "number.fst", "number-zh.fst"
+)  # fmt: skip
+"""Rule FSTs that go first, in this order (``-zh`` names: matcha-icefall-zh-en); ``new_heteronym.fst`` goes last.
 
 FST archives (``*.far``, e.g. the 181 MB ``rule.far`` of vits-zh-aishell3) are not
 loaded: :func:`audio.spoken_text` has normalised the text already, and memory is short."""
