@@ -108,6 +108,8 @@ def outlets() -> Any:
         "admin/outlets.html",
         outlets=outlet_svc.all_outlets(db(), Scope.of(g.user)),
         kinds=outlet_svc.OUTLET_KIND_LABELS,
+        voices=VOICES,
+        engines=outlet_svc.OUTLET_ENGINES,
     )
 
 

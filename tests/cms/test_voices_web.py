@@ -162,6 +162,8 @@ def test_outlet_form_sets_and_inherits_voice(admin_client: Any, session: Any, gr
     assert (outlet.voice, outlet.tts_engine) == ("zh-CN-YunjianNeural", "neural")
     edit = admin_client.get(f"/admin/outlets/{outlet.id}").get_data(as_text=True)
     assert '<option value="zh-CN-YunjianNeural" selected>' in edit
+    listing = admin_client.get("/admin/outlets").get_data(as_text=True)
+    assert f'data-testid="outlet-voice-{outlet.id}">云健（男声，浑厚） · 仅离线神经语音<' in listing
     bad = admin_client.post("/admin/outlets/new", data={**data, "name": "x", "voice": "evil"})
     assert bad.status_code == 400 and "请选择列表中的声音" in bad.get_data(as_text=True)
 
