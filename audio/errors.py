@@ -23,6 +23,7 @@ AudioError
 ├── RecordingError     an uploaded recording is unusable
 ├── MasteringError     ffmpeg failed while mastering or measuring
 ├── ProgramError       a program cannot be built from the given clips
+├── InstallError       a model download or archive was refused (checksum, size, unsafe paths)
 └── DiskFullError      no space left to write audio (also an OSError with ENOSPC)
 ```
 """
@@ -40,6 +41,7 @@ __all__ = [
     "AudioError",
     "DiskFullError",
     "EdgeError",
+    "InstallError",
     "MasteringError",
     "NeuralError",
     "OfflineError",
@@ -210,6 +212,10 @@ class MasteringError(AudioError):
 
 class ProgramError(AudioError):
     """A program cannot be built: a clip is missing or not in the house format."""
+
+
+class InstallError(AudioError):
+    """A model could not be installed: download failed, wrong checksum, unsafe or too large archive."""
 
 
 class DiskFullError(AudioError, OSError):

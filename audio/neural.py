@@ -1,21 +1,31 @@
-"""An offline neural voice: a Chinese VITS model run by sherpa-onnx.
+"""An offline neural voice: a Chinese VITS, Matcha or Kokoro model run by sherpa-onnx.
 
-The admin downloads a model folder once and points ``DALABA_NEURAL_MODEL_DIR`` at it::
+``dalaba voices install`` puts a model from the catalogue (:mod:`audio.catalogue`) under the
+data folder; an admin may also point ``DALABA_NEURAL_MODEL_DIR`` at a folder. The family is
+read from the model's own metadata (``model_type``), with the folder's files as a fallback::
 
-    <folder>/
-        model.onnx          the VITS network (or the folder's only ``*.onnx`` file)
-        tokens.txt          its symbol table
-        lexicon.txt         word → tokens (Chinese models with a lexicon frontend), or
-        espeak-ng-data/     phonemizer data (piper models), instead of the lexicon
-        dict/               optional: jieba dictionary (models with ``jieba=1``)
-        *.fst               optional: sherpa-onnx's text-normalisation rules, applied
-                            phone, date, number, others by name, new_heteronym last
+    VITS    model.onnx (or the folder's only *.onnx), tokens.txt, lexicon.txt
+    Matcha  model-steps-3.onnx (acoustic model), a vocoder (vocos-*.onnx, hifigan*.onnx or
+            vocoder.onnx), tokens.txt, lexicon.txt
+    Kokoro  model.onnx, voices.bin (one style per speaker), tokens.txt, lexicon-zh.txt
+            (and lexicon-us-en.txt for English words), or lexicon.txt
+    all     dict/ (jieba, optional), *.fst (sherpa-onnx's text-normalisation rules, applied
+            phone, date, number, others by name, new_heteronym last)
+
+Piper folders (a VITS or Matcha model with ``espeak-ng-data/`` instead of a lexicon) are
+refused: sherpa-onnx 2.x no longer reads ``espeak-ng-data`` (it ignores ``data_dir`` and
+expects phonemes from an external phonemizer), so such a folder produces no audio.
 
 sherpa-onnx ends the whole process (``exit(-1)``) on several kinds of broken folder
 (missing metadata, a dictionary the model does not expect, an unknown language), so a
 model is first loaded and tried once in a child process; only a model that passed this
 probe is loaded here. The result is remembered per model identity (a SHA-256 of the
 files that determine the sound), which also enters the cache key of every clip.
+
+A multi-speaker model speaks each whitelisted voice with its own speaker: the speakers
+named in the folder's ``dalaba-model.json`` (written by the installer from the
+catalogue), matched by gender and menu order; without that file, the model's speakers in
+order. The chosen speaker id is part of every clip's cache key.
 
 One synthesis runs at a time per process (VITS keeps both cores of a township PC busy);
 inside it onnxruntime uses :func:`default_threads` threads.
@@ -36,34 +46,47 @@ from array import array
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO, Literal
 
 from audio.engines import Speech
 from audio.errors import N_, NeuralError, Reason
 from audio.ffmpeg import atomic_path
 from audio.subtitles import Cue
-from audio.voices import Voice
+from audio.voices import VOICES, Voice
 
 __all__ = [
+    "FAMILIES",
     "MODEL_FILE",
     "NeuralEngine",
     "NeuralModel",
+    "Speaker",
     "check_model",
     "default_threads",
     "locate_model",
+    "Trial",
+    "probe",
+    "read_onnx_metadata",
     "unavailable_reason",
 ]
 
+Family = Literal["vits", "matcha", "kokoro"]
+FAMILIES: tuple[Family, ...] = ("vits", "matcha", "kokoro")
 MODEL_FILE = "model.onnx"
+MATCHA_FILE = "model-steps-3.onnx"
 TOKENS_FILE = "tokens.txt"
 LEXICON_FILE = "lexicon.txt"
+VOICES_FILE = "voices.bin"
 DICT_DIR = "dict"
 ESPEAK_DATA_DIR = "espeak-ng-data"
+DESCRIPTION_FILE = "dalaba-model.json"
+"""Written by the installer: the catalogue name, family and named speakers of the folder."""
 PROBE_TEXT = "你好。"
 """Spoken by the probe: every Chinese model's lexicon has these two characters."""
 PROBE_TIMEOUT_S = 300.0
-_FST_ORDER = ("phone.fst", "date.fst", "number.fst")
-"""Rule FSTs that go first, in this order; ``new_heteronym.fst`` goes last.
+_FST_ORDER = (
+    "phone.fst", "phone-zh.fst", "date.fst", "date-zh.fst", "number.fst", "number-zh.fst"
+)  # fmt: skip
+"""Rule FSTs that go first, in this order (``-zh`` names: matcha-icefall-zh-en); ``new_heteronym.fst`` goes last.
 
 FST archives (``*.far``, e.g. the 181 MB ``rule.far`` of vits-zh-aishell3) are not
 loaded: :func:`audio.spoken_text` has normalised the text already, and memory is short."""
@@ -89,53 +112,199 @@ def default_threads() -> int:
     return max(1, min(MAX_THREADS, cores))
 
 
+def _varint(handle: BinaryIO) -> int | None:
+    shift = result = 0
+    while True:
+        byte = handle.read(1)
+        if not byte:
+            return None
+        result |= (byte[0] & 0x7F) << shift
+        if byte[0] < 0x80:
+            return result
+        shift += 7
+        if shift > 63:
+            raise ValueError("varint too long")
+
+
+def read_onnx_metadata(path: Path) -> dict[str, str]:
+    """The ``metadata_props`` of an ONNX file, without loading its graph.
+
+    Walks the top level of the ``ModelProto`` message (field 14 is ``metadata_props``,
+    each a ``StringStringEntryProto`` of key 1 and value 2) and seeks past every other
+    field, so a 300 MB model costs a few reads.
+
+    Raises:
+        ValueError: the file is not a protobuf message (a truncated or foreign file).
+    """
+    found: dict[str, str] = {}
+    with path.open("rb") as handle:
+        size = path.stat().st_size
+        while handle.tell() < size:
+            tag = _varint(handle)
+            if tag is None:
+                break
+            number, wire = tag >> 3, tag & 7
+            if wire == 0:
+                _varint(handle)
+            elif wire == 1:
+                handle.seek(8, os.SEEK_CUR)
+            elif wire == 5:
+                handle.seek(4, os.SEEK_CUR)
+            elif wire == 2:
+                length = _varint(handle)
+                if length is None or handle.tell() + length > size:
+                    raise ValueError("truncated field")
+                if number != 14:
+                    handle.seek(length, os.SEEK_CUR)
+                    continue
+                entry = handle.read(length)
+                key = value = ""
+                offset = 0
+                while offset < len(entry):
+                    field_tag = entry[offset]
+                    field_len, used = _decode_varint(entry, offset + 1)
+                    start = offset + 1 + used
+                    text = entry[start : start + field_len].decode("utf-8", "replace")
+                    if field_tag >> 3 == 1:
+                        key = text
+                    elif field_tag >> 3 == 2:
+                        value = text
+                    offset = start + field_len
+                found[key] = value
+            else:
+                raise ValueError(f"wire type {wire}")
+    return found
+
+
+def _decode_varint(data: bytes, offset: int) -> tuple[int, int]:
+    shift = result = used = 0
+    while offset + used < len(data):
+        byte = data[offset + used]
+        used += 1
+        result |= (byte & 0x7F) << shift
+        if byte < 0x80:
+            break
+        shift += 7
+    return result, used
+
+
+@dataclass(frozen=True)
+class Speaker:
+    """One speaker of a model.
+
+    Attributes:
+        sid: the speaker id sherpa-onnx takes.
+        label: the name shown in voice menus (from the catalogue), e.g. ``"Kokoro zf_001"``.
+        gender: ``female``, ``male`` or ``None`` when nobody has said.
+    """
+
+    sid: int
+    label: str
+    gender: Literal["female", "male"] | None = None
+
+
 @dataclass(frozen=True)
 class NeuralModel:
-    """A model folder that has every file it needs.
+    """A model folder that has every file its family needs.
 
     Attributes:
         folder: the folder.
-        model: the ONNX network.
+        family: ``vits``, ``matcha`` or ``kokoro``.
+        model: the ONNX network (Matcha: the acoustic model).
         tokens: ``tokens.txt``.
-        lexicon: ``lexicon.txt``, or ``None`` for a piper model.
-        data_dir: ``espeak-ng-data/`` of a piper model, else ``None``.
+        lexicons: the lexicon files, in the order sherpa-onnx reads them.
+        vocoder: Matcha's vocoder, else ``None``.
+        voices: Kokoro's ``voices.bin``, else ``None``.
         dict_dir: ``dict/`` for jieba models, else ``None``.
         rule_fsts: text-normalisation FSTs, in the order they apply.
+        speakers: the speakers voices map onto (at least one).
+        name: the catalogue name from ``dalaba-model.json``, else the folder's name.
         identity: SHA-256 over all of the above (names and contents).
     """
 
     folder: Path
+    family: Family
     model: Path
     tokens: Path
-    lexicon: Path | None
-    data_dir: Path | None
+    lexicons: tuple[Path, ...]
+    vocoder: Path | None
+    voices: Path | None
     dict_dir: Path | None
     rule_fsts: tuple[Path, ...]
+    speakers: tuple[Speaker, ...]
+    name: str
     identity: str
+
+    @property
+    def lexicon(self) -> Path | None:
+        """The first lexicon file (the only one of VITS and Matcha models)."""
+        return self.lexicons[0] if self.lexicons else None
 
     def files(self) -> list[Path]:
         """Every file whose content shapes the sound."""
-        found = [self.model, self.tokens, *self.rule_fsts]
-        if self.lexicon is not None:
-            found.append(self.lexicon)
-        for extra in (self.dict_dir, self.data_dir):
-            if extra is not None:
-                found += sorted(p for p in extra.rglob("*") if p.is_file())
+        found = [self.model, self.tokens, *self.lexicons, *self.rule_fsts]
+        found += [p for p in (self.vocoder, self.voices) if p is not None]
+        description = self.folder / DESCRIPTION_FILE
+        if description.is_file():
+            found.append(description)
+        if self.dict_dir is not None:
+            found += sorted(p for p in self.dict_dir.rglob("*") if p.is_file())
         return found
+
+    def speaker_for(self, voice: Voice) -> Speaker:
+        """The speaker a whitelisted voice speaks with: its own, where the model has enough.
+
+        The n-th voice of a gender in the menu takes the n-th speaker of that gender; where
+        no speaker's gender is known, the n-th voice of the menu takes the n-th speaker.
+        Both wrap around when there are fewer speakers than voices.
+        """
+        same = [s for s in self.speakers if s.gender == voice.gender]
+        if same:
+            names = [v.name for v in VOICES.values() if v.gender == voice.gender]
+            pool = same
+        else:
+            names = list(VOICES)
+            pool = [s for s in self.speakers if s.gender is None] or list(self.speakers)
+        index = names.index(voice.name) if voice.name in names else 0
+        return pool[index % len(pool)]
 
     def config(self, num_threads: int) -> Any:
         """The ``sherpa_onnx.OfflineTtsConfig`` for this folder."""
         import sherpa_onnx
 
-        vits = sherpa_onnx.OfflineTtsVitsModelConfig(
-            model=str(self.model),
-            lexicon=str(self.lexicon or ""),
-            tokens=str(self.tokens),
-            data_dir=str(self.data_dir or ""),
-            dict_dir=str(self.dict_dir or ""),
-        )
+        lexicon = ",".join(str(p) for p in self.lexicons)
+        dict_dir = str(self.dict_dir or "")
+        if self.family == "matcha":
+            family = {
+                "matcha": sherpa_onnx.OfflineTtsMatchaModelConfig(
+                    acoustic_model=str(self.model),
+                    vocoder=str(self.vocoder or ""),
+                    lexicon=lexicon,
+                    tokens=str(self.tokens),
+                    dict_dir=dict_dir,
+                )
+            }
+        elif self.family == "kokoro":
+            family = {
+                "kokoro": sherpa_onnx.OfflineTtsKokoroModelConfig(
+                    model=str(self.model),
+                    voices=str(self.voices or ""),
+                    tokens=str(self.tokens),
+                    lexicon=lexicon,
+                    dict_dir=dict_dir,
+                )
+            }
+        else:
+            family = {
+                "vits": sherpa_onnx.OfflineTtsVitsModelConfig(
+                    model=str(self.model),
+                    lexicon=lexicon,
+                    tokens=str(self.tokens),
+                    dict_dir=dict_dir,
+                )
+            }
         return sherpa_onnx.OfflineTtsConfig(
-            model=sherpa_onnx.OfflineTtsModelConfig(vits=vits, num_threads=num_threads),
+            model=sherpa_onnx.OfflineTtsModelConfig(num_threads=num_threads, **family),
             rule_fsts=",".join(str(p) for p in self.rule_fsts),
             max_num_sentences=1,
         )
@@ -151,17 +320,115 @@ def _require_sherpa() -> None:
         ) from exc
 
 
+_VOCODER_NAMES = ("vocos-*.onnx", "hifigan*.onnx", "vocoder*.onnx")
+
+
+def _vocoders(root: Path) -> list[Path]:
+    return sorted({p for pattern in _VOCODER_NAMES for p in root.glob(pattern) if p.is_file()})
+
+
+def _missing(root: Path, file: str) -> NeuralError:
+    return NeuralError(N_("模型文件夹 {folder} 中缺少 {file}"), folder=str(root), file=file)
+
+
+def _single_model(root: Path, vocoders: list[Path]) -> Path:
+    """``model.onnx``, or the folder's only other ``*.onnx`` (vocoders aside)."""
+    model = root / MODEL_FILE
+    if model.is_file():
+        return model
+    candidates = sorted(p.name for p in root.glob("*.onnx") if p.is_file() and p not in vocoders)
+    if len(candidates) == 1:
+        return root / candidates[0]
+    if candidates:
+        raise NeuralError(
+            N_(
+                "模型文件夹 {folder} 中有多个 .onnx 文件（{files}），请把要使用的那个改名为 {model}"
+            ),
+            folder=str(root),
+            files="、".join(candidates),
+            model=MODEL_FILE,
+        )
+    raise _missing(root, MODEL_FILE)
+
+
+def _piper(root: Path) -> NeuralError:
+    return NeuralError(
+        N_(
+            "{folder} 是 piper 类模型（靠 {data}/ 注音，没有 {lexicon}）："
+            "sherpa-onnx 2.x 不再读取 {data}，这样的模型不能朗读。"
+            "请改用 dalaba voices list 中列出的模型"
+        ),
+        folder=str(root),
+        data=ESPEAK_DATA_DIR,
+        lexicon=LEXICON_FILE,
+    )
+
+
+def _description(root: Path) -> dict[str, Any]:
+    path = root / DESCRIPTION_FILE
+    if not path.is_file():
+        return {}
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise NeuralError(
+            N_("无法读取模型说明 {file}：{detail}"), file=str(path), detail=str(exc)
+        ) from exc
+    return data if isinstance(data, dict) else {}
+
+
+def _speakers(meta: dict[str, str], described: dict[str, Any]) -> tuple[Speaker, ...]:
+    """The model's speakers: the catalogue's named ones (resolved to ids), else all of them."""
+    try:
+        count = max(1, int(meta.get("n_speakers", "1") or "1"))
+    except ValueError:
+        count = 1
+    names = [n.strip() for n in meta.get("speaker_names", "").split(",") if n.strip()]
+    listed = described.get("speakers") or []
+    chosen: list[Speaker] = []
+    for entry in listed if isinstance(listed, list) else []:
+        if not isinstance(entry, dict):
+            continue
+        key = str(entry.get("key", ""))
+        sid = names.index(key) if key in names else int(key) if key.isdigit() else None
+        if sid is None or sid >= count:
+            continue
+        gender = entry.get("gender")
+        chosen.append(
+            Speaker(
+                sid,
+                str(entry.get("label") or key),
+                gender if gender in ("female", "male") else None,
+            )
+        )
+    if chosen:
+        return tuple(chosen)
+    if count == 1:
+        return (Speaker(0, names[0] if names else "0"),)
+    return tuple(Speaker(i, names[i] if i < len(names) else str(i)) for i in range(count))
+
+
+def _family(meta: dict[str, str], root: Path) -> Family:
+    kind = meta.get("model_type", "").lower()
+    if "kokoro" in kind or (root / VOICES_FILE).is_file():
+        return "kokoro"
+    if "matcha" in kind or any(root.glob("model-steps-*.onnx")):
+        return "matcha"
+    return "vits"
+
+
 def locate_model(folder: Path | str | None) -> NeuralModel:
     """Check a model folder's files (without loading it) and compute its identity.
 
     Args:
-        folder: the folder, usually ``DALABA_NEURAL_MODEL_DIR``; ``None`` if not set.
+        folder: the folder, usually ``DALABA_NEURAL_MODEL_DIR`` or an installed model.
 
     Returns:
-        The model's files and identity.
+        The model's family, files, speakers and identity.
 
     Raises:
-        NeuralError: not set, missing, or lacking a file it needs; the message says which.
+        NeuralError: not set, missing, lacking a file its family needs, or a piper
+            folder (which sherpa-onnx 2.x cannot speak with); the message says which.
     """
     if folder is None or not str(folder).strip():
         raise NeuralError(N_("未设置离线神经语音模型文件夹（DALABA_NEURAL_MODEL_DIR）"))
@@ -170,49 +437,69 @@ def locate_model(folder: Path | str | None) -> NeuralModel:
         raise NeuralError(N_("离线神经语音模型文件夹不存在：{folder}"), folder=str(root))
     if not root.is_dir():
         raise NeuralError(N_("离线神经语音模型路径不是文件夹：{folder}"), folder=str(root))
-    model = root / MODEL_FILE
-    if not model.is_file():
-        candidates = sorted(p.name for p in root.glob("*.onnx") if p.is_file())
-        if len(candidates) == 1:
-            model = root / candidates[0]
-        elif candidates:
-            raise NeuralError(
-                N_(
-                    "模型文件夹 {folder} 中有多个 .onnx 文件（{files}），请把要使用的那个改名为 {model}"
-                ),
-                folder=str(root),
-                files="、".join(candidates),
-                model=MODEL_FILE,
-            )
-        else:
-            raise NeuralError(
-                N_("模型文件夹 {folder} 中缺少 {file}"), folder=str(root), file=MODEL_FILE
-            )
+    vocoders = _vocoders(root)
+    matcha = sorted(p for p in root.glob("model-steps-*.onnx") if p.is_file())
+    if (root / MATCHA_FILE).is_file():
+        model = root / MATCHA_FILE
+    elif len(matcha) == 1:
+        model = matcha[0]
+    else:
+        model = _single_model(root, vocoders)
     if model.stat().st_size == 0:
         raise NeuralError(N_("模型文件 {file} 是空文件，请重新下载"), file=str(model))
+    try:
+        meta = read_onnx_metadata(model)
+    except (OSError, ValueError):
+        meta = {}  # not readable here: sherpa-onnx's probe says why
+    family = _family(meta, root)
     tokens = root / TOKENS_FILE
     if not tokens.is_file():
-        raise NeuralError(
-            N_("模型文件夹 {folder} 中缺少 {file}"), folder=str(root), file=TOKENS_FILE
-        )
+        raise _missing(root, TOKENS_FILE)
     lexicon = root / LEXICON_FILE
-    data_dir = root / ESPEAK_DATA_DIR
-    if not lexicon.is_file() and not data_dir.is_dir():
-        raise NeuralError(
-            N_("模型文件夹 {folder} 中缺少 {file}（piper 模型则需要 {data}/ 文件夹）"),
-            folder=str(root),
-            file=LEXICON_FILE,
-            data=ESPEAK_DATA_DIR,
-        )
+    lexicons: tuple[Path, ...] = (lexicon,) if lexicon.is_file() else ()
+    vocoder = voices = None
+    if family == "kokoro":
+        voices = root / VOICES_FILE
+        if not voices.is_file():
+            raise _missing(root, VOICES_FILE)
+        if not lexicons:
+            # English words come from lexicon-us-en.txt, Chinese from lexicon-zh.txt.
+            named = sorted(p for p in root.glob("lexicon-*.txt") if p.is_file())
+            lexicons = tuple(sorted(named, key=lambda p: (p.name != "lexicon-us-en.txt", p.name)))
+        if not lexicons:
+            raise NeuralError(
+                N_(
+                    "Kokoro 模型文件夹 {folder} 中缺少词典（lexicon-zh.txt 等）："
+                    "sherpa-onnx 2.x 不再读取 {data}，只按词典注音"
+                ),
+                folder=str(root),
+                data=ESPEAK_DATA_DIR,
+            )
+    elif not lexicons:
+        if (root / ESPEAK_DATA_DIR).is_dir() or meta.get("has_espeak") == "1":
+            raise _piper(root)
+        raise _missing(root, LEXICON_FILE)
+    if family == "matcha":
+        if not vocoders:
+            raise NeuralError(
+                N_("Matcha 模型文件夹 {folder} 中缺少声码器（如 vocos-22khz-univ.onnx）"),
+                folder=str(root),
+            )
+        vocoder = vocoders[0]
+    described = _description(root)
     dict_dir = root / DICT_DIR
     partial = NeuralModel(
         folder=root,
+        family=family,
         model=model,
         tokens=tokens,
-        lexicon=lexicon if lexicon.is_file() else None,
-        data_dir=data_dir if data_dir.is_dir() else None,
+        lexicons=lexicons,
+        vocoder=vocoder,
+        voices=voices,
         dict_dir=dict_dir if dict_dir.is_dir() else None,
         rule_fsts=tuple(sorted((p for p in root.glob("*.fst") if p.is_file()), key=_fst_rank)),
+        speakers=_speakers(meta, described),
+        name=str(described.get("name") or root.name),
         identity="",
     )
     try:
@@ -295,14 +582,64 @@ def unavailable_reason(folder: Path | str | None) -> Reason | None:
     return None
 
 
+@dataclass(frozen=True)
+class Trial:
+    """What a trial load in a child process measured.
+
+    Attributes:
+        family: the model's family.
+        sample_rate: the model's sample rate (Hz).
+        speakers: how many speakers the model has.
+        audio_s: seconds of speech the trial sentence gave.
+        compute_s: seconds the synthesis took (loading excluded).
+        load_s: seconds the model took to load.
+    """
+
+    family: str
+    sample_rate: int
+    speakers: int
+    audio_s: float
+    compute_s: float
+    load_s: float
+
+    @property
+    def rtf(self) -> float:
+        """Real-time factor: compute time per second of speech (below 1 is faster than real time)."""
+        return self.compute_s / self.audio_s if self.audio_s else float("inf")
+
+
+def probe(folder: Path | str, text: str = PROBE_TEXT, threads: int = 1) -> Trial:
+    """Load the model in ``folder`` and speak ``text`` in a child process, measuring it.
+
+    Raises:
+        NeuralError: the folder is incomplete, or the child failed (the reason is the
+            child's own message, or sherpa-onnx's last line).
+    """
+    _require_sherpa()
+    model = locate_model(folder)
+    result = _run_child(model, text, threads)
+    if isinstance(result, Reason):
+        raise NeuralError(
+            N_("离线神经语音模型无法使用（{folder}）：{reason}"),
+            folder=str(model.folder),
+            reason=result,
+        )
+    return result
+
+
 def _probe(model: NeuralModel) -> Reason | None:
     """Load ``model`` and speak :data:`PROBE_TEXT` in a child process; ``None`` if it worked."""
+    result = _run_child(model, PROBE_TEXT, 1)
+    return result if isinstance(result, Reason) else None
+
+
+def _run_child(model: NeuralModel, text: str, threads: int) -> Trial | Reason:
     package_root = str(Path(__file__).resolve().parent.parent)
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH")) if p)
     try:
         done = subprocess.run(
-            [sys.executable, "-m", "audio.neural", str(model.folder)],
+            [sys.executable, "-m", "audio.neural", str(model.folder), text, str(threads)],
             capture_output=True,
             text=True,
             encoding="utf-8",
@@ -316,7 +653,10 @@ def _probe(model: NeuralModel) -> Reason | None:
     except OSError as exc:
         return Reason.of(N_("无法启动试加载进程：{detail}"), detail=str(exc.strerror or exc))
     if done.returncode == 0:
-        return None
+        try:
+            return Trial(**json.loads(done.stdout.strip().splitlines()[-1]))
+        except (ValueError, TypeError, IndexError):
+            return Reason(done.stdout.strip()[-300:])
     lines = [line.strip() for line in done.stderr.splitlines() if line.strip()]
     if not lines:
         return Reason.of(N_("进程退出码 {code}"), code=done.returncode)
@@ -330,22 +670,33 @@ def _probe(model: NeuralModel) -> Reason | None:
     return Reason(lines[-1][:300])
 
 
-def _probe_main(folder: str) -> int:
+def _probe_main(folder: str, text: str = PROBE_TEXT, threads: int = 1) -> int:
     """The child's side of :func:`_probe`: load, speak, report on stdout."""
     import sherpa_onnx
 
     model = locate_model(folder)
-    tts = sherpa_onnx.OfflineTts(model.config(1))
-    audio = tts.generate(PROBE_TEXT, sid=0, speed=1.0)
+    started = time.perf_counter()
+    tts = sherpa_onnx.OfflineTts(model.config(threads))
+    loaded = time.perf_counter()
+    audio = tts.generate(text, sid=model.speakers[0].sid, speed=1.0)
+    done = time.perf_counter()
     if not len(audio.samples):
         failure = Reason.of(
             N_("模型无法朗读测试句“{text}”（词典或 {file} 不完整）"),
-            text=PROBE_TEXT,
+            text=text,
             file=TOKENS_FILE,
         )
         print(failure.dumps(), file=sys.stderr)
         return 2
-    print(json.dumps({"sample_rate": tts.sample_rate, "speakers": tts.num_speakers}))
+    trial = Trial(
+        family=model.family,
+        sample_rate=int(tts.sample_rate),
+        speakers=int(tts.num_speakers),
+        audio_s=len(audio.samples) / int(tts.sample_rate),
+        compute_s=done - loaded,
+        load_s=loaded - started,
+    )
+    print(json.dumps(dataclasses.asdict(trial)))
     return 0
 
 
@@ -357,10 +708,10 @@ def _to_pcm16(samples: Sequence[float]) -> bytes:
 
 
 class NeuralEngine:
-    """A Chinese VITS voice through sherpa-onnx, from the folder ``DALABA_NEURAL_MODEL_DIR``.
+    """A Chinese voice through sherpa-onnx (VITS, Matcha or Kokoro) from one model folder.
 
-    Every whitelisted voice speaks with the model's first speaker: a model's speakers do
-    not map onto edge-tts's voices.
+    Each whitelisted voice speaks with its own speaker of a multi-speaker model
+    (:meth:`NeuralModel.speaker_for`); a one-speaker model speaks every voice alike.
 
     Args:
         folder: the model folder, or ``None`` when none is configured (every use then
@@ -369,7 +720,6 @@ class NeuralEngine:
     """
 
     name = "neural"
-    speaker = 0
 
     def __init__(self, folder: Path | str | None, num_threads: int | None = None) -> None:
         self.folder = Path(folder).expanduser() if folder else None
@@ -398,6 +748,7 @@ class NeuralEngine:
         speed = 1 + rate / 100
         with _synthesis_lock:
             tts = self._load()
+            sid = self.model().speaker_for(voice).sid
             sample_rate = int(tts.sample_rate)
             pcm = bytearray()
             cues = []
@@ -405,7 +756,7 @@ class NeuralEngine:
             for chunk in chunks:
                 start = len(pcm) / 2 / sample_rate
                 try:
-                    audio = tts.generate(chunk, sid=self.speaker, speed=speed)
+                    audio = tts.generate(chunk, sid=sid, speed=speed)
                 except (RuntimeError, IndexError, ValueError) as exc:
                     raise NeuralError(
                         N_("离线神经语音合成失败：{detail}"), detail=f"{type(exc).__name__}: {exc}"
@@ -444,4 +795,5 @@ class NeuralEngine:
 
 
 if __name__ == "__main__":
-    sys.exit(_probe_main(sys.argv[1]))
+    args = sys.argv[1:] + [PROBE_TEXT, "1"][len(sys.argv) - 2 :]
+    sys.exit(_probe_main(args[0], args[1], int(args[2])))

@@ -528,12 +528,13 @@ class Renderer:
         self, engine: str, spoken: str, voice: Voice, rate: int, model: str | None = None
     ) -> str:
         if engine == EngineName.NEURAL:
-            # Every voice speaks with the model's one speaker; the model's files decide.
+            # The model's files and the voice's speaker decide (one-speaker models speak
+            # every voice alike, so those voices share their speech).
             return _key(
                 {
                     "engine": engine,
                     "model": model,
-                    "speaker": self.neural.speaker,
+                    "speaker": self.neural.model().speaker_for(voice).sid,
                     "rate": rate,
                     "text": spoken,
                 }

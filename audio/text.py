@@ -14,6 +14,8 @@ untouched. Spans that are certain are spoken here (wetext leaves Chinese words a
 - clock times: ``2:30`` → 两点三十分, ``5:02`` → 五点零二分, ``10:04pm`` → 下午十点零四分
   (a colon near 比 is a ratio);
 - ``第`` and a number is an ordinal (第二名, 第十一亿…), never a code.
+- a 2 that counts is 两 (两次, 两户, 两公斤, 下午两点), and so is a leading 2 before
+  百/千/万/亿 (两千亩, 两万平方米); ordinals, decimals, digit strings, dates, 十二 and 二十 keep 二.
 
 Other spans are rewritten into forms wetext reads right: a dash between numbers is a range
 only with a unit after the second one (``1-2组``, ``10-20%``, ``5-10km``; a tilde always is),
@@ -453,6 +455,29 @@ _LATIN_UNIT = re.compile(
     + r")(?![A-Za-z]|网|信号|手机|基站|套餐)"
 )
 
+# 两 and 二. A lone 2 that counts something is 两 (两次, 两户, 两公斤, 下午两点) and so is a
+# leading 2 before 百/千/万/亿 (两千亩, 两万平方米); wetext says 二 before many measure words.
+# 二 stays in ordinals (第二, spoken earlier), decimals (二点五: the 2 touches a "."), digit
+# strings (phones and codes are spoken earlier), dates and years (no 年/月/日/号 here; 年 only
+# as a span of years, never 年级), and inside numbers (十二, 二十: the 2 touches a digit).
+_MEASURE_WORDS = (
+    "公斤|公里|千米|千克|平方米|立方米|平方公里|小时|分钟|个月|星期|礼拜|年(?!级|代)|周(?!年)"
+    "|[次人户个天条名位辆亩袋元斤批台间份所处包株遍趟回种样项倍头只件套场张本篇座块瓶箱"
+    "根棵片颗粒盒桶对双轮支队家吨米克升站笔顿餐夜晚]"
+    r"|点(?![\d零一二三四五六七八九十])"
+)
+_TWO_COUNTS = re.compile(rf"(?<![\d.,:：/·第A-Za-z])2(?=\s*(?:{_MEASURE_WORDS}))")
+_TWO_LEADS = re.compile(r"(?<![\d.,:：/·第A-Za-z])2(?=\s*[百千万亿])")
+_DAY_TWO = re.compile(r"(?<=月)\s*2(?=\s*[日号])|(?<=[至到～~、和])2(?=\s*[日号])")
+_THOUSANDS = re.compile(r"(?<![\d.,])(\d{1,3})((?:,\d{3})+)(?![\d,])")
+
+
+def _twos(line: str) -> str:
+    line = _DAY_TWO.sub("二", line)
+    line = _TWO_COUNTS.sub("两", line)
+    return _TWO_LEADS.sub("两", line)
+
+
 _WORD_HYPHEN = re.compile(r"(?<=[A-Za-z])-(?=\d)")
 _HASH_NUMBER = re.compile(r"(?<=\d)#")
 # A unit number or a temperature of 2 is 二 (二单元, 二摄氏度), not the count 两.
@@ -471,6 +496,7 @@ def _before_tn(line: str) -> str:
     line = _clocks(line)
     line = _dates(line)
     line = _money(line)
+    line = _THOUSANDS.sub(lambda m: m.group(1) + m.group(2).replace(",", ""), line)
     line = _ranges(line)
     line = _PER_UNIT_PRICE.sub(r"每\2\1元", line)
     line = _ORDINAL.sub(_ordinal, line)
@@ -478,6 +504,7 @@ def _before_tn(line: str) -> str:
     line = _PER_MILLE.sub(r"千分之\1", line)
     line = _LATIN_UNIT.sub(lambda m: _LATIN_UNITS[m.group(1)], line)
     line = _UNIT_NUMBER_TWO.sub(lambda m: "二" if m.group(0) == "2" else "二摄氏度", line)
+    line = _twos(line)
     line = _WORD_HYPHEN.sub(" ", line)
     return _HASH_NUMBER.sub("号", line)
 

@@ -236,9 +236,10 @@ def _register_commands() -> None:
     from cms.cli_audio import say
     from cms.cli_chats import COMMANDS as chat_commands
     from cms.cli_scheduler import COMMANDS as scheduler_commands
+    from cms.cli_voices import COMMANDS as voice_commands
 
     cli.add_command(say)
-    for command in [*scheduler_commands, *chat_commands]:
+    for command in [*scheduler_commands, *chat_commands, *voice_commands]:
         cli.add_command(command)
     for ep in entry_points(group="dalaba.commands"):
         try:

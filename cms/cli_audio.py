@@ -41,7 +41,7 @@ _ENGINES = ["auto", "edge", "offline", "neural"]
     type=click.Choice(_ENGINES),
     default=None,
     help="语音引擎（默认取 DALABA_TTS_ENGINE，否则 auto：在线优先，失败时依次改用"
-    "离线神经语音（需 DALABA_NEURAL_MODEL_DIR）和离线语音）",
+    "离线神经语音（DALABA_NEURAL_MODEL_DIR 或 dalaba voices install 安装的模型）和离线语音）",
 )
 @click.option(
     "--rate",
@@ -101,7 +101,7 @@ def say(
             data_dir / "audio" / "cache",
             engine=engine,
             edge_wss_url=os.environ.get("DALABA_EDGE_WSS_URL") or None,
-            neural_model_dir=os.environ.get("DALABA_NEURAL_MODEL_DIR", "").strip() or None,
+            neural_model_dir=_neural_model_dir(data_dir),
             on_synthesis=lambda name, speech: syntheses.append((name, speech)),
         )
     except ValueError as exc:
@@ -123,6 +123,14 @@ def say(
     click.echo(f"已生成 {output}（{clip.duration:.1f} 秒，{label}，{VOICES[voice].label}）")
     if verbose:
         _report_syntheses(syntheses, renderer.neural.num_threads)
+
+
+def _neural_model_dir(data_dir: Path) -> Path | None:
+    """``DALABA_NEURAL_MODEL_DIR``, else the model ``dalaba voices install`` installed last."""
+    from audio.install import default_model, models_dir
+
+    configured = os.environ.get("DALABA_NEURAL_MODEL_DIR", "").strip()
+    return Path(configured).expanduser() if configured else default_model(models_dir(data_dir))
 
 
 def _report_syntheses(syntheses: list[tuple[str, Speech]], neural_threads: int) -> None:

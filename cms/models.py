@@ -232,6 +232,11 @@ class Outlet(Base):
     active: Mapped[bool] = mapped_column(default=True)
     loop_minutes: Mapped[int] = mapped_column(default=30)
     note: Mapped[str] = mapped_column(String(500), default="")
+    # Its own voice (every announcement spoken with it) and engine mode (auto, edge,
+    # offline, neural, or recording: recordings only); None inherits (each announcement's
+    # voice, the township's engine).
+    voice: Mapped[str | None] = mapped_column(String(60))
+    tts_engine: Mapped[str | None] = mapped_column(String(20))
     created_at: Mapped[created_at]
 
     area: Mapped[Area] = relationship(back_populates="outlets")

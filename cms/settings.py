@@ -19,6 +19,16 @@ IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 MAX_PROXY_HOPS = 10
 
 
+def _neural_model_dir(env: Mapping[str, str], data_dir: Path) -> Path | None:
+    """``DALABA_NEURAL_MODEL_DIR``, else the model ``dalaba voices install`` installed last."""
+    configured = env.get("DALABA_NEURAL_MODEL_DIR", "").strip()
+    if configured:
+        return Path(configured).expanduser().resolve()
+    from audio.install import default_model, models_dir
+
+    return default_model(models_dir(data_dir))
+
+
 def _bool(name: str, raw: str) -> bool:
     value = raw.strip().lower()
     if value in {"1", "true", "yes", "on"}:
@@ -50,7 +60,8 @@ class Settings:
     default_locale: str = "zh_CN"
     tts_engine: str = "auto"  # auto | edge | offline | neural
     edge_wss_url: str | None = None
-    # The offline neural voice's model folder (model.onnx, tokens.txt, lexicon.txt, …).
+    # The offline neural voice's model folder (DALABA_NEURAL_MODEL_DIR, else the model
+    # `dalaba voices install` installed last under <data>/models).
     neural_model_dir: Path | None = None
     telegram_token: str | None = None
     telegram_api_url: str | None = None
@@ -171,11 +182,7 @@ class Settings:
             "default_locale": env.get("DALABA_LOCALE", "zh_CN"),
             "tts_engine": env.get("DALABA_TTS_ENGINE", "offline" if demo else "auto"),
             "edge_wss_url": env.get("DALABA_EDGE_WSS_URL") or None,
-            "neural_model_dir": (
-                Path(env["DALABA_NEURAL_MODEL_DIR"].strip()).expanduser().resolve()
-                if env.get("DALABA_NEURAL_MODEL_DIR", "").strip()
-                else None
-            ),
+            "neural_model_dir": _neural_model_dir(env, data_dir),
             "telegram_token": env.get("DALABA_TELEGRAM_TOKEN") or None,
             "telegram_api_url": env.get("DALABA_TELEGRAM_API_URL") or None,
             "telegram_webhook_url": env.get("DALABA_TELEGRAM_WEBHOOK_URL") or None,

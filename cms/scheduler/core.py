@@ -125,7 +125,9 @@ class Scheduler:
                 build |= {today + timedelta(days=n) for n in range(1, BUILD_AHEAD_DAYS + 1)}
             for day in sorted(days | build):
                 create: bool | set[int] = True if day == today else ahead
-                plan = programs.plan_day(session, day, now, tz, create=create)
+                plan = programs.plan_day(
+                    session, day, now, tz, create=create, engine_mode=self.ctx.settings.tts_engine
+                )
                 report.planned_programs += plan.queued + plan.created
             created, cancelled = deliveries.plan_deliveries(session, today, now, tz)
             report.planned_deliveries, report.cancelled_deliveries = created, cancelled
@@ -275,7 +277,15 @@ class Scheduler:
 
         def plan(session: Session) -> list[int]:
             renders.plan_clips(session, min(day, local_day(now, tz)), self.ctx.settings.tts_engine)
-            programs.plan_day(session, day, now, tz, create=True, explicit=True)
+            programs.plan_day(
+                session,
+                day,
+                now,
+                tz,
+                create=True,
+                explicit=True,
+                engine_mode=self.ctx.settings.tts_engine,
+            )
             return list(
                 session.scalars(
                     select(Program.id)
@@ -426,7 +436,9 @@ def _up_to_date(session: Session, ctx: Context, ids: list[int]) -> dict[int, Bui
             session, day, {p.outlet for p in of_day}, going=going
         )
         for program in of_day:
-            inputs = programs.inputs_for(session, reached[program.outlet_id], clips)
+            inputs = programs.inputs_for(
+                session, reached[program.outlet_id], clips, program.outlet, ctx.settings.tts_engine
+            )
             if program.input_hash != inputs.hash(programs.program_key(program)):
                 continue
             if inputs.ready:
@@ -434,7 +446,7 @@ def _up_to_date(session: Session, ctx: Context, ids: list[int]) -> dict[int, Bui
                 files = [
                     path,
                     manifest_path(path),
-                    *(Path(e.clip_path or "") for e in inputs.ready),
+                    *(Path(e.clip_path) for e in inputs.ready if e.clip_path),
                 ]
                 if program.path != str(path) or not all(f.is_file() for f in files):
                     continue

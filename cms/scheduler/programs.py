@@ -6,6 +6,13 @@ reach the outlet, their clips and repeats) with what it was built from, and rebu
 when they differ, until its slot begins. An approval, a withdrawal, a lexicon change or a
 changed slot therefore reaches every future program of the day within a tick.
 
+An outlet with its own voice or engine (``outlet.voice``, ``outlet.tts_engine``) hears every
+synthesised announcement spoken that way: the build renders those entries itself, through
+the renderer's content-addressed cache (so each outlet variant is synthesised once), and
+their inputs (voice, engine, text, lexicon) are part of the program's hash. A human
+recording plays as recorded everywhere; a recording-only outlet (``recording``) skips the
+announcements that have none, saying so in the manifest.
+
 A program that was not built by its slot is still built within :data:`GRACE` after the
 slot began (the operator may play it late); after that it is marked missed and an alert
 is raised. A slot that begins before an urgent announcement's clip is ready raises an
@@ -78,6 +85,9 @@ class Entry:
     clip_path: str | None
     status: str  # ready | wait | skip
     reason: str | None = None
+    synth: dict[str, Any] | None = None
+    """For an outlet with its own voice or engine: what the build speaks instead of the clip
+    (text, voice, rate, engine, lexicon pairs)."""
 
 
 @dataclass
@@ -112,21 +122,39 @@ def outlet_announcements(session: Session, outlet: Outlet, day: date) -> list[An
 
 
 def inputs_for(
-    session: Session, anns: list[Announcement], clips: dict[int, Clip] | None = None
+    session: Session,
+    anns: list[Announcement],
+    clips: dict[int, Clip] | None = None,
+    outlet: Outlet | None = None,
+    engine_mode: str | None = None,
 ) -> Inputs:
-    """What a program made of ``anns`` consists of now (``clips`` may be prefetched)."""
+    """What a program made of ``anns`` consists of now (``clips`` may be prefetched).
+
+    With ``outlet``, its own voice and engine apply (see the module's docstring);
+    ``engine_mode`` is the install's mode, used where no township chose its own.
+    """
     revs = [a.approved_revision for a in anns if a.approved_revision is not None]
     if clips is None:
         clips = clips_ready(session, (r.id for r in revs))
     inputs = Inputs()
+    own = outlet is not None and bool(outlet.voice or outlet.tts_engine)
     for rev in revs:
         clip: Clip | None = clips.get(rev.id)
+        synth = None
         if clip is None or clip.state in (JobState.PENDING, JobState.RUNNING):
             status, reason = "wait", None
         elif clip.state is JobState.DONE and clip.path:
             status, reason = "ready", None
         else:
             status, reason = "skip", (clip.last_error or Message(N_("音频未能生成")).dumps())
+        if own and outlet is not None:
+            status, reason, synth = _outlet_variant(
+                session, outlet, rev, clip, status, reason, engine_mode
+            )
+        key = clip.cache_key if clip else None
+        if synth is not None:
+            canonical = json.dumps(synth, ensure_ascii=False, sort_keys=True)
+            key = hashlib.sha256(canonical.encode()).hexdigest()
         inputs.entries.append(
             Entry(
                 announcement_id=rev.announcement_id,
@@ -135,13 +163,47 @@ def inputs_for(
                 repeats=rev.repeats,
                 urgent=rev.priority is Priority.URGENT,
                 clip_id=clip.id if clip else None,
-                clip_key=clip.cache_key if clip else None,
-                clip_path=clip.path if clip else None,
+                clip_key=key,
+                clip_path=clip.path if clip and synth is None else None,
                 status=status,
                 reason=reason,
+                synth=synth,
             )
         )
     return inputs
+
+
+def _outlet_variant(
+    session: Session,
+    outlet: Outlet,
+    rev: Any,
+    clip: Clip | None,
+    status: str,
+    reason: str | None,
+    engine_mode: str | None,
+) -> tuple[str, str | None, dict[str, Any] | None]:
+    """An entry's status at an outlet with its own voice or engine, and what to speak."""
+    from cms.scheduler.renders import active_recording, lexicon_pairs, relevant_entries
+    from cms.services import township
+    from cms.services.outlets import RECORDING_ONLY
+
+    recording = active_recording(session, rev.announcement_id)
+    if recording is not None:
+        return status, reason, None  # a human recording plays as recorded everywhere
+    if outlet.tts_engine == RECORDING_ONLY:
+        return "skip", Message(N_("此广播点只播放录音，这条公告没有录音")).dumps(), None
+    area = township.revision_area(session, rev)
+    engine = outlet.tts_engine or str(
+        township.effective(session, township.TTS_ENGINE, area, engine_mode or "auto")
+    )
+    synth = {
+        "text": rev.speech,
+        "voice": outlet.voice or rev.voice,
+        "rate": rev.rate,
+        "engine": engine,
+        "lexicon": relevant_entries(rev.speech, lexicon_pairs(session, area)),
+    }
+    return "ready", None, synth
 
 
 def program_key(program: Program) -> tuple[object, ...]:
@@ -200,6 +262,7 @@ def plan_day(
     *,
     create: bool | Collection[int],
     explicit: bool = False,
+    engine_mode: str | None = None,
 ) -> DayPlan:
     """Bring the program rows of ``day`` in line with what should play.
 
@@ -218,7 +281,7 @@ def plan_day(
     clips = clips_ready(session, (a.approved.id for a in going))
     reached = reaching_outlets(session, day, outlets, going=going)
     for outlet in outlets:
-        inputs = inputs_for(session, reached[outlet.id], clips)
+        inputs = inputs_for(session, reached[outlet.id], clips, outlet, engine_mode)
         for slot in outlet.slots:
             program = existing.pop((outlet.id, slot.id), None)
             times = days.SlotTimes.of(day, slot.at, slot.minutes, tz)
@@ -375,7 +438,12 @@ def _load(session: Session, ctx: Context, program_id: int) -> _BuildJob | None:
     if program is None:
         return None
     outlet, slot = program.outlet, program.slot
-    inputs = inputs_for(session, outlet_announcements(session, outlet, program.day))
+    inputs = inputs_for(
+        session,
+        outlet_announcements(session, outlet, program.day),
+        outlet=outlet,
+        engine_mode=ctx.settings.tts_engine,
+    )
     return _BuildJob(
         program_id=program.id,
         day=program.day,
@@ -501,6 +569,29 @@ def build_one(ctx: Context, program_id: int, *, partial: bool = False) -> str:
     return unit_of_work(ctx.sessions, done)
 
 
+def _speak(ctx: Context, synth: dict[str, Any]) -> tuple[Any, str | None]:
+    """Render an outlet's own variant of an entry (cached); (clip, None) or (None, reason)."""
+    from audio.errors import AudioError
+    from audio.master import Profile
+    from audio.text import Lexicon
+
+    try:
+        clip = ctx.renderer_for(synth["engine"]).render(
+            synth["text"],
+            voice=synth["voice"],
+            rate=synth["rate"],
+            profile=Profile.LOUDSPEAKER,
+            lexicon=Lexicon(tuple((w, s) for w, s in synth["lexicon"])),
+        )
+    except AudioError as exc:
+        if disk.is_disk_full(exc):
+            raise
+        from cms.services.errors import audio_message
+
+        return None, audio_message(exc).dumps()
+    return clip, None
+
+
 def _assemble(ctx: Context, job: _BuildJob) -> tuple[dict[str, Any], str]:
     """Join the ready clips into the program file; returns the row's new values."""
     from audio.program import ProgramItem, build_program, manifest_path
@@ -519,7 +610,20 @@ def _assemble(ctx: Context, job: _BuildJob) -> tuple[dict[str, Any], str]:
         if e.status != "ready"
     ]
     for entry in job.inputs.ready:
-        clip = renderer.get_clip(Path(entry.clip_path or "").stem)
+        if entry.synth is not None:
+            clip, problem = _speak(ctx, entry.synth)
+            if clip is None:
+                skipped.append(
+                    {
+                        "announcement_id": entry.announcement_id,
+                        "revision_id": entry.revision_id,
+                        "title": entry.title,
+                        "reason": problem,
+                    }
+                )
+                continue
+        else:
+            clip = renderer.get_clip(Path(entry.clip_path or "").stem)
         if clip is None:
             skipped.append(
                 {

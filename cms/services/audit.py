@@ -36,6 +36,7 @@ ACTION_LABELS = {
     "campaign.adapt": N_("改编县级活动"),
     "campaign.follow": N_("随县级活动更新"),
     "campaign.withdraw_copy": N_("随县级活动撤回"),
+    "voice.install": N_("安装离线神经语音模型"),
 }
 
 

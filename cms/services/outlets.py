@@ -16,6 +16,9 @@ from cms.services.text import clean_text, parse_id, parse_int
 
 _HHMM = re.compile(r"([0-9]{1,2}):([0-9]{2})")
 OUTLET_KIND_LABELS = {OutletKind.LOUDSPEAKER: N_("固定大喇叭"), OutletKind.MOBILE: N_("移动音箱")}
+RECORDING_ONLY = "recording"
+OUTLET_ENGINES = {**township.ENGINE_LABELS, RECORDING_ONLY: N_("只播录音（没有录音的公告不播）")}
+"""Engine modes an outlet may choose: the township's, or recordings only."""
 
 
 def parse_slots(errors: Errors, raw: object) -> list[tuple[time, int]]:
@@ -60,6 +63,8 @@ def save_outlet(
     loop_minutes: object = 30,
     note: object = "",
     active: bool = True,
+    voice: object = None,
+    tts_engine: object = None,
 ) -> Outlet:
     """Create (outlet is None) or update an outlet with its slots."""
     errors = Errors()
@@ -86,6 +91,14 @@ def save_outlet(
     clean_note = clean_text(
         errors, "note", note, label=N_("备注"), max_len=500, required=False, multiline=True
     )
+    parsed_voice = str(voice or "").strip() or None
+    parsed_engine = str(tts_engine or "").strip() or None
+    from audio.voices import VOICES
+
+    if parsed_voice is not None and parsed_voice not in VOICES:
+        errors.add("voice", N_("请选择列表中的声音"))
+    if parsed_engine is not None and parsed_engine not in OUTLET_ENGINES:
+        errors.add("tts_engine", N_("语音引擎无效"))
     errors.raise_if_any()
     assert area is not None
     creating = outlet is None
@@ -94,6 +107,7 @@ def save_outlet(
         session.add(outlet)
     outlet.name, outlet.kind, outlet.area, outlet.loop_minutes = clean, parsed_kind, area, loop
     outlet.note, outlet.active = clean_note, active
+    outlet.voice, outlet.tts_engine = parsed_voice, parsed_engine
     existing = {s.at: s for s in outlet.slots}
     wanted = dict(parsed_slots)
     outlet.slots = [existing.get(at) or Slot(at=at) for at in sorted(wanted)]
@@ -107,6 +121,8 @@ def save_outlet(
         outlet,
         name=clean,
         slots=[f"{t:%H:%M} {m}" for t, m in parsed_slots],
+        voice=parsed_voice,
+        tts_engine=parsed_engine,
     )
     return outlet
 

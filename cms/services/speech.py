@@ -89,6 +89,26 @@ def _neural_unavailable(settings: Settings, last: Outcome | None, now: datetime)
     return Message(N_("离线神经语音不可用：{reason}"), {"reason": audio_message(why)})
 
 
+def neural_speakers(settings: Settings) -> dict[str, tuple[str, str | None]]:
+    """Which speaker of the neural model reads each menu voice: name → (label, gender).
+
+    Labels come from the catalogue (through the installed folder's description); empty when
+    no usable model folder is set. Cheap: the folder's files are rehashed only when changed.
+    """
+    if settings.neural_model_dir is None:
+        return {}
+    from audio.errors import NeuralError
+    from audio.neural import locate_model
+    from audio.voices import VOICES
+
+    try:
+        model = locate_model(settings.neural_model_dir)
+    except NeuralError:
+        return {}
+    chosen = {name: model.speaker_for(voice) for name, voice in VOICES.items()}
+    return {name: (speaker.label, speaker.gender) for name, speaker in chosen.items()}
+
+
 ENGINES: dict[str, EngineInfo] = {
     "edge": EngineInfo(N_("在线语音（微软）"), N_("在线语音"), True, _edge_unavailable),
     "neural": EngineInfo(

@@ -83,6 +83,9 @@ def create_app(settings: Settings, *, engine: Any = None) -> Flask:
     # Flask's documented way to add WSGI middleware; mypy sees a method being replaced.
     app.wsgi_app = proxy.wrap(app.wsgi_app, settings)  # type: ignore[method-assign,assignment]
     i18n.init_app(app, settings)
+    from cms.web import voices as voice_pages
+
+    app.before_request(voice_pages.allow_large_upload)  # before CSRF reads the body
     csrf.init_app(app)
 
     from cms.web import admin, announcements, api, auth, chats, dashboard, operators, schedule
@@ -97,6 +100,7 @@ def create_app(settings: Settings, *, engine: Any = None) -> Flask:
     app.register_blueprint(share_bp)  # the public share pages /s/<token>
     app.register_blueprint(wechat_pages.bp)
     app.register_blueprint(speech_pages.bp)  # the editor's spoken-text preview and 试听
+    app.register_blueprint(voice_pages.bp)  # offline neural voice models
     csrf.exempt(api.bp)
 
     app.teardown_appcontext(_close_session)

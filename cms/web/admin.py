@@ -108,6 +108,8 @@ def outlets() -> Any:
         "admin/outlets.html",
         outlets=outlet_svc.all_outlets(db(), Scope.of(g.user)),
         kinds=outlet_svc.OUTLET_KIND_LABELS,
+        voices=VOICES,
+        engines=outlet_svc.OUTLET_ENGINES,
     )
 
 
@@ -140,6 +142,8 @@ def outlet_edit(outlet_id: int | None = None) -> Any:
                 loop_minutes=form.get("loop_minutes", "30"),
                 note=form.get("note", ""),
                 active="active" in form,
+                voice=form.get("voice", ""),
+                tts_engine=form.get("tts_engine", ""),
             )
             ids = form_ids("operator_ids")
             saved.operators = list(
@@ -162,6 +166,8 @@ def outlet_edit(outlet_id: int | None = None) -> Any:
             "note": form.get("note", ""),
             "active": "active" in form,
             "operator_ids": form.getlist("operator_ids"),
+            "voice": form.get("voice", ""),
+            "tts_engine": form.get("tts_engine", ""),
         }
     elif outlet is not None:
         data = {
@@ -173,6 +179,8 @@ def outlet_edit(outlet_id: int | None = None) -> Any:
             "note": outlet.note,
             "active": outlet.active,
             "operator_ids": [str(u.id) for u in outlet.operators],
+            "voice": outlet.voice or "",
+            "tts_engine": outlet.tts_engine or "",
         }
     else:
         data = {
@@ -195,6 +203,19 @@ def outlet_edit(outlet_id: int | None = None) -> Any:
         areas=scope.areas(db()),
         kinds=outlet_svc.OUTLET_KIND_LABELS,
         operators=operators,
+        voices=VOICES,
+        engines=outlet_svc.OUTLET_ENGINES,
+        inherited_engine=township.ENGINE_LABELS.get(
+            str(
+                township.effective(
+                    db(),
+                    township.TTS_ENGINE,
+                    outlet.area if outlet else None,
+                    settings().tts_engine,
+                )
+            ),
+            "",
+        ),
     ), (400 if errors else 200)
 
 

@@ -51,6 +51,8 @@ def _form_context(**extra: Any) -> dict[str, Any]:
     from cms.web.speech import engine_status
 
     extra.setdefault("engine", engine_status(extra.get("ann")))
+    if extra["engine"].engine == "neural":
+        extra.setdefault("neural_speakers", speech_svc.neural_speakers(settings()))
     extra.setdefault("campaign", False)
     extra.setdefault("may_draft_campaign", campaigns_svc.may_draft(g.user))
     return {
