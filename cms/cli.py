@@ -214,7 +214,7 @@ def demo(port: int, data_dir: str, seed_only: bool) -> None:
     )
     # The demo owns its database: it creates it, so it also brings its schema up to date.
     engine = upgraded_engine(settings)
-    with transaction(make_session_factory(engine)) as session:
+    with transaction(make_session_factory(engine, clock=settings.clock)) as session:
         accounts = seed(session, settings)
     if accounts:
         click.echo(f"演示数据已创建：{settings.data_dir}")

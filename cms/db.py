@@ -29,6 +29,8 @@ from sqlalchemy import CursorResult, Engine, Result, create_engine, event
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
+from cms.clock import Clock
+
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
@@ -95,9 +97,16 @@ def rowcount(result: Result[Any]) -> int:
     return cast("CursorResult[Any]", result).rowcount
 
 
-def make_session_factory(engine: Engine, *, write: bool = False) -> sessionmaker[Session]:
-    """Sessions on ``engine``; with ``write``, every transaction takes the writer lock first."""
-    return sessionmaker(writer(engine) if write else engine, expire_on_commit=False)
+def make_session_factory(
+    engine: Engine, *, write: bool = False, clock: Clock | None = None
+) -> sessionmaker[Session]:
+    """Sessions on ``engine``; with ``write``, every transaction takes the writer lock first.
+
+    ``clock`` (the edge's, usually ``settings.clock``) rides along in ``session.info``: the
+    services read the time from it (:func:`cms.clock.clock_of`).
+    """
+    info = {"clock": clock} if clock is not None else None
+    return sessionmaker(writer(engine) if write else engine, expire_on_commit=False, info=info)
 
 
 def is_retryable(exc: BaseException) -> bool:

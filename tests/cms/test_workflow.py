@@ -21,7 +21,7 @@ ALLOWED = {
 }
 
 
-def _do(session, action, ann, editor, reviewer, content):  # type: ignore[no-untyped-def]
+def _do(session, action, ann, editor, reviewer, content, today):  # type: ignore[no-untyped-def]
     match action:
         case "submit":
             svc.submit(session, editor, ann)
@@ -32,24 +32,18 @@ def _do(session, action, ann, editor, reviewer, content):  # type: ignore[no-unt
         case "withdraw":
             svc.withdraw(session, reviewer, ann)
         case "edit":
-            svc.update(session, editor, ann, content(title="改过的标题"), today=svc_today())
-
-
-def svc_today():  # type: ignore[no-untyped-def]
-    from datetime import date
-
-    return date.today()
+            svc.update(session, editor, ann, content(title="改过的标题"), today=today)
 
 
 @pytest.mark.parametrize("state", list(ALLOWED))
 @pytest.mark.parametrize("action", ACTIONS)
-def test_transition_table(session, make_announcement, make_user, content, state, action):
+def test_transition_table(session, make_announcement, make_user, content, state, action, today):
     editor = make_user(Role.EDITOR)
     reviewer = make_user(Role.REVIEWER)
     ann = make_announcement(state, author=editor)
     before = ann.status
     if action in ALLOWED[state]:
-        _do(session, action, ann, editor, reviewer, content)
+        _do(session, action, ann, editor, reviewer, content, today)
         session.commit()
         expected = {
             "submit": Status.IN_REVIEW,
@@ -61,7 +55,7 @@ def test_transition_table(session, make_announcement, make_user, content, state,
         assert ann.status is expected
     else:
         with pytest.raises(WorkflowError):
-            _do(session, action, ann, editor, reviewer, content)
+            _do(session, action, ann, editor, reviewer, content, today)
         session.rollback()
         assert session.get(type(ann), ann.id).status is before
 
