@@ -431,6 +431,7 @@ def test_township_pages_name_nothing_of_the_neighbour(app, session, county, role
     assert a.outlet.name in outlets_page
 
 
+@pytest.mark.any_hour
 def test_forms_refuse_the_neighbours_areas_users_and_rows(app, session, county, content, today):
     a, b = county.a, county.b
     before = _snapshot(session, b)
@@ -587,6 +588,7 @@ def test_a_township_admin_adds_users_only_in_the_township(app, session, county):
     assert "newbie" in page and "villager" in page and "county-admin" not in page
 
 
+@pytest.mark.any_hour
 def test_county_users_see_both_townships(app, session, county, today):
     a, b = county.a, county.b
     reviewer = _client(app, county.users[Role.REVIEWER])
@@ -654,6 +656,7 @@ def test_county_users_see_both_townships(app, session, county, today):
     assert f"/announcements/{created.id}" not in home
 
 
+@pytest.mark.any_hour
 def test_the_whole_install_and_the_owner_of_an_announcement(
     session, county, make_user, content, today
 ):

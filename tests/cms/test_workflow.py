@@ -60,6 +60,7 @@ def test_transition_table(session, make_announcement, make_user, content, state,
         assert session.get(type(ann), ann.id).status is before
 
 
+@pytest.mark.any_hour
 def test_approval_pins_revision_and_edit_needs_review_again(
     session, make_announcement, make_user, content, today
 ):
@@ -84,6 +85,7 @@ def test_approval_pins_revision_and_edit_needs_review_again(
     assert session.get(Revision, first.id).body.startswith("各位村民")
 
 
+@pytest.mark.any_hour
 def test_unchanged_edit_makes_no_revision(session, make_announcement, make_user, content, today):
     editor = make_user(Role.EDITOR)
     ann = make_announcement("draft", author=editor)
@@ -167,6 +169,7 @@ def test_every_state_change_is_audited(session, make_announcement, make_user):
     assert all(e.user_id for e in entries)
 
 
+@pytest.mark.any_hour
 def test_withdrawn_leaves_going_out(session, make_announcement, make_user, today):
     ann = make_announcement("approved")
     assert ann in svc.going_out_on(session, today)
@@ -175,6 +178,7 @@ def test_withdrawn_leaves_going_out(session, make_announcement, make_user, today
     assert ann not in svc.going_out_on(session, today)
 
 
+@pytest.mark.any_hour
 def test_targets_include_descendants(session, make_announcement, grid, today):
     ann = make_announcement("approved", area_ids=[grid["town"].id])
     rev = ann.approved_revision
@@ -184,6 +188,7 @@ def test_targets_include_descendants(session, make_announcement, grid, today):
     assert not svc.reaches(village_only, grid["town"])
 
 
+@pytest.mark.any_hour
 def test_phases_follow_the_campaign_window(session, make_announcement, today):
     ann = make_announcement(
         "approved",

@@ -113,6 +113,7 @@ def _checkpoint(engine: Engine) -> None:
         conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
 
 
+@pytest.mark.any_hour
 def test_a_full_disk_is_a_clear_state(  # type: ignore[no-untyped-def]
     settings, engine, ctx, clock, today, session, make_user, make_announcement, small_fs
 ):

@@ -52,6 +52,7 @@ def world(  # type: ignore[no-untyped-def]
     return {"outlet": outlet, "other": other, "chat": chat, "ann": ann, "ctx": ctx}
 
 
+@pytest.mark.any_hour
 def test_status_renders_outbox_and_audio(client, make_user, world, session):  # type: ignore[no-untyped-def]
     login(client, make_user(Role.EDITOR))
     page = client.get("/schedule/").get_data(as_text=True)
