@@ -147,6 +147,10 @@ def _serve(settings: Settings, host: str, port: int) -> None:
     from cms.web.server import make_server
 
     engine = checked_engine(settings)
+    if os.environ.get("DALABA_FAKE_NOW", "").strip():
+        click.echo(
+            f"注意：DALABA_FAKE_NOW 已设置，时钟从 {settings.now():%Y-%m-%d %H:%M} UTC 起走（仅供测试）"
+        )
     app = create_app(settings, engine=engine)
     handle = None
     registry = load_channels(settings, ChannelRegistry())

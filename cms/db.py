@@ -44,6 +44,12 @@ _PG_RETRYABLE = {"40001", "40P01", "55P03"}
 
 def make_engine(url: str, **kwargs: Any) -> Engine:
     """Create an engine; for SQLite, create the folder and tune the connection."""
+    engine = _make_engine(url, **kwargs)
+    event.listen(engine, "checkin", _forget_clock)
+    return engine
+
+
+def _make_engine(url: str, **kwargs: Any) -> Engine:
     if url.startswith("sqlite"):
         path = url.split("///", 1)[-1] if "///" in url else ""
         if path and path != ":memory:" and not path.startswith("file:"):
@@ -95,6 +101,17 @@ def rowcount(result: Result[Any]) -> int:
     ``CursorResult``, which has the count.
     """
     return cast("CursorResult[Any]", result).rowcount
+
+
+@event.listens_for(Session, "after_begin")
+def _clock_on_connection(session: Session, _transaction: Any, connection: Any) -> None:
+    """Row stamps (``cms.models.stamp``) read the clock of the session that writes them."""
+    connection.info["clock"] = session.info.get("clock")
+
+
+def _forget_clock(_dbapi_connection: Any, record: Any) -> None:
+    """A pooled connection forgets its last session's clock (plain engine use reads real time)."""
+    record.info.pop("clock", None)
 
 
 def make_session_factory(

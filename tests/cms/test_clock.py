@@ -87,6 +87,25 @@ def test_sessions_carry_the_clock_of_their_edge(engine: Engine) -> None:
         assert isinstance(clock_of(session), SystemClock)
 
 
+def test_rows_are_stamped_on_the_clock_of_the_session_that_writes_them(engine: Engine) -> None:
+    clock = ManualClock(datetime(2031, 3, 1, 16, 1, tzinfo=UTC))
+    with make_session_factory(engine, write=True, clock=clock)() as session:
+        user = users.create_user(
+            session, None, username="stamped", display_name="盖章", role="editor",
+            password="correct-horse-1", area_id=None,
+        )  # fmt: skip
+        session.commit()
+        assert user.created_at == clock.now()
+    # The pooled connection forgets that clock: the next writer without one reads real time.
+    with make_session_factory(engine)() as session:
+        other = users.create_user(
+            session, None, username="real", display_name="真时", role="editor",
+            password="correct-horse-1", area_id=None,
+        )  # fmt: skip
+        session.commit()
+        assert abs(other.created_at - datetime.now(UTC)) < timedelta(minutes=5)
+
+
 def test_the_suite_runs_its_date_sensitive_tests_either_side_of_both_midnights() -> None:
     hours = [SuiteClock.at_utc(h).now() for h in ANY_HOUR]
     tz = Settings.timezone
@@ -121,6 +140,8 @@ def test_app_services_and_scheduler_read_one_clock(  # type: ignore[no-untyped-d
     with app.extensions["dalaba.sessions"]() as session:
         approved = session.get(Announcement, ann.id)
         assert approved is not None and approved.reviewed_at == now
+        # Row stamps too: created and updated on the same clock (cms.models.stamp).
+        assert approved.created_at == now and approved.updated_at == now
     # The form's "today" is the township's: a notice that ended yesterday there is refused,
     # one that ends today there is taken, whatever the UTC date is.
     login(client, editor)
@@ -223,6 +244,9 @@ def test_serve_runs_on_the_fake_clock(  # type: ignore[no-untyped-def]
             time.sleep(0.2)
         assert last_tick is not None, (tmp_path / "serve.log").read_text()[-3000:]
         assert datetime.fromisoformat(last_tick).date() == date(2031, 3, 1)
+        assert "DALABA_FAKE_NOW 已设置，时钟从 2031-03-01 16:0" in (
+            tmp_path / "serve.log"
+        ).read_text(encoding="utf-8")
     finally:
         proc.terminate()
         proc.wait(timeout=30)
