@@ -16,6 +16,7 @@ import urllib.request
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 from sqlalchemy import Engine
@@ -108,10 +109,7 @@ def test_rows_are_stamped_on_the_clock_of_the_session_that_writes_them(engine: E
 
 def test_the_suite_runs_its_date_sensitive_tests_either_side_of_both_midnights() -> None:
     hours = [SuiteClock.at_utc(h).now() for h in ANY_HOUR]
-    tz = Settings.timezone
-    from zoneinfo import ZoneInfo
-
-    days = [h.astimezone(ZoneInfo(tz)).date() - h.date() for h in hours]
+    days = [h.astimezone(ZoneInfo(Settings.timezone)).date() - h.date() for h in hours]
     # Twice on the same date as UTC, twice on the next one.
     assert days == [timedelta(0), timedelta(0), timedelta(days=1), timedelta(days=1)]
 
