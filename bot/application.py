@@ -27,7 +27,6 @@ from telegram.ext import (
 )
 
 from cms.db import unit_of_work
-from cms.models import utcnow
 from cms.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -59,11 +58,14 @@ class BotData:
     settings: Settings | None = None
     sessions: sessionmaker[Session] | None = None
     engine: Engine | None = None
-    clock: Callable[[], datetime] = utcnow
+    clock: Callable[[], datetime] | None = None  # None: the settings' clock
     extra: dict[str, Any] = field(default_factory=dict)
 
     def now(self) -> datetime:
-        return self.clock()
+        if self.clock is not None:
+            return self.clock()
+        assert self.settings is not None
+        return self.settings.now()
 
     def today(self) -> date:
         assert self.settings is not None
@@ -138,7 +140,7 @@ def build_application(
     settings: Settings,
     *,
     sessions: sessionmaker[Session] | None = None,
-    clock: Callable[[], datetime] = utcnow,
+    clock: Callable[[], datetime] | None = None,
     limits: Limits | None = None,
     updates: bool = True,
     connection_pool_size: int = 64,
@@ -147,7 +149,7 @@ def build_application(
 
     Args:
         sessions: a session factory to use; by default one is opened in ``post_init``.
-        clock: returns the current UTC time (tests move it).
+        clock: returns the current UTC time; by default ``settings.clock`` (tests move it).
         limits: client-side flood limits (default: Telegram's, with headroom).
         updates: False for a send-only bot (no Updater, no getUpdates).
     """
@@ -195,7 +197,7 @@ async def _post_init(application: Application) -> None:  # type: ignore[type-arg
 
         assert data.settings is not None
         data.engine = await asyncio.to_thread(make_engine, data.settings.database_url)
-        data.sessions = make_session_factory(data.engine)
+        data.sessions = make_session_factory(data.engine, clock=data.settings.clock)
     try:
         await application.bot.set_my_commands([BotCommand(c, d) for c, d in COMMANDS])
     except TelegramError as exc:

@@ -147,6 +147,10 @@ def _serve(settings: Settings, host: str, port: int) -> None:
     from cms.web.server import make_server
 
     engine = checked_engine(settings)
+    if os.environ.get("DALABA_FAKE_NOW", "").strip():
+        click.echo(
+            f"注意：DALABA_FAKE_NOW 已设置，时钟从 {settings.now():%Y-%m-%d %H:%M} UTC 起走（仅供测试）"
+        )
     app = create_app(settings, engine=engine)
     handle = None
     registry = load_channels(settings, ChannelRegistry())
@@ -214,7 +218,7 @@ def demo(port: int, data_dir: str, seed_only: bool) -> None:
     )
     # The demo owns its database: it creates it, so it also brings its schema up to date.
     engine = upgraded_engine(settings)
-    with transaction(make_session_factory(engine)) as session:
+    with transaction(make_session_factory(engine, clock=settings.clock)) as session:
         accounts = seed(session, settings)
     if accounts:
         click.echo(f"演示数据已创建：{settings.data_dir}")

@@ -110,7 +110,7 @@ def say(
         clip = renderer.render_spoken(spoken, voice=voice, rate=rate, profile=profile)
         title = " ".join(text.split())
         title = title if len(title) <= 30 else title[:29] + "…"
-        export_file(clip, output, title=title, date=datetime.date.today().isoformat())
+        export_file(clip, output, title=title, date=_township_today().isoformat())
     except OSError as exc:  # before AudioError: audio's DiskFullError is an OSError too
         if exc.errno in (errno.ENOSPC, errno.EDQUOT):
             raise  # the command group answers every full disk with the same message
@@ -147,3 +147,16 @@ def _report_syntheses(syntheses: list[tuple[str, Speech]], neural_threads: int) 
             f"{label}：合成 {speech.duration:.2f} 秒音频用时 {speech.compute_s:.3f} 秒，"
             f"实时率 RTF={speech.compute_s / speech.duration:.3f}{threads}"
         )
+
+
+def _township_today() -> datetime.date:
+    """The township's date for the file's tag (``DALABA_TIMEZONE``, ``DALABA_FAKE_NOW``)."""
+    from zoneinfo import ZoneInfo
+
+    from cms.clock import clock_from_env, local_day
+
+    try:
+        tz = ZoneInfo(os.environ.get("DALABA_TIMEZONE") or "Asia/Shanghai")
+        return local_day(clock_from_env(os.environ).now(), tz)
+    except (ValueError, KeyError) as exc:  # ZoneInfoNotFoundError is a KeyError
+        raise click.ClickException(f"DALABA_TIMEZONE 或 DALABA_FAKE_NOW 无效：{exc}") from exc

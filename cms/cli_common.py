@@ -102,7 +102,7 @@ def session_factory(settings: Settings) -> sessionmaker[Session]:
     """Sessions on the (checked) database of ``settings``."""
     from cms.db import make_session_factory
 
-    return make_session_factory(checked_engine(settings))
+    return make_session_factory(checked_engine(settings), clock=settings.clock)
 
 
 def cli_settings() -> Settings:

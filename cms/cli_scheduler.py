@@ -26,7 +26,7 @@ def _context() -> Context:
     return Context(
         settings=settings,
         engine=engine,
-        sessions=make_session_factory(engine),
+        sessions=make_session_factory(engine, clock=settings.clock),
         registry=ChannelRegistry(),
         worker=f"cli:{make_holder_id()}",
     )
@@ -148,14 +148,13 @@ def programs(day_text: str | None, as_json: bool) -> None:
 @click.command("status")
 def status() -> None:
     """显示调度器的状态和各队列的长度。"""
-    from cms.models import utcnow
     from cms.scheduler import lease
     from cms.scheduler.core import queue_lengths
     from cms.scheduler.reconcile import open_alerts
 
     ctx = _context()
     state = lease.read(ctx.engine)
-    now = utcnow()
+    now = ctx.now()
     tz = ctx.settings.tz
     if state.holder is None:
         click.echo("调度器：从未运行")

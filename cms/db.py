@@ -29,6 +29,8 @@ from sqlalchemy import CursorResult, Engine, Result, create_engine, event
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
+from cms.clock import Clock
+
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
@@ -42,6 +44,12 @@ _PG_RETRYABLE = {"40001", "40P01", "55P03"}
 
 def make_engine(url: str, **kwargs: Any) -> Engine:
     """Create an engine; for SQLite, create the folder and tune the connection."""
+    engine = _make_engine(url, **kwargs)
+    event.listen(engine, "checkin", _forget_clock)
+    return engine
+
+
+def _make_engine(url: str, **kwargs: Any) -> Engine:
     if url.startswith("sqlite"):
         path = url.split("///", 1)[-1] if "///" in url else ""
         if path and path != ":memory:" and not path.startswith("file:"):
@@ -95,9 +103,27 @@ def rowcount(result: Result[Any]) -> int:
     return cast("CursorResult[Any]", result).rowcount
 
 
-def make_session_factory(engine: Engine, *, write: bool = False) -> sessionmaker[Session]:
-    """Sessions on ``engine``; with ``write``, every transaction takes the writer lock first."""
-    return sessionmaker(writer(engine) if write else engine, expire_on_commit=False)
+@event.listens_for(Session, "after_begin")
+def _clock_on_connection(session: Session, _transaction: Any, connection: Any) -> None:
+    """Row stamps (``cms.models.stamp``) read the clock of the session that writes them."""
+    connection.info["clock"] = session.info.get("clock")
+
+
+def _forget_clock(_dbapi_connection: Any, record: Any) -> None:
+    """A pooled connection forgets its last session's clock (plain engine use reads real time)."""
+    record.info.pop("clock", None)
+
+
+def make_session_factory(
+    engine: Engine, *, write: bool = False, clock: Clock | None = None
+) -> sessionmaker[Session]:
+    """Sessions on ``engine``; with ``write``, every transaction takes the writer lock first.
+
+    ``clock`` (the edge's, usually ``settings.clock``) rides along in ``session.info``: the
+    services read the time from it (:func:`cms.clock.clock_of`).
+    """
+    info = {"clock": clock} if clock is not None else None
+    return sessionmaker(writer(engine) if write else engine, expire_on_commit=False, info=info)
 
 
 def is_retryable(exc: BaseException) -> bool:

@@ -192,7 +192,7 @@ def seed(
     """
     if session.scalar(select(User.id).limit(1)) is not None:
         return []
-    today = today or (now or datetime.now(settings.tz)).astimezone(settings.tz).date()
+    today = today or (now or settings.now()).astimezone(settings.tz).date()
     town = areas.create_area(session, None, name="清水镇", kind=AreaKind.TOWNSHIP, parent_id=None)
     village_ids: dict[str, int] = {}
     for village, groups in VILLAGES.items():

@@ -25,6 +25,8 @@ from sqlalchemy import (
 from sqlalchemy import text as sql_text
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship
 
+from cms.clock import SystemClock
+
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
     "uq": "uq_%(table_name)s_%(column_0_N_name)s",
@@ -36,6 +38,16 @@ NAMING_CONVENTION = {
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+def stamp(context: Any) -> datetime:
+    """``created_at``/``updated_at``: now on the injected clock of the session writing the row.
+
+    ``cms.db`` puts the session's clock on its connection when the transaction begins; a
+    write outside a session (or by a session without a clock) reads the real clock.
+    """
+    clock = context.connection.info.get("clock") if context is not None else None
+    return (clock if clock is not None else SystemClock()).now()
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -60,7 +72,7 @@ class UTCDateTime(TypeDecorator[datetime]):
 
 
 intpk = Annotated[int, mapped_column(primary_key=True)]
-created_at = Annotated[datetime, mapped_column(UTCDateTime, default=utcnow)]
+created_at = Annotated[datetime, mapped_column(UTCDateTime, default=stamp)]
 str80 = Annotated[str, mapped_column(String(80))]
 str200 = Annotated[str, mapped_column(String(200))]
 
@@ -314,7 +326,7 @@ class Announcement(Base):
         ForeignKey("area.id", ondelete="RESTRICT"), index=True
     )
     created_at: Mapped[created_at]
-    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=stamp, onupdate=stamp)
     # The newest revision (what the editor sees and what goes to review).
     latest_revision_id: Mapped[int | None] = mapped_column(
         ForeignKey("revision.id", use_alter=True)
@@ -555,7 +567,7 @@ class QueueMixin:
     claimed_until: Mapped[datetime | None]
     claimed_by: Mapped[str | None] = mapped_column(String(80))
     last_error: Mapped[str | None] = mapped_column(Text)
-    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=stamp, onupdate=stamp)
 
 
 class Clip(QueueMixin, Base):
@@ -827,7 +839,7 @@ class WechatAccount(Base):
     forced_refreshes: Mapped[int] = mapped_column(default=0, server_default="0")
     forced_refresh_day: Mapped[date | None]
     created_at: Mapped[created_at]
-    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=stamp, onupdate=stamp)
 
     area: Mapped[Area] = relationship()
 

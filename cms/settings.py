@@ -7,8 +7,11 @@ import os
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
+from datetime import date, datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from cms.clock import Clock, SystemClock, clock_from_env, local_day
 
 
 class ConfigError(ValueError):
@@ -90,6 +93,8 @@ class Settings:
     # The WeChat Official Account API (a proxy's address, or a loopback fake in tests).
     wechat_api_url: str = "https://api.weixin.qq.com"
     extra: Mapping[str, str] = field(default_factory=dict)
+    # The one clock of this installation (DALABA_FAKE_NOW moves it, for tests only).
+    clock: Clock = field(default_factory=SystemClock, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         try:
@@ -140,6 +145,14 @@ class Settings:
     @property
     def tz(self) -> ZoneInfo:
         return ZoneInfo(self.timezone)
+
+    def now(self) -> datetime:
+        """The current time from this installation's clock (aware, UTC)."""
+        return self.clock.now()
+
+    def today(self) -> date:
+        """The township's date now (``DALABA_TIMEZONE``), never the server's or UTC's."""
+        return local_day(self.clock.now(), self.tz)
 
     @property
     def audio_dir(self) -> Path:
@@ -216,6 +229,14 @@ class Settings:
                 "DALABA_MIN_FREE_MB", env.get("DALABA_MIN_FREE_MB", "200"), 0, 1_000_000
             ),
         }
+        if env.get("DALABA_FAKE_NOW", "").strip():
+            try:
+                values["clock"] = clock_from_env(env)
+            except ValueError as exc:
+                raise ConfigError(
+                    "DALABA_FAKE_NOW 应为带时区的时间，如 2026-12-04T16:01:00+00:00"
+                    f"（当前为 {env['DALABA_FAKE_NOW']!r}）"
+                ) from exc
         if "DALABA_PORT" in env:
             _int("DALABA_PORT", env["DALABA_PORT"], 1, 65535)
         values.update(overrides)

@@ -19,16 +19,46 @@ from cms.migrate import upgrade
 from cms.models import Announcement, Area, AreaKind, Role, Topic, User
 from cms.services import announcements, areas, topics, users
 from cms.settings import Settings
+from tests.clock import ANY_HOUR, SuiteClock
 from tests.pg import postgres_url, private_schema
 
 PASSWORD = "correct-horse-1"
 _counter = itertools.count(1)
 
 
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Run every test marked ``any_hour`` with the injected clock at each of ANY_HOUR (UTC)."""
+    if metafunc.definition.get_closest_marker("any_hour") is None:
+        return
+    if "injected_clock" not in metafunc.fixturenames:
+        raise pytest.UsageError(f"{metafunc.definition.nodeid}: any_hour needs the injected clock")
+    metafunc.parametrize(
+        "injected_clock",
+        ANY_HOUR,
+        indirect=True,
+        ids=[f"utc{h.replace(':', '')}" for h in ANY_HOUR],
+    )
+
+
 @pytest.fixture
-def settings(tmp_path: Path) -> Settings:
+def injected_clock(request: pytest.FixtureRequest) -> SuiteClock:
+    """The one clock of app, services and scheduler (``settings.clock``).
+
+    Real time, unless the test is marked ``any_hour`` (then pinned at one of ANY_HOUR) or a
+    fixture pins it (the scheduler's 03:00, the operators' noon).
+    """
+    hhmm = getattr(request, "param", None)
+    return SuiteClock.at_utc(hhmm) if hhmm else SuiteClock()
+
+
+@pytest.fixture
+def settings(tmp_path: Path, injected_clock: SuiteClock) -> Settings:
     return Settings.from_env(
-        {}, data_dir=tmp_path / "data", secret_key="test-secret", tts_engine="offline"
+        {},
+        data_dir=tmp_path / "data",
+        secret_key="test-secret",
+        tts_engine="offline",
+        clock=injected_clock,
     )
 
 
@@ -78,8 +108,8 @@ def _fast_password_hashing(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture
-def session(engine: Engine) -> Iterator[Session]:
-    with make_session_factory(engine)() as session:
+def session(engine: Engine, settings: Settings) -> Iterator[Session]:
+    with make_session_factory(engine, clock=settings.clock)() as session:
         yield session
 
 
@@ -113,8 +143,9 @@ def client(app):  # type: ignore[no-untyped-def]
 
 
 @pytest.fixture
-def today() -> date:
-    return date.today()
+def today(settings: Settings) -> date:
+    """The township's date on the injected clock (not the server's, not UTC's)."""
+    return settings.today()
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from cms.channels import ChannelRegistry
-from cms.scheduler.clock import Clock, SystemClock, local_day
+from cms.scheduler.clock import Clock, local_day
 from cms.settings import ConfigError, Settings
 
 log = logging.getLogger(__name__)
@@ -31,14 +31,14 @@ class Context:
     sessions: sessionmaker[Session]
     registry: ChannelRegistry
     worker: str
-    clock: Clock = field(default_factory=SystemClock)
+    clock: Clock | None = None  # None: the settings' clock (settings.clock)
     renderer_factory: object = None
     # Shared by the copies :meth:`for_job` makes, so all jobs use one renderer.
     _shared: dict[str, Any] = field(default_factory=dict, init=False, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
 
     def now(self) -> datetime:
-        return self.clock.now()
+        return (self.clock or self.settings.clock).now()
 
     def today(self) -> date:
         return local_day(self.now(), self.settings.tz)

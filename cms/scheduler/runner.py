@@ -26,7 +26,7 @@ from cms.channels import ChannelRegistry
 from cms.db import make_session_factory
 from cms.disk import is_disk_full
 from cms.scheduler import lease
-from cms.scheduler.clock import Clock, SystemClock, parse_hhmm
+from cms.scheduler.clock import Clock, parse_hhmm
 from cms.scheduler.context import Context
 from cms.scheduler.core import Scheduler
 from cms.scheduler.outbox import PLATFORM as OUTBOX
@@ -85,7 +85,10 @@ class SchedulerHandle:
     _lock: threading.Lock = field(default_factory=threading.Lock)
     # When the lease we last renewed expires (in the scheduler's clock); None: not held.
     holds_until: datetime | None = None
-    started_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    started_at: datetime = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.started_at = self.scheduler.ctx.now()
 
     @property
     def leader(self) -> bool:
@@ -165,7 +168,7 @@ def start_scheduler(
     # seconds that drowns the log; our jobs log what they do themselves.
     logging.getLogger("apscheduler.executors.default").setLevel(logging.WARNING)
     logging.getLogger("apscheduler.scheduler").setLevel(logging.ERROR)
-    sessions = make_session_factory(engine)
+    sessions = make_session_factory(engine, clock=clock or settings.clock)
     if registry.get(OUTBOX) is None:
         registry.register(OutboxChannel(sessions))
     ctx = Context(
@@ -174,7 +177,7 @@ def start_scheduler(
         sessions=sessions,
         registry=registry,
         worker=lease.make_holder_id(),
-        clock=clock or SystemClock(),
+        clock=clock or settings.clock,
         renderer_factory=renderer_factory,
     )
     handle = SchedulerHandle(
@@ -185,7 +188,7 @@ def start_scheduler(
     tick = timedelta(seconds=tick_seconds)
     common: dict[str, Any] = {"coalesce": True, "max_instances": 1}
     short_grace = max(int(tick_seconds * 4), 30)
-    now = datetime.now(UTC)
+    now = datetime.now(UTC)  # APScheduler ticks on the real clock, whatever ours says
 
     def guarded(name: str, fn: Callable[[], Any]) -> Callable[[], None]:
         def job() -> None:

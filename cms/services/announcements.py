@@ -18,6 +18,7 @@ from typing import Any
 from sqlalchemy import Select, false, func, or_, select
 from sqlalchemy.orm import Session, aliased, selectinload
 
+from cms.clock import clock_of
 from cms.models import (
     Announcement,
     Area,
@@ -28,7 +29,6 @@ from cms.models import (
     User,
     get_setting,
     revision_area,
-    utcnow,
 )
 from cms.services import audit, campaigns, share
 from cms.services import content as content_model
@@ -208,7 +208,7 @@ def approve(session: Session, user: User, ann: Announcement, comment: str = "") 
     ann.status = Status.APPROVED
     ann.approved_revision = ann.current
     ann.review_comment = clean or None
-    ann.reviewed_by_id, ann.reviewed_at = user.id, utcnow()
+    ann.reviewed_by_id, ann.reviewed_at = user.id, clock_of(session).now()
     share.ensure_token(ann)  # the share page exists from the first approval on
     audit.record(
         session, user, "announcement.approve", ann, revision=ann.current.number, comment=clean
@@ -231,7 +231,7 @@ def reject(session: Session, user: User, ann: Announcement, comment: str) -> Non
     errors.raise_if_any()
     ann.status = Status.DRAFT
     ann.review_comment = clean
-    ann.reviewed_by_id, ann.reviewed_at = user.id, utcnow()
+    ann.reviewed_by_id, ann.reviewed_at = user.id, clock_of(session).now()
     audit.record(
         session, user, "announcement.reject", ann, revision=ann.current.number, comment=clean
     )
@@ -249,7 +249,7 @@ def withdraw(session: Session, user: User, ann: Announcement, reason: str = "") 
     errors.raise_if_any()
     previous = ann.status
     ann.status = Status.WITHDRAWN
-    ann.withdrawn_at = utcnow()
+    ann.withdrawn_at = clock_of(session).now()
     audit.record(
         session, user, "announcement.withdraw", ann, previous_status=previous.value, reason=clean
     )

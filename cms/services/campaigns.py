@@ -30,6 +30,7 @@ from datetime import date
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from cms.clock import clock_of
 from cms.models import (
     Announcement,
     Area,
@@ -46,7 +47,6 @@ from cms.models import (
     Role,
     Status,
     User,
-    utcnow,
 )
 from cms.services import audit, share
 from cms.services import content as content_model
@@ -293,7 +293,7 @@ def withdraw_copies(session: Session, user: User, campaign: Announcement) -> int
 def _withdraw_copy(session: Session, user: User, ann: Announcement, campaign: Announcement) -> None:
     previous = ann.status
     ann.status = Status.WITHDRAWN
-    ann.withdrawn_at = utcnow()
+    ann.withdrawn_at = clock_of(session).now()
     audit.record(
         session,
         user,

@@ -19,6 +19,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from cms.channels import ChannelError, ChatChannel, Notice
+from cms.clock import clock_of
 from cms.db import rowcount
 from cms.models import (
     Announcement,
@@ -33,7 +34,6 @@ from cms.models import (
     Revision,
     User,
     outlet_operator,
-    utcnow,
 )
 from cms.services import audit
 from cms.services.announcements import going_out_on, live_filter, reaches
@@ -76,7 +76,7 @@ def _new_code(
     now: datetime | None = None,
     ttl: timedelta = CODE_TTL,
 ) -> tuple[str, BindingCode]:
-    now = now or utcnow()
+    now = now or clock_of(session).now()
     code = "".join(secrets.choice(CODE_ALPHABET) for _ in range(CODE_LENGTH))
     row = BindingCode(
         code_hash=_hash(code),
@@ -133,7 +133,7 @@ def consume_code(
     Raises:
         InvalidCode: unknown, already used, expired or meant for something else.
     """
-    now = now or utcnow()
+    now = now or clock_of(session).now()
     row = session.scalar(select(BindingCode).where(BindingCode.code_hash == _hash(code)))
     if row is None or row.purpose != purpose or row.used_at is not None or row.expires_at <= now:
         raise InvalidCode(N_("绑定码无效、已使用或已过期，请向管理员重新申请"))

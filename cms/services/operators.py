@@ -14,6 +14,7 @@ from sqlalchemy import Select, bindparam, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, contains_eager, selectinload
 
+from cms.clock import clock_of
 from cms.db import rowcount
 from cms.models import (
     Alert,
@@ -80,7 +81,7 @@ def issue_outlet_token(session: Session, actor: User | None, outlet: Outlet) -> 
 
     Only the SHA-256 is stored, so the token is returned once, to be shown once.
     """
-    now = datetime.now(UTC)
+    now = clock_of(session).now()
     session.execute(
         update(OutletToken)
         .where(OutletToken.outlet_id == outlet.id, OutletToken.revoked_at.is_(None))
@@ -101,7 +102,7 @@ def revoke_outlet_tokens(session: Session, actor: User | None, outlet: Outlet) -
     result = session.execute(
         update(OutletToken)
         .where(OutletToken.outlet_id == outlet.id, OutletToken.revoked_at.is_(None))
-        .values(revoked_at=datetime.now(UTC))
+        .values(revoked_at=clock_of(session).now())
     )
     count = rowcount(result) or 0
     audit.record(session, actor, "outlet_token.revoke", outlet, count=count)
@@ -257,7 +258,7 @@ def record_download(
     """
     if kind not in DOWNLOAD_KINDS:
         raise ValueError(f"unknown download kind {kind!r}")
-    now = now or datetime.now(UTC)
+    now = now or clock_of(session).now()
     recent = (
         select(DownloadEvent.id)
         .where(

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
+from cms.clock import clock_of
 from cms.models import (
     Alert,
     Announcement,
@@ -30,7 +31,6 @@ from cms.models import (
     Receipt,
     Slot,
     User,
-    utcnow,
 )
 from cms.scheduler import deliveries as delivery_jobs
 from cms.scheduler import lease, reconcile
@@ -170,7 +170,7 @@ def resolve_alert(
     alert = session.get(Alert, alert_id)
     if alert is None:
         raise NotFound(N_("提醒 {id} 不存在"), id=alert_id)
-    if not reconcile.resolve(session, alert_id, now or utcnow()):
+    if not reconcile.resolve(session, alert_id, now or clock_of(session).now()):
         raise WorkflowError(N_("这条提醒已经处理过了"))
     audit.record(
         session,
@@ -233,7 +233,7 @@ def status(
     ).all()
     return SchedulerStatus(
         lease=state,
-        alive=state.alive(now or utcnow()),
+        alive=state.alive(now or clock_of(session).now()),
         last_tick=_parse_time(state.info.get("last_tick")),
         queues=queue_lengths(session),
         failed_clips=list(failed_clips),

@@ -17,7 +17,8 @@ from typing import TYPE_CHECKING
 from sqlalchemy import Engine, or_, select
 from sqlalchemy.orm import Session
 
-from cms.models import Area, Clip, ClipProfile, JobState, Revision, utcnow
+from cms.clock import clock_of
+from cms.models import Area, Clip, ClipProfile, JobState, Revision
 from cms.scheduler import lease
 from cms.scheduler import renders as render_jobs
 from cms.services.errors import N_, Message, audio_message
@@ -187,7 +188,7 @@ def engine_status(
     """
     if recording:
         return EngineStatus("recording", N_("人工录音"), N_("人工录音"), False)
-    now = now or utcnow()
+    now = now or settings.now()
     mode = mode or settings.tts_engine
     chain = CHAINS.get(mode, (mode,))
     if mode == "auto" and settings.neural_model_dir is None:
@@ -237,7 +238,7 @@ def scheduler_running(session: Session, now: datetime | None = None) -> bool:
     """Whether a scheduler holds the lease (and so will render pending clips)."""
     bind = session.get_bind()
     engine = bind if isinstance(bind, Engine) else bind.engine
-    return lease.read(engine).alive(now or utcnow())
+    return lease.read(engine).alive(now or clock_of(session).now())
 
 
 # -- the 试听 sample -----------------------------------------------------------------------

@@ -12,8 +12,9 @@ from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.orm import Session
 from werkzeug.security import check_password_hash, generate_password_hash
 
+from cms.clock import clock_of
 from cms.db import rowcount
-from cms.models import ApiToken, Area, LoginFailure, Outlet, Role, User, utcnow
+from cms.models import ApiToken, Area, LoginFailure, Outlet, Role, User
 from cms.services import audit
 from cms.services.errors import N_, Conflict, DomainError, Errors, NotFound
 from cms.services.scope import Scope
@@ -186,7 +187,7 @@ def authenticate(
     Raises:
         LoginThrottled: too many recent failures; the message says when to try again.
     """
-    now = now or utcnow()
+    now = now or clock_of(session).now()
     since = now - THROTTLE_WINDOW
     session.execute(delete(LoginFailure).where(LoginFailure.at < since))
     by_user = session.scalar(
@@ -250,7 +251,7 @@ def revoke_all_api_tokens(session: Session, user: User) -> int:
     result = session.execute(
         update(ApiToken)
         .where(ApiToken.user_id == user.id, ApiToken.revoked_at.is_(None))
-        .values(revoked_at=utcnow())
+        .values(revoked_at=clock_of(session).now())
     )
     return rowcount(result) or 0  # type: ignore[attr-defined]
 
@@ -296,7 +297,7 @@ def revoke_api_token(session: Session, actor: User, token_id: int) -> ApiToken:
         raise NotFound(N_("令牌不存在"))
     if row.revoked_at is not None:
         raise Conflict(N_("该令牌已被吊销"))
-    row.revoked_at = utcnow()
+    row.revoked_at = clock_of(session).now()
     audit.record(session, actor, "api_token.revoke", row, user=row.user.username)
     return row
 

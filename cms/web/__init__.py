@@ -72,8 +72,11 @@ def create_app(settings: Settings, *, engine: Any = None) -> Flask:
     app.url_map.converters["int"] = IdConverter
     engine = engine or make_engine(settings.database_url)
     app.extensions["dalaba.engine"] = engine
-    app.extensions["dalaba.sessions"] = make_session_factory(engine)
-    app.extensions["dalaba.write_sessions"] = make_session_factory(engine, write=True)
+    # One clock for views and the services they call (settings.clock; tests inject theirs).
+    app.extensions["dalaba.sessions"] = make_session_factory(engine, clock=settings.clock)
+    app.extensions["dalaba.write_sessions"] = make_session_factory(
+        engine, write=True, clock=settings.clock
+    )
     app.extensions["dalaba.bookkeeper"] = Bookkeeper(app.extensions["dalaba.sessions"])
 
     from cms.web import downloads, i18n, proxy
@@ -126,7 +129,7 @@ def create_app(settings: Settings, *, engine: Any = None) -> Flask:
 
 
 def today(settings: Settings) -> date:
-    return datetime.now(settings.tz).date()
+    return settings.today()
 
 
 def _localtime(settings: Settings, dt: datetime | None, fmt: str) -> str:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import time
 import unicodedata
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -24,11 +23,11 @@ from flask import (
 )
 from flask_babel import gettext as _
 
-from cms.models import Role, User, utcnow
+from cms.models import Role, User
 from cms.services import users
 from cms.services.errors import DomainError
 from cms.settings import Settings
-from cms.web.db import commit_bookkeeping, db, writes
+from cms.web.db import commit_bookkeeping, db, settings, writes
 
 log = logging.getLogger(__name__)
 bp = Blueprint("auth", __name__)
@@ -69,7 +68,7 @@ def load_user() -> None:
             row = users.token_for(db(), token.strip())
             if row is not None:
                 g.user = row.user
-                now = utcnow()
+                now = settings().now()
                 if not users.token_needs_touch(row, now):
                     pass
                 elif writes():
@@ -86,7 +85,7 @@ def load_user() -> None:
 def _session_user(uid: object) -> User | None:
     """The cookie's user while its login is current; otherwise end it and say why."""
     config: Settings = current_app.extensions["dalaba.settings"]
-    now = int(time.time())
+    now = int(config.now().timestamp())
     user = db().get(User, uid) if isinstance(uid, int) else None
     started, seen = session.get("started"), session.get("seen")
     if (
@@ -124,8 +123,9 @@ def remember_login(user: User) -> None:
     """Put ``user``'s current session version into the cookie (a new login, or a kept one)."""
     session["uid"] = user.id
     session["ver"] = user.session_version
-    session.setdefault("started", int(time.time()))
-    session.setdefault("seen", int(time.time()))
+    now = int(settings().now().timestamp())
+    session.setdefault("started", now)
+    session.setdefault("seen", now)
     session.permanent = True
 
 

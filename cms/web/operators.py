@@ -73,11 +73,11 @@ def _private_link_headers(response: Response) -> Response:
 
 
 def _now() -> datetime:
-    return datetime.now(UTC)
+    return settings().now()
 
 
 def _today() -> date:
-    return _now().astimezone(settings().tz).date()
+    return settings().today()
 
 
 def _outlet(token: str) -> Outlet:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import mimetypes
 from collections.abc import Callable
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -373,7 +373,7 @@ def _day_programs(outlet: Outlet, day: date, planned: bool) -> list[schedule_svc
         db(),
         outlet,
         day,
-        now=datetime.now(UTC),
+        now=settings().now(),
         tz=settings().tz,
         settings=settings(),
         planned=planned,

@@ -106,7 +106,7 @@ def audio(token: str) -> Any:
         cache_control=NO_CACHE,
     )
     if response.status_code in (200, 206) and served_from_start(response):
-        now = datetime.now(UTC)
+        now = settings().now()
         download_log().add_share(found.announcement_id, now.astimezone(settings().tz).date(), now)
     return response
 

@@ -17,7 +17,7 @@ from typing import Any
 from flask import Blueprint, abort, current_app, g, jsonify, render_template, request, url_for
 from flask_babel import gettext as _
 
-from cms.models import Announcement, Area, Role, utcnow
+from cms.models import Announcement, Area, Role
 from cms.services import announcements as ann_svc
 from cms.services import speech as speech_svc
 from cms.services import township
@@ -261,7 +261,7 @@ def listen() -> Any:
         slots.release()
     if str(clip.engine) == "edge" or clip.fallback_reason:
         recent_outcomes().append(
-            speech_svc.Outcome(utcnow(), str(clip.engine), clip.fallback_reason)
+            speech_svc.Outcome(settings().now(), str(clip.engine), clip.fallback_reason)
         )
     info = speech_svc.ENGINES.get(str(clip.engine))
     result = {

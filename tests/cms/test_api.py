@@ -215,6 +215,7 @@ def fields_of(response: Any) -> dict[str, str]:
 # --- The whole workflow ------------------------------------------------------------------
 
 
+@pytest.mark.any_hour
 def test_whole_workflow_through_the_api(
     api_as: Callable[..., Api],
     body: Callable[..., dict[str, Any]],

@@ -161,7 +161,7 @@ def world(
     )
     outlet.operators = [users[Role.OPERATOR]]
     session.flush()
-    today = date.today()
+    today = settings.today()
     path = settings.data_dir / "programs" / today.isoformat() / f"{outlet.id}-0730.mp3"
     write_program(path, encode_tone(tmp_path / "tone.mp3", 1.0, 440).read_bytes())
     program = Program(

@@ -7,7 +7,7 @@ is a failure.
 
 from __future__ import annotations
 
-from datetime import date, timedelta
+from datetime import timedelta
 
 import pytest
 from alembic.autogenerate import compare_metadata
@@ -27,7 +27,7 @@ def pg_engine(postgres_schema):  # type: ignore[no-untyped-def]
     engine.dispose()
 
 
-def test_postgres_migrates_and_runs_the_workflow(pg_engine):
+def test_postgres_migrates_and_runs_the_workflow(pg_engine, settings):
     upgrade(pg_engine)
     assert current_revision(pg_engine) == head_revision()
     with pg_engine.connect() as conn:
@@ -35,8 +35,8 @@ def test_postgres_migrates_and_runs_the_workflow(pg_engine):
             MigrationContext.configure(conn, opts={"compare_type": True}), Base.metadata
         )
     assert diff == []
-    today = date.today()
-    with make_session_factory(pg_engine)() as session:
+    today = settings.today()
+    with make_session_factory(pg_engine, clock=settings.clock)() as session:
         town = areas.create_area(
             session, None, name="清水镇", kind=AreaKind.TOWNSHIP, parent_id=None
         )

@@ -230,7 +230,7 @@ def county(
     return County(area=top, a=a, b=b, users=users, tokens=tokens)
 
 
-def _b_values(b: Town) -> dict[str, list[str]]:
+def _b_values(b: Town, today: date) -> dict[str, list[str]]:
     """Values of B's objects for each URL parameter name."""
     return {
         "announcement_id": [str(a.id) for a in b.anns.values()],
@@ -245,7 +245,7 @@ def _b_values(b: Town) -> dict[str, list[str]]:
         "alert_id": [str(b.alert.id)],
         "article_id": [str(b.article.id)],
         "number": ["1"],
-        "day_text": ["today", date.today().isoformat()],
+        "day_text": ["today", today.isoformat()],
     }
 
 
@@ -346,12 +346,14 @@ UNSCOPED = {"admin.topics", "admin.settings_page", "schedule.lexicon_delete", "s
 
 
 @pytest.mark.parametrize("role", ROLES, ids=lambda r: r.value)
-def test_township_users_cannot_open_or_change_the_neighbours_objects(app, session, county, role):
+def test_township_users_cannot_open_or_change_the_neighbours_objects(
+    app, session, county, role, today
+):
     a, b = county.a, county.b
     user = a.users[role]
     client = _client(app, user)
     before = _snapshot(session, b)
-    values = _b_values(b)
+    values = _b_values(b, today)
     problems = []
     with app.test_request_context():
         rules = [(r, route_rule(r.endpoint)) for r in app.url_map.iter_rules()]
@@ -429,7 +431,8 @@ def test_township_pages_name_nothing_of_the_neighbour(app, session, county, role
     assert a.outlet.name in outlets_page
 
 
-def test_forms_refuse_the_neighbours_areas_users_and_rows(app, session, county, content):
+@pytest.mark.any_hour
+def test_forms_refuse_the_neighbours_areas_users_and_rows(app, session, county, content, today):
     a, b = county.a, county.b
     before = _snapshot(session, b)
     admin = _client(app, a.users[Role.ADMIN])
@@ -443,8 +446,8 @@ def test_forms_refuse_the_neighbours_areas_users_and_rows(app, session, county, 
         "body": "正文",
         "area_ids": [b_village],
         "channels": ["loudspeaker"],
-        "start_date": date.today().isoformat(),
-        "end_date": date.today().isoformat(),
+        "start_date": today.isoformat(),
+        "end_date": today.isoformat(),
     }
     api = _open(editor, "POST", "/api/v1/announcements", a.tokens[Role.EDITOR], api_data)
     assert api.status_code == 400
@@ -585,7 +588,8 @@ def test_a_township_admin_adds_users_only_in_the_township(app, session, county):
     assert "newbie" in page and "villager" in page and "county-admin" not in page
 
 
-def test_county_users_see_both_townships(app, session, county):
+@pytest.mark.any_hour
+def test_county_users_see_both_townships(app, session, county, today):
     a, b = county.a, county.b
     reviewer = _client(app, county.users[Role.REVIEWER])
     queue = reviewer.get("/announcements/review").get_data(as_text=True)
@@ -628,8 +632,8 @@ def test_county_users_see_both_townships(app, session, county):
             "body": "请各村做好森林防火。",
             "area_ids": [a.villages[0].id, b.villages[0].id],
             "channels": ["loudspeaker"],
-            "start_date": date.today().isoformat(),
-            "end_date": (date.today() + timedelta(days=3)).isoformat(),
+            "start_date": today.isoformat(),
+            "end_date": (today + timedelta(days=3)).isoformat(),
         },
     )
     assert response.status_code == 201, response.get_json()
@@ -652,7 +656,10 @@ def test_county_users_see_both_townships(app, session, county):
     assert f"/announcements/{created.id}" not in home
 
 
-def test_the_whole_install_and_the_owner_of_an_announcement(session, county, make_user, content):
+@pytest.mark.any_hour
+def test_the_whole_install_and_the_owner_of_an_announcement(
+    session, county, make_user, content, today
+):
     a, b = county.a, county.b
     everyone = make_user(Role.EDITOR)  # no area: the whole install
     assert Scope.of(everyone).whole
@@ -660,14 +667,14 @@ def test_the_whole_install_and_the_owner_of_an_announcement(session, county, mak
         session,
         everyone,
         content(area_ids=[a.villages[0].id, a.villages[1].id]),
-        today=date.today(),
+        today=today,
     )
     assert ann.area_id == a.area.id  # the targets' common ancestor
     both = announcements.create(
         session,
         everyone,
         content(area_ids=[a.villages[0].id, b.villages[1].id]),
-        today=date.today(),
+        today=today,
     )
     assert both.area_id == county.area.id
     assert common_ancestor([]) is None
@@ -681,7 +688,7 @@ def test_the_whole_install_and_the_owner_of_an_announcement(session, county, mak
         announcements.submit(session, town_editor, b.anns["draft"])
     with pytest.raises(ValidationError):
         announcements.update(
-            session, town_editor, ann, content(area_ids=[b.villages[0].id]), today=date.today()
+            session, town_editor, ann, content(area_ids=[b.villages[0].id]), today=today
         )
     # Audit rows of A's admin list A's and the county's doings on A, not B's.
     rows = session.scalars(select(AuditLog).where(Scope.of(a.users[Role.ADMIN]).audit())).all()

@@ -351,6 +351,7 @@ def test_the_panel_is_on_an_approved_announcement_for_staff(
     png.close()
 
 
+@pytest.mark.any_hour
 def test_operators_see_the_panel_for_their_areas_notices(
     client: Any,
     session: Session,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import pytest
 from sqlalchemy import func, select
 
 from cms.models import Announcement, Area, Outlet, Role, Status, User
@@ -18,6 +19,7 @@ def _form(data):  # type: ignore[no-untyped-def]
     return form
 
 
+@pytest.mark.any_hour
 def test_officer_drafts_submits_and_reviewer_approves(app, session, make_user, content):
     editor, reviewer = make_user(Role.EDITOR), make_user(Role.REVIEWER)
     client = app.test_client()
@@ -84,6 +86,7 @@ def test_edit_of_approved_makes_revision_and_history_diff(
     assert "<ins>（更正）</ins>" in diff
 
 
+@pytest.mark.any_hour
 def test_list_filters_and_pagination(app, session, make_user, make_announcement, grid, today):
     editor = make_user(Role.EDITOR)
     for i in range(23):
@@ -112,6 +115,7 @@ def test_list_filters_and_pagination(app, session, make_user, make_announcement,
     assert "共 1 条" in search
 
 
+@pytest.mark.any_hour
 def test_dashboard_shows_what_goes_out_where(app, session, make_user, make_announcement, grid):
     from cms.services.outlets import save_outlet
 

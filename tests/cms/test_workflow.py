@@ -21,7 +21,7 @@ ALLOWED = {
 }
 
 
-def _do(session, action, ann, editor, reviewer, content):  # type: ignore[no-untyped-def]
+def _do(session, action, ann, editor, reviewer, content, today):  # type: ignore[no-untyped-def]
     match action:
         case "submit":
             svc.submit(session, editor, ann)
@@ -32,24 +32,18 @@ def _do(session, action, ann, editor, reviewer, content):  # type: ignore[no-unt
         case "withdraw":
             svc.withdraw(session, reviewer, ann)
         case "edit":
-            svc.update(session, editor, ann, content(title="改过的标题"), today=svc_today())
-
-
-def svc_today():  # type: ignore[no-untyped-def]
-    from datetime import date
-
-    return date.today()
+            svc.update(session, editor, ann, content(title="改过的标题"), today=today)
 
 
 @pytest.mark.parametrize("state", list(ALLOWED))
 @pytest.mark.parametrize("action", ACTIONS)
-def test_transition_table(session, make_announcement, make_user, content, state, action):
+def test_transition_table(session, make_announcement, make_user, content, state, action, today):
     editor = make_user(Role.EDITOR)
     reviewer = make_user(Role.REVIEWER)
     ann = make_announcement(state, author=editor)
     before = ann.status
     if action in ALLOWED[state]:
-        _do(session, action, ann, editor, reviewer, content)
+        _do(session, action, ann, editor, reviewer, content, today)
         session.commit()
         expected = {
             "submit": Status.IN_REVIEW,
@@ -61,11 +55,12 @@ def test_transition_table(session, make_announcement, make_user, content, state,
         assert ann.status is expected
     else:
         with pytest.raises(WorkflowError):
-            _do(session, action, ann, editor, reviewer, content)
+            _do(session, action, ann, editor, reviewer, content, today)
         session.rollback()
         assert session.get(type(ann), ann.id).status is before
 
 
+@pytest.mark.any_hour
 def test_approval_pins_revision_and_edit_needs_review_again(
     session, make_announcement, make_user, content, today
 ):
@@ -90,6 +85,7 @@ def test_approval_pins_revision_and_edit_needs_review_again(
     assert session.get(Revision, first.id).body.startswith("各位村民")
 
 
+@pytest.mark.any_hour
 def test_unchanged_edit_makes_no_revision(session, make_announcement, make_user, content, today):
     editor = make_user(Role.EDITOR)
     ann = make_announcement("draft", author=editor)
@@ -173,6 +169,7 @@ def test_every_state_change_is_audited(session, make_announcement, make_user):
     assert all(e.user_id for e in entries)
 
 
+@pytest.mark.any_hour
 def test_withdrawn_leaves_going_out(session, make_announcement, make_user, today):
     ann = make_announcement("approved")
     assert ann in svc.going_out_on(session, today)
@@ -181,6 +178,7 @@ def test_withdrawn_leaves_going_out(session, make_announcement, make_user, today
     assert ann not in svc.going_out_on(session, today)
 
 
+@pytest.mark.any_hour
 def test_targets_include_descendants(session, make_announcement, grid, today):
     ann = make_announcement("approved", area_ids=[grid["town"].id])
     rev = ann.approved_revision
@@ -190,6 +188,7 @@ def test_targets_include_descendants(session, make_announcement, grid, today):
     assert not svc.reaches(village_only, grid["town"])
 
 
+@pytest.mark.any_hour
 def test_phases_follow_the_campaign_window(session, make_announcement, today):
     ann = make_announcement(
         "approved",

@@ -19,6 +19,7 @@ from waitress.channel import HTTPChannel
 from cms.models import Area, JobState, Outlet, OutletKind, Program, Slot
 from cms.services import operators as svc
 from cms.settings import Settings
+from tests.clock import SuiteClock
 from tests.scheduler.helpers import LONG_AGO
 
 _names = itertools.count(1)
@@ -110,7 +111,7 @@ def make_program(
             manifest={"announcements": [{"title": t} for t in titles]},
             # Built at the 04:00 build of its day, as the scheduler does (now, for a future day).
             built_at=min(
-                datetime.now(UTC),
+                settings.now(),
                 datetime.combine(day, time(4, 0), tzinfo=settings.tz).astimezone(UTC),
             ),
         )
@@ -159,30 +160,26 @@ def ffmpeg_decodes() -> Callable[[bytes, Path], bool]:
 
 
 class Clock:
-    """The views' clock, moved by tests instead of sleeping."""
+    """The injected clock as the operator tests move it: to a township day and hour."""
 
-    def __init__(self, tz: Any, now: datetime) -> None:
+    def __init__(self, tz: Any, clock: SuiteClock) -> None:
         self.tz = tz
-        self.now = now
+        self.clock = clock
 
     def set(self, day: date, hh: int, mm: int = 0) -> datetime:
-        self.now = datetime.combine(day, time(hh, mm), tzinfo=self.tz).astimezone(UTC)
-        return self.now
+        self.clock.set(datetime.combine(day, time(hh, mm), tzinfo=self.tz))
+        return self.clock.now()
 
     @property
     def today(self) -> date:
-        return self.now.astimezone(self.tz).date()
+        return self.clock.now().astimezone(self.tz).date()
 
 
 @pytest.fixture
-def clock(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Clock:
+def clock(settings: Settings, injected_clock: SuiteClock) -> Clock:
     """Noon today in the configured zone: the 07:30 slot has played, the 19:00 one has not."""
-    import cms.web.operators as views
-
-    local_today = datetime.now(settings.tz).date()
-    clock = Clock(settings.tz, datetime.now(UTC))
-    clock.set(local_today, 12)
-    monkeypatch.setattr(views, "_now", lambda: clock.now)
+    clock = Clock(settings.tz, injected_clock)
+    clock.set(settings.today(), 12)
     return clock
 
 

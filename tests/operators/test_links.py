@@ -35,6 +35,7 @@ def two(make_outlet, make_program, link, grid, day):  # type: ignore[no-untyped-
     return {"base": link(mine), "mine": mine, "theirs": theirs, "ours": ours, "other": other}
 
 
+@pytest.mark.any_hour
 def test_every_route_works_with_the_token(client, two, day) -> None:  # type: ignore[no-untyped-def]
     for route in ROUTES:
         response = client.get(two["base"] + route.format(day=day))

@@ -14,12 +14,12 @@ from sqlalchemy.orm import Session
 from cms.channels import ChannelRegistry
 from cms.db import make_session_factory
 from cms.models import Area, ChatGroup, Outlet, Role, User
-from cms.scheduler.clock import ManualClock
 from cms.scheduler.context import Context
 from cms.scheduler.core import Scheduler
 from cms.scheduler.outbox import OutboxChannel
 from cms.services import outlets as outlet_svc
 from cms.settings import Settings
+from tests.clock import SuiteClock
 from tests.scheduler.helpers import LONG_AGO, FakeChannel
 
 _chat_ids = itertools.count(1000)
@@ -32,9 +32,10 @@ def audio_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture
-def clock(settings: Settings, today: date) -> ManualClock:
-    """03:00 in the township on the test day (before the 04:00 build)."""
-    return ManualClock(datetime.combine(today, time(3, 0), tzinfo=settings.tz))
+def clock(settings: Settings, today: date, injected_clock: SuiteClock) -> SuiteClock:
+    """03:00 in the township on the test day (before the 04:00 build), for app and scheduler."""
+    injected_clock.set(datetime.combine(today, time(3, 0), tzinfo=settings.tz))
+    return injected_clock
 
 
 @pytest.fixture
@@ -46,13 +47,13 @@ def registry() -> ChannelRegistry:
 def ctx(
     settings: Settings,
     engine: Engine,
-    clock: ManualClock,
+    clock: SuiteClock,
     registry: ChannelRegistry,
     audio_cache: Path,
 ) -> Context:
     from audio.render import Renderer
 
-    sessions = make_session_factory(engine)
+    sessions = make_session_factory(engine, clock=clock)
     registry.register(OutboxChannel(sessions))
     return Context(
         settings=settings,

@@ -12,7 +12,7 @@ import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
-from datetime import date, timedelta
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -23,13 +23,13 @@ from cms.channels import ChannelRegistry
 from cms.db import make_session_factory
 from cms.models import Clip, JobState, Role
 from cms.scheduler import diskspace
-from cms.scheduler.clock import ManualClock
 from cms.scheduler.context import Context
 from cms.scheduler.core import Scheduler
 from cms.services import users
 from cms.services.errors import Message
 from cms.settings import Settings
 from cms.web import create_app
+from tests.clock import SuiteClock
 from tests.conftest import PASSWORD, login
 from tests.scheduler.helpers import local
 
@@ -62,25 +62,26 @@ def small_fs(tmp_path: Path) -> Iterator[Path]:
 
 
 @pytest.fixture
-def settings(small_fs: Path) -> Settings:
+def settings(small_fs: Path, injected_clock: SuiteClock) -> Settings:
     return Settings.from_env(
         {},
         data_dir=small_fs / "data",
         secret_key="test-secret",
         tts_engine="offline",
         min_free_mb=MIN_FREE_MB,
+        clock=injected_clock,
     )
 
 
 @pytest.fixture
-def ctx(settings: Settings, engine: Engine, clock: ManualClock) -> Context:
+def ctx(settings: Settings, engine: Engine, clock: SuiteClock) -> Context:
     """The scheduler's context with its render cache on the small filesystem too."""
     from audio.render import Renderer
 
     return Context(
         settings=settings,
         engine=engine,
-        sessions=make_session_factory(engine),
+        sessions=make_session_factory(engine, clock=clock),
         registry=ChannelRegistry(),
         worker="test-worker",
         clock=clock,
@@ -112,6 +113,7 @@ def _checkpoint(engine: Engine) -> None:
         conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
 
 
+@pytest.mark.any_hour
 def test_a_full_disk_is_a_clear_state(  # type: ignore[no-untyped-def]
     settings, engine, ctx, clock, today, session, make_user, make_announcement, small_fs
 ):
@@ -148,8 +150,8 @@ def test_a_full_disk_is_a_clear_state(  # type: ignore[no-untyped-def]
             "body": "明天停水。",
             "area_ids": [1],
             "channels": ["loudspeaker"],
-            "start_date": date.today().isoformat(),
-            "end_date": date.today().isoformat(),
+            "start_date": today.isoformat(),
+            "end_date": today.isoformat(),
         },
         headers={"Authorization": f"Bearer {token}"},
     )

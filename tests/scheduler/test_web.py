@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 import pytest
 from sqlalchemy import select
@@ -37,7 +37,7 @@ def world(  # type: ignore[no-untyped-def]
     """A built day whose audio lives in the data folder (so the web app may serve it)."""
     from cms.scheduler.outbox import OutboxChannel
 
-    sessions = make_session_factory(engine)
+    sessions = make_session_factory(engine, clock=clock)
     registry.register(OutboxChannel(sessions))
     ctx = Context(settings, engine, sessions, registry, "web-test", clock)
     outlet = make_outlet(grid["v1"], "19:30 1", name="石桥大喇叭")
@@ -52,6 +52,7 @@ def world(  # type: ignore[no-untyped-def]
     return {"outlet": outlet, "other": other, "chat": chat, "ann": ann, "ctx": ctx}
 
 
+@pytest.mark.any_hour
 def test_status_renders_outbox_and_audio(client, make_user, world, session):  # type: ignore[no-untyped-def]
     login(client, make_user(Role.EDITOR))
     page = client.get("/schedule/").get_data(as_text=True)
@@ -110,7 +111,7 @@ def test_outlet_day_calendar_and_run_sheet(client, make_user, world, today, sess
     listen = client.get(f"/schedule/audio/program/{program.id}")
     assert listen.status_code == 200 and listen.mimetype == "audio/mpeg"
     page = client.get(f"/schedule/outlets/{outlet.id}/calendar").get_data(as_text=True)
-    start = datetime.now(world["ctx"].settings.tz).date()  # the township's today
+    start = world["ctx"].today()  # the township's today
     for offset in range(14):
         assert f'data-testid="day-{(start + timedelta(days=offset)).isoformat()}"' in page
     assert f'data-testid="day-{(start + timedelta(days=14)).isoformat()}"' not in page
