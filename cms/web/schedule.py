@@ -312,7 +312,10 @@ def lexicon() -> Any:
 def lexicon_delete(entry_id: int) -> Any:
     """Remove a lexicon entry (affected clips are re-rendered)."""
     entry = db().get(LexiconEntry, entry_id)
-    area_id = entry.area_id if entry is not None else None
+    # The county's (install's) entries are the whole install's; a township's, its office's.
+    if entry is None or not Scope.of(g.user).contains(entry.area):
+        abort(404, description=_("读音条目 {id} 不存在").format(id=entry_id))
+    area_id = entry.area_id
     try:
         lexicon_svc.delete_entry(db(), g.user, entry_id)
     except NotFound as exc:
