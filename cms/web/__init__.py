@@ -20,6 +20,7 @@ from cms.services.text import MAX_ID, clean_filename
 from cms.settings import Settings
 from cms.web.bookkeeping import Bookkeeper
 from cms.web.cards import label_cells
+from cms.web.sessions import EndedSessions
 
 log = logging.getLogger(__name__)
 csrf = CSRFProtect()
@@ -75,6 +76,7 @@ def create_app(settings: Settings, *, engine: Any = None) -> Flask:
     app.extensions["dalaba.sessions"] = make_session_factory(engine)
     app.extensions["dalaba.write_sessions"] = make_session_factory(engine, write=True)
     app.extensions["dalaba.bookkeeper"] = Bookkeeper(app.extensions["dalaba.sessions"])
+    app.extensions["dalaba.ended_sessions"] = EndedSessions()
 
     from cms.web import downloads, i18n, proxy
 
