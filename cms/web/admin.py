@@ -230,6 +230,7 @@ def users() -> Any:
     return render_template(
         "admin/users.html",
         users=all_users,
+        locked={u.id for u in all_users if user_svc.is_locked(u)},
         roles=user_svc.ROLE_LABELS,
         form=form,
         errors=errors,
@@ -263,6 +264,19 @@ def user_update(user_id: int) -> Any:
         flash(_("已保存"), "success")
     except DomainError as exc:
         _fail(exc)
+    return redirect(url_for(".users"))
+
+
+@bp.post("/users/<int:user_id>/unlock")
+@rule(ADMIN)
+def user_unlock(user_id: int) -> Any:
+    """Lift a login lock (many failed logins from many addresses)."""
+    user = db().get(User, user_id)
+    if user is None or not Scope.of(g.user).has_user(user):
+        abort(404)
+    user_svc.unlock(db(), g.user, user)
+    db().commit()
+    flash(_("已解除“{name}”的登录锁定").format(name=user.username), "success")
     return redirect(url_for(".users"))
 
 

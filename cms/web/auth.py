@@ -16,6 +16,7 @@ from flask import (
     current_app,
     flash,
     g,
+    make_response,
     redirect,
     render_template,
     request,
@@ -211,8 +212,18 @@ def login() -> Any:
     if request.method == "POST":
         try:
             user = users.authenticate(
-                db(), username, request.form.get("password", ""), request.remote_addr or "?"
+                db(),
+                username,
+                request.form.get("password", ""),
+                request.remote_addr or "?",
+                zone=current_app.extensions["dalaba.settings"].tz,
             )
+        except users.LoginThrottled as exc:
+            commit_bookkeeping("login throttling")
+            flash(exc.message.render(_), "error")
+            response = make_response(render_template("login.html", username=username), 429)
+            response.headers["Retry-After"] = str(exc.retry_after)
+            return response
         except DomainError as exc:
             commit_bookkeeping("login throttling")
             flash(exc.message.render(_), "error")
