@@ -19,7 +19,6 @@ from flask import (
     redirect,
     render_template,
     request,
-    send_file,
     url_for,
 )
 from flask_babel import gettext as _
@@ -63,6 +62,7 @@ from cms.web import today
 from cms.web.auth import ANY_USER, STAFF, local_url, rule
 from cms.web.db import db, read_only, settings
 from cms.web.forms import audio_text, field_errors, int_arg, message, paginate
+from cms.web.sendfile import file_body, respond
 
 log = logging.getLogger(__name__)
 bp = Blueprint("schedule", __name__, url_prefix="/schedule")
@@ -589,7 +589,9 @@ def _send_audio(raw: str | None) -> Any:
     mimetype = {".mp3": "audio/mpeg", ".ogg": "audio/ogg"}.get(
         path.suffix, mimetypes.guess_type(path.name)[0] or "application/octet-stream"
     )
-    return send_file(path, mimetype=mimetype, conditional=True, download_name=path.name)
+    # The one download path (conditionals, ranges, streaming) the operators' and share
+    # downloads use.
+    return respond(file_body(path), mimetype=mimetype, filename=path.name, fallback=path.name)
 
 
 @bp.get("/audio/<kind>/<int:object_id>")
