@@ -192,6 +192,11 @@ def _database_error(exc: DBAPIError):  # type: ignore[no-untyped-def]
 def _http_error(exc: HTTPException):  # type: ignore[no-untyped-def]
     if request.path.startswith("/api/"):
         from cms.web.api import error_response
+        from cms.web.api.views import missing_resource
+
+        if exc.code == 405 and missing_resource(exc):
+            # No such resource: that is the answer, whatever the method (as GET says).
+            exc = NotFound()
 
         response = make_response(error_response(exc.code or 500, exc.name, exc.description))
     else:
