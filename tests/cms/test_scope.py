@@ -61,6 +61,14 @@ STATES = ("draft", "in_review", "approved", "withdrawn")
 ROLES = (Role.ADMIN, Role.EDITOR, Role.REVIEWER, Role.OPERATOR)
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+def settings(request: pytest.FixtureRequest, settings: Any) -> Any:
+    """Each test of this module on SQLite and on PostgreSQL (a private schema)."""
+    if request.param == "postgresql":
+        return settings.with_(database_url=request.getfixturevalue("postgres_schema"))
+    return settings
+
+
 @dataclass
 class Town:
     area: Area
