@@ -15,6 +15,7 @@ exception text) is a plain string parameter. A :class:`Reason` stored as text
 ```
 AudioError
 ├── TextError          the text cannot be spoken (empty, only symbols, too long)
+│   └── SilentSpeechError  speech made of the text is silence (also a SynthesisError)
 ├── VoiceError         unknown voice or rate out of range (also a ValueError)
 ├── SynthesisError     a speech engine failed
 │   ├── EdgeError      edge-tts failed after its retries
@@ -22,6 +23,7 @@ AudioError
 │   └── NeuralError    the offline neural engine (sherpa-onnx) is missing or failed
 ├── RecordingError     an uploaded recording is unusable
 ├── MasteringError     ffmpeg failed while mastering or measuring
+│   └── SilentAudioError   the audio measured as silence
 ├── ProgramError       a program cannot be built from the given clips
 ├── InstallError       a model download or archive was refused (checksum, size, unsafe paths)
 └── DiskFullError      no space left to write audio (also an OSError with ENOSPC)
@@ -48,6 +50,8 @@ __all__ = [
     "ProgramError",
     "Reason",
     "RecordingError",
+    "SilentAudioError",
+    "SilentSpeechError",
     "SynthesisError",
     "TextError",
     "VoiceError",
@@ -235,3 +239,12 @@ class DiskFullError(AudioError, OSError):
 
     def __str__(self) -> str:
         return str(self.strerror)
+
+
+class SilentAudioError(MasteringError):
+    """The audio has nothing audible in it (its loudness is below the silence floor)."""
+
+
+class SilentSpeechError(TextError, SynthesisError):
+    """The engine spoke the text as silence (e.g. a lone Latin letter): the same text gives
+    the same silence, so retrying cannot help; the text must be rewritten."""

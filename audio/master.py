@@ -49,7 +49,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 
-from audio.errors import N_, MasteringError
+from audio.errors import N_, MasteringError, SilentAudioError
 from audio.ffmpeg import atomic_path, decode_pcm, measure_loudness, parse_ebur128, run_ffmpeg
 from audio.mp3 import HOUSE_FORMAT, parse_frames
 
@@ -287,7 +287,7 @@ def master(
     target = spec.integrated_lufs if target_lufs is None else target_lufs
     analysis = _analyse(raw, spec)
     if is_silent(analysis.integrated):
-        raise MasteringError(N_("音频没有可听见的声音（全是静音）"))
+        raise SilentAudioError(N_("音频没有可听见的声音（全是静音）"))
     start = analysis.speech_start
     length = analysis.speech_end - start
     # Lossy codecs lose ~0.45 LU on speech (``codec_makeup_db``) and overshoot peaks
@@ -385,7 +385,7 @@ def _shape(
         )  # fmt: skip
         measured = parse_ebur128(log_text)["integrated"]
         if is_silent(measured):
-            raise MasteringError(N_("音频没有可听见的声音（全是静音）"))
+            raise SilentAudioError(N_("音频没有可听见的声音（全是静音）"))
         if abs(level - measured) <= SHAPE_TOLERANCE_LU:
             break
         # Under heavy limiting a dB of gain buys only a fraction of a LU: follow the

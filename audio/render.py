@@ -40,6 +40,8 @@ from audio.errors import (
     NeuralError,
     Reason,
     RecordingError,
+    SilentAudioError,
+    SilentSpeechError,
     SynthesisError,
     TextError,
 )
@@ -585,6 +587,10 @@ class Renderer:
                 reason,
                 model=model,
             )
+        except SilentAudioError as exc:
+            raise SilentSpeechError(
+                N_("这段文字读出来没有声音（例如只有字母或符号），请改写成可以朗读的文字后重新提交")
+            ) from exc
         except MasteringError as exc:
             raise SynthesisError(N_("语音合成结果无法使用：{detail}"), detail=exc.message) from exc
 

@@ -120,7 +120,14 @@ def _seed(sessions, hooks: list[tuple[str, str, str]], notices: int, voice: Path
         session.flush()
         chats = [
             bind_robot(
-                session, None, platform=p, webhook=url, secret=secret, area=town, title=f"群{i}"
+                session,
+                None,
+                platform=p,
+                webhook=url,
+                secret=secret,
+                area=town,
+                title=f"群{i}",
+                allow_local=True,  # the fakes listen on loopback
             )
             for i, (p, url, secret) in enumerate(hooks)
         ]

@@ -172,7 +172,7 @@ def _serve(settings: Settings, host: str, port: int) -> None:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     click.echo(f"大喇叭已启动：http://{host}:{port}/  （Ctrl+C 停止）")
     try:
-        make_server(app, host, port).run()
+        make_server(app, host, port, settings).run()
     finally:
         # Downloads of the last second are still in memory.
         app.extensions["dalaba.downloads"].close()

@@ -157,6 +157,9 @@ class User(Base):
     # Stored in the login cookie and compared on every request: bumping it (logout, a new
     # password, deactivation) ends every session of this user, copied cookies included.
     session_version: Mapped[int] = mapped_column(default=0, server_default="0")
+    # Locked after many failed logins from many addresses (cms.services.users.authenticate):
+    # no login from anywhere until then, unless an admin lifts it first.
+    login_locked_until: Mapped[datetime | None]
     # The office the user works for: they see and act on this area and everything below it
     # (cms.services.scope). None: the whole install (a single township's staff, the IT admin).
     area_id: Mapped[int | None] = mapped_column(

@@ -88,6 +88,9 @@ class Settings:
     # Reverse proxies whose X-Forwarded-For/-Proto are believed: a count of proxies in front,
     # or their addresses/networks separated by commas; empty: forwarded headers are ignored.
     trusted_proxies: str = ""
+    # Robot webhooks on loopback and private addresses (tests, a self-hosted relay); without
+    # it only the platforms' own hosts over https are accepted.
+    allow_local_webhooks: bool = False
     # Below this much free space in the audio folder, renders and program builds wait.
     min_free_mb: int = 200
     # The WeChat Official Account API (a proxy's address, or a loopback fake in tests).
@@ -222,6 +225,7 @@ class Settings:
                 "DALABA_SESSION_MAX_DAYS", env.get("DALABA_SESSION_MAX_DAYS", "7"), 1, 365
             ),
             "trusted_proxies": env.get("DALABA_TRUSTED_PROXIES", "").strip(),
+            "allow_local_webhooks": local_webhooks_allowed(env),
             "wechat_api_url": (
                 env.get("DALABA_WECHAT_API_URL") or "https://api.weixin.qq.com"
             ).rstrip("/"),
@@ -244,6 +248,12 @@ class Settings:
 
     def with_(self, **changes: object) -> Settings:
         return replace(self, **changes)  # type: ignore[arg-type]
+
+
+def local_webhooks_allowed(env: Mapping[str, str] | None = None) -> bool:
+    """``DALABA_ALLOW_LOCAL_WEBHOOKS``, read when asked (``env`` None: the process's)."""
+    env = os.environ if env is None else env
+    return _bool("DALABA_ALLOW_LOCAL_WEBHOOKS", env.get("DALABA_ALLOW_LOCAL_WEBHOOKS", "false"))
 
 
 def parse_trusted_proxies(raw: str) -> int | tuple[IPNetwork, ...]:

@@ -31,6 +31,10 @@ ACTION_LABELS = {
     "wechat.save": N_("保存公众号设置"),
     "wechat.publish": N_("发布到公众号"),
     "wechat.retry": N_("重试公众号文章"),
+    # Login throttling (cms.services.users.authenticate).
+    "login.throttle": N_("登录失败过多，开始限速"),
+    "user.lock": N_("账号因多处登录失败被临时锁定"),
+    "user.unlock": N_("解除账号登录锁定"),
     # County campaigns (cms.services.campaigns).
     "campaign.adopt": N_("照发县级活动"),
     "campaign.adapt": N_("改编县级活动"),

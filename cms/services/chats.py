@@ -38,8 +38,17 @@ from cms.models import (
 from cms.services import audit
 from cms.services.announcements import going_out_on, live_filter, reaches
 from cms.services.areas import full_name
-from cms.services.errors import N_, Conflict, DomainError, Errors, Message, NotFound
+from cms.services.errors import (
+    N_,
+    Conflict,
+    DomainError,
+    Errors,
+    Message,
+    NotFound,
+    ValidationError,
+)
 from cms.services.text import parse_id
+from cms.settings import local_webhooks_allowed
 
 CODE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"  # no 0/O, 1/I: read aloud over the phone
 CODE_LENGTH = 8
@@ -329,7 +338,7 @@ class Webhook:
 
 
 def _loopback(host: str) -> bool:
-    if host == "localhost":
+    if host == "localhost" or host.endswith(".localhost"):
         return True
     try:
         return ipaddress.ip_address(host).is_loopback
@@ -337,18 +346,41 @@ def _loopback(host: str) -> bool:
         return False
 
 
-def validate_webhook(platform: str, url: str, secret: str = "") -> Webhook:
+def _local(host: str) -> bool:
+    """Whether ``host`` names this machine or a private network (not the platform)."""
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return (
+        address.is_loopback
+        or address.is_private
+        or address.is_link_local
+        or address.is_unspecified
+        or address.is_reserved
+    )
+
+
+def validate_webhook(
+    platform: str, url: str, secret: str = "", *, allow_local: bool | None = None
+) -> Webhook:
     """Check a robot's webhook address (and signing secret) for ``platform``.
 
-    The host and path must be the platform's (any host on a loopback address, for tests
-    and local relays), ``https://`` unless the host is a loopback address, and the key or
-    token must have the platform's shape. Returns the address without anything but the key
+    The host must be the platform's, over ``https://``, and the path, key or token must
+    have the platform's shape. Only when ``allow_local`` (None: ``DALABA_ALLOW_LOCAL_WEBHOOKS``)
+    may the host be a loopback or private address, over http too (tests, a self-hosted
+    relay): otherwise an admin could make dalaba post to, and show the answer of, any
+    service on the server's own network. Returns the address without anything but the key
     (a pasted ``&timestamp=&sign=`` is dropped) and an id derived from the key, never the
     key itself, that names the robot in lists.
 
     Raises:
         ValidationError: on ``webhook``, ``secret`` or ``platform``.
     """
+    if allow_local is None:
+        allow_local = local_webhooks_allowed()
     errors = Errors()
     url = url.strip()
     secret = secret.strip()
@@ -368,9 +400,16 @@ def validate_webhook(platform: str, url: str, secret: str = "") -> Webhook:
         errors.add("webhook", N_("请填写机器人的 webhook 地址"))
     elif parts is None or parts.scheme not in ("https", "http") or not host:
         errors.add("webhook", N_("webhook 地址应以 https:// 开头"))
+    elif _local(host) and not allow_local:
+        errors.add(
+            "webhook",
+            N_("不能使用本机或内网地址，请填写{label}机器人的 https:// 地址（{hosts}）"),
+            label=name,
+            hosts="、".join(sorted(_ROBOT_HOSTS[platform])),
+        )
     elif parts.scheme == "http" and not _loopback(host):
         errors.add("webhook", N_("只有本机（127.0.0.1）上的地址可以用 http://，请用 https:// 地址"))
-    elif host not in _ROBOT_HOSTS[platform] and not _loopback(host):
+    elif host not in _ROBOT_HOSTS[platform] and not _local(host):
         errors.add(
             "webhook",
             N_("这不是{label}机器人的地址：应为 {hosts} 上的地址"),
@@ -439,13 +478,14 @@ def bind_robot(
     area: Area,
     secret: str = "",
     title: str = "",
+    allow_local: bool | None = None,
 ) -> ChatGroup:
     """Bind a group robot to ``area`` (the same robot again is re-bound with the new values).
 
     The secret is stored and never shown again; the audit record names the robot by its
     id, never by its address or secret.
     """
-    hook = validate_webhook(platform, webhook, secret)
+    hook = validate_webhook(platform, webhook, secret, allow_local=allow_local)
     chat = find_chat(session, platform, hook.chat_id)
     if chat is None:
         chat = ChatGroup(platform=platform, chat_id=hook.chat_id, area=area)
@@ -486,13 +526,23 @@ class RobotAnswer:
 
 
 def send_test_message(
-    session: Session, actor: User | None, chat: ChatGroup, channel: ChatChannel | None
+    session: Session,
+    actor: User | None,
+    chat: ChatGroup,
+    channel: ChatChannel | None,
+    *,
+    allow_local: bool | None = None,
 ) -> RobotAnswer:
     """Post a short test message to a robot and return the platform's answer.
 
     ``channel`` comes from the channel registry (``cms.channels.load_channel``); cms never
-    imports the robots. Nothing about the chat changes; the try is audited.
+    imports the robots. Nothing about the chat changes; the try is audited. An address
+    bound before local addresses were refused is checked again, and not posted to.
     """
+    try:
+        validate_webhook(chat.platform, chat.webhook_url or "", allow_local=allow_local)
+    except ValidationError as exc:
+        return RobotAnswer(False, next(iter(exc.errors.values())))
     if channel is None:
         return RobotAnswer(False, Message(N_("没有安装这个平台的发送模块（dalaba.channels）")))
     notice = Notice(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import re
 import secrets
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Any
 
 from sqlalchemy import delete, func, or_, select, update
@@ -22,9 +22,23 @@ from cms.services.text import clean_text, parse_id
 
 USERNAME_RE = re.compile(r"^[A-Za-z0-9_.-]{2,40}$")
 MIN_PASSWORD = 8
-THROTTLE_WINDOW = timedelta(minutes=15)
+# Login throttling (OWASP ASVS V2.2.1): failures slow down the address they come from, and
+# an account from that address, with delays that double; a guesser elsewhere never stops an
+# officer at her own desk. Only many failures from many addresses lock the account itself,
+# for a while or until an admin lifts it, and the lock and its lifting are audited.
+THROTTLE_WINDOW = timedelta(hours=1)
+"""Failures counted for the delays (older ones are forgotten)."""
 MAX_FAILURES_PER_USER = 5
+"""Free failures for one account from one address before the delays start."""
 MAX_FAILURES_PER_ADDR = 20
+"""Free failures from one address (any accounts) before the delays start."""
+FIRST_DELAY = timedelta(minutes=1)
+LONGEST_DELAY = timedelta(minutes=15)
+ACCOUNT_LOCK_FAILURES = 50
+ACCOUNT_LOCK_ADDRESSES = 25
+"""Failures for one account within THROTTLE_WINDOW, from at least this many addresses,
+lock it (a guesser spreading over 20 addresses is not enough to shut an officer out)."""
+ACCOUNT_LOCK = timedelta(hours=1)
 TOKEN_PREFIX = "dlb_"
 # "Last used" is bookkeeping: written at most this often per token, never on every request.
 TOKEN_TOUCH_INTERVAL = timedelta(minutes=1)
@@ -38,7 +52,11 @@ ROLE_LABELS = {
 
 
 class LoginThrottled(DomainError):
-    pass
+    """Too many failed logins; ``retry_after`` is the wait in seconds."""
+
+    def __init__(self, msgid: str, /, retry_after: int, **params: Any) -> None:
+        super().__init__(msgid, **params)
+        self.retry_after = retry_after
 
 
 def parse_role(errors: Errors, raw: object) -> Role | None:
@@ -179,44 +197,130 @@ def set_operator_outlets(session: Session, actor: User, user: User, outlet_ids: 
     audit.record(session, actor, "user.outlets", user, outlets=[o.id for o in outlets])
 
 
+def _delay(failures: int, free: int, latest: datetime | None, now: datetime) -> timedelta:
+    """How long the next try must wait: nothing while ``failures`` < ``free``, then a delay
+    that doubles with each failure beyond (at most LONGEST_DELAY), from the latest one."""
+    if failures < free or latest is None:
+        return timedelta(0)
+    delay = min(FIRST_DELAY * 2 ** min(failures - free, 16), LONGEST_DELAY)
+    return max(latest + delay - now, timedelta(0))
+
+
+def _wait_text(wait: timedelta) -> int:
+    """Whole minutes, rounded up (at least one)."""
+    return max(1, -(-int(wait.total_seconds()) // 60))
+
+
 def authenticate(
-    session: Session, username: str, password: str, remote_addr: str, now: datetime | None = None
+    session: Session,
+    username: str,
+    password: str,
+    remote_addr: str,
+    now: datetime | None = None,
+    zone: tzinfo = UTC,
 ) -> User | None:
-    """Check a login; throttles by user name and by address after repeated failures.
+    """Check a login; slows down an address, and an account from an address, after repeated
+    failures, and locks an account only after many failures from many addresses.
 
     Raises:
-        LoginThrottled: too many recent failures; the message says when to try again.
+        LoginThrottled: the message says what is happening and when to try again.
     """
     now = now or clock_of(session).now()
+    name = username.lower()[:40]
+    addr = remote_addr[:64]
     since = now - THROTTLE_WINDOW
     session.execute(delete(LoginFailure).where(LoginFailure.at < since))
-    by_user = session.scalar(
-        select(func.count()).where(
-            LoginFailure.username == username.lower(), LoginFailure.at >= since
-        )
-    )
-    by_addr = session.scalar(
-        select(func.count()).where(
-            LoginFailure.remote_addr == remote_addr, LoginFailure.at >= since
-        )
-    )
-    if (by_user or 0) >= MAX_FAILURES_PER_USER or (by_addr or 0) >= MAX_FAILURES_PER_ADDR:
-        raise LoginThrottled(
-            N_("登录失败次数过多，请 {minutes} 分钟后再试"),
-            minutes=int(THROTTLE_WINDOW.total_seconds() // 60),
-        )
     user = session.scalar(select(User).where(func.lower(User.username) == username.lower()))
+    locked = user.login_locked_until if user is not None else None
+    if locked is not None and locked > now:
+        raise LoginThrottled(
+            N_(
+                "账号“{name}”在短时间内被许多不同地址反复输错密码，已临时锁定，"
+                "{minutes} 分钟后（{time}）自动解除；也可以请管理员在“用户”页面解除锁定"
+            ),
+            retry_after=int((locked - now).total_seconds()) + 1,
+            name=user.username if user else name,
+            minutes=_wait_text(locked - now),
+            time=locked.astimezone(zone).strftime("%H:%M"),
+        )
+    pair = session.execute(
+        select(func.count(), func.max(LoginFailure.at)).where(
+            LoginFailure.username == name, LoginFailure.remote_addr == addr
+        )
+    ).one()
+    by_addr = session.execute(
+        select(func.count(), func.max(LoginFailure.at)).where(LoginFailure.remote_addr == addr)
+    ).one()
+    pair_wait = _delay(pair[0], MAX_FAILURES_PER_USER, pair[1], now)
+    addr_wait = _delay(by_addr[0], MAX_FAILURES_PER_ADDR, by_addr[1], now)
+    if pair_wait or addr_wait:
+        wait = max(pair_wait, addr_wait)
+        msgid = (
+            N_("从这台设备输错密码的次数太多，请 {minutes} 分钟后（{time}）再试")
+            if addr_wait >= pair_wait
+            else N_(
+                "账号“{name}”在这台设备上输错密码的次数太多，请 {minutes} 分钟后（{time}）再试；"
+                "忘记密码请联系管理员重设"
+            )
+        )
+        raise LoginThrottled(
+            msgid,
+            retry_after=int(wait.total_seconds()) + 1,
+            name=name,
+            minutes=_wait_text(wait),
+            time=(now + wait).astimezone(zone).strftime("%H:%M"),
+        )
     if user is None:
         # Same cost as a real check, so timing does not reveal which names exist.
         check_password_hash(_DUMMY_HASH, password)
     if user is None or not user.active or not check_password_hash(user.password_hash, password):
-        session.add(
-            LoginFailure(username=username.lower()[:40], remote_addr=remote_addr[:64], at=now)
-        )
+        session.add(LoginFailure(username=name, remote_addr=addr, at=now))
+        session.flush()
+        if pair[0] + 1 == MAX_FAILURES_PER_USER or by_addr[0] + 1 == MAX_FAILURES_PER_ADDR:
+            audit.record(session, None, "login.throttle", user, username=name, remote_addr=addr)
+        if user is not None:
+            _maybe_lock(session, user, name, now)
         return None
-    session.execute(delete(LoginFailure).where(LoginFailure.username == username.lower()))
+    session.execute(
+        delete(LoginFailure).where(LoginFailure.username == name, LoginFailure.remote_addr == addr)
+    )
     audit.record(session, user, "user.login", user, remote_addr=remote_addr)
     return user
+
+
+def _maybe_lock(session: Session, user: User, name: str, now: datetime) -> None:
+    """Lock ``user`` when many addresses failed on it within the window (audited)."""
+    failures, addresses = session.execute(
+        select(func.count(), func.count(func.distinct(LoginFailure.remote_addr))).where(
+            LoginFailure.username == name
+        )
+    ).one()
+    if failures >= ACCOUNT_LOCK_FAILURES and addresses >= ACCOUNT_LOCK_ADDRESSES:
+        user.login_locked_until = now + ACCOUNT_LOCK
+        audit.record(
+            session,
+            None,
+            "user.lock",
+            user,
+            failures=failures,
+            addresses=addresses,
+            until=user.login_locked_until.isoformat(),
+        )
+
+
+def unlock(session: Session, actor: User | None, user: User) -> bool:
+    """Lift ``user``'s login lock and forget the failures behind it; returns whether it was
+    locked (audited)."""
+    was = user.login_locked_until is not None and user.login_locked_until > clock_of(session).now()
+    user.login_locked_until = None
+    session.execute(delete(LoginFailure).where(LoginFailure.username == user.username.lower()))
+    audit.record(session, actor, "user.unlock", user, was_locked=was)
+    return was
+
+
+def is_locked(user: User, now: datetime) -> bool:
+    until = user.login_locked_until
+    return until is not None and until > now
 
 
 _DUMMY_HASH = generate_password_hash("not-a-real-password")

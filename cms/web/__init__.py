@@ -20,6 +20,7 @@ from cms.services.text import MAX_ID, clean_filename
 from cms.settings import Settings
 from cms.web.bookkeeping import Bookkeeper
 from cms.web.cards import label_cells
+from cms.web.sessions import EndedSessions
 
 log = logging.getLogger(__name__)
 csrf = CSRFProtect()
@@ -78,6 +79,7 @@ def create_app(settings: Settings, *, engine: Any = None) -> Flask:
         engine, write=True, clock=settings.clock
     )
     app.extensions["dalaba.bookkeeper"] = Bookkeeper(app.extensions["dalaba.sessions"])
+    app.extensions["dalaba.ended_sessions"] = EndedSessions()
 
     from cms.web import downloads, i18n, proxy
 
@@ -197,6 +199,11 @@ def _database_error(exc: DBAPIError):  # type: ignore[no-untyped-def]
 def _http_error(exc: HTTPException):  # type: ignore[no-untyped-def]
     if request.path.startswith("/api/"):
         from cms.web.api import error_response
+        from cms.web.api.views import missing_resource
+
+        if exc.code == 405 and missing_resource(exc):
+            # No such resource: that is the answer, whatever the method (as GET says).
+            exc = NotFound()
 
         response = make_response(error_response(exc.code or 500, exc.name, exc.description))
     else:

@@ -251,6 +251,7 @@ def users() -> Any:
     return render_template(
         "admin/users.html",
         users=all_users,
+        locked={u.id for u in all_users if user_svc.is_locked(u, settings().now())},
         roles=user_svc.ROLE_LABELS,
         form=form,
         errors=errors,
@@ -287,31 +288,49 @@ def user_update(user_id: int) -> Any:
     return redirect(url_for(".users"))
 
 
+@bp.post("/users/<int:user_id>/unlock")
+@rule(ADMIN)
+def user_unlock(user_id: int) -> Any:
+    """Lift a login lock (many failed logins from many addresses)."""
+    user = db().get(User, user_id)
+    if user is None or not Scope.of(g.user).has_user(user):
+        abort(404)
+    user_svc.unlock(db(), g.user, user)
+    db().commit()
+    flash(_("已解除“{name}”的登录锁定").format(name=user.username), "success")
+    return redirect(url_for(".users"))
+
+
 @bp.route("/topics", methods=["GET", "POST"])
 @rule(ADMIN)
 def topics() -> Any:
     """The topic list."""
     if request.method == "POST":
+        if not topic_svc.may_change(g.user):
+            abort(403, description=_("主题由全县（整个系统）的管理员维护，乡镇管理员只能查看"))
         topic = None
         if request.form.get("topic_id", "").strip():
             topic_id = form_id("topic_id")
             topic = db().get(Topic, topic_id) if topic_id is not None else None
             if topic is None:
                 abort(404, description=_("主题不存在"))
+        # The box counts only where the form shows it (``active_shown``): a rename sent
+        # without it keeps the topic's state.
+        active = "active" in request.form if request.form.get("active_shown") else None
         try:
             topic_svc.save_topic(
-                db(),
-                g.user,
-                topic,
-                name=request.form.get("name", ""),
-                active=topic is None or "active" in request.form,
+                db(), g.user, topic, name=request.form.get("name", ""), active=active
             )
             db().commit()
             flash(_("已保存"), "success")
         except DomainError as exc:
             _fail(exc)
         return redirect(url_for(".topics"))
-    return render_template("admin/topics.html", topics=topic_svc.all_topics(db()))
+    return render_template(
+        "admin/topics.html",
+        topics=topic_svc.all_topics(db()),
+        may_change=topic_svc.may_change(g.user),
+    )
 
 
 @bp.route("/settings", methods=["GET", "POST"])

@@ -15,6 +15,7 @@ from flask import (
     current_app,
     flash,
     g,
+    make_response,
     redirect,
     render_template,
     request,
@@ -23,6 +24,7 @@ from flask import (
 )
 from flask_babel import gettext as _
 
+from cms.db import unit_of_work
 from cms.models import Role, User
 from cms.services import users
 from cms.services.errors import DomainError
@@ -96,6 +98,12 @@ def _session_user(uid: object) -> User | None:
         or not isinstance(seen, int)
     ):
         reason = _("登录已失效（已退出、密码已更改或账号已停用），请重新登录")
+    elif current_app.extensions["dalaba.ended_sessions"].ended(
+        user.id, session.get("ver"), session.get("login_at")
+    ):
+        # Logged out while the disk was full: ended here, written when there is space.
+        reason = _("登录已失效（已退出、密码已更改或账号已停用），请重新登录")
+        _retry_logouts()
     elif now - started > config.session_max_days * 86400:
         reason = _("登录已满 {days} 天，为了安全请重新登录").format(days=config.session_max_days)
     elif now - seen > config.session_idle_hours * 3600:
@@ -123,10 +131,25 @@ def remember_login(user: User) -> None:
     """Put ``user``'s current session version into the cookie (a new login, or a kept one)."""
     session["uid"] = user.id
     session["ver"] = user.session_version
-    now = int(settings().now().timestamp())
-    session.setdefault("started", now)
-    session.setdefault("seen", now)
+    now = settings().now().timestamp()
+    session.setdefault("started", int(now))
+    session.setdefault("seen", int(now))
+    session.setdefault("login_at", now)
     session.permanent = True
+
+
+def _retry_logouts() -> None:
+    """Try again, off the request path, to write logouts a full disk kept in memory."""
+    ended = current_app.extensions["dalaba.ended_sessions"]
+    if not ended.pending():
+        return
+    sessions = current_app.extensions["dalaba.sessions"]
+
+    def write() -> None:
+        unit_of_work(sessions, ended.save)
+        ended.saved()
+
+    current_app.extensions["dalaba.bookkeeper"].run(write)
 
 
 def no_store(response: Response) -> Response:
@@ -189,13 +212,24 @@ def login() -> Any:
     if request.method == "POST":
         try:
             user = users.authenticate(
-                db(), username, request.form.get("password", ""), request.remote_addr or "?"
+                db(),
+                username,
+                request.form.get("password", ""),
+                request.remote_addr or "?",
+                zone=current_app.extensions["dalaba.settings"].tz,
             )
+        except users.LoginThrottled as exc:
+            commit_bookkeeping("login throttling")
+            flash(exc.message.render(_), "error")
+            response = make_response(render_template("login.html", username=username), 429)
+            response.headers["Retry-After"] = str(exc.retry_after)
+            return response
         except DomainError as exc:
             commit_bookkeeping("login throttling")
             flash(exc.message.render(_), "error")
             return render_template("login.html", username=username), 429
         commit_bookkeeping("login failure or audit record")
+        _retry_logouts()
         if user is None:
             flash(_("用户名或密码不正确"), "error")
             return render_template("login.html", username=username), 401
@@ -223,9 +257,15 @@ def login() -> Any:
 @bp.route("/logout", methods=["POST"])
 @rule(*ANY_USER)
 def logout() -> Any:
-    """Log out: every session of this user ends, copies of the cookie included."""
+    """Log out: every session of this user ends, copies of the cookie included.
+
+    On a full disk the cookie is cleared all the same and the end is kept in memory
+    (:mod:`cms.web.sessions`) until it can be written.
+    """
+    user_id, version = g.user.id, g.user.session_version
     users.log_out(db(), g.user)
-    db().commit()
+    if not commit_bookkeeping("the logout"):
+        current_app.extensions["dalaba.ended_sessions"].end(user_id, version, settings().now().timestamp())
     _clear_session()
     flash(_("已退出登录"), "info")
     return redirect(url_for("auth.login"))

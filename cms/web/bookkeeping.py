@@ -56,6 +56,10 @@ class Bookkeeper:
             self._touched[token_id] = tick
         self._submit(lambda: self._touch(token_id, now))
 
+    def run(self, job: Callable[[], None]) -> None:
+        """Run a best-effort write later (a failure is logged; the caller may try again)."""
+        self._submit(job)
+
     def _touch(self, token_id: int, now: datetime) -> None:
         unit_of_work(self._sessions, lambda s: users.touch_token(s, token_id, now))
 

@@ -128,7 +128,12 @@ def bind_robot() -> Any:
     try:
         hook_errors: dict[str, str] = {}
         try:
-            chat_svc.validate_webhook(form["platform"], form["webhook"], form["secret"])
+            chat_svc.validate_webhook(
+                form["platform"],
+                form["webhook"],
+                form["secret"],
+                allow_local=settings().allow_local_webhooks,
+            )
         except ValidationError as exc:
             hook_errors = field_errors(exc)
         errors.update(hook_errors)
@@ -144,6 +149,7 @@ def bind_robot() -> Any:
             secret=form["secret"],
             area=area,
             title=form["title"],
+            allow_local=settings().allow_local_webhooks,
         )
         db().commit()
     except DomainError as exc:
@@ -171,7 +177,13 @@ def test_message(chat_group_id: int) -> Any:
     if chat.platform not in chat_svc.ROBOT_PLATFORMS:
         flash(_("只有群机器人可以发送测试消息"), "error")
         return _page(400)
-    answer = chat_svc.send_test_message(db(), g.user, chat, load_channel(settings(), chat.platform))
+    answer = chat_svc.send_test_message(
+        db(),
+        g.user,
+        chat,
+        load_channel(settings(), chat.platform),
+        allow_local=settings().allow_local_webhooks,
+    )
     db().commit()
     return _page(
         200 if answer.ok else 502,

@@ -19,7 +19,6 @@ from flask import (
     redirect,
     render_template,
     request,
-    send_file,
     url_for,
 )
 from flask_babel import gettext as _
@@ -63,6 +62,7 @@ from cms.web import today
 from cms.web.auth import ANY_USER, STAFF, local_url, rule
 from cms.web.db import db, read_only, settings
 from cms.web.forms import audio_text, field_errors, int_arg, message, paginate
+from cms.web.sendfile import file_body, respond
 
 log = logging.getLogger(__name__)
 bp = Blueprint("schedule", __name__, url_prefix="/schedule")
@@ -312,7 +312,10 @@ def lexicon() -> Any:
 def lexicon_delete(entry_id: int) -> Any:
     """Remove a lexicon entry (affected clips are re-rendered)."""
     entry = db().get(LexiconEntry, entry_id)
-    area_id = entry.area_id if entry is not None else None
+    # The county's (install's) entries are the whole install's; a township's, its office's.
+    if entry is None or not Scope.of(g.user).contains(entry.area):
+        abort(404, description=_("读音条目 {id} 不存在").format(id=entry_id))
+    area_id = entry.area_id
     try:
         lexicon_svc.delete_entry(db(), g.user, entry_id)
     except NotFound as exc:
@@ -586,7 +589,9 @@ def _send_audio(raw: str | None) -> Any:
     mimetype = {".mp3": "audio/mpeg", ".ogg": "audio/ogg"}.get(
         path.suffix, mimetypes.guess_type(path.name)[0] or "application/octet-stream"
     )
-    return send_file(path, mimetype=mimetype, conditional=True, download_name=path.name)
+    # The one download path (conditionals, ranges, streaming) the operators' and share
+    # downloads use.
+    return respond(file_body(path), mimetype=mimetype, filename=path.name, fallback=path.name)
 
 
 @bp.get("/audio/<kind>/<int:object_id>")

@@ -203,6 +203,17 @@ def content_disposition(filename: str, fallback: str, *, attachment: bool = True
 # iterator of its own that the server can no longer stream from its I/O loop.
 
 
+def precondition_failed(body: Body) -> bool:
+    """RFC 9110 §13.2.2 steps 1–2: If-Match (strong comparison; ``*`` matches any current
+    version) and, only without it, If-Unmodified-Since. True: answer 412, send nothing."""
+    if_match = request.headers.get("If-Match")
+    if if_match is not None:
+        etags = parse_etags(if_match)
+        return not (etags.star_tag or etags.contains(unquote_etag(body.etag)[0]))
+    since = parse_date(request.headers.get("If-Unmodified-Since"))
+    return since is not None and body.last_modified.replace(microsecond=0) > since
+
+
 def not_modified(body: Body) -> bool:
     """RFC 9110 §13.2.2: If-None-Match (weakly compared) wins; If-Modified-Since only without."""
     inm = request.headers.get("If-None-Match")
@@ -284,7 +295,8 @@ def respond(
     attachment: bool = False,
     cache_control: str = "private, no-cache",
 ) -> Response:
-    """A GET/HEAD response for ``body``: 304, 206, 416 or 200, with validators and a file name.
+    """A GET/HEAD response for ``body``: 412, 304, 206, 416 or 200, with validators and a file
+    name.
 
     The body (or its one range) goes out through ``wsgi.file_wrapper``; the handles are
     closed when the server has sent it, or at once for a 304, 416 or HEAD.
@@ -296,6 +308,9 @@ def respond(
         "Accept-Ranges": "bytes",
         "Content-Disposition": content_disposition(filename, fallback, attachment=attachment),
     }
+    if precondition_failed(body):
+        body.close()
+        return Response(status=412, headers=headers)
     if not_modified(body):
         body.close()
         return Response(status=304, headers=headers)

@@ -13,6 +13,8 @@ from typing import Any
 from flask import Flask
 from waitress.server import BaseWSGIServer, MultiSocketServer, create_server
 
+from cms.settings import Settings
+
 WAITRESS: dict[str, Any] = {
     "threads": 8,
     # Loudspeaker boxes hold connections open while they download: allow many at once.
@@ -27,9 +29,27 @@ ACCEPT_BATCH = 64
 Server = BaseWSGIServer | MultiSocketServer
 
 
-def make_server(app: Flask, host: str, port: int, **adjustments: Any) -> Server:
+def proxy_adjustments(settings: Settings) -> dict[str, Any]:
+    """Waitress's part of ``DALABA_TRUSTED_PROXIES``.
+
+    Waitress (3.x) removes X-Forwarded-For/-Proto from every request whose peer is not its
+    own ``trusted_proxy``, which takes a single address, not a hop count or networks. So the
+    app's middleware (:mod:`cms.web.proxy`) stays the one judge of which peer to believe,
+    and waitress is told to pass the headers on when the setting trusts any proxy; with no
+    proxy trusted it keeps removing them.
+    """
+    trusts = settings.proxies != 0
+    return {"clear_untrusted_proxy_headers": not trusts}
+
+
+def make_server(
+    app: Flask, host: str, port: int, settings: Settings | None = None, **adjustments: Any
+) -> Server:
     """Waitress on ``host:port`` with the settings above (``adjustments`` override them)."""
-    server = create_server(app, host=host, port=port, ident="dalaba", **(WAITRESS | adjustments))
+    proxies = proxy_adjustments(settings) if settings is not None else {}
+    server = create_server(
+        app, host=host, port=port, ident="dalaba", **(WAITRESS | proxies | adjustments)
+    )
     listeners: list[BaseWSGIServer] = []
     if isinstance(server, MultiSocketServer):
         # types-waitress calls the map's values sockets; they are the listening servers.

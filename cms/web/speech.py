@@ -22,7 +22,8 @@ from cms.services import announcements as ann_svc
 from cms.services import speech as speech_svc
 from cms.services import township
 from cms.services.content import MAX_AREA_IDS
-from cms.services.errors import NotFound
+from cms.services.errors import N_, Errors, NotFound
+from cms.services.scope import Scope
 from cms.services.text import parse_id, parse_int
 from cms.web.auth import rule
 from cms.web.db import db, read_only, settings
@@ -153,16 +154,24 @@ def _written() -> tuple[str, str | None]:
 
 def _target_area() -> Area | None:
     """The draft's targets' common area, whose lexicon its audio will use."""
-    ids = [i for i in (parse_id(raw) for raw in request.form.getlist("area_ids")) if i]
-    return township.common_area(db(), ids[:MAX_AREA_IDS])
+    raw_ids = request.form.getlist("area_ids")[:MAX_AREA_IDS]
+    ids = [parse_id(raw) for raw in raw_ids if raw.strip()]
+    errors = Errors()
+    if any(i is None for i in ids):
+        errors.add("area_ids", N_("区域编号无效"))
+    # A neighbour's areas are refused like missing ones: their lexicon is not this office's.
+    Scope.of(g.user).check_areas(db(), errors, "area_ids", [i for i in ids if i is not None])
+    if "area_ids" in errors:
+        abort(400, description=errors.items["area_ids"].render(_))
+    return township.common_area(db(), [i for i in ids if i is not None])
 
 
-def _preview_of(text: str) -> dict[str, Any]:
+def _preview_of(text: str, area: Area | None) -> dict[str, Any]:
     from audio.errors import TextError
     from audio.explain import applied_entries, explain
 
     try:
-        spans = explain(text, speech_svc.lexicon(db(), _target_area()))
+        spans = explain(text, speech_svc.lexicon(db(), area))
     except TextError as exc:
         return {"error": audio_text(exc), "spans": [], "entries": [], "rewrites": []}
     rewrites = list(dict.fromkeys((s.written.strip(), s.spoken) for s in spans if s.changed))
@@ -191,8 +200,9 @@ def _editor(ann: Announcement | None, status: int = 200, **extra: Any) -> Any:
 def preview() -> Any:
     """The spoken text of the draft, each rewrite marked, and the lexicon entries used."""
     ann = _announcement()
+    area = _target_area()
     text, error = _written()
-    result = _preview_of(text) if text and not error else {"error": error, "spans": []}
+    result = _preview_of(text, area) if text and not error else {"error": error, "spans": []}
     status = 400 if error else 200
     if _fetching():
         return render_template("announcements/_spoken.html", preview=result), status
@@ -219,6 +229,7 @@ def listen() -> Any:
     from audio.voices import VOICES
 
     ann = _announcement()
+    area = _target_area()
     text, error = _written()
     voice = request.form.get("voice", "")
     rate = parse_int(request.form.get("rate", "0") or "0")
@@ -252,7 +263,7 @@ def listen() -> Any:
         return _listen_error(ann, _("正在生成其他试听，请稍后再试"), 503, 5)
     try:
         clip = _renderer().render(
-            sample, voice=voice, rate=rate, lexicon=speech_svc.lexicon(db(), _target_area())
+            sample, voice=voice, rate=rate, lexicon=speech_svc.lexicon(db(), area)
         )
     except AudioError as exc:
         log.warning("listen sample failed: %s", exc)

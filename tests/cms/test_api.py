@@ -502,7 +502,8 @@ BAD_CONTENT: list[tuple[str, dict[str, Any], set[str]]] = [
     ("area_ids too many", {"area_ids": list(range(1, 2000))}, {"area_ids"}),
     ("repeats abc", {"repeats": "abc"}, {"repeats"}),
     ("repeats too many", {"repeats": 9}, {"repeats"}),
-    ("repeats float", {"repeats": 2.0}, {"repeats"}),
+    # 2.0 is an integer to JSON Schema (and so to the document and the server); 2.5 is not.
+    ("repeats float", {"repeats": 2.5}, {"repeats"}),
     ("repeats bool", {"repeats": True}, {"repeats"}),
     ("repeats null", {"repeats": None}, {"repeats"}),
     ("start impossible date", {"start_date": "2026-13-40"}, {"start_date"}),

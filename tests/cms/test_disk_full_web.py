@@ -202,3 +202,31 @@ def test_an_api_read_still_answers_on_a_full_disk(client, token, full_disk):  # 
     """Reading writes nothing; the token's "last used" bookkeeping fails quietly."""
     response = client.get("/api/v1/topics", headers={"Authorization": f"Bearer {token}"})
     assert response.status_code == 200, response.get_data(as_text=True)
+
+
+def test_logout_on_a_full_disk_ends_the_session_and_is_written_when_space_returns(  # type: ignore[no-untyped-def]
+    app, client, people, session, full_disk
+):
+    editor = people[Role.EDITOR]
+    login(client, editor)
+    copy = app.test_client()  # the same cookie on another device
+    copy.set_cookie("session", client.get_cookie("session").value)
+    assert copy.get("/").status_code == 200
+    response = client.post("/logout")
+    assert response.status_code == 302 and response.headers["Location"].endswith("/login")
+    assert client.get("/").status_code == 302  # this browser: logged out
+    assert copy.get("/").status_code == 302  # the copied cookie: ended too
+    assert copy.get("/announcements/").status_code == 302
+    session.rollback()
+    before = session.get(User, editor.id).session_version  # not written: the disk is full
+    # A new login works, even with the disk still full.
+    login(client, editor)
+    assert client.get("/").status_code == 200
+    # Space returns: the next login writes the logout, and the old cookie stays ended.
+    FullDiskConnection.full = False
+    other = app.test_client()
+    login(other, people[Role.ADMIN])
+    session.rollback()
+    session.expire_all()
+    assert session.get(User, editor.id).session_version == before + 1
+    assert copy.get("/").status_code == 302

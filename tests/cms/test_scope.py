@@ -33,10 +33,12 @@ from cms.models import (
     Delivery,
     DeliveryState,
     JobState,
+    LexiconEntry,
     OutboxMessage,
     Outlet,
     Program,
     Role,
+    Topic,
     User,
     WechatAccount,
     WechatArticle,
@@ -53,8 +55,18 @@ B_MARK = "幸福"
 B_LOGIN = "xingfu"
 """… and every user name of township B this."""
 MISSING = 987654
+LEXICON_WORD = "喇叭站"
+"""Each township has its own reading of this word (B's names B)."""
 STATES = ("draft", "in_review", "approved", "withdrawn")
 ROLES = (Role.ADMIN, Role.EDITOR, Role.REVIEWER, Role.OPERATOR)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def settings(request: pytest.FixtureRequest, settings: Any) -> Any:
+    """Each test of this module on SQLite and on PostgreSQL (a private schema)."""
+    if request.param == "postgresql":
+        return settings.with_(database_url=request.getfixturevalue("postgres_schema"))
+    return settings
 
 
 @dataclass
@@ -74,6 +86,7 @@ class Town:
     outbox: OutboxMessage
     article: WechatArticle
     api_token_id: int
+    lexicon_entry: LexiconEntry
     ids: dict[str, list[int]] = field(default_factory=dict)
 
 
@@ -186,6 +199,8 @@ def _town(
     session.flush()
     article = WechatArticle(account=account, announcement_id=anns["approved"].id, revision=live)
     session.add(article)
+    lexicon_entry = LexiconEntry(area_id=town.id, written=LEXICON_WORD, spoken=f"{prefix}读法")
+    session.add(lexicon_entry)
     session.commit()
     api_token_id = session.scalar(
         select(ApiToken.id).where(ApiToken.user_id == users[Role.EDITOR].id)
@@ -207,6 +222,7 @@ def _town(
         outbox=outbox,
         article=article,
         api_token_id=api_token_id,
+        lexicon_entry=lexicon_entry,
     )
 
 
@@ -244,6 +260,7 @@ def _b_values(b: Town, today: date) -> dict[str, list[str]]:
         "delivery_id": [str(b.delivery.id)],
         "alert_id": [str(b.alert.id)],
         "article_id": [str(b.article.id)],
+        "entry_id": [str(b.lexicon_entry.id)],
         "number": ["1"],
         "day_text": ["today", today.isoformat()],
     }
@@ -299,11 +316,19 @@ def _snapshot(session: Session, b: Town) -> dict[str, Any]:
             (u.id, u.role, u.active, u.area_id, u.display_name, u.session_version)
             for u in session.scalars(select(User).where(User.id.in_(ids["user"])))
         ],
+        "operates": [
+            (u.id, sorted(o.id for o in u.outlets))
+            for u in session.scalars(select(User).where(User.id.in_(ids["user"])))
+        ],
         "outlet": (b.outlet.name, b.outlet.active, b.outlet.area_id, len(b.outlet.operators)),
         "link": operators.active_token(session, b.outlet).id,  # type: ignore[union-attr]
         "chat": (b.chat.active, b.chat.area_id),
         "jobs": (b.program.state, b.clip.state, b.delivery.state, b.alert.resolved_at),
         "article": b.article.state,
+        "lexicon": [
+            (e.id, e.written, e.spoken)
+            for e in session.scalars(select(LexiconEntry).where(LexiconEntry.area_id == b.area.id))
+        ],
         "tokens": [
             (t.id, t.revoked_at)
             for t in session.scalars(select(ApiToken).where(ApiToken.user_id.in_(ids["user"])))
@@ -342,7 +367,7 @@ def _text(response: Any) -> str:
 
 # Routes whose objects are the install's, not an area's (topics, lexicon, settings) or whose
 # access is a secret token (operator links, share pages): they are not scoped by area.
-UNSCOPED = {"admin.topics", "admin.settings_page", "schedule.lexicon_delete", "static"}
+UNSCOPED = {"admin.topics", "admin.settings_page", "static"}
 
 
 @pytest.mark.parametrize("role", ROLES, ids=lambda r: r.value)
@@ -730,3 +755,187 @@ def test_an_area_with_users_or_announcements_is_not_deleted(app, session, county
     assert session.get(Area, empty.id) is not None
     page = admin.get("/admin/areas").get_data(as_text=True)
     assert "还有所属用户" in page
+
+
+# Every id a form, query or JSON body carries, with the neighbour's value (and the text that
+# makes a lexicon leak visible: B reads LEXICON_WORD as a phrase naming B).
+PARAMETERS = (
+    "area_id",
+    "area_ids",
+    "parent_id",
+    "announcement_id",
+    "outlet_id",
+    "operator_ids",
+    "user_id",
+    "username",
+    "token_id",
+    "entry_id",
+    "account_id",
+    "chat_group_id",
+    "township",
+)
+# Routes whose request ends the walking user's own session.
+SELF_ENDING = {"auth.logout", "auth.set_language"}
+
+
+def _b_parameters(b: Town) -> dict[str, str]:
+    return {
+        "area_id": str(b.villages[0].id),
+        "area_ids": str(b.villages[0].id),
+        "parent_id": str(b.area.id),
+        "announcement_id": str(b.anns["approved"].id),
+        "outlet_id": str(b.outlet.id),
+        "operator_ids": str(b.users[Role.OPERATOR].id),
+        "user_id": str(b.users[Role.OPERATOR].id),
+        "username": b.users[Role.EDITOR].username,
+        "token_id": str(b.api_token_id),
+        "entry_id": str(b.lexicon_entry.id),
+        "account_id": str(b.article.account_id),
+        "chat_group_id": str(b.chat.id),
+        "township": str(b.area.id),
+    }
+
+
+def _a_path_values(a: Town, spare: User) -> dict[str, str]:
+    """A's own objects for the path, so that each route reaches its parameters."""
+    return {
+        "announcement_id": str(a.anns["draft"].id),
+        "campaign_id": str(a.anns["approved"].id),
+        "area_id": str(a.villages[1].id),
+        "outlet_id": str(a.outlet.id),
+        "user_id": str(spare.id),
+        "chat_group_id": str(a.chat.id),
+        "program_id": str(a.program.id),
+        "clip_id": str(a.clip.id),
+        "delivery_id": str(a.delivery.id),
+        "alert_id": str(a.alert.id),
+        "article_id": str(a.article.id),
+        "entry_id": str(a.lexicon_entry.id),
+        "number": "1",
+        "day_text": "today",
+    }
+
+
+def _send(client: Any, method: str, url: str, token: str, params: dict[str, str]) -> Any:
+    """``params`` as the route would take them: query (GET), form, or JSON under /api/."""
+    base = {"body": f"请到{LEXICON_WORD}集合。", "spoken_text": f"请到{LEXICON_WORD}集合。"}
+    if url.startswith("/api/"):
+        headers = {"Authorization": f"Bearer {token}"}
+        if method in {"POST", "PUT", "PATCH"}:
+            body: dict[str, Any] = {}
+            for name, value in params.items():
+                body[name] = [int(value)] if name.endswith("_ids") else _number(value)
+            return client.open(url, method=method, headers=headers, json=body)
+        return client.open(url, method=method, headers=headers, query_string=params)
+    if method == "GET":
+        return client.open(url, method=method, query_string={**base, **params})
+    from audio.voices import VOICES
+
+    form = {**base, "voice": next(iter(VOICES)), "rate": "0", **params}
+    return client.open(url, method=method, data=form)
+
+
+def _number(value: str) -> Any:
+    return int(value) if value.isdigit() else value
+
+
+def _answer(response: Any, value: str, replacement: str) -> tuple[int, str | None]:
+    location = response.headers.get("Location")
+    if location is not None:
+        location = re.sub(rf"(?<![\w.]){re.escape(value)}(?!\w)", replacement, location)
+    return response.status_code, location
+
+
+def _differs(response: Any, same: Any, value: str, missing: str) -> bool:
+    """Whether the answer to B's id differs from the answer to a missing id (an id echoed
+    into a redirect counts as the same answer)."""
+    expected = _answer(same, "", "")
+    return _answer(response, "", "") != expected and _answer(response, value, missing) != expected
+
+
+@pytest.mark.parametrize("role", ROLES, ids=lambda r: r.value)
+def test_the_neighbours_ids_in_forms_queries_and_json_change_and_show_nothing(
+    app, session, county, make_user, role
+):
+    """Each route, with A's own objects in its path, gets each id parameter set to one of B's:
+    it answers as it does to an id that does not exist, shows nothing of B's, changes nothing
+    of B's."""
+    a, b = county.a, county.b
+    spare = make_user(Role.EDITOR, username="houqing-spare", area=a.area)
+    user = a.users[role]
+    client = _client(app, user)
+    token = a.tokens[role]
+    before = _snapshot(session, b)
+    own = _a_path_values(a, spare)
+    theirs = _b_parameters(b)
+    with app.test_request_context():
+        rules = [(r, route_rule(r.endpoint)) for r in app.url_map.iter_rules()]
+    problems = []
+    checked = 0
+    for rule, allowed in rules:
+        if allowed == PUBLIC or rule.endpoint in UNSCOPED | SELF_ENDING:
+            continue
+        if role not in allowed:  # type: ignore[operator]
+            continue
+        if any(name not in own for name in rule._converters):
+            continue
+        url = rule.rule
+        for name in rule._converters:
+            url = re.sub(rf"<(?:[^<>]+:)?{name}>", own[name], url)
+        for method in sorted(rule.methods - {"HEAD", "OPTIONS", "DELETE"}):
+            for name in PARAMETERS:
+                value = theirs[name]
+                missing = "nobody-here" if name == "username" else str(MISSING)
+                response = _send(client, method, url, token, {name: value})
+                same = _send(client, method, url, token, {name: missing})
+                checked += 1
+                where = f"{method} {url} {name}={value}"
+                if response.status_code >= 500:
+                    problems.append(f"{where}: {response.status_code}")
+                    continue
+                if B_MARK in _text(response) or B_LOGIN in _text(response).replace(value, ""):
+                    problems.append(f"{where}: shows township B")  # beyond the value echoed
+                if _differs(response, same, value, missing):
+                    # The first request may have changed A's object (a submit): ask again.
+                    response = _send(client, method, url, token, {name: value})
+                    if _differs(response, same, value, missing):
+                        problems.append(
+                            f"{where}: {response.status_code} (a missing id: "
+                            f"{same.status_code} {same.headers.get('Location')})"
+                        )
+    assert checked > 100
+    assert problems == []
+    assert _snapshot(session, b) == before
+
+
+def test_topics_are_the_whole_installs_and_a_rename_keeps_them_active(
+    app, session, county, make_user, topic
+):
+    """Topics are install-wide: a township's admin sees them and changes nothing; the install's
+    admin renames one without the active box (an API client, an old form) and it stays active."""
+    town_admin = _client(app, county.a.users[Role.ADMIN])
+    page = town_admin.get("/admin/topics")
+    assert page.status_code == 200
+    assert topic.name in page.get_data(as_text=True)
+    assert 'name="topic_id"' not in page.get_data(as_text=True)
+    for data in ({"topic_id": topic.id, "name": "改名"}, {"name": "新主题"}):
+        assert town_admin.post("/admin/topics", data=data).status_code == 403
+    county_admin = _client(app, county.users[Role.ADMIN])  # an office too: the county's
+    assert county_admin.post("/admin/topics", data={"name": "新主题"}).status_code == 403
+    session.rollback()
+    session.expire_all()
+    assert session.get(Topic, topic.id).name != "改名"
+    assert session.scalar(select(Topic).where(Topic.name == "新主题")) is None
+    whole = _client(app, make_user(Role.ADMIN, username="it-admin"))
+    assert 'name="topic_id"' in whole.get("/admin/topics").get_data(as_text=True)
+    whole.post("/admin/topics", data={"topic_id": topic.id, "name": "改名"})
+    session.rollback()
+    session.expire_all()
+    renamed = session.get(Topic, topic.id)
+    assert (renamed.name, renamed.active) == ("改名", True)
+    whole.post("/admin/topics", data={"topic_id": topic.id, "name": "改名", "active_shown": "1"})
+    session.rollback()
+    session.expire_all()
+    assert session.get(Topic, topic.id).active is False  # the box shown and left empty
+    actions = session.scalars(select(AuditLog.action).where(AuditLog.action == "topic.save"))
+    assert len(list(actions)) >= 2

@@ -329,3 +329,90 @@ def test_nginx_in_front_of_two_web_processes_sends_the_audio(  # type: ignore[no
     access = (tmp_path / "access.log").read_text()
     assert access.count("GET /login") == len(ports)
     assert f"/o/{token}" not in access  # private links stay out of the access log
+
+
+class _Browser:
+    """One visitor at one address (a loopback source address of its own), with its cookie."""
+
+    def __init__(self, port: int, address: str) -> None:
+        self.port, self.address, self.cookie = port, address, ""
+
+    def request(
+        self, method: str, path: str, body: str | None = None
+    ) -> tuple[int, dict[str, str], str]:
+        conn = http.client.HTTPConnection(
+            "127.0.0.1", self.port, timeout=20, source_address=(self.address, 0)
+        )
+        headers = {"Cookie": self.cookie} if self.cookie else {}
+        if body is not None:
+            headers["Content-Type"] = "application/x-www-form-urlencoded"
+        try:
+            conn.request(method, path, body=body, headers=headers)
+            r = conn.getresponse()
+            got = {k.lower(): v for k, v in r.getheaders()}
+            cookie = got.get("set-cookie", "")
+            if cookie.startswith("session="):
+                self.cookie = cookie.split(";", 1)[0]
+            return r.status, got, r.read().decode("utf-8", "replace")
+        finally:
+            conn.close()
+
+    def log_in(self, username: str, password: str) -> int:
+        from urllib.parse import urlencode
+
+        page = self.request("GET", "/login")[2]
+        match = re.search(r'name="csrf_token" value="([^"]+)"', page)
+        assert match is not None
+        form = {"csrf_token": match.group(1), "username": username, "password": password}
+        return self.request("POST", "/login", urlencode(form))[0]
+
+
+@pytest.mark.slow
+def test_behind_nginx_throttling_sees_each_clients_own_address(  # type: ignore[no-untyped-def]
+    settings, session, make_user, tmp_path, processes
+):
+    """`dalaba serve` behind the shipped nginx site with the shipped DALABA_TRUSTED_PROXIES:
+    20 failed logins from 20 other addresses do not stop the officer at her own; one address
+    that keeps guessing is slowed down alone."""
+    from cms.models import LoginFailure
+    from tests.conftest import PASSWORD
+
+    nginx = _nginx()
+    officer = make_user(username="officer")
+    session.commit()
+    env = _env()
+    port, front = _free_port(), _free_port()
+    site = _site()
+    for shipped in _web_ports():
+        site = site.replace(f"server 127.0.0.1:{shipped};", "")
+    site = site.replace("keepalive 16;", f"server 127.0.0.1:{port};\n    keepalive 16;")
+    site = site.replace("listen 80;", f"listen 127.0.0.1:{front};")
+    (tmp_path / "site.conf").write_text(site, encoding="utf-8")
+    conf = _nginx_conf(tmp_path, tmp_path / "site.conf")
+    serve_env = {
+        **os.environ,
+        "DALABA_DATA_DIR": str(settings.data_dir),
+        "DALABA_DATABASE_URL": settings.database_url,
+        "DALABA_SECRET_KEY": "nginx-test-secret",
+        "DALABA_TTS_ENGINE": "offline",
+        "DALABA_TRUSTED_PROXIES": env["DALABA_TRUSTED_PROXIES"],
+    }
+    dalaba = [sys.executable, "-m", "cms.cli", "serve", "--no-scheduler", "--host", "127.0.0.1"]
+    log = tmp_path / "web.log"
+    _wait(port, processes([*dalaba, "--port", str(port)], log, serve_env), log)
+    log = tmp_path / "nginx.out"
+    nginx_args = [nginx, "-p", str(tmp_path), "-e", str(tmp_path / "error.log"), "-c", str(conf)]
+    _wait(front, processes(nginx_args, log), log)
+
+    for n in range(20):
+        assert _Browser(front, f"127.0.0.{10 + n}").log_in("officer", "guess") == 401
+    assert _Browser(front, "127.0.0.77").log_in("officer", PASSWORD) == 302
+    session.rollback()
+    seen = set(session.scalars(select(LoginFailure.remote_addr)))
+    assert seen == {f"127.0.0.{10 + n}" for n in range(20)}  # each client's own address
+    # One address that keeps guessing (any names) is slowed down, and only it.
+    guesser = _Browser(front, "127.0.0.99")
+    codes = [guesser.log_in(f"guess{n}", "guess") for n in range(21)]
+    assert codes[:20] == [401] * 20 and codes[20] == 429
+    assert _Browser(front, "127.0.0.78").log_in("officer", PASSWORD) == 302
+    assert session.get(type(officer), officer.id).login_locked_until is None

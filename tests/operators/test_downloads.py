@@ -274,3 +274,23 @@ def test_x_sendfile_for_apache_or_lighttpd(served, day, monkeypatch) -> None:  #
     response = client.get(f"{base}/{day}/0730.mp3")
     assert response.headers["X-Sendfile"] == str(Path(program.path).resolve())
     assert response.data == b""
+
+
+def test_if_match_and_if_unmodified_since_answer_412(served, day) -> None:  # type: ignore[no-untyped-def]
+    """RFC 9110 §13.1.1–13.1.4: a version other than the client's is not sent at all."""
+    client, base, program, data = served
+    url = f"{base}/{day}/0730.mp3"
+    first = client.get(url)
+    etag, modified = first.headers["ETag"], first.headers["Last-Modified"]
+    for headers in ({"If-Match": etag}, {"If-Match": f'"old", {etag}'}, {"If-Match": "*"}):
+        response = client.get(url, headers=headers)
+        assert response.status_code == 200 and response.data == data, headers
+    assert client.get(url, headers={"If-Match": f"W/{etag}"}).status_code == 412  # strong only
+    stale = client.get(url, headers={"If-Match": '"old"', "Range": "bytes=0-9"})
+    assert stale.status_code == 412 and stale.data == b""
+    assert client.get(url, headers={"If-Unmodified-Since": modified}).status_code == 200
+    earlier = format_datetime(parsedate_to_datetime(modified) - timedelta(hours=1), usegmt=True)
+    assert client.get(url, headers={"If-Unmodified-Since": earlier}).status_code == 412
+    # If-Match decides when both are sent (§13.2.2).
+    both = client.get(url, headers={"If-Match": etag, "If-Unmodified-Since": earlier})
+    assert both.status_code == 200

@@ -48,6 +48,18 @@ def long_voice(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return _sine(tmp_path_factory.mktemp("voice") / "long.ogg", 70)
 
 
+@pytest.fixture(autouse=True)
+def local_webhooks(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The fakes listen on loopback: allow such webhooks, as a self-hosted relay would."""
+    monkeypatch.setenv("DALABA_ALLOW_LOCAL_WEBHOOKS", "1")
+
+
+@pytest.fixture
+def settings(settings: Settings) -> Settings:
+    """The test settings, allowing loopback webhooks (the fakes) in the web app too."""
+    return settings.with_(allow_local_webhooks=True)
+
+
 @pytest.fixture
 def bind(session: Session, grid: dict[str, Area]) -> Callable[..., ChatGroup]:
     """Bind a robot to the first group's area through the real service."""

@@ -9,6 +9,7 @@ import tomllib
 from collections.abc import Callable, Iterator
 from importlib.metadata import EntryPoint
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner
@@ -289,3 +290,72 @@ def test_robot_form_field_errors_and_access_rule(
     client.get("/logout")
     login(client, make_user(Role.EDITOR))
     assert client.post("/chats/robots", data={}).status_code in (403, 404)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        f"http://localhost/cgi-bin/webhook/send?key={KEY}",
+        f"http://127.0.0.2:22/cgi-bin/webhook/send?key={KEY}",
+        f"https://[::1]:8080/cgi-bin/webhook/send?key={KEY}",
+        f"https://10.0.0.5/cgi-bin/webhook/send?key={KEY}",
+        f"https://192.168.1.1/cgi-bin/webhook/send?key={KEY}",
+        f"https://169.254.169.254/cgi-bin/webhook/send?key={KEY}",
+        f"https://0.0.0.0/cgi-bin/webhook/send?key={KEY}",
+        f"https://app.localhost/cgi-bin/webhook/send?key={KEY}",
+    ],
+)
+def test_local_and_private_webhooks_only_when_the_install_allows_them(
+    url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("DALABA_ALLOW_LOCAL_WEBHOOKS")
+    with pytest.raises(ValidationError) as info:
+        chats.validate_webhook("wecom", url)
+    assert "内网" in info.value.render()["webhook"]
+    with pytest.raises(ValidationError):
+        chats.validate_webhook("wecom", url, allow_local=False)
+    https = f"https://qyapi.weixin.qq.com/cgi-bin/webhook/send?key={KEY}"
+    assert chats.validate_webhook("wecom", https).url == https
+    monkeypatch.setenv("DALABA_ALLOW_LOCAL_WEBHOOKS", "1")
+    assert chats.validate_webhook("wecom", url).url  # a test fake, a relay on the network
+
+
+def test_a_township_admin_cannot_point_a_robot_at_the_servers_own_ports(
+    app_without_local_webhooks: Any,
+    make_user: Callable[..., User],
+    session: Session,
+    grid: dict[str, Area],
+) -> None:
+    """Without DALABA_ALLOW_LOCAL_WEBHOOKS the form refuses a loopback address, and the test
+    button refuses one bound before (nothing is posted there, no local answer is shown)."""
+    client = app_without_local_webhooks.test_client()
+    login(client, make_user(Role.ADMIN))
+    with FakeWeCom() as wecom:
+        for url in (wecom.webhook(KEY), f"http://127.0.0.2:22/cgi-bin/webhook/send?key={KEY}"):
+            response = client.post(
+                "/chats/robots",
+                data={"platform": "wecom", "webhook": url, "area_id": grid["g1"].id},
+            )
+            assert response.status_code == 400
+            assert "内网" in response.get_data(as_text=True)
+        assert session.scalar(select(ChatGroup).where(ChatGroup.platform == "wecom")) is None
+        old = chats.bind_robot(
+            session, None, platform="wecom", webhook=wecom.webhook(KEY), area=grid["g1"],
+            allow_local=True,
+        )  # fmt: skip
+        session.commit()
+        answer = client.post(f"/chats/{old.id}/test")
+        assert answer.status_code == 502 and "内网" in answer.get_data(as_text=True)
+        assert wecom.messages_to(KEY) == []
+
+
+@pytest.fixture
+def app_without_local_webhooks(settings: Settings, engine: Any, monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
+    from cms.web import create_app
+
+    monkeypatch.delenv("DALABA_ALLOW_LOCAL_WEBHOOKS")
+    app = create_app(settings.with_(allow_local_webhooks=False), engine=engine)
+    app.config.update(TESTING=True, WTF_CSRF_ENABLED=False)
+    app.extensions["dalaba.bookkeeper"].inline = True
+    yield app
+    app.extensions["dalaba.downloads"].close()

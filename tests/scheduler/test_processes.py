@@ -317,6 +317,7 @@ def _bind_robots(session: Session, grid, fakes: dict[str, _Gated]) -> dict[int, 
             secret=secret,
             area=grid[area],
             title=f"{platform}机器人{token[-1]}",
+            allow_local=True,  # the fakes listen on loopback
         )
         session.flush()
         robots[chat.id] = (platform, token)

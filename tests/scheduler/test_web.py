@@ -75,6 +75,19 @@ def test_status_renders_outbox_and_audio(client, make_user, world, session):  # 
     )
     partial = client.get(f"/schedule/audio/clip/{clip.id}", headers={"Range": "bytes=0-99"})
     assert partial.status_code == 206 and len(partial.data) == 100
+    # The same download path as the operators' links: a multi-range or malformed Range gets
+    # the whole file (as the README says), a stale If-Match or If-Unmodified-Since gets 412.
+    for header in ("bytes=0-9,20-29", "bytes=abc", "items=0-5"):
+        whole = client.get(f"/schedule/audio/clip/{clip.id}", headers={"Range": header})
+        assert whole.status_code == 200 and whole.data == response.data, header
+    stale = client.get(f"/schedule/audio/clip/{clip.id}", headers={"If-Match": '"old"'})
+    assert stale.status_code == 412
+    earlier = "Mon, 01 Jan 2001 00:00:00 GMT"
+    old = client.get(f"/schedule/audio/clip/{clip.id}", headers={"If-Unmodified-Since": earlier})
+    assert old.status_code == 412
+    assert client.get(f"/schedule/audio/clip/{clip.id}", headers={"If-Match": etag}).data == (
+        response.data
+    )
     outbox = client.get("/schedule/outbox").get_data(as_text=True)
     assert "防火通知" in outbox and "石桥村群" in outbox
     voice = session.scalar(select(Delivery)).message_ids[1].split(":")[1]

@@ -50,6 +50,35 @@ _CHANNELS = {
 }
 
 
+# Characters every text field refuses (cms.services.text.clean_text): C0 controls but tab
+# and newline (CR is read as a newline), DEL and the C1 controls, surrogates, private use,
+# noncharacters and the bidi embeddings, overrides and isolates. One line (a title) refuses
+# newlines too. Written so that ECMA 262 and Python read the class alike; lone surrogates
+# (which no UTF-8 text carries) are in the description only.
+_REFUSED = (
+    r"\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f-\u009f\ue000-\uf8ff"
+    r"\ufdd0-\ufdef\ufffe\uffff\u202a-\u202e\u2066-\u2069"
+)
+# Beyond the BMP: the noncharacters at the end of planes 1–14 and planes 15–16 (private use),
+# as the characters themselves (Python and ECMA 262 with the u flag read them alike).
+_REFUSED += "".join(
+    f"{chr(p * 0x10000 + 0xFFFE)}-{chr(p * 0x10000 + 0xFFFF)}" for p in range(1, 15)
+)
+_REFUSED += "\U000f0000-\U0010ffff"
+TEXT_PATTERN = rf"^[^{_REFUSED}]*$"
+LINE_PATTERN = rf"^[^{_REFUSED}\n\r]*$"
+# A required text keeps something after trimming: one character that is not a space.
+FILLED_TEXT_PATTERN = rf"^[^{_REFUSED}]*[^{_REFUSED}\s][^{_REFUSED}]*$"
+FILLED_LINE_PATTERN = rf"^[^{_REFUSED}\n\r]*[^{_REFUSED}\s][^{_REFUSED}\n\r]*$"
+REFUSED_NOTE = (
+    " Refused (400): control characters (C0 but tab and newline, DEL, C1), surrogates, "
+    "private-use characters (U+E000–U+F8FF and planes 15–16), noncharacters, and bidi "
+    "controls (U+202A–U+202E, U+2066–U+2069)."
+)
+# Dates the server accepts: 2000-01-01 to 2100-12-31 (cms.services.text.MIN_DATE/MAX_DATE).
+DATE_PATTERN = r"^(20[0-9]{2}|2100)-[0-9]{2}-[0-9]{2}$"
+
+
 def _field_schema(s: Spec, *, saved: bool) -> dict[str, Any]:
     """The JSON schema of one content field; ``saved``: as stored then, for responses.
 
@@ -60,6 +89,11 @@ def _field_schema(s: Spec, *, saved: bool) -> dict[str, Any]:
     match s.kind:
         case Kind.LINE | Kind.TEXT:
             schema = {"type": "string", "maxLength": s.max_len}
+            line = s.kind is Kind.LINE
+            if not saved and s.required:
+                schema["pattern"] = FILLED_LINE_PATTERN if line else FILLED_TEXT_PATTERN
+            elif not saved:
+                schema["pattern"] = LINE_PATTERN if line else TEXT_PATTERN
             if s.required:
                 schema["minLength"] = 1
         case Kind.REF:
@@ -75,7 +109,7 @@ def _field_schema(s: Spec, *, saved: bool) -> dict[str, Any]:
             if s.stable_choices or not saved:
                 schema["enum"] = s.choice_values()
         case Kind.DATE:
-            schema = dict(_DATE)
+            schema = dict(_DATE) if saved else {**_DATE, "pattern": DATE_PATTERN}
         case Kind.INT:
             schema = {"type": "integer", "minimum": s.lo, "maximum": s.hi}
         case Kind.TIME:
@@ -86,6 +120,8 @@ def _field_schema(s: Spec, *, saved: bool) -> dict[str, Any]:
         schema["default"] = s.default
     if s.doc:
         schema["description"] = s.doc
+    if s.kind in (Kind.LINE, Kind.TEXT) and not saved:
+        schema["description"] = schema.get("description", "") + REFUSED_NOTE
     if not s.required and s.kind is not Kind.IDS:
         schema = _nullable(schema)
     return schema
@@ -270,7 +306,10 @@ RESPONSES: dict[str, Any] = {
     ),
     "Unauthorized": _error_response("Missing, unknown or revoked token."),
     "Forbidden": _error_response("The token owner's role may not do this."),
-    "NotFound": _error_response("No such announcement, revision or area."),
+    "NotFound": _error_response(
+        "No such announcement, revision or area (or not the caller's): every method on it "
+        "answers 404, as GET does."
+    ),
     "Conflict": _error_response("Not allowed in the current workflow state."),
     "UnsupportedMediaType": _error_response("The body is not application/json."),
     "PayloadTooLarge": _error_response(f"The body is larger than {MAX_REQUEST_BYTES} bytes."),
@@ -358,8 +397,9 @@ PATHS: dict[str, Any] = {
         "get": {
             "operationId": "listAnnouncements",
             "summary": "Announcements, newest first, filtered and paginated",
-            "description": "Roles: admin, editor, reviewer. Unknown or repeated parameters are "
-            "refused with 400 naming them.",
+            "description": "Roles: admin, editor, reviewer. Unknown, repeated or empty "
+            "parameters (`?area_id=`) are refused with 400 naming them; so are a topic_id or "
+            "area_id that does not exist (or lies outside the caller's area).",
             "tags": ["announcements"],
             "parameters": [
                 {
@@ -374,7 +414,12 @@ PATHS: dict[str, Any] = {
                     "schema": _ID,
                     "description": "Aimed at this area, anything below it, or anything above it.",
                 },
-                {"name": "q", "in": "query", "schema": {"type": "string", "maxLength": MAX_QUERY}},
+                {
+                    "name": "q",
+                    "in": "query",
+                    "schema": {"type": "string", "maxLength": MAX_QUERY, "pattern": LINE_PATTERN},
+                    "description": "Words in the title or text; empty: no search." + REFUSED_NOTE,
+                },
                 {
                     "name": "page",
                     "in": "query",
@@ -519,6 +564,14 @@ PATHS: dict[str, Any] = {
 }
 
 
+CROSS_FIELD_RULES = (
+    "Rules between fields, checked by the server (400 naming the field): end_date not "
+    "before start_date, not in the past (Asia/Shanghai), and the window at most "
+    f"{model.MAX_WINDOW_DAYS} days; channels including chats need chat_post_time; every "
+    "id in area_ids and topic_id must exist (and lie in the caller's area)."
+)
+
+
 def _revision_properties() -> dict[str, Any]:
     return {
         "number": {"type": "integer", "minimum": 1},
@@ -534,10 +587,24 @@ def schemas() -> dict[str, Any]:
     """The component schemas, the content ones generated from the content model."""
     return {
         **SCHEMAS,
-        "AnnouncementInput": _object(content_properties(), required=content_required()),
+        "AnnouncementInput": {
+            **_object(content_properties(), required=content_required()),
+            "description": CROSS_FIELD_RULES,
+            # A chat post needs its time.
+            "if": {
+                "properties": {"channels": {"contains": {"const": "chats"}}},
+                "required": ["channels"],
+            },
+            "then": {
+                "required": ["chat_post_time"],
+                "properties": {"chat_post_time": {"type": "string"}},
+            },
+        },
         "AnnouncementPatch": {
             **_object(content_properties(), required=[]),
-            "description": "Only the given fields change; the rest come from the latest revision.",
+            "description": "Only the given fields change; the rest come from the latest "
+            "revision. The merged content must keep the rules of AnnouncementInput: "
+            + CROSS_FIELD_RULES,
         },
         "Revision": _object(_revision_properties()),
     }

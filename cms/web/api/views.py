@@ -10,14 +10,15 @@ from __future__ import annotations
 from datetime import date
 from typing import Any
 
-from flask import Blueprint, g, request, url_for
+from flask import Blueprint, current_app, g, request, url_for
 from sqlalchemy import func, select
 from sqlalchemy.orm import selectinload
+from werkzeug.exceptions import HTTPException
 
 from cms.models import Announcement, Area, Revision, Role, Topic
 from cms.services import announcements, areas, topics
 from cms.services.announcements import EDITORS, READERS, REVIEWERS, WITHDRAWERS, Content
-from cms.services.errors import N_, Errors, ValidationError
+from cms.services.errors import N_, Errors, NotFound, ValidationError
 from cms.services.scope import Scope
 from cms.services.text import MAX_ID, clean_text
 from cms.web.api import errors as api_errors
@@ -86,6 +87,33 @@ def _content_input(base: Content | None = None, ann: Announcement | None = None)
                 problems.setdefault(name, message)
         raise ValidationError(problems)
     return merged
+
+
+def missing_resource(exc: HTTPException) -> bool:
+    """For a 405: whether the resource the URL names does not exist (then it is a 404).
+
+    The URL is matched again with a method its route has; an id the route's converter
+    refuses, or an announcement, revision or area that is not there (or not the caller's),
+    is a missing resource.
+    """
+    methods = sorted(getattr(exc, "valid_methods", None) or ["GET"])
+    adapter = current_app.url_map.bind_to_environ(request.environ)
+    try:
+        _endpoint, args = adapter.match(method=methods[0])
+    except HTTPException:
+        return True
+    if g.get("user") is None:
+        return False  # 401 comes first for an anonymous caller
+    try:
+        if "announcement_id" in args:
+            ann = _announcement(args["announcement_id"])
+            if "number" in args:
+                announcements.revision(db(), ann, args["number"])
+        if "area_id" in args:
+            Scope.of(g.user).get_area(db(), args["area_id"])
+    except NotFound:
+        return True
+    return False
 
 
 @bp.get("/openapi.json")
