@@ -426,7 +426,9 @@ def _up_to_date(session: Session, ctx: Context, ids: list[int]) -> dict[int, Bui
             session, day, {p.outlet for p in of_day}, going=going
         )
         for program in of_day:
-            inputs = programs.inputs_for(session, reached[program.outlet_id], clips)
+            inputs = programs.inputs_for(
+                session, reached[program.outlet_id], clips, area=program.outlet.area
+            )
             if program.input_hash != inputs.hash(programs.program_key(program)):
                 continue
             if inputs.ready:

@@ -32,6 +32,7 @@ from cms.db import unit_of_work
 from cms.models import (
     Alert,
     Announcement,
+    Area,
     Clip,
     JobState,
     Outlet,
@@ -44,7 +45,12 @@ from cms.scheduler.clock import at_local
 from cms.scheduler.context import Context
 from cms.scheduler.renders import clips_ready
 from cms.services import days
-from cms.services.announcements import going_out_on, reaching_outlets
+from cms.services.announcements import (
+    for_part,
+    going_out_on,
+    narrower_targets,
+    reaching_outlets,
+)
 from cms.services.errors import N_, Message
 
 log = logging.getLogger(__name__)
@@ -112,9 +118,17 @@ def outlet_announcements(session: Session, outlet: Outlet, day: date) -> list[An
 
 
 def inputs_for(
-    session: Session, anns: list[Announcement], clips: dict[int, Clip] | None = None
+    session: Session,
+    anns: list[Announcement],
+    clips: dict[int, Clip] | None = None,
+    *,
+    area: Area,
 ) -> Inputs:
-    """What a program made of ``anns`` consists of now (``clips`` may be prefetched)."""
+    """What a program made of ``anns`` consists of now (``clips`` may be prefetched).
+
+    ``area`` is the outlet's: a notice aimed at part of it is titled with that part
+    ("（三组）"), in the program's items and on the run sheet.
+    """
     revs = [a.approved_revision for a in anns if a.approved_revision is not None]
     if clips is None:
         clips = clips_ready(session, (r.id for r in revs))
@@ -131,7 +145,7 @@ def inputs_for(
             Entry(
                 announcement_id=rev.announcement_id,
                 revision_id=rev.id,
-                title=rev.title,
+                title=for_part(rev.title, narrower_targets(rev, area)),
                 repeats=rev.repeats,
                 urgent=rev.priority is Priority.URGENT,
                 clip_id=clip.id if clip else None,
@@ -218,7 +232,7 @@ def plan_day(
     clips = clips_ready(session, (a.approved.id for a in going))
     reached = reaching_outlets(session, day, outlets, going=going)
     for outlet in outlets:
-        inputs = inputs_for(session, reached[outlet.id], clips)
+        inputs = inputs_for(session, reached[outlet.id], clips, area=outlet.area)
         for slot in outlet.slots:
             program = existing.pop((outlet.id, slot.id), None)
             times = days.SlotTimes.of(day, slot.at, slot.minutes, tz)
@@ -375,7 +389,9 @@ def _load(session: Session, ctx: Context, program_id: int) -> _BuildJob | None:
     if program is None:
         return None
     outlet, slot = program.outlet, program.slot
-    inputs = inputs_for(session, outlet_announcements(session, outlet, program.day))
+    inputs = inputs_for(
+        session, outlet_announcements(session, outlet, program.day), area=outlet.area
+    )
     return _BuildJob(
         program_id=program.id,
         day=program.day,

@@ -7,7 +7,7 @@ existing ids, date order), and one answer names every bad field.
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import UTC, date, datetime
 from typing import Any
 
 from flask import Blueprint, g, request, url_for
@@ -15,7 +15,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import selectinload
 
 from cms.models import Announcement, Area, Revision, Role, Topic
-from cms.services import announcements, areas, topics
+from cms.services import announcements, areas, reach, topics
 from cms.services.announcements import EDITORS, READERS, REVIEWERS, WITHDRAWERS, Content
 from cms.services.errors import N_, Errors, ValidationError
 from cms.services.scope import Scope
@@ -185,6 +185,8 @@ def submit_announcement(announcement_id: int) -> Any:
     ann = _announcement(announcement_id)
     checked_body()
     announcements.submit(db(), g.user, ann)
+    # A notice whose channels reach nothing is refused (400, a field error on area_ids).
+    reach.require_reach(db(), ann, datetime.now(UTC), settings().tz)
     db().commit()
     return _detail(ann)
 
