@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import select
+from sqlalchemy import or_, select
 from sqlalchemy.orm import Session, selectinload
 
 from cms.models import (
@@ -32,12 +32,16 @@ from cms.models import (
     WechatArticle,
 )
 from cms.services.areas import narrower, overlap
+from cms.services.chats import ROBOT_PLATFORMS
 from cms.services.errors import N_, Message, ValidationError
+from cms.services.scope import Scope
 
 # How far ahead the first play is looked for (a campaign may start far in the future).
 LOOKAHEAD_DAYS = 366
 # How many coming plays the notice's page lists.
 NEXT_PLAYS = 6
+
+PLATFORM_LABELS = {"telegram": N_("Telegram 群"), **ROBOT_PLATFORMS}
 
 NOTHING_REACHED = N_(
     "所选区域没有可用于所选渠道的大喇叭或群聊：这条公告发不出去。"
@@ -407,3 +411,120 @@ _STATUS = {
     "approved": N_("已通过"),
     "withdrawn": N_("已撤回"),
 }
+
+
+# -- what went wrong -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Problem:
+    """A chat post or an Official Account article that failed, is uncertain, or is retrying."""
+
+    at: datetime  # UTC, when it last changed
+    kind: str  # delivery | article
+    state: str  # failed | uncertain | retrying
+    label: str  # a msgid
+    title: str
+    where: str  # the chat's title, or the account's township
+    platform: str
+    reason: str | None  # a stored message
+    announcement_id: int
+    object_id: int
+
+
+PROBLEM_LABELS = {
+    "failed": N_("发送失败"),
+    "uncertain": N_("结果不确定"),
+    "retrying": N_("正在重试"),
+    "article_failed": N_("公众号草稿失败"),
+    "article_uncertain": N_("公众号结果不确定"),
+    "publish_failed": N_("公众号发布失败"),
+}
+
+
+def problems(session: Session, scope: Scope | None = None, limit: int = 50) -> list[Problem]:
+    """Failed, uncertain and retrying chat posts and articles, newest first (the scope's).
+
+    A post already named by an open alert (the reconciliation's "delivery_gap") is left to
+    that alert, so nothing is listed twice.
+    """
+    from cms.models import Alert
+
+    alerted = select(Alert.object_id).where(
+        Alert.object_type == "delivery", Alert.resolved_at.is_(None)
+    )
+    stmt = (
+        select(Delivery)
+        .join(ChatGroup, ChatGroup.id == Delivery.chat_group_id)
+        .where(
+            or_(
+                Delivery.state.in_([DeliveryState.FAILED, DeliveryState.UNCERTAIN]),
+                (Delivery.state == DeliveryState.PENDING) & Delivery.last_error.is_not(None),
+            ),
+            Delivery.id.not_in(alerted),
+        )
+        .order_by(Delivery.updated_at.desc())
+        .limit(limit)
+    )
+    if scope is not None:
+        stmt = stmt.where(scope.chats())
+    out: list[Problem] = []
+    for d in session.scalars(stmt):
+        state = "retrying" if d.state is DeliveryState.PENDING else d.state.value
+        out.append(
+            Problem(
+                at=aware(d.updated_at),
+                kind="delivery",
+                state=state,
+                label=PROBLEM_LABELS[state],
+                title=d.revision.title,
+                where=d.chat_group.title or d.chat_group.chat_id,
+                platform=d.chat_group.platform,
+                reason=d.last_error,
+                announcement_id=d.revision.announcement_id,
+                object_id=d.id,
+            )
+        )
+    articles = (
+        select(WechatArticle)
+        .join(WechatAccount, WechatAccount.id == WechatArticle.account_id)
+        .where(
+            or_(
+                WechatArticle.state.in_([ArticleState.FAILED, ArticleState.UNCERTAIN]),
+                (WechatArticle.state == ArticleState.DRAFTED)
+                & WechatArticle.last_error.is_not(None),
+            )
+        )
+        .order_by(WechatArticle.updated_at.desc())
+        .limit(limit)
+    )
+    if scope is not None and scope.path is not None:
+        articles = articles.where(
+            WechatAccount.area_id.in_(select(Area.id).where(Area.path.startswith(scope.path)))
+        )
+    for a in session.scalars(articles):
+        key = {
+            ArticleState.FAILED: "article_failed",
+            ArticleState.UNCERTAIN: "article_uncertain",
+        }.get(a.state, "publish_failed")
+        out.append(
+            Problem(
+                at=aware(a.updated_at),
+                kind="article",
+                state="uncertain" if a.state is ArticleState.UNCERTAIN else "failed",
+                label=PROBLEM_LABELS[key],
+                title=a.revision.title,
+                where=a.account.area.name,
+                platform="wechat",
+                reason=a.last_error,
+                announcement_id=a.announcement_id,
+                object_id=a.id,
+            )
+        )
+    out.sort(key=lambda p: p.at, reverse=True)
+    return out[:limit]
+
+
+def aware(when: datetime) -> datetime:
+    """Stored datetimes are UTC; SQLite hands them back naive."""
+    return when if when.tzinfo is not None else when.replace(tzinfo=UTC)

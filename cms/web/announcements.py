@@ -18,9 +18,8 @@ from cms.services import reach as reach_svc
 from cms.services import speech as speech_svc
 from cms.services import township
 from cms.services.audit import ACTION_LABELS
-from cms.services.chats import ROBOT_PLATFORMS
 from cms.services.content import MAX_AREA_IDS
-from cms.services.errors import N_, DomainError, NotFound, ValidationError
+from cms.services.errors import DomainError, NotFound, ValidationError
 from cms.services.scope import Scope
 from cms.services.text import parse_date, parse_id
 from cms.services.topics import all_topics
@@ -41,7 +40,7 @@ bp = Blueprint("announcements", __name__, url_prefix="/announcements")
 EDITORS = (Role.ADMIN, Role.EDITOR)
 REVIEWERS = (Role.ADMIN, Role.REVIEWER)
 PER_PAGE = 20
-PLATFORMS = {"telegram": N_("Telegram 群"), **ROBOT_PLATFORMS}
+PLATFORMS = reach_svc.PLATFORM_LABELS
 
 
 def _get(announcement_id: int) -> Announcement:
@@ -431,6 +430,12 @@ def review_queue() -> Any:
         "announcements/review.html",
         items=items,
         can_approve={a.id: svc.can_approve(db(), g.user, a) for a in items},
+        reach={
+            a.id: reach_svc.of_plan(db(), reach_svc.Plan.of(a.current), _now(), settings().tz)
+            for a in items
+            if not a.campaign
+        },
+        platforms=PLATFORMS,
         clips=speech_svc.clip_slots(db(), [a.current for a in items]),
         scheduler_running=speech_svc.scheduler_running(db()),
     )

@@ -255,3 +255,78 @@ def test_the_notice_page_shows_plays_posts_and_honest_status(
     )
     html = client.get(f"/announcements/{running.id}").get_data(as_text=True)
     assert 'data-testid="status">播出中<' in html
+
+
+def test_the_dashboard_lists_failed_and_uncertain_posts_and_articles_in_time_order(
+    app: Any,
+    session: Session,
+    grid: dict[str, Area],
+    reached: dict[str, Any],
+    make_user: Any,
+    make_announcement: Any,
+    settings: Any,
+) -> None:
+    from cms.models import ArticleState, WechatAccount, WechatArticle
+
+    ann = make_announcement("approved", area_ids=[grid["v1"].id], title="停水通知")
+    now = datetime.now(settings.tz)
+    second_chat = ChatGroup(
+        platform="dingtalk", chat_id="dingtalk:x", title="石桥干部群", area_id=grid["v1"].id
+    )
+    account = WechatAccount(
+        area_id=grid["town"].id, app_id="wx0123456789abcdef", app_secret="s" * 32
+    )
+    session.add_all([second_chat, account])
+    session.flush()
+    session.add_all(
+        [
+            Delivery(
+                revision_id=ann.approved_revision_id,
+                chat_group_id=reached["chat"].id,
+                due_at=now,
+                state=DeliveryState.FAILED,
+                last_error=Message("平台拒收：{reason}", {"reason": "机器人已被移出群"}).dumps(),
+                updated_at=now - timedelta(minutes=30),
+            ),
+            Delivery(
+                revision_id=ann.approved_revision_id,
+                chat_group_id=second_chat.id,
+                due_at=now,
+                state=DeliveryState.PENDING,
+                attempts=2,
+                last_error=Message("没能连上平台：{reason}", {"reason": "连接超时"}).dumps(),
+                updated_at=now - timedelta(minutes=10),
+            ),
+            WechatArticle(
+                account_id=account.id,
+                announcement_id=ann.id,
+                revision_id=ann.approved_revision_id,
+                state=ArticleState.UNCERTAIN,
+                last_error=Message("请求已发出但没有收到回答").dumps(),
+                updated_at=now - timedelta(minutes=20),
+            ),
+        ]
+    )
+    session.commit()
+    client = app.test_client()
+    login(client, make_user(Role.EDITOR, area=grid["town"]))
+    html = client.get("/").get_data(as_text=True)
+    alerts = html[html.index('data-testid="alerts"') :]
+    retry, article, failed = (
+        alerts.index("正在重试"),
+        alerts.index("公众号结果不确定"),
+        alerts.index("发送失败"),
+    )
+    assert retry < article < failed  # newest first
+    assert "没能连上平台：连接超时" in alerts and "平台拒收：机器人已被移出群" in alerts
+    assert "石桥干部群（钉钉）" in alerts and "清水镇公众号" in alerts
+    # The chat card says the same next to the line.
+    assert 'class="state-failed">发送失败' in html
+    # Another township's officer sees none of it.
+    from cms.services import areas as area_svc
+
+    other = area_svc.create_area(session, None, name="茂兰镇", kind="township", parent_id=None)
+    session.commit()
+    client2 = app.test_client()
+    login(client2, make_user(Role.EDITOR, area=other))
+    assert "机器人已被移出群" not in client2.get("/").get_data(as_text=True)
