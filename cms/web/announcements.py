@@ -152,9 +152,11 @@ def index() -> Any:
         scope=Scope.of(g.user),
     )
     page = paginate(stmt, int_arg("page", 1) or 1, PER_PAGE)
+    now, tz = _now(), settings().tz
     return render_template(
         "announcements/index.html",
         page=page,
+        statuses={a.id: reach_svc.status_line(db(), a, now, tz) for a in page.items},
         areas=Scope.of(g.user).areas(db()),
         topics=all_topics(db()),
         status=status,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from flask import Blueprint, g, render_template
@@ -83,6 +83,9 @@ def index() -> Any:
         alerts=alerts,
         day=day,
         going=going,
+        statuses={
+            a.id: reach_svc.status_line(db(), a, datetime.now(UTC), settings().tz) for a in going
+        },
         plan=plan,
         # Announcements of an office above (the county's) play here but open only there.
         openable={a.id for a in going},
