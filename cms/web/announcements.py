@@ -111,6 +111,13 @@ def _data_of(rev: Revision) -> dict[str, Any]:
     return announcement_form_values(svc.Content.of(rev))
 
 
+@bp.app_template_global()
+def title_for(rev: Revision, area: Area) -> str:
+    """The notice's title as an outlet or chat of ``area`` reads it: "通知（三组）" when it is
+    aimed at part of the area (the run sheet, the outlet's day, the dashboard)."""
+    return svc.for_part(rev.title, svc.narrower_targets(rev, area))
+
+
 def _submit(ann: Announcement) -> None:
     """Submit for review, refused when the notice's channels reach nothing."""
     svc.submit(db(), g.user, ann)

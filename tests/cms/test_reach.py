@@ -233,6 +233,13 @@ def test_the_notice_page_shows_plays_posts_and_honest_status(
     assert "播出中" not in html
     assert 'data-testid="play"' in html and "（一组）" in html
     assert "石桥村民群" in html and "待发送" in html
+    # The outlet's day and its run sheet name the part of the village it is for.
+    speaker = reached["speaker"].id
+    assert "垃圾分类从我做起（一组）" in client.get(f"/schedule/outlets/{speaker}/{day}").get_data(
+        as_text=True
+    )
+    sheet = client.get(f"/schedule/outlets/{speaker}/{day}/runsheet").get_data(as_text=True)
+    assert "垃圾分类从我做起（一组）" in sheet
     # A failed post shows its human reason.
     session.add(
         Delivery(
