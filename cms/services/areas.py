@@ -144,11 +144,14 @@ def narrower(targets: Iterable[Area], area: Area) -> list[Area]:
     return [t for t in targets if t.path.startswith(area.path)]
 
 
+def overlaps(area: Area):  # type: ignore[no-untyped-def]
+    """SQL condition on :class:`Area`: the row overlaps ``area`` (:func:`overlap`)."""
+    return or_(Area.id.in_(ancestor_ids(area) or [area.id]), Area.path.startswith(area.path))
+
+
 def overlapping_ids(area: Area):  # type: ignore[no-untyped-def]
     """SQL: ids of the areas that overlap ``area`` (:func:`overlap`, as a subquery)."""
-    return select(Area.id).where(
-        or_(Area.id.in_(ancestor_ids(area) or [area.id]), Area.path.startswith(area.path))
-    )
+    return select(Area.id).where(overlaps(area))
 
 
 def full_name(session: Session, area: Area) -> str:

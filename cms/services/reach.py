@@ -31,7 +31,7 @@ from cms.models import (
     WechatAccount,
     WechatArticle,
 )
-from cms.services.areas import narrower, overlap
+from cms.services.areas import narrower, overlap, overlaps
 from cms.services.chats import ROBOT_PLATFORMS
 from cms.services.errors import N_, Message, ValidationError
 from cms.services.scope import Scope
@@ -148,10 +148,12 @@ def of_plan(session: Session, plan: Plan, now: datetime, tz: ZoneInfo) -> Reach:
     reach = Reach()
     if not plan.areas:
         return reach
+    # Only the areas that overlap a target are read (a county has hundreds of outlets).
+    near = select(Area.id).where(or_(*(overlaps(t) for t in plan.areas)))
     if plan.to_loudspeaker:
         outlets = session.scalars(
             select(Outlet)
-            .where(Outlet.active)
+            .where(Outlet.active, Outlet.area_id.in_(near))
             .order_by(Outlet.id)
             .options(selectinload(Outlet.area), selectinload(Outlet.slots))
         )
@@ -172,7 +174,7 @@ def of_plan(session: Session, plan: Plan, now: datetime, tz: ZoneInfo) -> Reach:
         at = post_time(plan, now, tz)
         for chat in session.scalars(
             select(ChatGroup)
-            .where(ChatGroup.active)
+            .where(ChatGroup.active, ChatGroup.area_id.in_(near))
             .order_by(ChatGroup.id)
             .options(selectinload(ChatGroup.area))
         ):
@@ -181,7 +183,9 @@ def of_plan(session: Session, plan: Plan, now: datetime, tz: ZoneInfo) -> Reach:
         reach.accounts = [
             account
             for account in session.scalars(
-                select(WechatAccount).where(WechatAccount.active).order_by(WechatAccount.id)
+                select(WechatAccount)
+                .where(WechatAccount.active, WechatAccount.area_id.in_(near))
+                .order_by(WechatAccount.id)
             )
             if any(overlap(account.area, t) for t in plan.areas)
         ]
