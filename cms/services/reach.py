@@ -390,10 +390,22 @@ def status_line(
             )
             return StatusLine("approved", N_("已批准 · {when} 发到群聊"), {"when": when})
         if not reach.outlets:
-            return StatusLine("approved", N_("已批准 · 已发到群聊"), {})
+            return _posts_line(session, rev)
     if last is not None and now > last:
         return StatusLine("finished", N_("已结束"), {})
     return StatusLine("approved", N_("已批准 · 没有可播出的大喇叭时段"), {})
+
+
+def _posts_line(session: Session, rev: Revision) -> StatusLine:
+    """After the post time of a notice for chats only: what became of its posts."""
+    states = set(session.scalars(select(Delivery.state).where(Delivery.revision_id == rev.id)))
+    if states & {DeliveryState.FAILED, DeliveryState.UNCERTAIN}:
+        return StatusLine("failed", N_("已批准 · 群聊发送有问题"), {})
+    if states == {DeliveryState.SENT}:
+        return StatusLine("approved", N_("已批准 · 已发到群聊"), {})
+    if DeliveryState.SENT in states:
+        return StatusLine("approved", N_("已批准 · 部分群聊已发送"), {})
+    return StatusLine("approved", N_("已批准 · 正在发到群聊"), {})
 
 
 def _played_before(reach: Reach, plan: Plan, now: datetime, tz: ZoneInfo) -> bool:

@@ -337,3 +337,40 @@ def test_the_dashboard_lists_failed_and_uncertain_posts_and_articles_in_time_ord
     client2 = app.test_client()
     login(client2, make_user(Role.EDITOR, area=other))
     assert "机器人已被移出群" not in client2.get("/").get_data(as_text=True)
+
+
+def test_a_chats_only_notice_says_what_became_of_its_posts(
+    session: Session,
+    grid: dict[str, Area],
+    reached: dict[str, Any],
+    make_announcement: Any,
+    settings: Any,
+    today: date,
+) -> None:
+    ann = make_announcement(
+        "approved",
+        area_ids=[grid["v1"].id],
+        to_loudspeaker=False,
+        start_date=today.isoformat(),
+        end_date=today.isoformat(),
+        chat_post_time="09:30",
+    )
+
+    def line(hhmm: str) -> str:
+        s = reach.status_line(session, ann, _at(settings, today, hhmm), settings.tz)
+        return Message(s.label, s.params).render()
+
+    assert line("08:00") == "已批准 · 09:30 发到群聊"
+    assert line("10:00") == "已批准 · 正在发到群聊"
+    delivery = Delivery(
+        revision_id=ann.approved_revision_id,
+        chat_group_id=reached["chat"].id,
+        due_at=_at(settings, today, "09:30"),
+        state=DeliveryState.SENT,
+    )
+    session.add(delivery)
+    session.commit()
+    assert line("10:00") == "已批准 · 已发到群聊"
+    delivery.state = DeliveryState.FAILED
+    session.commit()
+    assert line("10:00") == "已批准 · 群聊发送有问题"
