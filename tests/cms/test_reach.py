@@ -374,3 +374,22 @@ def test_a_chats_only_notice_says_what_became_of_its_posts(
     delivery.state = DeliveryState.FAILED
     session.commit()
     assert line("10:00") == "已批准 · 群聊发送有问题"
+
+
+def test_the_reviewer_sees_where_it_goes(
+    app: Any,
+    session: Session,
+    grid: dict[str, Area],
+    reached: dict[str, Any],
+    make_user: Any,
+    make_announcement: Any,
+) -> None:
+    ann = make_announcement("in_review", area_ids=[grid["g1"].id], title="一组修路通知")
+    client = app.test_client()
+    login(client, make_user(Role.REVIEWER))
+    queue = client.get("/announcements/review").get_data(as_text=True)
+    card = queue[queue.index("一组修路通知") :]
+    assert 'data-testid="review-reach"' in card
+    assert "大喇叭 1 个、群聊 1 个、公众号 0 个" in card and "石桥村村委会大喇叭" in card
+    page = client.get(f"/announcements/{ann.id}").get_data(as_text=True)
+    assert 'data-testid="reach"' in page and "（一组）" in page and "石桥村民群" in page
