@@ -116,3 +116,44 @@ def test_an_approved_notice_shows_its_next_plays_and_posts(
     fits(page)
     outcome.scroll_into_view_if_needed()
     screenshot(page, f"phone-{lang}-notice-outcome", full_page=False)
+
+
+@pytest.mark.parametrize("lang", ["zh_CN", "en"])
+def test_the_dashboard_puts_failed_posts_first_with_their_reason(
+    new_page: Callable[..., tuple[Any, Any]],
+    live_server: Any,
+    lang: str,
+    screenshot: Callable[..., Any],
+) -> None:
+    from datetime import UTC, datetime
+
+    from cms.models import ChatGroup, Delivery, DeliveryState
+    from cms.services.errors import Message
+
+    with live_server.session() as session:
+        ann = session.scalars(
+            select(Announcement)
+            .join(Revision, Revision.id == Announcement.approved_revision_id)
+            .where(Revision.title == "绿美乡村：垃圾分类从我做起")
+        ).one()
+        chat = session.scalars(select(ChatGroup).where(ChatGroup.title == "石桥村村民群")).one()
+        session.add(
+            Delivery(
+                revision_id=ann.approved_revision_id,
+                chat_group_id=chat.id,
+                due_at=datetime.now(UTC),
+                state=DeliveryState.FAILED,
+                last_error=Message("平台拒收：{reason}", {"reason": "机器人已被移出群"}).dumps(),
+            )
+        )
+        session.commit()
+    page, _problems = new_page("phone")
+    log_in(page, "wangli")
+    if lang == "en":
+        page.click("[data-testid=lang-en]")
+        page.wait_for_selector("html[lang=en]")
+    problem = page.locator("[data-testid=alerts] [data-testid=problem]").first
+    assert "机器人已被移出群" in problem.inner_text()
+    assert problem.get_attribute("data-state") == "failed"
+    fits(page)
+    screenshot(page, f"phone-{lang}-dashboard-alerts", full_page=False)
