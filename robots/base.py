@@ -171,16 +171,35 @@ def _answer(response: httpx.Response, *, posts: bool) -> Answer:
     return Answer(response.status_code, body)
 
 
+def network_words(exc: httpx.HTTPError) -> str:
+    """What went wrong on the network, in words a township officer reads (no class names)."""
+    match exc:
+        case httpx.ConnectTimeout():
+            return "没能连上平台：连接超时，请检查这台电脑的网络"
+        case httpx.ConnectError():
+            return "没能连上平台：网络不通或地址无法访问，请检查这台电脑的网络"
+        case httpx.PoolTimeout():
+            return "没能连上平台：同时发出的请求太多，稍后再试"
+        case httpx.ReadTimeout():
+            return "平台迟迟没有应答"
+        case httpx.RemoteProtocolError() | httpx.ReadError():
+            return "连接在平台应答前断开了"
+        case httpx.WriteTimeout() | httpx.WriteError():
+            return "没能连上平台：消息没能发完，连接中断了"
+        case _:
+            return "没能连上平台：网络出错"
+
+
 def _call(request: httpx.Request, *, posts: bool) -> Answer:
     try:
         response = client().send(request)
     except _ANSWER_LOST as exc:
         if posts:
-            raise OutcomeUnknown(f"平台未应答，消息可能已送达（{type(exc).__name__}）") from exc
-        raise _Retryable(f"上传未应答（{type(exc).__name__}）") from exc
+            raise OutcomeUnknown(f"{network_words(exc)}，消息可能已送达") from exc
+        raise _Retryable(f"上传语音时{network_words(exc)}") from exc
     except httpx.HTTPError as exc:
         # Connect errors, pool timeouts, a body not fully written: nothing was posted.
-        raise _Retryable(f"网络错误（{type(exc).__name__}）") from exc
+        raise _Retryable(network_words(exc)) from exc
     return _answer(response, posts=posts)
 
 

@@ -180,6 +180,25 @@ def grid(session: Session) -> dict[str, Area]:
 
 
 @pytest.fixture
+def village_loudspeaker(session: Session, grid: dict[str, Area]) -> Any:
+    """A loudspeaker in 石桥村 (grid v1): a notice aimed there reaches something, so it may
+    be submitted through the web and the API (one that reaches nothing is refused)."""
+    from cms.services import outlets
+
+    outlet = outlets.save_outlet(
+        session,
+        None,
+        None,
+        name="石桥村村委会大喇叭",
+        kind="loudspeaker",
+        area_id=grid["v1"].id,
+        slots="07:30 10, 19:30 10",
+    )
+    session.commit()
+    return outlet
+
+
+@pytest.fixture
 def topic(session: Session) -> Topic:
     t = topics.save_topic(session, None, None, name="绿美知识")
     session.commit()

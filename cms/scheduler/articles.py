@@ -140,9 +140,7 @@ def plan_articles(session: Session, today: date) -> tuple[int, int]:
 
 def _serves(account: WechatAccount, rev: Revision) -> bool:
     """Whether the township's account carries ``rev``: aimed at it, within it, or above it."""
-    return reaches(rev, account.area) or any(
-        target.path.startswith(account.area.path) for target in rev.areas
-    )
+    return reaches(rev, account.area)
 
 
 def recover(session: Session, now: datetime, worker: str) -> int:

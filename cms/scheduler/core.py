@@ -437,7 +437,8 @@ def _up_to_date(session: Session, ctx: Context, ids: list[int]) -> dict[int, Bui
         )
         for program in of_day:
             inputs = programs.inputs_for(
-                session, reached[program.outlet_id], clips, program.outlet, ctx.settings.tts_engine
+                session, reached[program.outlet_id], clips, program.outlet, ctx.settings.tts_engine,
+                area=program.outlet.area,
             )
             if program.input_hash != inputs.hash(programs.program_key(program)):
                 continue

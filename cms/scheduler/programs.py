@@ -39,6 +39,7 @@ from cms.db import unit_of_work
 from cms.models import (
     Alert,
     Announcement,
+    Area,
     Clip,
     JobState,
     Outlet,
@@ -51,7 +52,12 @@ from cms.scheduler.clock import at_local
 from cms.scheduler.context import Context
 from cms.scheduler.renders import clips_ready
 from cms.services import days
-from cms.services.announcements import going_out_on, reaching_outlets
+from cms.services.announcements import (
+    for_part,
+    going_out_on,
+    narrower_targets,
+    reaching_outlets,
+)
 from cms.services.errors import N_, Message
 
 log = logging.getLogger(__name__)
@@ -127,11 +133,15 @@ def inputs_for(
     clips: dict[int, Clip] | None = None,
     outlet: Outlet | None = None,
     engine_mode: str | None = None,
+    *,
+    area: Area,
 ) -> Inputs:
     """What a program made of ``anns`` consists of now (``clips`` may be prefetched).
 
     With ``outlet``, its own voice and engine apply (see the module's docstring);
     ``engine_mode`` is the install's mode, used where no township chose its own.
+    ``area`` is the outlet's: a notice aimed at part of it is titled with that part
+    ("（三组）"), in the program's items and on the run sheet.
     """
     revs = [a.approved_revision for a in anns if a.approved_revision is not None]
     if clips is None:
@@ -159,7 +169,7 @@ def inputs_for(
             Entry(
                 announcement_id=rev.announcement_id,
                 revision_id=rev.id,
-                title=rev.title,
+                title=for_part(rev.title, narrower_targets(rev, area)),
                 repeats=rev.repeats,
                 urgent=rev.priority is Priority.URGENT,
                 clip_id=clip.id if clip else None,
@@ -281,7 +291,7 @@ def plan_day(
     clips = clips_ready(session, (a.approved.id for a in going))
     reached = reaching_outlets(session, day, outlets, going=going)
     for outlet in outlets:
-        inputs = inputs_for(session, reached[outlet.id], clips, outlet, engine_mode)
+        inputs = inputs_for(session, reached[outlet.id], clips, outlet, engine_mode, area=outlet.area)
         for slot in outlet.slots:
             program = existing.pop((outlet.id, slot.id), None)
             times = days.SlotTimes.of(day, slot.at, slot.minutes, tz)
@@ -443,6 +453,7 @@ def _load(session: Session, ctx: Context, program_id: int) -> _BuildJob | None:
         outlet_announcements(session, outlet, program.day),
         outlet=outlet,
         engine_mode=ctx.settings.tts_engine,
+        area=outlet.area,
     )
     return _BuildJob(
         program_id=program.id,

@@ -297,7 +297,7 @@ def going_out_on(session: Session, day: date, area: Area | None = None) -> list[
     The approved revisions and their target areas come in the same round trips (every
     caller looks at both): one query each, not one per announcement, which made a county's
     unchanged day of 768 programs take over a minute. ``area``: only those that reach it
-    (a target is the area or one of its ancestors; what :func:`reaches` checks).
+    (a target overlaps the area in the tree; what :func:`reaches` checks).
     """
     stmt = (
         select(Announcement)
@@ -307,10 +307,10 @@ def going_out_on(session: Session, day: date, area: Area | None = None) -> list[
         .options(selectinload(Announcement.approved_revision).selectinload(Revision.areas))
     )
     if area is not None:
-        from cms.services.areas import ancestor_ids
+        from cms.services.areas import overlapping_ids
 
         targets = select(revision_area.c.revision_id).where(
-            revision_area.c.area_id.in_(ancestor_ids(area))
+            revision_area.c.area_id.in_(overlapping_ids(area))
         )
         stmt = stmt.where(Announcement.approved_revision_id.in_(targets))
     anns = list(session.scalars(stmt))
@@ -450,8 +450,25 @@ def default_window(today: date) -> tuple[date, date]:
 
 
 def reaches(rev: Revision, area: Area) -> bool:
-    """Whether a revision aimed at its target areas reaches ``area`` (targets include descendants)."""
-    return any(area.path.startswith(target.path) for target in rev.areas)
+    """Whether a revision reaches an outlet or chat of ``area``: one of its targets overlaps
+    the area in the tree (:func:`cms.services.areas.overlap`, the one rule)."""
+    from cms.services.areas import overlap
+
+    return any(overlap(area, target) for target in rev.areas)
+
+
+def narrower_targets(rev: Revision, area: Area) -> list[Area]:
+    """The targets inside ``area`` when no target covers all of it: a village loudspeaker
+    playing a notice for its 三组 names "（三组）" on the run sheet and in the program."""
+    from cms.services.areas import narrower
+
+    return narrower(rev.areas, area)
+
+
+def for_part(title: str, part: Iterable[Area]) -> str:
+    """A title naming the narrower targets it is for: "通知（三组）"."""
+    names = "、".join(a.name for a in part)
+    return f"{title}（{names}）" if names else title
 
 
 def reaching_outlets(

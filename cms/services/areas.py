@@ -127,6 +127,33 @@ def ancestor_ids(area: Area) -> list[int]:
     return [int(p) for p in area.path.strip("/").split("/") if p]
 
 
+def overlap(a: Area, b: Area) -> bool:
+    """The one reach rule: two areas overlap when one is an ancestor of, or equal to, the other.
+
+    A village loudspeaker plays notices for any of its 组; a 组's mobile speaker plays
+    notices for its village and township; a chat bound to an area follows the same rule.
+    """
+    return a.path.startswith(b.path) or b.path.startswith(a.path)
+
+
+def narrower(targets: Iterable[Area], area: Area) -> list[Area]:
+    """The targets inside ``area`` when none covers all of it (what part of it they are for)."""
+    targets = list(targets)
+    if any(area.path.startswith(t.path) for t in targets):
+        return []
+    return [t for t in targets if t.path.startswith(area.path)]
+
+
+def overlaps(area: Area):  # type: ignore[no-untyped-def]
+    """SQL condition on :class:`Area`: the row overlaps ``area`` (:func:`overlap`)."""
+    return or_(Area.id.in_(ancestor_ids(area) or [area.id]), Area.path.startswith(area.path))
+
+
+def overlapping_ids(area: Area):  # type: ignore[no-untyped-def]
+    """SQL: ids of the areas that overlap ``area`` (:func:`overlap`, as a subquery)."""
+    return select(Area.id).where(overlaps(area))
+
+
 def full_name(session: Session, area: Area) -> str:
     names = {
         a.id: a.name for a in session.scalars(select(Area).where(Area.id.in_(ancestor_ids(area))))

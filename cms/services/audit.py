@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -41,7 +42,148 @@ ACTION_LABELS = {
     "campaign.follow": N_("随县级活动更新"),
     "campaign.withdraw_copy": N_("随县级活动撤回"),
     "voice.install": N_("安装离线神经语音模型"),
+    # Administration: the grid, outlets, users, tokens, topics, settings.
+    "area.create": N_("新建区域"),
+    "area.rename": N_("重命名区域"),
+    "area.delete": N_("删除区域"),
+    "outlet.create": N_("新建广播点"),
+    "outlet.update": N_("修改广播点"),
+    "outlet_token.issue": N_("生成广播点下载链接"),
+    "outlet_token.revoke": N_("作废广播点下载链接"),
+    "program.confirm": N_("确认节目已播放"),
+    "user.create": N_("新建用户"),
+    "user.update": N_("修改用户"),
+    "user.outlets": N_("指派广播点"),
+    "user.login": N_("登录"),
+    "user.logout": N_("退出登录"),
+    "api_token.issue": N_("生成接口令牌"),
+    "api_token.revoke": N_("作废接口令牌"),
+    "topic.save": N_("保存主题"),
+    "setting.update": N_("修改设置"),
+    # Group chats and robots (cms.services.chats).
+    "chat.code": N_("生成群聊绑定码"),
+    "chat.bind": N_("绑定群聊"),
+    "chat.unbind": N_("解除群聊绑定"),
+    "chat.migrate": N_("群聊编号变更（升级为超级群）"),
+    "chat.test": N_("发送测试消息"),
+    "chat.link_code": N_("生成广播员关联码"),
+    "chat.link": N_("关联广播员的聊天账号"),
 }
+
+# How the details of an entry read to people (the raw key stays in the log).
+DETAIL_LABELS = {
+    "about": N_("关于"),
+    "active": N_("启用"),
+    "announcement": N_("公告"),
+    "app_id": N_("AppID"),
+    "area": N_("区域"),
+    "area_id": N_("区域"),
+    "campaign": N_("县级活动"),
+    "campaign_revision": N_("县级活动版本"),
+    "chat": N_("群聊"),
+    "chat_id": N_("群聊编号"),
+    "checked": N_("已在群里确认"),
+    "comment": N_("意见"),
+    "count": N_("数量"),
+    "day": N_("日期"),
+    "duration": N_("时长（秒）"),
+    "edited": N_("已改编"),
+    "error": N_("原来的错误"),
+    "external_id": N_("聊天账号"),
+    "key": N_("设置项"),
+    "kind": N_("类型"),
+    "late": N_("迟报"),
+    "message": N_("内容"),
+    "name": N_("名称"),
+    "new": N_("新"),
+    "new_prefix": N_("新链接开头"),
+    "ok": N_("结果"),
+    "old": N_("原"),
+    "old_prefix": N_("旧链接开头"),
+    "outlet": N_("广播点"),
+    "outlets": N_("广播点"),
+    "parent": N_("上级区域"),
+    "password": N_("密码"),
+    "platform": N_("平台"),
+    "prefix": N_("链接开头"),
+    "previous": N_("原状态"),
+    "previous_status": N_("原状态"),
+    "profile": N_("音频用途"),
+    "reason": N_("原因"),
+    "recording": N_("录音"),
+    "remote_addr": N_("来源地址"),
+    "revision": N_("版本"),
+    "revisions": N_("受影响的版本"),
+    "role": N_("角色"),
+    "secret_changed": N_("更换了密钥"),
+    "slot": N_("时段"),
+    "slots": N_("时段"),
+    "spoken": N_("读作"),
+    "title": N_("标题"),
+    "tokens_revoked": N_("作废的令牌"),
+    "township": N_("乡镇"),
+    "user": N_("用户"),
+    "username": N_("用户名"),
+    "value": N_("值"),
+    "values": N_("值"),
+    "via": N_("途径"),
+    "was": N_("原状态"),
+    "written": N_("写作"),
+}
+
+# What kind of object an entry is about (the model's class name, lower case).
+OBJECT_LABELS = {
+    "announcement": N_("公告"),
+    "apitoken": N_("接口令牌"),
+    "area": N_("区域"),
+    "chatgroup": N_("群聊"),
+    "clip": N_("音频"),
+    "delivery": N_("群聊发送"),
+    "lexiconentry": N_("读音"),
+    "outlet": N_("广播点"),
+    "outlettoken": N_("下载链接"),
+    "program": N_("节目"),
+    "recording": N_("录音"),
+    "setting": N_("设置"),
+    "topic": N_("主题"),
+    "user": N_("用户"),
+    "wechataccount": N_("公众号"),
+    "wechatarticle": N_("公众号文章"),
+    "alert": N_("提醒"),
+    "": N_("系统"),
+}
+
+YES, NO = N_("是"), N_("否")
+OK, NOT_OK = N_("成功"), N_("失败")
+
+
+def detail_value(key: str, value: Any, sep: str = "、") -> tuple[str, bool]:
+    """How a detail's value reads: (text, whether the text is a msgid to translate); a list's
+    items are joined with ``sep`` (the reader's)."""
+    if isinstance(value, bool):
+        if key == "ok":
+            return (OK if value else NOT_OK), True
+        return (YES if value else NO), True
+    if isinstance(value, list) and len(value) == 2 and key in {"role", "active", "area"}:
+        old, new = (detail_value(key, v)[0] if isinstance(v, bool) else str(v) for v in value)
+        return f"{old} → {new}", False
+    if isinstance(value, list):
+        return sep.join(str(v) for v in value), False
+    if value is None:
+        return "—", False
+    return str(value), False
+
+
+def actions_matching(text: str, translate: Callable[[str], str]) -> list[str]:
+    """Action codes whose label (in the reader's language) or code contains ``text``."""
+    needle = text.strip().lower()
+    if not needle:
+        return []
+    return [
+        code
+        for code, label in ACTION_LABELS.items()
+        if needle in translate(label).lower() or needle in label.lower() or needle in code
+    ]
 
 
 def record(

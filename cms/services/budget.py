@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 from cms.models import Area, Clip, ClipProfile, JobState, Outlet
 from cms.services import township
 from cms.services.announcements import reaching_outlets
+from cms.services.areas import overlap
 
 MAX_DAYS = 31
 CHIME_S = 2.64
@@ -109,7 +110,7 @@ def budget(
     outlets = [
         o
         for o in session.scalars(select(Outlet).where(Outlet.active).order_by(Outlet.id))
-        if any(o.area.path.startswith(t.path) for t in targets)
+        if any(overlap(o.area, t) for t in targets)
     ]
     slots: list[SlotBudget] = []
     known: dict[int, float] = {}

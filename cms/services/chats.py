@@ -18,7 +18,7 @@ from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from cms.channels import ChannelError, ChatChannel, Notice
+from cms.channels import ChannelError, ChatChannel, Notice, OutcomeUnknown, TemporaryFailure
 from cms.clock import clock_of
 from cms.db import rowcount
 from cms.models import (
@@ -314,6 +314,21 @@ def bind_chat_cli(
 # --- Group robots (WeCom, DingTalk, Feishu) ------------------------------------------------------
 
 ROBOT_PLATFORMS = {"wecom": N_("企业微信"), "dingtalk": N_("钉钉"), "feishu": N_("飞书")}
+# Where each platform keeps what the bind form asks for, in its own words (shown with an error).
+ROBOT_HINTS = {
+    "wecom": N_(
+        "企业微信：在群聊右上角“…”→“群机器人”→“添加机器人”，新建后复制它的 Webhook 地址"
+        "（https://qyapi.weixin.qq.com/cgi-bin/webhook/send?key=…）。企业微信机器人没有签名密钥。"
+    ),
+    "dingtalk": N_(
+        "钉钉：在群设置→“机器人”→“添加机器人”→“自定义”，安全设置选“加签”，"
+        "复制以 SEC 开头的密钥和 Webhook 地址（https://oapi.dingtalk.com/robot/send?access_token=…）。"
+    ),
+    "feishu": N_(
+        "飞书：在群设置→“群机器人”→“添加机器人”→“自定义机器人”，开启“签名校验”，"
+        "复制 webhook 地址（https://open.feishu.cn/open-apis/bot/v2/hook/…）和密钥。"
+    ),
+}
 _ROBOT_HOSTS = {
     "wecom": {"qyapi.weixin.qq.com"},
     "dingtalk": {"oapi.dingtalk.com"},
@@ -525,6 +540,23 @@ class RobotAnswer:
     message: Message
 
 
+# How the robots begin a failure in which the platform was never reached (robots/base.py).
+UNREACHED = "没能连上平台"
+
+
+def test_failure(exc: ChannelError) -> Message:
+    """What a failed test message means, in words (never the exception's class name)."""
+    reason = str(exc).strip() or "—"
+    if isinstance(exc, OutcomeUnknown):
+        return Message(N_("不确定平台是否收到：{reason}。请到群里看一看"), {"reason": reason})
+    if isinstance(exc, TemporaryFailure):
+        if reason.startswith(UNREACHED):
+            detail = reason.removeprefix(UNREACHED).lstrip("：")
+            return Message(N_("没能连上平台：{reason}（稍后可以再试）"), {"reason": detail})
+        return Message(N_("平台暂时没有接收：{reason}（稍后可以再试）"), {"reason": reason})
+    return Message(N_("平台拒收：{reason}"), {"reason": reason})
+
+
 def send_test_message(
     session: Session,
     actor: User | None,
@@ -559,10 +591,7 @@ def send_test_message(
             True, Message(N_("平台已接收测试消息（{ids}）"), {"ids": "、".join(result.message_ids)})
         )
     except ChannelError as exc:
-        answer = RobotAnswer(
-            False,
-            Message(N_("平台没有接收：{answer}"), {"answer": f"{type(exc).__name__}：{exc}"}),
-        )
+        answer = RobotAnswer(False, test_failure(exc))
     audit.record(session, actor, "chat.test", chat, ok=answer.ok)
     return answer
 

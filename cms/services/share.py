@@ -189,9 +189,10 @@ def share_text(title: str, body: str, url: str, heading: str = HEADING) -> str:
 
 
 def for_area(session: Session, area: Area, today: date) -> list[Announcement]:
-    """Shareable announcements that reach ``area`` (targets include their descendants) and
+    """Shareable announcements that reach ``area`` (a target overlaps it in the tree) and
     have not ended, newest first: what an operator of that area may forward."""
-    ancestors = [int(part) for part in area.path.strip("/").split("/") if part]
+    from cms.services.areas import overlapping_ids
+
     stmt = (
         select(Announcement)
         .join(Revision, Revision.id == Announcement.approved_revision_id)
@@ -200,7 +201,7 @@ def for_area(session: Session, area: Area, today: date) -> list[Announcement]:
             Announcement.status != Status.WITHDRAWN,
             Announcement.share_token.is_not(None),
             Revision.end_date >= today,
-            revision_area.c.area_id.in_(ancestors or [area.id]),
+            revision_area.c.area_id.in_(overlapping_ids(area)),
         )
         .order_by(Revision.start_date.desc(), Announcement.id.desc())
         .distinct()

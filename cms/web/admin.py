@@ -6,7 +6,7 @@ from typing import Any
 
 from flask import Blueprint, abort, flash, g, redirect, render_template, request, url_for
 from flask_babel import gettext as _
-from sqlalchemy import select
+from sqlalchemy import or_, select
 
 from audio.voices import VOICES
 from cms.models import (
@@ -25,7 +25,14 @@ from cms.services import topics as topic_svc
 from cms.services import township
 from cms.services import users as user_svc
 from cms.services.announcements import SELF_APPROVAL_SETTING
-from cms.services.audit import ACTION_LABELS, record
+from cms.services.audit import (
+    ACTION_LABELS,
+    DETAIL_LABELS,
+    OBJECT_LABELS,
+    actions_matching,
+    detail_value,
+    record,
+)
 from cms.services.errors import N_, DomainError, Message, NotFound, ValidationError
 from cms.services.scope import Scope
 from cms.web.auth import remember_login, rule
@@ -470,8 +477,16 @@ def audit() -> Any:
     )
     action = (request.args.get("action") or "").strip()[:60]
     if action:
-        stmt = stmt.where(AuditLog.action.startswith(action))
+        # By what people read ("审核", "群聊") or by the code ("announcement.").
+        codes = actions_matching(action, _)
+        stmt = stmt.where(or_(AuditLog.action.in_(codes), AuditLog.action.startswith(action)))
     page = paginate(stmt, int_arg("page", 1) or 1, 50)
     return render_template(
-        "admin/audit.html", page=page, action=action, action_labels=ACTION_LABELS
+        "admin/audit.html",
+        page=page,
+        action=action,
+        action_labels=ACTION_LABELS,
+        detail_labels=DETAIL_LABELS,
+        object_labels=OBJECT_LABELS,
+        detail_value=detail_value,
     )

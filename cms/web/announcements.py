@@ -2,26 +2,32 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from datetime import datetime, time
 from typing import Any
 
 from flask import Blueprint, flash, g, redirect, render_template, request, url_for
 from flask_babel import gettext as _
+from sqlalchemy import select
 
 from audio.voices import VOICES
-from cms.models import Announcement, Revision, Role
+from cms.models import Announcement, Area, Revision, Role, Status
 from cms.publishers import TITLE_CHARS, short_title
 from cms.services import announcements as svc
 from cms.services import campaigns as campaigns_svc
+from cms.services import reach as reach_svc
 from cms.services import speech as speech_svc
 from cms.services import township
 from cms.services import wechat as wechat_svc
 from cms.services.audit import ACTION_LABELS
+from cms.services.content import MAX_AREA_IDS
 from cms.services.errors import DomainError, NotFound, ValidationError
 from cms.services.scope import Scope
+from cms.services.text import parse_date, parse_id
 from cms.services.topics import all_topics
 from cms.web import today
 from cms.web.auth import STAFF, rule
-from cms.web.db import db, settings
+from cms.web.db import db, read_only, settings
 from cms.web.forms import (
     announcement_form_data,
     announcement_form_values,
@@ -36,6 +42,7 @@ bp = Blueprint("announcements", __name__, url_prefix="/announcements")
 EDITORS = (Role.ADMIN, Role.EDITOR)
 REVIEWERS = (Role.ADMIN, Role.REVIEWER)
 PER_PAGE = 20
+PLATFORMS = reach_svc.PLATFORM_LABELS
 
 
 def _get(announcement_id: int) -> Announcement:
@@ -47,12 +54,51 @@ def _get(announcement_id: int) -> Announcement:
         abort(404, description=message(exc))
 
 
+def _now() -> datetime:
+    """The current time (UTC) for what the pages say about reach and status."""
+    return settings().now()
+
+
+def _reach_of(data: Mapping[str, Any], ann: Announcement | None) -> reach_svc.Reach | None:
+    """The reach of the form as typed (None: no valid target yet). Lenient: a field that does
+    not parse yet falls back to what the saved notice will get (today, no post time)."""
+    ids = [i for i in (parse_id(raw) for raw in data.get("area_ids") or []) if i is not None]
+    scope = svc.target_scope(g.user, ann)
+    targets = [
+        a
+        for a in db().scalars(select(Area).where(Area.id.in_(ids[:MAX_AREA_IDS])))
+        if scope.contains(a)
+    ]
+    if not targets:
+        return None
+    day = today(settings())
+    start = parse_date(data.get("start_date")) or day
+    end = parse_date(data.get("end_date")) or start
+    raw_time = str(data.get("chat_post_time") or "").strip()
+    try:
+        post = time.fromisoformat(raw_time) if raw_time else None
+    except ValueError:
+        post = None
+    plan = reach_svc.Plan(
+        areas=targets,
+        to_loudspeaker=bool(data.get("to_loudspeaker")),
+        to_chats=bool(data.get("to_chats")),
+        start=start,
+        end=max(start, end),
+        chat_post_time=post,
+    )
+    return reach_svc.of_plan(db(), plan, _now(), settings().tz)
+
+
 def _form_context(**extra: Any) -> dict[str, Any]:
     from cms.web.speech import engine_status
 
     extra.setdefault("engine", engine_status(extra.get("ann")))
     if extra["engine"].engine == "neural":
         extra.setdefault("neural_speakers", speech_svc.neural_speakers(settings()))
+    if not extra.get("campaign") and not (extra.get("ann") and extra["ann"].campaign):
+        extra.setdefault("reach", _reach_of(extra.get("data") or {}, extra.get("ann")))
+    extra.setdefault("platforms", PLATFORMS)
     extra.setdefault("campaign", False)
     extra.setdefault("may_draft_campaign", campaigns_svc.may_draft(g.user))
     return {
@@ -78,6 +124,36 @@ def _data_of(rev: Revision) -> dict[str, Any]:
     return announcement_form_values(svc.Content.of(rev))
 
 
+@bp.app_template_global()
+def title_for(rev: Revision, area: Area) -> str:
+    """The notice's title as an outlet or chat of ``area`` reads it: "通知（三组）" when it is
+    aimed at part of the area (the run sheet, the outlet's day, the dashboard)."""
+    return svc.for_part(rev.title, svc.narrower_targets(rev, area))
+
+
+def _submit(ann: Announcement) -> None:
+    """Submit for review, refused when the notice's channels reach nothing."""
+    svc.submit(db(), g.user, ann)
+    reach_svc.require_reach(db(), ann, _now(), settings().tz)
+
+
+@bp.post("/reach")
+@rule(*EDITORS)
+@read_only
+def reach() -> Any:
+    """Where the draft goes, as typed: a fragment for the editor's script, else the editor."""
+    from cms.web.speech import _announcement, _editor, _fetching
+
+    ann = _announcement()
+    if _fetching():
+        return render_template(
+            "announcements/_reach_fragment.html",
+            reach=_reach_of(announcement_form_data(), ann),
+            platforms=PLATFORMS,
+        )
+    return _editor(ann)
+
+
 @bp.get("/")
 @rule(*STAFF)
 def index() -> Any:
@@ -96,9 +172,11 @@ def index() -> Any:
         scope=Scope.of(g.user),
     )
     page = paginate(stmt, int_arg("page", 1) or 1, PER_PAGE)
+    now, tz = _now(), settings().tz
     return render_template(
         "announcements/index.html",
         page=page,
+        statuses={a.id: reach_svc.status_line(db(), a, now, tz) for a in page.items},
         areas=Scope.of(g.user).areas(db()),
         topics=all_topics(db()),
         status=status,
@@ -121,7 +199,7 @@ def create() -> Any:
         try:
             ann = svc.create(db(), g.user, data, today=day, campaign=campaign)
             if request.form.get("action") == "submit":
-                svc.submit(db(), g.user, ann)
+                _submit(ann)
             db().commit()
         except ValidationError as exc:
             db().rollback()
@@ -168,7 +246,7 @@ def edit(announcement_id: int) -> Any:
         try:
             svc.update(db(), g.user, ann, data, today=today(settings()))
             if request.form.get("action") == "submit":
-                svc.submit(db(), g.user, ann)
+                _submit(ann)
             db().commit()
         except ValidationError as exc:
             db().rollback()
@@ -210,8 +288,26 @@ def show(announcement_id: int) -> Any:
             .order_by(AuditLog.at.desc(), AuditLog.id.desc())
         )
     )
+    now, tz = _now(), settings().tz
+    outcome = (
+        reach_svc.outcome(db(), ann, now, tz)
+        if ann.status is Status.APPROVED and not ann.campaign
+        else None
+    )
+    # What the revision under review (or being drafted) would reach, for the reviewer too.
+    preview = (
+        reach_svc.of_plan(db(), reach_svc.Plan.of(ann.current), now, tz)
+        if not ann.campaign
+        and ann.status in (Status.DRAFT, Status.IN_REVIEW)
+        and ann.current.id != ann.approved_revision_id
+        else None
+    )
     return render_template(
         "announcements/show.html",
+        status=outcome.status if outcome else reach_svc.status_line(db(), ann, now, tz),
+        outcome=outcome,
+        reach=preview,
+        platforms=PLATFORMS,
         ann=ann,
         rev=ann.current,
         history=history,
@@ -235,7 +331,7 @@ def _transition(announcement_id: int, action: str) -> Any:
     try:
         match action:
             case "submit":
-                svc.submit(db(), g.user, ann)
+                _submit(ann)
             case "approve":
                 svc.approve(db(), g.user, ann, comment)
             case "reject":
@@ -356,6 +452,12 @@ def review_queue() -> Any:
         "announcements/review.html",
         items=items,
         can_approve={a.id: svc.can_approve(db(), g.user, a) for a in items},
+        reach={
+            a.id: reach_svc.of_plan(db(), reach_svc.Plan.of(a.current), _now(), settings().tz)
+            for a in items
+            if not a.campaign
+        },
+        platforms=PLATFORMS,
         clips=speech_svc.clip_slots(db(), [a.current for a in items]),
         scheduler_running=speech_svc.scheduler_running(db()),
     )

@@ -47,8 +47,9 @@ def _page(status: int = 200, **shown: Any) -> Any:
         ),
         telegram_on=bool(settings().telegram_token),
         robot_platforms=chat_svc.ROBOT_PLATFORMS,
-        robot_form=shown.pop("robot_form", {}),
+        robot_form=(robot_form := shown.pop("robot_form", {})),
         robot_errors=shown.pop("robot_errors", {}),
+        robot_hint=chat_svc.ROBOT_HINTS.get(robot_form.get("platform", "")),
         **shown,
     ), status
 
@@ -154,8 +155,7 @@ def bind_robot() -> Any:
         db().commit()
     except DomainError as exc:
         db().rollback()
-        flash(message(exc), "error")
-        return _page(400, robot_form=form)
+        return _page(400, robot_form=form, robot_errors={"form": message(exc)})
     flash(
         _("已绑定机器人“{title}”到 {area}。可以点“发送测试消息”试一下。").format(
             title=chat.title or chat.chat_id, area=area_svc.full_name(db(), area)

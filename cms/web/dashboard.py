@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from flask import Blueprint, g, render_template
 from sqlalchemy import func, select
 from sqlalchemy.orm import selectinload
 
-from cms.models import Announcement, ChatGroup, Role, Status
+from cms.models import Announcement, ChatGroup, Delivery, Role, Status
 from cms.services import announcements as svc
+from cms.services import reach as reach_svc
 from cms.services import schedule as schedule_svc
 from cms.services.scope import Scope
 from cms.web import today
@@ -56,20 +58,40 @@ def index() -> Any:
         )
         for c in chats
     ]
-    alerts = (
-        schedule_svc.open_alerts(db(), limit=20, scope=scope)
-        if g.user.role is not Role.OPERATOR
-        else []
-    )
+    alerts: list[tuple[datetime, str, Any]] = []
+    if g.user.role is not Role.OPERATOR:
+        # One list in time order (newest first): the scheduler's alerts, and every chat post
+        # or Official Account article that failed, is uncertain or is retrying, with its reason.
+        alerts = [
+            (reach_svc.aware(a.created_at), "alert", a)
+            for a in schedule_svc.open_alerts(db(), limit=20, scope=scope)
+        ]
+        alerts += [(p.at, "problem", p) for p in reach_svc.problems(db(), scope, limit=20)]
+        alerts.sort(key=lambda item: item[0], reverse=True)
+    # Each chat line tells what became of its post (sent, failed, retrying …).
+    posts = {
+        (d.revision_id, d.chat_group_id): d
+        for d in db().scalars(
+            select(Delivery).where(
+                Delivery.revision_id.in_([a.approved_revision_id for a in going_all]),
+                Delivery.chat_group_id.in_([c.id for c in chats]),
+            )
+        )
+    }
     return render_template(
         "dashboard.html",
         alerts=alerts,
         day=day,
         going=going,
+        statuses={
+            a.id: reach_svc.status_line(db(), a, settings().now(), settings().tz) for a in going
+        },
         plan=plan,
         # Announcements of an office above (the county's) play here but open only there.
         openable={a.id for a in going},
         chat_plan=chat_plan,
+        posts=posts,
+        platforms=reach_svc.PLATFORM_LABELS,
         in_review=counts.get(Status.IN_REVIEW, 0),
         drafts=counts.get(Status.DRAFT, 0),
         priority_labels=svc.PRIORITY_LABELS,

@@ -457,7 +457,9 @@ def runsheet(outlet_id: int, day_text: str) -> Any:
             # Not built yet and still due: what it will be built from now.
             items = [
                 {
-                    "title": a.approved.title,
+                    "title": ann_svc.for_part(
+                        a.approved.title, ann_svc.narrower_targets(a.approved, outlet.area)
+                    ),
                     "repeats": a.approved.repeats,
                     "duration": estimates[a.approved.id],
                 }

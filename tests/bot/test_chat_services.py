@@ -95,12 +95,12 @@ def test_bind_chat_cli_checks_the_chat_id(session: Session, grid: dict[str, Area
         chats.bind_chat_cli(session, "12ab", "石桥村")
 
 
-def test_notices_reach_a_chat_from_its_own_area_and_above(
+def test_notices_reach_a_chat_whose_area_overlaps_their_targets(
     session: Session, grid: dict[str, Area], make_announcement: Callable[..., Any], today: Any
 ) -> None:
     group_chat = chats.bind_chat(session, None, platform="telegram", chat_id=-1, area=grid["g1"])
     village_chat = chats.bind_chat(session, None, platform="telegram", chat_id=-2, area=grid["v1"])
-    town = make_announcement("approved", title="全镇", area_ids=[grid["town"].id])
+    make_announcement("approved", title="全镇", area_ids=[grid["town"].id])
     make_announcement("approved", title="一组", area_ids=[grid["g1"].id])
     make_announcement("approved", title="不发群", area_ids=[grid["v1"].id], to_chats=False)
     make_announcement("withdrawn", title="已撤回", area_ids=[grid["v1"].id])
@@ -110,7 +110,11 @@ def test_notices_reach_a_chat_from_its_own_area_and_above(
         return sorted(n.revision.title for n in chats.notices_for_chat(session, chat, today))
 
     assert titles(group_chat) == ["一组", "全镇"]
-    assert titles(village_chat) == ["全镇"]  # a notice for one group does not go to the village
-    latest = chats.latest_notice_for_chat(session, village_chat, today)
-    assert latest is not None and latest.revision.id == town.approved_revision_id
+    # The one overlap rule: the village's chat gets its 一组's notice too (never 柳林's).
+    assert titles(village_chat) == ["一组", "全镇"]
+    latest = chats.latest_notice_for_chat(session, group_chat, today)
+    assert latest is not None and latest.revision.title == "一组"
+    # 柳林's 一组 chat: the latest notice reaching it is 柳林's own (its village's).
+    other_group = chats.bind_chat(session, None, platform="telegram", chat_id=-3, area=grid["g2"])
+    assert titles(other_group) == ["全镇", "柳林"]
     assert latest.voice_path is None

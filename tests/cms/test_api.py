@@ -186,8 +186,11 @@ def api_as(
 
 
 @pytest.fixture
-def body(content: Callable[..., dict[str, Any]]) -> Callable[..., dict[str, Any]]:
-    """Valid API input for an announcement (``channels`` instead of the form's switches)."""
+def body(
+    content: Callable[..., dict[str, Any]], village_loudspeaker: Any
+) -> Callable[..., dict[str, Any]]:
+    """Valid API input for an announcement (``channels`` instead of the form's switches),
+    aimed where a loudspeaker plays it."""
 
     def make(**overrides: Any) -> dict[str, Any]:
         data = content()
@@ -272,6 +275,18 @@ def test_whole_workflow_through_the_api(
     assert replaced["channels"] == ["chats"]
     assert replaced["latest_revision"]["repeats"] == 2
 
+    # Chats only, and no chat is bound in 石桥村: it would reach nothing, so it is refused
+    # with a field error on the targets, and nothing changes.
+    refused = editor.post(f"{url}/submit")
+    assert refused.status_code == 400
+    assert "没有可用于所选渠道的大喇叭或群聊" in fields_of(refused)["area_ids"]
+    assert editor.get(url).get_json()["status"] == "draft"
+    from cms.models import ChatGroup
+
+    session.add(
+        ChatGroup(platform="telegram", chat_id="-100", title="石桥村群", area_id=grid["g1"].id)
+    )
+    session.commit()
     assert editor.post(f"{url}/submit").status_code == 200
     final = admin.post(f"{url}/approve").get_json()
     assert final["approved_revision"]["number"] == 3
@@ -639,7 +654,9 @@ def test_nan_is_a_wrong_type_not_a_crash(
 
 
 def test_writes_without_json_content_type(
-    api_as: Callable[..., Api], make_announcement: Callable[..., Announcement]
+    api_as: Callable[..., Api],
+    make_announcement: Callable[..., Announcement],
+    village_loudspeaker: Any,
 ) -> None:
     editor, reviewer = api_as(Role.EDITOR), api_as(Role.REVIEWER)
     assert editor.post("/announcements").status_code == 415

@@ -20,7 +20,9 @@ def _form(data):  # type: ignore[no-untyped-def]
 
 
 @pytest.mark.any_hour
-def test_officer_drafts_submits_and_reviewer_approves(app, session, make_user, content):
+def test_officer_drafts_submits_and_reviewer_approves(
+    app, session, make_user, content, village_loudspeaker
+):
     editor, reviewer = make_user(Role.EDITOR), make_user(Role.REVIEWER)
     client = app.test_client()
     login(client, editor)

@@ -26,7 +26,7 @@ def build(session: Session, program: Program, when: datetime, folder: Path) -> N
     """What the program worker leaves behind, without the audio work: a file and a DONE row."""
     outlet = program.outlet
     inputs = programs.inputs_for(
-        session, programs.outlet_announcements(session, outlet, program.day)
+        session, programs.outlet_announcements(session, outlet, program.day), area=outlet.area
     )
     path = folder / f"{program.id}.mp3"
     path.write_bytes(b"\xff\xfb\x90\x00" * 8)

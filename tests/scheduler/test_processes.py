@@ -736,7 +736,7 @@ def _api(server: Server, method: str, path: str, token: str, payload: Any = None
 
 
 def test_web_only_processes_beside_one_scheduler(  # type: ignore[no-untyped-def]
-    settings, engine, session, make_user, content, servers
+    settings, engine, session, make_user, content, servers, village_loudspeaker
 ):
     """The county shape: `serve --no-scheduler` web processes and one scheduler process on one
     database. Both serve pages and take writes; only the scheduler process holds the lease,

@@ -487,7 +487,10 @@ PATHS: dict[str, Any] = {
         },
     },
     "/announcements/{announcement_id}/submit": _action(
-        "submit", "Submit a draft for review", "SubmitInput", "admin, editor"
+        "submit",
+        "Submit a draft for review (400 on area_ids when it reaches no outlet, chat or account)",
+        "SubmitInput",
+        "admin, editor",
     ),
     "/announcements/{announcement_id}/approve": _action(
         "approve",

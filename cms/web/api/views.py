@@ -16,7 +16,7 @@ from sqlalchemy.orm import selectinload
 from werkzeug.exceptions import HTTPException
 
 from cms.models import Announcement, Area, Revision, Role, Topic
-from cms.services import announcements, areas, topics
+from cms.services import announcements, areas, reach, topics
 from cms.services.announcements import EDITORS, READERS, REVIEWERS, WITHDRAWERS, Content
 from cms.services.errors import N_, Errors, NotFound, ValidationError
 from cms.services.scope import Scope
@@ -213,6 +213,8 @@ def submit_announcement(announcement_id: int) -> Any:
     ann = _announcement(announcement_id)
     checked_body()
     announcements.submit(db(), g.user, ann)
+    # A notice whose channels reach nothing is refused (400, a field error on area_ids).
+    reach.require_reach(db(), ann, settings().now(), settings().tz)
     db().commit()
     return _detail(ann)
 
