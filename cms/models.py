@@ -116,6 +116,18 @@ class Priority(enum.StrEnum):
     URGENT = "urgent"
 
 
+class Airtime(enum.StrEnum):
+    """The parts of the day a notice plays in (早 before 11:00, 中 until 16:00, 晚 after)."""
+
+    ALL = "all"
+    MORNING = "morning"
+    NOON = "noon"
+    EVENING = "evening"
+    MORNING_NOON = "morning+noon"
+    MORNING_EVENING = "morning+evening"
+    NOON_EVENING = "noon+evening"
+
+
 outlet_operator = Table(
     "outlet_operator",
     Base.metadata,
@@ -398,6 +410,12 @@ class Revision(Base):
     to_chats: Mapped[bool] = mapped_column(default=True)
     start_date: Mapped[date]
     end_date: Mapped[date]
+    # A notice that ends when its event ends: on the last day it plays (and is posted) only
+    # before this time; and it plays only in these parts of the day (cms.services.airtime).
+    end_time: Mapped[time | None]
+    airtime: Mapped[Airtime] = mapped_column(
+        _enum(Airtime), default=Airtime.ALL, server_default=Airtime.ALL.value
+    )
     repeats: Mapped[int] = mapped_column(default=1)
     chat_post_time: Mapped[time | None]
     voice: Mapped[str] = mapped_column(String(60), default="zh-CN-XiaoxiaoNeural")

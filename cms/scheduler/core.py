@@ -37,6 +37,7 @@ from cms.scheduler import articles, deliveries, diskspace, programs, queue, reco
 from cms.scheduler.clock import at_local, local_day, parse_hhmm
 from cms.scheduler.context import Context
 from cms.services import announcements, township
+from cms.services.airtime import in_slot
 
 log = logging.getLogger(__name__)
 
@@ -426,7 +427,8 @@ def _up_to_date(session: Session, ctx: Context, ids: list[int]) -> dict[int, Bui
             session, day, {p.outlet for p in of_day}, going=going
         )
         for program in of_day:
-            inputs = programs.inputs_for(session, reached[program.outlet_id], clips)
+            slotted = in_slot(reached[program.outlet_id], day, program.slot.at)
+            inputs = programs.inputs_for(session, slotted, clips)
             if program.input_hash != inputs.hash(programs.program_key(program)):
                 continue
             if inputs.ready:

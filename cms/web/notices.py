@@ -9,6 +9,7 @@ from flask_babel import format_date
 from flask_babel import gettext as _
 from markupsafe import Markup
 
+from cms.services import airtime
 from cms.services import announcements as ann_svc
 from cms.services import notices as svc
 from cms.services.errors import NotFound
@@ -17,6 +18,12 @@ from cms.web.db import db, settings
 from cms.web.forms import message
 
 bp = Blueprint("notices", __name__)
+
+
+@bp.app_context_processor
+def _airtime_labels() -> dict[str, Any]:
+    """The airtime choices for the announcement form and page."""
+    return {"airtime_labels": airtime.AIRTIME_LABELS}
 
 
 @bp.get("/announcements/<int:announcement_id>/print")
