@@ -36,6 +36,11 @@ ACTION_LABELS = {
     "campaign.adapt": N_("改编县级活动"),
     "campaign.follow": N_("随县级活动更新"),
     "campaign.withdraw_copy": N_("随县级活动撤回"),
+    # Notice templates (cms.services.templates).
+    "template.create": N_("新建公告模板"),
+    "template.edit": N_("修改公告模板"),
+    "template.disable": N_("停用公告模板"),
+    "announcement.from_template": N_("从模板新建"),
 }
 
 

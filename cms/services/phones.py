@@ -3,7 +3,7 @@
 Mobile numbers have 11 digits starting 13–19 (written 13812345678, 138 1234 5678 or
 138-1234-5678); fixed lines an area code of 3–4 digits starting 0 and 7–8 digits
 (0871-65123456, 0871-6512 3456, (0871) 6512 3456); and the national service lines 12345,
-12315, 12320 and 12319.
+12315, 12320, 12319 and 12119 (forest fires).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ PHONE = re.compile(
     r"(?<![\d-])(?:"
     r"1[3-9]\d[ -]?\d{4}[ -]?\d{4}"
     r"|(?:\(0\d{2,3}\)|（0\d{2,3}）|0\d{2,3})[ -]?\d{3,4}[ -]?\d{4}"
-    r"|123(?:45|15|20|19)"
+    r"|12(?:345|315|320|319|119)"
     r")(?![\d-])"
 )
 

@@ -85,7 +85,17 @@ def create_app(settings: Settings, *, engine: Any = None) -> Flask:
     i18n.init_app(app, settings)
     csrf.init_app(app)
 
-    from cms.web import admin, announcements, api, auth, chats, dashboard, operators, schedule
+    from cms.web import (
+        admin,
+        announcements,
+        api,
+        auth,
+        chats,
+        dashboard,
+        notice_templates,
+        operators,
+        schedule,
+    )
     from cms.web import campaigns as campaign_pages
     from cms.web import notices as notice_pages
     from cms.web import speech as speech_pages
@@ -99,6 +109,7 @@ def create_app(settings: Settings, *, engine: Any = None) -> Flask:
     app.register_blueprint(wechat_pages.bp)
     app.register_blueprint(speech_pages.bp)  # the editor's spoken-text preview and 试听
     app.register_blueprint(notice_pages.bp)  # printed notices (A4, A5, one per village)
+    app.register_blueprint(notice_templates.bp)  # notice templates and drafts from them
     csrf.exempt(api.bp)
 
     app.teardown_appcontext(_close_session)
