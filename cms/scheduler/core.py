@@ -233,6 +233,12 @@ class Scheduler:
 
         return notify_alerts(self.ctx)
 
+    def staff_due(self) -> int:
+        """Tell the townships' staff channels what waits for them (cms.services.staff)."""
+        from cms.scheduler import staff
+
+        return staff.tick(self.ctx)
+
     def run_once(self) -> PassReport:
         """One full pass: plan, render, plan again (new clips change programs), build, send."""
         report = self.plan()

@@ -232,6 +232,7 @@ def start_scheduler(
         ("render", lambda: sched.render_due(budget_s=max(tick_seconds * 6, 30))),
         ("build", sched.build_due),
         ("dispatch", sched.dispatch_due),
+        ("staff", sched.staff_due),
     ):
         aps.add_job(
             guarded(name, fn),

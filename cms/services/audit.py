@@ -41,6 +41,8 @@ ACTION_LABELS = {
     "template.edit": N_("修改公告模板"),
     "template.disable": N_("停用公告模板"),
     "announcement.from_template": N_("从模板新建"),
+    "staff_channel.save": N_("设置工作群提醒"),
+    "staff_channel.remove": N_("取消工作群提醒"),
 }
 
 
