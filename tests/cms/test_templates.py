@@ -220,3 +220,38 @@ def test_the_api_lists_templates_and_drafts_from_one(
         editor.post("/templates/s-nothing/drafts", {"fields": {}, "content": content}).status_code
         == 404
     )
+
+
+def test_offices_manage_their_templates_on_the_web(
+    app: Any, session: Session, make_user: Callable[..., User]
+) -> None:
+    county = make_county(session, make_user)
+    a_client, b_client = app.test_client(), app.test_client()
+    login(a_client, county.users[("a", Role.EDITOR)])
+    login(b_client, county.users[("b", Role.EDITOR)])
+    bad = a_client.post("/templates/new", data={"name": "", "title": "赶集", "body": "x"})
+    assert bad.status_code == 400 and 'data-field="name"' in bad.get_data(as_text=True)
+    made = a_client.post(
+        "/templates/new",
+        data={
+            "name": "赶集日提醒",
+            "title": "赶集日注意安全",
+            "body": "{日期}赶集，注意交通安全。",
+        },
+    )
+    assert made.status_code == 302
+    session.rollback()
+    row = session.scalars(select(templates.NoticeTemplate)).one()
+    assert "赶集日提醒" in a_client.get("/templates/").get_data(as_text=True)
+    assert "赶集日提醒" not in b_client.get("/templates/").get_data(as_text=True)
+    assert b_client.get(f"/templates/{row.id}/edit").status_code == 404
+    assert b_client.get(f"/templates/use/{row.id}").status_code == 404
+    off = a_client.post(
+        f"/templates/{row.id}/edit",
+        data={"name": row.name, "title": row.title, "body": row.body, "action": "disable"},
+    )
+    assert off.status_code == 302
+    assert (
+        "赶集日提醒"
+        not in a_client.get("/templates/").get_data(as_text=True).split("已停用的本单位模板")[0]
+    )
