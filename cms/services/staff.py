@@ -39,6 +39,7 @@ from cms.models import (
     User,
     WechatAccount,
     WechatArticle,
+    utcnow,
 )
 from cms.services import audit
 from cms.services.chats import ROBOT_PLATFORMS
@@ -127,7 +128,7 @@ def bind(
             events=chosen,
             audit_mark=session.scalar(select(func.max(AuditLog.id))) or 0,
             alert_mark=session.scalar(select(func.max(Alert.id))) or 0,
-            failure_mark=now,
+            failure_mark=utcnow(),
         )
         session.add(channel)
     else:
@@ -155,16 +156,18 @@ def _listed(lines: list[str]) -> list[str]:
 
 
 def _audit_events(session: Session, channel: StaffChannel, scope: Scope, base_url: str) -> None:
+    # Read up to a mark taken first: an entry committed meanwhile is read next time.
+    mark = session.scalar(select(func.max(AuditLog.id))) or channel.audit_mark
     rows = session.scalars(
         select(AuditLog)
         .where(
             AuditLog.id > channel.audit_mark,
+            AuditLog.id <= mark,
             AuditLog.action.in_(["announcement.submit", "announcement.reject"]),
             AuditLog.object_type == "announcement",
         )
         .order_by(AuditLog.id)
     ).all()
-    mark = session.scalar(select(func.max(AuditLog.id))) or channel.audit_mark
     returned: list[str] = []
     for entry in rows:
         ann = session.get(Announcement, entry.object_id) if entry.object_id else None
@@ -211,21 +214,28 @@ def _review(
 
 
 def _alerts(session: Session, channel: StaffChannel, scope: Scope) -> None:
+    mark = session.scalar(select(func.max(Alert.id))) or channel.alert_mark
     rows = session.scalars(
         select(Alert)
-        .where(Alert.id > channel.alert_mark, Alert.kind.in_(PROGRAM_ALERTS), scope.alerts())
+        .where(
+            Alert.id > channel.alert_mark,
+            Alert.id <= mark,
+            Alert.kind.in_(PROGRAM_ALERTS),
+            scope.alerts(),
+        )
         .order_by(Alert.id)
     ).all()
-    channel.alert_mark = session.scalar(select(func.max(Alert.id))) or channel.alert_mark
+    channel.alert_mark = max(channel.alert_mark, mark)
     if rows and "programs" in channel.events:
         # Work groups speak Chinese: the stored message is rendered from its Chinese msgid.
         lines = [Message.loads(a.message).render() for a in rows]
         _post(session, channel, "programs", ["【节目提醒】", *_listed(lines)])
 
 
-def _failures(
-    session: Session, channel: StaffChannel, scope: Scope, now: datetime, base_url: str
-) -> None:
+def _failures(session: Session, channel: StaffChannel, scope: Scope, base_url: str) -> None:
+    # Rows stamp ``updated_at`` with the wall clock (cms.models.utcnow): the mark is read
+    # on the same clock, whatever clock the scheduler runs on.
+    now = utcnow()
     since = channel.failure_mark or now
     channel.failure_mark = now
     if "failures" not in channel.events:
@@ -279,6 +289,6 @@ def collect(session: Session, now: datetime, base_url: str) -> int:
         _audit_events(session, channel, scope, base_url)
         _review(session, channel, scope, now, base_url)
         _alerts(session, channel, scope)
-        _failures(session, channel, scope, now, base_url)
+        _failures(session, channel, scope, base_url)
     session.flush()
     return (session.scalar(select(func.count(StaffPost.id))) or 0) - before

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
 from typing import Any
 
 from flask import Blueprint, abort, flash, g, redirect, render_template, request, url_for
@@ -129,7 +128,7 @@ def use(key: str) -> Any:
     data = {
         "area_ids": [],
         "start_date": start.isoformat(),
-        "end_date": (start + timedelta(days=(end - start).days)).isoformat(),
+        "end_date": end.isoformat(),
         "end_time": "",
         "chat_post_time": "09:00",
         "to_loudspeaker": True,

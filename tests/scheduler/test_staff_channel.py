@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from cms.models import Alert, Role, StaffPost, User
+from cms.models import Alert, Delivery, DeliveryState, Role, StaffPost, User
 from cms.scheduler import staff as staff_job
 from cms.services import announcements, chats, staff
 from cms.services.errors import Message, PermissionDenied, ValidationError
@@ -105,9 +105,25 @@ def test_returned_notices_programs_and_failures(  # type: ignore[no-untyped-def]
             object_id=ann.id,
         )
     )
+    chat = chats.bind_robot(
+        session, None, platform="dingtalk",
+        webhook="https://oapi.dingtalk.com/robot/send?access_token=" + "a" * 64,
+        secret="", area=grid["v1"], title="石桥村民群",
+    )  # fmt: skip
+    approved = make_announcement("approved", title="停水通知", area_ids=[grid["v1"].id])
+    session.add(
+        Delivery(
+            revision_id=approved.approved_revision_id,
+            chat_group_id=chat.id,
+            due_at=clock.now(),
+            state=DeliveryState.FAILED,
+            last_error=Message("机器人的安全设置拒绝了消息").dumps(),
+        )
+    )
     session.commit()
-    assert staff_job.tick(robot_ctx) == 2
-    returned, programs = texts(api)
+    assert staff_job.tick(robot_ctx) == 3
+    returned, programs, failures = texts(api)
+    assert "群聊“石桥村民群”：《停水通知》发送失败（机器人的安全设置拒绝了消息）" in failures
     assert "陈辉：您的《森林防火》被退回修改，审核意见：请写明举报电话" in returned
     assert "待审核" not in returned + programs  # review is not chosen
     assert "石桥村大喇叭 12:00 的节目漏播" in programs
