@@ -40,7 +40,8 @@ def printed(announcement_id: int) -> Any:
         size = "a4"
     per_village = request.args.get("villages") == "1"
     msgid, params = found.office
-    copies: list[str | None] = list(found.villages) if per_village else [None]
+    # A notice whose reach holds no village (a county office's own) prints once.
+    copies: list[str | None] = list(found.villages) if per_village and found.villages else [None]
     return render_template(
         "notices/print.html",
         notice=found,
