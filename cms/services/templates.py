@@ -49,6 +49,7 @@ __all__ = [
 
 # A field: a run of CJK characters, letters or digits between braces, at most 12.
 FIELD = re.compile(r"\{([\u4e00-\u9fffA-Za-z0-9_]{1,12})\}")
+ROW_KEY = re.compile(r"[1-9][0-9]{0,8}")
 MAX_FIELDS = 20
 MAX_VALUE = 100
 MAX_AMOUNT = Decimal("10000000")
@@ -321,7 +322,8 @@ def get(session: Session, user: User, key: str) -> Template:
     """
     if key in _SHIPPED:
         return _SHIPPED[key]
-    row = session.get(NoticeTemplate, int(key)) if key.isdigit() and len(key) < 10 else None
+    # ASCII digits only: str.isdigit() takes "²", which int() refuses.
+    row = session.get(NoticeTemplate, int(key)) if ROW_KEY.fullmatch(key) else None
     ids = _visible_area_ids(user)
     if (
         row is None
