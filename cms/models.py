@@ -128,6 +128,18 @@ class Priority(enum.StrEnum):
     URGENT = "urgent"
 
 
+class Airtime(enum.StrEnum):
+    """The parts of the day a notice plays in (早 before 11:00, 中 until 16:00, 晚 after)."""
+
+    ALL = "all"
+    MORNING = "morning"
+    NOON = "noon"
+    EVENING = "evening"
+    MORNING_NOON = "morning+noon"
+    MORNING_EVENING = "morning+evening"
+    NOON_EVENING = "noon+evening"
+
+
 outlet_operator = Table(
     "outlet_operator",
     Base.metadata,
@@ -418,6 +430,12 @@ class Revision(Base):
     to_chats: Mapped[bool] = mapped_column(default=True)
     start_date: Mapped[date]
     end_date: Mapped[date]
+    # A notice that ends when its event ends: on the last day it plays (and is posted) only
+    # before this time; and it plays only in these parts of the day (cms.services.airtime).
+    end_time: Mapped[time | None]
+    airtime: Mapped[Airtime] = mapped_column(
+        _enum(Airtime), default=Airtime.ALL, server_default=Airtime.ALL.value
+    )
     repeats: Mapped[int] = mapped_column(default=1)
     chat_post_time: Mapped[time | None]
     voice: Mapped[str] = mapped_column(String(60), default="zh-CN-XiaoxiaoNeural")
@@ -505,6 +523,80 @@ class Setting(Base):
             postgresql_where=sql_text("area_id IS NULL"),
         ),
     )
+
+
+class NoticeTemplate(Base):
+    """A notice template an office keeps (beside the shipped library, cms.services.templates):
+    a county's serve its townships, a township's its villages. ``{字段}`` in the title and
+    text are the fields an editor fills in."""
+
+    __tablename__ = "notice_template"
+
+    id: Mapped[intpk]
+    # The office that keeps it (None: the whole install).
+    area_id: Mapped[int | None] = mapped_column(
+        ForeignKey("area.id", ondelete="RESTRICT"), index=True
+    )
+    name: Mapped[str80]
+    title: Mapped[str200]
+    body: Mapped[str] = mapped_column(Text)
+    active: Mapped[bool] = mapped_column(default=True)
+    created_by_id: Mapped[int | None] = mapped_column(ForeignKey("user.id", ondelete="SET NULL"))
+    created_at: Mapped[created_at]
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+    area: Mapped[Area | None] = relationship()
+
+
+class StaffChannel(Base):
+    """A township's staff channel: one of its work robots (WeCom, DingTalk, Feishu) where
+    dalaba tells its officers what waits for them (cms.services.staff).
+
+    The marks are how far the events have been read (audit entries, alerts, failures), so
+    that each is told once; they start at the moment of binding (no flood of old news).
+    """
+
+    __tablename__ = "staff_channel"
+
+    id: Mapped[intpk]
+    area_id: Mapped[int] = mapped_column(ForeignKey("area.id", ondelete="CASCADE"), unique=True)
+    chat_group_id: Mapped[int] = mapped_column(ForeignKey("chat_group.id", ondelete="CASCADE"))
+    events: Mapped[list[str]] = mapped_column(JSON, default=list)
+    audit_mark: Mapped[int] = mapped_column(default=0)
+    alert_mark: Mapped[int] = mapped_column(default=0)
+    failure_mark: Mapped[datetime | None]
+    # Submissions seen and not yet told ("待审核 N 条" goes out at most every 10 minutes).
+    review_due: Mapped[bool] = mapped_column(default=False)
+    review_posted_at: Mapped[datetime | None]
+    created_at: Mapped[created_at]
+
+    area: Mapped[Area] = relationship()
+    chat_group: Mapped[ChatGroup] = relationship()
+
+
+class StaffPost(Base):
+    """One message to a staff channel: ``pending → sending → sent | failed | uncertain``.
+
+    Claimed (``sending``, committed) before it goes out; one found still ``sending`` after a
+    crash may have arrived and becomes ``uncertain``, never sent again.
+    """
+
+    __tablename__ = "staff_post"
+
+    id: Mapped[intpk]
+    staff_channel_id: Mapped[int] = mapped_column(
+        ForeignKey("staff_channel.id", ondelete="CASCADE"), index=True
+    )
+    kind: Mapped[str] = mapped_column(String(20))
+    text: Mapped[str] = mapped_column(Text)
+    state: Mapped[str] = mapped_column(String(20), default="pending", index=True)
+    attempts: Mapped[int] = mapped_column(default=0)
+    next_attempt_at: Mapped[datetime | None]
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[created_at]
+    sent_at: Mapped[datetime | None]
+
+    staff_channel: Mapped[StaffChannel] = relationship()
 
 
 class AuditLog(Base):

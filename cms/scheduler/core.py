@@ -37,6 +37,7 @@ from cms.scheduler import articles, deliveries, diskspace, programs, queue, reco
 from cms.scheduler.clock import at_local, local_day, parse_hhmm
 from cms.scheduler.context import Context
 from cms.services import announcements, township
+from cms.services.airtime import in_slot
 
 log = logging.getLogger(__name__)
 
@@ -233,6 +234,12 @@ class Scheduler:
         from cms.scheduler.notify import notify_alerts
 
         return notify_alerts(self.ctx)
+
+    def staff_due(self) -> int:
+        """Tell the townships' staff channels what waits for them (cms.services.staff)."""
+        from cms.scheduler import staff
+
+        return staff.tick(self.ctx)
 
     def run_once(self) -> PassReport:
         """One full pass: plan, render, plan again (new clips change programs), build, send."""
@@ -436,8 +443,9 @@ def _up_to_date(session: Session, ctx: Context, ids: list[int]) -> dict[int, Bui
             session, day, {p.outlet for p in of_day}, going=going
         )
         for program in of_day:
+            slotted = in_slot(reached[program.outlet_id], day, program.slot.at)
             inputs = programs.inputs_for(
-                session, reached[program.outlet_id], clips, program.outlet, ctx.settings.tts_engine,
+                session, slotted, clips, program.outlet, ctx.settings.tts_engine,
                 area=program.outlet.area,
             )
             if program.input_hash != inputs.hash(programs.program_key(program)):

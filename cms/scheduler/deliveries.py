@@ -54,7 +54,7 @@ from cms.scheduler import queue
 from cms.scheduler.clock import at_local
 from cms.scheduler.context import Context
 from cms.scheduler.outbox import PLATFORM as OUTBOX
-from cms.services import share, township
+from cms.services import airtime, share, township
 from cms.services.announcements import live_filter, reaches
 from cms.services.errors import N_, Message
 from cms.settings import Settings
@@ -92,16 +92,39 @@ def plan_deliveries(session: Session, today: date, now: datetime, tz) -> tuple[i
         have = set(
             session.scalars(select(Delivery.chat_group_id).where(Delivery.revision_id == rev.id))
         )
+        due = due_time(rev, now, tz)
+        if not airtime.post_allowed(rev, max(due, now), tz):
+            continue  # the event is over: a post now would announce what has happened
         for chat in chats:
             if chat.id in have or not reaches(rev, chat.area):
                 continue
-            session.add(
-                Delivery(revision_id=rev.id, chat_group_id=chat.id, due_at=due_time(rev, now, tz))
-            )
+            session.add(Delivery(revision_id=rev.id, chat_group_id=chat.id, due_at=due))
             created += 1
     session.flush()
-    cancelled = cancel_stale(session)
+    cancelled = cancel_stale(session) + cancel_ended(session, now, tz)
     return created, cancelled
+
+
+def cancel_ended(session: Session, now: datetime, tz) -> int:  # type: ignore[no-untyped-def]
+    """Pending posts of notices whose event has ended (their end time on the last day)."""
+    count = 0
+    waiting = session.scalars(
+        select(Delivery)
+        .join(Revision, Revision.id == Delivery.revision_id)
+        .where(Delivery.state == DeliveryState.PENDING, Revision.end_time.is_not(None))
+    ).all()
+    for delivery in waiting:
+        if airtime.post_allowed(delivery.revision, now, tz):
+            continue
+        count += queue.transition(
+            session,
+            Delivery,
+            delivery.id,
+            DeliveryState.PENDING,
+            DeliveryState.CANCELLED,
+            last_error=Message(N_("活动已结束，不再发送")).dumps(),
+        )
+    return count
 
 
 def cancel_stale(session: Session) -> int:

@@ -52,6 +52,7 @@ from cms.scheduler.clock import at_local
 from cms.scheduler.context import Context
 from cms.scheduler.renders import clips_ready
 from cms.services import days
+from cms.services.airtime import in_slot
 from cms.services.announcements import (
     for_part,
     going_out_on,
@@ -119,12 +120,15 @@ class Inputs:
         return hashlib.sha256(json.dumps(payload, ensure_ascii=False).encode()).hexdigest()
 
 
-def outlet_announcements(session: Session, outlet: Outlet, day: date) -> list[Announcement]:
-    """Announcements that play at ``outlet`` on ``day``, urgent first."""
+def outlet_announcements(
+    session: Session, outlet: Outlet, day: date, at: time | None = None
+) -> list[Announcement]:
+    """Announcements that play at ``outlet`` on ``day`` (in the slot at ``at``), urgent first."""
     # Only those aimed at the outlet's area or above it are loaded: a county's day has many
     # announcements, an outlet hears a few (every build of every program asks this).
     going = going_out_on(session, day, outlet.area)
-    return reaching_outlets(session, day, [outlet], going=going)[outlet.id]
+    reached = reaching_outlets(session, day, [outlet], going=going)[outlet.id]
+    return reached if at is None else in_slot(reached, day, at)
 
 
 def inputs_for(
@@ -291,8 +295,13 @@ def plan_day(
     clips = clips_ready(session, (a.approved.id for a in going))
     reached = reaching_outlets(session, day, outlets, going=going)
     for outlet in outlets:
-        inputs = inputs_for(session, reached[outlet.id], clips, outlet, engine_mode, area=outlet.area)
         for slot in outlet.slots:
+            # What plays in this slot: a notice may end early on its last day or keep to
+            # parts of the day (cms.services.airtime).
+            inputs = inputs_for(
+                session, in_slot(reached[outlet.id], day, slot.at), clips, outlet, engine_mode,
+                area=outlet.area,
+            )
             program = existing.pop((outlet.id, slot.id), None)
             times = days.SlotTimes.of(day, slot.at, slot.minutes, tz)
             start = times.start
@@ -450,7 +459,7 @@ def _load(session: Session, ctx: Context, program_id: int) -> _BuildJob | None:
     outlet, slot = program.outlet, program.slot
     inputs = inputs_for(
         session,
-        outlet_announcements(session, outlet, program.day),
+        outlet_announcements(session, outlet, program.day, slot.at),
         outlet=outlet,
         engine_mode=ctx.settings.tts_engine,
         area=outlet.area,

@@ -15,6 +15,7 @@ from cms.models import Alert, Delivery, DeliveryState, JobState, Outlet, Program
 from cms.scheduler.clock import at_local
 from cms.scheduler.programs import outlet_announcements, raise_alert
 from cms.services import days
+from cms.services.airtime import in_slot
 from cms.services.errors import N_, Message
 
 log = logging.getLogger(__name__)
@@ -52,6 +53,8 @@ def reconcile_day(session: Session, day: date, now: datetime, tz: ZoneInfo) -> G
             times = days.SlotTimes.of(day, slot.at, slot.minutes, tz)
             if now <= times.deadline or not days.applies(times, outlet.created_at):
                 continue
+            if not in_slot(anns, day, slot.at):
+                continue  # nothing plays in this slot (cms.services.airtime)
             program = programs.get((outlet.id, slot.id))
             if program is None:
                 # The scheduler was not running at all: record the gap as a missed program.

@@ -237,6 +237,7 @@ def start_scheduler(
         ("dispatch", sched.dispatch_due),
         # Official Account drafts for new approvals, the 发布 requests, publish polling.
         ("publish", sched.publish_due),
+        ("staff", sched.staff_due),
     ):
         aps.add_job(
             guarded(name, fn),

@@ -68,6 +68,13 @@ ACTION_LABELS = {
     "chat.test": N_("发送测试消息"),
     "chat.link_code": N_("生成广播员关联码"),
     "chat.link": N_("关联广播员的聊天账号"),
+    # Notice templates (cms.services.templates).
+    "template.create": N_("新建公告模板"),
+    "template.edit": N_("修改公告模板"),
+    "template.disable": N_("停用公告模板"),
+    "announcement.from_template": N_("从模板新建"),
+    "staff_channel.save": N_("设置工作群提醒"),
+    "staff_channel.remove": N_("取消工作群提醒"),
 }
 
 # How the details of an entry read to people (the raw key stays in the log).

@@ -11,17 +11,29 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from datetime import date, timedelta
+from datetime import date, time, timedelta
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from cms.models import Area, Clip, ClipProfile, JobState, Outlet
-from cms.services import township
+from cms.models import Announcement, Area, Clip, ClipProfile, JobState, Outlet
+from cms.services import airtime, township
 from cms.services.announcements import reaching_outlets
 from cms.services.areas import overlap
 
 MAX_DAYS = 31
+
+
+@dataclass(frozen=True)
+class _Draft:
+    """The airtime of the draft being edited (what :func:`airtime.plays` reads)."""
+
+    start_date: date
+    end_date: date
+    end_time: time | None
+    airtime: str
+
+
 CHIME_S = 2.64
 LEAD_S = 0.6
 ITEM_GAP_S = 3.0
@@ -101,8 +113,15 @@ def budget(
     start: date,
     end: date,
     exclude_announcement: int | None = None,
+    end_time: time | None = None,
+    airtime_choice: str = "all",
 ) -> Budget:
-    """The draft's spoken length and every reached slot's expected length with it."""
+    """The draft's spoken length and every reached slot's expected length with it.
+
+    ``end_time`` and ``airtime_choice``: the draft's airtime (cms.services.airtime); a slot
+    counts it only when it plays there, and the others only where they play.
+    """
+    draft = _Draft(start, end, end_time, airtime_choice)
     targets = list(session.scalars(select(Area).where(Area.id.in_(list(area_ids)))))
     common = township.common_area_id(targets)
     lexicon = _lexicon(session, session.get(Area, common) if common is not None else None)
@@ -119,7 +138,7 @@ def budget(
     while day <= last and outlets:
         reached = reaching_outlets(session, day, outlets, exclude=exclude_announcement)
         for outlet in outlets:
-            items: list[tuple[float, int]] = []
+            items: list[tuple[float, int, Announcement]] = []
             for ann in reached[outlet.id]:
                 rev = ann.approved
                 if rev.id not in known:
@@ -135,10 +154,17 @@ def budget(
                         if clip and clip.duration
                         else estimate(rev.speech, rev.rate, lexicon)
                     )
-                items.append((known[rev.id], rev.repeats))
-            others = slot_seconds(items)
-            total = slot_seconds([*items, (mine, repeats)])
+                items.append((known[rev.id], rev.repeats, ann))
             for slot in outlet.slots:
+                playing = [
+                    (seconds, times)
+                    for seconds, times, ann in items
+                    if airtime.plays(ann.approved, day, slot.at)
+                ]
+                others = slot_seconds(playing)
+                if not airtime.plays(draft, day, slot.at):
+                    continue  # the draft does not play in this slot
+                total = slot_seconds([*playing, (mine, repeats)])
                 slots.append(
                     SlotBudget(
                         outlet_id=outlet.id,

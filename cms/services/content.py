@@ -40,7 +40,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from cms.models import Area, Priority, Revision, Topic
+from cms.models import Airtime, Area, Priority, Revision, Topic
 from cms.services.errors import N_, Errors
 from cms.services.scope import Scope
 from cms.services.text import (
@@ -181,6 +181,23 @@ class Content:
         N_("结束日期"),
         doc="Last day; not before start_date, not in the past, window at most "
         f"{MAX_WINDOW_DAYS} days.",
+    )
+    end_time: time | None = spec(
+        Kind.TIME,
+        N_("最后一天播到"),
+        required=False,
+        invalid=N_("最后一天的结束时间应为 HH:MM"),
+        doc="HH:MM (Asia/Shanghai): on end_date only slots beginning before it play, and no "
+        "chat post goes out at or after it (an event that ends that morning). Empty: all day.",
+    )
+    airtime: Airtime = spec(
+        Kind.CHOICE,
+        N_("播出时段"),
+        default=Airtime.ALL.value,
+        choices=Airtime,
+        invalid=N_("播出时段无效"),
+        doc="Parts of the day it plays in: morning (before 11:00), noon (11:00-15:59), "
+        "evening (from 16:00), or all.",
     )
     repeats: int = spec(Kind.INT, N_("重复次数"), default=1, lo=1, hi=MAX_REPEATS)
     chat_post_time: time | None = spec(
@@ -370,6 +387,11 @@ def parse(
             errors.add("end_date", N_("结束日期已经过去"))
     if values["to_chats"] and values["chat_post_time"] is None and "chat_post_time" not in errors:
         errors.add("chat_post_time", N_("发到群聊时请填写发送时间"))
+    post, stop = values["chat_post_time"], values["end_time"]
+    if values["to_chats"] and post and stop and start and start == end and post >= stop:
+        errors.add(
+            "chat_post_time", N_("群聊发送时间应早于活动结束时间 {t}"), t=stop.strftime("%H:%M")
+        )
     errors.raise_if_any()
     return Content(**values)
 

@@ -95,7 +95,10 @@ def create_app(settings: Settings, *, engine: Any = None) -> Flask:
 
     from cms.web import admin, announcements, api, auth, chats, dashboard, operators, schedule
     from cms.web import campaigns as campaign_pages
+    from cms.web import notice_templates as template_pages
+    from cms.web import notices as notice_pages
     from cms.web import speech as speech_pages
+    from cms.web import staff as staff_pages
     from cms.web import wechat as wechat_pages
     from cms.web.share import bp as share_bp
 
@@ -106,6 +109,9 @@ def create_app(settings: Settings, *, engine: Any = None) -> Flask:
     app.register_blueprint(wechat_pages.bp)
     app.register_blueprint(speech_pages.bp)  # the editor's spoken-text preview and 试听
     app.register_blueprint(voice_pages.bp)  # offline neural voice models
+    app.register_blueprint(notice_pages.bp)  # printed notices (A4, A5, one per village)
+    app.register_blueprint(template_pages.bp)  # notice templates and drafts from them
+    app.register_blueprint(staff_pages.bp)  # the township's staff channel (settings page)
     csrf.exempt(api.bp)
 
     app.teardown_appcontext(_close_session)

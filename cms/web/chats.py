@@ -34,7 +34,12 @@ def _chat(chat_group_id: int) -> ChatGroup:
 
 def _page(status: int = 200, **shown: Any) -> Any:
     scope = Scope.of(g.user)
-    chats = [c for c in chat_svc.list_chats(db()) if scope.has_chat(c)]
+    # The platforms in the order our users have them: the work robots, then Telegram.
+    order = [*chat_svc.ROBOT_PLATFORMS, "telegram"]
+    chats = sorted(
+        (c for c in chat_svc.list_chats(db()) if scope.has_chat(c)),
+        key=lambda c: order.index(c.platform) if c.platform in order else len(order),
+    )
     return render_template(
         "chats/index.html",
         chats=chats,

@@ -39,12 +39,12 @@ from cms.models import (
     Revision,
     Role,
 )
+from cms.services import airtime, township
 from cms.services import announcements as ann_svc
 from cms.services import budget as budget_svc
 from cms.services import lexicon as lexicon_svc
 from cms.services import schedule as schedule_svc
 from cms.services import share as share_svc
-from cms.services import township
 from cms.services.days import Outcome
 from cms.services.errors import NotFound, ValidationError, WorkflowError
 from cms.services.labels import ENGINE_LABELS, JOB_LABELS
@@ -463,7 +463,7 @@ def runsheet(outlet_id: int, day_text: str) -> Any:
                     "repeats": a.approved.repeats,
                     "duration": estimates[a.approved.id],
                 }
-                for a in planned
+                for a in airtime.in_slot(planned, day, row.slot.at)
             ]
             total = budget_svc.slot_seconds([(i["duration"], i["repeats"]) for i in items])
         sheet.append(
@@ -546,6 +546,15 @@ def budget() -> Any:
             )
         else:
             dates[name] = day
+    end_time = None
+    raw_end = (data.get("end_time") or "").strip()
+    if raw_end:
+        end_time = airtime.parse_time(raw_end)
+        if end_time is None:
+            errors["end_time"] = _("最后一天的结束时间应为 HH:MM")
+    airtime_choice = data.get("airtime") or "all"
+    if airtime_choice not in airtime.AIRTIME_LABELS:
+        errors["airtime"] = _("播出时段无效")
     if errors:
         return jsonify({"errors": errors}), 400
     result = budget_svc.budget(
@@ -557,6 +566,8 @@ def budget() -> Any:
         start=dates["start_date"],
         end=max(dates["end_date"], dates["start_date"]),
         exclude_announcement=exclude,
+        end_time=end_time,
+        airtime_choice=airtime_choice,
     )
     body = result.to_dict()
     if result.over:

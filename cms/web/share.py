@@ -2,15 +2,31 @@
 
 from __future__ import annotations
 
+import base64
+import functools
+import hashlib
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
-from flask import Blueprint, Response, abort, flash, g, redirect, render_template, request, url_for
+from flask import (
+    Blueprint,
+    Response,
+    abort,
+    current_app,
+    flash,
+    g,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
 from flask_babel import gettext as _
-from markupsafe import Markup
+from markupsafe import Markup, escape
 
 from cms.models import Announcement
 from cms.services import announcements as ann_svc
+from cms.services import phones
 from cms.services import share as svc
 from cms.services.errors import DomainError, NotFound
 from cms.services.text import printable
@@ -64,6 +80,30 @@ def _names(found: svc.SharePage, suffix: str) -> tuple[str, str]:
     return f"{title}{suffix}", f"dalaba-notice{found.announcement_id}{suffix}"
 
 
+@bp.app_template_filter("tel_links")
+def tel_links(text: str | None) -> Markup:
+    """Escaped text with line breaks, phone numbers as tap-to-call ``tel:`` links."""
+    parts: list[Markup] = []
+    for piece, number in phones.segments(text or ""):
+        shown = Markup("<br>").join(escape(piece).split("\n"))
+        parts.append(Markup('<a href="tel:{}">{}</a>').format(number, shown) if number else shown)
+    return Markup("").join(parts)
+
+
+@functools.cache
+def _inline(name: str) -> tuple[Markup, str]:
+    """A static file's text to inline, and its CSP source (``'sha256-…'``) that allows it."""
+    text = (Path(current_app.static_folder or "") / name).read_text(encoding="utf-8")
+    digest = base64.b64encode(hashlib.sha256(text.encode("utf-8")).digest()).decode("ascii")
+    return Markup(text), f"'sha256-{digest}'"
+
+
+def in_words(seconds: float, template: str) -> str:
+    """A duration in minutes and seconds as words ("1分05秒")."""
+    whole = max(0, int(seconds))
+    return template.format(m=whole // 60, s=f"{whole % 60:02d}")
+
+
 @bp.get("/s/<token>")
 @rule(PUBLIC)
 def page(token: str) -> Any:
@@ -71,6 +111,11 @@ def page(token: str) -> Any:
     found = _page(token)
     text = " ".join(printable(found.body).split())
     description = text[:DESCRIPTION_CHARS] + ("…" if len(text) > DESCRIPTION_CHARS else "")
+    # Style and script are inlined: one request shows the page on a slow line (it loads in
+    # well under a second on DevTools' 3G profile, tests/browser/test_share_elders.py).
+    css, css_hash = _inline("share.css")
+    js, js_hash = _inline("share-page.js")
+    played, total = _("已播放 {m}分{s}秒"), _("共 {m}分{s}秒")
     response = Response(
         render_template(
             "share/page.html",
@@ -79,9 +124,19 @@ def page(token: str) -> Any:
             description=description,
             url=f"{settings().base_url}/s/{token}",
             image=settings().base_url + url_for("static", filename="share-card.png"),
+            css=css,
+            js=js,
+            played=played,
+            total=total,
+            time_words=in_words(0, played)
+            + (f" / {in_words(found.duration, total)}" if found.duration else ""),
         )
     )
     response.headers["Cache-Control"] = NO_CACHE
+    response.headers["Content-Security-Policy"] = (
+        "default-src 'self'; img-src 'self' data:; media-src 'self' blob:; "
+        f"style-src 'self' {css_hash}; script-src 'self' {js_hash}; frame-ancestors 'none'"
+    )
     return response
 
 

@@ -22,7 +22,8 @@ import pytest
 from sqlalchemy import select
 
 from cms.demo import DEMO_PASSWORD
-from cms.models import JobState, Outlet, Program
+from cms.models import JobState, Outlet, Program, User
+from cms.services import templates
 from tests.browser.conftest import LiveServer
 from tests.browser.test_share_page import prepare
 
@@ -69,6 +70,7 @@ class Site:
     day: str
     share: str
     link: str
+    template: int
 
 
 @pytest.fixture(scope="module")
@@ -95,14 +97,27 @@ def site(module_server: LiveServer) -> Site:
                 path=str(built),
             )
         )
+        admin = session.scalar(select(User).where(User.username == "admin"))
+        template = templates.save(
+            session, admin, None, name="赶集日提醒", title="赶集日注意交通安全",
+            body="{日期}赶集，请注意交通安全。咨询电话{电话}。",
+        )  # fmt: skip
         session.commit()
-    return Site(module_server, ann_id, outlet.id, today.isoformat(), share_path, link_path)
+        template_id = template.id
+    return Site(
+        module_server, ann_id, outlet.id, today.isoformat(), share_path, link_path, template_id
+    )
 
 
 def pages_for(role: str, site: Site) -> list[str]:
     """The pages a role can open, with ids from the demo township."""
     ann, outlet, day = site.ann, site.outlet, site.day
-    announcement = [f"/announcements/{ann}", f"/announcements/{ann}/revisions"]
+    announcement = [
+        f"/announcements/{ann}",
+        f"/announcements/{ann}/revisions",
+        f"/announcements/{ann}/print",
+    ]
+    kit = ["/templates/", "/templates/use/s-household-meeting"]
     schedule = [
         "/schedule/",
         f"/schedule/announcements/{ann}",
@@ -138,9 +153,14 @@ def pages_for(role: str, site: Site) -> list[str]:
             "/admin/settings",
             "/admin/wechat",
             "/admin/audit",
+            *kit,
+            "/templates/new",
+            f"/templates/{site.template}/edit",
         ]
     if role == "wangli":  # an editor: the pages where drafts are written
-        return ["/", "/announcements/", "/announcements/new", *announcement, "/compliance"]
+        return [
+            "/", "/announcements/", "/announcements/new", *announcement, "/compliance", *kit,
+        ]  # fmt: skip
     if role == "lishuji":  # a reviewer
         return ["/", "/announcements/review", f"/announcements/{ann}", "/schedule/"]
     if role == "shiqiao":  # a village's loudspeaker operator

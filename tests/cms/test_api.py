@@ -387,14 +387,32 @@ ROLE_MATRIX: list[tuple[str, str, Any, set[Role] | None, int]] = [
         201,
     ),
     ("GET", "/topics", None, READERS, 200),
+    ("GET", "/templates", None, READERS, 200),
+    (
+        "POST",
+        "/templates/{template}/drafts",
+        {
+            "fields": {"日期": "2030-01-01", "电话": "13812345678"},
+            "content": {
+                "area_ids": ["{area}"],
+                "channels": ["loudspeaker"],
+                "start_date": "2030-01-01",
+                "end_date": "2030-01-02",
+            },
+        },
+        EDITORS,
+        201,
+    ),
 ]
 
 
-def _fill(value: Any, ids: dict[str, int]) -> Any:
+def _fill(value: Any, ids: dict[str, Any]) -> Any:
     if isinstance(value, str) and value.startswith("{") and value.endswith("}"):
         return ids[value[1:-1]]
     if isinstance(value, dict):
         return {k: _fill(v, ids) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_fill(v, ids) for v in value]
     return value
 
 
@@ -422,6 +440,7 @@ def test_each_role_on_each_route(
             "area": grid["v1"].id,
             "town": grid["town"].id,
             "first": 1,
+            "template": "s-five-duties",
         }
         url = template.format(**ids)
         if payload == "content":

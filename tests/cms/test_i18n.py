@@ -124,7 +124,12 @@ def test_translations_keep_placeholders_and_contain_no_chinese(
 
 
 class VisibleText(HTMLParser):
-    """Collects what a user can read: text nodes and the attributes browsers display."""
+    """Collects what a user can read: text nodes and the attributes browsers display.
+
+    Text inside an element marked ``lang="zh…"`` is content declared Chinese (the wording of
+    a notice template, which villagers hear in Chinese whatever the officer's language), not
+    a label, and is left out.
+    """
 
     SHOWN_ATTRIBUTES = {"placeholder", "title", "alt", "aria-label", "data-label", "data-confirm"}
 
@@ -132,11 +137,19 @@ class VisibleText(HTMLParser):
         super().__init__(convert_charrefs=True)
         self.parts: list[str] = []
         self._skip = 0
+        self._chinese: tuple[str, int] | None = None  # the tag that opened it, nesting depth
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         if tag in {"script", "style"}:
             self._skip += 1
         values = dict(attrs)
+        if self._chinese is not None and tag == self._chinese[0]:
+            self._chinese = (tag, self._chinese[1] + 1)
+        elif (
+            self._chinese is None and tag != "html" and (values.get("lang") or "").startswith("zh")
+        ):
+            self._chinese = (tag, 1)
+            self._skip += 1
         for name, value in attrs:
             if value and name in self.SHOWN_ATTRIBUTES:
                 self.parts.append(value)
@@ -146,6 +159,11 @@ class VisibleText(HTMLParser):
     def handle_endtag(self, tag: str) -> None:
         if tag in {"script", "style"} and self._skip:
             self._skip -= 1
+        if self._chinese is not None and tag == self._chinese[0]:
+            depth = self._chinese[1] - 1
+            self._chinese = (tag, depth) if depth else None
+            if not depth:
+                self._skip -= 1
 
     def handle_data(self, data: str) -> None:
         if not self._skip and data.strip():

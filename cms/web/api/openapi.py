@@ -290,6 +290,45 @@ SCHEMAS: dict[str, Any] = {
     "WithdrawInput": _object(
         {"reason": _nullable({"type": "string", "maxLength": MAX_COMMENT})}, required=[]
     ),
+    # Notice templates (cms.services.templates).
+    "TemplateField": _object(
+        {
+            "name": {"type": "string"},
+            "kind": {
+                "type": "string",
+                "enum": ["date", "time", "phone", "amount", "text"],
+                "description": "date: YYYY-MM-DD; time: HH:MM; phone: a mobile or fixed-line "
+                "number; amount: yuan, up to two decimals; text: one line.",
+            },
+        }
+    ),
+    "Template": _object(
+        {
+            "id": {"type": "string", "description": "s-… for the shipped library, else a number."},
+            "name": {"type": "string"},
+            "title": {"type": "string", "description": "With {field} placeholders."},
+            "body": {"type": "string", "description": "With {field} placeholders."},
+            "shipped": {"type": "boolean"},
+            "office": _nullable({"type": "string"}),
+            "fields": {"type": "array", "items": _ref("TemplateField")},
+        }
+    ),
+    "TemplateList": _object({"items": {"type": "array", "items": _ref("Template")}}),
+    "TemplateDraftInput": _object(
+        {
+            "fields": {
+                "type": "object",
+                "additionalProperties": {"type": "string", "maxLength": 100},
+                "description": "A value for every field of the template, by name.",
+            },
+            "content": {
+                **_ref("AnnouncementPatch"),
+                "description": "The rest of the draft (area_ids, dates, channels …); the "
+                "title and body come from the filled template.",
+            },
+        },
+        required=["fields", "content"],
+    ),
 }
 
 
@@ -555,6 +594,40 @@ PATHS: dict[str, Any] = {
             "responses": {"200": _json("AreaDetail"), **_errors("401", "404")},
         },
     },
+    "/templates": {
+        "get": {
+            "operationId": "listTemplates",
+            "summary": "Notice templates: the shipped library, the county's and the township's",
+            "description": "Roles: admin, editor, reviewer.",
+            "tags": ["templates"],
+            "responses": {"200": _json("TemplateList"), **_errors("401", "403")},
+        }
+    },
+    "/templates/{template_id}/drafts": {
+        "parameters": [
+            {
+                "name": "template_id",
+                "in": "path",
+                "required": True,
+                "schema": {"type": "string", "pattern": "^(s-[a-z-]{1,40}|[1-9][0-9]{0,8})$"},
+            }
+        ],
+        "post": {
+            "operationId": "draftFromTemplate",
+            "summary": "A new draft from a filled template (then submit it for review)",
+            "description": "Roles: admin, editor. Every field is checked by its kind; bad "
+            "ones are named in the 400 answer as field:NAME.",
+            "tags": ["templates"],
+            "requestBody": _body("TemplateDraftInput"),
+            "responses": {
+                "201": {
+                    **_json("Announcement", "Created"),
+                    "headers": {"Location": {"schema": {"type": "string"}}},
+                },
+                **_errors("400", "401", "403", "404", "413", "415"),
+            },
+        },
+    },
     "/topics": {
         "get": {
             "operationId": "listTopics",
@@ -634,6 +707,7 @@ def _document() -> str:
                 {"name": "announcements"},
                 {"name": "areas"},
                 {"name": "topics"},
+                {"name": "templates"},
                 {"name": "meta"},
             ],
             "paths": PATHS,
