@@ -43,7 +43,7 @@ from cms.scheduler import diskspace, queue
 from cms.scheduler.clock import at_local
 from cms.scheduler.context import Context
 from cms.scheduler.renders import clips_ready
-from cms.services import days
+from cms.services import breakin, days
 from cms.services.announcements import going_out_on, reaching_outlets
 from cms.services.errors import N_, Message
 
@@ -108,7 +108,15 @@ def outlet_announcements(session: Session, outlet: Outlet, day: date) -> list[An
     # Only those aimed at the outlet's area or above it are loaded: a county's day has many
     # announcements, an outlet hears a few (every build of every program asks this).
     going = going_out_on(session, day, outlet.area)
-    return reaching_outlets(session, day, [outlet], going=going)[outlet.id]
+    anns = reaching_outlets(session, day, [outlet], going=going)[outlet.id]
+    return breaking_first(anns, breakin.front_announcements(session, day))
+
+
+def breaking_first(anns: list[Announcement], front: set[int]) -> list[Announcement]:
+    """A notice being played now (立即插播) leads every later program of its day."""
+    if not front:
+        return anns
+    return sorted(anns, key=lambda a: a.id not in front)  # stable: urgent order kept
 
 
 def inputs_for(
@@ -217,8 +225,9 @@ def plan_day(
     # One query for every clip of the day, not one per outlet and slot: this runs each tick.
     clips = clips_ready(session, (a.approved.id for a in going))
     reached = reaching_outlets(session, day, outlets, going=going)
+    front = breakin.front_announcements(session, day)
     for outlet in outlets:
-        inputs = inputs_for(session, reached[outlet.id], clips)
+        inputs = inputs_for(session, breaking_first(reached[outlet.id], front), clips)
         for slot in outlet.slots:
             program = existing.pop((outlet.id, slot.id), None)
             times = days.SlotTimes.of(day, slot.at, slot.minutes, tz)

@@ -36,6 +36,11 @@ ACTION_LABELS = {
     "campaign.adapt": N_("改编县级活动"),
     "campaign.follow": N_("随县级活动更新"),
     "campaign.withdraw_copy": N_("随县级活动撤回"),
+    # Break-ins (cms.services.breakin).
+    "breakin.start": N_("立即插播"),
+    "breakin.end": N_("结束插播"),
+    "breakin.played": N_("插播已播放"),
+    "announcement.emergency_approve": N_("按紧急规则通过（立即插播）"),
 }
 
 

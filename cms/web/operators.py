@@ -29,6 +29,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
 from cms.models import Outlet, OutletKind, Program, Role
+from cms.services import breakin as breakin_svc
 from cms.services import days as days_svc
 from cms.services import operators as svc
 from cms.services import share as share_svc
@@ -265,6 +266,7 @@ def link_page(token: str) -> Any:
         mobile=outlet.kind is OutletKind.MOBILE,
         base_url=settings().base_url,
         shares=[p for a in share_svc.for_area(db(), outlet.area, today) if (p := panel(a))],
+        breakins=breakin_svc.playing(db(), [outlet.id], today)[outlet.id],
     )
 
 
@@ -517,7 +519,13 @@ def mine() -> Any:
         )
         for outlet in _my_outlets()
     ]
-    return render_template("operators/mine.html", outlets=outlets, today=today)
+    playing = breakin_svc.playing(db(), [o.id for o, _days in outlets], today)
+    return render_template(
+        "operators/mine.html",
+        outlets=outlets,
+        today=today,
+        breakins=[p for o, _days in outlets for p in playing[o.id]],
+    )
 
 
 def _my_program(program_id: int) -> Program:
