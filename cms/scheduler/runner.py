@@ -25,7 +25,7 @@ from sqlalchemy import Engine
 from cms.channels import ChannelRegistry
 from cms.db import make_session_factory
 from cms.disk import is_disk_full
-from cms.scheduler import breakin, lease
+from cms.scheduler import breakin, lease, terminals
 from cms.scheduler.clock import Clock, SystemClock, parse_hhmm
 from cms.scheduler.context import Context
 from cms.scheduler.core import Scheduler
@@ -272,6 +272,14 @@ def start_scheduler(
         "interval",
         minutes=RECONCILE_MINUTES,
         id="reconcile",
+        misfire_grace_time=RECONCILE_MINUTES * 60,
+        **common,
+    )
+    aps.add_job(
+        guarded("terminals", lambda: terminals.check_silent(ctx)),
+        "interval",
+        minutes=RECONCILE_MINUTES,
+        id="terminals",
         misfire_grace_time=RECONCILE_MINUTES * 60,
         **common,
     )

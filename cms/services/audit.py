@@ -41,6 +41,9 @@ ACTION_LABELS = {
     "breakin.end": N_("结束插播"),
     "breakin.played": N_("插播已播放"),
     "announcement.emergency_approve": N_("按紧急规则通过（立即插播）"),
+    # Terminals (cms.services.terminals).
+    "terminal.register": N_("登记终端"),
+    "terminal.revoke": N_("停用终端"),
 }
 
 

@@ -88,7 +88,9 @@ def create_app(settings: Settings, *, engine: Any = None) -> Flask:
     from cms.web import admin, announcements, api, auth, chats, dashboard, operators, schedule
     from cms.web import breakins as breakin_pages
     from cms.web import campaigns as campaign_pages
+    from cms.web import ledger as ledger_pages
     from cms.web import speech as speech_pages
+    from cms.web import terminals as terminal_pages
     from cms.web import wechat as wechat_pages
     from cms.web.share import bp as share_bp
 
@@ -97,10 +99,10 @@ def create_app(settings: Settings, *, engine: Any = None) -> Flask:
     app.register_blueprint(campaign_pages.bp)  # county campaigns and the county's report
     app.register_blueprint(share_bp)  # the public share pages /s/<token>
     app.register_blueprint(wechat_pages.bp)
-    app.register_blueprint(speech_pages.bp)
-    app.register_blueprint(
-        breakin_pages.bp
-    )  # 立即插播: start, end, banners, now.mp3  # the editor's spoken-text preview and 试听
+    app.register_blueprint(speech_pages.bp)  # the editor's spoken-text preview and 试听
+    app.register_blueprint(breakin_pages.bp)  # 立即插播: start, end, banners, now.mp3
+    app.register_blueprint(terminal_pages.bp)  # boxes' own links /t/<token>/ and their proof
+    app.register_blueprint(ledger_pages.bp)  # 宣传台账: the month's ledger, XLSX and PDF
     csrf.exempt(api.bp)
 
     app.teardown_appcontext(_close_session)

@@ -46,7 +46,7 @@ def _today() -> date:
     return _now().astimezone(settings().tz).date()
 
 
-def _file(path: str) -> Path | None:
+def data_file(path: str) -> Path | None:
     """A stored path, only inside the data folder."""
     root = settings().data_dir.resolve()
     candidate = Path(path)
@@ -56,7 +56,7 @@ def _file(path: str) -> Path | None:
 
 def send_copy(copy: BreakInOutlet, outlet: Outlet) -> Response | None:
     """An outlet's copy of an insert, with validators and ranges; None if it vanished."""
-    path = _file(copy.path)
+    path = data_file(copy.path)
     if path is None:
         return None
     try:

@@ -33,6 +33,7 @@ from cms.services import breakin as breakin_svc
 from cms.services import days as days_svc
 from cms.services import operators as svc
 from cms.services import share as share_svc
+from cms.services import terminals as terminal_svc
 from cms.services.errors import DomainError
 from cms.services.scope import Scope
 from cms.services.text import in_date_range, parse_date, printable
@@ -624,12 +625,17 @@ def compliance() -> Any:
     """Per village and day: programs built, downloaded and confirmed, with a 30-day chart."""
     days, today, rows = _compliance_rows()
     totals = svc.daily_totals(rows, today, days)
+    outlet_ids = list(db().scalars(select(Outlet.id).where(Scope.of(g.user).outlets())))
     return render_template(
         "operators/compliance.html",
         rows=rows,
         days=days,
         chart=_chart(totals),
         totals=totals,
+        boxes=terminal_svc.day_statuses(db(), outlet_ids, today, settings().tz),
+        box_day=today,
+        box_statuses=terminal_svc.STATUS_LABELS,
+        box_kinds=terminal_svc.KIND_LABELS,
     )
 
 
