@@ -24,6 +24,7 @@ from sqlalchemy.orm import Session
 from cms.db import unit_of_work
 from cms.models import (
     Area,
+    BreakIn,
     Clip,
     Delivery,
     DeliveryState,
@@ -256,6 +257,7 @@ class Scheduler:
                 (Clip, JobState.RUNNING, JobState.PENDING),
                 (Program, JobState.RUNNING, JobState.PENDING),
                 (Delivery, DeliveryState.SENDING, DeliveryState.PENDING),
+                (BreakIn, JobState.RUNNING, JobState.PENDING),
             ):
                 n += queue.release_orphans(
                     session, model, running=running, ready=ready, worker=self.ctx.worker

@@ -281,6 +281,21 @@ def day_statuses(
     return out
 
 
+def whole_programs(session: Session, program_ids: Sequence[int]) -> set[int]:
+    """Programs among ``program_ids`` that some terminal fetched whole (in one or more ranges)."""
+    by_pair: dict[tuple[int, int], list[TerminalFetch]] = {}
+    for f in session.scalars(
+        select(TerminalFetch).where(TerminalFetch.program_id.in_(list(program_ids)))
+    ):
+        assert f.program_id is not None
+        by_pair.setdefault((f.terminal_id, f.program_id), []).append(f)
+    return {
+        program_id
+        for (_t, program_id), rows in by_pair.items()
+        if covered([s for r in rows for s in spans(r.ranges)]) >= max(r.size for r in rows) > 0
+    }
+
+
 def silent(session: Session, now: datetime) -> list[Terminal]:
     """Active terminals (registered over a day ago) that fetched nothing for a day."""
     since = now - SILENT_AFTER

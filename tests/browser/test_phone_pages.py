@@ -138,9 +138,14 @@ def pages_for(role: str, site: Site) -> list[str]:
             "/admin/settings",
             "/admin/wechat",
             "/admin/audit",
+            "/breakins/",
+            f"/terminals/{outlet}",
+            "/ledger/",
         ]
     if role == "wangli":  # an editor: the pages where drafts are written
-        return ["/", "/announcements/", "/announcements/new", *announcement, "/compliance"]
+        return [
+            "/", "/announcements/", "/announcements/new", *announcement, "/compliance", "/ledger/",
+        ]  # fmt: skip
     if role == "lishuji":  # a reviewer
         return ["/", "/announcements/review", f"/announcements/{ann}", "/schedule/"]
     if role == "shiqiao":  # a village's loudspeaker operator

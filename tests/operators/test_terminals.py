@@ -144,6 +144,8 @@ def test_fake_boxes_fetch_on_a_schedule_and_their_statuses_come_out_right(
         "late": ["late", "none"],
     }
     assert evening.id not in {r.program_id for r in rows}
+    # The county report counts programs some box fetched whole (late ones too).
+    assert svc.whole_programs(session, [morning.id, evening.id]) == {morning.id}
 
     # 督查 shows them per box beside the manual confirmations; so does the outlet's day page.
     client = app.test_client()

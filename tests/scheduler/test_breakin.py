@@ -221,3 +221,34 @@ def test_a_break_in_whose_clip_failed_raises_an_alert(
     from cms.models import Alert
 
     assert s.scalar(select(Alert.kind).where(Alert.object_type == "break_in")) == "breakin_failed"
+
+
+def test_a_break_in_left_running_by_a_dead_scheduler_is_built_by_the_next(
+    session: Session,
+    ctx: Context,
+    clock: ManualClock,
+    urgent: Callable[..., Announcement],
+    outlets: tuple[Outlet, Outlet],
+    make_user: Callable[..., User],
+    fresh_session: Callable[[], Session],
+) -> None:
+    from cms.scheduler import queue
+    from cms.scheduler.core import Scheduler
+
+    row = svc.start(
+        session, make_user(Role.REVIEWER), urgent("approved"), rule="reviewer", today=ctx.today()
+    )
+    session.commit()
+    # A scheduler claimed it and was killed before finishing (its claim still runs).
+    assert queue.claim(
+        session, BreakIn, row.id, ready=JobState.PENDING, running=JobState.RUNNING,
+        worker="dead-host-1/abcd", now=clock.now(), hold=job.HOLD,
+    )  # fmt: skip
+    session.commit()
+    assert job.run_due(ctx) == 0  # not due: claimed
+    # The next process to take the lease hands it back at once, and builds it.
+    assert Scheduler(ctx).release_orphans() == 1
+    assert job.run_due(ctx) == 1
+    s = fresh_session()
+    assert s.get(BreakIn, row.id).state is JobState.DONE  # type: ignore[union-attr]
+    assert s.query(BreakInOutlet).count() == 1
