@@ -20,6 +20,7 @@ A county's ledger has the same sections over all its townships, plus one row per
 from __future__ import annotations
 
 import calendar
+import re
 from collections import Counter, defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -58,6 +59,7 @@ from cms.services.scope import Scope
 from cms.services.terminals import covered, spans, status_of
 
 UNFILED = N_("未分类")
+_MONTH = re.compile(r"([0-9]{4})-([0-9]{2})")  # ASCII digits only ("²" is a digit to isdigit)
 
 
 @dataclass
@@ -187,11 +189,9 @@ class Ledger:
 def month_of(text: str | None, today: date) -> tuple[date, date]:
     """The first and last day of ``YYYY-MM`` (this month when empty or invalid)."""
     year, month = today.year, today.month
-    if text:
-        head, sep, tail = text.partition("-")
-        valid = sep and head.isdigit() and tail.isdigit() and len(head) == 4
-        if valid and 2000 <= int(head) <= 2100 and 1 <= int(tail) <= 12:
-            year, month = int(head), int(tail)
+    found = _MONTH.fullmatch(text or "")
+    if found and 2000 <= int(found[1]) <= 2100 and 1 <= int(found[2]) <= 12:
+        year, month = int(found[1]), int(found[2])
     return date(year, month, 1), date(year, month, calendar.monthrange(year, month)[1])
 
 

@@ -27,7 +27,7 @@ from cms.services import ledger as svc
 from cms.services import terminals as terminal_svc
 from cms.services.errors import NotFound
 from cms.services.scope import Scope
-from cms.services.text import printable
+from cms.services.text import parse_id, printable
 from cms.web.auth import STAFF, rule
 from cms.web.db import db, settings
 from cms.web.sendfile import content_disposition
@@ -54,8 +54,7 @@ def _ledger() -> svc.Ledger:
     offices = svc.offices(db(), scope)
     if not offices:
         abort(404)
-    wanted = request.args.get("area", "")
-    area_id = int(wanted) if wanted.isdigit() and len(wanted) < 10 else None
+    area_id = parse_id(request.args.get("area", ""))
     if area_id is None:
         # The user's own office: their township (or county), else the first in scope.
         own = g.user.area
