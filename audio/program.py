@@ -37,6 +37,7 @@ __all__ = [
     "build_loop",
     "build_program",
     "manifest_path",
+    "silence_mp3",
 ]
 
 MANIFEST_VERSION = 1
@@ -169,6 +170,21 @@ def _silence_count(count: int) -> bytes:
     cycles = b"".join(pool)
     whole, rest = divmod(count, len(pool))
     return cycles * whole + b"".join(pool[:rest])
+
+
+def silence_mp3(seconds: float = 1.0) -> bytes:
+    """Digital silence in the house format, no tags: an answer a dumb player plays as nothing.
+
+    Args:
+        seconds: how long (rounded to whole frames, at least one frame).
+
+    Returns:
+        The MP3 frames.
+
+    Raises:
+        ProgramError: ffmpeg failed.
+    """
+    return _silence_count(max(1, round(seconds / HOUSE_FORMAT.frame_seconds)))
 
 
 def _input_hash(payload: dict[str, Any]) -> str:

@@ -994,3 +994,120 @@ class WechatArticle(QueueMixin, Base):
     revision: Mapped[Revision] = relationship()
 
     __table_args__ = (UniqueConstraint("account_id", "revision_id"),)
+
+
+# --- Break-ins (立即插播) and terminals (boxes that fetch by URL) ------------------------------
+
+
+class BreakIn(QueueMixin, Base):
+    """An urgent notice played now: one insert (chime, the notice read twice) for every outlet
+    it reaches, served at each outlet link's ``now.mp3`` until it is ended or the day is over.
+
+    ``rule``: ``approval`` (a reviewer sent it on approving), ``reviewer`` (a reviewer sent an
+    approved urgent notice), ``emergency`` (an admin, under the audited emergency rule,
+    with ``reason``). ``state`` is the build's queue state (``pending → running → done``).
+    """
+
+    __tablename__ = "break_in"
+
+    id: Mapped[intpk]
+    announcement_id: Mapped[int] = mapped_column(
+        ForeignKey("announcement.id", ondelete="CASCADE"), index=True
+    )
+    revision_id: Mapped[int] = mapped_column(ForeignKey("revision.id", ondelete="CASCADE"))
+    # The owning office (the announcement's), for scope.
+    area_id: Mapped[int | None] = mapped_column(
+        ForeignKey("area.id", ondelete="RESTRICT"), index=True
+    )
+    day: Mapped[date] = mapped_column(index=True)
+    rule: Mapped[str] = mapped_column(String(20))
+    reason: Mapped[str] = mapped_column(Text, default="")
+    state: Mapped[JobState] = mapped_column(_enum(JobState), default=JobState.PENDING, index=True)
+    path: Mapped[str | None] = mapped_column(String(500))
+    duration: Mapped[float | None]
+    outlet_count: Mapped[int] = mapped_column(default=0)
+    started_by_id: Mapped[int | None] = mapped_column(ForeignKey("user.id", ondelete="SET NULL"))
+    started_at: Mapped[datetime]
+    built_at: Mapped[datetime | None]
+    notified_at: Mapped[datetime | None]
+    ended_at: Mapped[datetime | None]
+    ended_by_id: Mapped[int | None] = mapped_column(ForeignKey("user.id", ondelete="SET NULL"))
+    created_at: Mapped[created_at]
+
+    announcement: Mapped[Announcement] = relationship()
+    revision: Mapped[Revision] = relationship()
+    started_by: Mapped[User | None] = relationship(foreign_keys=[started_by_id])
+    ended_by: Mapped[User | None] = relationship(foreign_keys=[ended_by_id])
+
+
+class BreakInOutlet(Base):
+    """One outlet's copy of a break-in's insert (a hard link of the shared file) and whether
+    its operator played it."""
+
+    __tablename__ = "break_in_outlet"
+
+    id: Mapped[intpk]
+    break_in_id: Mapped[int] = mapped_column(
+        ForeignKey("break_in.id", ondelete="CASCADE"), index=True
+    )
+    outlet_id: Mapped[int] = mapped_column(ForeignKey("outlet.id", ondelete="CASCADE"), index=True)
+    path: Mapped[str] = mapped_column(String(500))
+    ready_at: Mapped[datetime]
+    played_at: Mapped[datetime | None]
+    played_by_id: Mapped[int | None] = mapped_column(ForeignKey("user.id", ondelete="SET NULL"))
+    via: Mapped[str | None] = mapped_column(String(20))
+
+    break_in: Mapped[BreakIn] = relationship()
+    outlet: Mapped[Outlet] = relationship()
+
+    __table_args__ = (UniqueConstraint("break_in_id", "outlet_id"),)
+
+
+class TerminalKind(enum.StrEnum):
+    IP_SPEAKER = "ip_speaker"
+    COLUMN_4G = "column_4g"
+    PC_PLAYER = "pc_player"
+
+
+class Terminal(Base):
+    """A box at an outlet that fetches its audio by URL itself (IP speaker, 4G column, PC
+    player), with its own revocable link; only the SHA-256 of the token is stored."""
+
+    __tablename__ = "terminal"
+
+    id: Mapped[intpk]
+    outlet_id: Mapped[int] = mapped_column(ForeignKey("outlet.id", ondelete="CASCADE"), index=True)
+    kind: Mapped[TerminalKind] = mapped_column(_enum(TerminalKind))
+    name: Mapped[str80]
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    prefix: Mapped[str] = mapped_column(String(12))
+    created_at: Mapped[created_at]
+    revoked_at: Mapped[datetime | None]
+
+    outlet: Mapped[Outlet] = relationship()
+
+
+class TerminalFetch(Base):
+    """One fetch by a terminal: what, when, how many bytes of how many, which ranges."""
+
+    __tablename__ = "terminal_fetch"
+
+    id: Mapped[intpk]
+    terminal_id: Mapped[int] = mapped_column(
+        ForeignKey("terminal.id", ondelete="CASCADE"), index=True
+    )
+    outlet_id: Mapped[int] = mapped_column(ForeignKey("outlet.id", ondelete="CASCADE"), index=True)
+    program_id: Mapped[int | None] = mapped_column(
+        ForeignKey("program.id", ondelete="SET NULL"), index=True
+    )
+    break_in_id: Mapped[int | None] = mapped_column(
+        ForeignKey("break_in.id", ondelete="SET NULL"), index=True
+    )
+    day: Mapped[date] = mapped_column(index=True)
+    kind: Mapped[str] = mapped_column(String(20))
+    at: Mapped[datetime] = mapped_column(index=True)
+    size: Mapped[int] = mapped_column(default=0)
+    bytes_sent: Mapped[int] = mapped_column(default=0)
+    complete: Mapped[bool] = mapped_column(default=False)
+    # The byte ranges sent, "start-end" (inclusive) joined by commas.
+    ranges: Mapped[str] = mapped_column(String(200), default="")

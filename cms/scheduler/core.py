@@ -24,6 +24,7 @@ from sqlalchemy.orm import Session
 from cms.db import unit_of_work
 from cms.models import (
     Area,
+    BreakIn,
     Clip,
     Delivery,
     DeliveryState,
@@ -265,6 +266,7 @@ class Scheduler:
                 (Clip, JobState.RUNNING, JobState.PENDING),
                 (Program, JobState.RUNNING, JobState.PENDING),
                 (Delivery, DeliveryState.SENDING, DeliveryState.PENDING),
+                (BreakIn, JobState.RUNNING, JobState.PENDING),
             ):
                 n += queue.release_orphans(
                     session, model, running=running, ready=ready, worker=self.ctx.worker
@@ -445,7 +447,11 @@ def _up_to_date(session: Session, ctx: Context, ids: list[int]) -> dict[int, Bui
         for program in of_day:
             slotted = in_slot(reached[program.outlet_id], day, program.slot.at)
             inputs = programs.inputs_for(
-                session, slotted, clips, program.outlet, ctx.settings.tts_engine,
+                session,
+                slotted,
+                clips,
+                program.outlet,
+                ctx.settings.tts_engine,
                 area=program.outlet.area,
             )
             if program.input_hash != inputs.hash(programs.program_key(program)):

@@ -51,7 +51,7 @@ from cms.scheduler import diskspace, queue
 from cms.scheduler.clock import at_local
 from cms.scheduler.context import Context
 from cms.scheduler.renders import clips_ready
-from cms.services import days
+from cms.services import breakin, days
 from cms.services.airtime import in_slot
 from cms.services.announcements import (
     for_part,
@@ -128,7 +128,15 @@ def outlet_announcements(
     # announcements, an outlet hears a few (every build of every program asks this).
     going = going_out_on(session, day, outlet.area)
     reached = reaching_outlets(session, day, [outlet], going=going)[outlet.id]
-    return reached if at is None else in_slot(reached, day, at)
+    anns = breaking_first(reached, breakin.front_announcements(session, day))
+    return anns if at is None else in_slot(anns, day, at)
+
+
+def breaking_first(anns: list[Announcement], front: set[int]) -> list[Announcement]:
+    """A notice being played now (立即插播) leads every later program of its day."""
+    if not front:
+        return anns
+    return sorted(anns, key=lambda a: a.id not in front)  # stable: urgent order kept
 
 
 def inputs_for(
@@ -294,12 +302,17 @@ def plan_day(
     # One query for every clip of the day, not one per outlet and slot: this runs each tick.
     clips = clips_ready(session, (a.approved.id for a in going))
     reached = reaching_outlets(session, day, outlets, going=going)
+    front = breakin.front_announcements(session, day)
     for outlet in outlets:
         for slot in outlet.slots:
             # What plays in this slot: a notice may end early on its last day or keep to
             # parts of the day (cms.services.airtime).
             inputs = inputs_for(
-                session, in_slot(reached[outlet.id], day, slot.at), clips, outlet, engine_mode,
+                session,
+                in_slot(breaking_first(reached[outlet.id], front), day, slot.at),
+                clips,
+                outlet,
+                engine_mode,
                 area=outlet.area,
             )
             program = existing.pop((outlet.id, slot.id), None)

@@ -25,7 +25,7 @@ from sqlalchemy import Engine
 from cms.channels import ChannelRegistry
 from cms.db import make_session_factory
 from cms.disk import is_disk_full
-from cms.scheduler import lease
+from cms.scheduler import breakin, lease, terminals
 from cms.scheduler.clock import Clock, parse_hhmm
 from cms.scheduler.context import Context
 from cms.scheduler.core import Scheduler
@@ -248,6 +248,17 @@ def start_scheduler(
             misfire_grace_time=short_grace,
             **common,
         )
+    # Break-ins (立即插播) are looked for every second or tick, whichever is sooner: the
+    # look is one indexed query, and an emergency should not wait for the next tick.
+    aps.add_job(
+        guarded("breakin", lambda: breakin.run_due(ctx)),
+        "interval",
+        seconds=min(tick.total_seconds(), 1.0),
+        id="breakin",
+        next_run_time=now,
+        misfire_grace_time=short_grace,
+        **common,
+    )
     build_at = parse_hhmm(settings.build_time)
     aps.add_job(
         guarded(
@@ -267,6 +278,14 @@ def start_scheduler(
         "interval",
         minutes=RECONCILE_MINUTES,
         id="reconcile",
+        misfire_grace_time=RECONCILE_MINUTES * 60,
+        **common,
+    )
+    aps.add_job(
+        guarded("terminals", lambda: terminals.check_silent(ctx)),
+        "interval",
+        minutes=RECONCILE_MINUTES,
+        id="terminals",
         misfire_grace_time=RECONCILE_MINUTES * 60,
         **common,
     )

@@ -75,10 +75,29 @@ ACTION_LABELS = {
     "announcement.from_template": N_("从模板新建"),
     "staff_channel.save": N_("设置工作群提醒"),
     "staff_channel.remove": N_("取消工作群提醒"),
+    # Break-ins (cms.services.breakin).
+    "breakin.start": N_("立即插播"),
+    "breakin.end": N_("结束插播"),
+    "breakin.played": N_("插播已播放"),
+    "announcement.emergency_approve": N_("按紧急规则通过（立即插播）"),
+    # Terminals (cms.services.terminals).
+    "terminal.register": N_("登记终端"),
+    "terminal.revoke": N_("停用终端"),
 }
 
 # How the details of an entry read to people (the raw key stays in the log).
 DETAIL_LABELS = {
+    "addresses": N_("不同地址数"),
+    "chat_group_id": N_("群聊"),
+    "events": N_("提醒内容"),
+    "failures": N_("失败次数"),
+    "rule": N_("插播依据"),
+    "sha256": N_("SHA-256 校验值"),
+    "template": N_("模板"),
+    "tts_engine": N_("语音引擎"),
+    "until": N_("锁定到"),
+    "voice": N_("声音"),
+    "was_locked": N_("原先已锁定"),
     "about": N_("关于"),
     "active": N_("启用"),
     "announcement": N_("公告"),

@@ -325,6 +325,8 @@ class ReportRow:
     downloaded: int = 0
     confirmed: int = 0
     posted: int = 0
+    # Programs a terminal (IP speaker, 4G column, PC player) fetched whole.
+    boxes: int = 0
 
 
 def county_campaigns(session: Session, scope: Scope) -> list[Announcement]:
@@ -402,6 +404,11 @@ def report(
             elif pid is None:
                 # A whole day's download (ZIP, M3U, RSS): every program of that day.
                 downloaded.update(by_day.get((outlet_id, day), []))
+    boxed: set[int] = set()
+    if ids:
+        from cms.services.terminals import whole_programs
+
+        boxed = whole_programs(session, ids)
     posts: list[tuple[int, str]] = []
     if campaign_of:
         posts = [
@@ -440,6 +447,7 @@ def report(
                     built=len(inside),
                     downloaded=len(downloaded & inside),
                     confirmed=len(confirmed & inside),
+                    boxes=len(boxed & inside),
                     posted=sum(
                         1 for c, path in posts if c == camp.id and path.startswith(area.path)
                     ),

@@ -46,7 +46,7 @@ from cms.services.scope import Scope
 from cms.settings import Settings
 
 VIAS = ("web", "bot", "link")
-DOWNLOAD_KINDS = ("mp3", "zip", "loop", "m3u", "rss")
+DOWNLOAD_KINDS = ("mp3", "zip", "loop", "m3u", "rss", "now")  # now: a break-in (立即插播)
 # Kinds that put a program's audio on the operator's device (feeds and playlists only list it).
 AUDIO_KINDS = ("mp3", "zip", "loop")
 UNCONFIRMED_ALERT = "program_unconfirmed"

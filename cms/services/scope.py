@@ -21,12 +21,14 @@ from cms.models import (
     Announcement,
     Area,
     AuditLog,
+    BreakIn,
     ChatGroup,
     Clip,
     Delivery,
     Outlet,
     Program,
     Revision,
+    Terminal,
     User,
     WechatAccount,
 )
@@ -144,6 +146,10 @@ class Scope:
             "chat_group": select(ChatGroup.id).where(self.chats()),
             "announcement": select(Announcement.id).where(self.announcements()),
             "clip": select(Clip.id).where(self.clips()),
+            "break_in": select(BreakIn.id).where(self.has_area(BreakIn.area_id)),
+            "terminal": select(Terminal.id).where(
+                Terminal.outlet_id.in_(select(Outlet.id).where(self.outlets()))
+            ),
         }
         return or_(
             *(
@@ -172,6 +178,10 @@ class Scope:
             "delivery": select(Delivery.id).where(self.deliveries()),
             "clip": select(Clip.id).where(self.clips()),
             "wechataccount": select(WechatAccount.id).where(self.has_area(WechatAccount.area_id)),
+            "breakin": select(BreakIn.id).where(self.has_area(BreakIn.area_id)),
+            "terminal": select(Terminal.id).where(
+                Terminal.outlet_id.in_(select(Outlet.id).where(self.outlets()))
+            ),
         }
         actor_inside = exists().where(User.id == AuditLog.user_id, self.users())
         return or_(

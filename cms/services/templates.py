@@ -361,15 +361,23 @@ def save(
     if clean_title and clean_body and len(fields_of(clean_title, clean_body)) > MAX_FIELDS:
         errors.add("body", N_("一个模板最多 {n} 个填空"), n=MAX_FIELDS)
     errors.raise_if_any()
+    created = row is None
     if row is None:
         row = NoticeTemplate(area_id=user.area_id, created_by_id=user.id)
         session.add(row)
-        action = "template.create"
-    else:
-        action = "template.edit" if active else "template.disable"
     row.name, row.title, row.body, row.active = clean_name, clean_title, clean_body, active
     session.flush()
-    audit.record(session, user, action, row, name=row.name, area_id=row.area_id)
+    if created:
+        audit.record(session, user, "template.create", row, name=row.name, area_id=row.area_id)
+    else:
+        audit.record(
+            session,
+            user,
+            "template.edit" if active else "template.disable",
+            row,
+            name=row.name,
+            area_id=row.area_id,
+        )
     return row
 
 

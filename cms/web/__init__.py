@@ -94,11 +94,14 @@ def create_app(settings: Settings, *, engine: Any = None) -> Flask:
     csrf.init_app(app)
 
     from cms.web import admin, announcements, api, auth, chats, dashboard, operators, schedule
+    from cms.web import breakins as breakin_pages
     from cms.web import campaigns as campaign_pages
+    from cms.web import ledger as ledger_pages
     from cms.web import notice_templates as template_pages
     from cms.web import notices as notice_pages
     from cms.web import speech as speech_pages
     from cms.web import staff as staff_pages
+    from cms.web import terminals as terminal_pages
     from cms.web import wechat as wechat_pages
     from cms.web.share import bp as share_bp
 
@@ -112,6 +115,9 @@ def create_app(settings: Settings, *, engine: Any = None) -> Flask:
     app.register_blueprint(notice_pages.bp)  # printed notices (A4, A5, one per village)
     app.register_blueprint(template_pages.bp)  # notice templates and drafts from them
     app.register_blueprint(staff_pages.bp)  # the township's staff channel (settings page)
+    app.register_blueprint(breakin_pages.bp)  # 立即插播: start, end, banners, now.mp3
+    app.register_blueprint(terminal_pages.bp)  # boxes' own links /t/<token>/ and their proof
+    app.register_blueprint(ledger_pages.bp)  # 宣传台账: the month's ledger, XLSX and PDF
     csrf.exempt(api.bp)
 
     app.teardown_appcontext(_close_session)

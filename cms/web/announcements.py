@@ -14,10 +14,10 @@ from audio.voices import VOICES
 from cms.models import Announcement, Area, Revision, Role, Status
 from cms.publishers import TITLE_CHARS, short_title
 from cms.services import announcements as svc
+from cms.services import breakin, township
 from cms.services import campaigns as campaigns_svc
 from cms.services import reach as reach_svc
 from cms.services import speech as speech_svc
-from cms.services import township
 from cms.services import wechat as wechat_svc
 from cms.services.audit import ACTION_LABELS
 from cms.services.content import MAX_AREA_IDS
@@ -322,6 +322,7 @@ def show(announcement_id: int) -> Any:
         adoption_labels=campaigns_svc.ADOPTION_LABELS,
         clips=speech_svc.clip_slots(db(), [ann.current]),
         scheduler_running=speech_svc.scheduler_running(db()),
+        breakin_active=breakin.active_of(db(), ann.id, today(settings())),
     )
 
 
@@ -334,6 +335,9 @@ def _transition(announcement_id: int, action: str) -> Any:
                 _submit(ann)
             case "approve":
                 svc.approve(db(), g.user, ann, comment)
+                if request.form.get("breakin") == "1":
+                    # 立即插播: sent now, on approval (cms.services.breakin).
+                    breakin.start(db(), g.user, ann, rule="approval", today=today(settings()))
             case "reject":
                 svc.reject(db(), g.user, ann, comment)
             case "withdraw":
@@ -354,6 +358,9 @@ def _transition(announcement_id: int, action: str) -> Any:
         "withdraw": _("已撤回"),
     }
     flash(done[action], "success")
+    if action == "approve" and request.form.get("breakin") == "1":
+        flash(_("已开始立即插播：各广播点的插播音频正在生成"), "success")
+        return redirect(url_for("breakins.index"))
     if action in {"approve", "reject"}:
         return redirect(url_for(".review_queue"))
     return redirect(url_for(".show", announcement_id=announcement_id))

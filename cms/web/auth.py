@@ -265,7 +265,9 @@ def logout() -> Any:
     user_id, version = g.user.id, g.user.session_version
     users.log_out(db(), g.user)
     if not commit_bookkeeping("the logout"):
-        current_app.extensions["dalaba.ended_sessions"].end(user_id, version, settings().now().timestamp())
+        current_app.extensions["dalaba.ended_sessions"].end(
+            user_id, version, settings().now().timestamp()
+        )
     _clear_session()
     flash(_("已退出登录"), "info")
     return redirect(url_for("auth.login"))

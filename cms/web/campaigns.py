@@ -34,6 +34,7 @@ REPORT_COLUMNS = (
     N_("已生成节目"),
     N_("已下载"),
     N_("已确认播放"),
+    N_("终端完整下载"),
     N_("已发到群聊"),
 )
 
@@ -212,6 +213,7 @@ def report_csv() -> Any:
                 r.built,
                 r.downloaded,
                 r.confirmed,
+                r.boxes,
                 r.posted,
             ]
         )

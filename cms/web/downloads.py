@@ -25,6 +25,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from cms.db import transaction
 from cms.services import operators as svc
 from cms.services import share as share_svc
+from cms.services import terminals as terminal_svc
+from cms.services.terminals import Fetch
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +78,7 @@ class DownloadLog:
         self.sessions = sessions
         self.interval = interval
         self.limit = limit
-        self._pending: list[Download | ShareFetch] = []
+        self._pending: list[Download | ShareFetch | Fetch] = []
         self._seen: dict[tuple[int, date, str, int | None], datetime] = {}
         self._lock = threading.Lock()  # guards _pending and _seen; held for microseconds
         self._flushing = threading.Lock()  # one writer at a time
@@ -105,6 +107,14 @@ class DownloadLog:
         """Note a fetch of a share page's audio; never blocks."""
         with self._lock:
             self._pending.append(ShareFetch(announcement_id, day, at))
+            start = self._thread_to_start()
+        if start is not None:
+            start.start()
+
+    def add_fetch(self, fetch: Fetch) -> None:
+        """Note a terminal's fetch (its bytes sent known once the response closed); never blocks."""
+        with self._lock:
+            self._pending.append(fetch)
             start = self._thread_to_start()
         if start is not None:
             start.start()
@@ -142,6 +152,9 @@ class DownloadLog:
                         if isinstance(d, Download)
                     )
                     written += share_svc.record_downloads(session, shares)
+                    written += terminal_svc.record(
+                        session, [f for f in batch if isinstance(f, Fetch)]
+                    )
             except SQLAlchemyError as exc:
                 log.warning("%d downloads not recorded yet, will retry: %s", len(batch), exc)
                 self._requeue(batch)
@@ -164,7 +177,7 @@ class DownloadLog:
             except Exception:  # the thread must outlive any one bad batch
                 log.exception("recording downloads failed")
 
-    def _requeue(self, batch: list[Download | ShareFetch]) -> None:
+    def _requeue(self, batch: list[Download | ShareFetch | Fetch]) -> None:
         with self._lock:
             self._pending = batch + self._pending
             dropped = len(self._pending) - self.limit

@@ -29,9 +29,11 @@ from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
 from cms.models import Outlet, OutletKind, Program, Role
+from cms.services import breakin as breakin_svc
 from cms.services import days as days_svc
 from cms.services import operators as svc
 from cms.services import share as share_svc
+from cms.services import terminals as terminal_svc
 from cms.services.errors import DomainError
 from cms.services.scope import Scope
 from cms.services.text import in_date_range, parse_date, printable
@@ -265,6 +267,7 @@ def link_page(token: str) -> Any:
         mobile=outlet.kind is OutletKind.MOBILE,
         base_url=settings().base_url,
         shares=[p for a in share_svc.for_area(db(), outlet.area, today) if (p := panel(a))],
+        breakins=breakin_svc.playing(db(), [outlet.id], today)[outlet.id],
     )
 
 
@@ -517,7 +520,13 @@ def mine() -> Any:
         )
         for outlet in _my_outlets()
     ]
-    return render_template("operators/mine.html", outlets=outlets, today=today)
+    playing = breakin_svc.playing(db(), [o.id for o, _days in outlets], today)
+    return render_template(
+        "operators/mine.html",
+        outlets=outlets,
+        today=today,
+        breakins=[p for o, _days in outlets for p in playing[o.id]],
+    )
 
 
 def _my_program(program_id: int) -> Program:
@@ -616,12 +625,17 @@ def compliance() -> Any:
     """Per village and day: programs built, downloaded and confirmed, with a 30-day chart."""
     days, today, rows = _compliance_rows()
     totals = svc.daily_totals(rows, today, days)
+    outlet_ids = list(db().scalars(select(Outlet.id).where(Scope.of(g.user).outlets())))
     return render_template(
         "operators/compliance.html",
         rows=rows,
         days=days,
         chart=_chart(totals),
         totals=totals,
+        boxes=terminal_svc.day_statuses(db(), outlet_ids, today, settings().tz),
+        box_day=today,
+        box_statuses=terminal_svc.STATUS_LABELS,
+        box_kinds=terminal_svc.KIND_LABELS,
     )
 
 

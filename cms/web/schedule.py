@@ -45,6 +45,7 @@ from cms.services import budget as budget_svc
 from cms.services import lexicon as lexicon_svc
 from cms.services import schedule as schedule_svc
 from cms.services import share as share_svc
+from cms.services import terminals as terminal_svc
 from cms.services.days import Outcome
 from cms.services.errors import NotFound, ValidationError, WorkflowError
 from cms.services.labels import ENGINE_LABELS, JOB_LABELS
@@ -398,6 +399,9 @@ def outlet_day(outlet_id: int, day_text: str) -> Any:
         planned=planned,
         prev_day=day - timedelta(days=1),
         next_day=day + timedelta(days=1),
+        boxes=terminal_svc.day_statuses(db(), [outlet.id], day, settings().tz),
+        box_statuses=terminal_svc.STATUS_LABELS,
+        box_kinds=terminal_svc.KIND_LABELS,
     )
 
 

@@ -20,7 +20,7 @@ import struct
 import threading
 import zlib
 from collections import OrderedDict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, tzinfo
 from email.utils import format_datetime
@@ -106,10 +106,16 @@ class BodyFile(io.RawIOBase):
     the body's handles. Other servers' wrappers read it to its end, which is the range's end.
     """
 
-    def __init__(self, body: Body, start: int, stop: int) -> None:
+    def __init__(
+        self, body: Body, start: int, stop: int, on_close: Callable[[int, int], None] | None = None
+    ) -> None:
         super().__init__()
         self.body, self.start, self.length = body, start, stop - start
         self.pos = 0
+        # Told (start, bytes sent) once at close. Waitress peeks with read + seek back and
+        # steps on with seek(n, SEEK_CUR) only for what the socket took; other servers read
+        # through: either way the position at close is what went out.
+        self.on_close = on_close
 
     def readable(self) -> bool:
         return True
@@ -146,6 +152,8 @@ class BodyFile(io.RawIOBase):
     def close(self) -> None:
         if not self.closed:
             self.body.close()
+            if self.on_close is not None:
+                self.on_close(self.start, min(self.pos, self.length))
         super().close()
 
 
@@ -294,6 +302,7 @@ def respond(
     fallback: str,
     attachment: bool = False,
     cache_control: str = "private, no-cache",
+    on_close: Callable[[int, int], None] | None = None,
 ) -> Response:
     """A GET/HEAD response for ``body``: 412, 304, 206, 416 or 200, with validators and a file
     name.
@@ -327,7 +336,7 @@ def respond(
         (start, stop), status = ranges[0], 206
         headers["Content-Range"] = f"bytes {start}-{stop - 1}/{size}"
     response = Response(
-        _file_wrapper(BodyFile(body, start, stop)),
+        _file_wrapper(BodyFile(body, start, stop, on_close)),
         status=status,
         headers=headers,
         mimetype=mimetype,

@@ -22,11 +22,11 @@ def english(page: Any) -> None:
 
 
 @pytest.mark.parametrize("lang", ["zh", "en"])
-
 @pytest.fixture(autouse=True)
 def local_webhooks(monkeypatch: pytest.MonkeyPatch) -> None:
     """The fake robots listen on loopback: allow such webhooks, as a self-hosted relay would."""
     monkeypatch.setenv("DALABA_ALLOW_LOCAL_WEBHOOKS", "1")
+
 
 def test_an_editor_fills_a_template_and_prints_it_for_every_village(
     new_page: Callable[..., tuple[Any, Any]],

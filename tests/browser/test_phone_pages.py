@@ -156,10 +156,13 @@ def pages_for(role: str, site: Site) -> list[str]:
             *kit,
             "/templates/new",
             f"/templates/{site.template}/edit",
+            "/breakins/",
+            f"/terminals/{outlet}",
+            "/ledger/",
         ]
     if role == "wangli":  # an editor: the pages where drafts are written
         return [
-            "/", "/announcements/", "/announcements/new", *announcement, "/compliance", *kit,
+            "/", "/announcements/", "/announcements/new", *announcement, "/compliance", "/ledger/", *kit,
         ]  # fmt: skip
     if role == "lishuji":  # a reviewer
         return ["/", "/announcements/review", f"/announcements/{ann}", "/schedule/"]

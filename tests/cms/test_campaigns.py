@@ -140,7 +140,8 @@ def test_report_page_and_csv_are_scoped(app, session, county, content):  # type:
     rows = list(csv.reader(io.StringIO(response.get_data(as_text=True).lstrip("\ufeff"))))
     assert rows[0][0] == "县级活动" and len(rows) == 1 + 4  # two townships, a village each
     assert {r[1] for r in rows[1:]} == {"后箐乡", "幸福镇"}
-    assert all(r[3:] == ["未采用", "0", "0", "0", "0"] for r in rows[1:])
+    # built, downloaded, confirmed, fetched whole by a terminal, posted
+    assert all(r[3:] == ["未采用", "0", "0", "0", "0", "0"] for r in rows[1:])
     a = _client(app, county["users"][("a", Role.EDITOR)])
     rows = list(
         csv.reader(

@@ -90,12 +90,15 @@ def ctx(settings: Settings, engine: Engine, clock: SuiteClock) -> Context:
 
 
 def _fill(path: Path, leave_mb: float) -> None:
-    """Write ``path`` until less than ``leave_mb`` is free (0: until the disk is full)."""
-    with path.open("wb") as f:
+    """Write ``path`` until less than ``leave_mb`` is free (0: until the disk is full).
+
+    Unbuffered: a buffered file keeps the part of the last chunk that did not fit and tries
+    it again on close, which then fails too (whether it does depends on how the free space
+    divides into chunks, so on the sizes of everything else on the disk)."""
+    with path.open("wb", buffering=0) as f:
         try:
             while shutil.disk_usage(path.parent).free > leave_mb * disk.MB:
                 f.write(CHUNK)
-                f.flush()
         except OSError:
             pass  # full
 

@@ -24,11 +24,11 @@ from tests.scheduler.helpers import local
 KEY = "staff-robot-0001"
 
 
-
 @pytest.fixture(autouse=True)
 def local_webhooks(monkeypatch: pytest.MonkeyPatch) -> None:
     """The fake robots listen on loopback: allow such webhooks, as a self-hosted relay would."""
     monkeypatch.setenv("DALABA_ALLOW_LOCAL_WEBHOOKS", "1")
+
 
 @pytest.fixture
 def api() -> Iterator[FakeWeCom]:

@@ -1,0 +1,257 @@
+"""Terminals' own links (``/t/<token>/…``) and the admin's page to register and revoke them.
+
+A terminal gets the operator link's feeds a box uses: ``today.mp3`` (the current or next
+slot), ``<day>/<HHMM>.mp3``, ``now.mp3`` (立即插播; 204 or silence when idle, see
+:mod:`cms.web.breakins`) and the day's M3U. Each audio response, when the server has
+closed it, tells the download log what went out (first byte, bytes sent), which writes it
+in its next batch: nothing is written while the request is served.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import date, datetime, time
+from typing import Any
+
+from flask import Blueprint, Response, abort, flash, g, redirect, render_template, request, url_for
+from flask_babel import gettext as _
+
+from cms.models import Outlet, Program, Role, Terminal
+from cms.services import breakin as breakin_svc
+from cms.services import operators as operator_svc
+from cms.services import terminals as svc
+from cms.services.errors import DomainError, ValidationError
+from cms.services.scope import Scope
+from cms.services.terminals import Fetch
+from cms.services.text import in_date_range, parse_date
+from cms.web.auth import PUBLIC, rule
+from cms.web.breakins import idle_response
+from cms.web.db import db, settings
+from cms.web.downloads import DownloadLog, download_log
+from cms.web.forms import field_errors, form_id, message
+from cms.web.sendfile import bytes_body, file_body, respond
+
+bp = Blueprint("terminals", __name__)
+MP3 = "audio/mpeg"
+_SLOT = re.compile(r"([01][0-9]|2[0-3])([0-5][0-9])")
+
+
+@bp.after_request
+def _private_link_headers(response: Response) -> Response:
+    if request.path.startswith("/t/"):
+        response.headers["X-Robots-Tag"] = "noindex, nofollow"
+        response.headers["Referrer-Policy"] = "no-referrer"
+    return response
+
+
+def _now() -> datetime:
+    return settings().now()
+
+
+def _today() -> date:
+    return _now().astimezone(settings().tz).date()
+
+
+def _terminal(token: str) -> Terminal:
+    terminal = svc.for_token(db(), token)
+    if terminal is None:
+        abort(404)
+    return terminal
+
+
+def _recorder(
+    log: DownloadLog, terminal: Terminal, day: date, kind: str, size: int, **ids: int | None
+) -> Any:
+    """What the response tells when it is closed: one fetch, bytes counted by the server."""
+    terminal_id, outlet_id = terminal.id, terminal.outlet_id
+    if request.method != "GET":
+        return None
+    # Called by waitress when the response closes, outside the request: read the clock now.
+    clock = settings().clock
+
+    def closed(start: int, sent: int) -> None:
+        log.add_fetch(
+            Fetch(
+                terminal_id=terminal_id,
+                outlet_id=outlet_id,
+                day=day,
+                kind=kind,
+                program_id=ids.get("program_id"),
+                break_in_id=ids.get("break_in_id"),
+                at=clock.now(),
+                size=size,
+                start=start,
+                sent=sent,
+            )
+        )
+
+    return closed
+
+
+def _send_program(terminal: Terminal, program: Program) -> Response:
+    path = operator_svc.program_file(settings(), program)
+    if path is None:
+        abort(404)
+    try:
+        body = file_body(path)
+    except FileNotFoundError:
+        abort(404)
+    stamp = f"{program.day.isoformat()}_{program.slot.at:%H%M}"
+    return respond(
+        body,
+        mimetype=MP3,
+        filename=f"dalaba-outlet{program.outlet_id}_{stamp}.mp3",
+        fallback=f"dalaba-outlet{program.outlet_id}_{stamp}.mp3",
+        on_close=_recorder(
+            download_log(), terminal, program.day, "mp3", body.size, program_id=program.id
+        ),
+    )
+
+
+@bp.get("/t/<token>/today.mp3")
+@rule(PUBLIC)
+def today_mp3(token: str) -> Any:
+    """Today's program for the current or next slot, as for the operator link."""
+    terminal = _terminal(token)
+    today = _today()
+    programs = operator_svc.programs_for(db(), terminal.outlet, today, today)
+    program = operator_svc.current_of(programs, _now(), settings().tz)
+    if program is None:
+        abort(404)
+    return _send_program(terminal, program)
+
+
+@bp.get("/t/<token>/<day>/<slot>.mp3")
+@rule(PUBLIC)
+def program_mp3(token: str, day: str, slot: str) -> Any:
+    """One program by day and slot time."""
+    terminal = _terminal(token)
+    the_day = _today() if day == "today" else parse_date(day)
+    match = _SLOT.fullmatch(slot)
+    if the_day is None or not in_date_range(the_day) or match is None:
+        abort(404)
+    at = time(int(match.group(1)), int(match.group(2)))
+    for program in operator_svc.programs_for(db(), terminal.outlet, the_day, the_day):
+        if program.slot.at == at:
+            return _send_program(terminal, program)
+    abort(404)
+
+
+@bp.get("/t/<token>/now.mp3")
+@rule(PUBLIC)
+def now_mp3(token: str) -> Any:
+    """The break-in playing now at the terminal's outlet, or nothing (204 or silence)."""
+    terminal = _terminal(token)
+    today = _today()
+    playing = breakin_svc.playing(db(), [terminal.outlet_id], today)[terminal.outlet_id]
+    if not playing:
+        return idle_response()
+    copy = playing[0].copy
+    from cms.web.breakins import data_file
+
+    path = data_file(copy.path)
+    if path is None:
+        return idle_response()
+    try:
+        body = file_body(path)
+    except FileNotFoundError:
+        return idle_response()
+    response = respond(
+        body,
+        mimetype=MP3,
+        filename=f"dalaba-breakin-{copy.break_in_id}.mp3",
+        fallback=f"dalaba-breakin-{copy.break_in_id}.mp3",
+        on_close=_recorder(
+            download_log(), terminal, today, "now", body.size, break_in_id=copy.break_in_id
+        ),
+    )
+    response.headers["X-Dalaba-Breakin"] = str(copy.break_in_id)
+    return response
+
+
+@bp.get("/t/<token>/<day>.m3u")
+@rule(PUBLIC)
+def playlist(token: str, day: str) -> Any:
+    """The day's programs as an M3U playlist of this terminal's own URLs."""
+    terminal = _terminal(token)
+    the_day = _today() if day == "today" else parse_date(day)
+    if the_day is None or not in_date_range(the_day):
+        abort(404)
+    lines = ["#EXTM3U"]
+    for program in operator_svc.programs_for(db(), terminal.outlet, the_day, the_day):
+        if not operator_svc.is_ready(program):
+            continue
+        lines += [
+            f"#EXTINF:{round(program.duration or 0)},{the_day.isoformat()} {program.slot.label}",
+            settings().base_url
+            + url_for(
+                ".program_mp3",
+                token=token,
+                day=the_day.isoformat(),
+                slot=f"{program.slot.at:%H%M}",
+            ),
+        ]
+    data = ("\n".join(lines) + "\n").encode("utf-8")
+    response = respond(
+        bytes_body(data, _now()),
+        mimetype="audio/x-mpegurl",
+        filename=f"dalaba-terminal{terminal.id}_{the_day.isoformat()}.m3u",
+        fallback=f"dalaba-terminal{terminal.id}_{the_day.isoformat()}.m3u",
+    )
+    response.mimetype_params["charset"] = "utf-8"
+    return response
+
+
+# --- The admin's page: register and revoke an outlet's terminals ----------------------------------
+
+
+def _outlet(outlet_id: int) -> Outlet:
+    outlet = db().get(Outlet, outlet_id)
+    if outlet is None or not Scope.of(g.user).has_outlet(outlet):
+        abort(404)
+    return outlet
+
+
+@bp.route("/terminals/<int(max=2147483647):outlet_id>", methods=["GET", "POST"])
+@rule(Role.ADMIN)
+def manage(outlet_id: int) -> Any:
+    """An outlet's terminals: register one (its link shown once), revoke one."""
+    outlet = _outlet(outlet_id)
+    new_token = None
+    if request.method == "POST":
+        try:
+            if request.form.get("action") == "revoke":
+                terminal = db().get(Terminal, form_id("terminal_id") or 0)
+                if terminal is None or terminal.outlet_id != outlet.id:
+                    abort(404)
+                svc.revoke(db(), g.user, terminal, _now())
+                flash(_("终端已停用，它的链接不再有效"), "success")
+            else:
+                _row, new_token = svc.register(
+                    db(),
+                    g.user,
+                    outlet,
+                    kind=request.form.get("kind", ""),
+                    name=request.form.get("name", ""),
+                )
+                flash(_("终端已登记：请把下面的地址填进终端，这个地址只显示这一次"), "success")
+            db().commit()
+        except ValidationError as exc:
+            db().rollback()
+            flash("；".join(field_errors(exc).values()), "error")
+        except DomainError as exc:
+            db().rollback()
+            flash(message(exc), "error")
+        if new_token is None:
+            return redirect(url_for(".manage", outlet_id=outlet.id))
+    boxes = {b.terminal.id: b for b in svc.day_statuses(db(), [outlet.id], _today(), settings().tz)}
+    return render_template(
+        "terminals/manage.html",
+        outlet=outlet,
+        terminals=svc.of_outlets(db(), [outlet.id], active=False),
+        boxes=boxes,
+        kinds=svc.KIND_LABELS,
+        statuses=svc.STATUS_LABELS,
+        new_token=new_token,
+        base_url=settings().base_url,
+    )
