@@ -21,13 +21,13 @@ def english(page: Any) -> None:
     page.wait_for_selector("html[lang=en]")
 
 
-@pytest.mark.parametrize("lang", ["zh", "en"])
 @pytest.fixture(autouse=True)
 def local_webhooks(monkeypatch: pytest.MonkeyPatch) -> None:
     """The fake robots listen on loopback: allow such webhooks, as a self-hosted relay would."""
     monkeypatch.setenv("DALABA_ALLOW_LOCAL_WEBHOOKS", "1")
 
 
+@pytest.mark.parametrize("lang", ["zh", "en"])
 def test_an_editor_fills_a_template_and_prints_it_for_every_village(
     new_page: Callable[..., tuple[Any, Any]],
     live_server: Any,
