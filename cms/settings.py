@@ -81,6 +81,11 @@ class Settings:
     extra: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        from cms.db import driver_problem
+
+        problem = driver_problem(self.database_url)
+        if problem is not None:
+            raise ConfigError(problem)
         try:
             ZoneInfo(self.timezone)
         except (ZoneInfoNotFoundError, ValueError) as exc:
