@@ -198,3 +198,26 @@ def test_the_lock_carries_what_the_extras_pull_in():
 
 def test_the_lock_installs_no_test_tools():
     assert not {"pytest", "playwright", "mypy", "ruff", "pydub"} & set(locked())
+
+
+@pytest.mark.parametrize(
+    ("module", "error"),
+    [
+        ("cms.services.example", True),
+        ("audio", True),
+        ("robots.base", True),
+        ("0008_township_settings_py", True),  # how Alembic names a migration script's module
+        ("env_py", True),
+        ("sqlalchemy.engine", False),  # others' own deprecations stay warnings
+    ],
+)
+def test_deprecation_warnings_from_our_code_are_errors(module, error):
+    """pyproject's filterwarnings: a deprecated call made in our packages fails the suite."""
+    namespace = {"__name__": module, "warnings": __import__("warnings")}
+    code = compile("warnings.warn('old call', DeprecationWarning)", f"<{module}>", "exec")
+    if error:
+        with pytest.raises(DeprecationWarning, match="old call"):
+            exec(code, namespace)
+    else:
+        with pytest.warns(DeprecationWarning, match="old call"):
+            exec(code, namespace)
