@@ -25,8 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar, cast
 
-from sqlalchemy import CursorResult, Engine, Result, create_engine, event
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy import CursorResult, Engine, Result, create_engine, event, make_url
+from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from cms.clock import Clock
@@ -42,8 +42,56 @@ WRITE_OPTION = "dalaba_write"
 _PG_RETRYABLE = {"40001", "40P01", "55P03"}
 
 
+# The driver dalaba installs for a database, and the extra that carries it.
+POSTGRES_DRIVER = "psycopg"
+POSTGRES_EXTRA = "dalaba[postgres]"
+
+
+def driver_problem(url: str) -> str | None:
+    """Why the database driver ``url`` needs cannot be loaded (Chinese, for a terminal), or None.
+
+    PostgreSQL needs ``psycopg`` from the ``postgres`` extra; without it SQLAlchemy would only
+    say ``No module named 'psycopg'`` on the first connection. A malformed URL is left to
+    ``create_engine``, whose message names the problem.
+    """
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        return None
+    try:
+        dialect = parsed.get_dialect()
+    except NoSuchModuleError:
+        return f"DALABA_DATABASE_URL 的数据库类型 {parsed.drivername!r} 不受支持"
+    try:
+        dialect.import_dbapi()
+    except ImportError as exc:
+        install = f"pip install '{POSTGRES_EXTRA}'"
+        if parsed.get_backend_name() != "postgresql":
+            return f"DALABA_DATABASE_URL 需要的数据库驱动没有安装（{exc}）"
+        if parsed.get_driver_name() != POSTGRES_DRIVER:
+            return (
+                f"DALABA_DATABASE_URL 要用的 PostgreSQL 驱动 {parsed.get_driver_name()} 没有安装："
+                f"请把地址写成 postgresql+{POSTGRES_DRIVER}://…，并安装 PostgreSQL 附加组件"
+                f"（{install}）"
+            )
+        return (
+            f"DALABA_DATABASE_URL 是 PostgreSQL，但没有安装它的驱动 {POSTGRES_DRIVER}："
+            f"请安装 PostgreSQL 附加组件（{install}）"
+        )
+    return None
+
+
 def make_engine(url: str, **kwargs: Any) -> Engine:
-    """Create an engine; for SQLite, create the folder and tune the connection."""
+    """Create an engine; for SQLite, create the folder and tune the connection.
+
+    Raises:
+        ConfigError: the database's driver is not installed (the message names the extra).
+    """
+    problem = driver_problem(url)
+    if problem is not None:
+        from cms.settings import ConfigError
+
+        raise ConfigError(problem)
     engine = _make_engine(url, **kwargs)
     event.listen(engine, "checkin", _forget_clock)
     return engine

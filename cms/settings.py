@@ -100,6 +100,11 @@ class Settings:
     clock: Clock = field(default_factory=SystemClock, compare=False, repr=False)
 
     def __post_init__(self) -> None:
+        from cms.db import driver_problem
+
+        problem = driver_problem(self.database_url)
+        if problem is not None:
+            raise ConfigError(problem)
         try:
             ZoneInfo(self.timezone)
         except (ZoneInfoNotFoundError, ValueError) as exc:

@@ -21,7 +21,15 @@ LINT = "import sys; from importlinter.cli import lint_imports_command; lint_impo
 def _lint(cwd: Path, pythonpath: Path) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "PYTHONPATH": str(pythonpath), "COLUMNS": "200"}
     return subprocess.run(
-        [sys.executable, "-c", LINT, "--no-cache", "--no-logo", str(ROOT / "pyproject.toml")],
+        [
+            sys.executable,
+            "-c",
+            LINT,
+            "--no-cache",
+            "--no-logo",
+            "--config",
+            str(ROOT / "pyproject.toml"),
+        ],
         cwd=cwd,
         env=env,
         capture_output=True,
