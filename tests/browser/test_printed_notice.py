@@ -210,6 +210,9 @@ def test_the_paper_is_chinese_in_an_english_session(
     toolbar = page.inner_text(".toolbar")
     assert "Print" in toolbar and "village" in toolbar, toolbar
     assert "(4 villages)" in toolbar, toolbar
+    one_village, _url, _lines = household_meeting(live_server)
+    page.goto(f"/announcements/{one_village}/print?size=a5")
+    assert "One per village (1 village)" in page.inner_text(".toolbar")
     assert page.get_attribute("[data-testid=notice]", "lang") == "zh-CN"
     data = printed(page, f"/announcements/{ann_id}/print?size=a4")
     pages = pdf_pages(data)
