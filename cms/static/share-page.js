@@ -1,6 +1,7 @@
 // The share page's play button: one tap plays the clip in the page, the bar and the time in
 // words follow it. Without this script the same button is a link that opens the clip in the
-// phone's own player, and the native <audio> controls work below it.
+// phone's own player, and the native <audio> controls work below it. With it, our player
+// drives the <audio> element and the native controls are hidden: one player on the page.
 "use strict";
 (function () {
   var player = document.querySelector("[data-player]");
@@ -26,6 +27,8 @@
     button.setAttribute("aria-pressed", playing ? "true" : "false");
     label.textContent = playing ? player.dataset.pause : player.dataset.play;
   }
+  audio.controls = false;
+  audio.hidden = true;
   button.setAttribute("role", "button");
   button.setAttribute("aria-pressed", "false");
   button.addEventListener("click", function (event) {

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from flask import Blueprint, abort, g, render_template, request
-from flask_babel import format_date
+from flask_babel import force_locale, format_date
 from flask_babel import gettext as _
 from markupsafe import Markup
 
@@ -18,6 +18,7 @@ from cms.web.db import db, settings
 from cms.web.forms import message
 
 bp = Blueprint("notices", __name__)
+PAPER_LOCALE = "zh_CN"
 
 
 @bp.app_context_processor
@@ -42,13 +43,22 @@ def printed(announcement_id: int) -> Any:
     msgid, params = found.office
     # A notice whose reach holds no village (a county office's own) prints once.
     copies: list[str | None] = list(found.villages) if per_village and found.villages else [None]
+    # The paper goes on a village notice board: it is Chinese whatever the officer's interface
+    # language (like the share page); only the controls around the preview follow that.
+    with force_locale(PAPER_LOCALE):
+        paper = render_template(
+            "notices/_paper.html",
+            notice=found,
+            office=_(msgid).format(**params),
+            day=format_date(found.day, "long"),
+            qr=Markup(found.qr_svg),  # segno escapes the title it writes
+            copies=copies,
+        )
     return render_template(
         "notices/print.html",
         notice=found,
-        office=_(msgid).format(**params),
-        day=format_date(found.day, "long"),
-        qr=Markup(found.qr_svg),  # segno escapes the title it writes
+        office=_(msgid).format(**params),  # the browser tab's title, in the officer's language
+        paper=Markup(paper),  # rendered (and escaped) by Jinja above
         size=size,
         per_village=per_village,
-        copies=copies,
     )

@@ -16,7 +16,7 @@ import pytest
 from sqlalchemy import select
 
 from cms.models import Announcement, Area, User
-from cms.services import announcements
+from cms.services import announcements, templates
 from tests.browser.conftest import SCREENSHOTS
 from tests.browser.test_officer_path import log_in
 
@@ -133,6 +133,97 @@ def long_notice(live_server: Any, paragraphs: int) -> tuple[int, list[str]]:
         announcements.approve(session, reviewer, ann)
         session.commit()
         return ann.id, texts
+
+
+def household_meeting(live_server: Any) -> tuple[int, str, list[str]]:
+    """The shipped 户长会通知 template, filled as an editor would, approved for 石桥村."""
+    today = datetime.now(ZoneInfo("Asia/Shanghai")).date()
+    meeting = today + timedelta(days=2)
+    with live_server.session() as session:
+        editor = session.scalar(select(User).where(User.username == "wangli"))
+        reviewer = session.scalar(select(User).where(User.username == "lishuji"))
+        village = session.scalar(select(Area).where(Area.name == "石桥村"))
+        assert editor is not None and reviewer is not None and village is not None
+        ann = templates.draft_from(
+            session,
+            editor,
+            templates.get(session, editor, "s-household-meeting"),
+            {
+                "日期": meeting.isoformat(),
+                "时间": "19:30",
+                "地点": "村委会会议室",
+                "会议内容": "村规民约修订、垃圾清运费收缴",
+                "电话": "138 1234 5678",
+            },
+            {
+                "area_ids": [village.id],
+                "to_loudspeaker": True,
+                "to_chats": False,
+                "start_date": today.isoformat(),
+                "end_date": meeting.isoformat(),
+                "repeats": 1,
+            },
+            today=today,
+        )
+        announcements.submit(session, editor, ann)
+        announcements.approve(session, reviewer, ann)
+        session.commit()
+        body = ann.approved_revision.body
+        url = f"{live_server.settings.base_url}/s/{ann.share_token}"
+        return ann.id, url, [line for line in body.split("\n") if line.strip()]
+
+
+@pytest.mark.parametrize(("size", "paper"), [("a4", A4), ("a5", A5)])
+def test_the_filled_household_meeting_template_prints_on_one_page(
+    new_page: Callable[..., tuple[Any, Any]], live_server: Any, size: str, paper: Any
+) -> None:
+    ann_id, share_url, lines = household_meeting(live_server)
+    assert len(lines) == 4, lines
+    page, _problems = new_page("desktop")
+    log_in(page, "wangli")
+    data = printed(page, f"/announcements/{ann_id}/print?size={size}")
+    sizes = sizes_in_pt(page)
+    assert sizes["title"] >= 26 and sizes["text"] >= 16, sizes
+    pages = pdf_pages(data)
+    assert len(pages) == 1, f"{len(pages)} pages"
+    width, height = pages[0].get_size()
+    assert abs(width - paper[0]) < 2 and abs(height - paper[1]) < 2, (width, height)
+    text = page_text(pages[0])
+    for shown in ("关于召开户长会的通知", *[re.sub(r"\s+", "", line) for line in lines]):
+        assert shown in text, shown
+    assert "盖章处" in text and "扫码收听本通知" in text
+    assert qr_codes(pages[0]) == [share_url]
+    keep(pages[0], f"print-household-meeting-{size}")
+
+
+def test_the_paper_is_chinese_in_an_english_session(
+    new_page: Callable[..., tuple[Any, Any]], live_server: Any
+) -> None:
+    """The paper goes on a village notice board; only the controls around it follow the
+    officer's interface language."""
+    ann_id, share_url = approved(live_server, "2026年度生活垃圾清运费收缴通知")
+    page, _problems = new_page("desktop")
+    log_in(page, "wangli")
+    page.click("[data-testid=lang-en]")
+    page.wait_for_selector("html[lang=en]")
+    page.goto(f"/announcements/{ann_id}/print?size=a5&villages=1")
+    toolbar = page.inner_text(".toolbar")
+    assert "Print" in toolbar and "village" in toolbar, toolbar
+    assert "(4 villages)" in toolbar, toolbar
+    one_village, _url, _lines = household_meeting(live_server)
+    page.goto(f"/announcements/{one_village}/print?size=a5")
+    assert "One per village (1 village)" in page.inner_text(".toolbar")
+    assert page.get_attribute("[data-testid=notice]", "lang") == "zh-CN"
+    data = printed(page, f"/announcements/{ann_id}/print?size=a4")
+    pages = pdf_pages(data)
+    assert len(pages) == 1
+    text = page_text(pages[0]).replace(share_url, "")
+    for shown in ("清水镇宣传办", "盖章处", "扫码收听本通知", "年", "月", "日"):
+        assert shown in text, (shown, text)
+    for english in ("Office", "seal", "Scan", "listen", "December", "January"):
+        assert english.lower() not in text.lower(), (english, text)
+    assert qr_codes(pages[0]) == [share_url]
+    keep(pages[0], "print-notice-a4-english-session")
 
 
 @pytest.mark.parametrize(("size", "paper"), [("a4", A4), ("a5", A5)])
