@@ -185,6 +185,16 @@ OBJECT_LABELS = {
     "user": N_("用户 #%(id)s"),
     "wechataccount": N_("公众号 #%(id)s"),
     "wechatarticle": N_("公众号文章 #%(id)s"),
+    "auditlog": N_("审计记录 #%(id)s"),
+    "bindingcode": N_("绑定码 #%(id)s"),
+    "downloadevent": N_("下载记录 #%(id)s"),
+    "loginfailure": N_("登录失败记录 #%(id)s"),
+    "outboxmessage": N_("发件箱消息 #%(id)s"),
+    "receipt": N_("播放确认 #%(id)s"),
+    "schedulerlease": N_("调度锁 #%(id)s"),
+    "sharedownload": N_("分享页播放记录 #%(id)s"),
+    "staffpost": N_("工作群提醒消息 #%(id)s"),
+    "terminalfetch": N_("终端下载记录 #%(id)s"),
     "": N_("系统"),
 }
 

@@ -28,7 +28,6 @@ from cms.services import topics as topic_svc
 from cms.services import township
 from cms.services import users as user_svc
 from cms.services.announcements import SELF_APPROVAL_SETTING, STATUS_LABELS
-from cms.services.chats import PLATFORM_LABELS
 from cms.services.audit import (
     ACTION_LABELS,
     DETAIL_LABELS,
@@ -38,6 +37,7 @@ from cms.services.audit import (
     detail_value,
     record,
 )
+from cms.services.chats import PLATFORM_LABELS
 from cms.services.errors import N_, DomainError, Message, NotFound, ValidationError
 from cms.services.scope import Scope
 from cms.web.auth import remember_login, rule
@@ -512,7 +512,7 @@ def _detail_words(entries: list[AuditLog]) -> dict[str, dict[str, str]]:
         if key.isdigit()
     }
     if ids:
-        rows = db.session.scalars(select(NoticeTemplate).where(NoticeTemplate.id.in_(ids)))
+        rows = db().scalars(select(NoticeTemplate).where(NoticeTemplate.id.in_(ids)))
         templates |= {str(row.id): row.name for row in rows}
     return {
         "rule": dict(breakin_svc.RULES),
