@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -11,7 +11,7 @@ from cms.models import AuditLog, User
 from cms.services.errors import N_
 
 # How actions read to people, in an announcement's history and on the audit page (the raw
-# action stays in the audit log and is shown beside the label).
+# action stays in the audit log; the page keeps it in a title attribute only).
 ACTION_LABELS = {
     "announcement.create": N_("新建"),
     "announcement.edit": N_("修改（新版本）"),
@@ -157,47 +157,80 @@ DETAIL_LABELS = {
     "written": N_("写作"),
 }
 
-# What kind of object an entry is about (the model's class name, lower case).
+# What an entry is about: the model's class name (lower case) → the object, singular, with its
+# id (``%(id)s``) — "公告 #20" / "Announcement #20".
 OBJECT_LABELS = {
-    "announcement": N_("公告"),
-    "apitoken": N_("接口令牌"),
-    "area": N_("区域"),
-    "chatgroup": N_("群聊"),
-    "clip": N_("音频"),
-    "delivery": N_("群聊发送"),
-    "lexiconentry": N_("读音"),
-    "outlet": N_("广播点"),
-    "outlettoken": N_("下载链接"),
-    "program": N_("节目"),
-    "recording": N_("录音"),
-    "setting": N_("设置"),
-    "topic": N_("主题"),
-    "user": N_("用户"),
-    "wechataccount": N_("公众号"),
-    "wechatarticle": N_("公众号文章"),
-    "alert": N_("提醒"),
+    "alert": N_("提醒 #%(id)s"),
+    "announcement": N_("公告 #%(id)s"),
+    "apitoken": N_("接口令牌 #%(id)s"),
+    "area": N_("区域 #%(id)s"),
+    "breakin": N_("插播 #%(id)s"),
+    "breakinoutlet": N_("插播到广播点 #%(id)s"),
+    "chataccount": N_("聊天账号 #%(id)s"),
+    "chatgroup": N_("群聊 #%(id)s"),
+    "clip": N_("音频 #%(id)s"),
+    "delivery": N_("群聊发送 #%(id)s"),
+    "lexiconentry": N_("读音 #%(id)s"),
+    "noticetemplate": N_("公告模板 #%(id)s"),
+    "outlet": N_("广播点 #%(id)s"),
+    "outlettoken": N_("下载链接 #%(id)s"),
+    "program": N_("节目 #%(id)s"),
+    "recording": N_("录音 #%(id)s"),
+    "revision": N_("公告版本 #%(id)s"),
+    "setting": N_("设置 #%(id)s"),
+    "slot": N_("时段 #%(id)s"),
+    "staffchannel": N_("工作群提醒 #%(id)s"),
+    "terminal": N_("终端 #%(id)s"),
+    "topic": N_("主题 #%(id)s"),
+    "user": N_("用户 #%(id)s"),
+    "wechataccount": N_("公众号 #%(id)s"),
+    "wechatarticle": N_("公众号文章 #%(id)s"),
+    "auditlog": N_("审计记录 #%(id)s"),
+    "bindingcode": N_("绑定码 #%(id)s"),
+    "downloadevent": N_("下载记录 #%(id)s"),
+    "loginfailure": N_("登录失败记录 #%(id)s"),
+    "outboxmessage": N_("发件箱消息 #%(id)s"),
+    "receipt": N_("播放确认 #%(id)s"),
+    "schedulerlease": N_("调度锁 #%(id)s"),
+    "sharedownload": N_("分享页播放记录 #%(id)s"),
+    "staffpost": N_("工作群提醒消息 #%(id)s"),
+    "terminalfetch": N_("终端下载记录 #%(id)s"),
     "": N_("系统"),
 }
+
+# How a confirmation came in (the ``via`` detail).
+VIA_LABELS = {"web": N_("网页"), "bot": N_("聊天机器人"), "link": N_("广播点下载链接")}
 
 YES, NO = N_("是"), N_("否")
 OK, NOT_OK = N_("成功"), N_("失败")
 
 
-def detail_value(key: str, value: Any, sep: str = "、") -> tuple[str, bool]:
-    """How a detail's value reads: (text, whether the text is a msgid to translate); a list's
-    items are joined with ``sep`` (the reader's)."""
+def detail_value(
+    key: str,
+    value: Any,
+    translate: Callable[[str], str],
+    sep: str = "、",
+    words: Mapping[str, Mapping[str, str]] | None = None,
+) -> str:
+    """How a detail's value reads, in the reader's language: yes/no, success/failure, and the
+    enum-like values in ``words`` (key → raw value → msgid, or → a name already in words);
+    a list's items are joined with ``sep`` (the reader's), an ``[old, new]`` change reads
+    ``old → new``."""
     if isinstance(value, bool):
         if key == "ok":
-            return (OK if value else NOT_OK), True
-        return (YES if value else NO), True
-    if isinstance(value, list) and len(value) == 2 and key in {"role", "active", "area"}:
-        old, new = (detail_value(key, v)[0] if isinstance(v, bool) else str(v) for v in value)
-        return f"{old} → {new}", False
-    if isinstance(value, list):
-        return sep.join(str(v) for v in value), False
+            return translate(OK if value else NOT_OK)
+        return translate(YES if value else NO)
     if value is None:
-        return "—", False
-    return str(value), False
+        return "—"
+    if isinstance(value, list):
+        items = [detail_value(key, v, translate, sep, words) for v in value]
+        if len(value) == 2 and key in {"role", "active", "area"}:
+            return f"{items[0]} → {items[1]}"
+        return sep.join(items)
+    known = (words or {}).get(key, {})
+    if str(value) in known:
+        return translate(known[str(value)])
+    return str(value)
 
 
 def actions_matching(text: str, translate: Callable[[str], str]) -> list[str]:

@@ -314,6 +314,13 @@ def bind_chat_cli(
 # --- Group robots (WeCom, DingTalk, Feishu) ------------------------------------------------------
 
 ROBOT_PLATFORMS = {"wecom": N_("企业微信"), "dingtalk": N_("钉钉"), "feishu": N_("飞书")}
+# How every chat platform reads wherever one is shown (the outbox stands in for Telegram
+# while no bot token is set).
+PLATFORM_LABELS = {
+    "telegram": N_("Telegram"),
+    **ROBOT_PLATFORMS,
+    "outbox": N_("本地发件箱"),
+}
 # Where each platform keeps what the bind form asks for, in its own words (shown with an error).
 ROBOT_HINTS = {
     "wecom": N_(

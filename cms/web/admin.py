@@ -12,6 +12,7 @@ from audio.voices import VOICES
 from cms.models import (
     ApiToken,
     AuditLog,
+    NoticeTemplate,
     OutletKind,
     Role,
     Setting,
@@ -20,19 +21,23 @@ from cms.models import (
     get_setting,
 )
 from cms.services import areas as area_svc
+from cms.services import breakin as breakin_svc
 from cms.services import outlets as outlet_svc
+from cms.services import templates as template_svc
 from cms.services import topics as topic_svc
 from cms.services import township
 from cms.services import users as user_svc
-from cms.services.announcements import SELF_APPROVAL_SETTING
+from cms.services.announcements import SELF_APPROVAL_SETTING, STATUS_LABELS
 from cms.services.audit import (
     ACTION_LABELS,
     DETAIL_LABELS,
     OBJECT_LABELS,
+    VIA_LABELS,
     actions_matching,
     detail_value,
     record,
 )
+from cms.services.chats import PLATFORM_LABELS
 from cms.services.errors import N_, DomainError, Message, NotFound, ValidationError
 from cms.services.scope import Scope
 from cms.web.auth import remember_login, rule
@@ -489,4 +494,31 @@ def audit() -> Any:
         detail_labels=DETAIL_LABELS,
         object_labels=OBJECT_LABELS,
         detail_value=detail_value,
+        translate=_,
+        detail_words=_detail_words(page.items),
     )
+
+
+def _detail_words(entries: list[AuditLog]) -> dict[str, dict[str, str]]:
+    """The words for the enum-like detail values on a page of the log (raw value → msgid or
+    name): break-in rules, roles, states, platforms, how a play was confirmed, templates."""
+    roles = {role.value: label for role, label in user_svc.ROLE_LABELS.items()}
+    states = dict(STATUS_LABELS)
+    templates = {t.key: t.name for t in template_svc.SHIPPED}
+    ids = {
+        int(key)
+        for e in entries
+        for key in [str((e.detail or {}).get("template", ""))]
+        if key.isdigit()
+    }
+    if ids:
+        rows = db().scalars(select(NoticeTemplate).where(NoticeTemplate.id.in_(ids)))
+        templates |= {str(row.id): row.name for row in rows}
+    return {
+        "rule": dict(breakin_svc.RULES),
+        "role": roles,
+        "previous_status": states,
+        "platform": dict(PLATFORM_LABELS),
+        "via": dict(VIA_LABELS),
+        "template": templates,
+    }

@@ -127,8 +127,13 @@ def _data_of(rev: Revision) -> dict[str, Any]:
 @bp.app_template_global()
 def title_for(rev: Revision, area: Area) -> str:
     """The notice's title as an outlet or chat of ``area`` reads it: "通知（三组）" when it is
-    aimed at part of the area (the run sheet, the outlet's day, the dashboard)."""
-    return svc.for_part(rev.title, svc.narrower_targets(rev, area))
+    aimed at part of the area (the run sheet, the outlet's day, the dashboard), in the
+    reader's punctuation ("通知 (三组)" on English pages)."""
+    part = svc.narrower_targets(rev, area)
+    if not part:
+        return rev.title
+    names = _("、").join(a.name for a in part)
+    return _("{title}（{areas}）").format(title=rev.title, areas=names)
 
 
 def _submit(ann: Announcement) -> None:

@@ -52,6 +52,7 @@ def _page(status: int = 200, **shown: Any) -> Any:
         ),
         telegram_on=bool(settings().telegram_token),
         robot_platforms=chat_svc.ROBOT_PLATFORMS,
+        platforms=chat_svc.PLATFORM_LABELS,
         robot_form=(robot_form := shown.pop("robot_form", {})),
         robot_errors=shown.pop("robot_errors", {}),
         robot_hint=chat_svc.ROBOT_HINTS.get(robot_form.get("platform", "")),

@@ -78,14 +78,17 @@ def index() -> Any:
             )
         )
     }
+    # Each notice's honest status; the on-air count and list are the ones whose status says so.
+    statuses = {
+        a.id: reach_svc.status_line(db(), a, settings().now(), settings().tz) for a in going
+    }
     return render_template(
         "dashboard.html",
         alerts=alerts,
         day=day,
         going=going,
-        statuses={
-            a.id: reach_svc.status_line(db(), a, settings().now(), settings().tz) for a in going
-        },
+        statuses=statuses,
+        on_air_ids={a_id for a_id, line in statuses.items() if line.key == "active"},
         plan=plan,
         # Announcements of an office above (the county's) play here but open only there.
         openable={a.id for a in going},

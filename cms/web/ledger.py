@@ -25,6 +25,7 @@ from cms.models import AreaKind
 from cms.services import breakin as breakin_svc
 from cms.services import ledger as svc
 from cms.services import terminals as terminal_svc
+from cms.services.chats import PLATFORM_LABELS
 from cms.services.errors import NotFound
 from cms.services.scope import Scope
 from cms.services.text import parse_id, printable
@@ -79,6 +80,7 @@ def _context(ledger: svc.Ledger) -> dict[str, Any]:
         ),
         "reach_chart": _bars([(v, [n]) for _t, v, n in ledger.by_village], 1, width=640),
         "rules": breakin_svc.RULES,
+        "platforms": PLATFORM_LABELS,
         "kinds": {k.value: label for k, label in terminal_svc.KIND_LABELS.items()},
         "unfiled": svc.UNFILED,
         "printed_at": settings().now(),
@@ -249,6 +251,9 @@ def xlsx() -> Any:
         for row in rows:
             ws.append([neutralise(v) for v in row])
 
+    def platform(key: str) -> str:
+        return _(PLATFORM_LABELS[key]) if key in PLATFORM_LABELS else key
+
     def topic(name: str | None) -> str:
         return name if name is not None else _(svc.UNFILED)
 
@@ -272,7 +277,7 @@ def xlsx() -> Any:
     sheet(_("每周"), [_("周"), _("应播节目"), _("已生成"), _("已确认")],
           [[w.label, w.planned, w.built, w.confirmed] for w in ledger.weeks])  # fmt: skip
     sheet(_("群聊"), [_("平台"), _("发送成功"), _("发送失败")],
-          [[p.platform, p.sent, p.failed] for p in ledger.posts])  # fmt: skip
+          [[platform(p.platform), p.sent, p.failed] for p in ledger.posts])  # fmt: skip
     sheet(_("分享页"), [_("公告"), _("播放次数")], [list(r) for r in ledger.shares])
     tz = settings().tz
     sheet(_("公众号"), [_("标题"), _("链接"), _("发布时间")],

@@ -10,8 +10,9 @@ from typing import Any
 from babel.messages.pofile import read_po
 from sqlalchemy.orm import Session
 
-from cms.models import AuditLog, Role
+from cms.models import AuditLog, Base, BreakIn, ChatGroup, NoticeTemplate, Role
 from cms.services import audit
+from tests.cms.test_i18n import VisibleText
 from tests.conftest import login
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -121,3 +122,62 @@ def test_the_audit_page_shows_labels_and_filters_by_them(
     assert label and label in text
     assert catalog.get(audit.ACTION_LABELS["program.confirm"]).string not in text
     assert session.query(AuditLog).count() >= 4
+
+
+def test_every_kind_of_object_has_a_singular_label_with_its_id() -> None:
+    kinds = {m.class_.__name__.lower() for m in Base.registry.mappers}
+    assert kinds - set(audit.OBJECT_LABELS) == set()
+    assert all("%(id)s" in label for kind, label in audit.OBJECT_LABELS.items() if kind)
+
+
+def _visible(response: Any) -> str:
+    """What a reader sees of the log's table: its text and the attributes browsers show."""
+    parser = VisibleText()
+    parser.feed(_rows(response))
+    return " ".join(parser.parts).replace(" ：", "：")
+
+
+def test_the_audit_page_shows_words_never_codes(
+    app: Any, session: Session, make_user: Any, grid: dict[str, Any]
+) -> None:
+    admin = make_user(Role.ADMIN)
+    office = NoticeTemplate(area_id=None, name="秋收防火通知", title="防火", body="请注意防火")
+    chat = ChatGroup(platform="telegram", chat_id="-100", title="村民群", area_id=grid["v1"].id)
+    session.add_all([office, chat])
+    session.flush()
+    breakin = BreakIn(id=7)  # only its kind and id are recorded
+    audit.record(session, admin, "user.login", admin, remote_addr="127.0.0.1")
+    audit.record(session, admin, "breakin.start", breakin, rule="approval")
+    audit.record(session, admin, "breakin.end", breakin, rule="emergency")
+    audit.record(session, admin, "announcement.from_template", None, template="s-cleanup")
+    audit.record(session, admin, "announcement.from_template", None, template=str(office.id))
+    audit.record(session, admin, "program.confirm", None, via="web", late=False)
+    audit.record(session, admin, "chat.link", admin, platform="telegram", external_id="42")
+    audit.record(session, admin, "chat.bind", chat, platform="wecom")
+    audit.record(session, admin, "user.update", admin, role=["editor", "reviewer"])
+    session.commit()
+    client = app.test_client()
+    login(client, admin)
+    codes = [
+        "user.login", "breakin.start", "announcement.from_template", "program.confirm",
+        "breakin", "chatgroup", "approval", "emergency", "s-cleanup", "telegram", "wecom",
+        "web", "editor", "reviewer", "remote_addr", "external_id",
+    ]  # fmt: skip
+    zh = _visible(client.get("/admin/audit"))
+    for code in codes:
+        assert code not in zh, code
+    assert f"用户 #{admin.id}" in zh and "插播 #7" in zh and f"群聊 #{chat.id}" in zh
+    assert "插播依据：审核通过时插播" in zh and "插播依据：管理员紧急插播" in zh
+    assert "模板：村庄清洁行动" in zh and "模板：秋收防火通知" in zh
+    assert "途径：网页" in zh and "平台：Telegram" in zh and "平台：企业微信" in zh
+    assert "角色：宣传委员（编辑） → 审核员" in zh
+    # The codes stay in the page for those who look for them, out of sight.
+    assert 'data-action="breakin.start"' in _rows(client.get("/admin/audit"))
+    client.post("/lang", data={"lang": "en", "next": "/admin/audit"})
+    en = _visible(client.get("/admin/audit"))
+    # (English words may contain a code's letters: "on approval"; dotted and joined codes not.)
+    for code in [c for c in codes if "." in c or "_" in c or c in {"breakin", "chatgroup"}]:
+        assert code not in en, code
+    assert "telegram" not in en and "wecom" not in en and "Users" not in en
+    assert f"User #{admin.id}" in en and "Break-in #7" in en and "Telegram" in en
+    assert "WeCom" in en

@@ -289,6 +289,9 @@ def test_scope_and_the_files(
     assert page.status_code == 200
     html = page.get_data(as_text=True)
     assert "清明森林防火" in html and 'data-testid="chart-weeks"' in html
+    # Platforms read as their names, not their codes.
+    assert ">Telegram</td>" in html and ">企业微信</td>" in html and ">钉钉</td>" in html
+    assert ">telegram</td>" not in html and ">wecom</td>" not in html
     assert client.get(f"/ledger/?area={county.towns['b'].id}&month=2025-11").status_code == 404
     xlsx = client.get(f"/ledger/ledger.xlsx?area={town}&month=2025-11")
     assert xlsx.status_code == 200
@@ -298,6 +301,8 @@ def test_scope_and_the_files(
     summary = {row[0].value: row[1].value for row in book["汇总"].iter_rows(min_row=4)}
     assert summary["应播节目"] == 20 and summary["已确认"] == 8 and summary["公告"] == 3
     assert book["广播"].cell(row=2, column=1).value == "a村大喇叭"
+    platforms = [row[0].value for row in book["群聊"].iter_rows(min_row=2)]
+    assert {"Telegram", "企业微信", "钉钉"} <= set(platforms) and "telegram" not in platforms
 
 
 @pytest.mark.slow
