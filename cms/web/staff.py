@@ -11,6 +11,7 @@ from cms.models import Area, Role
 from cms.services import staff as svc
 from cms.services.chats import ROBOT_PLATFORMS
 from cms.services.errors import DomainError, ValidationError
+from cms.services.scope import Scope
 from cms.web.auth import rule
 from cms.web.db import db, settings
 from cms.web.forms import form_id, message
@@ -38,8 +39,8 @@ def save() -> Any:
     """Bind, change or remove the township's staff channel."""
     area_id = form_id("area_id")
     area = db().get(Area, area_id) if area_id is not None else None
-    if area is None:
-        abort(404)
+    if area is None or not Scope.of(g.user).contains(area):
+        abort(404)  # a neighbour township's area answers as a missing one
     try:
         svc.bind(
             db(),
