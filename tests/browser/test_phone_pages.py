@@ -153,6 +153,7 @@ def pages_for(role: str, site: Site) -> list[str]:
             "/admin/settings",
             "/admin/wechat",
             "/admin/audit",
+            "/admin/voices/",
             *kit,
             "/templates/new",
             f"/templates/{site.template}/edit",
@@ -306,7 +307,8 @@ def test_the_menu_folds_on_a_phone_and_the_chart_shows_today(context: Any, site:
 
 
 # Routes that answer files, not pages (checked by their own tests).
-NOT_PAGES = {"schedule.audio", "schedule.sample_audio", "schedule.budget"}
+# Not pages for a phone: audio, and the ledger's A4 print document (the PDF's source).
+NOT_PAGES = {"schedule.audio", "schedule.sample_audio", "schedule.budget", "ledger.print_page"}
 
 
 def test_every_html_page_is_on_a_list(site: Site) -> None:
