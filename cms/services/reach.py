@@ -17,6 +17,7 @@ from sqlalchemy import or_, select
 from sqlalchemy.orm import Session, selectinload
 
 from cms.models import (
+    Airtime,
     Announcement,
     Area,
     ArticleState,
@@ -31,6 +32,7 @@ from cms.models import (
     WechatAccount,
     WechatArticle,
 )
+from cms.services import airtime
 from cms.services.areas import narrower, overlap, overlaps
 from cms.services.chats import ROBOT_PLATFORMS
 from cms.services.errors import N_, Message, ValidationError
@@ -59,6 +61,18 @@ class Plan:
     start: date
     end: date
     chat_post_time: time | None
+    # When it is on the air within the window (cms.services.airtime): the last day's end
+    # and the parts of the day.
+    end_time: time | None = None
+    airtime: str = Airtime.ALL.value
+
+    @property
+    def start_date(self) -> date:
+        return self.start
+
+    @property
+    def end_date(self) -> date:
+        return self.end
 
     @classmethod
     def of(cls, rev: Revision) -> Plan:
@@ -69,6 +83,8 @@ class Plan:
             start=rev.start_date,
             end=rev.end_date,
             chat_post_time=rev.chat_post_time,
+            end_time=rev.end_time,
+            airtime=str(rev.airtime or Airtime.ALL.value),
         )
 
 
@@ -110,16 +126,29 @@ def _at(day: date, when: time, tz: ZoneInfo) -> datetime:
 
 
 def first_play(
-    outlet: Outlet, start: date, end: date, now: datetime, tz: ZoneInfo
+    outlet: Outlet,
+    start: date,
+    end: date,
+    now: datetime,
+    tz: ZoneInfo,
+    rule: airtime.OnAir | None = None,
 ) -> datetime | None:
     """The first slot of ``outlet`` in the window that begins at or after ``now``."""
-    return next(iter(plays(outlet, start, end, now, tz, limit=1)), None)
+    return next(iter(plays(outlet, start, end, now, tz, limit=1, rule=rule)), None)
 
 
 def plays(
-    outlet: Outlet, start: date, end: date, now: datetime, tz: ZoneInfo, *, limit: int
+    outlet: Outlet,
+    start: date,
+    end: date,
+    now: datetime,
+    tz: ZoneInfo,
+    *,
+    limit: int,
+    rule: airtime.OnAir | None = None,
 ) -> list[datetime]:
-    """Up to ``limit`` slot starts of ``outlet`` in the window, from ``now`` on."""
+    """Up to ``limit`` slot starts of ``outlet`` in the window, from ``now`` on (with
+    ``rule``, only the slots its airtime and last day's end allow)."""
     if not outlet.slots:
         return []
     out: list[datetime] = []
@@ -128,7 +157,7 @@ def plays(
     while day <= last and len(out) < limit:
         for slot in outlet.slots:
             at = _at(day, slot.at, tz)
-            if at >= now:
+            if at >= now and (rule is None or airtime.plays(rule, day, slot.at)):
                 out.append(at)
                 if len(out) >= limit:
                     break
@@ -163,8 +192,12 @@ def of_plan(session: Session, plan: Plan, now: datetime, tz: ZoneInfo) -> Reach:
             reach.outlets.append(
                 OutletReach(
                     outlet=outlet,
-                    slots=[s.label for s in outlet.slots],
-                    first_play=first_play(outlet, plan.start, plan.end, now, tz),
+                    slots=[
+                        s.label
+                        for s in outlet.slots
+                        if airtime.part_of(s.at) in airtime.parts(plan.airtime)
+                    ],
+                    first_play=first_play(outlet, plan.start, plan.end, now, tz, plan),
                     part=narrower(plan.areas, outlet.area),
                 )
             )
@@ -254,9 +287,13 @@ class Outcome:
     status: StatusLine
 
 
-def _last_play(reach: Reach, end: date, tz: ZoneInfo) -> datetime | None:
+def _last_play(reach: Reach, plan: Plan, tz: ZoneInfo) -> datetime | None:
+    """The last slot start on the notice's last day that its airtime allows."""
     lasts = [
-        _at(end, max(s.at for s in o.outlet.slots), tz) for o in reach.outlets if o.outlet.slots
+        _at(plan.end, s.at, tz)
+        for o in reach.outlets
+        for s in o.outlet.slots
+        if airtime.plays(plan, plan.end, s.at)
     ]
     return max(lasts, default=None)
 
@@ -273,7 +310,7 @@ def outcome(session: Session, ann: Announcement, now: datetime, tz: ZoneInfo) ->
     plays_: list[Play] = []
     states = _program_states(session, reach, plan, now, tz)
     for o in reach.outlets:
-        for at in plays(o.outlet, plan.start, plan.end, now, tz, limit=NEXT_PLAYS):
+        for at in plays(o.outlet, plan.start, plan.end, now, tz, limit=NEXT_PLAYS, rule=plan):
             state = states.get((o.outlet.id, at), "planned")
             plays_.append(Play(o.outlet, at, o.part, state))
     plays_.sort(key=lambda p: (p.at, p.outlet.id))
@@ -303,7 +340,7 @@ def outcome(session: Session, ann: Announcement, now: datetime, tz: ZoneInfo) ->
         posts=posts,
         articles=lines,
         first_play=first.first_play if first else None,
-        last_play=_last_play(reach, plan.end, tz),
+        last_play=_last_play(reach, plan, tz),
         status=status_line(session, ann, now, tz, reach=reach),
     )
 
@@ -366,7 +403,7 @@ def status_line(
     if today > plan.end:
         return StatusLine("finished", N_("已结束"), {})
     first = reach.first
-    last = _last_play(reach, plan.end, tz)
+    last = _last_play(reach, plan, tz)
     if first is not None and first.first_play is not None:
         local = first.first_play.astimezone(tz)
         started = _played_before(reach, plan, now, tz)
@@ -416,7 +453,9 @@ def _played_before(reach: Reach, plan: Plan, now: datetime, tz: ZoneInfo) -> boo
             continue
         if today > plan.start:
             return True
-        if any(_at(today, s.at, tz) <= now for s in o.outlet.slots):
+        if any(
+            _at(today, s.at, tz) <= now and airtime.plays(plan, today, s.at) for s in o.outlet.slots
+        ):
             return True
     return False
 

@@ -5,7 +5,9 @@
 // comes back with the list filled in; submitting a notice that reaches nothing is refused.
 "use strict";
 (function () {
-  const FIELDS = ["area_ids", "to_loudspeaker", "to_chats", "start_date", "end_date", "chat_post_time"];
+  const FIELDS = [
+    "area_ids", "to_loudspeaker", "to_chats", "start_date", "end_date", "chat_post_time", "end_time", "airtime",
+  ];
   let timer = null;
   let seq = 0;
 

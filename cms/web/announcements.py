@@ -11,10 +11,10 @@ from flask_babel import gettext as _
 from sqlalchemy import select
 
 from audio.voices import VOICES
-from cms.models import Announcement, Area, Revision, Role, Status
+from cms.models import Airtime, Announcement, Area, Revision, Role, Status
 from cms.publishers import TITLE_CHARS, short_title
+from cms.services import airtime, breakin, township
 from cms.services import announcements as svc
-from cms.services import breakin, township
 from cms.services import campaigns as campaigns_svc
 from cms.services import reach as reach_svc
 from cms.services import speech as speech_svc
@@ -79,6 +79,7 @@ def _reach_of(data: Mapping[str, Any], ann: Announcement | None) -> reach_svc.Re
         post = time.fromisoformat(raw_time) if raw_time else None
     except ValueError:
         post = None
+    chosen = str(data.get("airtime") or Airtime.ALL.value)
     plan = reach_svc.Plan(
         areas=targets,
         to_loudspeaker=bool(data.get("to_loudspeaker")),
@@ -86,6 +87,8 @@ def _reach_of(data: Mapping[str, Any], ann: Announcement | None) -> reach_svc.Re
         start=start,
         end=max(start, end),
         chat_post_time=post,
+        end_time=airtime.parse_time(str(data.get("end_time") or "")),
+        airtime=chosen if chosen in set(Airtime) else Airtime.ALL.value,
     )
     return reach_svc.of_plan(db(), plan, _now(), settings().tz)
 

@@ -393,3 +393,72 @@ def test_the_reviewer_sees_where_it_goes(
     assert "大喇叭 1 个、群聊 1 个、公众号 0 个" in card and "石桥村村委会大喇叭" in card
     page = client.get(f"/announcements/{ann.id}").get_data(as_text=True)
     assert 'data-testid="reach"' in page and "（一组）" in page and "石桥村民群" in page
+
+
+@pytest.mark.any_hour
+def test_reach_follows_the_airtime_and_the_last_days_end(
+    app: Any,
+    session: Session,
+    grid: dict[str, Area],
+    reached: dict[str, Any],
+    make_user: Any,
+    make_announcement: Any,
+    content: Any,
+    settings: Any,
+    today: date,
+) -> None:
+    """An event notice that ends at 11:30 plays at 07:30 only and is over by noon; an
+    evening-only notice first plays at 19:30 (the speaker has slots at 07:30 and 19:30)."""
+    tz = settings.tz
+    morning_event = make_announcement(
+        "approved",
+        area_ids=[grid["v1"].id],
+        start_date=today.isoformat(),
+        end_date=today.isoformat(),
+        end_time="11:30",
+        to_chats=False,
+    )
+
+    def line(ann: Announcement, hhmm: str) -> str:
+        s = reach.status_line(session, ann, _at(settings, today, hhmm), tz)
+        return Message(s.label, s.params).render()
+
+    assert line(morning_event, "06:00") == "已批准 · 首播 07:30 石桥村村委会大喇叭"
+    assert line(morning_event, "07:30") == "播出中"
+    assert line(morning_event, "12:00") == "已结束"  # 19:30 is after the event's end
+    plays = reach.outcome(session, morning_event, _at(settings, today, "06:00"), tz)
+    assert plays is not None
+    assert [p.at.astimezone(tz).strftime("%H:%M") for p in plays.plays] == ["07:30"]
+    evening = make_announcement(
+        "approved",
+        area_ids=[grid["v1"].id],
+        start_date=today.isoformat(),
+        end_date=today.isoformat(),
+        airtime="evening",
+        to_chats=False,
+    )
+    assert line(evening, "06:00") == "已批准 · 首播 19:30 石桥村村委会大喇叭"
+    # The editor's preview follows the same rule as the fields change.
+    client = app.test_client()
+    login(client, make_user(Role.EDITOR))
+    day = today + timedelta(days=1)
+    data = _form(
+        content(
+            area_ids=[grid["v1"].id],
+            start_date=day.isoformat(),
+            end_date=day.isoformat(),
+            airtime="evening",
+            to_chats=False,
+        )
+    )
+    html = client.post(
+        "/announcements/reach", data=data, headers={"X-Requested-With": "fetch"}
+    ).get_data(as_text=True)
+    assert f'首播 <span data-testid="first-play">{day:%m-%d} 19:30' in html
+    assert "07:30" not in html
+    html = client.post(
+        "/announcements/reach",
+        data={**data, "airtime": "morning", "end_time": "07:00"},
+        headers={"X-Requested-With": "fetch"},
+    ).get_data(as_text=True)
+    assert 'data-testid="first-play"' not in html  # nothing left to play in its window
