@@ -119,6 +119,33 @@ class DownloadLog:
         if start is not None:
             start.start()
 
+    def add_idle(self, terminal_id: int, outlet_id: int, day: date, at: datetime) -> None:
+        """Note a terminal's idle poll of ``now.mp3`` (nothing to play): a sign of life, at most
+        one per :data:`terminal_svc.IDLE_EVERY`, fetching no program; never blocks."""
+        key = (terminal_id, day, "idle", None)
+        with self._lock:
+            seen = self._seen.get(key)
+            if seen is not None and seen > at - terminal_svc.IDLE_EVERY:
+                return
+            self._seen[key] = at
+            self._pending.append(
+                Fetch(
+                    terminal_id=terminal_id,
+                    outlet_id=outlet_id,
+                    day=day,
+                    kind=terminal_svc.IDLE_KIND,
+                    program_id=None,
+                    break_in_id=None,
+                    at=at,
+                    size=0,
+                    start=0,
+                    sent=0,
+                )
+            )
+            start = self._thread_to_start()
+        if start is not None:
+            start.start()
+
     def _thread_to_start(self) -> threading.Thread | None:
         """The writer thread when it must start now (called with ``_lock`` held)."""
         if self._thread is not None or self._stop.is_set() or not self._pending:
@@ -187,7 +214,7 @@ class DownloadLog:
 
     def _forget_old(self, now: datetime) -> None:
         with self._lock:
-            cutoff = now - svc.DOWNLOAD_DEDUPE
+            cutoff = now - max(svc.DOWNLOAD_DEDUPE, terminal_svc.IDLE_EVERY)
             self._seen = {k: at for k, at in self._seen.items() if at > cutoff}
 
 
