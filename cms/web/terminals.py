@@ -284,7 +284,7 @@ def feed(token: str) -> Any:
     data = feed_xml(
         terminal.outlet,
         today,
-        settings().base_url + url_for(".today_mp3", token=token),
+        settings().base_url + url_for(".feed", token=token),  # a box has no page of its own
         lambda day, slot: url_for(".program_mp3", token=token, day=day, slot=slot),
     )
     body = bytes_body(data, latest_build(terminal.outlet))

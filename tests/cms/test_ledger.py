@@ -351,6 +351,7 @@ def test_printed_notices_are_counted_per_month(
     for query in ("", "?size=a5", "?villages=1"):
         assert client.get(f"/announcements/{n1.id}/print{query}").status_code == 200
     assert client.get(f"/announcements/{n4.id}/print").status_code == 404  # not in scope
+    assert client.head(f"/announcements/{n2.id}/print").status_code == 200  # no print
     assert flush_downloads(app) == 1
     session.rollback()
     (entry,) = session.scalars(select(AuditLog).where(AuditLog.action == "notice.print"))
