@@ -83,10 +83,14 @@ ACTION_LABELS = {
     # Terminals (cms.services.terminals).
     "terminal.register": N_("登记终端"),
     "terminal.revoke": N_("停用终端"),
+    # Printed notices (cms.services.notices), counted in the ledger.
+    "notice.print": N_("打印公告"),
 }
 
 # How the details of an entry read to people (the raw key stays in the log).
 DETAIL_LABELS = {
+    "copies": N_("份数"),
+    "size": N_("纸张"),
     "addresses": N_("不同地址数"),
     "chat_group_id": N_("群聊"),
     "events": N_("提醒内容"),

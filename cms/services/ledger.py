@@ -9,7 +9,8 @@ What a township reports upward each month, built from the rows instead of screen
   fetched (through the operator link or by a terminal, whole) and confirmed (已播放), and
   per box (terminal): programs fetched whole before their slot, late, in part;
 * group posts per platform: sent, failed (uncertain counts as failed: nobody knows);
-* share-page plays per notice; Official Account articles published, with their links;
+* share-page plays per notice; notices printed (for the notice board, handouts) and how
+  often; Official Account articles published, with their links;
 * break-ins (立即插播): when, which notice, outlets reached, outlets that confirmed it;
 * charts: broadcasts per week (planned, built, confirmed) and reach by village.
 
@@ -34,6 +35,7 @@ from cms.models import (
     Area,
     AreaKind,
     ArticleState,
+    AuditLog,
     BreakIn,
     BreakInOutlet,
     ChatGroup,
@@ -54,6 +56,7 @@ from cms.models import (
 )
 from cms.services.announcements import reaches
 from cms.services.errors import N_, NotFound
+from cms.services.notices import PRINT_ACTION
 from cms.services.operators import AUDIO_KINDS
 from cms.services.scope import Scope
 from cms.services.terminals import covered, spans, status_of
@@ -136,6 +139,8 @@ class Ledger:
     boxes: list[BoxRow] = field(default_factory=list)
     posts: list[PostRow] = field(default_factory=list)
     shares: list[tuple[str, int]] = field(default_factory=list)
+    prints: list[tuple[str, int]] = field(default_factory=list)  # notice, times printed
+    printed: int = 0  # prints in the month, counted apart (check: the rows add up to it)
     articles: list[tuple[str, str, datetime | None]] = field(default_factory=list)
     breakins: list[BreakInRow] = field(default_factory=list)
     weeks: list[WeekRow] = field(default_factory=list)
@@ -163,6 +168,8 @@ class Ledger:
             "posts_sent": self.total(self.posts, "sent"),
             "posts_failed": self.total(self.posts, "failed"),
             "share_plays": sum(n for _t, n in self.shares),
+            "printed_notices": len(self.prints),
+            "prints": sum(n for _t, n in self.prints),
             "articles": len(self.articles),
             "breakins": len(self.breakins),
             "boxes_full": self.total(self.boxes, "full"),
@@ -174,6 +181,8 @@ class Ledger:
         problems = []
         if sum(n for _t, n in self.by_topic) != t["notices"]:
             problems.append("by_topic")
+        if t["prints"] != self.printed:
+            problems.append("prints")
         for name in ("planned", "built", "confirmed"):
             if self.total(self.weeks, name) != t[name]:
                 problems.append(f"weeks.{name}")
@@ -396,6 +405,29 @@ def build(
             )
             .group_by(Revision.title, Announcement.id)
             .order_by(func.sum(ShareDownload.count).desc(), Revision.title)
+        )
+    ]
+    printed = (
+        select(AuditLog.object_id)
+        .join(Announcement, Announcement.id == AuditLog.object_id)
+        .where(
+            AuditLog.action == PRINT_ACTION,
+            AuditLog.object_type == "announcement",
+            AuditLog.at >= start_utc,
+            AuditLog.at < end_utc,
+            Announcement.area_id.in_(area_ids),
+        )
+    )
+    ledger.printed = session.scalar(select(func.count()).select_from(printed.subquery())) or 0
+    ledger.prints = [
+        (title, int(times))
+        for title, times in session.execute(
+            select(Revision.title, func.count(AuditLog.id))
+            .join(Announcement, Announcement.id == AuditLog.object_id)
+            .join(Revision, Revision.id == Announcement.approved_revision_id)
+            .where(AuditLog.id.in_(printed.with_only_columns(AuditLog.id)))
+            .group_by(Revision.title, Announcement.id)
+            .order_by(func.count(AuditLog.id).desc(), Revision.title)
         )
     ]
     ledger.articles = [

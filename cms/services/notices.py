@@ -9,14 +9,15 @@ copy naming its village.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import date, tzinfo
+from datetime import date, datetime, timedelta, tzinfo
 
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
-from cms.models import Announcement, Area, AreaKind
-from cms.services import share, township
+from cms.models import Announcement, Area, AreaKind, User
+from cms.services import audit, share, township
 from cms.services.errors import N_, NotFound
 from cms.settings import Settings
 
@@ -101,3 +102,36 @@ def notice(session: Session, settings: Settings, ann: Announcement, tz: tzinfo) 
         qr_svg=share.qr_svg(url),
         villages=[v.name for v in villages_in_reach(session, list(rev.areas))],
     )
+
+
+# --- Prints (counted in the ledger) ------------------------------------------------------------
+
+PRINT_ACTION = "notice.print"
+# An officer opening the print page again (another size, a reload) within this counts once.
+PRINT_DEDUPE = timedelta(minutes=10)
+
+
+@dataclass(frozen=True)
+class Print:
+    """An officer opened a notice's print page (as the web's download log takes it)."""
+
+    announcement_id: int
+    user_id: int
+    size: str
+    copies: int
+    at: datetime
+
+
+def record_prints(session: Session, prints: Sequence[Print]) -> int:
+    """Write prints as audit entries (from the download log's writer thread); returns how many."""
+    written = 0
+    for p in prints:
+        ann = session.get(Announcement, p.announcement_id)
+        if ann is None:
+            continue
+        entry = audit.record(
+            session, session.get(User, p.user_id), "notice.print", ann, size=p.size, copies=p.copies
+        )
+        entry.at = p.at
+        written += 1
+    return written

@@ -14,7 +14,9 @@ A terminal's status for a slot, from its fetches of that slot's program:
 * ``partial``: some bytes, never all (a cut download the box did not resume);
 * ``none``: nothing.
 
-A terminal that fetched nothing for a day (:data:`SILENT_AFTER`) raises an alert.
+A terminal that fetched nothing for a day (:data:`SILENT_AFTER`) raises an alert; a box that
+only polls ``now.mp3`` while nothing plays is alive (its idle polls are recorded, kind
+:data:`IDLE_KIND`, with no program, so no slot's status changes).
 """
 
 from __future__ import annotations
@@ -58,6 +60,10 @@ STATUS_LABELS = {
 }
 STATUSES = tuple(STATUS_LABELS)
 SILENT_AFTER = timedelta(days=1)
+# An idle poll of now.mp3 (no break-in playing) is recorded as a sign of life, at most once in
+# this long per terminal: it keeps a polling box from being called silent, fetches no program.
+IDLE_KIND = "idle"
+IDLE_EVERY = timedelta(minutes=10)
 TOKEN_BYTES = 24
 PREFIX_LEN = 6
 MAX_RANGES_TEXT = 200

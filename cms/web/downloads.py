@@ -6,7 +6,8 @@ write lock while they are served and never wait on each other or on the schedule
 busy database delays a record instead of failing or slowing a download.
 
 The share pages' audio (``/s/<token>/audio.mp3``) is counted through the same buffer: a
-fetch is one more entry, written as a per-announcement, per-day count.
+fetch is one more entry, written as a per-announcement, per-day count; so is an officer
+opening a notice's print page (an audit entry ``notice.print``, counted in the ledger).
 """
 
 from __future__ import annotations
@@ -23,9 +24,11 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from cms.db import transaction
+from cms.services import notices as notice_svc
 from cms.services import operators as svc
 from cms.services import share as share_svc
 from cms.services import terminals as terminal_svc
+from cms.services.notices import Print
 from cms.services.terminals import Fetch
 
 log = logging.getLogger(__name__)
@@ -78,8 +81,9 @@ class DownloadLog:
         self.sessions = sessions
         self.interval = interval
         self.limit = limit
-        self._pending: list[Download | ShareFetch | Fetch] = []
+        self._pending: list[Download | ShareFetch | Fetch | Print] = []
         self._seen: dict[tuple[int, date, str, int | None], datetime] = {}
+        self._printed: dict[tuple[int, int], datetime] = {}
         self._lock = threading.Lock()  # guards _pending and _seen; held for microseconds
         self._flushing = threading.Lock()  # one writer at a time
         self._stop = threading.Event()
@@ -115,6 +119,47 @@ class DownloadLog:
         """Note a terminal's fetch (its bytes sent known once the response closed); never blocks."""
         with self._lock:
             self._pending.append(fetch)
+            start = self._thread_to_start()
+        if start is not None:
+            start.start()
+
+    def add_idle(self, terminal_id: int, outlet_id: int, day: date, at: datetime) -> None:
+        """Note a terminal's idle poll of ``now.mp3`` (nothing to play): a sign of life, at most
+        one per :data:`terminal_svc.IDLE_EVERY`, fetching no program; never blocks."""
+        key = (terminal_id, day, "idle", None)
+        with self._lock:
+            seen = self._seen.get(key)
+            if seen is not None and seen > at - terminal_svc.IDLE_EVERY:
+                return
+            self._seen[key] = at
+            self._pending.append(
+                Fetch(
+                    terminal_id=terminal_id,
+                    outlet_id=outlet_id,
+                    day=day,
+                    kind=terminal_svc.IDLE_KIND,
+                    program_id=None,
+                    break_in_id=None,
+                    at=at,
+                    size=0,
+                    start=0,
+                    sent=0,
+                )
+            )
+            start = self._thread_to_start()
+        if start is not None:
+            start.start()
+
+    def add_print(self, printed: Print) -> None:
+        """Note an officer opening a notice's print page (again within
+        ``notice_svc.PRINT_DEDUPE``: once); never blocks."""
+        key = (printed.user_id, printed.announcement_id)
+        with self._lock:
+            seen = self._printed.get(key)
+            if seen is not None and seen > printed.at - notice_svc.PRINT_DEDUPE:
+                return
+            self._printed[key] = printed.at
+            self._pending.append(printed)
             start = self._thread_to_start()
         if start is not None:
             start.start()
@@ -155,6 +200,9 @@ class DownloadLog:
                     written += terminal_svc.record(
                         session, [f for f in batch if isinstance(f, Fetch)]
                     )
+                    written += notice_svc.record_prints(
+                        session, [p for p in batch if isinstance(p, Print)]
+                    )
             except SQLAlchemyError as exc:
                 log.warning("%d downloads not recorded yet, will retry: %s", len(batch), exc)
                 self._requeue(batch)
@@ -177,7 +225,7 @@ class DownloadLog:
             except Exception:  # the thread must outlive any one bad batch
                 log.exception("recording downloads failed")
 
-    def _requeue(self, batch: list[Download | ShareFetch | Fetch]) -> None:
+    def _requeue(self, batch: list[Download | ShareFetch | Fetch | Print]) -> None:
         with self._lock:
             self._pending = batch + self._pending
             dropped = len(self._pending) - self.limit
@@ -187,8 +235,10 @@ class DownloadLog:
 
     def _forget_old(self, now: datetime) -> None:
         with self._lock:
-            cutoff = now - svc.DOWNLOAD_DEDUPE
+            cutoff = now - max(svc.DOWNLOAD_DEDUPE, terminal_svc.IDLE_EVERY)
             self._seen = {k: at for k, at in self._seen.items() if at > cutoff}
+            cutoff = now - notice_svc.PRINT_DEDUPE
+            self._printed = {k: at for k, at in self._printed.items() if at > cutoff}
 
 
 def init_app(app: Flask) -> DownloadLog:

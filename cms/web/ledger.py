@@ -236,6 +236,8 @@ def xlsx() -> Any:
         (_("群聊发送成功"), "posts_sent"),
         (_("群聊发送失败"), "posts_failed"),
         (_("分享页播放"), "share_plays"),
+        (_("打印的公告"), "printed_notices"),
+        (_("打印次数"), "prints"),
         (_("公众号文章"), "articles"),
         (_("立即插播"), "breakins"),
         (_("终端播前完整下载"), "boxes_full"),
@@ -279,6 +281,7 @@ def xlsx() -> Any:
     sheet(_("群聊"), [_("平台"), _("发送成功"), _("发送失败")],
           [[platform(p.platform), p.sent, p.failed] for p in ledger.posts])  # fmt: skip
     sheet(_("分享页"), [_("公告"), _("播放次数")], [list(r) for r in ledger.shares])
+    sheet(_("打印"), [_("公告"), _("打印次数")], [list(r) for r in ledger.prints])
     tz = settings().tz
     sheet(_("公众号"), [_("标题"), _("链接"), _("发布时间")],
           [[title, url, when.astimezone(tz).strftime("%Y-%m-%d %H:%M") if when else ""]

@@ -15,6 +15,7 @@ from cms.services import notices as svc
 from cms.services.errors import NotFound
 from cms.web.auth import STAFF, rule
 from cms.web.db import db, settings
+from cms.web.downloads import download_log
 from cms.web.forms import message
 
 bp = Blueprint("notices", __name__)
@@ -43,6 +44,9 @@ def printed(announcement_id: int) -> Any:
     msgid, params = found.office
     # A notice whose reach holds no village (a county office's own) prints once.
     copies: list[str | None] = list(found.villages) if per_village and found.villages else [None]
+    # Counted in the ledger: noted in memory, written by the download log's thread.
+    if request.method == "GET":  # not a HEAD
+        download_log().add_print(svc.Print(ann.id, g.user.id, size, len(copies), settings().now()))
     # The paper goes on a village notice board: it is Chinese whatever the officer's interface
     # language (like the share page); only the controls around the preview follow that.
     with force_locale(PAPER_LOCALE):

@@ -6,6 +6,7 @@ import csv
 import io
 import logging
 import re
+from collections.abc import Callable
 from datetime import UTC, date, datetime, time, timedelta
 from email.utils import format_datetime
 from pathlib import Path
@@ -106,7 +107,7 @@ def _slot(value: str) -> time:
     return time(int(match.group(1)), int(match.group(2)))
 
 
-def _safe_name(text: str) -> str:
+def safe_name(text: str) -> str:
     return _FILENAME_UNSAFE.sub("_", printable(text)).strip() or "dalaba"
 
 
@@ -115,11 +116,11 @@ def _m3u_text(text: str) -> str:
     return " ".join(printable(text).split())
 
 
-def _names(outlet: Outlet, program: Program, suffix: str = "") -> tuple[str, str]:
+def names(outlet: Outlet, program: Program, suffix: str = "") -> tuple[str, str]:
     """Chinese file name and its ASCII fallback for one program."""
     stamp = f"{program.day.isoformat()}_{program.slot.at:%H%M}"
     return (
-        f"{_safe_name(outlet.name)}_{stamp}{suffix}.mp3",
+        f"{safe_name(outlet.name)}_{stamp}{suffix}.mp3",
         f"dalaba-outlet{outlet.id}_{stamp}{suffix}.mp3",
     )
 
@@ -185,7 +186,7 @@ def _send_program(program: Program) -> Response:
     path = svc.program_file(settings(), program)
     if path is None:
         abort(404, description=_("节目尚未生成"))
-    filename, fallback = _names(outlet, program)
+    filename, fallback = names(outlet, program)
     response = _send_path(
         path, filename=filename, fallback=fallback, attachment=request.args.get("dl") == "1"
     )
@@ -337,7 +338,7 @@ def _send_loop(program: Program) -> Response:
         path = svc.loop_file(settings(), program, outlet.loop_minutes)
     except DomainError:
         abort(404, description=_("节目尚未生成"))
-    filename, fallback = _names(outlet, program, f"_{outlet.loop_minutes}min")
+    filename, fallback = names(outlet, program, f"_{outlet.loop_minutes}min")
     filename = filename.replace(".mp3", "_循环.mp3")
     response = _send_path(path, filename=filename, fallback=fallback)
     if response is None:
@@ -357,7 +358,7 @@ def day_zip(token: str, day: str) -> Any:
     for program in programs:
         path = svc.program_file(settings(), program)
         if path is not None:
-            members.append((_names(outlet, program)[0], path))
+            members.append((names(outlet, program)[0], path))
     if not members:
         abort(404, description=_("这一天还没有生成的节目"))
     try:
@@ -368,7 +369,7 @@ def day_zip(token: str, day: str) -> Any:
     response = respond(
         body,
         mimetype="application/zip",
-        filename=f"{_safe_name(outlet.name)}_{stamp}.zip",
+        filename=f"{safe_name(outlet.name)}_{stamp}.zip",
         fallback=f"dalaba-outlet{outlet.id}_{stamp}.zip",
         attachment=True,
     )
@@ -395,9 +396,9 @@ def playlist(token: str, day: str) -> Any:
     data = ("\n".join(lines) + "\n").encode("utf-8")
     stamp = the_day.isoformat()
     response = respond(
-        bytes_body(data, _latest_build(outlet)),
+        bytes_body(data, latest_build(outlet)),
         mimetype="audio/x-mpegurl",
-        filename=f"{_safe_name(outlet.name)}_{stamp}.m3u8",
+        filename=f"{safe_name(outlet.name)}_{stamp}.m3u8",
         fallback=f"dalaba-outlet{outlet.id}_{stamp}.m3u8",
     )
     response.mimetype_params["charset"] = "utf-8"
@@ -405,7 +406,7 @@ def playlist(token: str, day: str) -> Any:
     return response
 
 
-def _latest_build(outlet: Outlet) -> datetime:
+def latest_build(outlet: Outlet) -> datetime:
     built = db().scalar(
         select(Program.built_at)
         .where(Program.outlet_id == outlet.id, Program.built_at.is_not(None))
@@ -429,6 +430,28 @@ def feed(token: str) -> Any:
     """A podcast RSS feed of the outlet's programs, so a phone's podcast app subscribes."""
     outlet = _outlet(token)
     today = _today()
+    data = feed_xml(
+        outlet,
+        today,
+        settings().base_url + url_for(".link_page", token=token),
+        lambda day, slot: url_for(".program_mp3", token=token, day=day, slot=slot),
+    )
+    response = respond(
+        bytes_body(data, latest_build(outlet)),
+        mimetype="application/rss+xml",
+        filename=f"{safe_name(outlet.name)}.xml",
+        fallback=f"dalaba-outlet{outlet.id}.xml",
+    )
+    response.mimetype_params["charset"] = "utf-8"
+    _count(response, outlet, today, "rss", [None])
+    return response
+
+
+def feed_xml(
+    outlet: Outlet, today: date, link: str, program_url: Callable[[str, str], str]
+) -> bytes:
+    """The podcast RSS of ``outlet``'s programs; ``program_url(day, HHMM)`` is each enclosure's
+    path (the operator link's or a terminal's own)."""
     base = settings().base_url
     ET.register_namespace("itunes", ITUNES)
     rss = ET.Element("rss", {"version": "2.0"})
@@ -437,7 +460,7 @@ def feed(token: str) -> Any:
     # and one U+FFFF (or a control character) makes the whole feed ill-formed XML.
     name = printable(outlet.name)
     ET.SubElement(channel, "title").text = f"{name} · {_('大喇叭')}"
-    ET.SubElement(channel, "link").text = base + url_for(".link_page", token=token)
+    ET.SubElement(channel, "link").text = link
     ET.SubElement(channel, "description").text = _("{name}每天的广播节目").format(name=name)
     ET.SubElement(channel, "language").text = "zh-cn"
     ET.SubElement(channel, f"{{{ITUNES}}}author").text = _("大喇叭")
@@ -454,7 +477,7 @@ def feed(token: str) -> Any:
         except FileNotFoundError:
             continue
         slot = f"{program.slot.at:%H%M}"
-        url = base + url_for(".program_mp3", token=token, day=program.day.isoformat(), slot=slot)
+        url = base + program_url(program.day.isoformat(), slot)
         item = ET.SubElement(channel, "item")
         ET.SubElement(item, "title").text = printable(
             f"{program.day.isoformat()} {program.slot.label} {outlet.name}"
@@ -472,16 +495,7 @@ def feed(token: str) -> Any:
         ET.SubElement(item, "pubDate").text = format_datetime(built.astimezone(UTC), usegmt=True)
         ET.SubElement(item, "enclosure", {"url": url, "length": str(size), "type": MP3})
         ET.SubElement(item, f"{{{ITUNES}}}duration").text = _hms(program.duration or 0)
-    data = ET.tostring(rss, encoding="utf-8", xml_declaration=True)
-    response = respond(
-        bytes_body(data, _latest_build(outlet)),
-        mimetype="application/rss+xml",
-        filename=f"{_safe_name(outlet.name)}.xml",
-        fallback=f"dalaba-outlet{outlet.id}.xml",
-    )
-    response.mimetype_params["charset"] = "utf-8"
-    _count(response, outlet, today, "rss", [None])
-    return response
+    return ET.tostring(rss, encoding="utf-8", xml_declaration=True)
 
 
 # --- Operators logged in -------------------------------------------------------------------------

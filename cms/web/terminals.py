@@ -1,10 +1,11 @@
 """Terminals' own links (``/t/<token>/…``) and the admin's page to register and revoke them.
 
-A terminal gets the operator link's feeds a box uses: ``today.mp3`` (the current or next
-slot), ``<day>/<HHMM>.mp3``, ``now.mp3`` (立即插播; 204 or silence when idle, see
-:mod:`cms.web.breakins`) and the day's M3U. Each audio response, when the server has
-closed it, tells the download log what went out (first byte, bytes sent), which writes it
-in its next batch: nothing is written while the request is served.
+A terminal gets the operator link's feeds: ``today.mp3`` (the current or next slot),
+``<day>/<HHMM>.mp3``, ``now.mp3`` (立即插播; 204 or silence when idle, see
+:mod:`cms.web.breakins`), the mobile-speaker loops, the day's ZIP and M3U and the podcast
+RSS. Each response, when the server has closed it, tells the download log what went out
+(first byte, bytes sent), which writes it in its next batch: nothing is written while the
+request is served. An idle poll of ``now.mp3`` is noted too, as the box's sign of life.
 """
 
 from __future__ import annotations
@@ -29,7 +30,8 @@ from cms.web.breakins import idle_response
 from cms.web.db import db, settings
 from cms.web.downloads import DownloadLog, download_log
 from cms.web.forms import field_errors, form_id, message
-from cms.web.sendfile import bytes_body, file_body, respond
+from cms.web.operators import feed_xml, latest_build, names, safe_name
+from cms.web.sendfile import bytes_body, file_body, respond, zip_body
 
 bp = Blueprint("terminals", __name__)
 MP3 = "audio/mpeg"
@@ -145,17 +147,17 @@ def now_mp3(token: str) -> Any:
     today = _today()
     playing = breakin_svc.playing(db(), [terminal.outlet_id], today)[terminal.outlet_id]
     if not playing:
-        return idle_response()
+        return _idle(terminal, today)
     copy = playing[0].copy
     from cms.web.breakins import data_file
 
     path = data_file(copy.path)
     if path is None:
-        return idle_response()
+        return _idle(terminal, today)
     try:
         body = file_body(path)
     except FileNotFoundError:
-        return idle_response()
+        return _idle(terminal, today)
     response = respond(
         body,
         mimetype=MP3,
@@ -166,6 +168,134 @@ def now_mp3(token: str) -> Any:
         ),
     )
     response.headers["X-Dalaba-Breakin"] = str(copy.break_in_id)
+    return response
+
+
+def _idle(terminal: Terminal, today: date) -> Response:
+    """Nothing plays now: the box polled, so it is alive (noted in memory, no program)."""
+    if request.method == "GET":
+        download_log().add_idle(terminal.id, terminal.outlet_id, today, _now())
+    return idle_response()
+
+
+def _current(terminal: Terminal) -> Program:
+    today = _today()
+    programs = operator_svc.programs_for(db(), terminal.outlet, today, today)
+    program = operator_svc.current_of(programs, _now(), settings().tz)
+    if program is None:
+        abort(404)
+    return program
+
+
+def _one(terminal: Terminal, day: str, slot: str) -> Program:
+    the_day = _day(day)
+    match = _SLOT.fullmatch(slot)
+    if match is None:
+        abort(404)
+    at = time(int(match.group(1)), int(match.group(2)))
+    for program in operator_svc.programs_for(db(), terminal.outlet, the_day, the_day):
+        if program.slot.at == at:
+            return program
+    abort(404)
+
+
+def _day(day: str) -> date:
+    the_day = _today() if day == "today" else parse_date(day)
+    if the_day is None or not in_date_range(the_day):
+        abort(404)
+    return the_day
+
+
+def _send_loop(terminal: Terminal, program: Program) -> Response:
+    outlet = terminal.outlet
+    if not operator_svc.is_ready(program):
+        abort(404)
+    try:
+        path = operator_svc.loop_file(settings(), program, outlet.loop_minutes)
+        body = file_body(path)
+    except (DomainError, FileNotFoundError):
+        abort(404)
+    filename, fallback = names(outlet, program, f"_{outlet.loop_minutes}min")
+    # The loop is not the slot's program file (its size differs): noted as a feed, so each
+    # slot's status stays that of the program's own bytes.
+    return respond(
+        body,
+        mimetype=MP3,
+        filename=filename.replace(".mp3", "_循环.mp3"),
+        fallback=fallback,
+        on_close=_recorder(download_log(), terminal, program.day, "loop", body.size),
+    )
+
+
+@bp.get("/t/<token>/loop.mp3")
+@rule(PUBLIC)
+def loop_current(token: str) -> Any:
+    """The mobile-speaker loop of the current or next program today."""
+    terminal = _terminal(token)
+    return _send_loop(terminal, _current(terminal))
+
+
+@bp.get("/t/<token>/<day>/<slot>/loop.mp3")
+@rule(PUBLIC)
+def loop_mp3(token: str, day: str, slot: str) -> Any:
+    """The mobile-speaker loop of one program."""
+    terminal = _terminal(token)
+    return _send_loop(terminal, _one(terminal, day, slot))
+
+
+@bp.get("/t/<token>/<day>.zip")
+@rule(PUBLIC)
+def day_zip(token: str, day: str) -> Any:
+    """The day's programs as one ZIP, as for the operator link."""
+    terminal = _terminal(token)
+    outlet, the_day = terminal.outlet, _day(day)
+    members = []
+    for program in operator_svc.programs_for(db(), outlet, the_day, the_day):
+        path = (
+            operator_svc.program_file(settings(), program)
+            if operator_svc.is_ready(program)
+            else None
+        )
+        if path is not None:
+            members.append((names(outlet, program)[0], path))
+    if not members:
+        abort(404)
+    try:
+        body = zip_body(members, settings().tz)
+    except FileNotFoundError:
+        abort(404)
+    stamp = the_day.isoformat()
+    return respond(
+        body,
+        mimetype="application/zip",
+        filename=f"{safe_name(outlet.name)}_{stamp}.zip",
+        fallback=f"dalaba-terminal{terminal.id}_{stamp}.zip",
+        attachment=True,
+        on_close=_recorder(download_log(), terminal, the_day, "zip", body.size),
+    )
+
+
+@bp.get("/t/<token>/feed.xml")
+@rule(PUBLIC)
+def feed(token: str) -> Any:
+    """The podcast RSS of the outlet's programs, its enclosures this terminal's own URLs."""
+    terminal = _terminal(token)
+    today = _today()
+    data = feed_xml(
+        terminal.outlet,
+        today,
+        settings().base_url + url_for(".feed", token=token),  # a box has no page of its own
+        lambda day, slot: url_for(".program_mp3", token=token, day=day, slot=slot),
+    )
+    body = bytes_body(data, latest_build(terminal.outlet))
+    response = respond(
+        body,
+        mimetype="application/rss+xml",
+        filename=f"dalaba-terminal{terminal.id}.xml",
+        fallback=f"dalaba-terminal{terminal.id}.xml",
+        on_close=_recorder(download_log(), terminal, today, "rss", body.size),
+    )
+    response.mimetype_params["charset"] = "utf-8"
     return response
 
 
@@ -192,11 +322,13 @@ def playlist(token: str, day: str) -> Any:
             ),
         ]
     data = ("\n".join(lines) + "\n").encode("utf-8")
+    body = bytes_body(data, _now())
     response = respond(
-        bytes_body(data, _now()),
+        body,
         mimetype="audio/x-mpegurl",
         filename=f"dalaba-terminal{terminal.id}_{the_day.isoformat()}.m3u",
         fallback=f"dalaba-terminal{terminal.id}_{the_day.isoformat()}.m3u",
+        on_close=_recorder(download_log(), terminal, the_day, "m3u", body.size),
     )
     response.mimetype_params["charset"] = "utf-8"
     return response

@@ -326,7 +326,75 @@ def test_the_pdf_is_a_filed_document_with_page_numbers(
     ).stdout
     assert "云县宣传工作台账" in text and "2025-11-01 至 2025-11-30" in text
     assert "清明森林防火" in text and "幸福镇" in text and "未分类" in text
+    assert "打印的公告" in text and "打印次数" in text
     pages = text.count("\f")
     assert pages >= 2 and f"第 1 页，共 {pages} 页" in text
     (test_artifacts := Path(__file__).resolve().parents[2] / "test-artifacts").mkdir(exist_ok=True)
     shutil.copy(pdf, test_artifacts / "ledger-county-2025-11.pdf")
+
+
+def test_printed_notices_are_counted_per_month(
+    app: Any, session: Session, county: County, month: dict[str, Any], settings: Any
+) -> None:
+    from sqlalchemy import select
+
+    from cms.models import AuditLog
+    from cms.services import notices as notice_svc
+    from cms.web.downloads import flush_downloads
+
+    n1, n2, _n3, n4 = month["notices"]
+    editor = county.users[("a", Role.EDITOR)]
+    # Opening the print page notes a print (in memory; the download log's thread writes it);
+    # opening it again soon (another size, a reload) is the same print.
+    client = app.test_client()
+    login(client, editor)
+    for query in ("", "?size=a5", "?villages=1"):
+        assert client.get(f"/announcements/{n1.id}/print{query}").status_code == 200
+    assert client.get(f"/announcements/{n4.id}/print").status_code == 404  # not in scope
+    assert client.head(f"/announcements/{n2.id}/print").status_code == 200  # no print
+    assert flush_downloads(app) == 1
+    session.rollback()
+    (entry,) = session.scalars(select(AuditLog).where(AuditLog.action == "notice.print"))
+    assert (entry.user_id, entry.object_id, entry.detail["size"]) == (editor.id, n1.id, "a4")
+    when = entry.at.replace(tzinfo=UTC) if entry.at.tzinfo is None else entry.at
+    local = when.astimezone(settings.tz).date()
+    scope = Scope.of(editor)
+    first, last = svc.month_of(f"{local:%Y-%m}", local)
+    now = svc.build(session, scope, county.towns["a"].id, first, last, settings.tz)
+    assert ("清明森林防火", 1) in now.prints and now.check() == []
+
+    # November: n1 printed twice, n2 once (township a), n4 once (b); one in October.
+    reviewer = county.users[("b", Role.REVIEWER)]
+    notice_svc.record_prints(session, [
+        notice_svc.Print(n1.id, editor.id, "a4", 1, at(NOV + timedelta(days=2), 10)),
+        notice_svc.Print(n1.id, editor.id, "a5", 3, at(NOV + timedelta(days=29), 23, 30)),
+        notice_svc.Print(n2.id, editor.id, "a4", 1, at(NOV + timedelta(days=9), 9)),
+        notice_svc.Print(n4.id, reviewer.id, "a4", 1, at(NOV + timedelta(days=20), 9)),
+        notice_svc.Print(n1.id, editor.id, "a4", 1, at(date(2025, 10, 31), 23, 59)),
+    ])  # fmt: skip
+    session.commit()
+    ledger = svc.build(session, scope, county.towns["a"].id, NOV, date(2025, 11, 30), settings.tz)
+    assert ledger.check() == []
+    assert ledger.prints == [("清明森林防火", 2), ("医保缴费提醒", 1)]
+    assert (ledger.totals["printed_notices"], ledger.totals["prints"], ledger.printed) == (2, 3, 3)
+    ledger.printed += 1  # a row lost: the check says so
+    assert ledger.check() == ["prints"]
+    county_scope = Scope.of(county.users[("county", Role.EDITOR)])
+    whole = svc.build(session, county_scope, county.top.id, NOV, date(2025, 11, 30), settings.tz)
+    assert whole.check() == [] and (whole.totals["prints"], whole.totals["printed_notices"]) == (
+        4,
+        3,
+    )
+
+    town = county.towns["a"].id
+    html = client.get(f"/ledger/?area={town}&month=2025-11").get_data(as_text=True)
+    assert 'data-testid="ledger-prints"' in html and "（2 条公告）" in html
+    from openpyxl import load_workbook
+
+    xlsx = client.get(f"/ledger/ledger.xlsx?area={town}&month=2025-11")
+    book = load_workbook(io.BytesIO(xlsx.data))
+    summary = {row[0].value: row[1].value for row in book["汇总"].iter_rows(min_row=4)}
+    assert (summary["打印的公告"], summary["打印次数"]) == (2, 3)
+    assert [[c.value for c in row] for row in book["打印"].iter_rows(min_row=2)] == [
+        ["清明森林防火", 2], ["医保缴费提醒", 1],
+    ]  # fmt: skip

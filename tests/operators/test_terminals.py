@@ -225,3 +225,72 @@ def test_a_box_silent_for_a_day_raises_an_alert(
     assert check.check_silent(ctx) == 0  # once a day
     alert = session.scalar(select(Alert).where(Alert.kind == "terminal_silent"))
     assert alert is not None and alert.object_id == quiet.id and new.id != alert.object_id
+
+
+def test_a_terminal_gets_the_rss_zip_and_loop_feeds_and_its_idle_polls_keep_it_alive(
+    app: Any,
+    session: Session,
+    settings: Settings,
+    make_outlet: Callable[..., Outlet],
+    make_program: Callable[..., Program],
+    make_user: Callable[..., User],
+    terminal_clock: Clock,
+    day: date,
+    waitress_port: Callable[..., int],
+) -> None:
+    import io
+    import zipfile
+    from xml.etree import ElementTree as ET
+
+    admin = make_user(Role.ADMIN)
+    outlet = make_outlet(slots=(time(19, 0),))
+    program = make_program(outlet, day, 0, seconds=2.0)
+    terminal, token = svc.register(session, admin, outlet, kind="column_4g", name="音柱")
+    noon = terminal_clock.set(day, 12, 0)
+    # Registered two days ago: a day without any sign of life would make it silent.
+    terminal.created_at = noon - timedelta(days=2)
+    session.commit()
+    port = waitress_port()
+
+    status, body, heads = get(port, f"/t/{token}/feed.xml")
+    assert status == 200 and heads["Content-Type"].startswith("application/rss+xml")
+    enclosures = [e.get("url") or "" for e in ET.fromstring(body).iter("enclosure")]
+    assert enclosures == [f"{settings.base_url}/t/{token}/{day.isoformat()}/1900.mp3"]
+    assert "/o/" not in body.decode("utf-8")
+    status, body, _h = get(port, f"/t/{token}/{day.isoformat()}.zip")
+    assert status == 200
+    with zipfile.ZipFile(io.BytesIO(body)) as archive:
+        assert len(archive.namelist()) == 1
+    status, loop, _h = get(port, f"/t/{token}/loop.mp3")
+    assert status == 200 and len(loop) > Path(program.path or "").stat().st_size
+    assert get(port, f"/t/{token}/{day.isoformat()}/1900/loop.mp3")[0] == 200
+    assert get(port, f"/t/{token}/{day.isoformat()}.m3u")[0] == 200
+    assert get(port, "/t/not-a-token/feed.xml")[0] == 404
+    assert get(port, f"/t/{token}/2020-13-01.zip")[0] == 404
+
+    rows = wait_fetches(app, session, 5)
+    assert sorted(r.kind for r in rows) == ["loop", "loop", "m3u", "rss", "zip"]
+    assert all(r.terminal_id == terminal.id and r.complete for r in rows)
+    # Feeds and loops are not the slot's own file: the slot's status stays its program's.
+    assert all(r.program_id is None for r in rows)
+    box = svc.day_statuses(session, [outlet.id], day, settings.tz)[0]
+    assert [s for _p, s, _r in box.slots] == ["none"]
+
+    # A day later the box has only polled now.mp3 (nothing playing: 204) and fetched nothing.
+    session.execute(TerminalFetch.__table__.delete())
+    session.commit()
+    later = terminal_clock.set(day + timedelta(days=1), 12, 0)
+    assert [t.id for t in svc.silent(session, later)] == [terminal.id]
+    for _ in range(3):
+        assert get(port, f"/t/{token}/now.mp3")[0] == 204
+    (idle,) = wait_fetches(app, session, 1)  # polls close together are one sign of life
+    assert idle.kind == svc.IDLE_KIND and idle.program_id is None and not idle.complete
+    assert idle.at == later
+    assert svc.silent(session, later) == []
+    box = svc.day_statuses(session, [outlet.id], day + timedelta(days=1), settings.tz)[0]
+    assert box.slots == [] or [s for _p, s, _r in box.slots] == ["none"]
+    assert svc.month_counts(session, [outlet.id], day, day + timedelta(days=1))["fetches"] == 0
+    # Ten minutes on, a poll is noted again.
+    terminal_clock.set(day + timedelta(days=1), 12, 11)
+    assert get(port, f"/t/{token}/now.mp3")[0] == 204
+    assert len(wait_fetches(app, session, 2)) == 2
