@@ -57,6 +57,21 @@ class Browser:
             return response.geturl()
 
 
+def staff_posts(api: FakeWeCom, before: int) -> list[str]:
+    """The review posts the work group got since ``before``. The robot is also the township's
+    chat, so the demo's notices that fall due at this hour of the day reach it too (text and
+    voice); those are not the staff channel's and are left out."""
+    posts = []
+    for received in api.messages_to(KEY)[before:]:
+        body: Any = received.body
+        content = (body.get("text") or {}).get("content") or (body.get("markdown") or {}).get(
+            "content"
+        )
+        if content and "【待审核" in content:
+            posts.append(content)
+    return posts
+
+
 def test_the_reviewers_work_group_hears_of_a_submission(
     settings: Settings, session: Session, api: FakeWeCom, tmp_path: Path
 ) -> None:
@@ -102,17 +117,15 @@ def test_the_reviewers_work_group_hears_of_a_submission(
         assert re.search(r"/announcements/\d+$", landed), landed
         ann_id = landed.rsplit("/", 1)[1]
         deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and len(api.messages_to(KEY)) == before:
+        while time.monotonic() < deadline and not staff_posts(api, before):
             time.sleep(0.2)
-        got = api.messages_to(KEY)[before:]
+        got = staff_posts(api, before)
         assert len(got) == 1, server.output()[-3000:]
-        content: Any = got[0].body.get("text", {}).get("content") or got[0].body.get(
-            "markdown", {}
-        ).get("content")
+        content = got[0]
         # The demo has notices waiting already: they are listed with the new one.
         assert f"【待审核 {waiting + 1} 条】" in content and "《关于召开户长会的通知》" in content
         assert f"{settings.base_url}/announcements/{ann_id}" in content
         time.sleep(2)  # more ticks: told once
-        assert len(api.messages_to(KEY)) == before + 1
+        assert len(staff_posts(api, before)) == 1
     finally:
         server.stop()
