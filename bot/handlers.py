@@ -106,6 +106,21 @@ async def _bound(update: Update, context: Context) -> tuple[int, str] | None:
     return found
 
 
+async def _bound_group(update: Update, context: Context, command: str) -> tuple[int, str] | None:
+    """This group's binding as :func:`_bound`, or None after saying that ``/command`` is for a
+    bound group (sent elsewhere)."""
+    if not _is_group(update):
+        await _reply(update, f"请在已绑定村组的群里发送 /{command}。")
+        return None
+    return await _bound(update, context)
+
+
+def _chat(session: Session, chat_group_id: int) -> ChatGroup:
+    chat = session.get(ChatGroup, chat_group_id)
+    assert chat is not None
+    return chat
+
+
 @dataclass(frozen=True)
 class Posting:
     """A notice as the handlers post it, read from the database in a worker thread."""
@@ -163,18 +178,14 @@ async def help_command(update: Update, context: Context) -> None:
 
 async def today(update: Update, context: Context) -> None:
     """Post today's notices for this group's area, as text and voice."""
-    if not _is_group(update):
-        await _reply(update, "请在已绑定村组的群里发送 /today。")
-        return
-    found = await _bound(update, context)
+    found = await _bound_group(update, context, "today")
     if found is None:
         return
     data = _data(context)
     day = data.today()
 
     def load(session: Session) -> list[Posting]:
-        chat = session.get(ChatGroup, found[0])
-        assert chat is not None
+        chat = _chat(session, found[0])
         return [_posting(data.settings, n) for n in chats.notices_for_chat(session, chat, day)]
 
     notices = await data.run(load)
@@ -186,18 +197,14 @@ async def today(update: Update, context: Context) -> None:
 
 async def latest(update: Update, context: Context) -> None:
     """Post the most recent notice for this group's area."""
-    if not _is_group(update):
-        await _reply(update, "请在已绑定村组的群里发送 /latest。")
-        return
-    found = await _bound(update, context)
+    found = await _bound_group(update, context, "latest")
     if found is None:
         return
     data = _data(context)
     day = data.today()
 
     def load(session: Session) -> Posting | None:
-        chat = session.get(ChatGroup, found[0])
-        assert chat is not None
+        chat = _chat(session, found[0])
         notice = chats.latest_notice_for_chat(session, chat, day)
         return _posting(data.settings, notice) if notice else None
 

@@ -18,8 +18,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime, timedelta
+from typing import TypeVar
 
-from sqlalchemy import func, select
+from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.orm import Session
 
 from cms.clock import clock_of
@@ -155,19 +156,31 @@ def _listed(lines: list[str]) -> list[str]:
     return [*lines[:MAX_LISTED], f"……另有 {len(lines) - MAX_LISTED} 条"]
 
 
-def _audit_events(session: Session, channel: StaffChannel, scope: Scope, base_url: str) -> None:
-    # Read up to a mark taken first: an entry committed meanwhile is read next time.
-    mark = session.scalar(select(func.max(AuditLog.id))) or channel.audit_mark
+_Logged = TypeVar("_Logged", AuditLog, Alert)
+
+
+def _after_mark(
+    session: Session, model: type[_Logged], mark: int, *where: ColumnElement[bool]
+) -> tuple[Sequence[_Logged], int]:
+    """The rows of ``model`` after ``mark`` that match ``where``, in order, and the new mark.
+
+    The new mark is read first: a row committed meanwhile is read next time.
+    """
+    new_mark = session.scalar(select(func.max(model.id))) or mark
     rows = session.scalars(
-        select(AuditLog)
-        .where(
-            AuditLog.id > channel.audit_mark,
-            AuditLog.id <= mark,
-            AuditLog.action.in_(["announcement.submit", "announcement.reject"]),
-            AuditLog.object_type == "announcement",
-        )
-        .order_by(AuditLog.id)
+        select(model).where(model.id > mark, model.id <= new_mark, *where).order_by(model.id)
     ).all()
+    return rows, new_mark
+
+
+def _audit_events(session: Session, channel: StaffChannel, scope: Scope, base_url: str) -> None:
+    rows, mark = _after_mark(
+        session,
+        AuditLog,
+        channel.audit_mark,
+        AuditLog.action.in_(["announcement.submit", "announcement.reject"]),
+        AuditLog.object_type == "announcement",
+    )
     returned: list[str] = []
     for entry in rows:
         ann = session.get(Announcement, entry.object_id) if entry.object_id else None
@@ -214,17 +227,9 @@ def _review(
 
 
 def _alerts(session: Session, channel: StaffChannel, scope: Scope) -> None:
-    mark = session.scalar(select(func.max(Alert.id))) or channel.alert_mark
-    rows = session.scalars(
-        select(Alert)
-        .where(
-            Alert.id > channel.alert_mark,
-            Alert.id <= mark,
-            Alert.kind.in_(PROGRAM_ALERTS),
-            scope.alerts(),
-        )
-        .order_by(Alert.id)
-    ).all()
+    rows, mark = _after_mark(
+        session, Alert, channel.alert_mark, Alert.kind.in_(PROGRAM_ALERTS), scope.alerts()
+    )
     channel.alert_mark = max(channel.alert_mark, mark)
     if rows and "programs" in channel.events:
         # Work groups speak Chinese: the stored message is rendered from its Chinese msgid.

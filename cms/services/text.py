@@ -70,22 +70,12 @@ def clean_text(
         errors.add(name, N_("{label}不能换行"), label=label)
         return text
     present = set(text)
-    bad = {ch for ch in present if _refused(ch)}
-    if bad:
-        errors.add(
-            name,
-            N_("{label}含有不可见的控制字符（{chars}），请删除后再保存"),
-            label=label,
-            chars=_codes(bad),
-        )
-    bidi = present & BIDI_CONTROLS
-    if bidi:
-        errors.add(
-            name,
-            N_("{label}含有改变文字方向的隐藏字符（{chars}），请删除后再保存"),
-            label=label,
-            chars=_codes(bidi),
-        )
+    for hidden, message in (
+        ({ch for ch in present if _refused(ch)}, N_("{label}含有不可见的控制字符（{chars}），请删除后再保存")),
+        (present & BIDI_CONTROLS, N_("{label}含有改变文字方向的隐藏字符（{chars}），请删除后再保存")),
+    ):  # fmt: skip
+        if hidden:
+            errors.add(name, message, label=label, chars=_codes(hidden))
     if required and not text:
         errors.add(name, N_("请填写{label}"), label=label)
     elif len(text) > max_len:
