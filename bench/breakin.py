@@ -29,8 +29,6 @@ Target (issue 20, this 2-core machine): ready_s ≤ 30. The last line is
 from __future__ import annotations
 
 import argparse
-import os
-import secrets
 import shutil
 import sys
 import tempfile
@@ -42,8 +40,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.county import content, database, seed  # noqa: E402
-from bench.load import dalaba  # noqa: E402
+from bench.county import content, database, scheduler_context, seed  # noqa: E402
 
 TITLE = "寒潮蓝色预警"
 BODY = (
@@ -89,34 +86,14 @@ def _run(folder: Path, url: str, kind: str, townships: int, villages: int) -> Ou
     from sqlalchemy import func, select
 
     from audio.render import Renderer
-    from cms.channels import ChannelRegistry
-    from cms.db import make_engine, make_session_factory
     from cms.models import Announcement, BreakIn, BreakInOutlet, JobState, User
     from cms.scheduler import breakin as job
-    from cms.scheduler.context import Context
-    from cms.scheduler.outbox import OutboxChannel
     from cms.services import announcements as anns
     from cms.services import breakin as svc
-    from cms.settings import Settings
 
-    env = {
-        **os.environ,
-        "DALABA_DATA_DIR": str(folder),
-        "DALABA_SECRET_KEY": secrets.token_hex(32),
-        "DALABA_TTS_ENGINE": "offline",
-        "DALABA_DATABASE_URL": url,
-        "PYTHONPATH": str(ROOT),
-    }
-    dalaba("db", "upgrade", env=env)
-    settings = Settings.from_env(env)
-    engine = make_engine(url)
+    _, ctx = scheduler_context(folder, url)
+    engine, sessions = ctx.engine, ctx.sessions
     try:
-        sessions = make_session_factory(engine)
-        registry = ChannelRegistry()
-        registry.register(OutboxChannel(sessions))
-        ctx = Context(
-            settings=settings, engine=engine, sessions=sessions, registry=registry, worker="bench"
-        )
         today = ctx.today()
         county = seed(sessions, today, townships=townships, villages=villages, chats=0,
                       announcements=0)  # fmt: skip

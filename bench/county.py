@@ -571,6 +571,39 @@ def run(
             shutil.rmtree(folder, ignore_errors=True)
 
 
+def scheduler_context(folder: Path, url: str):  # type: ignore[no-untyped-def]
+    """The environment of a dalaba whose data is in ``folder`` and database at ``url`` (made
+    and migrated), and a scheduler context on it that posts to the outbox: ``(env, ctx)``.
+    The caller disposes of ``ctx.engine``."""
+    from cms.channels import ChannelRegistry
+    from cms.db import make_engine, make_session_factory
+    from cms.scheduler.context import Context
+    from cms.scheduler.outbox import OutboxChannel
+    from cms.settings import Settings
+
+    env = {
+        **os.environ,
+        "DALABA_DATA_DIR": str(folder),
+        "DALABA_SECRET_KEY": secrets.token_hex(32),
+        "DALABA_TTS_ENGINE": "offline",
+        "DALABA_DATABASE_URL": url,
+        "PYTHONPATH": str(ROOT),
+    }
+    dalaba("db", "upgrade", env=env)
+    engine = make_engine(url)
+    sessions = make_session_factory(engine)
+    registry = ChannelRegistry()
+    registry.register(OutboxChannel(sessions))
+    ctx = Context(
+        settings=Settings.from_env(env),
+        engine=engine,
+        sessions=sessions,
+        registry=registry,
+        worker="bench",
+    )
+    return env, ctx
+
+
 def _run(
     folder: Path,
     url: str,
@@ -588,32 +621,12 @@ def _run(
 ) -> Outcome:
     from sqlalchemy import func, select
 
-    from cms.channels import ChannelRegistry
-    from cms.db import make_engine, make_session_factory
     from cms.models import Delivery, DeliveryState, Program
-    from cms.scheduler.context import Context
     from cms.scheduler.core import Scheduler
-    from cms.scheduler.outbox import OutboxChannel
-    from cms.settings import Settings
 
-    env = {
-        **os.environ,
-        "DALABA_DATA_DIR": str(folder),
-        "DALABA_SECRET_KEY": secrets.token_hex(32),
-        "DALABA_TTS_ENGINE": "offline",
-        "DALABA_DATABASE_URL": url,
-        "PYTHONPATH": str(ROOT),
-    }
-    dalaba("db", "upgrade", env=env)
-    settings = Settings.from_env(env)
-    engine = make_engine(url)
+    env, ctx = scheduler_context(folder, url)
+    engine, sessions = ctx.engine, ctx.sessions
     try:
-        sessions = make_session_factory(engine)
-        registry = ChannelRegistry()
-        registry.register(OutboxChannel(sessions))
-        ctx = Context(
-            settings=settings, engine=engine, sessions=sessions, registry=registry, worker="bench"
-        )
         scheduler = Scheduler(ctx)
         today = ctx.today()
         county = seed(

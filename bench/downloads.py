@@ -39,6 +39,8 @@ from imageio_ffmpeg import get_ffmpeg_exe
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.load import free_port, percentile_ms  # noqa: E402
+
 PROGRAM_SECONDS = 600
 READ_SIZE = 256 * 1024
 TARGET_RATIO = 0.5
@@ -60,16 +62,7 @@ class Run:
         return self.completed / self.wall if self.wall else 0.0
 
     def percentile(self, q: float) -> float:
-        if not self.ttfb:
-            return float("nan")
-        ordered = sorted(self.ttfb)
-        return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))] * 1000
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+        return percentile_ms(self.ttfb, q)
 
 
 def wait_ready(port: int, path: str, proc: subprocess.Popen[bytes], timeout: float = 60) -> None:

@@ -50,7 +50,8 @@ BODY = (
 PARTS = 2  # the text fits one message; then the voice note
 
 
-def _voice_note(folder: Path) -> Path:
+def voice_note(folder: Path) -> Path:
+    """An 8 s OGG/Opus voice note in ``folder``."""
     from imageio_ffmpeg import get_ffmpeg_exe
 
     path = folder / "notice.ogg"
@@ -63,57 +64,58 @@ def _voice_note(folder: Path) -> Path:
     return path
 
 
-def _seed(sessions, groups: int, voice: Path) -> list[int]:  # type: ignore[no-untyped-def]
-    from cms.models import (
-        Announcement,
-        Area,
-        AreaKind,
-        ChatGroup,
-        Clip,
-        ClipProfile,
-        Delivery,
-        JobState,
-        Revision,
-        Role,
-        Status,
-        User,
+def seed_township(session):  # type: ignore[no-untyped-def]
+    """A township and its publicity officer: (area, user)."""
+    from cms.models import Area, AreaKind, Role, User
+
+    town = Area(name="清水镇", kind=AreaKind.TOWNSHIP, path="")
+    session.add(town)
+    session.flush()
+    town.path = f"/{town.id}/"
+    officer = User(username="officer", display_name="宣传委员", password_hash="-", role=Role.EDITOR)
+    session.add(officer)
+    session.flush()
+    return town, officer
+
+
+def seed_notice(session, town, officer, title: str, voice: Path):  # type: ignore[no-untyped-def]
+    """An approved notice for ``town`` today, its voice note rendered: its announcement."""
+    from cms.models import Announcement, Clip, ClipProfile, JobState, Revision, Status
+
+    ann = Announcement(status=Status.APPROVED, created_by_id=officer.id)
+    session.add(ann)
+    session.flush()
+    rev = Revision(
+        announcement_id=ann.id,
+        number=1,
+        title=title,
+        body=BODY,
+        start_date=date.today(),
+        end_date=date.today(),
+        author_id=officer.id,
+        areas=[town],
     )
+    session.add(rev)
+    session.flush()
+    ann.latest_revision_id = ann.approved_revision_id = rev.id
+    session.add(
+        Clip(
+            revision_id=rev.id,
+            profile=ClipProfile.VOICE,
+            state=JobState.DONE,
+            path=str(voice),
+            duration=8.0,
+        )
+    )
+    return ann
+
+
+def _seed(sessions, groups: int, voice: Path) -> list[int]:  # type: ignore[no-untyped-def]
+    from cms.models import ChatGroup, Delivery
 
     with sessions() as session, session.begin():
-        town = Area(name="清水镇", kind=AreaKind.TOWNSHIP, path="")
-        session.add(town)
-        session.flush()
-        town.path = f"/{town.id}/"
-        officer = User(
-            username="officer", display_name="宣传委员", password_hash="-", role=Role.EDITOR
-        )
-        session.add(officer)
-        session.flush()
-        ann = Announcement(status=Status.APPROVED, created_by_id=officer.id)
-        session.add(ann)
-        session.flush()
-        rev = Revision(
-            announcement_id=ann.id,
-            number=1,
-            title="防汛紧急通知",
-            body=BODY,
-            start_date=date.today(),
-            end_date=date.today(),
-            author_id=officer.id,
-            areas=[town],
-        )
-        session.add(rev)
-        session.flush()
-        ann.latest_revision_id = ann.approved_revision_id = rev.id
-        session.add(
-            Clip(
-                revision_id=rev.id,
-                profile=ClipProfile.VOICE,
-                state=JobState.DONE,
-                path=str(voice),
-                duration=8.0,
-            )
-        )
+        town, officer = seed_township(session)
+        ann = seed_notice(session, town, officer, "防汛紧急通知", voice)
         chats = [
             ChatGroup(chat_id=str(-1_000_000_000 - i), title=f"群{i}", area=town)
             for i in range(groups)
@@ -121,7 +123,10 @@ def _seed(sessions, groups: int, voice: Path) -> list[int]:  # type: ignore[no-u
         session.add_all(chats)
         session.flush()
         due = datetime.now(UTC) - timedelta(minutes=1)
-        rows = [Delivery(revision_id=rev.id, chat_group_id=c.id, due_at=due) for c in chats]
+        rows = [
+            Delivery(revision_id=ann.approved_revision_id, chat_group_id=c.id, due_at=due)
+            for c in chats
+        ]
         session.add_all(rows)
         session.flush()
         return [d.id for d in rows]
@@ -181,7 +186,7 @@ def main() -> None:
         engine = make_engine(settings.database_url)
         upgrade(engine)
         sessions = make_session_factory(engine)
-        ids = _seed(sessions, args.groups, _voice_note(folder))
+        ids = _seed(sessions, args.groups, voice_note(folder))
         channel = TelegramChannel(
             build_application(
                 settings,

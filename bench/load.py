@@ -65,6 +65,14 @@ class Township:
     announcement_ids: list[int]
 
 
+def percentile_ms(seconds: list[float], q: float) -> float:
+    """The ``q`` quantile (nearest rank) of ``seconds``, in milliseconds; NaN for none."""
+    if not seconds:
+        return float("nan")
+    ordered = sorted(seconds)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))] * 1000
+
+
 @dataclass
 class Stats:
     latencies: list[float] = field(default_factory=list)
@@ -90,10 +98,7 @@ class Stats:
         return sum(n for code, n in self.statuses.items() if code >= 500 or code == 0)
 
     def percentile(self, q: float) -> float:
-        if not self.latencies:
-            return float("nan")
-        ordered = sorted(self.latencies)
-        return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))] * 1000
+        return percentile_ms(self.latencies, q)
 
 
 def free_port() -> int:

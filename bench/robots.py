@@ -41,22 +41,18 @@ from __future__ import annotations
 
 import argparse
 import logging
-import subprocess
 import sys
 import tempfile
 import time
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-BODY = (
-    "各位村民：根据气象部门预报，明天起我镇将有一次强降雨过程。请大家及时检查房前屋后排水沟，"
-    "加固棚舍，转移低洼地带的物资；山边、河边的住户注意防范山洪和地质灾害，夜间不要外出捕鱼。"
-    "如遇险情，请立即拨打村委会值班电话。"
-)
+from bench.fanout import seed_notice, seed_township, voice_note  # noqa: E402
+
 PLATFORMS = ("wecom", "dingtalk", "feishu")
 PARTS = {"wecom": 2, "dingtalk": 1, "feishu": 1}  # messages per notice
 WINDOWS = {  # (count, seconds) per robot, as the platforms document them
@@ -64,19 +60,6 @@ WINDOWS = {  # (count, seconds) per robot, as the platforms document them
     "dingtalk": ((20, 60.0),),
     "feishu": ((5, 1.0), (100, 60.0)),
 }
-
-
-def _voice_note(folder: Path) -> Path:
-    from imageio_ffmpeg import get_ffmpeg_exe
-
-    path = folder / "notice.ogg"
-    subprocess.run(
-        [get_ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-f", "lavfi", "-i",
-         "sine=frequency=440:duration=8", "-ac", "1", "-ar", "48000", "-c:a", "libopus",
-         "-b:a", "24k", str(path)],
-        check=True,
-    )  # fmt: skip
-    return path
 
 
 def earliest_last(messages: int, windows: tuple[tuple[int, float], ...]) -> float:
@@ -92,32 +75,12 @@ def earliest_last(messages: int, windows: tuple[tuple[int, float], ...]) -> floa
 
 
 def _seed(sessions, hooks: list[tuple[str, str, str]], notices: int, voice: Path) -> None:  # type: ignore[no-untyped-def]
-    from cms.models import (
-        Announcement,
-        Area,
-        AreaKind,
-        Clip,
-        ClipProfile,
-        Delivery,
-        JobState,
-        Revision,
-        Role,
-        Status,
-        User,
-    )
+    from cms.models import Delivery
     from cms.services.chats import bind_robot
     from cms.services.share import ensure_token
 
     with sessions() as session, session.begin():
-        town = Area(name="清水镇", kind=AreaKind.TOWNSHIP, path="")
-        session.add(town)
-        session.flush()
-        town.path = f"/{town.id}/"
-        officer = User(
-            username="officer", display_name="宣传委员", password_hash="-", role=Role.EDITOR
-        )
-        session.add(officer)
-        session.flush()
+        town, officer = seed_township(session)
         chats = [
             bind_robot(
                 session,
@@ -134,34 +97,11 @@ def _seed(sessions, hooks: list[tuple[str, str, str]], notices: int, voice: Path
         session.flush()
         due = datetime.now(UTC) - timedelta(minutes=1)
         for n in range(notices):
-            ann = Announcement(status=Status.APPROVED, created_by_id=officer.id)
-            session.add(ann)
-            session.flush()
-            rev = Revision(
-                announcement_id=ann.id,
-                number=1,
-                title=f"防汛紧急通知（第{n + 1}号）",
-                body=BODY,
-                start_date=date.today(),
-                end_date=date.today(),
-                author_id=officer.id,
-                areas=[town],
-            )
-            session.add(rev)
-            session.flush()
-            ann.latest_revision_id = ann.approved_revision_id = rev.id
+            ann = seed_notice(session, town, officer, f"防汛紧急通知（第{n + 1}号）", voice)
             ensure_token(ann)
-            session.add(
-                Clip(
-                    revision_id=rev.id,
-                    profile=ClipProfile.VOICE,
-                    state=JobState.DONE,
-                    path=str(voice),
-                    duration=8.0,
-                )
-            )
             session.add_all(
-                Delivery(revision_id=rev.id, chat_group_id=c.id, due_at=due) for c in chats
+                Delivery(revision_id=ann.approved_revision_id, chat_group_id=c.id, due_at=due)
+                for c in chats
             )
             session.flush()
 
@@ -231,7 +171,7 @@ def main() -> None:
                 url = lark.webhook(token, secret=secret)
             hooks.append((platform, url, secret))
             tokens.append((platform, token))
-        _seed(sessions, hooks, args.notices, _voice_note(folder))
+        _seed(sessions, hooks, args.notices, voice_note(folder))
 
         longest = 60.0 * args.scale
         registry = ChannelRegistry()
