@@ -28,7 +28,7 @@ from audio.ffmpeg import atomic_path
 from audio.subtitles import Cue
 from audio.voices import Voice
 
-__all__ = ["EdgeEngine", "OfflineEngine", "RetryPolicy", "Speech", "SpeechEngine"]
+__all__ = ["EdgeEngine", "OfflineEngine", "RetryPolicy", "Speech", "SpeechEngine", "pcm_speech"]
 
 log = logging.getLogger(__name__)
 
@@ -362,9 +362,7 @@ class _ESpeak:
         try:
             lib = self._open()
         except OSError as exc:
-            raise OfflineError(
-                N_("离线语音引擎（eSpeak NG）无法加载：{detail}"), detail=str(exc)
-            ) from exc
+            raise _unloadable(exc) from exc
         try:
             if lib.espeak_SetVoiceByName(voice.encode()) != 0:
                 raise OfflineError(N_("离线语音引擎没有发音人 {voice}"), voice=voice)
@@ -383,6 +381,26 @@ class _ESpeak:
         finally:
             lib.espeak_Terminate()
             _unload(lib)
+
+
+def _unloadable(exc: OSError) -> OfflineError:
+    return OfflineError(N_("离线语音引擎（eSpeak NG）无法加载：{detail}"), detail=str(exc))
+
+
+def pcm_speech(
+    out: Path,
+    pcm: bytes | bytearray,
+    sample_rate: int,
+    cues: Sequence[Cue],
+    compute_s: float | None = None,
+) -> Speech:
+    """Write mono 16-bit ``pcm`` at ``sample_rate`` to ``out`` as a WAV file (atomically)."""
+    with atomic_path(out) as tmp, wave.open(str(tmp), "wb") as wav:
+        wav.setnchannels(1)
+        wav.setsampwidth(2)
+        wav.setframerate(sample_rate)
+        wav.writeframes(bytes(pcm))
+    return Speech(out, len(pcm) / 2 / sample_rate, tuple(cues), compute_s=compute_s)
 
 
 def _private_copy(library: Path) -> str:
@@ -417,9 +435,7 @@ class OfflineEngine:
             try:
                 espeak = _ESpeak.get()
             except OSError as exc:
-                raise OfflineError(
-                    N_("离线语音引擎（eSpeak NG）无法加载：{detail}"), detail=str(exc)
-                ) from exc
+                raise _unloadable(exc) from exc
             pcm = bytearray()
             cues = []
             for chunk in chunks:
@@ -429,9 +445,4 @@ class OfflineEngine:
             sample_rate = espeak.sample_rate
         if not pcm:
             raise OfflineError(N_("离线语音引擎没有生成音频"))
-        with atomic_path(out) as tmp, wave.open(str(tmp), "wb") as wav:
-            wav.setnchannels(1)
-            wav.setsampwidth(2)
-            wav.setframerate(sample_rate)
-            wav.writeframes(bytes(pcm))
-        return Speech(out, len(pcm) / 2 / sample_rate, tuple(cues))
+        return pcm_speech(out, pcm, sample_rate, cues)

@@ -16,7 +16,7 @@ from functools import cache
 from glob import escape as glob_escape
 from pathlib import Path
 
-from audio.errors import N_, DiskFullError, MasteringError, Reason
+from audio.errors import N_, AudioError, DiskFullError, MasteringError, Reason
 
 __all__ = [
     "Loudness",
@@ -66,6 +66,29 @@ def ffmpeg_exe() -> str:
         ) from exc
 
 
+def _spawn(cmd: list[str], what: str) -> subprocess.CompletedProcess[bytes]:
+    """Run ffmpeg's ``cmd`` to its end, whatever its exit status.
+
+    Raises:
+        MasteringError: ffmpeg could not be started, or ran past 15 minutes.
+    """
+    try:
+        return subprocess.run(cmd, capture_output=True, check=False, timeout=900)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise MasteringError(
+            N_("{what}失败：无法运行 ffmpeg（{detail}）"), what=Reason(what), detail=str(exc)
+        ) from exc
+
+
+def _failure(stderr: str, detail: str, what: str) -> AudioError:
+    """The error for an ffmpeg that exited with an error: a full disk, or ``detail``'s end."""
+    if disk_full_in(stderr):
+        return _disk_full(what)
+    return MasteringError(
+        N_("{what}失败（ffmpeg：{detail}）"), what=Reason(what), detail=detail[-300:]
+    )
+
+
 def run_ffmpeg(args: Sequence[str], *, what: str = N_("处理音频")) -> str:
     """Run ffmpeg with ``args`` and return its log (stderr).
 
@@ -74,22 +97,12 @@ def run_ffmpeg(args: Sequence[str], *, what: str = N_("处理音频")) -> str:
         MasteringError: ffmpeg exited with an error; the message names ``what`` (a message
             id marked with ``N_``).
     """
-    cmd = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-nostats", *args]
-    try:
-        proc = subprocess.run(cmd, capture_output=True, check=False, timeout=900)
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        raise MasteringError(
-            N_("{what}失败：无法运行 ffmpeg（{detail}）"), what=Reason(what), detail=str(exc)
-        ) from exc
+    proc = _spawn([ffmpeg_exe(), "-hide_banner", "-nostdin", "-nostats", *args], what)
     stderr = proc.stderr.decode("utf-8", "replace")
     if proc.returncode != 0:
         tail = " / ".join(stderr.strip().splitlines()[-3:])
         log.warning("ffmpeg failed (%s): %s", proc.returncode, tail)
-        if disk_full_in(stderr):
-            raise _disk_full(what)
-        raise MasteringError(
-            N_("{what}失败（ffmpeg：{detail}）"), what=Reason(what), detail=tail[-300:]
-        )
+        raise _failure(stderr, tail, what)
     return stderr
 
 
@@ -102,19 +115,10 @@ def decode_pcm(path: Path, *, sample_rate: int = 16_000, what: str = N_("解码�
     """
     cmd = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-v", "error", "-i", str(path), "-vn"]
     cmd += ["-ac", "1", "-ar", str(sample_rate), "-f", "s16le", "-"]
-    try:
-        proc = subprocess.run(cmd, capture_output=True, check=False, timeout=900)
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        raise MasteringError(
-            N_("{what}失败：无法运行 ffmpeg（{detail}）"), what=Reason(what), detail=str(exc)
-        ) from exc
+    proc = _spawn(cmd, what)
     if proc.returncode != 0:
         stderr = proc.stderr.decode("utf-8", "replace").strip()
-        if disk_full_in(stderr):
-            raise _disk_full(what)
-        raise MasteringError(
-            N_("{what}失败（ffmpeg：{detail}）"), what=Reason(what), detail=stderr[-300:]
-        )
+        raise _failure(stderr, stderr, what)
     return proc.stdout
 
 

@@ -32,7 +32,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from audio.catalogue import ModelEntry, find
+from audio.catalogue import Download, ModelEntry, find
 from audio.errors import N_, InstallError
 
 __all__ = [
@@ -83,6 +83,16 @@ def _check_sha(value: str | None) -> str | None:
     if len(value) != 64 or any(c not in "0123456789abcdef" for c in value):
         raise InstallError(N_("SHA-256 校验值应为 64 位十六进制数：{value}"), value=value)
     return value
+
+
+def _known_sha(given: str | None, catalogued: str | None, name: str) -> str:
+    """The checksum given (checked), else the catalogue's; refused when neither knows it."""
+    sha = _check_sha(given) or catalogued
+    if sha is None:
+        raise InstallError(
+            N_("目录中 {name} 的 SHA-256 未知：请在别处核对后用 --sha256 给出"), name=name
+        )
+    return sha
 
 
 def download(
@@ -434,35 +444,23 @@ def install_entry(
             both to the catalogue and the caller.
     """
     downloads = root / ".downloads"
-    archive_sha = _check_sha(sha256) or entry.archive.sha256
-    if archive_sha is None:
-        raise InstallError(
-            N_("目录中 {name} 的 SHA-256 未知：请在别处核对后用 --sha256 给出"), name=entry.name
+
+    def fetch(item: Download, sha: str) -> Path:
+        return download(
+            item.url(base),
+            downloads / item.filename,
+            sha,
+            size=item.size,
+            max_bytes=max_bytes,
+            progress=progress(item.filename) if progress else None,
         )
+
+    archive_sha = _known_sha(sha256, entry.archive.sha256, entry.name)
     vocoder_path = None
     if entry.vocoder is not None:
-        vocoder_sha = _check_sha(vocoder_sha256) or entry.vocoder.sha256
-        if vocoder_sha is None:
-            raise InstallError(
-                N_("目录中 {name} 的 SHA-256 未知：请在别处核对后用 --sha256 给出"),
-                name=entry.vocoder.filename,
-            )
-        vocoder_path = download(
-            entry.vocoder.url(base),
-            downloads / entry.vocoder.filename,
-            vocoder_sha,
-            size=entry.vocoder.size,
-            max_bytes=max_bytes,
-            progress=progress(entry.vocoder.filename) if progress else None,
-        )
-    archive = download(
-        entry.archive.url(base),
-        downloads / entry.archive.filename,
-        archive_sha,
-        size=entry.archive.size,
-        max_bytes=max_bytes,
-        progress=progress(entry.archive.filename) if progress else None,
-    )
+        vocoder_sha = _known_sha(vocoder_sha256, entry.vocoder.sha256, entry.vocoder.filename)
+        vocoder_path = fetch(entry.vocoder, vocoder_sha)
+    archive = fetch(entry.archive, archive_sha)
     result = install_archive(
         archive,
         root,

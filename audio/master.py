@@ -45,7 +45,7 @@ import logging
 import math
 import re
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
 from pathlib import Path
 
@@ -155,18 +155,27 @@ PROFILES: dict[Profile, MasteringProfile] = {
     ),
 }  # fmt: skip
 
-AMR_NB_VOICE = MasteringProfile(
-    profile=Profile.VOICE_NOTE,
-    suffix=".amr",
-    integrated_lufs=-16.0,
-    true_peak_dbtp=-1.5,
-    lra=11.0,
-    sample_rate=8_000,
-    shaping="anull",
-    limiter_margin_db=3.0,
-    codec_makeup_db=0.5,
+
+def _phone_file(
+    suffix: str, sample_rate: int, margin_db: float, makeup_db: float, encoder: tuple[str, ...]
+) -> MasteringProfile:
+    """The phone targets in another codec's file, with neutral shaping (the audio is a
+    finished voice note): only the codec's own guesses and settings differ."""
+    return replace(
+        PROFILES[Profile.VOICE_NOTE],
+        suffix=suffix,
+        sample_rate=sample_rate,
+        shaping="anull",
+        limiter_margin_db=margin_db,
+        codec_makeup_db=makeup_db,
+        encoder=encoder,
+    )
+
+
+AMR_NB_VOICE = _phone_file(
+    ".amr", 8_000, margin_db=3.0, makeup_db=0.5,
     encoder=("-c:a", "libopencore_amrnb", "-b:a", "12.2k", "-f", "amr"),
-)
+)  # fmt: skip
 """A phone clip again as AMR-NB 8 kHz, for platforms whose voice messages need it (WeCom).
 
 Pass a finished voice note to :func:`master` with this spec: its shaping is neutral, and
@@ -175,18 +184,10 @@ that keeps no waveform, overshoots the limiter by 1–3 dB, erratically; it also
 ~0.5 LU.
 """
 
-MP3_PHONE_FILE = MasteringProfile(
-    profile=Profile.VOICE_NOTE,
-    suffix=".mp3",
-    integrated_lufs=-16.0,
-    true_peak_dbtp=-1.5,
-    lra=11.0,
-    sample_rate=48_000,
-    shaping="anull",
-    limiter_margin_db=1.0,
-    codec_makeup_db=0.3,
+MP3_PHONE_FILE = _phone_file(
+    ".mp3", 48_000, margin_db=1.0, makeup_db=0.3,
     encoder=("-c:a", "libmp3lame", "-b:a", "48k", "-id3v2_version", "0", "-f", "mp3"),
-)
+)  # fmt: skip
 """A phone clip again as a 48 kbit/s MP3 file, for platforms that take audio only as a
 file (WeCom, for clips longer than a voice message), held to the phone targets."""
 

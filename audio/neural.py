@@ -41,16 +41,14 @@ import subprocess
 import sys
 import threading
 import time
-import wave
 from array import array
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO, Literal
 
-from audio.engines import Speech
+from audio.engines import Speech, pcm_speech
 from audio.errors import N_, NeuralError, Reason
-from audio.ffmpeg import atomic_path
 from audio.subtitles import Cue
 from audio.voices import VOICES, Voice
 
@@ -767,12 +765,7 @@ class NeuralEngine:
             compute_s = time.perf_counter() - started
         if not pcm:
             raise NeuralError(N_("离线神经语音没有生成音频（文本中的字可能都不在模型词典里）"))
-        with atomic_path(out) as tmp, wave.open(str(tmp), "wb") as wav:
-            wav.setnchannels(1)
-            wav.setsampwidth(2)
-            wav.setframerate(sample_rate)
-            wav.writeframes(bytes(pcm))
-        return Speech(out, len(pcm) / 2 / sample_rate, tuple(cues), compute_s=compute_s)
+        return pcm_speech(out, pcm, sample_rate, cues, compute_s=compute_s)
 
     def _load(self) -> Any:
         """The loaded model, (re)loaded when the folder's files changed; caller holds the lock."""

@@ -50,7 +50,7 @@ from audio.master import PROFILES, Profile, master
 from audio.mp3 import id3v2_tag
 from audio.neural import NeuralEngine
 from audio.subtitles import Cue, shift_cues, to_srt, to_vtt
-from audio.text import Lexicon, chunk_sentences, split_sentences, spoken_text
+from audio.text import Lexicon, pack, split_sentences, spoken_text
 from audio.voices import DEFAULT_VOICE, Voice, check_rate, get_voice
 
 __all__ = [
@@ -609,11 +609,7 @@ class Renderer:
             meta = json.loads(meta_path.read_text(encoding="utf-8"))
             return Speech(raw, float(meta["duration"]), tuple(Cue(*c) for c in meta["cues"]))
         sentences = split_sentences(spoken, SENTENCE_CHARS)
-        chunks = (
-            chunk_sentences(sentences, EDGE_CHUNK_CHARS)
-            if engine.name == EngineName.EDGE
-            else sentences
-        )
+        chunks = pack(sentences, EDGE_CHUNK_CHARS) if engine.name == EngineName.EDGE else sentences
         speech = engine.synthesize(chunks, voice, rate, raw)
         if self._on_synthesis is not None:
             self._on_synthesis(engine.name, speech)

@@ -33,7 +33,7 @@ import hashlib
 import re
 import threading
 import unicodedata
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -690,15 +690,18 @@ def estimate_duration(text: str, rate: int = 0, lexicon: Lexicon | None = None) 
     return round(seconds, 1)
 
 
-def chunk_sentences(sentences: Iterable[str], max_chars: int) -> list[str]:
-    """Group consecutive sentences into chunks of at most ``max_chars`` characters."""
+def pack(pieces: Iterable[str], limit: int, length: Callable[[str], int] = len) -> list[str]:
+    """Join consecutive ``pieces`` into chunks of at most ``limit`` by ``length``.
+
+    A piece longer than ``limit`` stands alone; pieces are never cut.
+    """
     chunks: list[str] = []
     current = ""
-    for sentence in sentences:
-        if current and len(current) + len(sentence) > max_chars:
+    for piece in pieces:
+        if current and length(current) + length(piece) > limit:
             chunks.append(current)
             current = ""
-        current += sentence
+        current += piece
     if current:
         chunks.append(current)
     return chunks

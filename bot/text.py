@@ -10,6 +10,8 @@ from __future__ import annotations
 import html
 import re
 
+from audio.text import pack
+
 __all__ = [
     "CAPTION_LIMIT",
     "MESSAGE_LIMIT",
@@ -50,39 +52,22 @@ def _pieces(text: str, pattern: re.Pattern[str]) -> list[str]:
     return pieces
 
 
-def _hard_cut(text: str, limit: int) -> list[str]:
-    """Last resort for a run with no boundary at all: cut by length, never inside a surrogate."""
-    parts, current = [], ""
-    for ch in text:
-        if tg_len(current) + tg_len(ch) > limit:
-            parts.append(current)
-            current = ""
-        current += ch
-    if current:
-        parts.append(current)
-    return parts
-
-
 def _fit(pieces: list[str], limit: int, finer: list[re.Pattern[str]]) -> list[str]:
+    """Pack ``pieces`` into parts; a piece over ``limit`` is cut at the next finer boundary,
+    and a run with no boundary at all by length, never inside a surrogate."""
     parts: list[str] = []
-    current = ""
+    fitting: list[str] = []
     for piece in pieces:
-        if tg_len(piece) > limit:
-            if current:
-                parts.append(current)
-                current = ""
-            if finer:
-                parts.extend(_fit(_pieces(piece, finer[0]), limit, finer[1:]))
-            else:
-                parts.extend(_hard_cut(piece, limit))
+        if tg_len(piece) <= limit:
+            fitting.append(piece)
             continue
-        if tg_len(current) + tg_len(piece) > limit:
-            parts.append(current)
-            current = ""
-        current += piece
-    if current:
-        parts.append(current)
-    return parts
+        parts += pack(fitting, limit, tg_len)
+        fitting = []
+        if finer:
+            parts += _fit(_pieces(piece, finer[0]), limit, finer[1:])
+        else:
+            parts += pack(piece, limit, tg_len)
+    return parts + pack(fitting, limit, tg_len)
 
 
 def split_text(text: str, limit: int = MESSAGE_LIMIT) -> list[str]:

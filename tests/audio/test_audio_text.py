@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from audio import Lexicon, TextError, VoiceError, estimate_duration, split_sentences, spoken_text
-from audio.text import MAX_TEXT_CHARS, chunk_sentences
+from audio.text import MAX_TEXT_CHARS, pack
 
 
 @pytest.mark.parametrize(
@@ -141,7 +141,7 @@ def test_split_sentences_cuts_a_run_without_punctuation() -> None:
 
 
 def test_chunks_group_sentences_in_order() -> None:
-    chunks = chunk_sentences(["一二三。", "四五六。", "七八九十。"], 9)
+    chunks = pack(["一二三。", "四五六。", "七八九十。"], 9)
     assert chunks == ["一二三。四五六。", "七八九十。"]
 
 
