@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -121,6 +122,27 @@ def _chat(session: Session, chat_group_id: int) -> ChatGroup:
     return chat
 
 
+async def _code(update: Update, context: Context, usage: str) -> str | None:
+    """The command's one argument (a one-time code), or None after replying ``usage``."""
+    args = context.args or []
+    if len(args) != 1:
+        await _reply(update, usage)
+        return None
+    return args[0]
+
+
+async def _run_or_reply(
+    update: Update, context: Context, work: Callable[[Session], str]
+) -> str | None:
+    """What ``work`` returns (see :meth:`BotData.run`), or None after replying its domain error."""
+    try:
+        result: str = await _data(context).run(work)
+    except DomainError as exc:
+        await _reply(update, str(exc))
+        return None
+    return result
+
+
 @dataclass(frozen=True)
 class Posting:
     """A notice as the handlers post it, read from the database in a worker thread."""
@@ -224,12 +246,10 @@ async def bind(update: Update, context: Context) -> None:
     if not await _is_admin(update, context):
         await _reply(update, "只有群管理员可以绑定本群。")
         return
-    if len(context.args or []) != 1:
-        await _reply(update, "用法：/bind 绑定码（绑定码由乡镇管理员在大喇叭后台生成）")
+    code = await _code(update, context, "用法：/bind 绑定码（绑定码由乡镇管理员在大喇叭后台生成）")
+    if code is None:
         return
-    code = (context.args or [""])[0]
-    data = _data(context)
-    now = data.now()
+    now = _data(context).now()
 
     def work(session: Session) -> str:
         row = chats.bind_with_code(
@@ -237,10 +257,8 @@ async def bind(update: Update, context: Context) -> None:
         )
         return full_name(session, row.area)
 
-    try:
-        area = await data.run(work)
-    except DomainError as exc:
-        await _reply(update, str(exc))
+    area = await _run_or_reply(update, context, work)
+    if area is None:
         return
     await _reply(update, f"绑定成功：本群会收到“{area}”的通知。")
 
@@ -274,21 +292,17 @@ async def link(update: Update, context: Context) -> None:
     if chat is None or user is None or chat.type != ChatType.PRIVATE:
         await _reply(update, "为保护账号，请私聊机器人发送 /link 关联码。")
         return
-    if len(context.args or []) != 1:
-        await _reply(update, "用法：/link 关联码（关联码由管理员在大喇叭后台生成）")
+    code = await _code(update, context, "用法：/link 关联码（关联码由管理员在大喇叭后台生成）")
+    if code is None:
         return
-    code = (context.args or [""])[0]
-    data = _data(context)
-    now = data.now()
+    now = _data(context).now()
 
     def work(session: Session) -> str:
         linked = chats.link_account(session, code, platform=PLATFORM, external_id=user.id, now=now)
         return linked.display_name
 
-    try:
-        name = await data.run(work)
-    except DomainError as exc:
-        await _reply(update, str(exc))
+    name = await _run_or_reply(update, context, work)
+    if name is None:
         return
     await _reply(update, f"已关联大喇叭账号：{name}。发送 /program 获取今天的节目。")
 
