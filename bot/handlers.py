@@ -12,6 +12,7 @@ from pathlib import Path
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 from telegram import (
+    Chat,
     ChatMember,
     ChatMemberUpdated,
     InlineKeyboardButton,
@@ -119,6 +120,20 @@ async def _bound_group(update: Update, context: Context, command: str) -> tuple[
 def _chat(session: Session, chat_group_id: int) -> ChatGroup:
     chat = session.get(ChatGroup, chat_group_id)
     assert chat is not None
+    return chat
+
+
+async def _admin_group(
+    update: Update, context: Context, outside: str, not_admin: str
+) -> Chat | None:
+    """This group, or None after replying ``outside`` (not sent in a group) or ``not_admin``."""
+    chat = update.effective_chat
+    if not _is_group(update) or chat is None:
+        await _reply(update, outside)
+        return None
+    if not await _is_admin(update, context):
+        await _reply(update, not_admin)
+        return None
     return chat
 
 
@@ -239,12 +254,10 @@ async def latest(update: Update, context: Context) -> None:
 
 async def bind(update: Update, context: Context) -> None:
     """Bind this group to an area with a one-time code (group admins only)."""
-    chat = update.effective_chat
-    if not _is_group(update) or chat is None:
-        await _reply(update, "请在要绑定的群里发送 /bind 绑定码。")
-        return
-    if not await _is_admin(update, context):
-        await _reply(update, "只有群管理员可以绑定本群。")
+    chat = await _admin_group(
+        update, context, "请在要绑定的群里发送 /bind 绑定码。", "只有群管理员可以绑定本群。"
+    )
+    if chat is None:
         return
     code = await _code(update, context, "用法：/bind 绑定码（绑定码由乡镇管理员在大喇叭后台生成）")
     if code is None:
@@ -265,12 +278,10 @@ async def bind(update: Update, context: Context) -> None:
 
 async def unbind(update: Update, context: Context) -> None:
     """Stop posting to this group (group admins only)."""
-    chat = update.effective_chat
-    if not _is_group(update) or chat is None:
-        await _reply(update, "请在要解除绑定的群里发送 /unbind。")
-        return
-    if not await _is_admin(update, context):
-        await _reply(update, "只有群管理员可以解除绑定。")
+    chat = await _admin_group(
+        update, context, "请在要解除绑定的群里发送 /unbind。", "只有群管理员可以解除绑定。"
+    )
+    if chat is None:
         return
 
     def work(session: Session) -> bool:
