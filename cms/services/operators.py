@@ -486,6 +486,16 @@ def open_unconfirmed_alerts(session: Session) -> list[Alert]:
 # --- Compliance ---------------------------------------------------------------------------------
 
 
+class _Column:
+    """One outcome column of a row's tally, read as an attribute (``row.late``)."""
+
+    def __init__(self, outcome: Outcome) -> None:
+        self.outcome = outcome
+
+    def __get__(self, row: ComplianceRow, owner: object = None) -> int:
+        return row.tally[self.outcome]
+
+
 @dataclass
 class ComplianceRow:
     """One village on one day: its applicable programs counted by outcome (each in exactly one
@@ -502,34 +512,13 @@ class ComplianceRow:
         """Applicable programs: the sum of every outcome column."""
         return self.tally.applicable
 
-    @property
-    def pending(self) -> int:
-        return self.tally[Outcome.PENDING]
-
-    @property
-    def awaiting(self) -> int:
-        """Built on time, slot begun, not confirmed yet (still on time)."""
-        return self.tally[Outcome.BUILT]
-
-    @property
-    def on_time(self) -> int:
-        return self.tally[Outcome.CONFIRMED]
-
-    @property
-    def late(self) -> int:
-        return self.tally[Outcome.CONFIRMED_LATE]
-
-    @property
-    def unconfirmed(self) -> int:
-        return self.tally[Outcome.NOT_CONFIRMED]
-
-    @property
-    def built_late(self) -> int:
-        return self.tally[Outcome.BUILT_LATE]
-
-    @property
-    def missed(self) -> int:
-        return self.tally[Outcome.MISSED]
+    pending = _Column(Outcome.PENDING)
+    awaiting = _Column(Outcome.BUILT)  # built on time, slot begun, not confirmed yet (on time)
+    on_time = _Column(Outcome.CONFIRMED)
+    late = _Column(Outcome.CONFIRMED_LATE)
+    unconfirmed = _Column(Outcome.NOT_CONFIRMED)
+    built_late = _Column(Outcome.BUILT_LATE)
+    missed = _Column(Outcome.MISSED)
 
     @property
     def built(self) -> int:
