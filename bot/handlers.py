@@ -215,7 +215,36 @@ async def help_command(update: Update, context: Context) -> None:
 
 async def today(update: Update, context: Context) -> None:
     """Post today's notices for this group's area, as text and voice."""
-    found = await _bound_group(update, context, "today")
+    await _post_group_notices(
+        update,
+        context,
+        "today",
+        chats.notices_for_chat,
+        lambda day, area: f"今天（{day:%m月%d日}）没有发给“{area}”的通知。",
+    )
+
+
+async def latest(update: Update, context: Context) -> None:
+    """Post the most recent notice for this group's area."""
+
+    def latest_of(session: Session, chat: ChatGroup, day: date) -> list[chats.ChatNotice]:
+        notice = chats.latest_notice_for_chat(session, chat, day)
+        return [notice] if notice else []
+
+    await _post_group_notices(
+        update, context, "latest", latest_of, lambda day, area: f"“{area}”还没有通知。"
+    )
+
+
+async def _post_group_notices(
+    update: Update,
+    context: Context,
+    command: str,
+    notices_of: Callable[[Session, ChatGroup, date], list[chats.ChatNotice]],
+    nothing: Callable[[date, str], str],
+) -> None:
+    """Post the notices ``notices_of`` picks for this bound group, or say ``nothing``."""
+    found = await _bound_group(update, context, command)
     if found is None:
         return
     data = _data(context)
@@ -223,33 +252,13 @@ async def today(update: Update, context: Context) -> None:
 
     def load(session: Session) -> list[Posting]:
         chat = _chat(session, found[0])
-        return [_posting(data.settings, n) for n in chats.notices_for_chat(session, chat, day)]
+        return [_posting(data.settings, n) for n in notices_of(session, chat, day)]
 
     notices = await data.run(load)
     if not notices:
-        await _reply(update, f"今天（{day:%m月%d日}）没有发给“{found[1]}”的通知。")
+        await _reply(update, nothing(day, found[1]))
         return
     await _post_notices(update, context, notices)
-
-
-async def latest(update: Update, context: Context) -> None:
-    """Post the most recent notice for this group's area."""
-    found = await _bound_group(update, context, "latest")
-    if found is None:
-        return
-    data = _data(context)
-    day = data.today()
-
-    def load(session: Session) -> Posting | None:
-        chat = _chat(session, found[0])
-        notice = chats.latest_notice_for_chat(session, chat, day)
-        return _posting(data.settings, notice) if notice else None
-
-    notice = await data.run(load)
-    if notice is None:
-        await _reply(update, f"“{found[1]}”还没有通知。")
-        return
-    await _post_notices(update, context, [notice])
 
 
 async def bind(update: Update, context: Context) -> None:
