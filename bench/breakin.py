@@ -91,10 +91,10 @@ def _run(folder: Path, url: str, kind: str, townships: int, villages: int) -> Ou
     from audio.render import Renderer
     from cms.channels import ChannelRegistry
     from cms.db import make_engine, make_session_factory
+    from cms.jobs import breakin as job
+    from cms.jobs.context import Context
+    from cms.jobs.outbox import OutboxChannel
     from cms.models import Announcement, BreakIn, BreakInOutlet, JobState, User
-    from cms.scheduler import breakin as job
-    from cms.scheduler.context import Context
-    from cms.scheduler.outbox import OutboxChannel
     from cms.services import announcements as anns
     from cms.services import breakin as svc
     from cms.settings import Settings

@@ -590,10 +590,10 @@ def _run(
 
     from cms.channels import ChannelRegistry
     from cms.db import make_engine, make_session_factory
+    from cms.jobs.context import Context
+    from cms.jobs.outbox import OutboxChannel
     from cms.models import Delivery, DeliveryState, Program
-    from cms.scheduler.context import Context
     from cms.scheduler.core import Scheduler
-    from cms.scheduler.outbox import OutboxChannel
     from cms.settings import Settings
 
     env = {

@@ -21,7 +21,11 @@ from pathlib import Path
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from cms import queue
+from cms.clock import at_local, local_day, parse_hhmm
 from cms.db import unit_of_work
+from cms.jobs import articles, deliveries, diskspace, programs, reconcile, renders
+from cms.jobs.context import Context
 from cms.models import (
     Area,
     BreakIn,
@@ -34,9 +38,6 @@ from cms.models import (
     Slot,
     WechatArticle,
 )
-from cms.scheduler import articles, deliveries, diskspace, programs, queue, reconcile, renders
-from cms.scheduler.clock import at_local, local_day, parse_hhmm
-from cms.scheduler.context import Context
 from cms.services import announcements, township
 from cms.services.airtime import in_slot
 
@@ -232,13 +233,13 @@ class Scheduler:
 
     def notify(self) -> int:
         """Send new alerts to the officers' linked chats."""
-        from cms.scheduler.notify import notify_alerts
+        from cms.jobs.notify import notify_alerts
 
         return notify_alerts(self.ctx)
 
     def staff_due(self) -> int:
         """Tell the townships' staff channels what waits for them (cms.services.staff)."""
-        from cms.scheduler import staff
+        from cms.jobs import staff
 
         return staff.tick(self.ctx)
 

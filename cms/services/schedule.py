@@ -18,7 +18,13 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
+from cms import lease
 from cms.clock import clock_of
+from cms.jobs import deliveries as delivery_jobs
+from cms.jobs import programs as program_jobs
+from cms.jobs import reconcile
+from cms.jobs import renders as render_jobs
+from cms.jobs.context import make_renderer
 from cms.models import (
     Alert,
     Announcement,
@@ -32,11 +38,6 @@ from cms.models import (
     Slot,
     User,
 )
-from cms.scheduler import deliveries as delivery_jobs
-from cms.scheduler import lease, reconcile
-from cms.scheduler import programs as program_jobs
-from cms.scheduler import renders as render_jobs
-from cms.scheduler.context import make_renderer
 from cms.scheduler.core import queue_lengths
 from cms.services import audit, operators
 from cms.services import days as days_svc

@@ -17,10 +17,10 @@ from typing import TYPE_CHECKING
 from sqlalchemy import Engine, or_, select
 from sqlalchemy.orm import Session
 
+from cms import lease
 from cms.clock import clock_of
+from cms.jobs import renders as render_jobs
 from cms.models import Area, Clip, ClipProfile, JobState, Revision
-from cms.scheduler import lease
-from cms.scheduler import renders as render_jobs
 from cms.services.errors import N_, Message, audio_message
 from cms.settings import Settings
 

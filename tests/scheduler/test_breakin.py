@@ -14,6 +14,10 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from cms.clock import ManualClock
+from cms.jobs import breakin as job
+from cms.jobs import programs
+from cms.jobs.context import Context
 from cms.models import (
     Announcement,
     AuditLog,
@@ -26,10 +30,6 @@ from cms.models import (
     Status,
     User,
 )
-from cms.scheduler import breakin as job
-from cms.scheduler import programs
-from cms.scheduler.clock import ManualClock
-from cms.scheduler.context import Context
 from cms.services import announcements as anns
 from cms.services import breakin as svc
 from cms.services.errors import PermissionDenied, ValidationError, WorkflowError
@@ -232,7 +232,7 @@ def test_a_break_in_left_running_by_a_dead_scheduler_is_built_by_the_next(
     make_user: Callable[..., User],
     fresh_session: Callable[[], Session],
 ) -> None:
-    from cms.scheduler import queue
+    from cms import queue
     from cms.scheduler.core import Scheduler
 
     row = svc.start(

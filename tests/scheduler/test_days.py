@@ -12,8 +12,8 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from cms.demo import seed
+from cms.jobs import programs, reconcile
 from cms.models import Alert, JobState, Outlet, Program, Receipt
-from cms.scheduler import programs, reconcile
 from cms.services import days, operators
 from cms.services import schedule as schedule_svc
 from cms.services.errors import Message

@@ -6,8 +6,8 @@ from datetime import timedelta
 
 from sqlalchemy import select
 
+from cms.jobs import programs
 from cms.models import Area, ChatGroup, Delivery, JobState, Outlet, Program, Role, User
-from cms.scheduler import programs
 from cms.services import announcements, budget, chats, share
 from cms.services.areas import overlap
 from tests.scheduler.helpers import local

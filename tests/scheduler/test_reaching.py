@@ -7,8 +7,8 @@ from datetime import date, timedelta
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from cms.jobs import programs
 from cms.models import Area, Outlet, Priority
-from cms.scheduler import programs
 from cms.services import announcements, budget
 from cms.services.announcements import reaching_outlets
 

@@ -8,7 +8,9 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import select
 
+from cms import queue
 from cms.channels import ChatUnavailable, OutcomeUnknown, TemporaryFailure
+from cms.jobs import deliveries, programs
 from cms.models import (
     Alert,
     ChatGroup,
@@ -20,7 +22,6 @@ from cms.models import (
     LexiconEntry,
     Program,
 )
-from cms.scheduler import deliveries, programs, queue
 from tests.helpers import shown
 from tests.scheduler.helpers import local
 

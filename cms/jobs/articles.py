@@ -26,7 +26,9 @@ from typing import Any
 from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
+from cms import queue
 from cms.db import rowcount, unit_of_work
+from cms.jobs.context import Context
 from cms.models import (
     Announcement,
     ArticleState,
@@ -44,8 +46,6 @@ from cms.publishers import (
     PublishRetry,
     load_publishers,
 )
-from cms.scheduler import queue
-from cms.scheduler.context import Context
 from cms.services import share, township
 from cms.services.announcements import live_filter, reaches
 from cms.services.errors import N_, Message

@@ -20,8 +20,10 @@ from pathlib import Path
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from cms import disk
+from cms import disk, queue
 from cms.db import rowcount, unit_of_work
+from cms.jobs import diskspace
+from cms.jobs.context import Context
 from cms.models import (
     Announcement,
     Area,
@@ -33,8 +35,6 @@ from cms.models import (
     Revision,
     Status,
 )
-from cms.scheduler import diskspace, queue
-from cms.scheduler.context import Context
 from cms.services import township
 from cms.services.announcements import live_filter
 

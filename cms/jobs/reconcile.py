@@ -11,9 +11,9 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import ColumnElement, select, update
 from sqlalchemy.orm import Session
 
+from cms.clock import at_local
+from cms.jobs.programs import outlet_announcements, raise_alert
 from cms.models import Alert, Delivery, DeliveryState, JobState, Outlet, Program
-from cms.scheduler.clock import at_local
-from cms.scheduler.programs import outlet_announcements, raise_alert
 from cms.services import days
 from cms.services.airtime import in_slot
 from cms.services.errors import N_, Message

@@ -12,8 +12,8 @@ import logging
 from sqlalchemy.orm import Session
 
 from cms.db import unit_of_work
-from cms.scheduler.context import Context
-from cms.scheduler.programs import raise_alert
+from cms.jobs.context import Context
+from cms.jobs.programs import raise_alert
 from cms.services import terminals
 from cms.services.errors import N_, Message
 

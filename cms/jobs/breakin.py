@@ -25,8 +25,11 @@ from pathlib import Path
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from cms import queue
 from cms.channels import ChannelError, Notice
 from cms.db import rowcount, unit_of_work
+from cms.jobs import renders
+from cms.jobs.context import Context
 from cms.models import (
     BreakIn,
     BreakInOutlet,
@@ -39,8 +42,6 @@ from cms.models import (
     User,
     outlet_operator,
 )
-from cms.scheduler import queue, renders
-from cms.scheduler.context import Context
 from cms.services import breakin as svc
 from cms.services.errors import N_, Message
 
@@ -232,7 +233,7 @@ def build_one(ctx: Context, row_id: int) -> str:
 
 
 def _fail(ctx: Context, job: _Job, error: str) -> str:
-    from cms.scheduler.programs import raise_alert
+    from cms.jobs.programs import raise_alert
 
     def fail(session: Session) -> str:
         queue.finish(

@@ -15,7 +15,7 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from cms.channels import ChannelRegistry
-from cms.scheduler.clock import Clock, local_day
+from cms.clock import Clock, local_day
 from cms.settings import ConfigError, Settings
 
 log = logging.getLogger(__name__)

@@ -34,8 +34,12 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from cms import disk
+from cms import disk, queue
+from cms.clock import at_local
 from cms.db import unit_of_work
+from cms.jobs import diskspace
+from cms.jobs.context import Context
+from cms.jobs.renders import clips_ready
 from cms.models import (
     Alert,
     Announcement,
@@ -47,10 +51,6 @@ from cms.models import (
     Program,
     Slot,
 )
-from cms.scheduler import diskspace, queue
-from cms.scheduler.clock import at_local
-from cms.scheduler.context import Context
-from cms.scheduler.renders import clips_ready
 from cms.services import breakin, days
 from cms.services.airtime import in_slot
 from cms.services.announcements import (
@@ -205,7 +205,7 @@ def _outlet_variant(
     engine_mode: str | None,
 ) -> tuple[str, str | None, dict[str, Any] | None]:
     """An entry's status at an outlet with its own voice or engine, and what to speak."""
-    from cms.scheduler.renders import active_recording, lexicon_pairs, relevant_entries
+    from cms.jobs.renders import active_recording, lexicon_pairs, relevant_entries
     from cms.services import township
     from cms.services.outlets import RECORDING_ONLY
 

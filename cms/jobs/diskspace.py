@@ -15,11 +15,10 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from cms import disk
+from cms import disk, queue
 from cms.db import unit_of_work
+from cms.jobs.context import Context
 from cms.models import JobState
-from cms.scheduler import queue
-from cms.scheduler.context import Context
 
 log = logging.getLogger(__name__)
 

@@ -13,7 +13,7 @@ The local outbox channel is idempotent (its rows are keyed by delivery), so deli
 through it are exactly once.
 
 Channel choice: a chat's platform channel if registered, else the local outbox (see
-:mod:`cms.scheduler.outbox`).
+:mod:`cms.jobs.outbox`).
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from cms import queue
 from cms.channels import (
     ChatChannel,
     ChatUnavailable,
@@ -39,7 +40,10 @@ from cms.channels import (
     SendResult,
     TemporaryFailure,
 )
+from cms.clock import at_local
 from cms.db import rowcount, unit_of_work
+from cms.jobs.context import Context
+from cms.jobs.outbox import PLATFORM as OUTBOX
 from cms.models import (
     Announcement,
     ChatGroup,
@@ -50,10 +54,6 @@ from cms.models import (
     JobState,
     Revision,
 )
-from cms.scheduler import queue
-from cms.scheduler.clock import at_local
-from cms.scheduler.context import Context
-from cms.scheduler.outbox import PLATFORM as OUTBOX
 from cms.services import airtime, share, township
 from cms.services.announcements import live_filter, reaches
 from cms.services.errors import N_, Message
