@@ -149,8 +149,8 @@ def programs(day_text: str | None, as_json: bool) -> None:
 def status() -> None:
     """显示调度器的状态和各队列的长度。"""
     from cms import lease
-    from cms.jobs.reconcile import open_alerts
-    from cms.scheduler.core import queue_lengths
+    from cms.queue import queue_lengths
+    from cms.services.alerts import open_alerts
 
     ctx = _context()
     state = lease.read(ctx.engine)

@@ -7,6 +7,9 @@ and the core (models, :mod:`cms.queue`, :mod:`cms.clock`); they never import the
 
 - :mod:`~cms.jobs.renders`, :mod:`~cms.jobs.programs`, :mod:`~cms.jobs.deliveries`,
   :mod:`~cms.jobs.articles`, :mod:`~cms.jobs.breakin`, :mod:`~cms.jobs.staff`: the kinds.
+- :mod:`~cms.jobs.lifecycle`: :func:`~cms.jobs.lifecycle.run_job`, the one life every queued
+  row lives (claim, attempt, backoff, uncertainty, outcome); each kind above is a small
+  :class:`~cms.jobs.lifecycle.Kind` over it.
 - :mod:`~cms.jobs.context`: what a job gets (sessions, clock, settings, renderer, channels).
 - :mod:`~cms.jobs.outbox`: the local chat channel (default and demo).
 """

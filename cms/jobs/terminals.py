@@ -13,8 +13,8 @@ from sqlalchemy.orm import Session
 
 from cms.db import unit_of_work
 from cms.jobs.context import Context
-from cms.jobs.programs import raise_alert
 from cms.services import terminals
+from cms.services.alerts import raise_alert
 from cms.services.errors import N_, Message
 
 log = logging.getLogger(__name__)

@@ -1,12 +1,13 @@
 """The scheduler: approved announcements become programs and chat posts, on time, after any crash.
 
-- :mod:`~cms.lease`: exactly one scheduler per database.
-- :mod:`~cms.queue`: claim / finish / retry rows (the database is the queue).
-- :mod:`~cms.jobs.renders`, :mod:`~cms.jobs.programs`,
-  :mod:`~cms.jobs.deliveries`: plan and perform each kind of work.
-- :mod:`~cms.jobs.outbox`: the local chat channel (default and demo).
-- :mod:`~cms.scheduler.core`: one pass over all of it; :mod:`~cms.scheduler.runner`:
-  APScheduler ticks and the public :func:`start_scheduler`.
+It decides what runs and when; the work itself is in :mod:`cms.jobs`.
+
+- :mod:`~cms.scheduler.core`: one pass over all of it (plan, recover, run the due rows);
+- :mod:`~cms.scheduler.runner`: APScheduler ticks, the lease, and the public
+  :func:`start_scheduler`.
+- Below it: :mod:`cms.jobs` (each kind of work, one :func:`~cms.jobs.lifecycle.run_job`),
+  :mod:`cms.lease` (exactly one scheduler per database) and :mod:`cms.queue` (claim / finish /
+  retry rows: the database is the queue).
 """
 
 from __future__ import annotations

@@ -18,7 +18,7 @@ from datetime import date, timedelta
 from functools import partial
 from pathlib import Path
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from cms import queue
@@ -36,7 +36,6 @@ from cms.models import (
     Outlet,
     Program,
     Slot,
-    WechatArticle,
 )
 from cms.services import announcements, township
 from cms.services.airtime import in_slot
@@ -200,6 +199,7 @@ class Scheduler:
             return 0
         by_chat = unit_of_work(self.ctx.sessions, lambda s: _group_by_chat(s, ids), write=False)
 
+        results: list[list[str]]
         if workers <= 1 or len(by_chat) == 1:
             results = [
                 [deliveries.send_one(self.ctx, delivery_id) for delivery_id in group]
@@ -338,7 +338,7 @@ class Scheduler:
     # -- status --------------------------------------------------------------------------
 
     def queue_lengths(self) -> dict[str, dict[str, int]]:
-        return unit_of_work(self.ctx.sessions, queue_lengths, write=False)
+        return unit_of_work(self.ctx.sessions, queue.queue_lengths, write=False)
 
 
 def interleave(
@@ -493,17 +493,3 @@ def _line(session: Session, program_id: int, outcome: str) -> BuildLine:
         overrun=program.overrun,
         path=program.path,
     )
-
-
-def queue_lengths(session: Session) -> dict[str, dict[str, int]]:
-    """Rows per state for clips, programs, deliveries and Official Account articles."""
-    out: dict[str, dict[str, int]] = {}
-    for name, model in (
-        ("clips", Clip),
-        ("programs", Program),
-        ("deliveries", Delivery),
-        ("articles", WechatArticle),
-    ):
-        rows = session.execute(select(model.state, func.count()).group_by(model.state)).all()
-        out[name] = {state.value: count for state, count in rows}
-    return out

@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from cms.jobs.renders import profiles_for
 from cms.models import Announcement, Clip, JobState, LexiconEntry, Status
+from cms.services.speech import profiles_for
 from tests.browser.test_officer_path import log_in
 from tests.operators.conftest import encode_tone
 
