@@ -54,6 +54,16 @@ def backoff(attempts: int, retry_after: float | None = None) -> timedelta:
     return delay
 
 
+def _update(
+    session: Session, model: QueueModel, cond: list[ColumnElement[bool]], **values: Any
+) -> int:
+    """One guarded ``UPDATE model SET values WHERE cond``; how many rows it changed."""
+    result = session.execute(
+        update(model).where(*cond).values(**values).execution_options(synchronize_session=False)
+    )
+    return rowcount(result)
+
+
 def claimable(
     model: QueueModel, ready_state: QueueState, now: datetime, running: QueueState | None = None
 ) -> ColumnElement[bool]:
@@ -84,18 +94,8 @@ def claim(
     cond = [model.id == row_id, claimable(model, ready, now, running)]
     if extra is not None:
         cond.append(extra)
-    result = session.execute(
-        update(model)
-        .where(*cond)
-        .values(
-            state=running,
-            claimed_by=worker,
-            claimed_until=now + hold,
-            attempts=model.attempts + 1,
-        )
-        .execution_options(synchronize_session=False)
-    )
-    return rowcount(result) == 1
+    values = {"claimed_by": worker, "claimed_until": now + hold, "attempts": model.attempts + 1}
+    return _update(session, model, cond, state=running, **values) == 1
 
 
 def finish(
@@ -113,13 +113,7 @@ def finish(
     cond = [model.id == row_id, model.state == running, model.claimed_by == worker]
     if extra is not None:
         cond.append(extra)
-    result = session.execute(
-        update(model)
-        .where(*cond)
-        .values(state=new, claimed_until=None, **values)
-        .execution_options(synchronize_session=False)
-    )
-    return rowcount(result) == 1
+    return _update(session, model, cond, state=new, claimed_until=None, **values) == 1
 
 
 def transition(
@@ -131,13 +125,9 @@ def transition(
     **values: Any,
 ) -> bool:
     """One ``UPDATE … WHERE state = old``; True when the row moved."""
-    result = session.execute(
-        update(model)
-        .where(model.id == row_id, model.state == old)
-        .values(state=new, **values)
-        .execution_options(synchronize_session=False)
+    return (
+        _update(session, model, [model.id == row_id, model.state == old], state=new, **values) == 1
     )
-    return rowcount(result) == 1
 
 
 def postpone_due(
@@ -159,13 +149,10 @@ def postpone_due(
     cond = [claimable(model, ready, now, running)]
     if row_id is not None:
         cond.append(model.id == row_id)
-    result = session.execute(
-        update(model)
-        .where(*cond)
-        .values(state=ready, claimed_by=None, claimed_until=None, next_attempt_at=until, **values)
-        .execution_options(synchronize_session=False)
-    )
-    return rowcount(result)
+    return _update(
+        session, model, cond, state=ready, claimed_by=None, claimed_until=None,
+        next_attempt_at=until, **values,
+    )  # fmt: skip
 
 
 def give_back(
@@ -187,10 +174,15 @@ def give_back(
         running=running,
         new=ready,
         worker=worker,
-        attempts=case((model.attempts > 0, model.attempts - 1), else_=0),
+        attempts=_refunded(model),
         next_attempt_at=until,
         **values,
     )
+
+
+def _refunded(model: QueueModel) -> Any:
+    """The row's attempts less the one its claim counted (never below 0)."""
+    return case((model.attempts > 0, model.attempts - 1), else_=0)
 
 
 def requeue(
@@ -249,13 +241,7 @@ def hasten(
     # Looked up first: this runs every tick and almost always finds nothing to write.
     if session.scalar(select(model.id).where(*cond).limit(1)) is None:
         return 0
-    result = session.execute(
-        update(model)
-        .where(*cond)
-        .values(next_attempt_at=None)
-        .execution_options(synchronize_session=False)
-    )
-    return rowcount(result)
+    return _update(session, model, cond, next_attempt_at=None)
 
 
 def release_orphans(
@@ -266,21 +252,14 @@ def release_orphans(
     Only the lease holder runs work, so a running row claimed by anyone else belongs to a
     process that died or lost the lease; its attempt is not counted against it.
     """
-    result = session.execute(
-        update(model)
-        .where(
-            model.state == running,
-            or_(model.claimed_by.is_(None), ~model.claimed_by.startswith(f"{worker}/")),
-        )
-        .values(
-            state=ready,
-            claimed_by=None,
-            claimed_until=None,
-            attempts=case((model.attempts > 0, model.attempts - 1), else_=0),
-        )
-        .execution_options(synchronize_session=False)
-    )
-    return rowcount(result)
+    cond = [
+        model.state == running,
+        or_(model.claimed_by.is_(None), ~model.claimed_by.startswith(f"{worker}/")),
+    ]
+    return _update(
+        session, model, cond, state=ready, claimed_by=None, claimed_until=None,
+        attempts=_refunded(model),
+    )  # fmt: skip
 
 
 def error_text(exc: BaseException, limit: int = ERROR_CHARS) -> str:

@@ -115,15 +115,19 @@ def cancel_ended(session: Session, now: datetime, tz) -> int:  # type: ignore[no
     for delivery in waiting:
         if airtime.post_allowed(delivery.revision, now, tz):
             continue
-        count += queue.transition(
-            session,
-            Delivery,
-            delivery.id,
-            DeliveryState.PENDING,
-            DeliveryState.CANCELLED,
-            last_error=Message(N_("活动已结束，不再发送")).dumps(),
-        )
+        count += _cancel(session, delivery.id, Message(N_("活动已结束，不再发送")).dumps())
     return count
+
+
+def _cancel(session: Session, delivery_id: int, reason: str) -> bool:
+    return queue.transition(
+        session,
+        Delivery,
+        delivery_id,
+        DeliveryState.PENDING,
+        DeliveryState.CANCELLED,
+        last_error=reason,
+    )
 
 
 def cancel_stale(session: Session) -> int:
@@ -138,14 +142,7 @@ def cancel_stale(session: Session) -> int:
     for delivery in stale:
         ann = delivery.revision.announcement
         reason = Message(N_("公告已撤回") if ann.withdrawn_at else N_("已被新版本取代")).dumps()
-        count += queue.transition(
-            session,
-            Delivery,
-            delivery.id,
-            DeliveryState.PENDING,
-            DeliveryState.CANCELLED,
-            last_error=reason,
-        )
+        count += _cancel(session, delivery.id, reason)
     off = select(ChatGroup.id).where(ChatGroup.active.is_(False))
     result = session.execute(
         update(Delivery)
