@@ -86,8 +86,8 @@ def _run(folder: Path, url: str, kind: str, townships: int, villages: int) -> Ou
     from sqlalchemy import func, select
 
     from audio.render import Renderer
+    from cms.jobs import breakin as job
     from cms.models import Announcement, BreakIn, BreakInOutlet, JobState, User
-    from cms.scheduler import breakin as job
     from cms.services import announcements as anns
     from cms.services import breakin as svc
 

@@ -577,8 +577,8 @@ def scheduler_context(folder: Path, url: str):  # type: ignore[no-untyped-def]
     The caller disposes of ``ctx.engine``."""
     from cms.channels import ChannelRegistry
     from cms.db import make_engine, make_session_factory
-    from cms.scheduler.context import Context
-    from cms.scheduler.outbox import OutboxChannel
+    from cms.jobs.context import Context
+    from cms.jobs.outbox import OutboxChannel
     from cms.settings import Settings
 
     env = {

@@ -4,7 +4,7 @@ A loopback Bot API server (``tests/fakes/telegram_api.py``) enforces Telegram-li
 token buckets: ``--overall-rate`` messages a second for the whole bot (Telegram: 30) and
 ``--group-max`` per ``--group-period`` seconds in each group (Telegram: 20 a minute). It
 answers 429 with ``retry_after`` to anything faster. dalaba sends through the production
-path: the scheduler's dispatcher (``cms.scheduler.deliveries.send_one`` for every due row
+path: the scheduler's dispatcher (``cms.jobs.deliveries.send_one`` for every due row
 in a temporary SQLite database) calling the Telegram channel (real python-telegram-bot).
 
 The bound is computed from the limits the server enforces: with both buckets full at the
@@ -165,10 +165,10 @@ def main() -> None:
     from bot.channel import TelegramChannel
     from cms.channels import ChannelRegistry
     from cms.db import make_engine, make_session_factory
+    from cms.jobs import deliveries
+    from cms.jobs.context import Context
     from cms.migrate import upgrade
     from cms.models import Delivery, DeliveryState
-    from cms.scheduler import deliveries
-    from cms.scheduler.context import Context
     from cms.settings import Settings
     from tests.fakes.telegram_api import FakeBotApi, Fault
     from tests.fakes.telegram_api import Limits as ServerLimits

@@ -433,8 +433,8 @@ def run(
         )
         try:
             wait_ready(port, proc)
+            from cms import lease
             from cms.db import make_engine
-            from cms.scheduler import lease
 
             engine = make_engine(database_url)
             holders: set[str] = set()

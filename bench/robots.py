@@ -126,9 +126,9 @@ def main() -> None:
 
     from cms.channels import ChannelRegistry
     from cms.db import make_engine, make_session_factory
+    from cms.jobs.context import Context
     from cms.migrate import upgrade
     from cms.models import Delivery, DeliveryState
-    from cms.scheduler.context import Context
     from cms.scheduler.core import DISPATCH_WORKERS, Scheduler
     from cms.settings import Settings
     from robots.base import Window

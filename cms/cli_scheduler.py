@@ -12,14 +12,14 @@ import click
 from cms.cli_common import DiskFullExit, checked_engine, cli_settings
 
 if TYPE_CHECKING:
-    from cms.scheduler.context import Context
+    from cms.jobs.context import Context
 
 
 def _context() -> Context:
     from cms.channels import ChannelRegistry
     from cms.db import make_session_factory
-    from cms.scheduler.context import Context
-    from cms.scheduler.lease import make_holder_id
+    from cms.jobs.context import Context
+    from cms.lease import make_holder_id
 
     settings = cli_settings()
     engine = checked_engine(settings)
@@ -148,9 +148,9 @@ def programs(day_text: str | None, as_json: bool) -> None:
 @click.command("status")
 def status() -> None:
     """显示调度器的状态和各队列的长度。"""
-    from cms.scheduler import lease
-    from cms.scheduler.core import queue_lengths
-    from cms.scheduler.reconcile import open_alerts
+    from cms import lease
+    from cms.queue import queue_lengths
+    from cms.services.alerts import open_alerts
 
     ctx = _context()
     state = lease.read(ctx.engine)

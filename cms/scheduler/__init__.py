@@ -1,12 +1,13 @@
 """The scheduler: approved announcements become programs and chat posts, on time, after any crash.
 
-- :mod:`~cms.scheduler.lease`: exactly one scheduler per database.
-- :mod:`~cms.scheduler.queue`: claim / finish / retry rows (the database is the queue).
-- :mod:`~cms.scheduler.renders`, :mod:`~cms.scheduler.programs`,
-  :mod:`~cms.scheduler.deliveries`: plan and perform each kind of work.
-- :mod:`~cms.scheduler.outbox`: the local chat channel (default and demo).
-- :mod:`~cms.scheduler.core`: one pass over all of it; :mod:`~cms.scheduler.runner`:
-  APScheduler ticks and the public :func:`start_scheduler`.
+It decides what runs and when; the work itself is in :mod:`cms.jobs`.
+
+- :mod:`~cms.scheduler.core`: one pass over all of it (plan, recover, run the due rows);
+- :mod:`~cms.scheduler.runner`: APScheduler ticks, the lease, and the public
+  :func:`start_scheduler`.
+- Below it: :mod:`cms.jobs` (each kind of work, one :func:`~cms.jobs.lifecycle.run_job`),
+  :mod:`cms.lease` (exactly one scheduler per database) and :mod:`cms.queue` (claim / finish /
+  retry rows: the database is the queue).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ __all__ = ["SchedulerHandle", "start_scheduler"]
 
 
 def __getattr__(name: str) -> Any:
-    # Lazy, so that importing cms.scheduler.queue does not pull in APScheduler.
+    # Lazy, so that importing cms.queue does not pull in APScheduler.
     if name in __all__:
         from cms.scheduler import runner
 

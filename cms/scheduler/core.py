@@ -18,10 +18,14 @@ from datetime import date, timedelta
 from functools import partial
 from pathlib import Path
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from cms import queue
+from cms.clock import at_local, local_day, parse_hhmm
 from cms.db import unit_of_work
+from cms.jobs import articles, deliveries, diskspace, programs, reconcile, renders
+from cms.jobs.context import Context
 from cms.models import (
     Area,
     BreakIn,
@@ -32,11 +36,7 @@ from cms.models import (
     Outlet,
     Program,
     Slot,
-    WechatArticle,
 )
-from cms.scheduler import articles, deliveries, diskspace, programs, queue, reconcile, renders
-from cms.scheduler.clock import at_local, local_day, parse_hhmm
-from cms.scheduler.context import Context
 from cms.services import announcements, township
 from cms.services.airtime import in_slot
 
@@ -199,6 +199,7 @@ class Scheduler:
             return 0
         by_chat = unit_of_work(self.ctx.sessions, lambda s: _group_by_chat(s, ids), write=False)
 
+        results: list[list[str]]
         if workers <= 1 or len(by_chat) == 1:
             results = [
                 [deliveries.send_one(self.ctx, delivery_id) for delivery_id in group]
@@ -232,13 +233,13 @@ class Scheduler:
 
     def notify(self) -> int:
         """Send new alerts to the officers' linked chats."""
-        from cms.scheduler.notify import notify_alerts
+        from cms.jobs.notify import notify_alerts
 
         return notify_alerts(self.ctx)
 
     def staff_due(self) -> int:
         """Tell the townships' staff channels what waits for them (cms.services.staff)."""
-        from cms.scheduler import staff
+        from cms.jobs import staff
 
         return staff.tick(self.ctx)
 
@@ -337,7 +338,7 @@ class Scheduler:
     # -- status --------------------------------------------------------------------------
 
     def queue_lengths(self) -> dict[str, dict[str, int]]:
-        return unit_of_work(self.ctx.sessions, queue_lengths, write=False)
+        return unit_of_work(self.ctx.sessions, queue.queue_lengths, write=False)
 
 
 def interleave(
@@ -492,17 +493,3 @@ def _line(session: Session, program_id: int, outcome: str) -> BuildLine:
         overrun=program.overrun,
         path=program.path,
     )
-
-
-def queue_lengths(session: Session) -> dict[str, dict[str, int]]:
-    """Rows per state for clips, programs, deliveries and Official Account articles."""
-    out: dict[str, dict[str, int]] = {}
-    for name, model in (
-        ("clips", Clip),
-        ("programs", Program),
-        ("deliveries", Delivery),
-        ("articles", WechatArticle),
-    ):
-        rows = session.execute(select(model.state, func.count()).group_by(model.state)).all()
-        out[name] = {state.value: count for state, count in rows}
-    return out

@@ -22,15 +22,16 @@ from typing import Any, TypedDict
 from apscheduler.schedulers.background import BackgroundScheduler
 from sqlalchemy import Engine
 
+from cms import lease
 from cms.channels import ChannelRegistry
+from cms.clock import Clock, parse_hhmm
 from cms.db import make_session_factory
 from cms.disk import is_disk_full
-from cms.scheduler import breakin, lease, terminals
-from cms.scheduler.clock import Clock, parse_hhmm
-from cms.scheduler.context import Context
+from cms.jobs import breakin, terminals
+from cms.jobs.context import Context
+from cms.jobs.outbox import PLATFORM as OUTBOX
+from cms.jobs.outbox import OutboxChannel
 from cms.scheduler.core import Scheduler
-from cms.scheduler.outbox import PLATFORM as OUTBOX
-from cms.scheduler.outbox import OutboxChannel
 from cms.settings import Settings
 
 log = logging.getLogger(__name__)

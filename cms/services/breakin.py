@@ -3,7 +3,7 @@
 A reviewer sends one on approving an urgent notice (or later, while it is approved); an
 admin may send one under the emergency rule, which approves the notice's current text at
 once and requires a written reason. Both are audited. The scheduler
-(:mod:`cms.scheduler.breakin`) then builds the insert once (chime, the notice read twice),
+(:mod:`cms.jobs.breakin`) then builds the insert once (chime, the notice read twice),
 gives every reached outlet its own copy (a hard link), posts the news to the operators'
 linked chats and makes the notice's pending chat posts due now. Operators see a banner
 with the insert and an 已播放 button; boxes fetch it at ``/o/<token>/now.mp3``; every later

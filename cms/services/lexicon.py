@@ -1,7 +1,7 @@
 """The pronunciation lexicon officers edit: written form → spoken form.
 
 Adding or changing an entry changes the cache key of every clip whose text contains the
-written form (see :mod:`cms.scheduler.renders`); the scheduler re-renders exactly those
+written form (see :mod:`cms.jobs.renders`); the scheduler re-renders exactly those
 clips at its next tick and rebuilds the programs made from them.
 """
 

@@ -1,7 +1,7 @@
 """What people do to the scheduler's work from the web: retry, resolve, and what they see of it.
 
-The web never touches :mod:`cms.scheduler` itself: every change goes through here and leaves
-one audit entry naming who did it. Each change is one guarded ``UPDATE … WHERE state = old``
+Every change to the scheduler's rows goes through here and leaves one audit entry naming who
+did it. Each change is one guarded ``UPDATE … WHERE state = old``
 (the scheduler's own rule), so a row that moved on in the meantime is never overwritten.
 
 An *uncertain* delivery may already be in the group (the request went out, its answer was
@@ -13,15 +13,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date, datetime, tzinfo
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
+from cms import lease, queue
 from cms.clock import clock_of
 from cms.models import (
     Alert,
-    Announcement,
     Clip,
     Delivery,
     DeliveryState,
@@ -32,20 +32,13 @@ from cms.models import (
     Slot,
     User,
 )
-from cms.scheduler import deliveries as delivery_jobs
-from cms.scheduler import lease, reconcile
-from cms.scheduler import programs as program_jobs
-from cms.scheduler import renders as render_jobs
-from cms.scheduler.context import make_renderer
-from cms.scheduler.core import queue_lengths
+from cms.services import alerts as alerts_svc
 from cms.services import audit, operators
 from cms.services import days as days_svc
 from cms.services.errors import N_, Message, NotFound, WorkflowError
+from cms.services.programs import outlet_announcements
 from cms.services.scope import Scope
 from cms.settings import Settings
-
-if TYPE_CHECKING:
-    from audio.render import Renderer
 
 FAILURE_LIST_LIMIT = 50
 # Enough of a failure reason to recognise it in the audit log (ffmpeg tails can be long).
@@ -73,20 +66,12 @@ def retry_clip(session: Session, clip_id: int, *, actor: User | None) -> Clip:
     clip = session.get(Clip, clip_id)
     if clip is None:
         raise NotFound(N_("音频 {id} 不存在"), id=clip_id)
-    error = _excerpt(clip.last_error)
-    if not render_jobs.retry(session, clip_id):
-        raise WorkflowError(N_("这段音频不是失败状态，无需重试"))
-    audit.record(
-        session,
-        actor,
-        "clip.retry",
-        clip,
-        announcement=clip.revision.announcement_id,
-        revision=clip.revision_id,
-        profile=clip.profile.value,
-        error=error,
-    )
-    session.refresh(clip)
+    about = {
+        "announcement": clip.revision.announcement_id,
+        "revision": clip.revision_id,
+        "profile": clip.profile.value,
+    }
+    _retry_failed(session, clip, actor, "clip.retry", N_("这段音频不是失败状态，无需重试"), about)
     return clip
 
 
@@ -100,21 +85,34 @@ def retry_program(session: Session, program_id: int, *, actor: User | None) -> P
     program = session.get(Program, program_id)
     if program is None:
         raise NotFound(N_("节目 {id} 不存在"), id=program_id)
-    error = _excerpt(program.last_error)
-    if not program_jobs.retry(session, program_id):
-        raise WorkflowError(N_("这个节目不是失败状态，无需重试"))
-    audit.record(
-        session,
-        actor,
-        "program.retry",
-        program,
-        outlet=program.outlet_id,
-        day=program.day.isoformat(),
-        slot=program.slot.at.strftime("%H:%M"),
-        error=error,
+    about = {
+        "outlet": program.outlet_id,
+        "day": program.day.isoformat(),
+        "slot": program.slot.at.strftime("%H:%M"),
+    }
+    _retry_failed(
+        session, program, actor, "program.retry", N_("这个节目不是失败状态，无需重试"), about
     )
-    session.refresh(program)
     return program
+
+
+def _retry_failed(
+    session: Session,
+    row: Clip | Program,
+    actor: User | None,
+    action: str,
+    not_failed: str,
+    about: dict[str, Any],
+) -> None:
+    """A failed clip or program back to the queue, audited with its last error."""
+    error = _excerpt(row.last_error)
+    model = type(row)
+    if not queue.requeue(
+        session, model, row.id, from_states=(JobState.FAILED,), ready=JobState.PENDING
+    ):
+        raise WorkflowError(not_failed)
+    audit.record(session, actor, action, row, **about, error=error)
+    session.refresh(row)
 
 
 def retry_delivery(
@@ -134,7 +132,9 @@ def retry_delivery(
     allowed = (
         (DeliveryState.FAILED, DeliveryState.UNCERTAIN) if checked else (DeliveryState.FAILED,)
     )
-    previous = delivery_jobs.retry(session, delivery_id, from_states=allowed)
+    previous = queue.requeue(
+        session, Delivery, delivery_id, from_states=allowed, ready=DeliveryState.PENDING
+    )
     if previous is None:
         session.refresh(delivery)
         if delivery.state is DeliveryState.UNCERTAIN:
@@ -170,7 +170,7 @@ def resolve_alert(
     alert = session.get(Alert, alert_id)
     if alert is None:
         raise NotFound(N_("提醒 {id} 不存在"), id=alert_id)
-    if not reconcile.resolve(session, alert_id, now or clock_of(session).now()):
+    if not alerts_svc.resolve(session, alert_id, now or clock_of(session).now()):
         raise WorkflowError(N_("这条提醒已经处理过了"))
     audit.record(
         session,
@@ -235,11 +235,11 @@ def status(
         lease=state,
         alive=state.alive(now or clock_of(session).now()),
         last_tick=_parse_time(state.info.get("last_tick")),
-        queues=queue_lengths(session),
+        queues=queue.queue_lengths(session),
         failed_clips=list(failed_clips),
         failed_programs=list(failed_programs),
         bad_deliveries=list(bad_deliveries),
-        alerts=reconcile.open_alerts(session, where=scope.alerts()),
+        alerts=alerts_svc.open_alerts(session, where=scope.alerts()),
     )
 
 
@@ -248,27 +248,6 @@ def _parse_time(text: Any) -> datetime | None:
         return datetime.fromisoformat(text) if isinstance(text, str) and text else None
     except ValueError:
         return None
-
-
-def open_alerts(session: Session, limit: int = 100, scope: Scope | None = None) -> list[Alert]:
-    """Unresolved alerts, newest first (only the scope's, when given)."""
-    where = scope.alerts() if scope is not None else None
-    return reconcile.open_alerts(session, limit=limit, where=where)
-
-
-def programs_with_revision(session: Session, revision_id: int, since: date) -> list[Program]:
-    """Programs from ``since`` on that contain this revision."""
-    return program_jobs.programs_with_revision(session, revision_id, since)
-
-
-def outlet_announcements(session: Session, outlet: Outlet, day: date) -> list[Announcement]:
-    """What one outlet plays on one day, in program order."""
-    return program_jobs.outlet_announcements(session, outlet, day)
-
-
-def sample_renderer(settings: Settings) -> Renderer:
-    """A renderer for lexicon samples, sharing the scheduler's content-addressed cache."""
-    return make_renderer(settings)
 
 
 @dataclass(frozen=True)

@@ -17,14 +17,15 @@ from typing import TYPE_CHECKING
 from sqlalchemy import Engine, or_, select
 from sqlalchemy.orm import Session
 
+from cms import lease
 from cms.clock import clock_of
 from cms.models import Area, Clip, ClipProfile, JobState, Revision
-from cms.scheduler import lease
-from cms.scheduler import renders as render_jobs
+from cms.services import township
 from cms.services.errors import N_, Message, audio_message
 from cms.settings import Settings
 
 if TYPE_CHECKING:
+    from audio.render import Renderer
     from audio.text import Lexicon
 
 LISTEN_CHARS = 150
@@ -218,6 +219,28 @@ class ClipSlot:
     clip: Clip | None
 
 
+def profiles_for(rev: Revision) -> list[ClipProfile]:
+    """The clip profiles a revision goes out in: loudspeaker, chat voice note, or both."""
+    wanted = []
+    if rev.to_loudspeaker:
+        wanted.append(ClipProfile.LOUDSPEAKER)
+    if rev.to_chats:
+        wanted.append(ClipProfile.VOICE)
+    return wanted
+
+
+def make_renderer(settings: Settings) -> Renderer:
+    """A renderer on the data folder's content-addressed cache (the scheduler's and the samples')."""
+    from audio.render import Renderer
+
+    return Renderer(
+        settings.audio_dir / "cache",
+        engine=settings.tts_engine,
+        edge_wss_url=settings.edge_wss_url,
+        neural_model_dir=settings.neural_model_dir,
+    )
+
+
 def clip_slots(session: Session, revisions: Iterable[Revision]) -> dict[int, list[ClipSlot]]:
     """For each revision, its clips in the profiles it goes out in (loudspeaker first)."""
     revs = list(revisions)
@@ -226,10 +249,7 @@ def clip_slots(session: Session, revisions: Iterable[Revision]) -> dict[int, lis
     rows = session.scalars(select(Clip).where(Clip.revision_id.in_([r.id for r in revs])))
     by_key = {(c.revision_id, c.profile): c for c in rows}
     return {
-        rev.id: [
-            ClipSlot(profile, by_key.get((rev.id, profile)))
-            for profile in render_jobs.profiles_for(rev)
-        ]
+        rev.id: [ClipSlot(profile, by_key.get((rev.id, profile))) for profile in profiles_for(rev)]
         for rev in revs
     }
 
@@ -261,4 +281,4 @@ def lexicon(session: Session, area: Area | None = None) -> Lexicon:
     """The pronunciation lexicon as the renderer applies it in ``area`` (None: the county's)."""
     from audio.text import Lexicon
 
-    return Lexicon(tuple(render_jobs.lexicon_pairs(session, area)))
+    return Lexicon(tuple(township.lexicon_pairs(session, area)))

@@ -1,6 +1,6 @@
 """The township's WeChat Official Account: its settings, and the 发布 button for articles.
 
-The scheduler makes the drafts (:mod:`cms.scheduler.articles`); people only configure the
+The scheduler makes the drafts (:mod:`cms.jobs.articles`); people only configure the
 account and ask for a draft to be published, each step audited. The AppSecret is written
 here and never read back out: not into a page, the audit log, an error, or the API.
 """
@@ -12,8 +12,8 @@ import re
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from cms import queue
 from cms.models import Area, AreaKind, ArticleState, Role, User, WechatAccount, WechatArticle
-from cms.scheduler import queue
 from cms.services import audit
 from cms.services.errors import N_, Errors, NotFound, PermissionDenied, WorkflowError
 from cms.services.text import clean_text

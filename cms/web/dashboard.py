@@ -10,9 +10,9 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import selectinload
 
 from cms.models import Announcement, ChatGroup, Delivery, Role, Status
+from cms.services import alerts as alerts_svc
 from cms.services import announcements as svc
 from cms.services import reach as reach_svc
-from cms.services import schedule as schedule_svc
 from cms.services.scope import Scope
 from cms.web import today
 from cms.web.auth import ANY_USER, rule
@@ -64,7 +64,7 @@ def index() -> Any:
         # or Official Account article that failed, is uncertain or is retrying, with its reason.
         alerts = [
             (reach_svc.aware(a.created_at), "alert", a)
-            for a in schedule_svc.open_alerts(db(), limit=20, scope=scope)
+            for a in alerts_svc.open_alerts(db(), limit=20, where=scope.alerts())
         ]
         alerts += [(p.at, "problem", p) for p in reach_svc.problems(db(), scope, limit=20)]
         alerts.sort(key=lambda item: item[0], reverse=True)

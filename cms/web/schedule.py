@@ -43,8 +43,10 @@ from cms.services import airtime, township
 from cms.services import announcements as ann_svc
 from cms.services import budget as budget_svc
 from cms.services import lexicon as lexicon_svc
+from cms.services import programs as programs_svc
 from cms.services import schedule as schedule_svc
 from cms.services import share as share_svc
+from cms.services import speech as speech_svc
 from cms.services import terminals as terminal_svc
 from cms.services.days import Outcome
 from cms.services.errors import NotFound, ValidationError, WorkflowError
@@ -217,7 +219,7 @@ def renders(announcement_id: int) -> Any:
     }
     since = today(settings()) - timedelta(days=CALENDAR_DAYS)
     in_programs = (
-        schedule_svc.programs_with_revision(db(), ann.approved_revision_id, since)
+        programs_svc.programs_with_revision(db(), ann.approved_revision_id, since)
         if ann.approved_revision_id
         else []
     )
@@ -330,7 +332,7 @@ def _renderer() -> Any:
     """One renderer per app for samples (it shares the scheduler's content-addressed cache)."""
     renderer = current_app.extensions.get("dalaba.sample_renderer")
     if renderer is None:
-        renderer = schedule_svc.sample_renderer(settings())
+        renderer = speech_svc.make_renderer(settings())
         current_app.extensions["dalaba.sample_renderer"] = renderer
     return renderer
 
@@ -390,7 +392,7 @@ def outlet_day(outlet_id: int, day_text: str) -> Any:
     """One outlet's programs for one day: listen, manifest, what is planned."""
     outlet = _outlet(outlet_id)
     day = _day(day_text)
-    planned = schedule_svc.outlet_announcements(db(), outlet, day)
+    planned = programs_svc.outlet_announcements(db(), outlet, day)
     return render_template(
         "schedule/outlet_day.html",
         outlet=outlet,
@@ -414,7 +416,7 @@ def calendar(outlet_id: int) -> Any:
     days = []
     for offset in range(CALENDAR_DAYS):
         day = start + timedelta(days=offset)
-        anns = schedule_svc.outlet_announcements(db(), outlet, day)
+        anns = programs_svc.outlet_announcements(db(), outlet, day)
         days.append(
             {"day": day, "announcements": anns, "slots": _day_programs(outlet, day, bool(anns))}
         )
@@ -427,7 +429,7 @@ def runsheet(outlet_id: int, day_text: str) -> Any:
     """The printable run sheet (播出单): slot, order, titles, durations."""
     outlet = _outlet(outlet_id)
     day = _day(day_text)
-    planned = schedule_svc.outlet_announcements(db(), outlet, day)
+    planned = programs_svc.outlet_announcements(db(), outlet, day)
     estimates = {}
     for ann in planned:
         rev = ann.approved

@@ -22,7 +22,7 @@ from audio.errors import (
 )
 from audio.text import spoken_text
 from audio.voices import check_rate, get_voice
-from cms.scheduler.queue import error_message
+from cms.queue import error_message
 from cms.services.errors import Message
 
 AUDIO = Path(errors_module.__file__).parent

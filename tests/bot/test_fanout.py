@@ -19,8 +19,12 @@ from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
 from bot.channel import TelegramChannel
+from cms import queue
 from cms.channels import ChannelRegistry
+from cms.clock import ManualClock
 from cms.db import make_session_factory, unit_of_work
+from cms.jobs import deliveries
+from cms.jobs.context import Context
 from cms.models import (
     Area,
     ChatGroup,
@@ -30,9 +34,6 @@ from cms.models import (
     DeliveryState,
     JobState,
 )
-from cms.scheduler import deliveries, queue
-from cms.scheduler.clock import ManualClock
-from cms.scheduler.context import Context
 from cms.settings import Settings
 from tests.bot.conftest import fresh
 from tests.fakes.telegram_api import FakeBotApi, Fault

@@ -81,8 +81,8 @@ def build_break_ins(server: LiveServer) -> None:
     """What the scheduler's break-in tick does (this server runs without a scheduler)."""
     from cms.channels import ChannelRegistry
     from cms.db import make_session_factory
-    from cms.scheduler import breakin
-    from cms.scheduler.context import Context
+    from cms.jobs import breakin
+    from cms.jobs.context import Context
 
     ctx = Context(
         settings=server.settings,

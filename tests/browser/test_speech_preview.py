@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import select
 
 from cms.models import Announcement, Clip, JobState, LexiconEntry, Status
-from cms.scheduler.renders import profiles_for
+from cms.services.speech import profiles_for
 from tests.browser.test_officer_path import log_in
 from tests.operators.conftest import encode_tone
 

@@ -25,8 +25,8 @@ from sqlalchemy.orm import Session
 from cms.channels import ChannelRegistry
 from cms.clock import ManualClock, OffsetClock, SystemClock, clock_of, parse_fake_now
 from cms.db import make_session_factory
+from cms.jobs.context import Context
 from cms.models import Announcement, Role, SchedulerLease
-from cms.scheduler.context import Context
 from cms.services import users
 from cms.settings import ConfigError, Settings
 from tests.clock import ANY_HOUR, SuiteClock

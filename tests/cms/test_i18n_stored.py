@@ -13,11 +13,11 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from cms import queue
+from cms.clock import at_local
+from cms.jobs.deliveries import plan_deliveries
+from cms.jobs.reconcile import reconcile_day
 from cms.models import Alert, ChatGroup, Delivery, DeliveryState, JobState, Outlet, Program
-from cms.scheduler import queue
-from cms.scheduler.clock import at_local
-from cms.scheduler.deliveries import plan_deliveries
-from cms.scheduler.reconcile import reconcile_day
 from cms.services import chats, operators
 from cms.services.errors import Message
 from cms.web import today

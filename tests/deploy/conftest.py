@@ -7,10 +7,10 @@ import pytest
 from sqlalchemy import Engine
 
 from cms.channels import ChannelRegistry
+from cms.clock import ManualClock
 from cms.db import make_session_factory
-from cms.scheduler.clock import ManualClock
-from cms.scheduler.context import Context
-from cms.scheduler.outbox import OutboxChannel
+from cms.jobs.context import Context
+from cms.jobs.outbox import OutboxChannel
 from cms.settings import Settings
 from tests.scheduler import conftest as scheduler_fixtures
 

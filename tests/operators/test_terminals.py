@@ -194,10 +194,10 @@ def test_a_box_silent_for_a_day_raises_an_alert(
     settings: Settings,
 ) -> None:
     from cms.channels import ChannelRegistry
+    from cms.clock import ManualClock
     from cms.db import make_session_factory
-    from cms.scheduler import terminals as check
-    from cms.scheduler.clock import ManualClock
-    from cms.scheduler.context import Context
+    from cms.jobs import terminals as check
+    from cms.jobs.context import Context
 
     admin = make_user(Role.ADMIN)
     outlet = make_outlet()

@@ -13,11 +13,11 @@ from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
 from cms.channels import ChannelRegistry, ChatChannel
+from cms.clock import ManualClock
 from cms.db import make_session_factory, unit_of_work
+from cms.jobs import deliveries
+from cms.jobs.context import Context
 from cms.models import Area, ChatGroup, Clip, ClipProfile, Delivery, DeliveryState, JobState
-from cms.scheduler import deliveries
-from cms.scheduler.clock import ManualClock
-from cms.scheduler.context import Context
 from cms.services import chats
 from cms.settings import Settings
 

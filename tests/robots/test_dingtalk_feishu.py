@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 from sqlalchemy.orm import Session
 
+from cms import queue
 from cms.channels import Notice
 from cms.models import ChatGroup, Delivery, DeliveryState
-from cms.scheduler import queue
 from robots.base import Window
 from robots.dingtalk import DingTalkChannel
 from robots.feishu import FeishuChannel

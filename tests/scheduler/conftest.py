@@ -13,10 +13,10 @@ from sqlalchemy.orm import Session
 
 from cms.channels import ChannelRegistry
 from cms.db import make_session_factory
+from cms.jobs.context import Context
+from cms.jobs.outbox import OutboxChannel
 from cms.models import Area, ChatGroup, Outlet, Role, User
-from cms.scheduler.context import Context
 from cms.scheduler.core import Scheduler
-from cms.scheduler.outbox import OutboxChannel
 from cms.services import outlets as outlet_svc
 from cms.settings import Settings
 from tests.clock import SuiteClock

@@ -17,8 +17,8 @@ from sqlalchemy.orm import Session
 
 from audio.engines import RetryPolicy
 from audio.render import Renderer
+from cms.jobs.context import Context
 from cms.models import Clip, ClipProfile, JobState, Role
-from cms.scheduler.context import Context
 from cms.services.errors import Message
 from tests.cms.test_i18n import chinese_left, set_english, user_data
 from tests.conftest import login

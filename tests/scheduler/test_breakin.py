@@ -14,6 +14,9 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from cms.clock import ManualClock
+from cms.jobs import breakin as job
+from cms.jobs.context import Context
 from cms.models import (
     Announcement,
     AuditLog,
@@ -26,12 +29,9 @@ from cms.models import (
     Status,
     User,
 )
-from cms.scheduler import breakin as job
-from cms.scheduler import programs
-from cms.scheduler.clock import ManualClock
-from cms.scheduler.context import Context
 from cms.services import announcements as anns
 from cms.services import breakin as svc
+from cms.services import programs as programs_svc
 from cms.services.errors import PermissionDenied, ValidationError, WorkflowError
 from tests.scheduler.helpers import FakeChannel
 
@@ -118,14 +118,14 @@ def test_every_later_program_of_the_day_starts_with_the_break_in(
     # An older urgent notice comes first in the usual order (urgent, then by id).
     make_announcement("approved", title="停水通知", priority="urgent", area_ids=[grid["v1"].id])
     ann = urgent("approved")
-    before = programs.outlet_announcements(session, reached, ctx.today())
+    before = programs_svc.outlet_announcements(session, reached, ctx.today())
     assert [a.id for a in before][-1] == ann.id
     svc.start(session, make_user(Role.REVIEWER), ann, rule="reviewer", today=ctx.today())
     session.commit()
-    after = programs.outlet_announcements(session, reached, ctx.today())
+    after = programs_svc.outlet_announcements(session, reached, ctx.today())
     assert after[0].id == ann.id
     # Tomorrow's programs keep their usual order: a break-in lasts its day.
-    tomorrow = programs.outlet_announcements(session, reached, ctx.today() + timedelta(days=1))
+    tomorrow = programs_svc.outlet_announcements(session, reached, ctx.today() + timedelta(days=1))
     assert tomorrow[0].id != ann.id
 
 
@@ -232,7 +232,7 @@ def test_a_break_in_left_running_by_a_dead_scheduler_is_built_by_the_next(
     make_user: Callable[..., User],
     fresh_session: Callable[[], Session],
 ) -> None:
-    from cms.scheduler import queue
+    from cms import queue
     from cms.scheduler.core import Scheduler
 
     row = svc.start(

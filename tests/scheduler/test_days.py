@@ -12,9 +12,11 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from cms.demo import seed
+from cms.jobs import programs, reconcile
 from cms.models import Alert, JobState, Outlet, Program, Receipt
-from cms.scheduler import programs, reconcile
+from cms.services import alerts as alerts_svc
 from cms.services import days, operators
+from cms.services import programs as programs_svc
 from cms.services import schedule as schedule_svc
 from cms.services.errors import Message
 from tests.scheduler.helpers import local
@@ -26,7 +28,7 @@ def build(session: Session, program: Program, when: datetime, folder: Path) -> N
     """What the program worker leaves behind, without the audio work: a file and a DONE row."""
     outlet = program.outlet
     inputs = programs.inputs_for(
-        session, programs.outlet_announcements(session, outlet, program.day), area=outlet.area
+        session, programs_svc.outlet_announcements(session, outlet, program.day), area=outlet.area
     )
     path = folder / f"{program.id}.mp3"
     path.write_bytes(b"\xff\xfb\x90\x00" * 8)
@@ -307,7 +309,7 @@ def test_false_alerts_of_older_versions_are_closed(  # type: ignore[no-untyped-d
     )
     session.add(morning)
     session.flush()
-    programs.raise_alert(
+    alerts_svc.raise_alert(
         session,
         "program_missed",
         Message("old"),

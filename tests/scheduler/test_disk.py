@@ -12,10 +12,10 @@ from sqlalchemy import select
 from sqlalchemy.exc import OperationalError
 
 from audio.errors import DiskFullError
-from cms import disk
+from cms import disk, queue
 from cms.cli import cli
+from cms.jobs import diskspace, programs
 from cms.models import Alert, Clip, JobState, Program, Role
-from cms.scheduler import diskspace, programs, queue
 from cms.services.errors import Message
 from tests.conftest import login
 from tests.scheduler.helpers import local

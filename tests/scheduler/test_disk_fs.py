@@ -21,9 +21,9 @@ from sqlalchemy import Engine, select
 from cms import disk
 from cms.channels import ChannelRegistry
 from cms.db import make_session_factory
+from cms.jobs import diskspace
+from cms.jobs.context import Context
 from cms.models import Clip, JobState, Role
-from cms.scheduler import diskspace
-from cms.scheduler.context import Context
 from cms.scheduler.core import Scheduler
 from cms.services import users
 from cms.services.errors import Message

@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from cms.scheduler import lease
+from cms import lease
 from tests.pg import BACKENDS, settings_for
 
 T0 = datetime(2026, 3, 5, 8, 0, tzinfo=UTC)

@@ -6,8 +6,8 @@ from datetime import timedelta
 
 from sqlalchemy import select
 
+from cms.jobs.notify import notify_alerts
 from cms.models import Alert, ChatAccount, Role
-from cms.scheduler.notify import notify_alerts
 
 
 def _alert(session, clock, message="石桥村大喇叭 07:30 的节目未按时生成", age=timedelta(0)):  # type: ignore[no-untyped-def]

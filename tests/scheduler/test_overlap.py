@@ -7,8 +7,8 @@ from datetime import timedelta
 from sqlalchemy import select
 
 from cms.models import Area, ChatGroup, Delivery, JobState, Outlet, Program, Role, User
-from cms.scheduler import programs
 from cms.services import announcements, budget, chats, share
+from cms.services import programs as programs_svc
 from cms.services.areas import overlap
 from tests.scheduler.helpers import local
 
@@ -73,8 +73,8 @@ def test_a_group_notice_plays_on_its_village_loudspeaker_and_posts_in_its_chat( 
 
     speaker = session.scalars(select(Outlet).where(Outlet.name == "石桥村村委会大喇叭")).one()
     other = session.scalars(select(Outlet).where(Outlet.name == "柳林村村委会大喇叭")).one()
-    assert ann in programs.outlet_announcements(session, speaker, today)
-    assert ann not in programs.outlet_announcements(session, other, today)
+    assert ann in programs_svc.outlet_announcements(session, speaker, today)
+    assert ann not in programs_svc.outlet_announcements(session, other, today)
     village_chat = session.scalars(select(ChatGroup).where(ChatGroup.area_id == village.id)).one()
     assert any(
         n.revision.id == ann.approved_revision_id
@@ -130,7 +130,7 @@ def test_a_group_outlet_plays_its_village_and_township_notices(  # type: ignore[
     town = make_announcement("approved", area_ids=[grid["town"].id], title="全镇通知")
     village = make_announcement("approved", area_ids=[grid["v1"].id], title="石桥村通知")
     other = make_announcement("approved", area_ids=[grid["v2"].id], title="柳林村通知")
-    heard = programs.outlet_announcements(session, mobile, today)
+    heard = programs_svc.outlet_announcements(session, mobile, today)
     assert town in heard and village in heard and other not in heard
     # Aimed above the outlet: nothing narrower to name.
     assert announcements.narrower_targets(town.approved, grid["g1"]) == []

@@ -8,8 +8,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from cms.models import Area, Outlet, Priority
-from cms.scheduler import programs
 from cms.services import announcements, budget
+from cms.services import programs as programs_svc
 from cms.services.announcements import reaching_outlets
 
 
@@ -30,7 +30,7 @@ def test_scheduler_dashboard_and_budget_read_the_same_answer(session: Session, s
     assert any(reached.values()), "the demo plays something today"
     dashboard = {o.id: anns for o, anns in announcements.plan_for_day(session, day)}
     for outlet in outlets:
-        assert programs.outlet_announcements(session, outlet, day) == reached[outlet.id]
+        assert programs_svc.outlet_announcements(session, outlet, day) == reached[outlet.id]
         assert dashboard[outlet.id] == reached[outlet.id]
         # Urgent first, each announcement once, only loudspeaker ones, all reaching the area.
         anns = reached[outlet.id]

@@ -8,7 +8,9 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import select
 
+from cms import queue
 from cms.channels import ChatUnavailable, OutcomeUnknown, TemporaryFailure
+from cms.jobs import deliveries
 from cms.models import (
     Alert,
     ChatGroup,
@@ -20,9 +22,10 @@ from cms.models import (
     LexiconEntry,
     Program,
 )
-from cms.scheduler import deliveries, programs, queue
 from tests.helpers import shown
 from tests.scheduler.helpers import local
+
+FAILED = (JobState.FAILED,)
 
 
 def _delivery(fresh_session, revision_id, chat_id=None):  # type: ignore[no-untyped-def]
@@ -69,7 +72,9 @@ def test_temporary_failures_retry_with_backoff_then_fail_then_retry_button(  # t
     assert fake_channel.calls == queue.MAX_ATTEMPTS  # failed stays failed
     # The retry button puts it back; then it goes out (text + voice note).
     with scheduler.ctx.sessions.begin() as s:
-        assert deliveries.retry(s, row.id)
+        assert queue.requeue(
+            s, Delivery, row.id, from_states=(DeliveryState.FAILED,), ready=DeliveryState.PENDING
+        )
     scheduler.run_once()
     row = _delivery(fresh_session, ann.approved_revision_id)
     assert row.state is DeliveryState.SENT and len(row.message_ids) == 2
@@ -235,10 +240,11 @@ def test_program_retry_button_and_overrun_flag(  # type: ignore[no-untyped-def]
     program = fresh_session().scalar(select(Program).where(Program.day == today))
     assert program.duration > 60 and program.overrun
     with scheduler.ctx.sessions.begin() as s:
-        assert not programs.retry(s, program.id)  # only failed programs can be retried
+        # only failed programs can be retried
+        assert not queue.requeue(s, Program, program.id, from_states=FAILED, ready=JobState.PENDING)
         s.get(Program, program.id).state = JobState.FAILED
     with scheduler.ctx.sessions.begin() as s:
-        assert programs.retry(s, program.id)
+        assert queue.requeue(s, Program, program.id, from_states=FAILED, ready=JobState.PENDING)
     scheduler.run_once()
     assert fresh_session().get(Program, program.id).state is JobState.DONE
 

@@ -7,10 +7,10 @@ import time
 
 import pytest
 
+from cms import lease
 from cms.channels import ChannelRegistry
+from cms.jobs.outbox import OutboxChannel
 from cms.models import utcnow
-from cms.scheduler import lease
-from cms.scheduler.outbox import OutboxChannel
 from cms.scheduler.runner import start_scheduler, tuning_from_env
 from tests.pg import BACKENDS, settings_for
 
@@ -90,7 +90,7 @@ def test_a_busy_database_does_not_lose_the_lease_before_it_expires(
     from datetime import timedelta
 
     from cms import db as cms_db
-    from cms.scheduler.clock import ManualClock
+    from cms.clock import ManualClock
     from cms.scheduler.core import Scheduler
     from cms.scheduler.runner import SchedulerHandle
 
@@ -125,7 +125,7 @@ def test_a_busy_database_does_not_lose_the_lease_before_it_expires(
 
 def _context(settings, engine):  # type: ignore[no-untyped-def]
     from cms.db import make_session_factory
-    from cms.scheduler.context import Context
+    from cms.jobs.context import Context
 
     return Context(
         settings=settings,

@@ -12,8 +12,8 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from cms.jobs import staff as staff_job
 from cms.models import Alert, Delivery, DeliveryState, Role, StaffPost, User
-from cms.scheduler import staff as staff_job
 from cms.services import announcements, chats, staff
 from cms.services.errors import Message, PermissionDenied, ValidationError
 from robots.wecom import WeComChannel

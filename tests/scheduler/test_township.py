@@ -8,8 +8,8 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from cms.jobs import renders
 from cms.models import Area, AreaKind, Clip, ClipProfile, LexiconEntry, OutboxMessage, Program
-from cms.scheduler import renders
 from cms.services import areas, township
 from tests.scheduler.helpers import local
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from sqlalchemy import select
 
+from cms import queue
 from cms.models import Clip, JobState, Program, Role
-from cms.scheduler import queue
 from cms.services.errors import Message
 from tests.conftest import login
 from tests.scheduler.helpers import local

@@ -8,6 +8,7 @@ import pytest
 from sqlalchemy import select
 
 from cms.db import make_session_factory
+from cms.jobs.context import Context
 from cms.models import (
     Alert,
     AuditLog,
@@ -21,7 +22,6 @@ from cms.models import (
     Role,
     User,
 )
-from cms.scheduler.context import Context
 from cms.scheduler.core import Scheduler
 from cms.services import schedule as schedule_svc
 from cms.services.errors import NotFound, WorkflowError
@@ -35,7 +35,7 @@ def world(  # type: ignore[no-untyped-def]
     settings, engine, clock, registry, today, grid, make_outlet, make_chat, make_announcement
 ):
     """A built day whose audio lives in the data folder (so the web app may serve it)."""
-    from cms.scheduler.outbox import OutboxChannel
+    from cms.jobs.outbox import OutboxChannel
 
     sessions = make_session_factory(engine, clock=clock)
     registry.register(OutboxChannel(sessions))

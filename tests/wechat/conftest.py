@@ -7,11 +7,11 @@ from collections.abc import Iterator
 import pytest
 from sqlalchemy.orm import Session
 
+from cms.clock import ManualClock
+from cms.jobs import articles
+from cms.jobs.context import Context
 from cms.models import Area, WechatAccount
 from cms.publishers import PublisherRegistry
-from cms.scheduler import articles
-from cms.scheduler.clock import ManualClock
-from cms.scheduler.context import Context
 from cms.services import wechat as wechat_svc
 from tests.fakes.wechat_api import APP_ID, APP_SECRET, FakeWechatApi
 from tests.scheduler import conftest as _scheduler

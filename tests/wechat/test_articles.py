@@ -316,7 +316,7 @@ def test_crash_before_request_resumes_without_uncertainty(  # type: ignore[no-un
     scheduler, clock, fake, publisher, account, make_announcement, grid, fresh_session,
 ):  # fmt: skip
     ann = _approved(make_announcement, grid)
-    from cms.scheduler.articles import plan_articles
+    from cms.jobs.articles import plan_articles
 
     s = fresh_session()
     plan_articles(s, clock.now().date())
@@ -552,7 +552,7 @@ def test_publish_polling_gives_up_as_unknown_and_retry_asks_again(  # type: igno
     scheduler, clock, fake, publisher, account, make_announcement, grid, fresh_session, admin,
     session,
 ):  # fmt: skip
-    from cms.scheduler.articles import POLL_LIMIT
+    from cms.jobs.articles import POLL_LIMIT
 
     fake.publishing_polls = None  # the platform never says
     ann = _approved(make_announcement, grid)

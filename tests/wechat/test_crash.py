@@ -23,8 +23,8 @@ import sys
 from cms.channels import ChannelRegistry
 from cms.db import make_engine, make_session_factory
 from cms.publishers import PublisherRegistry
-from cms.scheduler import articles
-from cms.scheduler.context import Context
+from cms.jobs import articles
+from cms.jobs.context import Context
 from cms.scheduler.core import Scheduler
 from cms.settings import Settings
 from wechat.publisher import WechatPublisher

@@ -19,14 +19,18 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
+from functools import partial
 from typing import Any
 
 from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
+from cms import queue
 from cms.db import rowcount, unit_of_work
+from cms.jobs.context import Context
+from cms.jobs.lifecycle import Failure, Kind, Outcome, run_job
 from cms.models import (
     Announcement,
     ArticleState,
@@ -44,8 +48,7 @@ from cms.publishers import (
     PublishRetry,
     load_publishers,
 )
-from cms.scheduler import queue
-from cms.scheduler.context import Context
+from cms.queue import QueueState
 from cms.services import share, township
 from cms.services.announcements import live_filter, reaches
 from cms.services.errors import N_, Message
@@ -264,23 +267,6 @@ def _load(session: Session, settings: Settings, article_id: int) -> _Job | None:
     )
 
 
-def _claim(ctx: Context, article_id: int, ready: ArticleState, running: ArticleState) -> bool:
-    now = ctx.now()
-    return unit_of_work(
-        ctx.sessions,
-        lambda s: queue.claim(
-            s,
-            WechatArticle,
-            article_id,
-            ready=ready,
-            running=running,
-            worker=ctx.worker,
-            now=now,
-            hold=HOLD,
-        ),
-    )
-
-
 def _mark_sending(ctx: Context, article_id: int, running: ArticleState) -> Callable[[], None]:
     def sending() -> None:
         unit_of_work(
@@ -300,130 +286,108 @@ def _mark_sending(ctx: Context, article_id: int, running: ArticleState) -> Calla
     return sending
 
 
-def _finish(
-    ctx: Context, article_id: int, running: ArticleState, new: ArticleState, **values: Any
-) -> str:
-    moved = unit_of_work(
-        ctx.sessions,
-        lambda s: queue.finish(
-            s,
-            WechatArticle,
-            article_id,
-            running=running,
-            new=new,
-            worker=ctx.worker,
-            request_started_at=None,
-            **values,
-        ),
-    )
-    return new.value if moved else "skipped"
+def _cleared(session: Session, final: bool) -> dict[str, Any]:
+    return {"request_started_at": None}
 
 
-def _retry_or(
-    ctx: Context,
-    job: _Job,
-    running: ArticleState,
+def _classify(refused: ArticleState, job: _Job, exc: BaseException) -> Failure:
+    """Retried with backoff; lost (it may be there): uncertain; refused: ``refused`` at once."""
+    if isinstance(exc, PublishRetry):
+        return Failure(retry_after=exc.retry_after, error=exc.message.dumps(), then=_cleared)
+    if isinstance(exc, PublishLost):
+        return Failure(final=ArticleState.UNCERTAIN, error=exc.message.dumps(), then=_cleared)
+    if isinstance(exc, NotVerified | PublishRefused):
+        # For a publish request the draft stays in the account: back to ``drafted``.
+        return Failure(final=refused, error=exc.message.dumps(), then=_cleared)
+    log.exception("article %s: unexpected publisher error", job.article_id, exc_info=exc)
+    return Failure(error=Message(UNEXPECTED).dumps(), then=_cleared)
+
+
+def _with_article(session: Session, ctx: Context, article_id: int) -> _Job | None:
+    job = _load(session, ctx.settings, article_id)
+    return job if job is not None and job.article is not None else None
+
+
+def _with_draft(session: Session, ctx: Context, article_id: int) -> _Job | None:
+    job = _load(session, ctx.settings, article_id)
+    return job if job is not None and job.media_id else None
+
+
+def _unbound(ctx: Context, job: _Job) -> str:
+    raise RuntimeError("an article step runs with its publisher (see create_one, submit_one)")
+
+
+_FINAL: dict[QueueState, Outcome] = {
+    ArticleState.FAILED: Outcome.FAILED,
+    ArticleState.DRAFTED: Outcome.DRAFTED,
+    ArticleState.UNCERTAIN: Outcome.UNCERTAIN,
+}
+
+
+def _step(
     ready: ArticleState,
-    give_up: ArticleState,
-    exc: PublishRetry | None,
-    message: Message,
-) -> str:
-    if job.attempts >= queue.MAX_ATTEMPTS:
-        return _finish(ctx, job.article_id, running, give_up, last_error=message.dumps())
-    delay = queue.backoff(job.attempts, exc.retry_after if exc else None)
-    return _finish(
-        ctx,
-        job.article_id,
-        running,
-        ready,
-        last_error=message.dumps(),
-        next_attempt_at=ctx.now() + delay,
-    )
+    running: ArticleState,
+    gave_up: ArticleState,
+    load: Callable[[Session, Context, int], _Job | None],
+    done: ArticleState,
+    values: Callable[[Context, str], dict[str, Any]],
+) -> Kind[_Job, str]:
+    """One claimed step of an article: ``ready → running → done`` (or ``gave_up``, refused)."""
+
+    def record(session: Session, ctx: Context, job: _Job, answer: str) -> Outcome:
+        moved = queue.finish(
+            session, WechatArticle, job.article_id, running=running, new=done,
+            worker=ctx.worker, request_started_at=None, last_error=None, attempts=0,
+            **values(ctx, answer),
+        )  # fmt: skip
+        return Outcome(done.value) if moved else Outcome.SKIPPED
+
+    return Kind(
+        name="article", model=WechatArticle, hold=HOLD, load=load, work=_unbound,
+        record=record, classify=partial(_classify, gave_up), ready=ready, running=running,
+        failed=gave_up, retry_outcome=Outcome(ready.value), outcomes=_FINAL,
+    )  # fmt: skip
 
 
-def create_one(ctx: Context, pub: Publisher, article_id: int) -> str:
+CREATE = _step(
+    ArticleState.PENDING, ArticleState.CREATING, ArticleState.FAILED, _with_article,
+    ArticleState.DRAFTED,
+    lambda ctx, media_id: {"media_id": media_id, "drafted_at": ctx.now(), "next_attempt_at": None},
+)  # fmt: skip
+# Out of attempts or refused, a publish request goes back to ``drafted``: the draft stays.
+SUBMIT = _step(
+    ArticleState.QUEUED, ArticleState.SUBMITTING, ArticleState.DRAFTED, _with_draft,
+    ArticleState.PUBLISHING,
+    lambda ctx, publish_id: {
+        "publish_id": publish_id, "submitted_at": ctx.now(),
+        "next_attempt_at": ctx.now() + POLL_EVERY,
+    },
+)  # fmt: skip
+
+
+def create_one(ctx: Context, pub: Publisher, article_id: int) -> Outcome:
     """Claim one pending article and put it in the account's draft box."""
-    ctx = ctx.for_job()
-    running = ArticleState.CREATING
-    if not _claim(ctx, article_id, ArticleState.PENDING, running):
-        return "skipped"
-    job = unit_of_work(ctx.sessions, lambda s: _load(s, ctx.settings, article_id), write=False)
-    if job is None or job.article is None:
-        return "skipped"
-    try:
-        media_id = pub.create_draft(job.article, ctx.now(), _mark_sending(ctx, article_id, running))
-    except PublishRetry as exc:
-        return _retry_or(
-            ctx, job, running, ArticleState.PENDING, ArticleState.FAILED, exc, exc.message
+
+    def create(ctx: Context, job: _Job) -> str:
+        assert job.article is not None  # _with_article
+        return pub.create_draft(
+            job.article, ctx.now(), _mark_sending(ctx, article_id, ArticleState.CREATING)
         )
-    except PublishLost as exc:
-        return _finish(
-            ctx, article_id, running, ArticleState.UNCERTAIN, last_error=exc.message.dumps()
-        )
-    except PublishRefused as exc:
-        return _finish(
-            ctx, article_id, running, ArticleState.FAILED, last_error=exc.message.dumps()
-        )
-    except Exception:
-        log.exception("article %s: unexpected publisher error", article_id)
-        return _retry_or(
-            ctx, job, running, ArticleState.PENDING, ArticleState.FAILED, None, Message(UNEXPECTED)
-        )
-    return _finish(
-        ctx,
-        article_id,
-        running,
-        ArticleState.DRAFTED,
-        media_id=media_id,
-        drafted_at=ctx.now(),
-        last_error=None,
-        next_attempt_at=None,
-        attempts=0,
-    )
+
+    return run_job(ctx, replace(CREATE, work=create), article_id)
 
 
-def submit_one(ctx: Context, pub: Publisher, article_id: int) -> str:
+def submit_one(ctx: Context, pub: Publisher, article_id: int) -> Outcome:
     """Claim one publish request and hand the draft to ``freepublish/submit``."""
-    ctx = ctx.for_job()
-    running = ArticleState.SUBMITTING
-    if not _claim(ctx, article_id, ArticleState.QUEUED, running):
-        return "skipped"
-    job = unit_of_work(ctx.sessions, lambda s: _load(s, ctx.settings, article_id), write=False)
-    if job is None or not job.media_id:
-        return "skipped"
-    try:
-        publish_id = pub.submit(
-            job.account_id, job.media_id, ctx.now(), _mark_sending(ctx, article_id, running)
-        )
-    except PublishRetry as exc:
-        return _retry_or(
-            ctx, job, running, ArticleState.QUEUED, ArticleState.DRAFTED, exc, exc.message
-        )
-    except PublishLost as exc:
-        return _finish(
-            ctx, article_id, running, ArticleState.UNCERTAIN, last_error=exc.message.dumps()
-        )
-    except (NotVerified, PublishRefused) as exc:
-        # The draft stays in the account: back to ``drafted``, with the reason shown.
-        return _finish(
-            ctx, article_id, running, ArticleState.DRAFTED, last_error=exc.message.dumps()
-        )
-    except Exception:
-        log.exception("article %s: unexpected publisher error", article_id)
-        return _retry_or(
-            ctx, job, running, ArticleState.QUEUED, ArticleState.DRAFTED, None, Message(UNEXPECTED)
-        )
-    return _finish(
-        ctx,
-        article_id,
-        running,
-        ArticleState.PUBLISHING,
-        publish_id=publish_id,
-        last_error=None,
-        attempts=0,
-        submitted_at=ctx.now(),
-        next_attempt_at=ctx.now() + POLL_EVERY,
-    )
+
+    def submit(ctx: Context, job: _Job) -> str:
+        assert job.media_id is not None  # _with_draft
+        return pub.submit(
+            job.account_id, job.media_id, ctx.now(),
+            _mark_sending(ctx, article_id, ArticleState.SUBMITTING),
+        )  # fmt: skip
+
+    return run_job(ctx, replace(SUBMIT, work=submit), article_id)
 
 
 def poll_one(ctx: Context, pub: Publisher, article_id: int) -> str:

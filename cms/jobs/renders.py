@@ -14,17 +14,18 @@ import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
-from functools import partial
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from cms import disk
-from cms.db import rowcount, unit_of_work
+from cms import queue
+from cms.db import rowcount
+from cms.jobs.context import Context
+from cms.jobs.lifecycle import Failure, Kind, Outcome, finish, run_job
 from cms.models import (
     Announcement,
-    Area,
     Clip,
     ClipProfile,
     JobState,
@@ -33,20 +34,17 @@ from cms.models import (
     Revision,
     Status,
 )
-from cms.scheduler import diskspace, queue
-from cms.scheduler.context import Context
 from cms.services import township
 from cms.services.announcements import live_filter
+from cms.services.speech import profiles_for
+
+if TYPE_CHECKING:
+    from audio.render import Clip as AudioClip
 
 log = logging.getLogger(__name__)
 
 RENDER_HOLD = timedelta(minutes=10)
 AUDIO_PROFILE = {ClipProfile.LOUDSPEAKER: "loudspeaker", ClipProfile.VOICE: "voice_note"}
-
-
-def lexicon_pairs(session: Session, area: Area | None = None) -> list[tuple[str, str]]:
-    """The lexicon as it applies in ``area`` (None: the county's own entries only)."""
-    return township.lexicon_pairs(session, area)
 
 
 def relevant_entries(text: str, pairs: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
@@ -82,15 +80,6 @@ def clip_key(
         )
     canonical = json.dumps(payload, ensure_ascii=False, sort_keys=True)
     return hashlib.sha256(canonical.encode()).hexdigest()
-
-
-def profiles_for(rev: Revision) -> list[ClipProfile]:
-    wanted = []
-    if rev.to_loudspeaker:
-        wanted.append(ClipProfile.LOUDSPEAKER)
-    if rev.to_chats:
-        wanted.append(ClipProfile.VOICE)
-    return wanted
 
 
 def revisions_needing_audio(session: Session, today: date) -> list[Revision]:
@@ -170,20 +159,6 @@ def invalidate(session: Session, clip_id: int, old_key: str | None, new_key: str
     return rowcount(result)
 
 
-def retry(session: Session, clip_id: int) -> bool:
-    """The officer's retry button: a failed clip goes back to the queue with fresh attempts."""
-    return queue.transition(
-        session,
-        Clip,
-        clip_id,
-        JobState.FAILED,
-        JobState.PENDING,
-        attempts=0,
-        next_attempt_at=None,
-        last_error=None,
-    )
-
-
 def due_clip_ids(session: Session, now: datetime, limit: int) -> list[int]:
     """Ready clips, urgent announcements and loudspeaker clips first."""
     stmt = (
@@ -229,119 +204,76 @@ def _load(session: Session, clip_id: int, engine_mode: str) -> _Job | None:
         text=rev.speech,
         voice=rev.voice,
         rate=rev.rate,
-        lexicon=relevant_entries(rev.speech, lexicon_pairs(session, area)),
+        lexicon=relevant_entries(rev.speech, township.lexicon_pairs(session, area)),
         recording=recording.path if recording else None,
         attempts=clip.attempts,
         engine=_mode(engine, engine_mode),
     )
 
 
-def render_one(ctx: Context, clip_id: int) -> str:
-    """Claim, render and record one clip; returns done, retry, failed, no_space or skipped."""
-    ctx = ctx.for_job()
-    if diskspace.hold(ctx, Clip, clip_id):
-        return diskspace.NO_SPACE
-    now = ctx.now()
-    claimed = unit_of_work(
-        ctx.sessions,
-        lambda s: queue.claim(
-            s,
-            Clip,
-            clip_id,
-            ready=JobState.PENDING,
-            running=JobState.RUNNING,
-            worker=ctx.worker,
-            now=now,
-            hold=RENDER_HOLD,
-        ),
-    )
-    if not claimed:
-        return "skipped"
-    job = unit_of_work(
-        ctx.sessions, lambda s: _load(s, clip_id, ctx.settings.tts_engine), write=False
-    )
-    if job is None:
-        return "skipped"
-    from audio.errors import AudioError, TextError, VoiceError
+def _render(ctx: Context, job: _Job) -> AudioClip:
     from audio.master import Profile
     from audio.text import Lexicon
 
-    try:
-        if job.recording:
-            clip = ctx.renderer.render_recording(
-                Path(job.recording), profile=Profile(AUDIO_PROFILE[job.profile]), text=job.text
-            )
-        else:
-            clip = ctx.renderer_for(job.engine).render(
-                job.text,
-                voice=job.voice,
-                rate=job.rate,
-                profile=Profile(AUDIO_PROFILE[job.profile]),
-                lexicon=Lexicon(tuple(job.lexicon)),
-            )
-    except Exception as exc:
-        if disk.is_disk_full(exc):
-            log.warning("clip %s: no space left to write the audio; it waits", clip_id)
-            return diskspace.give_back(ctx, Clip, clip_id, ctx.worker)
-        # A text or voice the engine can never speak will not improve by retrying.
-        permanent = isinstance(exc, TextError | VoiceError)
-        if not isinstance(exc, AudioError):
-            log.exception("clip %s: unexpected render error", clip_id)
-        else:
-            log.warning("clip %s: render failed: %s", clip_id, exc)
-        return unit_of_work(
-            ctx.sessions, partial(_fail, ctx=ctx, job=job, exc=exc, permanent=permanent)
-        )
-
-    def done(session: Session) -> str:
-        # Only if the inputs did not change while we rendered; otherwise the newer key is
-        # already queued and this result is simply not recorded.
-        moved = queue.finish(
-            session,
-            Clip,
-            clip_id,
-            running=JobState.RUNNING,
-            new=JobState.DONE,
-            worker=ctx.worker,
-            extra=Clip.cache_key == job.key,
-            path=str(clip.path),
-            duration=clip.duration,
-            engine=str(clip.engine),
-            fallback_reason=clip.fallback_reason,
-            subtitles_path=str(clip.srt_path),
-            last_error=None,
-            next_attempt_at=None,
-        )
-        return "done" if moved else "skipped"
-
-    return unit_of_work(ctx.sessions, done)
-
-
-def _fail(session: Session, ctx: Context, job: _Job, exc: BaseException, permanent: bool) -> str:
-    attempts = session.scalar(select(Clip.attempts).where(Clip.id == job.clip_id)) or job.attempts
-    if permanent or attempts >= queue.MAX_ATTEMPTS:
-        queue.finish(
-            session,
-            Clip,
-            job.clip_id,
-            running=JobState.RUNNING,
-            new=JobState.FAILED,
-            worker=ctx.worker,
-            last_error=queue.error_text(exc),
-            next_attempt_at=None,
-        )
-        return "failed"
-    queue.finish(
-        session,
-        Clip,
-        job.clip_id,
-        running=JobState.RUNNING,
-        new=JobState.PENDING,
-        worker=ctx.worker,
-        last_error=queue.error_text(exc),
-        next_attempt_at=ctx.now() + queue.backoff(attempts),
+    profile = Profile(AUDIO_PROFILE[job.profile])
+    if job.recording:
+        return ctx.renderer.render_recording(Path(job.recording), profile=profile, text=job.text)
+    return ctx.renderer_for(job.engine).render(
+        job.text,
+        voice=job.voice,
+        rate=job.rate,
+        profile=profile,
+        lexicon=Lexicon(tuple(job.lexicon)),
     )
-    return "retry"
+
+
+def _rendered(session: Session, ctx: Context, job: _Job, clip: AudioClip) -> Outcome:
+    # Only if the inputs did not change while we rendered; otherwise the newer key is
+    # already queued and this result is simply not recorded.
+    moved = finish(
+        session,
+        ctx,
+        RENDER,
+        job.clip_id,
+        JobState.DONE,
+        extra=Clip.cache_key == job.key,
+        path=str(clip.path),
+        duration=clip.duration,
+        engine=str(clip.engine),
+        fallback_reason=clip.fallback_reason,
+        subtitles_path=str(clip.srt_path),
+        last_error=None,
+        next_attempt_at=None,
+    )
+    return Outcome.DONE if moved else Outcome.SKIPPED
+
+
+def _classify(job: _Job, exc: BaseException) -> Failure:
+    from audio.errors import AudioError, TextError, VoiceError
+
+    if not isinstance(exc, AudioError):
+        log.exception("clip %s: unexpected render error", job.clip_id, exc_info=exc)
+    else:
+        log.warning("clip %s: render failed: %s", job.clip_id, exc)
+    # A text or voice the engine can never speak will not improve by retrying.
+    return Failure(final=JobState.FAILED if isinstance(exc, TextError | VoiceError) else None)
+
+
+RENDER: Kind[_Job, AudioClip] = Kind(
+    name="clip",
+    model=Clip,
+    hold=RENDER_HOLD,
+    load=lambda s, ctx, clip_id: _load(s, clip_id, ctx.settings.tts_engine),
+    work=_render,
+    record=_rendered,
+    classify=_classify,
+    disk=True,
+)
+
+
+def render_one(ctx: Context, clip_id: int) -> Outcome:
+    """Claim, render and record one clip; returns done, retry, failed, no_space or skipped."""
+    return run_job(ctx, RENDER, clip_id)
 
 
 def clips_ready(session: Session, revision_ids: Iterable[int]) -> dict[int, Clip]:

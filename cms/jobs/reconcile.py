@@ -8,15 +8,16 @@ from datetime import date, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import ColumnElement, select, update
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from cms.clock import at_local
 from cms.models import Alert, Delivery, DeliveryState, JobState, Outlet, Program
-from cms.scheduler.clock import at_local
-from cms.scheduler.programs import outlet_announcements, raise_alert
 from cms.services import days
 from cms.services.airtime import in_slot
+from cms.services.alerts import raise_alert
 from cms.services.errors import N_, Message
+from cms.services.programs import outlet_announcements
 
 log = logging.getLogger(__name__)
 
@@ -183,28 +184,3 @@ def resolve_fixed(session: Session, now: datetime, tz: ZoneInfo) -> int:
             alert.resolved_at = now
             count += 1
     return count
-
-
-def open_alerts(
-    session: Session, limit: int = 100, where: ColumnElement[bool] | None = None
-) -> list[Alert]:
-    """Unresolved alerts, newest first (for the dashboard and the status page).
-
-    ``where``: a further condition (the reader's scope).
-    """
-    return list(
-        session.scalars(
-            select(Alert)
-            .where(Alert.resolved_at.is_(None), *([] if where is None else [where]))
-            .order_by(Alert.created_at.desc(), Alert.id.desc())
-            .limit(limit)
-        )
-    )
-
-
-def resolve(session: Session, alert_id: int, now: datetime) -> bool:
-    alert = session.get(Alert, alert_id)
-    if alert is None or alert.resolved_at is not None:
-        return False
-    alert.resolved_at = now
-    return True

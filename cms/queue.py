@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, case, or_, select, update
+from sqlalchemy import ColumnElement, and_, case, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from audio.errors import (
@@ -23,7 +23,22 @@ from audio.errors import (
     VoiceError,
 )
 from cms.db import rowcount
+from cms.models import (
+    ArticleState,
+    BreakIn,
+    Clip,
+    Delivery,
+    DeliveryState,
+    JobState,
+    Program,
+    WechatArticle,
+)
 from cms.services.errors import N_, DomainError, Message, audio_message
+
+QueueModel = type[Clip] | type[Program] | type[Delivery] | type[WechatArticle] | type[BreakIn]
+"""The kinds of row the queue holds (each has :class:`cms.models.QueueMixin`'s columns)."""
+QueueState = JobState | DeliveryState | ArticleState
+"""A queued row's state."""
 
 MAX_ATTEMPTS = 5
 BACKOFF_BASE = timedelta(seconds=30)
@@ -39,7 +54,19 @@ def backoff(attempts: int, retry_after: float | None = None) -> timedelta:
     return delay
 
 
-def claimable(model: Any, ready_state: Any, now: datetime, running: Any = None) -> Any:
+def _update(
+    session: Session, model: QueueModel, cond: list[ColumnElement[bool]], **values: Any
+) -> int:
+    """One guarded ``UPDATE model SET values WHERE cond``; how many rows it changed."""
+    result = session.execute(
+        update(model).where(*cond).values(**values).execution_options(synchronize_session=False)
+    )
+    return rowcount(result)
+
+
+def claimable(
+    model: QueueModel, ready_state: QueueState, now: datetime, running: QueueState | None = None
+) -> ColumnElement[bool]:
     """SQL condition: a row ready to be taken now (or, given ``running``, a claim that expired)."""
     ready = and_(
         model.state == ready_state,
@@ -53,77 +80,62 @@ def claimable(model: Any, ready_state: Any, now: datetime, running: Any = None) 
 
 def claim(
     session: Session,
-    model: Any,
+    model: QueueModel,
     row_id: int,
     *,
-    ready: Any,
-    running: Any,
+    ready: QueueState,
+    running: QueueState,
     worker: str,
     now: datetime,
     hold: timedelta,
-    extra: Any = None,
+    extra: ColumnElement[bool] | None = None,
 ) -> bool:
     """Move one ready row to ``running`` for ``worker``; False when someone else got it."""
     cond = [model.id == row_id, claimable(model, ready, now, running)]
     if extra is not None:
         cond.append(extra)
-    result = session.execute(
-        update(model)
-        .where(*cond)
-        .values(
-            state=running,
-            claimed_by=worker,
-            claimed_until=now + hold,
-            attempts=model.attempts + 1,
-        )
-        .execution_options(synchronize_session=False)
-    )
-    return rowcount(result) == 1
+    values = {"claimed_by": worker, "claimed_until": now + hold, "attempts": model.attempts + 1}
+    return _update(session, model, cond, state=running, **values) == 1
 
 
 def finish(
     session: Session,
-    model: Any,
+    model: QueueModel,
     row_id: int,
     *,
-    running: Any,
-    new: Any,
+    running: QueueState,
+    new: QueueState,
     worker: str,
-    extra: Any = None,
+    extra: ColumnElement[bool] | None = None,
     **values: Any,
 ) -> bool:
     """Move a row this worker claimed from ``running`` to ``new``; False if it lost the claim."""
     cond = [model.id == row_id, model.state == running, model.claimed_by == worker]
     if extra is not None:
         cond.append(extra)
-    result = session.execute(
-        update(model)
-        .where(*cond)
-        .values(state=new, claimed_until=None, **values)
-        .execution_options(synchronize_session=False)
-    )
-    return rowcount(result) == 1
+    return _update(session, model, cond, state=new, claimed_until=None, **values) == 1
 
 
 def transition(
-    session: Session, model: Any, row_id: int, old: Any, new: Any, **values: Any
+    session: Session,
+    model: QueueModel,
+    row_id: int,
+    old: QueueState,
+    new: QueueState,
+    **values: Any,
 ) -> bool:
     """One ``UPDATE … WHERE state = old``; True when the row moved."""
-    result = session.execute(
-        update(model)
-        .where(model.id == row_id, model.state == old)
-        .values(state=new, **values)
-        .execution_options(synchronize_session=False)
+    return (
+        _update(session, model, [model.id == row_id, model.state == old], state=new, **values) == 1
     )
-    return rowcount(result) == 1
 
 
 def postpone_due(
     session: Session,
-    model: Any,
+    model: QueueModel,
     *,
-    ready: Any,
-    running: Any,
+    ready: QueueState,
+    running: QueueState,
     now: datetime,
     until: datetime,
     row_id: int | None = None,
@@ -137,22 +149,19 @@ def postpone_due(
     cond = [claimable(model, ready, now, running)]
     if row_id is not None:
         cond.append(model.id == row_id)
-    result = session.execute(
-        update(model)
-        .where(*cond)
-        .values(state=ready, claimed_by=None, claimed_until=None, next_attempt_at=until, **values)
-        .execution_options(synchronize_session=False)
-    )
-    return rowcount(result)
+    return _update(
+        session, model, cond, state=ready, claimed_by=None, claimed_until=None,
+        next_attempt_at=until, **values,
+    )  # fmt: skip
 
 
 def give_back(
     session: Session,
-    model: Any,
+    model: QueueModel,
     row_id: int,
     *,
-    running: Any,
-    ready: Any,
+    running: QueueState,
+    ready: QueueState,
     worker: str,
     until: datetime,
     **values: Any,
@@ -165,48 +174,92 @@ def give_back(
         running=running,
         new=ready,
         worker=worker,
-        attempts=case((model.attempts > 0, model.attempts - 1), else_=0),
+        attempts=_refunded(model),
         next_attempt_at=until,
         **values,
     )
 
 
-def hasten(session: Session, model: Any, *, ready: Any, now: datetime, where: Any) -> int:
+def _refunded(model: QueueModel) -> Any:
+    """The row's attempts less the one its claim counted (never below 0)."""
+    return case((model.attempts > 0, model.attempts - 1), else_=0)
+
+
+def requeue(
+    session: Session,
+    model: QueueModel,
+    row_id: int,
+    *,
+    from_states: tuple[QueueState, ...],
+    ready: QueueState,
+) -> QueueState | None:
+    """The retry button: a row in one of ``from_states`` goes back to ``ready``, fresh attempts.
+
+    Returns the state the row left, or None when it was in none of them (each try is one
+    guarded UPDATE, so a concurrent change is never overwritten). A missed program keeps
+    ``missed``: built now, it is *built late* (see :mod:`cms.services.days`).
+    """
+    for old in from_states:
+        if transition(
+            session,
+            model,
+            row_id,
+            old,
+            ready,
+            attempts=0,
+            next_attempt_at=None,
+            last_error=None,
+        ):
+            return old
+    return None
+
+
+def queue_lengths(session: Session) -> dict[str, dict[str, int]]:
+    """Rows per state for clips, programs, deliveries and Official Account articles."""
+    out: dict[str, dict[str, int]] = {}
+    for name, model in (
+        ("clips", Clip),
+        ("programs", Program),
+        ("deliveries", Delivery),
+        ("articles", WechatArticle),
+    ):
+        rows = session.execute(select(model.state, func.count()).group_by(model.state)).all()
+        out[name] = {state.value: count for state, count in rows}
+    return out
+
+
+def hasten(
+    session: Session,
+    model: QueueModel,
+    *,
+    ready: QueueState,
+    now: datetime,
+    where: ColumnElement[bool],
+) -> int:
     """Make the ready rows that wait for a later time, and match ``where``, due at once."""
     cond = [model.state == ready, model.next_attempt_at > now, where]
     # Looked up first: this runs every tick and almost always finds nothing to write.
     if session.scalar(select(model.id).where(*cond).limit(1)) is None:
         return 0
-    result = session.execute(
-        update(model)
-        .where(*cond)
-        .values(next_attempt_at=None)
-        .execution_options(synchronize_session=False)
-    )
-    return rowcount(result)
+    return _update(session, model, cond, next_attempt_at=None)
 
 
-def release_orphans(session: Session, model: Any, *, running: Any, ready: Any, worker: str) -> int:
+def release_orphans(
+    session: Session, model: QueueModel, *, running: QueueState, ready: QueueState, worker: str
+) -> int:
     """Hand rows claimed by earlier scheduler processes back to the queue.
 
     Only the lease holder runs work, so a running row claimed by anyone else belongs to a
     process that died or lost the lease; its attempt is not counted against it.
     """
-    result = session.execute(
-        update(model)
-        .where(
-            model.state == running,
-            or_(model.claimed_by.is_(None), ~model.claimed_by.startswith(f"{worker}/")),
-        )
-        .values(
-            state=ready,
-            claimed_by=None,
-            claimed_until=None,
-            attempts=case((model.attempts > 0, model.attempts - 1), else_=0),
-        )
-        .execution_options(synchronize_session=False)
-    )
-    return rowcount(result)
+    cond = [
+        model.state == running,
+        or_(model.claimed_by.is_(None), ~model.claimed_by.startswith(f"{worker}/")),
+    ]
+    return _update(
+        session, model, cond, state=ready, claimed_by=None, claimed_until=None,
+        attempts=_refunded(model),
+    )  # fmt: skip
 
 
 def error_text(exc: BaseException, limit: int = ERROR_CHARS) -> str:

@@ -25,7 +25,7 @@ import hashlib
 import json
 import logging
 from collections.abc import Collection
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
@@ -34,10 +34,12 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from cms import disk
-from cms.db import unit_of_work
+from cms import disk, queue
+from cms.clock import at_local
+from cms.jobs.context import Context
+from cms.jobs.lifecycle import Failure, Kind, Later, Outcome, finish, run_job
+from cms.jobs.renders import clips_ready
 from cms.models import (
-    Alert,
     Announcement,
     Area,
     Clip,
@@ -47,12 +49,9 @@ from cms.models import (
     Program,
     Slot,
 )
-from cms.scheduler import diskspace, queue
-from cms.scheduler.clock import at_local
-from cms.scheduler.context import Context
-from cms.scheduler.renders import clips_ready
 from cms.services import breakin, days
 from cms.services.airtime import in_slot
+from cms.services.alerts import raise_alert
 from cms.services.announcements import (
     for_part,
     going_out_on,
@@ -60,6 +59,7 @@ from cms.services.announcements import (
     reaching_outlets,
 )
 from cms.services.errors import N_, Message
+from cms.services.programs import breaking_first, outlet_announcements
 
 log = logging.getLogger(__name__)
 
@@ -118,25 +118,6 @@ class Inputs:
             ],
         }
         return hashlib.sha256(json.dumps(payload, ensure_ascii=False).encode()).hexdigest()
-
-
-def outlet_announcements(
-    session: Session, outlet: Outlet, day: date, at: time | None = None
-) -> list[Announcement]:
-    """Announcements that play at ``outlet`` on ``day`` (in the slot at ``at``), urgent first."""
-    # Only those aimed at the outlet's area or above it are loaded: a county's day has many
-    # announcements, an outlet hears a few (every build of every program asks this).
-    going = going_out_on(session, day, outlet.area)
-    reached = reaching_outlets(session, day, [outlet], going=going)[outlet.id]
-    anns = breaking_first(reached, breakin.front_announcements(session, day))
-    return anns if at is None else in_slot(anns, day, at)
-
-
-def breaking_first(anns: list[Announcement], front: set[int]) -> list[Announcement]:
-    """A notice being played now (立即插播) leads every later program of its day."""
-    if not front:
-        return anns
-    return sorted(anns, key=lambda a: a.id not in front)  # stable: urgent order kept
 
 
 def inputs_for(
@@ -205,7 +186,7 @@ def _outlet_variant(
     engine_mode: str | None,
 ) -> tuple[str, str | None, dict[str, Any] | None]:
     """An entry's status at an outlet with its own voice or engine, and what to speak."""
-    from cms.scheduler.renders import active_recording, lexicon_pairs, relevant_entries
+    from cms.jobs.renders import active_recording, relevant_entries
     from cms.services import township
     from cms.services.outlets import RECORDING_ONLY
 
@@ -223,7 +204,7 @@ def _outlet_variant(
         "voice": outlet.voice or rev.voice,
         "rate": rev.rate,
         "engine": engine,
-        "lexicon": relevant_entries(rev.speech, lexicon_pairs(session, area)),
+        "lexicon": relevant_entries(rev.speech, township.lexicon_pairs(session, area)),
     }
     return "ready", None, synth
 
@@ -232,40 +213,6 @@ def program_key(program: Program) -> tuple[object, ...]:
     """What identifies a program besides its content: a changed slot time or length rebuilds it."""
     slot = program.slot
     return (program.outlet_id, program.slot_id, program.day.isoformat(), slot.label, slot.minutes)
-
-
-def raise_alert(
-    session: Session,
-    kind: str,
-    message: Message,
-    *,
-    day: date | None,
-    object_type: str,
-    object_id: int | None,
-) -> bool:
-    """Create an alert once (kind × object × day); True when it is new."""
-    exists = session.scalar(
-        select(Alert.id).where(
-            Alert.kind == kind,
-            Alert.object_type == object_type,
-            Alert.object_id == object_id,
-            Alert.day == day if day is not None else Alert.day.is_(None),
-        )
-    )
-    if exists is not None:
-        return False
-    session.add(
-        Alert(
-            kind=kind,
-            message=message.dumps(),  # rendered in the reader's language when shown
-            day=day,
-            object_type=object_type,
-            object_id=object_id,
-        )
-    )
-    session.flush()
-    log.warning("alert %s: %s", kind, message.render())
-    return True
 
 
 @dataclass
@@ -417,24 +364,6 @@ def _mark_missed(session: Session, program: Program, outlet: Outlet, slot: Slot,
     )
 
 
-def retry(session: Session, program_id: int) -> bool:
-    """The retry button: a failed program goes back to the queue with fresh attempts.
-
-    A missed program keeps ``missed``: built now, it is *built late* (see
-    :mod:`cms.services.days`), whichever slot it was.
-    """
-    return queue.transition(
-        session,
-        Program,
-        program_id,
-        JobState.FAILED,
-        JobState.PENDING,
-        attempts=0,
-        next_attempt_at=None,
-        last_error=None,
-    )
-
-
 def due_program_ids(session: Session, now: datetime, limit: int = 200) -> list[int]:
     stmt = (
         select(Program.id)
@@ -491,7 +420,82 @@ def _load(session: Session, ctx: Context, program_id: int) -> _BuildJob | None:
     )
 
 
-def build_one(ctx: Context, program_id: int, *, partial: bool = False) -> str:
+def _build(ctx: Context, job: _BuildJob) -> tuple[dict[str, Any], str]:
+    """Clips still rendering and the slot not near: look again soon, using no attempt."""
+    now = ctx.now()
+    if job.inputs.waiting and job.start - now > PARTIAL_MARGIN:
+        raise Later(now + WAIT_RETRY)
+    return _assemble(ctx, job)
+
+
+def _built(
+    session: Session, ctx: Context, job: _BuildJob, built: tuple[dict[str, Any], str]
+) -> Outcome:
+    values, outcome = built
+    moved = finish(
+        session,
+        ctx,
+        BUILD,
+        job.program_id,
+        JobState.DONE,
+        input_hash=job.wanted,
+        built_at=ctx.now(),
+        last_error=None,
+        next_attempt_at=None,
+        **values,
+    )
+    return Outcome(outcome) if moved else Outcome.SKIPPED
+
+
+def _classify(job: _BuildJob, exc: BaseException) -> Failure:
+    from audio.errors import AudioError
+
+    if isinstance(exc, AudioError):
+        log.warning("program %s: build failed: %s", job.program_id, exc)
+    else:
+        log.exception("program %s: unexpected build error", job.program_id, exc_info=exc)
+
+    def alert(session: Session, final: bool) -> dict[str, Any]:
+        if final:
+            raise_alert(
+                session,
+                "program_failed",
+                Message(
+                    N_("{outlet} {day} {slot} 的节目生成失败：{error}"),
+                    {
+                        "outlet": job.outlet_name,
+                        "day": job.day.isoformat(),
+                        "slot": f"{job.slot_at:%H:%M}",
+                        "error": queue.error_message(exc),
+                    },
+                ),
+                day=job.day,
+                object_type="program",
+                object_id=job.program_id,
+            )
+        # A program that failed for good keeps the hash it failed on (it is not tried again
+        # until its inputs change); one that will be retried forgets it.
+        return {"input_hash": job.wanted if final else None}
+
+    return Failure(then=alert)
+
+
+BUILD: Kind[_BuildJob, tuple[dict[str, Any], str]] = Kind(
+    name="program",
+    model=Program,
+    hold=BUILD_HOLD,
+    load=_load,
+    work=_build,
+    record=_built,
+    classify=_classify,
+    disk=True,
+    load_writes=True,
+)
+BUILD_PARTIAL = replace(BUILD, work=lambda ctx, job: _assemble(ctx, job))
+"""A build that does not wait for clips still rendering (the slot is near, or asked for)."""
+
+
+def build_one(ctx: Context, program_id: int, *, partial: bool = False) -> Outcome:
     """Claim and build one program; returns built, unchanged, empty, waiting, retry, failed,
     no_space or skipped.
 
@@ -499,107 +503,7 @@ def build_one(ctx: Context, program_id: int, *, partial: bool = False) -> str:
     is near or ``partial`` is set; then it builds with the clips that are ready and lists
     the others in the manifest. Waits the same way while the disk is short of space.
     """
-    ctx = ctx.for_job()
-    if diskspace.hold(ctx, Program, program_id):
-        return diskspace.NO_SPACE
-    now = ctx.now()
-    if not unit_of_work(
-        ctx.sessions,
-        lambda s: queue.claim(
-            s,
-            Program,
-            program_id,
-            ready=JobState.PENDING,
-            running=JobState.RUNNING,
-            worker=ctx.worker,
-            now=now,
-            hold=BUILD_HOLD,
-        ),
-    ):
-        return "skipped"
-    job = unit_of_work(ctx.sessions, lambda s: _load(s, ctx, program_id))
-    if job is None:
-        return "skipped"
-    if job.inputs.waiting and not partial and job.start - now > PARTIAL_MARGIN:
-
-        def wait(session: Session) -> str:
-            queue.finish(
-                session,
-                Program,
-                program_id,
-                running=JobState.RUNNING,
-                new=JobState.PENDING,
-                worker=ctx.worker,
-                attempts=Program.attempts - 1,
-                next_attempt_at=now + WAIT_RETRY,
-            )
-            return "waiting"
-
-        return unit_of_work(ctx.sessions, wait)
-    try:
-        values, outcome = _assemble(ctx, job)
-    except Exception as exc:
-        from audio.errors import AudioError
-
-        if disk.is_disk_full(exc):
-            log.warning("program %s: no space left to write it; it waits", program_id)
-            return diskspace.give_back(ctx, Program, program_id, ctx.worker)
-        if isinstance(exc, AudioError):
-            log.warning("program %s: build failed: %s", program_id, exc)
-        else:
-            log.exception("program %s: unexpected build error", program_id)
-
-        def fail(session: Session, exc: BaseException = exc) -> str:
-            final = job.attempts >= queue.MAX_ATTEMPTS
-            queue.finish(
-                session,
-                Program,
-                program_id,
-                running=JobState.RUNNING,
-                new=JobState.FAILED if final else JobState.PENDING,
-                worker=ctx.worker,
-                last_error=queue.error_text(exc),
-                next_attempt_at=None if final else ctx.now() + queue.backoff(job.attempts),
-                input_hash=job.wanted if final else None,
-            )
-            if final:
-                raise_alert(
-                    session,
-                    "program_failed",
-                    Message(
-                        N_("{outlet} {day} {slot} 的节目生成失败：{error}"),
-                        {
-                            "outlet": job.outlet_name,
-                            "day": job.day.isoformat(),
-                            "slot": f"{job.slot_at:%H:%M}",
-                            "error": queue.error_message(exc),
-                        },
-                    ),
-                    day=job.day,
-                    object_type="program",
-                    object_id=program_id,
-                )
-            return "failed" if final else "retry"
-
-        return unit_of_work(ctx.sessions, fail)
-
-    def done(session: Session) -> str:
-        moved = queue.finish(
-            session,
-            Program,
-            program_id,
-            running=JobState.RUNNING,
-            new=JobState.DONE,
-            worker=ctx.worker,
-            input_hash=job.wanted,
-            built_at=ctx.now(),
-            last_error=None,
-            next_attempt_at=None,
-            **values,
-        )
-        return outcome if moved else "skipped"
-
-    return unit_of_work(ctx.sessions, done)
+    return run_job(ctx, BUILD_PARTIAL if partial else BUILD, program_id)
 
 
 def _speak(ctx: Context, synth: dict[str, Any]) -> tuple[Any, str | None]:
@@ -722,17 +626,3 @@ def _assemble(ctx: Context, job: _BuildJob) -> tuple[dict[str, Any], str]:
         },
         "built" if result.rebuilt else "unchanged",
     )
-
-
-def programs_with_revision(session: Session, revision_id: int, since: date) -> list[Program]:
-    """Programs from ``since`` whose manifest lists ``revision_id``."""
-    out = []
-    for program in session.scalars(
-        select(Program)
-        .where(Program.manifest.is_not(None), Program.day >= since)
-        .order_by(Program.day.desc(), Program.id)
-    ):
-        listed = (program.manifest or {}).get("announcements", [])
-        if any(item.get("revision_id") == revision_id for item in listed):
-            out.append(program)
-    return out

@@ -15,7 +15,8 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from cms.channels import ChannelRegistry
-from cms.scheduler.clock import Clock, local_day
+from cms.clock import Clock, local_day
+from cms.services.speech import make_renderer
 from cms.settings import ConfigError, Settings
 
 log = logging.getLogger(__name__)
@@ -93,14 +94,3 @@ class Context:
     @property
     def programs_dir(self) -> Path:
         return self.settings.audio_dir / "programs"
-
-
-def make_renderer(settings: Settings) -> Renderer:
-    from audio.render import Renderer
-
-    return Renderer(
-        settings.audio_dir / "cache",
-        engine=settings.tts_engine,
-        edge_wss_url=settings.edge_wss_url,
-        neural_model_dir=settings.neural_model_dir,
-    )

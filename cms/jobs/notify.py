@@ -19,8 +19,8 @@ from sqlalchemy.orm import Session
 
 from cms.channels import ChannelError, Notice
 from cms.db import rowcount, unit_of_work
+from cms.jobs.context import Context
 from cms.models import Alert, ChatAccount, Role, User
-from cms.scheduler.context import Context
 from cms.services.errors import Message
 
 log = logging.getLogger(__name__)

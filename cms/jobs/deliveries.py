@@ -13,7 +13,7 @@ The local outbox channel is idempotent (its rows are keyed by delivery), so deli
 through it are exactly once.
 
 Channel choice: a chat's platform channel if registered, else the local outbox (see
-:mod:`cms.scheduler.outbox`).
+:mod:`cms.jobs.outbox`).
 """
 
 from __future__ import annotations
@@ -21,14 +21,13 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
-from functools import partial
 from pathlib import Path
-from typing import Any
 
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from cms import queue
 from cms.channels import (
     ChatChannel,
     ChatUnavailable,
@@ -39,7 +38,11 @@ from cms.channels import (
     SendResult,
     TemporaryFailure,
 )
+from cms.clock import at_local
 from cms.db import rowcount, unit_of_work
+from cms.jobs.context import Context
+from cms.jobs.lifecycle import Failure, Kind, Outcome, finish, run_job
+from cms.jobs.outbox import PLATFORM as OUTBOX
 from cms.models import (
     Announcement,
     ChatGroup,
@@ -50,10 +53,6 @@ from cms.models import (
     JobState,
     Revision,
 )
-from cms.scheduler import queue
-from cms.scheduler.clock import at_local
-from cms.scheduler.context import Context
-from cms.scheduler.outbox import PLATFORM as OUTBOX
 from cms.services import airtime, share, township
 from cms.services.announcements import live_filter, reaches
 from cms.services.errors import N_, Message
@@ -116,15 +115,19 @@ def cancel_ended(session: Session, now: datetime, tz) -> int:  # type: ignore[no
     for delivery in waiting:
         if airtime.post_allowed(delivery.revision, now, tz):
             continue
-        count += queue.transition(
-            session,
-            Delivery,
-            delivery.id,
-            DeliveryState.PENDING,
-            DeliveryState.CANCELLED,
-            last_error=Message(N_("活动已结束，不再发送")).dumps(),
-        )
+        count += _cancel(session, delivery.id, Message(N_("活动已结束，不再发送")).dumps())
     return count
+
+
+def _cancel(session: Session, delivery_id: int, reason: str) -> bool:
+    return queue.transition(
+        session,
+        Delivery,
+        delivery_id,
+        DeliveryState.PENDING,
+        DeliveryState.CANCELLED,
+        last_error=reason,
+    )
 
 
 def cancel_stale(session: Session) -> int:
@@ -139,14 +142,7 @@ def cancel_stale(session: Session) -> int:
     for delivery in stale:
         ann = delivery.revision.announcement
         reason = Message(N_("公告已撤回") if ann.withdrawn_at else N_("已被新版本取代")).dumps()
-        count += queue.transition(
-            session,
-            Delivery,
-            delivery.id,
-            DeliveryState.PENDING,
-            DeliveryState.CANCELLED,
-            last_error=reason,
-        )
+        count += _cancel(session, delivery.id, reason)
     off = select(ChatGroup.id).where(ChatGroup.active.is_(False))
     result = session.execute(
         update(Delivery)
@@ -155,32 +151,6 @@ def cancel_stale(session: Session) -> int:
         .execution_options(synchronize_session=False)
     )
     return count + rowcount(result)
-
-
-def retry(
-    session: Session,
-    delivery_id: int,
-    *,
-    from_states: tuple[DeliveryState, ...] = (DeliveryState.FAILED, DeliveryState.UNCERTAIN),
-) -> DeliveryState | None:
-    """The retry button for a failed (or, after checking the chat, uncertain) delivery.
-
-    Returns the state the delivery left, or None when it was in none of ``from_states``
-    (each try is one guarded UPDATE, so a concurrent change is never overwritten).
-    """
-    for old in from_states:
-        if queue.transition(
-            session,
-            Delivery,
-            delivery_id,
-            old,
-            DeliveryState.PENDING,
-            attempts=0,
-            next_attempt_at=None,
-            last_error=None,
-        ):
-            return old
-    return None
 
 
 def due_delivery_ids(session: Session, now: datetime, limit: int = 500) -> list[int]:
@@ -274,31 +244,8 @@ def channel_for(ctx: Context, platform: str) -> ChatChannel:
     return channel
 
 
-def send_one(ctx: Context, delivery_id: int) -> str:
-    """Claim, send and record one delivery; returns its outcome."""
-    ctx = ctx.for_job()
-    now = ctx.now()
-    if unit_of_work(ctx.sessions, lambda s: _voice_pending(s, delivery_id, now), write=False):
-        return "waiting"
-    if not unit_of_work(
-        ctx.sessions,
-        lambda s: queue.claim(
-            s,
-            Delivery,
-            delivery_id,
-            ready=DeliveryState.PENDING,
-            running=DeliveryState.SENDING,
-            worker=ctx.worker,
-            now=now,
-            hold=SEND_HOLD,
-            extra=Delivery.due_at <= now,
-        ),
-    ):
-        return "skipped"
-    job = unit_of_work(ctx.sessions, lambda s: _load(s, delivery_id, ctx.settings), write=False)
-    if job is None:
-        return "skipped"
-    notice = Notice(
+def _notice(job: _SendJob) -> Notice:
+    return Notice(
         delivery_id=job.delivery_id,
         chat_id=job.chat_id,
         title=job.title,
@@ -311,6 +258,8 @@ def send_one(ctx: Context, delivery_id: int) -> str:
         secret=job.secret,
     )
 
+
+def _send(ctx: Context, job: _SendJob) -> SendResult:
     def progress(ids: list[str]) -> None:
         # Each accepted part is committed at once: this is what keeps the duplicate window
         # down to one part's round trip.
@@ -319,7 +268,7 @@ def send_one(ctx: Context, delivery_id: int) -> str:
             lambda s: s.execute(
                 update(Delivery)
                 .where(
-                    Delivery.id == delivery_id,
+                    Delivery.id == job.delivery_id,
                     Delivery.state == DeliveryState.SENDING,
                     Delivery.claimed_by == ctx.worker,
                 )
@@ -328,62 +277,10 @@ def send_one(ctx: Context, delivery_id: int) -> str:
             ),
         )
 
-    try:
-        result = channel_for(ctx, job.platform).send(notice, progress)
-    except TemporaryFailure as exc:
-        return unit_of_work(
-            ctx.sessions,
-            partial(_temporary, ctx=ctx, job=job, exc=exc, retry_after=exc.retry_after),
-        )
-    except ChatUnavailable as exc:
-        return unit_of_work(ctx.sessions, partial(_unavailable, ctx=ctx, job=job, exc=exc))
-    except PermanentFailure as exc:
-        # The platform will refuse this again: no retries, the reason is shown at once.
-        return unit_of_work(
-            ctx.sessions,
-            partial(
-                _finish,
-                ctx=ctx,
-                job=job,
-                state=DeliveryState.FAILED,
-                last_error=queue.error_text(exc),
-            ),
-        )
-    except OutcomeUnknown as exc:
-        return unit_of_work(
-            ctx.sessions,
-            partial(
-                _finish,
-                ctx=ctx,
-                job=job,
-                state=DeliveryState.UNCERTAIN,
-                last_error=queue.error_text(exc),
-            ),
-        )
-    except Exception as exc:
-        log.exception("delivery %s: unexpected channel error", delivery_id)
-        return unit_of_work(
-            ctx.sessions, partial(_temporary, ctx=ctx, job=job, exc=exc, retry_after=None)
-        )
-    return unit_of_work(ctx.sessions, lambda s: _sent(s, ctx, job, result))
+    return channel_for(ctx, job.platform).send(_notice(job), progress)
 
 
-def _finish(
-    session: Session, ctx: Context, job: _SendJob, state: DeliveryState, **values: Any
-) -> str:
-    moved = queue.finish(
-        session,
-        Delivery,
-        job.delivery_id,
-        running=DeliveryState.SENDING,
-        new=state,
-        worker=ctx.worker,
-        **values,
-    )
-    return state.value if moved else "skipped"
-
-
-def _sent(session: Session, ctx: Context, job: _SendJob, result: SendResult) -> str:
+def _sent(session: Session, ctx: Context, job: _SendJob, result: SendResult) -> Outcome:
     if result.new_chat_id and result.new_chat_id != job.chat_id:
         try:
             # In a savepoint: if the new id is already bound to another row, the delivery
@@ -400,46 +297,67 @@ def _sent(session: Session, ctx: Context, job: _SendJob, result: SendResult) -> 
             log.warning(
                 "chat %s moved to %s, which is bound already", job.chat_id, result.new_chat_id
             )
-    return _finish(
+    moved = finish(
         session,
         ctx,
-        job,
+        SEND,
+        job.delivery_id,
         DeliveryState.SENT,
         message_ids=[str(i) for i in result.message_ids],
         sent_at=ctx.now(),
         last_error=None,
         next_attempt_at=None,
     )
+    return Outcome.SENT if moved else Outcome.SKIPPED
 
 
-def _temporary(
-    session: Session, ctx: Context, job: _SendJob, exc: BaseException, retry_after: float | None
-) -> str:
-    attempts = session.scalar(select(Delivery.attempts).where(Delivery.id == job.delivery_id))
-    attempts = attempts or job.attempts
-    # A platform that says "wait" is obeyed, however often it says so: throttling is not a
-    # fault of the delivery (the notice's end cancels it if the wait never ends).
-    if attempts >= queue.MAX_ATTEMPTS and not isinstance(exc, RateLimited):
-        return _finish(session, ctx, job, DeliveryState.FAILED, last_error=queue.error_text(exc))
-    return _finish(
-        session,
-        ctx,
-        job,
-        DeliveryState.PENDING,
-        last_error=queue.error_text(exc),
-        next_attempt_at=ctx.now() + queue.backoff(attempts, retry_after),
-    )
+def _classify(job: _SendJob, exc: BaseException) -> Failure:
+    if isinstance(exc, TemporaryFailure):
+        # A platform that says "wait" is obeyed, however often it says so: throttling is not
+        # a fault of the delivery (the notice's end cancels it if the wait never ends).
+        return Failure(retry_after=exc.retry_after, endless=isinstance(exc, RateLimited))
+    if isinstance(exc, ChatUnavailable):
+        reason = queue.error_text(exc, limit=300)
+
+        def deactivate(session: Session, final: bool) -> None:
+            session.execute(
+                update(ChatGroup)
+                .where(ChatGroup.id == job.chat_group_id, ChatGroup.active)
+                .values(active=False, deactivated_reason=reason)
+                .execution_options(synchronize_session=False)
+            )
+            log.warning("chat %s deactivated: %s", job.chat_id, reason)
+            cancel_stale(session)
+
+        return Failure(final=DeliveryState.FAILED, error=reason, then=deactivate)
+    if isinstance(exc, PermanentFailure):
+        # The platform will refuse this again: no retries, the reason is shown at once.
+        return Failure(final=DeliveryState.FAILED)
+    if isinstance(exc, OutcomeUnknown):
+        # It may be in the chat already: never sent again without a person looking.
+        return Failure(final=DeliveryState.UNCERTAIN)
+    log.exception("delivery %s: unexpected channel error", job.delivery_id, exc_info=exc)
+    return Failure()
 
 
-def _unavailable(session: Session, ctx: Context, job: _SendJob, exc: BaseException) -> str:
-    reason = queue.error_text(exc, limit=300)
-    session.execute(
-        update(ChatGroup)
-        .where(ChatGroup.id == job.chat_group_id, ChatGroup.active)
-        .values(active=False, deactivated_reason=reason)
-        .execution_options(synchronize_session=False)
-    )
-    log.warning("chat %s deactivated: %s", job.chat_id, reason)
-    outcome = _finish(session, ctx, job, DeliveryState.FAILED, last_error=reason)
-    cancel_stale(session)
-    return outcome
+SEND: Kind[_SendJob, SendResult] = Kind(
+    name="delivery",
+    model=Delivery,
+    ready=DeliveryState.PENDING,
+    running=DeliveryState.SENDING,
+    failed=DeliveryState.FAILED,
+    hold=SEND_HOLD,
+    load=lambda s, ctx, delivery_id: _load(s, delivery_id, ctx.settings),
+    work=_send,
+    record=_sent,
+    classify=_classify,
+    not_yet=_voice_pending,
+    claim_if=lambda now: Delivery.due_at <= now,
+    retry_outcome=Outcome.PENDING,
+    outcomes={DeliveryState.FAILED: Outcome.FAILED, DeliveryState.UNCERTAIN: Outcome.UNCERTAIN},
+)
+
+
+def send_one(ctx: Context, delivery_id: int) -> Outcome:
+    """Claim, send and record one delivery; returns its outcome."""
+    return run_job(ctx, SEND, delivery_id)

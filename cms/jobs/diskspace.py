@@ -11,15 +11,14 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime, timedelta
-from typing import Any
 
 from sqlalchemy.orm import Session
 
-from cms import disk
+from cms import disk, queue
 from cms.db import unit_of_work
+from cms.jobs.context import Context
 from cms.models import JobState
-from cms.scheduler import queue
-from cms.scheduler.context import Context
+from cms.queue import QueueModel
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +29,11 @@ NO_SPACE = "no_space"
 
 
 def wait(
-    session: Session, model: Any, now: datetime, space: disk.DiskSpace, row_id: int | None = None
+    session: Session,
+    model: QueueModel,
+    now: datetime,
+    space: disk.DiskSpace,
+    row_id: int | None = None,
 ) -> int:
     """Put off the due rows of ``model`` (or only ``row_id``), with the reason; returns how many."""
     return queue.postpone_due(
@@ -45,13 +48,13 @@ def wait(
     )
 
 
-def resume(session: Session, model: Any, now: datetime) -> int:
+def resume(session: Session, model: QueueModel, now: datetime) -> int:
     """Make the rows of ``model`` that wait only for space due now."""
     waiting = model.last_error.startswith(disk.waiting_reason_prefix(), autoescape=True)
     return queue.hasten(session, model, ready=JobState.PENDING, now=now, where=waiting)
 
 
-def hold(ctx: Context, model: Any, row_id: int | None = None) -> bool:
+def hold(ctx: Context, model: QueueModel, row_id: int | None = None) -> bool:
     """True when the disk is short: the due rows (or ``row_id``) then wait for space.
 
     With space, rows that were waiting for it become due (for a whole pass, not per row).
@@ -72,7 +75,7 @@ def hold(ctx: Context, model: Any, row_id: int | None = None) -> bool:
     return True
 
 
-def give_back(ctx: Context, model: Any, row_id: int, worker: str) -> str:
+def give_back(ctx: Context, model: QueueModel, row_id: int, worker: str) -> str:
     """A claimed job ran out of space while writing: back to the queue, attempt refunded."""
     space = disk.check(ctx.settings)
     now = ctx.now()

@@ -23,8 +23,8 @@ from cms.channels import (
     TemporaryFailure,
 )
 from cms.db import rowcount, unit_of_work
+from cms.jobs.context import Context
 from cms.models import StaffPost
-from cms.scheduler.context import Context
 from cms.services import staff
 
 log = logging.getLogger(__name__)

@@ -25,8 +25,12 @@ from pathlib import Path
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from cms import queue
 from cms.channels import ChannelError, Notice
 from cms.db import rowcount, unit_of_work
+from cms.jobs import renders
+from cms.jobs.context import Context
+from cms.jobs.lifecycle import Cancelled, Failure, Kind, Later, Outcome, finish, run_job
 from cms.models import (
     BreakIn,
     BreakInOutlet,
@@ -39,10 +43,8 @@ from cms.models import (
     User,
     outlet_operator,
 )
-from cms.scheduler import queue, renders
-from cms.scheduler.context import Context
 from cms.services import breakin as svc
-from cms.services.errors import N_, Message
+from cms.services.errors import N_, Message, WorkflowError
 
 log = logging.getLogger(__name__)
 
@@ -128,117 +130,77 @@ def _load(session: Session, ctx: Context, row_id: int) -> _Job | None:
     )
 
 
-def _finish(ctx: Context, row_id: int, worker: str, new: JobState, **values: object) -> bool:
-    return unit_of_work(
-        ctx.sessions,
-        lambda s: queue.finish(
-            s, BreakIn, row_id, running=JobState.RUNNING, new=new, worker=worker, **values
-        ),
-    )
-
-
-def build_one(ctx: Context, row_id: int) -> str:
-    """Claim and build one break-in; returns built, waiting, failed, cancelled or skipped."""
-    ctx = ctx.for_job()
-    now = ctx.now()
-    claimed = unit_of_work(
-        ctx.sessions,
-        lambda s: queue.claim(
-            s,
-            BreakIn,
-            row_id,
-            ready=JobState.PENDING,
-            running=JobState.RUNNING,
-            worker=ctx.worker,
-            now=now,
-            hold=HOLD,
-        ),
-    )
-    if not claimed:
-        return "skipped"
-    job = unit_of_work(ctx.sessions, lambda s: _load(s, ctx, row_id))
-    if job is None:
-        return "skipped"
+def _build(ctx: Context, job: _Job) -> tuple[Path, float, dict[int, Path]]:
+    """The insert and each outlet's copy of it (rendering the notice's clip first if need be)."""
     if job.ended or job.clip_id is None:
-        _finish(ctx, row_id, ctx.worker, JobState.CANCELLED)
-        return "cancelled"
+        raise Cancelled
     if job.clip_state is JobState.PENDING:
         renders.render_one(ctx, job.clip_id)
-        job = unit_of_work(ctx.sessions, lambda s: _load(s, ctx, row_id)) or job
+        job = unit_of_work(ctx.sessions, lambda s: _load(s, ctx, job.row_id)) or job
     if job.clip_state is not JobState.DONE or not job.clip_path:
         if job.clip_state is JobState.FAILED:
-            return _fail(ctx, job, Message(N_("音频未能生成")).dumps())
+            raise WorkflowError(N_("音频未能生成"))
         # Another worker renders it right now: look again in a moment, no attempt used.
-        _finish(
-            ctx, row_id, ctx.worker, JobState.PENDING,
-            attempts=BreakIn.attempts - 1, next_attempt_at=ctx.now() + WAIT,
-        )  # fmt: skip
-        return "waiting"
-    try:
-        path, duration = _build_insert(ctx, job)
-        copies = _link_copies(ctx, job, path)
-    except Exception as exc:
-        log.exception("break-in %s: building the insert failed", row_id)
-        return _fail(ctx, job, queue.error_text(exc))
+        raise Later(ctx.now() + WAIT)
+    path, duration = _build_insert(ctx, job)
+    return path, duration, _link_copies(ctx, job, path)
 
-    def done(session: Session) -> str:
-        row = session.get(BreakIn, row_id)
-        if row is None:
-            return "skipped"
-        ready = ctx.now()
-        have = set(
-            session.scalars(
-                select(BreakInOutlet.outlet_id).where(BreakInOutlet.break_in_id == row_id)
-            )
+
+def _built(
+    session: Session, ctx: Context, job: _Job, built: tuple[Path, float, dict[int, Path]]
+) -> Outcome:
+    path, duration, copies = built
+    row = session.get(BreakIn, job.row_id)
+    if row is None:
+        return Outcome.SKIPPED
+    ready = ctx.now()
+    have = set(
+        session.scalars(
+            select(BreakInOutlet.outlet_id).where(BreakInOutlet.break_in_id == job.row_id)
         )
-        for outlet_id, copy in copies.items():
-            if outlet_id not in have:
-                session.add(
-                    BreakInOutlet(
-                        break_in_id=row_id, outlet_id=outlet_id, path=str(copy), ready_at=ready
-                    )
+    )
+    for outlet_id, copy in copies.items():
+        if outlet_id not in have:
+            session.add(
+                BreakInOutlet(
+                    break_in_id=job.row_id, outlet_id=outlet_id, path=str(copy), ready_at=ready
                 )
-        moved = queue.finish(
-            session,
-            BreakIn,
-            row_id,
-            running=JobState.RUNNING,
-            new=JobState.DONE,
-            worker=ctx.worker,
-            path=str(path),
-            duration=duration,
-            outlet_count=len(copies),
-            built_at=ready,
-            last_error=None,
-            next_attempt_at=None,
-        )
-        # The notice's chat posts that wait for their post time go out now.
-        session.execute(
-            update(Delivery)
-            .where(
-                Delivery.revision_id == job.revision_id,
-                Delivery.state == DeliveryState.PENDING,
-                Delivery.due_at > ready,
             )
-            .values(due_at=ready)
-            .execution_options(synchronize_session=False)
+    moved = finish(
+        session,
+        ctx,
+        BUILD,
+        job.row_id,
+        JobState.DONE,
+        path=str(path),
+        duration=duration,
+        outlet_count=len(copies),
+        built_at=ready,
+        last_error=None,
+        next_attempt_at=None,
+    )
+    # The notice's chat posts that wait for their post time go out now.
+    session.execute(
+        update(Delivery)
+        .where(
+            Delivery.revision_id == job.revision_id,
+            Delivery.state == DeliveryState.PENDING,
+            Delivery.due_at > ready,
         )
-        return "built" if moved else "skipped"
-
-    outcome = unit_of_work(ctx.sessions, done)
-    if outcome == "built":
-        notify(ctx, row_id)
-    return outcome
+        .values(due_at=ready)
+        .execution_options(synchronize_session=False)
+    )
+    return Outcome.BUILT if moved else Outcome.SKIPPED
 
 
-def _fail(ctx: Context, job: _Job, error: str) -> str:
-    from cms.scheduler.programs import raise_alert
+def _classify(job: _Job, exc: BaseException) -> Failure:
+    """A break-in is urgent: it fails at once, and the operators read the notice by hand."""
+    from cms.services.alerts import raise_alert
 
-    def fail(session: Session) -> str:
-        queue.finish(
-            session, BreakIn, job.row_id, running=JobState.RUNNING, new=JobState.FAILED,
-            worker=ctx.worker, last_error=error,
-        )  # fmt: skip
+    if not isinstance(exc, WorkflowError):
+        log.exception("break-in %s: building the insert failed", job.row_id, exc_info=exc)
+
+    def alert(session: Session, final: bool) -> None:
         raise_alert(
             session,
             "breakin_failed",
@@ -250,9 +212,32 @@ def _fail(ctx: Context, job: _Job, error: str) -> str:
             object_type="break_in",
             object_id=job.row_id,
         )
-        return "failed"
 
-    return unit_of_work(ctx.sessions, fail)
+    return Failure(final=JobState.FAILED, then=alert)
+
+
+def _notify(ctx: Context, row_id: int, outcome: Outcome) -> None:
+    if outcome is Outcome.BUILT:
+        notify(ctx, row_id)
+
+
+BUILD: Kind[_Job, tuple[Path, float, dict[int, Path]]] = Kind(
+    name="break-in",
+    model=BreakIn,
+    hold=HOLD,
+    load=_load,
+    work=_build,
+    record=_built,
+    classify=_classify,
+    load_writes=True,
+    cancelled=JobState.CANCELLED,
+    after=_notify,
+)
+
+
+def build_one(ctx: Context, row_id: int) -> Outcome:
+    """Claim and build one break-in; returns built, waiting, failed, cancelled or skipped."""
+    return run_job(ctx, BUILD, row_id)
 
 
 def _build_insert(ctx: Context, job: _Job) -> tuple[Path, float]:

@@ -12,9 +12,9 @@ import logging
 from sqlalchemy.orm import Session
 
 from cms.db import unit_of_work
-from cms.scheduler.context import Context
-from cms.scheduler.programs import raise_alert
+from cms.jobs.context import Context
 from cms.services import terminals
+from cms.services.alerts import raise_alert
 from cms.services.errors import N_, Message
 
 log = logging.getLogger(__name__)
