@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 from flask import current_app, g, request
 from sqlalchemy.orm import Session
 
-from cms.db import RETRY
+from cms.db import RETRY, labelled
 from cms.disk import is_disk_full
 from cms.settings import Settings
 
@@ -44,7 +44,8 @@ def db() -> Session:
     if "db" not in g:
         if writes():
             session: Session = current_app.extensions["dalaba.write_sessions"]()
-            RETRY.run(lambda: _begin(session))
+            with labelled(f"web {request.endpoint}"):
+                RETRY.run(lambda: _begin(session))
         else:
             session = current_app.extensions["dalaba.sessions"]()
         g.db = session
