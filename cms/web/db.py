@@ -10,7 +10,8 @@ through the one retry policy of :mod:`cms.db`. Every other request reads only.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any, TypeVar
 
 from flask import current_app, g, request
@@ -59,6 +60,26 @@ def _begin(session: Session) -> None:
     except Exception:
         session.rollback()
         raise
+
+
+@contextmanager
+def lock_released() -> Iterator[None]:
+    """Slow work in a request that writes (audio, a file, a child process), without holding
+    SQLite's writer lock all the while: every other write would queue behind it.
+
+    For use before the request has changed anything: the transaction so far (reads, and
+    bookkeeping such as a token's "last used") is committed, so the lock is free while the
+    block runs; the session begins a new write transaction at its next query. Objects are
+    then loaded afresh, so the checks a service makes when it writes see the current rows.
+    """
+    session = db()
+    if session.new or session.dirty or session.deleted:
+        raise RuntimeError("lock_released() after the request changed something")
+    session.commit()
+    try:
+        yield
+    finally:
+        session.expire_all()
 
 
 def settings() -> Settings:
