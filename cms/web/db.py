@@ -62,6 +62,17 @@ def _begin(session: Session) -> None:
         raise
 
 
+def commit_then_read() -> None:
+    """Commit the request's writes; what it does afterwards (building its answer) only reads.
+
+    Those reads run in a read transaction: a write session's next transaction would begin
+    IMMEDIATE and queue for SQLite's writer lock again, only to load the answer's rows.
+    """
+    session = db()
+    session.commit()
+    session.bind = current_app.extensions["dalaba.sessions"].kw["bind"]
+
+
 @contextmanager
 def lock_released() -> Iterator[None]:
     """Slow work in a request that writes (audio, a file, a child process), without holding
