@@ -26,7 +26,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from cms.channels import ChannelError, Notice
-from cms.db import rowcount, unit_of_work
+from cms.db import WHEN_NEEDED, rowcount, unit_of_work
 from cms.models import (
     BreakIn,
     BreakInOutlet,
@@ -156,7 +156,8 @@ def build_one(ctx: Context, row_id: int) -> str:
     )
     if not claimed:
         return "skipped"
-    job = unit_of_work(ctx.sessions, lambda s: _load(s, ctx, row_id))
+    # A write only when the clip is not planned yet (see _load); otherwise reads only.
+    job = unit_of_work(ctx.sessions, lambda s: _load(s, ctx, row_id), write=WHEN_NEEDED)
     if job is None:
         return "skipped"
     if job.ended or job.clip_id is None:
@@ -164,7 +165,7 @@ def build_one(ctx: Context, row_id: int) -> str:
         return "cancelled"
     if job.clip_state is JobState.PENDING:
         renders.render_one(ctx, job.clip_id)
-        job = unit_of_work(ctx.sessions, lambda s: _load(s, ctx, row_id)) or job
+        job = unit_of_work(ctx.sessions, lambda s: _load(s, ctx, row_id), write=WHEN_NEEDED) or job
     if job.clip_state is not JobState.DONE or not job.clip_path:
         if job.clip_state is JobState.FAILED:
             return _fail(ctx, job, Message(N_("音频未能生成")).dumps())

@@ -16,7 +16,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from cms import disk
-from cms.db import unit_of_work
+from cms.db import WHEN_NEEDED, unit_of_work
 from cms.models import JobState
 from cms.scheduler import queue
 from cms.scheduler.context import Context
@@ -61,7 +61,8 @@ def hold(ctx: Context, model: Any, row_id: int | None = None) -> bool:
     _note(ctx, space)
     if not space.short:
         if row_id is None:
-            unit_of_work(ctx.sessions, lambda s: resume(s, model, now))
+            # Every pass; it almost always finds nothing waiting: no write lock then.
+            unit_of_work(ctx.sessions, lambda s: resume(s, model, now), write=WHEN_NEEDED)
         return False
     try:
         unit_of_work(ctx.sessions, lambda s: wait(s, model, now, space, row_id))
