@@ -65,7 +65,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.load import Client, Stats, dalaba, free_port, wait_ready  # noqa: E402
+from bench.load import Client, Stats, dalaba, free_port, stop, wait_ready  # noqa: E402
 
 PASSWORD = "county-bench-pw"
 SLOTS_SPEAKER = "07:30 10, 12:00 10, 19:30 15"
@@ -717,12 +717,12 @@ def building(env: dict[str, str], folder: Path) -> Iterator[list[int]]:
     """``dalaba build-day`` in its own process, again and again, each time with the program
     files removed (so every program is built, none found unchanged), until the block ends;
     yields a one-item list that holds the number of builds started once it has ended."""
-    stop = threading.Event()
+    ended = threading.Event()
     runs = [0]
     log = (folder / "build-day.log").open("ab")
 
     def loop() -> None:
-        while not stop.is_set():
+        while not ended.is_set():
             shutil.rmtree(folder / "audio" / "programs", ignore_errors=True)
             runs[0] += 1
             proc = subprocess.Popen(
@@ -732,20 +732,15 @@ def building(env: dict[str, str], folder: Path) -> Iterator[list[int]]:
                 stderr=subprocess.STDOUT,
             )
             while proc.poll() is None:
-                if stop.wait(0.2):
-                    proc.send_signal(signal.SIGTERM)
-                    try:
-                        proc.wait(30)
-                    except subprocess.TimeoutExpired:
-                        proc.kill()
-                        proc.wait()
+                if ended.wait(0.2):
+                    stop(proc)
 
     thread = threading.Thread(target=loop, name="build-day", daemon=True)
     thread.start()
     try:
         yield runs
     finally:
-        stop.set()
+        ended.set()
         thread.join(60)
         log.close()
 

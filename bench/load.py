@@ -359,6 +359,16 @@ def run_clients(port: int, town: Township, clients: int, seconds: float, seed_: 
     return stats
 
 
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    """End a process we started: SIGTERM, and SIGKILL if it has not ended within 30 s."""
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
 def wait_ready(port: int, proc: subprocess.Popen[bytes], timeout: float = 90) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -462,12 +472,7 @@ def run(
             finally:
                 engine.dispose()
         finally:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+            stop(proc)
     text = log_path.read_text("utf-8", "replace")
     if keep is None:
         shutil.rmtree(data_dir, ignore_errors=True)
