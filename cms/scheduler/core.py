@@ -136,6 +136,7 @@ class Scheduler:
 
         def work(session: Session) -> None:
             report.planned_clips = renders.apply_clip_changes(session, survey.clips)
+            report.planned_programs = 0  # counted afresh if this runs again as a write
             for day, create in survey.days:
                 plan = programs.plan_day(
                     session,
