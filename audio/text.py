@@ -145,6 +145,18 @@ class Lexicon:
         table = dict(self.entries)
         return regex.sub(lambda m: table[m.group(0)], text)
 
+    def matches(self, text: str) -> tuple[tuple[str, str], ...]:
+        """The entries :meth:`apply` substitutes in ``text``, in the lexicon's order.
+
+        Only these shape the spoken text: an entry that does not occur, occurs inside a
+        longer Latin word or number, or inside a longer entry that wins, changes nothing.
+        """
+        regex = self._regex
+        if regex is None:
+            return ()
+        found = {m.group(0) for m in regex.finditer(text)}
+        return tuple(entry for entry in self.entries if entry[0] in found)
+
     def __bool__(self) -> bool:
         return bool(self.entries)
 

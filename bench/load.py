@@ -364,6 +364,16 @@ def run_clients(port: int, town: Township, clients: int, seconds: float, seed_: 
     return stats
 
 
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    """End a process we started: SIGTERM, and SIGKILL if it has not ended within 30 s."""
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
 def wait_ready(port: int, proc: subprocess.Popen[bytes], timeout: float = 90) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -387,6 +397,19 @@ class Outcome:
     lease_losses: int
     holders: set[str]
     log_tail: str
+    slow_writes: list[tuple[str, int, float]] = field(default_factory=list)
+
+
+SLOW_WRITE = re.compile(r"write lock held (\d+) ms \(after waiting \d+ ms\) by (.+)$", re.M)
+
+
+def slow_writes(log: str) -> list[tuple[str, int, float]]:
+    """(what, how often, longest ms) of the write transactions that held SQLite's writer lock
+    long enough for ``dalaba serve`` to log them (cms.db.SLOW_WRITE_MS), the longest first."""
+    seen: dict[str, list[float]] = {}
+    for held, label in SLOW_WRITE.findall(log):
+        seen.setdefault(label.strip(), []).append(float(held))
+    return sorted(((k, len(v), max(v)) for k, v in seen.items()), key=lambda r: -r[2])
 
 
 def run(
@@ -454,16 +477,11 @@ def run(
             finally:
                 engine.dispose()
         finally:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+            stop(proc)
     text = log_path.read_text("utf-8", "replace")
     if keep is None:
         shutil.rmtree(data_dir, ignore_errors=True)
-    return Outcome(baseline, load, text.count(LEASE_LOST), holders, text[-3000:])
+    return Outcome(baseline, load, text.count(LEASE_LOST), holders, text[-3000:], slow_writes(text))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -490,6 +508,10 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"scheduler lease holders seen: {len(outcome.holders)}; 'lease lost' in the log: {outcome.lease_losses}"
     )
+    if outcome.slow_writes:
+        print("write transactions that held the writer lock ≥ 250 ms (count, longest):")
+        for label, count, longest in outcome.slow_writes[:8]:
+            print(f"  {label}: {count}×, {longest:.0f} ms")
     for failure in (base.failures + load.failures)[:10]:
         print("  failed:", failure)
     print(

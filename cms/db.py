@@ -11,6 +11,14 @@ and read-only work keeps the deferred ``BEGIN`` so readers never queue behind wr
 timeout (or PostgreSQL's serialization failures and deadlocks): the web, the
 scheduler and the bot all go through it. It reruns the whole unit on a fresh
 transaction, so a unit must keep its side effects inside the database.
+
+Write transactions are short: a job claims its row in one, does its audio work, file
+writes and network calls outside any transaction, and records the outcome in another
+(the database is the queue, so a crash in between leaves a claim that expires). On
+SQLite every write transaction's wait for the writer lock and its hold of it are timed
+(:class:`WriteLog`); one that holds the lock longer than :data:`SLOW_WRITE_MS` is logged
+with what it was (the unit of work's function, the web request's endpoint), which is how
+a slow writer that makes every other request queue is found.
 """
 
 from __future__ import annotations
@@ -18,10 +26,12 @@ from __future__ import annotations
 import logging
 import os
 import random
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from contextvars import ContextVar
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar, cast
 
@@ -36,6 +46,8 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 BUSY_TIMEOUT_MS = 15_000
+SLOW_WRITE_MS = 250
+"""A write transaction that holds SQLite's writer lock longer than this is logged."""
 # Connection execution option that makes SQLite begin the transaction IMMEDIATE.
 WRITE_OPTION = "dalaba_write"
 # PostgreSQL: serialization_failure, deadlock_detected, lock_not_available.
@@ -94,6 +106,7 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         raise ConfigError(problem)
     engine = _make_engine(url, **kwargs)
     event.listen(engine, "checkin", _forget_clock)
+    event.listen(engine, "before_cursor_execute", _refuse_writes_when_reading)
     return engine
 
 
@@ -108,6 +121,8 @@ def _make_engine(url: str, **kwargs: Any) -> Engine:
         # SQLAlchemy, not pysqlite, issues BEGIN, so that transactions behave as on
         # PostgreSQL, and a connection marked for writing begins IMMEDIATE.
         event.listen(engine, "begin", _sqlite_begin)
+        event.listen(engine, "commit", _sqlite_end)
+        event.listen(engine, "rollback", _sqlite_end)
         return engine
     kwargs.setdefault("pool_pre_ping", True)
     return create_engine(url, **kwargs)
@@ -132,7 +147,75 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 
 def _sqlite_begin(conn: Any) -> None:
     immediate = conn.get_execution_options().get(WRITE_OPTION, False)
-    conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+    if not immediate:
+        conn.exec_driver_sql("BEGIN")
+        return
+    asked = time.perf_counter()
+    conn.exec_driver_sql("BEGIN IMMEDIATE")
+    conn.info[_HELD] = (asked, time.perf_counter(), _label.get())
+
+
+def _sqlite_end(conn: Any) -> None:
+    held = conn.info.pop(_HELD, None)
+    if held is not None:
+        asked, got, label = held
+        WRITES.note(label, wait=got - asked, hold=time.perf_counter() - got)
+
+
+_HELD = "dalaba_write_held"
+_label: ContextVar[str] = ContextVar("dalaba_write_label", default="?")
+
+
+@contextmanager
+def labelled(label: str) -> Iterator[None]:
+    """Name the write transactions begun inside (for :data:`WRITES` and the slow-write log)."""
+    token = _label.set(label)
+    try:
+        yield
+    finally:
+        _label.reset(token)
+
+
+@dataclass
+class WriteLog:
+    """How long write transactions waited for SQLite's writer lock and held it, by label.
+
+    Only SQLite has one writer for the whole database; PostgreSQL locks rows, so nothing
+    is timed there.
+    """
+
+    slow_ms: float = SLOW_WRITE_MS
+    count: dict[str, int] = field(default_factory=dict)
+    held_s: dict[str, float] = field(default_factory=dict)
+    longest_s: dict[str, float] = field(default_factory=dict)
+    waited_s: float = 0.0
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def note(self, label: str, *, wait: float, hold: float) -> None:
+        with self._lock:
+            self.count[label] = self.count.get(label, 0) + 1
+            self.held_s[label] = self.held_s.get(label, 0.0) + hold
+            self.longest_s[label] = max(self.longest_s.get(label, 0.0), hold)
+            self.waited_s += wait
+        if hold * 1000 >= self.slow_ms:
+            log.info(
+                "write lock held %.0f ms (after waiting %.0f ms) by %s",
+                hold * 1000,
+                wait * 1000,
+                label,
+            )
+
+    def summary(self) -> list[tuple[str, int, float, float]]:
+        """(label, transactions, total ms held, longest ms held), the most held first."""
+        with self._lock:
+            rows = [
+                (k, self.count[k], self.held_s[k] * 1000, self.longest_s[k] * 1000)
+                for k in self.count
+            ]
+        return sorted(rows, key=lambda r: -r[2])
+
+
+WRITES = WriteLog()
 
 
 def writer(engine: Engine) -> Engine:
@@ -155,11 +238,26 @@ def rowcount(result: Result[Any]) -> int:
 def _clock_on_connection(session: Session, _transaction: Any, connection: Any) -> None:
     """Row stamps (``cms.models.stamp``) read the clock of the session that writes them."""
     connection.info["clock"] = session.info.get("clock")
+    connection.info[_READING] = session.info.get(_READING, False)
 
 
 def _forget_clock(_dbapi_connection: Any, record: Any) -> None:
     """A pooled connection forgets its last session's clock (plain engine use reads real time)."""
     record.info.pop("clock", None)
+    record.info.pop(_READING, None)
+
+
+class WriteNeeded(Exception):  # noqa: N818 - a signal, not a failure
+    """A unit of work run first as a read (``write=WHEN_NEEDED``) came to a write."""
+
+
+_READING = "dalaba_reading_first"
+_WRITES = ("INSERT", "UPDATE", "DELETE", "REPLACE")
+
+
+def _refuse_writes_when_reading(conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+    if conn.info.get(_READING) and statement.lstrip()[:7].upper().startswith(_WRITES):
+        raise WriteNeeded(statement[:80])
 
 
 def make_session_factory(
@@ -220,17 +318,35 @@ class RetryPolicy:
 RETRY = RetryPolicy()
 
 
+WHEN_NEEDED = "when_needed"
+"""``unit_of_work(write=WHEN_NEEDED)``: take the write lock only if the unit writes."""
+
+
 def unit_of_work(
     factory: sessionmaker[Session],
     fn: Callable[[Session], T],
     *,
-    write: bool = True,
+    write: bool | str = True,
     policy: RetryPolicy = RETRY,
 ) -> T:
     """Run ``fn(session)`` in one transaction (IMMEDIATE when ``write``), retried on locks.
 
     ``fn`` may run more than once: it must not have side effects outside the session.
+    With ``write=WHEN_NEEDED`` it runs first as a read; at its first INSERT, UPDATE or
+    DELETE that try is abandoned and ``fn`` runs again as a write. For the scheduler's
+    checks at every tick that mostly find nothing to change: they then never queue for the
+    writer lock, nor make others queue behind them. ``fn`` must not catch :class:`WriteNeeded`.
     """
+    if write == WHEN_NEEDED:
+
+        def reading() -> T:
+            with factory(info={_READING: True}) as session, session.begin():
+                return fn(session)
+
+        try:
+            return policy.run(reading)
+        except WriteNeeded:
+            return unit_of_work(factory, fn, write=True, policy=policy)
 
     def once() -> T:
         with factory() as session, session.begin():
@@ -238,7 +354,16 @@ def unit_of_work(
                 session.connection(execution_options={WRITE_OPTION: True})
             return fn(session)
 
-    return policy.run(once)
+    if not write:
+        return policy.run(once)
+    with labelled(_name_of(fn)):
+        return policy.run(once)
+
+
+def _name_of(fn: Callable[..., Any]) -> str:
+    """What a unit of work is called in the write log: its function (a partial's too)."""
+    target = getattr(fn, "func", fn)
+    return f"{getattr(target, '__module__', '?')}.{getattr(target, '__qualname__', '?')}"
 
 
 @contextmanager

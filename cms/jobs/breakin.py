@@ -27,7 +27,7 @@ from sqlalchemy.orm import Session
 
 from cms import queue
 from cms.channels import ChannelError, Notice
-from cms.db import rowcount, unit_of_work
+from cms.db import WHEN_NEEDED, rowcount, unit_of_work
 from cms.jobs import renders
 from cms.jobs.context import Context
 from cms.jobs.lifecycle import Cancelled, Failure, Kind, Later, Outcome, finish, run_job
@@ -136,7 +136,10 @@ def _build(ctx: Context, job: _Job) -> tuple[Path, float, dict[int, Path]]:
         raise Cancelled
     if job.clip_state is JobState.PENDING:
         renders.render_one(ctx, job.clip_id)
-        job = unit_of_work(ctx.sessions, lambda s: _load(s, ctx, job.row_id)) or job
+        job = (
+            unit_of_work(ctx.sessions, lambda s: _load(s, ctx, job.row_id), write=WHEN_NEEDED)
+            or job
+        )
     if job.clip_state is not JobState.DONE or not job.clip_path:
         if job.clip_state is JobState.FAILED:
             raise WorkflowError(N_("音频未能生成"))
@@ -229,7 +232,7 @@ BUILD: Kind[_Job, tuple[Path, float, dict[int, Path]]] = Kind(
     work=_build,
     record=_built,
     classify=_classify,
-    load_writes=True,
+    load_writes=WHEN_NEEDED,
     cancelled=JobState.CANCELLED,
     after=_notify,
 )

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import date, datetime, timedelta, tzinfo
 from pathlib import Path
 
 from sqlalchemy import select, update
@@ -73,6 +73,16 @@ def due_time(rev: Revision, now: datetime, tz) -> datetime:  # type: ignore[no-u
 
 def plan_deliveries(session: Session, today: date, now: datetime, tz) -> tuple[int, int]:  # type: ignore[no-untyped-def]
     """Create missing delivery rows and cancel those that no longer apply; returns both counts."""
+    created = add_deliveries(session, missing_deliveries(session, today, now, tz))
+    cancelled = cancel_stale(session) + cancel_ended(session, now, tz)
+    return created, cancelled
+
+
+def missing_deliveries(
+    session: Session, today: date, now: datetime, tz: tzinfo
+) -> list[tuple[int, int, datetime]]:
+    """The deliveries that should exist and do not, as (revision id, chat id, due), found
+    with reads only (the scheduler looks outside its write transaction)."""
     live = list(
         session.scalars(
             select(Revision)
@@ -86,7 +96,7 @@ def plan_deliveries(session: Session, today: date, now: datetime, tz) -> tuple[i
         )
     )
     chats = list(session.scalars(select(ChatGroup).where(ChatGroup.active)))
-    created = 0
+    missing = []
     for rev in live:
         have = set(
             session.scalars(select(Delivery.chat_group_id).where(Delivery.revision_id == rev.id))
@@ -97,11 +107,43 @@ def plan_deliveries(session: Session, today: date, now: datetime, tz) -> tuple[i
         for chat in chats:
             if chat.id in have or not reaches(rev, chat.area):
                 continue
-            session.add(Delivery(revision_id=rev.id, chat_group_id=chat.id, due_at=due))
+            missing.append((rev.id, chat.id, due))
+    return missing
+
+
+def add_deliveries(session: Session, missing: list[tuple[int, int, datetime]]) -> int:
+    """Create the deliveries :func:`missing_deliveries` found, if still wanted; returns how many.
+
+    Found in an older snapshot, each is checked again: its revision still the live one of
+    its announcement, its chat still active, the row still missing.
+    """
+    if not missing:
+        return 0
+    revisions = {rev_id for rev_id, _, _ in missing}
+    live = set(
+        session.scalars(
+            select(Announcement.approved_revision_id).where(
+                live_filter(), Announcement.approved_revision_id.in_(revisions)
+            )
+        )
+    )
+    active = set(session.scalars(select(ChatGroup.id).where(ChatGroup.active)))
+    have = {
+        (rev_id, chat_id)
+        for rev_id, chat_id in session.execute(
+            select(Delivery.revision_id, Delivery.chat_group_id).where(
+                Delivery.revision_id.in_(revisions)
+            )
+        )
+    }
+    created = 0
+    for rev_id, chat_id, due in missing:
+        if rev_id in live and chat_id in active and (rev_id, chat_id) not in have:
+            session.add(Delivery(revision_id=rev_id, chat_group_id=chat_id, due_at=due))
+            have.add((rev_id, chat_id))
             created += 1
     session.flush()
-    cancelled = cancel_stale(session) + cancel_ended(session, now, tz)
-    return created, cancelled
+    return created
 
 
 def cancel_ended(session: Session, now: datetime, tz) -> int:  # type: ignore[no-untyped-def]
@@ -144,6 +186,16 @@ def cancel_stale(session: Session) -> int:
         reason = Message(N_("公告已撤回") if ann.withdrawn_at else N_("已被新版本取代")).dumps()
         count += _cancel(session, delivery.id, reason)
     off = select(ChatGroup.id).where(ChatGroup.active.is_(False))
+    # Looked up first: this runs every tick and almost always finds nothing to write.
+    if (
+        session.scalar(
+            select(Delivery.id)
+            .where(Delivery.state == DeliveryState.PENDING, Delivery.chat_group_id.in_(off))
+            .limit(1)
+        )
+        is None
+    ):
+        return count
     result = session.execute(
         update(Delivery)
         .where(Delivery.state == DeliveryState.PENDING, Delivery.chat_group_id.in_(off))

@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 from sqlalchemy.orm import Session
 
 from cms import disk, queue
-from cms.db import unit_of_work
+from cms.db import WHEN_NEEDED, unit_of_work
 from cms.jobs.context import Context
 from cms.models import JobState
 from cms.queue import QueueModel
@@ -64,7 +64,8 @@ def hold(ctx: Context, model: QueueModel, row_id: int | None = None) -> bool:
     _note(ctx, space)
     if not space.short:
         if row_id is None:
-            unit_of_work(ctx.sessions, lambda s: resume(s, model, now))
+            # Every pass; it almost always finds nothing waiting: no write lock then.
+            unit_of_work(ctx.sessions, lambda s: resume(s, model, now), write=WHEN_NEEDED)
         return False
     try:
         unit_of_work(ctx.sessions, lambda s: wait(s, model, now, space, row_id))

@@ -118,7 +118,7 @@ class Kind(Generic[J, R]):
     disk: bool = False  # writes audio: waits while the disk is short, gives back when full
     not_yet: Callable[[Session, int, datetime], bool] | None = None
     claim_if: Callable[[datetime], ColumnElement[bool]] | None = None
-    load_writes: bool = False
+    load_writes: bool | str = False
     cancelled: QueueState | None = None  # the state :class:`Cancelled` leaves the row in
     after: Callable[[Context, int, Outcome], None] | None = None  # once recorded (committed)
     retry_outcome: Outcome = Outcome.RETRY

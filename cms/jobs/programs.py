@@ -32,10 +32,11 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import select, update
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, selectinload
 
 from cms import disk, queue
 from cms.clock import at_local
+from cms.db import WHEN_NEEDED
 from cms.jobs.context import Context
 from cms.jobs.lifecycle import Failure, Kind, Later, Outcome, finish, run_job
 from cms.jobs.renders import clips_ready
@@ -232,36 +233,29 @@ def plan_day(
     create: bool | Collection[int],
     explicit: bool = False,
     engine_mode: str | None = None,
+    survey: dict[tuple[int, int], Inputs] | None = None,
 ) -> DayPlan:
     """Bring the program rows of ``day`` in line with what should play.
 
     ``create`` makes missing rows (at and after the build time, or for `build-day`): for
     every outlet, or only for the outlets whose ids it holds (each township has its own
     build time); ``explicit`` (the `build-day` command) rebuilds regardless of slot times.
+    ``survey``: what each slot is made of, worked out beforehand by :func:`day_inputs` (the
+    scheduler does that in a read transaction); a slot it lacks waits for the next pass.
     """
     report = DayPlan()
-    outlets = list(session.scalars(select(Outlet).where(Outlet.active).order_by(Outlet.id)))
+    outlets = active_outlets(session)
     existing = {
         (p.outlet_id, p.slot_id): p
         for p in session.scalars(select(Program).where(Program.day == day))
     }
-    going = going_out_on(session, day)
-    # One query for every clip of the day, not one per outlet and slot: this runs each tick.
-    clips = clips_ready(session, (a.approved.id for a in going))
-    reached = reaching_outlets(session, day, outlets, going=going)
-    front = breakin.front_announcements(session, day)
+    if survey is None:
+        survey = day_inputs(session, day, engine_mode, outlets)
     for outlet in outlets:
         for slot in outlet.slots:
-            # What plays in this slot: a notice may end early on its last day or keep to
-            # parts of the day (cms.services.airtime).
-            inputs = inputs_for(
-                session,
-                in_slot(breaking_first(reached[outlet.id], front), day, slot.at),
-                clips,
-                outlet,
-                engine_mode,
-                area=outlet.area,
-            )
+            inputs = survey.get((outlet.id, slot.id))
+            if inputs is None:
+                continue
             program = existing.pop((outlet.id, slot.id), None)
             times = days.SlotTimes.of(day, slot.at, slot.minutes, tz)
             start = times.start
@@ -338,6 +332,51 @@ def plan_day(
                 last_error=Message(N_("广播点已停用或时段已删除")).dumps(),
             )
     return report
+
+
+def active_outlets(session: Session) -> list[Outlet]:
+    return list(
+        session.scalars(
+            select(Outlet)
+            .where(Outlet.active)
+            .options(selectinload(Outlet.slots))
+            .order_by(Outlet.id)
+        )
+    )
+
+
+def day_inputs(
+    session: Session,
+    day: date,
+    engine_mode: str | None = None,
+    outlets: list[Outlet] | None = None,
+) -> dict[tuple[int, int], Inputs]:
+    """What every active outlet's slots play on ``day`` now, by (outlet id, slot id).
+
+    Reads only: this is most of a planning pass, and the scheduler works it out before
+    taking the write lock.
+    """
+    if outlets is None:
+        outlets = active_outlets(session)
+    going = going_out_on(session, day)
+    # One query for every clip of the day, not one per outlet and slot: this runs each tick.
+    clips = clips_ready(session, (a.approved.id for a in going))
+    reached = reaching_outlets(session, day, outlets, going=going)
+    front = breakin.front_announcements(session, day)
+    return {
+        # What plays in this slot: a notice may end early on its last day or keep to parts
+        # of the day (cms.services.airtime).
+        (outlet.id, slot.id): inputs_for(
+            session,
+            in_slot(breaking_first(reached[outlet.id], front), day, slot.at),
+            clips,
+            outlet,
+            engine_mode,
+            area=outlet.area,
+        )
+        for outlet in outlets
+        for slot in outlet.slots
+    }
 
 
 def _mark_missed(session: Session, program: Program, outlet: Outlet, slot: Slot, day: date) -> None:
@@ -489,7 +528,7 @@ BUILD: Kind[_BuildJob, tuple[dict[str, Any], str]] = Kind(
     record=_built,
     classify=_classify,
     disk=True,
-    load_writes=True,
+    load_writes=WHEN_NEEDED,
 )
 BUILD_PARTIAL = replace(BUILD, work=lambda ctx, job: _assemble(ctx, job))
 """A build that does not wait for clips still rendering (the slot is near, or asked for)."""

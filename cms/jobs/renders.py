@@ -14,6 +14,7 @@ import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
+from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -41,6 +42,9 @@ from cms.services.speech import profiles_for
 if TYPE_CHECKING:
     from audio.render import Clip as AudioClip
 
+if TYPE_CHECKING:
+    from audio.text import Lexicon
+
 log = logging.getLogger(__name__)
 
 RENDER_HOLD = timedelta(minutes=10)
@@ -48,8 +52,28 @@ AUDIO_PROFILE = {ClipProfile.LOUDSPEAKER: "loudspeaker", ClipProfile.VOICE: "voi
 
 
 def relevant_entries(text: str, pairs: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
-    """The lexicon entries whose written form occurs in ``text`` (the others change nothing)."""
-    return [(w, s) for w, s in pairs if w in text]
+    """The lexicon entries that change ``text`` as it is spoken (the others change nothing).
+
+    Those the lexicon substitutes (:meth:`audio.text.Lexicon.matches`): whole words, a
+    longer entry winning over one inside it. So a lexicon edit re-renders only the clips
+    whose spoken text it changes.
+    """
+    from audio.errors import TextError
+
+    occurring = tuple((w, s) for w, s in pairs if w in text)
+    if not occurring:
+        return []
+    try:
+        return list(_lexicon(occurring).matches(text))
+    except TextError:  # an entry the renderer refuses too: the render reports it
+        return list(occurring)
+
+
+@lru_cache(maxsize=1024)
+def _lexicon(pairs: tuple[tuple[str, str], ...]) -> Lexicon:
+    from audio.text import Lexicon
+
+    return Lexicon(pairs)
 
 
 def active_recording(session: Session, announcement_id: int) -> Recording | None:
@@ -102,17 +126,51 @@ def revisions_needing_audio(session: Session, today: date) -> list[Revision]:
     return list(revs.values())
 
 
-def plan_clips(session: Session, today: date, engine_mode: str) -> int:
-    """Create or invalidate clip rows so every needed clip matches its inputs; returns changes.
+@dataclass(frozen=True)
+class Rendered:
+    """A finished clip's audio, which a clip with the same inputs (cache key) reuses."""
 
-    One clip per (revision, profile): its lexicon and engine are those of the revision's
-    area (:func:`cms.services.township.revision_area`), so a township's own entry changes
-    the clips of that township's announcements only. ``engine_mode`` is the install's
-    mode, used where no township chose its own.
+    path: str
+    duration: float | None
+    engine: str | None
+    subtitles_path: str | None
+
+    def values(self) -> dict[str, object]:
+        """The columns of a clip that is done with this audio."""
+        return {
+            "state": JobState.DONE,
+            "path": self.path,
+            "duration": self.duration,
+            "engine": self.engine,
+            "fallback_reason": None,
+            "subtitles_path": self.subtitles_path,
+        }
+
+
+@dataclass(frozen=True)
+class ClipChange:
+    """One clip to create (``clip_id`` None) or to queue again for new inputs."""
+
+    revision_id: int
+    profile: ClipProfile
+    key: str
+    clip_id: int | None = None
+    old_key: str | None = None
+    reuse: Rendered | None = None
+
+
+def clip_changes(session: Session, today: date, engine_mode: str) -> list[ClipChange]:
+    """What :func:`plan_clips` would change, found with reads only.
+
+    The scheduler looks in a read transaction and writes the few changes in a short one
+    (:func:`apply_clip_changes`): every clip's key is worked out on every tick, and that
+    must not hold SQLite's one writer lock. A change whose key a finished clip already has
+    (a new revision whose spoken inputs are unchanged: a new title, dates or targets)
+    reuses that clip's audio instead of queueing a render.
     """
     lexicons = township.Lexicons(session)
     values = township.Values(session, [township.TTS_ENGINE])
-    changes = 0
+    changes: list[ClipChange] = []
     for rev in revisions_needing_audio(session, today):
         area = township.revision_area(session, rev)
         pairs = lexicons.pairs(area)
@@ -125,20 +183,100 @@ def plan_clips(session: Session, today: date, engine_mode: str) -> int:
             key = clip_key(rev, profile, pairs, recording, mode)
             clip = existing.get(profile)
             if clip is None:
-                session.add(Clip(revision_id=rev.id, profile=profile, cache_key=key))
-                changes += 1
+                changes.append(ClipChange(rev.id, profile, key))
             elif clip.cache_key != key:
-                changes += invalidate(session, clip.id, clip.cache_key, key)
+                changes.append(ClipChange(rev.id, profile, key, clip.id, clip.cache_key))
+    rendered = _reusable(session, {c.key for c in changes})
+    return [
+        ClipChange(c.revision_id, c.profile, c.key, c.clip_id, c.old_key, rendered.get(c.key))
+        for c in changes
+    ]
+
+
+def _reusable(session: Session, keys: set[str]) -> dict[str, Rendered]:
+    """Finished clips with these keys whose audio is on disk, by key.
+
+    A clip that fell back to another engine is not reused: rendered again, it may get the
+    engine it was meant to have.
+    """
+    found: dict[str, Rendered] = {}
+    if not keys:
+        return found
+    rows = session.scalars(
+        select(Clip)
+        .where(
+            Clip.cache_key.in_(keys),
+            Clip.state == JobState.DONE,
+            Clip.path.is_not(None),
+            Clip.fallback_reason.is_(None),
+        )
+        .order_by(Clip.id.desc())
+    )
+    for clip in rows:
+        if clip.cache_key in found or clip.path is None or not Path(clip.path).is_file():
+            continue
+        found[clip.cache_key or ""] = Rendered(
+            clip.path, clip.duration, clip.engine, clip.subtitles_path
+        )
+    return found
+
+
+def apply_clip_changes(session: Session, changes: Iterable[ClipChange]) -> int:
+    """Write what :func:`clip_changes` found; returns the clips created or queued again.
+
+    Each change is guarded, so changes found in an older snapshot never undo newer ones: a
+    clip is created only if its revision has none in that profile yet, and one is queued
+    again only if it still has the key that was seen.
+    """
+    count = 0
+    for change in changes:
+        done = change.reuse.values() if change.reuse is not None else {}
+        if change.clip_id is None:
+            taken = session.scalar(
+                select(Clip.id).where(
+                    Clip.revision_id == change.revision_id, Clip.profile == change.profile
+                )
+            )
+            if taken is None:
+                session.add(
+                    Clip(
+                        revision_id=change.revision_id,
+                        profile=change.profile,
+                        cache_key=change.key,
+                        **done,
+                    )
+                )
+                count += 1
+        else:
+            count += invalidate(session, change.clip_id, change.old_key, change.key, **done)
     session.flush()
-    return changes
+    return count
+
+
+def plan_clips(session: Session, today: date, engine_mode: str) -> int:
+    """Create or invalidate clip rows so every needed clip matches its inputs; returns changes.
+
+    One clip per (revision, profile): its lexicon and engine are those of the revision's
+    area (:func:`cms.services.township.revision_area`), so a township's own entry changes
+    the clips of that township's announcements only. ``engine_mode`` is the install's
+    mode, used where no township chose its own.
+    """
+    return apply_clip_changes(session, clip_changes(session, today, engine_mode))
 
 
 def _mode(value: object, fallback: str) -> str:
     return str(value) if value in township.ENGINES else fallback
 
 
-def invalidate(session: Session, clip_id: int, old_key: str | None, new_key: str) -> int:
-    """Queue a clip again for new inputs (a running render of the old inputs is then ignored)."""
+def invalidate(
+    session: Session, clip_id: int, old_key: str | None, new_key: str, **done: object
+) -> int:
+    """Queue a clip again for new inputs (a running render of the old inputs is then ignored).
+
+    ``done``: the audio of a finished clip with ``new_key`` (:meth:`Rendered.values`), which
+    the clip takes at once instead of being queued.
+    """
+    values: dict[str, object] = {"state": JobState.PENDING, **done}
     result = session.execute(
         update(Clip)
         .where(
@@ -147,12 +285,12 @@ def invalidate(session: Session, clip_id: int, old_key: str | None, new_key: str
         )
         .values(
             cache_key=new_key,
-            state=JobState.PENDING,
             attempts=0,
             next_attempt_at=None,
             claimed_by=None,
             claimed_until=None,
             last_error=None,
+            **values,
         )
         .execution_options(synchronize_session=False)
     )

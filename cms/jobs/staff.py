@@ -22,7 +22,7 @@ from cms.channels import (
     PermanentFailure,
     TemporaryFailure,
 )
-from cms.db import rowcount, unit_of_work
+from cms.db import WHEN_NEEDED, rowcount, unit_of_work
 from cms.jobs.context import Context
 from cms.models import StaffPost
 from cms.services import staff
@@ -129,11 +129,9 @@ def tick(ctx: Context) -> int:
 
     def collect(session):  # type: ignore[no-untyped-def]
         # Claims that expired: the process died mid-send; the post may have arrived.
-        session.execute(
-            update(StaffPost)
-            .where(StaffPost.state == "sending", StaffPost.next_attempt_at < now)
-            .values(state="uncertain")
-        )
+        expired = (StaffPost.state == "sending", StaffPost.next_attempt_at < now)
+        if session.scalar(select(StaffPost.id).where(*expired).limit(1)) is not None:
+            session.execute(update(StaffPost).where(*expired).values(state="uncertain"))
         staff.collect(session, now, ctx.settings.base_url)
         return list(
             session.scalars(
@@ -146,7 +144,8 @@ def tick(ctx: Context) -> int:
             )
         )
 
-    ids: list[int] = unit_of_work(ctx.sessions, collect)
+    # Most ticks find nothing new: those never take the write lock.
+    ids: list[int] = unit_of_work(ctx.sessions, collect, write=WHEN_NEEDED)
     outcomes = [send_one(ctx, post_id) for post_id in ids]
     for post_id, outcome in zip(ids, outcomes, strict=True):
         if outcome != "sent":

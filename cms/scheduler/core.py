@@ -14,7 +14,7 @@ import time as _time
 from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from functools import partial
 from pathlib import Path
 
@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session
 
 from cms import queue
 from cms.clock import at_local, local_day, parse_hhmm
-from cms.db import unit_of_work
+from cms.db import WHEN_NEEDED, unit_of_work
 from cms.jobs import articles, deliveries, diskspace, programs, reconcile, renders
 from cms.jobs.context import Context
 from cms.models import (
@@ -64,6 +64,16 @@ class PassReport:
     def count(self, kind: str, outcome: str) -> None:
         key = f"{kind}.{outcome}"
         self.outcomes[key] = self.outcomes.get(key, 0) + 1
+
+
+@dataclass
+class _Survey:
+    """What a planning pass found in its read transaction (see :meth:`Scheduler.plan`)."""
+
+    clips: list[renders.ClipChange]
+    deliveries: list[tuple[int, int, datetime]]
+    days: list[tuple[date, bool | set[int]]] = field(default_factory=list)
+    inputs: dict[date, dict[tuple[int, int], programs.Inputs]] = field(default_factory=dict)
 
 
 @dataclass
@@ -108,34 +118,66 @@ class Scheduler:
         return ready
 
     def plan(self) -> PassReport:
-        """Queue whatever differs from what should be (one transaction)."""
+        """Queue whatever differs from what should be.
+
+        What should be is worked out in a read transaction: that is most of a pass, it runs
+        every tick, and it must not hold SQLite's one writer lock while web requests wait.
+        The differences are written in one short transaction, each change guarded, so one
+        seen in the older snapshot never undoes a newer one (and what it missed, the next
+        pass finds).
+        """
         report = PassReport()
         now, tz = self.ctx.now(), self.ctx.settings.tz
         today = local_day(now, tz)
+        mode = self.ctx.settings.tts_engine
+        survey = unit_of_work(
+            self.ctx.sessions, partial(self._survey, today=today, now=now), write=False
+        )
 
         def work(session: Session) -> None:
-            report.planned_clips = renders.plan_clips(session, today, self.ctx.settings.tts_engine)
-            days = set(session.scalars(select(Program.day).where(Program.day >= today).distinct()))
-            # Today's programs are always due: normally yesterday's build made them, but a
-            # fresh install or a PC that was off must not wait for today's build time.
-            # Tomorrow's a day early, so that operators can fetch them the evening before
-            # (USB sticks, boxes that download overnight): for each outlet once its
-            # township's build time has passed.
-            ahead = self.built_ahead(session, today)
-            build = {today}
-            if ahead:
-                build |= {today + timedelta(days=n) for n in range(1, BUILD_AHEAD_DAYS + 1)}
-            for day in sorted(days | build):
-                create: bool | set[int] = True if day == today else ahead
+            report.planned_clips = renders.apply_clip_changes(session, survey.clips)
+            report.planned_programs = 0  # counted afresh if this runs again as a write
+            for day, create in survey.days:
                 plan = programs.plan_day(
-                    session, day, now, tz, create=create, engine_mode=self.ctx.settings.tts_engine
+                    session,
+                    day,
+                    now,
+                    tz,
+                    create=create,
+                    engine_mode=mode,
+                    survey=survey.inputs[day],
                 )
                 report.planned_programs += plan.queued + plan.created
-            created, cancelled = deliveries.plan_deliveries(session, today, now, tz)
+            created = deliveries.add_deliveries(session, survey.deliveries)
+            cancelled = deliveries.cancel_stale(session) + deliveries.cancel_ended(session, now, tz)
             report.planned_deliveries, report.cancelled_deliveries = created, cancelled
 
-        unit_of_work(self.ctx.sessions, work)
+        # Most passes find nothing to change: those never take the write lock.
+        unit_of_work(self.ctx.sessions, work, write=WHEN_NEEDED)
         return report
+
+    def _survey(self, session: Session, today: date, now: datetime) -> _Survey:
+        """The planning pass's reads: every clip's inputs, every slot's, the missing posts."""
+        mode = self.ctx.settings.tts_engine
+        survey = _Survey(
+            clips=renders.clip_changes(session, today, mode),
+            deliveries=deliveries.missing_deliveries(session, today, now, self.ctx.settings.tz),
+        )
+        days = set(session.scalars(select(Program.day).where(Program.day >= today).distinct()))
+        # Today's programs are always due: normally yesterday's build made them, but a
+        # fresh install or a PC that was off must not wait for today's build time.
+        # Tomorrow's a day early, so that operators can fetch them the evening before
+        # (USB sticks, boxes that download overnight): for each outlet once its
+        # township's build time has passed.
+        ahead = self.built_ahead(session, today)
+        build = {today}
+        if ahead:
+            build |= {today + timedelta(days=n) for n in range(1, BUILD_AHEAD_DAYS + 1)}
+        outlets = programs.active_outlets(session)
+        for day in sorted(days | build):
+            survey.days.append((day, True if day == today else ahead))
+            survey.inputs[day] = programs.day_inputs(session, day, mode, outlets)
+        return survey
 
     # -- work ----------------------------------------------------------------------------
 

@@ -110,6 +110,10 @@ def add_recording(
             os.replace(tmp, target)
         finally:
             Path(tmp).unlink(missing_ok=True)
+    # The checks again, on the row as it is now: the audio work above may have run outside
+    # any transaction (see cms.web.db.lock_released), and someone may have submitted it.
+    session.refresh(ann)
+    _check_editable(user, ann)
     session.execute(
         update(Recording).where(Recording.announcement_id == ann.id).values(active=False)
     )

@@ -27,7 +27,7 @@ from cms.services.text import parse_date, parse_id
 from cms.services.topics import all_topics
 from cms.web import today
 from cms.web.auth import STAFF, rule
-from cms.web.db import db, read_only, settings
+from cms.web.db import db, lock_released, read_only, settings
 from cms.web.forms import (
     announcement_form_data,
     announcement_form_values,
@@ -426,15 +426,18 @@ def recording(announcement_id: int) -> Any:
                 edge_wss_url=config.edge_wss_url,
                 neural_model_dir=config.neural_model_dir,
             )
-            row = recordings.add_recording(
-                db(),
-                g.user,
-                ann,
-                filename=upload.filename,
-                data=upload.read(),
-                renderer=renderer,
-                directory=config.data_dir / "recordings",
-            )
+            # Checking the audio (ffmpeg) and keeping the file take seconds: not while
+            # holding the writer lock (the service checks the announcement again after).
+            with lock_released():
+                row = recordings.add_recording(
+                    db(),
+                    g.user,
+                    ann,
+                    filename=upload.filename,
+                    data=upload.read(),
+                    renderer=renderer,
+                    directory=config.data_dir / "recordings",
+                )
             flash(
                 _("录音已上传（{s} 秒），将代替合成语音").format(s=round(row.duration)), "success"
             )

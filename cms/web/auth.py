@@ -210,14 +210,13 @@ def login() -> Any:
     """Log in with user name and password."""
     username = request.form.get("username", "").strip()
     if request.method == "POST":
+        password, addr = request.form.get("password", ""), request.remote_addr or "?"
+        zone = current_app.extensions["dalaba.settings"].tz
         try:
-            user = users.authenticate(
-                db(),
-                username,
-                request.form.get("password", ""),
-                request.remote_addr or "?",
-                zone=current_app.extensions["dalaba.settings"].tz,
-            )
+            # The password hash first, outside the write transaction (see the service).
+            with current_app.extensions["dalaba.sessions"]() as reading:
+                checked = users.check_password_first(reading, username, password, addr, zone=zone)
+            user = users.authenticate(db(), username, password, addr, zone=zone, checked=checked)
         except users.LoginThrottled as exc:
             commit_bookkeeping("login throttling")
             flash(exc.message.render(_), "error")

@@ -10,13 +10,14 @@ through the one retry policy of :mod:`cms.db`. Every other request reads only.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any, TypeVar
 
 from flask import current_app, g, request
 from sqlalchemy.orm import Session
 
-from cms.db import RETRY
+from cms.db import RETRY, labelled
 from cms.disk import is_disk_full
 from cms.settings import Settings
 
@@ -44,7 +45,8 @@ def db() -> Session:
     if "db" not in g:
         if writes():
             session: Session = current_app.extensions["dalaba.write_sessions"]()
-            RETRY.run(lambda: _begin(session))
+            with labelled(f"web {request.endpoint}"):
+                RETRY.run(lambda: _begin(session))
         else:
             session = current_app.extensions["dalaba.sessions"]()
         g.db = session
@@ -58,6 +60,37 @@ def _begin(session: Session) -> None:
     except Exception:
         session.rollback()
         raise
+
+
+def commit_then_read() -> None:
+    """Commit the request's writes; what it does afterwards (building its answer) only reads.
+
+    Those reads run in a read transaction: a write session's next transaction would begin
+    IMMEDIATE and queue for SQLite's writer lock again, only to load the answer's rows.
+    """
+    session = db()
+    session.commit()
+    session.bind = current_app.extensions["dalaba.sessions"].kw["bind"]
+
+
+@contextmanager
+def lock_released() -> Iterator[None]:
+    """Slow work in a request that writes (audio, a file, a child process), without holding
+    SQLite's writer lock all the while: every other write would queue behind it.
+
+    For use before the request has changed anything: the transaction so far (reads, and
+    bookkeeping such as a token's "last used") is committed, so the lock is free while the
+    block runs; the session begins a new write transaction at its next query. Objects are
+    then loaded afresh, so the checks a service makes when it writes see the current rows.
+    """
+    session = db()
+    if session.new or session.dirty or session.deleted:
+        raise RuntimeError("lock_released() after the request changed something")
+    session.commit()
+    try:
+        yield
+    finally:
+        session.expire_all()
 
 
 def settings() -> Settings:

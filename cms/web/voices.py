@@ -15,7 +15,7 @@ from cms.services import voices as voices_svc
 from cms.services.errors import DomainError
 from cms.services.text import clean_filename
 from cms.web.auth import rule
-from cms.web.db import db, settings
+from cms.web.db import db, lock_released, read_only, settings
 from cms.web.forms import audio_text, message
 
 bp = Blueprint("voices", __name__, url_prefix="/admin/voices")
@@ -79,10 +79,12 @@ def upload() -> Any:
     folder = Path(tempfile.mkdtemp(prefix=".upload-", dir=root))
     try:
         path = folder / name
-        file.save(path)
-        row = voices_svc.install_upload(
-            db(), g.user, settings(), path, request.form.get("sha256", "").strip() or None
-        )
+        # Saving, unpacking and trying the model take long: not while holding the writer lock.
+        with lock_released():
+            file.save(path)
+            row = voices_svc.install_upload(
+                db(), g.user, settings(), path, request.form.get("sha256", "").strip() or None
+            )
         db().commit()
     except DomainError as exc:
         db().rollback()
@@ -101,6 +103,7 @@ def upload() -> Any:
 
 @bp.post("/trial")
 @rule(Role.ADMIN)
+@read_only
 def trial() -> Any:
     """Speak a sentence with an installed model, to hear it before using it."""
     from audio.errors import AudioError

@@ -44,3 +44,7 @@ def test_a_tiny_county_is_seeded_built_delivered_and_browsed(
     assert o.logins.statuses == {200: 3, 302: 3}, dict(o.logins.statuses)
     assert {"page", "api"} <= set(o.web.by_kind)
     assert set(o.web.statuses) == {200}, dict(o.web.statuses)
+    # The same pages again while ``dalaba build-day`` builds in its own process.
+    assert o.builds_during_web >= 1
+    assert o.during_build.requests > 0 and o.during_build.errors_5xx == 0
+    assert set(o.during_build.statuses) == {200}, dict(o.during_build.statuses)

@@ -11,7 +11,14 @@ import pytest
 from sqlalchemy import Engine, select, text
 from sqlalchemy.exc import IntegrityError, OperationalError
 
-from cms.db import RetryPolicy, is_retryable, make_session_factory, unit_of_work
+from cms.db import (
+    WHEN_NEEDED,
+    WRITES,
+    RetryPolicy,
+    is_retryable,
+    make_session_factory,
+    unit_of_work,
+)
 from cms.models import ApiToken, Role, Topic, utcnow
 from cms.services import users
 
@@ -91,6 +98,57 @@ def test_a_write_unit_that_read_first_waits_instead_of_failing(engine: Engine) -
     with sessions() as session:
         names = set(session.scalars(select(Topic.name)))
     assert names == {"起始", "第1个", "别人写的"}
+
+
+def test_a_unit_that_writes_only_when_needed_reads_without_the_writer_lock(
+    engine: Engine,
+) -> None:
+    """``write=WHEN_NEEDED``: a unit that finds nothing to write never queues for the writer
+    lock; one that writes is run again as a write, and only its write is kept."""
+    if engine.dialect.name != "sqlite":
+        pytest.skip("only SQLite has one writer lock for the whole database")
+    sessions = make_session_factory(engine)
+    unit_of_work(sessions, lambda s: s.add(Topic(name="已有")))
+    runs: list[int] = []
+
+    def add_if_missing(session: Any) -> str:
+        runs.append(1)
+        if session.scalar(select(Topic.id).where(Topic.name == "新的")) is None:
+            session.add(Topic(name="新的"))
+            session.flush()
+            return "added"
+        return "there"
+
+    # Another connection holds the writer lock: a unit with nothing to write goes on.
+    blocker = sessions()
+    blocker.connection(execution_options={"dalaba_write": True})
+    blocker.add(Topic(name="别人的"))
+    blocker.flush()
+    found: list[list[str]] = []
+    reading = threading.Thread(
+        target=lambda: found.append(unit_of_work(sessions, _names, write=WHEN_NEEDED))
+    )
+    reading.start()
+    reading.join(10)  # a unit queueing for the lock would wait the busy timeout (15 s)
+    assert not reading.is_alive() and found == [["已有"]]
+    blocker.rollback()
+    blocker.close()
+
+    # Something to write: the read try stops at the INSERT, the write try does it, once.
+    held = WRITES.count.get(f"{__name__}.{add_if_missing.__qualname__}", 0)
+    runs.clear()
+    assert unit_of_work(sessions, add_if_missing, write=WHEN_NEEDED) == "added"
+    assert runs == [1, 1]
+    assert WRITES.count.get(f"{__name__}.{add_if_missing.__qualname__}", 0) == held + 1
+    runs.clear()
+    assert unit_of_work(sessions, add_if_missing, write=WHEN_NEEDED) == "there"
+    assert runs == [1]
+    with sessions() as session:
+        assert session.scalars(select(Topic.name).order_by(Topic.id)).all() == ["已有", "新的"]
+
+
+def _names(session: Any) -> list[str]:
+    return list(session.scalars(select(Topic.name)))
 
 
 def test_the_deferred_trap_is_real(engine: Engine) -> None:

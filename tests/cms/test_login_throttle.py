@@ -131,3 +131,40 @@ def test_a_township_admin_lifts_only_a_lock_in_the_township(app, session, make_u
     session.rollback()
     session.expire_all()
     assert session.get(User, elsewhere.id).login_locked_until is not None
+
+
+def test_a_login_checks_the_password_once_before_taking_the_writer_lock(
+    client, session, make_user, monkeypatch
+):  # type: ignore[no-untyped-def]
+    """The hash check (a tenth of a second on purpose) runs in a read transaction: the
+    login's write transaction then only records it, and does not check again."""
+    officer = make_user(Role.EDITOR)
+    checks: list[str] = []
+    real = users.check_password_hash
+
+    def counted(hashed: str, password: str) -> bool:
+        checks.append(password)
+        return real(hashed, password)
+
+    monkeypatch.setattr(users, "check_password_hash", counted)
+    login(client, officer)
+    assert checks == [PASSWORD]
+    refused = client.post("/login", data={"username": officer.username, "password": "不对的密码"})
+    assert refused.status_code == 401 and checks == [PASSWORD, "不对的密码"]
+    nobody = client.post("/login", data={"username": "nobody-here", "password": "随便"})
+    assert nobody.status_code == 401 and len(checks) == 3  # the same cost for an unknown name
+
+    # A check made against a hash that has changed since is not trusted: checked again.
+    stale = users.PasswordCheck("scrypt:old-hash", ok=False)
+    user = users.authenticate(
+        session, officer.username, PASSWORD, "10.0.0.9", now=T0, zone=SHANGHAI, checked=stale
+    )
+    assert user is not None and len(checks) == 4
+    current = users.PasswordCheck(officer.password_hash, ok=False)
+    assert (
+        users.authenticate(
+            session, officer.username, PASSWORD, "10.0.0.9", now=T0, zone=SHANGHAI, checked=current
+        )
+        is None
+    )
+    assert len(checks) == 4

@@ -35,7 +35,7 @@ from cms.web.api.representations import (
 )
 from cms.web.api.validation import body_problems, checked_body, checked_query, json_body, resolve
 from cms.web.auth import ANY_USER, PUBLIC, rule
-from cms.web.db import db, settings
+from cms.web.db import commit_then_read, db, settings
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 api_errors.register(bp)
@@ -173,7 +173,7 @@ def create_announcement() -> Any:
     """Create a draft."""
     data = _content_input()
     ann = announcements.create(db(), g.user, data, today=_today())
-    db().commit()
+    commit_then_read()
     return _created(_detail(ann), url_for("api.get_announcement", announcement_id=ann.id))
 
 
@@ -188,7 +188,7 @@ def _edit(announcement_id: int, *, merge: bool) -> Any:
     ann = _announcement(announcement_id)
     data = _content_input(Content.of(ann.current) if merge else None, ann)
     announcements.update(db(), g.user, ann, data, today=_today())
-    db().commit()
+    commit_then_read()
     return _detail(ann)
 
 
@@ -215,7 +215,7 @@ def submit_announcement(announcement_id: int) -> Any:
     announcements.submit(db(), g.user, ann)
     # A notice whose channels reach nothing is refused (400, a field error on area_ids).
     reach.require_reach(db(), ann, settings().now(), settings().tz)
-    db().commit()
+    commit_then_read()
     return _detail(ann)
 
 
@@ -226,7 +226,7 @@ def approve_announcement(announcement_id: int) -> Any:
     ann = _announcement(announcement_id)
     data = checked_body()
     announcements.approve(db(), g.user, ann, data.get("comment") or "")
-    db().commit()
+    commit_then_read()
     return _detail(ann)
 
 
@@ -237,7 +237,7 @@ def reject_announcement(announcement_id: int) -> Any:
     ann = _announcement(announcement_id)
     data = checked_body()
     announcements.reject(db(), g.user, ann, data.get("comment") or "")
-    db().commit()
+    commit_then_read()
     return _detail(ann)
 
 
@@ -248,7 +248,7 @@ def withdraw_announcement(announcement_id: int) -> Any:
     ann = _announcement(announcement_id)
     data = checked_body()
     announcements.withdraw(db(), g.user, ann, data.get("reason") or "")
-    db().commit()
+    commit_then_read()
     return _detail(ann)
 
 
