@@ -30,6 +30,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
 from cms.models import Outlet, OutletKind, Program, Role
+from cms.roles import OPERATORS, STAFF
 from cms.services import breakin as breakin_svc
 from cms.services import days as days_svc
 from cms.services import operators as svc
@@ -38,10 +39,10 @@ from cms.services import terminals as terminal_svc
 from cms.services.errors import DomainError
 from cms.services.scope import Scope
 from cms.services.text import in_date_range, parse_date, printable
-from cms.web.auth import PUBLIC, STAFF, rule
-from cms.web.db import db, settings
+from cms.web.auth import PUBLIC, rule
+from cms.web.db import db, settings, transaction
 from cms.web.downloads import download_log
-from cms.web.forms import form_id, int_arg, message
+from cms.web.forms import form_id, int_arg
 from cms.web.sendfile import (
     accel_redirect_uri,
     bytes_body,
@@ -285,14 +286,11 @@ def link_confirm(token: str, program_id: int) -> Any:
 
 
 def _confirm(program: Program, user: Any, via: str) -> None:
-    try:
+    with transaction() as tx:
         receipt, created = svc.confirm_playback(
             db(), program, user, via, _now(), tz=settings().tz, settings=settings()
         )
-        db().commit()
-    except DomainError as exc:
-        db().rollback()
-        flash(message(exc), "error")
+    if not tx.ok:
         return
     if not created:
         flash(_("这个节目已经确认过了"), "info")
@@ -510,7 +508,7 @@ def _my_outlets() -> list[Outlet]:
 
 
 @bp.get("/operator/")
-@rule(Role.OPERATOR, Role.ADMIN)
+@rule(*OPERATORS)
 def mine() -> Any:
     """The logged-in operator's outlets with their programs, players and confirm buttons."""
     today = _today()
@@ -555,14 +553,14 @@ def _my_program(program_id: int) -> Program:
 
 
 @bp.get("/operator/programs/<int(max=2147483647):program_id>.mp3")
-@rule(Role.OPERATOR, Role.ADMIN)
+@rule(*OPERATORS)
 def my_program_mp3(program_id: int) -> Any:
     """A program of one of the operator's outlets."""
     return _send_program(_my_program(program_id))
 
 
 @bp.post("/operator/programs/<int(max=2147483647):program_id>/confirm")
-@rule(Role.OPERATOR, Role.ADMIN)
+@rule(*OPERATORS)
 def my_program_confirm(program_id: int) -> Any:
     """Confirm, logged in, that a program was played."""
     _confirm(_my_program(program_id), g.user, "web")
@@ -584,14 +582,14 @@ def links() -> Any:
         if outlet is None or not Scope.of(g.user).has_outlet(outlet):
             abort(404)
         if request.form.get("action") == "issue":
-            token = svc.issue_outlet_token(db(), g.user, outlet)
-            db().commit()
+            with transaction(catch=()):
+                token = svc.issue_outlet_token(db(), g.user, outlet)
             # Shown once: only the hash is kept, so the link cannot be displayed again.
             new_link = settings().base_url + url_for(".link_page", token=token)
             new_outlet = outlet
         elif request.form.get("action") == "revoke":
-            svc.revoke_outlet_tokens(db(), g.user, outlet)
-            db().commit()
+            with transaction(catch=()):
+                svc.revoke_outlet_tokens(db(), g.user, outlet)
             flash(_("已停用“{name}”的链接").format(name=outlet.name), "success")
             return redirect(url_for(".links"))
         else:

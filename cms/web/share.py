@@ -25,13 +25,14 @@ from flask_babel import gettext as _
 from markupsafe import Markup, escape
 
 from cms.models import Announcement
+from cms.roles import STAFF
 from cms.services import announcements as ann_svc
 from cms.services import phones
 from cms.services import share as svc
-from cms.services.errors import DomainError, NotFound
+from cms.services.errors import NotFound
 from cms.services.text import printable
-from cms.web.auth import PUBLIC, STAFF, rule
-from cms.web.db import db, settings
+from cms.web.auth import PUBLIC, rule
+from cms.web.db import db, settings, transaction
 from cms.web.downloads import download_log
 from cms.web.forms import message
 from cms.web.sendfile import bytes_body, file_body, respond, served_from_start
@@ -215,13 +216,10 @@ def new_link(announcement_id: int) -> Any:
         ann = ann_svc.get(db(), announcement_id, g.user)
     except NotFound as exc:
         abort(404, description=message(exc))
-    try:
+    with transaction() as tx:
         svc.issue_new_token(db(), g.user, ann)
-        db().commit()
+    if tx.ok:
         flash(_("已换成新的分享链接，旧链接已失效"), "success")
-    except DomainError as exc:
-        db().rollback()
-        flash(message(exc), "error")
     return redirect(url_for("announcements.show", announcement_id=announcement_id) + "#share")
 
 

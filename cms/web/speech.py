@@ -17,7 +17,8 @@ from typing import Any
 from flask import Blueprint, abort, current_app, g, jsonify, render_template, request, url_for
 from flask_babel import gettext as _
 
-from cms.models import Announcement, Area, Role
+from cms.models import Announcement, Area
+from cms.roles import EDITORS
 from cms.services import announcements as ann_svc
 from cms.services import speech as speech_svc
 from cms.services import township
@@ -31,7 +32,6 @@ from cms.web.forms import announcement_form_data, audio_text, message, stored_te
 
 log = logging.getLogger(__name__)
 bp = Blueprint("speech", __name__, url_prefix="/announcements")
-EDITORS = (Role.ADMIN, Role.EDITOR)
 
 LISTEN_PER_MINUTE = 6
 """试听 renders one user may ask for per minute."""

@@ -21,15 +21,15 @@ from cms.models import Outlet, Program, Role, Terminal
 from cms.services import breakin as breakin_svc
 from cms.services import operators as operator_svc
 from cms.services import terminals as svc
-from cms.services.errors import DomainError, ValidationError
+from cms.services.errors import DomainError
 from cms.services.scope import Scope
 from cms.services.terminals import Fetch
 from cms.services.text import in_date_range, parse_date
 from cms.web.auth import PUBLIC, rule
 from cms.web.breakins import idle_response
-from cms.web.db import db, settings
+from cms.web.db import db, settings, transaction
 from cms.web.downloads import DownloadLog, download_log
-from cms.web.forms import field_errors, form_id, message
+from cms.web.forms import form_id
 from cms.web.operators import feed_xml, latest_build, names, safe_name
 from cms.web.sendfile import bytes_body, file_body, respond, zip_body
 
@@ -351,13 +351,13 @@ def manage(outlet_id: int) -> Any:
     outlet = _outlet(outlet_id)
     new_token = None
     if request.method == "POST":
-        try:
+        with transaction() as tx:
             if request.form.get("action") == "revoke":
                 terminal = db().get(Terminal, form_id("terminal_id") or 0)
                 if terminal is None or terminal.outlet_id != outlet.id:
                     abort(404)
                 svc.revoke(db(), g.user, terminal, _now())
-                flash(_("终端已停用，它的链接不再有效"), "success")
+                done = _("终端已停用，它的链接不再有效")
             else:
                 _row, new_token = svc.register(
                     db(),
@@ -366,14 +366,9 @@ def manage(outlet_id: int) -> Any:
                     kind=request.form.get("kind", ""),
                     name=request.form.get("name", ""),
                 )
-                flash(_("终端已登记：请把下面的地址填进终端，这个地址只显示这一次"), "success")
-            db().commit()
-        except ValidationError as exc:
-            db().rollback()
-            flash("；".join(field_errors(exc).values()), "error")
-        except DomainError as exc:
-            db().rollback()
-            flash(message(exc), "error")
+                done = _("终端已登记：请把下面的地址填进终端，这个地址只显示这一次")
+        if tx.ok:
+            flash(done, "success")
         if new_token is None:
             return redirect(url_for(".manage", outlet_id=outlet.id))
     boxes = {b.terminal.id: b for b in svc.day_statuses(db(), [outlet.id], _today(), settings().tz)}
