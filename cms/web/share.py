@@ -35,6 +35,7 @@ from cms.web.auth import PUBLIC, rule
 from cms.web.db import db, settings, transaction
 from cms.web.downloads import download_log
 from cms.web.forms import message
+from cms.web.links import keep_private
 from cms.web.sendfile import bytes_body, file_body, respond, served_from_start
 
 bp = Blueprint("share", __name__)
@@ -46,13 +47,7 @@ NO_CACHE = "private, no-cache"
 DESCRIPTION_CHARS = 80
 
 
-@bp.after_request
-def _share_headers(response: Response) -> Response:
-    """Token URLs stay out of search engines and out of Referer headers."""
-    if request.path.startswith("/s/"):
-        response.headers["X-Robots-Tag"] = "noindex, nofollow"
-        response.headers["Referrer-Policy"] = "no-referrer"
-    return response
+keep_private(bp, "/s/")
 
 
 def _page(token: str) -> svc.SharePage:

@@ -7,6 +7,7 @@ existing ids, date order), and one answer names every bad field.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import date
 from typing import Any
 
@@ -221,15 +222,20 @@ def submit_announcement(announcement_id: int) -> Any:
     return _detail(ann)
 
 
+def _step(announcement_id: int, change: Callable[..., object], text_field: str) -> Any:
+    """One workflow step, with the body's ``text_field`` (a comment or a reason) as its text."""
+    ann = _announcement(announcement_id)
+    data = checked_body()
+    change(db(), g.user, ann, data.get(text_field) or "")
+    return _detail(ann)
+
+
 @bp.post(f"/announcements/<{ID}:announcement_id>/approve")
 @rule(*REVIEWERS)
 @commits
 def approve_announcement(announcement_id: int) -> Any:
     """Approve the latest revision."""
-    ann = _announcement(announcement_id)
-    data = checked_body()
-    announcements.approve(db(), g.user, ann, data.get("comment") or "")
-    return _detail(ann)
+    return _step(announcement_id, announcements.approve, "comment")
 
 
 @bp.post(f"/announcements/<{ID}:announcement_id>/reject")
@@ -237,10 +243,7 @@ def approve_announcement(announcement_id: int) -> Any:
 @commits
 def reject_announcement(announcement_id: int) -> Any:
     """Send back to draft with a comment."""
-    ann = _announcement(announcement_id)
-    data = checked_body()
-    announcements.reject(db(), g.user, ann, data.get("comment") or "")
-    return _detail(ann)
+    return _step(announcement_id, announcements.reject, "comment")
 
 
 @bp.post(f"/announcements/<{ID}:announcement_id>/withdraw")
@@ -248,10 +251,7 @@ def reject_announcement(announcement_id: int) -> Any:
 @commits
 def withdraw_announcement(announcement_id: int) -> Any:
     """Stop it everywhere."""
-    ann = _announcement(announcement_id)
-    data = checked_body()
-    announcements.withdraw(db(), g.user, ann, data.get("reason") or "")
-    return _detail(ann)
+    return _step(announcement_id, announcements.withdraw, "reason")
 
 
 @bp.get(f"/announcements/<{ID}:announcement_id>/revisions")
