@@ -32,6 +32,7 @@ from cms.web.db import db, read_only, settings, transaction
 from cms.web.forms import (
     announcement_form_data,
     announcement_form_values,
+    announcement_or_404,
     int_arg,
     message,
     paginate,
@@ -41,15 +42,6 @@ from cms.web.share import panel as share_panel
 bp = Blueprint("announcements", __name__, url_prefix="/announcements")
 PER_PAGE = 20
 PLATFORMS = reach_svc.PLATFORM_LABELS
-
-
-def _get(announcement_id: int) -> Announcement:
-    try:
-        return svc.get(db(), announcement_id, g.user)
-    except NotFound as exc:
-        from flask import abort
-
-        abort(404, description=message(exc))
 
 
 def _now() -> datetime:
@@ -239,7 +231,7 @@ def create() -> Any:
 @rule(*EDITORS)
 def edit(announcement_id: int) -> Any:
     """Edit an announcement: saves a new revision."""
-    ann = _get(announcement_id)
+    ann = announcement_or_404(announcement_id)
     if request.method == "POST":
         data = announcement_form_data()
         with transaction(flash=False) as tx:
@@ -268,7 +260,7 @@ def show(announcement_id: int) -> Any:
     """One announcement: content, state, actions and history."""
     from cms.services import recordings
 
-    ann = _get(announcement_id)
+    ann = announcement_or_404(announcement_id)
     from sqlalchemy import select
 
     from cms.models import AuditLog
@@ -319,7 +311,7 @@ def show(announcement_id: int) -> Any:
 
 
 def _transition(announcement_id: int, action: str) -> Any:
-    ann = _get(announcement_id)
+    ann = announcement_or_404(announcement_id)
     comment = request.form.get("comment", "")
     with transaction() as tx:
         match action:
@@ -386,7 +378,7 @@ def recording(announcement_id: int) -> Any:
     from audio.render import Renderer
     from cms.services import recordings
 
-    ann = _get(announcement_id)
+    ann = announcement_or_404(announcement_id)
     config = settings()
     with transaction() as tx:
         if request.form.get("action") == "remove":
@@ -452,7 +444,7 @@ def review_queue() -> Any:
 @rule(*STAFF)
 def revisions(announcement_id: int) -> Any:
     """Revision history with a diff between any two revisions."""
-    ann = _get(announcement_id)
+    ann = announcement_or_404(announcement_id)
     numbers = [r.number for r in ann.revisions]
     new_n = int_arg("new", numbers[-1]) or numbers[-1]
     old_n = int_arg("old", max(1, new_n - 1)) or 1

@@ -48,7 +48,7 @@ from cms.services import schedule as schedule_svc
 from cms.services import share as share_svc
 from cms.services import terminals as terminal_svc
 from cms.services.days import Outcome
-from cms.services.errors import NotFound, ValidationError, WorkflowError
+from cms.services.errors import ValidationError, WorkflowError
 from cms.services.labels import ENGINE_LABELS, JOB_LABELS
 from cms.services.scope import Scope
 from cms.services.text import (
@@ -63,7 +63,7 @@ from cms.services.text import (
 from cms.web import today
 from cms.web.auth import local_url, rule
 from cms.web.db import db, read_only, settings, transaction
-from cms.web.forms import audio_text, field_errors, int_arg, message, paginate
+from cms.web.forms import announcement_or_404, audio_text, field_errors, int_arg, paginate
 from cms.web.sendfile import file_body, respond
 
 log = logging.getLogger(__name__)
@@ -198,10 +198,7 @@ def resolve_alert(alert_id: int) -> Any:
 @rule(*STAFF)
 def renders(announcement_id: int) -> Any:
     """An announcement's renders, the programs it is in and its chat deliveries."""
-    try:
-        ann = ann_svc.get(db(), announcement_id, g.user)
-    except NotFound as exc:
-        abort(404, description=message(exc))
+    ann = announcement_or_404(announcement_id)
     revs: list[Revision] = []
     for rev in (ann.latest_revision, ann.approved_revision):
         if rev is not None and rev not in revs:

@@ -26,15 +26,13 @@ from markupsafe import Markup, escape
 
 from cms.models import Announcement
 from cms.roles import STAFF
-from cms.services import announcements as ann_svc
 from cms.services import phones
 from cms.services import share as svc
-from cms.services.errors import NotFound
 from cms.services.text import printable
 from cms.web.auth import PUBLIC, rule
 from cms.web.db import db, settings, transaction
 from cms.web.downloads import download_log
-from cms.web.forms import message
+from cms.web.forms import announcement_or_404
 from cms.web.links import keep_private
 from cms.web.sendfile import bytes_body, file_body, respond, served_from_start
 
@@ -207,10 +205,7 @@ def qr_png(token: str) -> Any:
 @rule(*STAFF)
 def new_link(announcement_id: int) -> Any:
     """换一个链接: issue a new share token; the old link stops working."""
-    try:
-        ann = ann_svc.get(db(), announcement_id, g.user)
-    except NotFound as exc:
-        abort(404, description=message(exc))
+    ann = announcement_or_404(announcement_id)
     with transaction() as tx:
         svc.issue_new_token(db(), g.user, ann)
     if tx.ok:

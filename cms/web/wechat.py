@@ -9,13 +9,11 @@ from flask_babel import gettext as _
 
 from cms.models import Area, AreaKind, Role, WechatAccount, WechatArticle
 from cms.roles import REVIEWERS
-from cms.services import announcements as ann_svc
 from cms.services import wechat as wechat_svc
-from cms.services.errors import NotFound
 from cms.services.scope import Scope
 from cms.web.auth import rule
 from cms.web.db import db, transaction
-from cms.web.forms import form_id, message
+from cms.web.forms import announcement_or_404, form_id
 
 bp = Blueprint("wechat", __name__)
 
@@ -81,10 +79,7 @@ def accounts() -> Any:
 def _act(announcement_id: int, change: Any, done: str) -> Any:
     article_id = (request.view_args or {}).get("article_id")
     article = db().get(WechatArticle, article_id) if article_id is not None else None
-    try:
-        ann = ann_svc.get(db(), announcement_id, g.user)
-    except NotFound as exc:
-        abort(404, description=message(exc))
+    ann = announcement_or_404(announcement_id)
     if article is None or article.announcement_id != ann.id:
         abort(404)
     with transaction(missing=True) as tx:
