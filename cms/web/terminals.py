@@ -10,7 +10,6 @@ request is served. An idle poll of ``now.mp3`` is noted too, as the box's sign o
 
 from __future__ import annotations
 
-import re
 from datetime import date, datetime
 from typing import Any
 
@@ -43,7 +42,6 @@ from cms.web.sendfile import bytes_body, file_body, respond, zip_body
 
 bp = Blueprint("terminals", __name__)
 MP3 = "audio/mpeg"
-_SLOT = re.compile(r"([01][0-9]|2[0-3])([0-5][0-9])")
 
 
 keep_private(bp, "/t/")
