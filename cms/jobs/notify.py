@@ -20,12 +20,12 @@ from sqlalchemy.orm import Session
 from cms.channels import ChannelError, Notice
 from cms.db import rowcount, unit_of_work
 from cms.jobs.context import Context
-from cms.models import Alert, ChatAccount, Role, User
+from cms.models import Alert, ChatAccount, User
+from cms.roles import STAFF
 from cms.services.errors import Message
 
 log = logging.getLogger(__name__)
 
-OFFICER_ROLES = (Role.ADMIN, Role.EDITOR, Role.REVIEWER)
 FRESH_FOR = timedelta(hours=24)
 """Older unsent alerts stay on the dashboard only: a day-old alarm in a chat helps nobody."""
 TITLE = "大喇叭提醒"
@@ -59,7 +59,7 @@ def notify_alerts(ctx: Context) -> int:
         recipients = session.execute(
             select(ChatAccount.platform, ChatAccount.external_id)
             .join(User, User.id == ChatAccount.user_id)
-            .where(User.active, User.role.in_(OFFICER_ROLES))
+            .where(User.active, User.role.in_(STAFF))
         ).all()
         # Chats speak Chinese: the stored message is rendered from its Chinese msgid.
         return [(a.id, Message.loads(a.message).render()) for a in alerts], [

@@ -30,6 +30,7 @@ from cms.models import (
     get_setting,
     revision_area,
 )
+from cms.roles import EDITORS, REVIEWERS, STAFF
 from cms.services import audit, campaigns, share
 from cms.services import content as content_model
 from cms.services.content import (  # noqa: F401  (the limits, as other modules import them here)
@@ -60,11 +61,6 @@ STATUS_LABELS = {
 }
 PRIORITY_LABELS = {Priority.NORMAL: N_("普通"), Priority.URGENT: N_("紧急")}
 
-EDITORS = {Role.ADMIN, Role.EDITOR}
-REVIEWERS = {Role.ADMIN, Role.REVIEWER}
-WITHDRAWERS = {Role.ADMIN, Role.EDITOR, Role.REVIEWER}
-READERS = {Role.ADMIN, Role.EDITOR, Role.REVIEWER}
-
 
 def parse_content(
     session: Session, data: Mapping[str, Any], *, today: date, scope: Scope | None = None
@@ -84,7 +80,9 @@ def target_scope(user: User, ann: Announcement | None = None) -> Scope:
     return Scope.of(user)
 
 
-def _require(user: User, roles: set[Role], msgid: str, ann: Announcement | None = None) -> None:
+def _require(
+    user: User, roles: frozenset[Role], msgid: str, ann: Announcement | None = None
+) -> None:
     """``user`` has one of ``roles``, and ``ann`` (if given) is owned inside their area."""
     if ann is not None:
         Scope.of(user).announcement(ann, ann.id)
@@ -239,7 +237,7 @@ def reject(session: Session, user: User, ann: Announcement, comment: str) -> Non
 
 def withdraw(session: Session, user: User, ann: Announcement, reason: str = "") -> None:
     """Stop the announcement everywhere from now on."""
-    _require(user, WITHDRAWERS, N_("没有撤回公告的权限"), ann)
+    _require(user, STAFF, N_("没有撤回公告的权限"), ann)
     if ann.status is Status.WITHDRAWN:
         raise WorkflowError(N_("公告已经撤回"))
     errors = Errors()

@@ -44,10 +44,10 @@ from cms.models import (
     Program,
     Receipt,
     Revision,
-    Role,
     Status,
     User,
 )
+from cms.roles import EDITORS, STAFF
 from cms.services import audit, share
 from cms.services import content as content_model
 from cms.services.errors import N_, NotFound, PermissionDenied, WorkflowError
@@ -57,17 +57,10 @@ ADOPTED = "adopted"
 ADAPTED = "adapted"
 ADOPTION_LABELS = {ADOPTED: N_("照发"), ADAPTED: N_("改编")}
 
-ADOPTERS = {Role.ADMIN, Role.EDITOR, Role.REVIEWER}
-ADAPTERS = {Role.ADMIN, Role.EDITOR}
-
 
 def may_draft(user: User) -> bool:
     """Whether ``user`` may draft county campaigns: an editor or admin of a county."""
-    return (
-        user.role in {Role.ADMIN, Role.EDITOR}
-        and user.area is not None
-        and user.area.kind is AreaKind.COUNTY
-    )
+    return user.role in EDITORS and user.area is not None and user.area.kind is AreaKind.COUNTY
 
 
 def township_of(area: Area) -> Area | None:
@@ -227,7 +220,7 @@ def _take_up(
 
 def adopt(session: Session, user: User, campaign: Announcement, town: Area) -> Announcement:
     """The township broadcasts the county's approved campaign as is (no second review)."""
-    if user.role not in ADOPTERS:
+    if user.role not in STAFF:
         raise PermissionDenied(N_("只有编辑、审核员或管理员可以采用县级活动"))
     ann, rev = _take_up(session, user, campaign, town, ADOPTED)
     ann.approved_revision = rev
@@ -239,7 +232,7 @@ def adopt(session: Session, user: User, campaign: Announcement, town: Area) -> A
 
 def adapt(session: Session, user: User, campaign: Announcement, town: Area) -> Announcement:
     """The township starts its own draft from the county's approved campaign."""
-    if user.role not in ADAPTERS:
+    if user.role not in EDITORS:
         raise PermissionDenied(N_("只有编辑或管理员可以改编县级活动"))
     return _take_up(session, user, campaign, town, ADAPTED)[0]
 

@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from cms.models import Announcement, Recording, Role, Status, User
+from cms.models import Announcement, Recording, Status, User
+from cms.roles import EDITORS
 from cms.services import audit
 from cms.services.errors import (
     N_,
@@ -44,7 +45,6 @@ ALLOWED_SUFFIXES = {
     ".webm",
     ".3gp",
 }
-EDITORS = {Role.ADMIN, Role.EDITOR}
 
 
 def active(session: Session, ann: Announcement) -> Recording | None:

@@ -27,12 +27,12 @@ from cms.models import (
     ClipProfile,
     JobState,
     Revision,
-    Role,
     ShareDownload,
     Status,
     User,
     revision_area,
 )
+from cms.roles import STAFF
 from cms.services import audit, township
 from cms.services.errors import N_, PermissionDenied, WorkflowError
 from cms.settings import Settings
@@ -58,7 +58,6 @@ __all__ = [
 TOKEN_BYTES = 32
 # The token's alphabet (token_urlsafe); anything else in a URL is not a token.
 TOKEN_SHAPE = re.compile(r"[A-Za-z0-9_-]{20,64}")
-SHARERS = {Role.ADMIN, Role.EDITOR, Role.REVIEWER}
 # The office: each township's configured name, else "<township>宣传办" (cms.services.township).
 OFFICE = township.OFFICE
 OFFICE_ALONE = township.OFFICE_ALONE
@@ -82,7 +81,7 @@ def ensure_token(ann: Announcement) -> str:
 
 def issue_new_token(session: Session, user: User, ann: Announcement) -> str:
     """Replace the share link (换一个链接): the old link stops working at once."""
-    if user.role not in SHARERS:
+    if user.role not in STAFF:
         raise PermissionDenied(N_("没有更换分享链接的权限"))
     if not shareable(ann):
         raise WorkflowError(N_("只有审核通过且未撤回的公告可以分享"))

@@ -28,7 +28,8 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from cms.models import Announcement, NoticeTemplate, Role, User
+from cms.models import Announcement, NoticeTemplate, User
+from cms.roles import EDITORS
 from cms.services import airtime, announcements, audit, phones, township
 from cms.services.content import MAX_BODY
 from cms.services.errors import N_, Errors, NotFound, PermissionDenied, ValidationError
@@ -54,7 +55,6 @@ MAX_FIELDS = 20
 MAX_VALUE = 100
 MAX_AMOUNT = Decimal("10000000")
 WEEKDAYS = ("星期一", "星期二", "星期三", "星期四", "星期五", "星期六", "星期日")
-EDITORS = {Role.ADMIN, Role.EDITOR}
 
 
 class FieldKind(enum.StrEnum):

@@ -13,14 +13,14 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from cms import queue
-from cms.models import Area, AreaKind, ArticleState, Role, User, WechatAccount, WechatArticle
+from cms.models import Area, AreaKind, ArticleState, User, WechatAccount, WechatArticle
+from cms.roles import REVIEWERS
 from cms.services import audit
 from cms.services.errors import N_, Errors, NotFound, PermissionDenied, WorkflowError
 from cms.services.text import clean_text
 
 APP_ID = re.compile(r"wx[0-9a-f]{16}")
 APP_SECRET = re.compile(r"[0-9A-Za-z]{32}")
-PUBLISHERS = frozenset({Role.REVIEWER, Role.ADMIN})
 
 STATE_LABELS = {
     ArticleState.PENDING: N_("等待创建草稿"),
@@ -132,7 +132,7 @@ def articles_of(session: Session, announcement_id: int) -> list[WechatArticle]:
 
 
 def _article(session: Session, actor: User, article_id: int) -> WechatArticle:
-    if actor.role not in PUBLISHERS:
+    if actor.role not in REVIEWERS:
         raise PermissionDenied(N_("只有审核员和管理员可以发布到公众号"))
     article = session.get(WechatArticle, article_id)
     if article is None:

@@ -41,19 +41,11 @@ from cms.services.chats import PLATFORM_LABELS
 from cms.services.errors import N_, DomainError, Message, NotFound, ValidationError
 from cms.services.scope import Scope
 from cms.web.auth import remember_login, rule
-from cms.web.db import db, settings
+from cms.web.db import db, settings, transaction
 from cms.web.forms import field_errors, form_id, form_ids, int_arg, message, paginate
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 ADMIN = Role.ADMIN
-
-
-def _fail(exc: DomainError) -> None:
-    db().rollback()
-    if isinstance(exc, ValidationError):
-        flash("；".join(field_errors(exc).values()), "error")
-    else:
-        flash(message(exc), "error")
 
 
 @bp.route("/areas", methods=["GET", "POST"])
@@ -65,7 +57,7 @@ def areas() -> Any:
     if request.method == "POST":
         form = request.form.to_dict()
         parent_id = form_id("parent_id")
-        try:
+        with transaction() as tx:
             if parent_id is None and request.form.get("parent_id", "").strip():
                 raise ValidationError({"parent_id": Message(N_("请选择存在的区域"))})
             area_svc.create_area(
@@ -75,12 +67,10 @@ def areas() -> Any:
                 kind=form.get("kind", ""),
                 parent_id=parent_id,
             )
-            db().commit()
+        if tx.ok:
             flash(_("已添加区域“{name}”").format(name=form.get("name", "").strip()), "success")
             return redirect(url_for(".areas"))
-        except DomainError as exc:
-            _fail(exc)
-            status = 400
+        status = 400
     scope = Scope.of(g.user)
     return render_template(
         "admin/areas.html",
@@ -99,16 +89,15 @@ def area_update(area_id: int) -> Any:
         area = Scope.of(g.user).get_area(db(), area_id)
     except DomainError as exc:
         abort(404, description=message(exc))
-    try:
+    with transaction() as tx:
         if request.form.get("action") == "delete":
             area_svc.delete_area(db(), g.user, area)
-            flash(_("已删除"), "success")
+            done = _("已删除")
         else:
             area_svc.rename_area(db(), g.user, area, request.form.get("name", ""))
-            flash(_("已保存"), "success")
-        db().commit()
-    except DomainError as exc:
-        _fail(exc)
+            done = _("已保存")
+    if tx.ok:
+        flash(done, "success")
     return redirect(url_for(".areas"))
 
 
@@ -142,7 +131,7 @@ def outlet_edit(outlet_id: int | None = None) -> Any:
     errors: dict[str, str] = {}
     if request.method == "POST":
         form = request.form
-        try:
+        with transaction(catch=ValidationError, flash=False) as tx:
             saved = outlet_svc.save_outlet(
                 db(),
                 g.user,
@@ -163,12 +152,10 @@ def outlet_edit(outlet_id: int | None = None) -> Any:
                     select(User).where(User.id.in_(ids), User.role == Role.OPERATOR, scope.users())
                 )
             )
-            db().commit()
+        if tx.ok:
             flash(_("已保存"), "success")
             return redirect(url_for(".outlets"))
-        except ValidationError as exc:
-            db().rollback()
-            errors = field_errors(exc)
+        errors = tx.fields
         data = {
             "name": form.get("name", ""),
             "kind": form.get("kind", ""),
@@ -240,7 +227,7 @@ def users() -> Any:
     if request.method == "POST":
         form = request.form.to_dict()
         form.pop("password", None)
-        try:
+        with transaction(catch=ValidationError, flash=False) as tx:
             user_svc.create_user(
                 db(),
                 g.user,
@@ -250,12 +237,10 @@ def users() -> Any:
                 password=request.form.get("password", ""),
                 area_id=request.form.get("area_id", ""),
             )
-            db().commit()
+        if tx.ok:
             flash(_("已添加用户"), "success")
             return redirect(url_for(".users"))
-        except ValidationError as exc:
-            db().rollback()
-            errors = field_errors(exc)
+        errors = tx.fields
     scope = Scope.of(g.user)
     all_users = list(
         db().scalars(select(User).where(scope.users()).order_by(User.role, User.username))
@@ -279,7 +264,7 @@ def user_update(user_id: int) -> Any:
     user = db().get(User, user_id)
     if user is None or not Scope.of(g.user).has_user(user):
         abort(404)
-    try:
+    with transaction() as tx:
         user_svc.update_user(
             db(),
             g.user,
@@ -290,13 +275,11 @@ def user_update(user_id: int) -> Any:
             password=request.form.get("password", ""),
             area_id=request.form.get("area_id"),
         )
-        db().commit()
+    if tx.ok:
         if user.id == g.user.id:
             # A new password ends the admin's other sessions, not the one that set it.
             remember_login(user)
         flash(_("已保存"), "success")
-    except DomainError as exc:
-        _fail(exc)
     return redirect(url_for(".users"))
 
 
@@ -307,8 +290,8 @@ def user_unlock(user_id: int) -> Any:
     user = db().get(User, user_id)
     if user is None or not Scope.of(g.user).has_user(user):
         abort(404)
-    user_svc.unlock(db(), g.user, user)
-    db().commit()
+    with transaction(catch=()):
+        user_svc.unlock(db(), g.user, user)
     flash(_("已解除“{name}”的登录锁定").format(name=user.username), "success")
     return redirect(url_for(".users"))
 
@@ -329,14 +312,12 @@ def topics() -> Any:
         # The box counts only where the form shows it (``active_shown``): a rename sent
         # without it keeps the topic's state.
         active = "active" in request.form if request.form.get("active_shown") else None
-        try:
+        with transaction() as tx:
             topic_svc.save_topic(
                 db(), g.user, topic, name=request.form.get("name", ""), active=active
             )
-            db().commit()
+        if tx.ok:
             flash(_("已保存"), "success")
-        except DomainError as exc:
-            _fail(exc)
         return redirect(url_for(".topics"))
     return render_template(
         "admin/topics.html",
@@ -359,7 +340,7 @@ def settings_page() -> Any:
         area = township.scoped_area(db(), g.user, None)  # the office's own values
     if request.method == "POST" and not errors:
         form = {key: request.form[key] for key in township.KEYS if key in request.form}
-        try:
+        with transaction(catch=ValidationError, flash=False) as tx:
             township.save(db(), g.user, area, form, engines=_engines())
             if area is None:
                 allow = "allow_self_approval" in request.form
@@ -373,12 +354,10 @@ def settings_page() -> Any:
                 elif row.value != allow:
                     row.value = allow
                 record(db(), g.user, "setting.update", None, key=SELF_APPROVAL_SETTING, value=allow)
-            db().commit()
+        if tx.ok:
             flash(_("已保存"), "success")
             return redirect(url_for(".settings_page", area_id=area.id if area else None))
-        except ValidationError as exc:
-            db().rollback()
-            errors = field_errors(exc)
+        errors = tx.fields
     elif request.method == "POST":
         form = {key: request.form[key] for key in township.KEYS if key in request.form}
     defaults = township.env_defaults(settings())
@@ -438,14 +417,13 @@ def tokens() -> Any:
     new_token = None
     scope = Scope.of(g.user)
     if request.method == "POST":
-        try:
+        with transaction() as tx:
             if request.form.get("action") == "revoke":
                 token_id = form_id("token_id") or 0
                 row = db().get(ApiToken, token_id)
                 if row is not None and not scope.has_user(row.user):
                     raise NotFound(N_("令牌不存在"))
                 user_svc.revoke_api_token(db(), g.user, token_id)
-                flash(_("令牌已吊销"), "success")
             else:
                 owner = user_svc.get_user_by_name(db(), request.form.get("username", ""))
                 if not scope.has_user(owner):
@@ -453,13 +431,8 @@ def tokens() -> Any:
                 new_token = user_svc.issue_api_token(
                     db(), g.user, owner, request.form.get("label", "")
                 )
-            db().commit()
-        except ValidationError as exc:
-            db().rollback()
-            flash("；".join(field_errors(exc).values()), "error")
-        except DomainError as exc:
-            db().rollback()
-            flash(message(exc), "error")
+        if tx.ok and request.form.get("action") == "revoke":
+            flash(_("令牌已吊销"), "success")
     rows = list(
         db().scalars(
             select(ApiToken)

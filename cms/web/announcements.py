@@ -11,8 +11,9 @@ from flask_babel import gettext as _
 from sqlalchemy import select
 
 from audio.voices import VOICES
-from cms.models import Airtime, Announcement, Area, Revision, Role, Status
+from cms.models import Airtime, Announcement, Area, Revision, Status
 from cms.publishers import TITLE_CHARS, short_title
+from cms.roles import EDITORS, REVIEWERS, STAFF
 from cms.services import airtime, breakin, township
 from cms.services import announcements as svc
 from cms.services import campaigns as campaigns_svc
@@ -21,17 +22,17 @@ from cms.services import speech as speech_svc
 from cms.services import wechat as wechat_svc
 from cms.services.audit import ACTION_LABELS
 from cms.services.content import MAX_AREA_IDS
-from cms.services.errors import DomainError, NotFound, ValidationError
+from cms.services.errors import NotFound
 from cms.services.scope import Scope
 from cms.services.text import parse_date, parse_id
 from cms.services.topics import all_topics
 from cms.web import today
-from cms.web.auth import STAFF, rule
-from cms.web.db import db, lock_released, read_only, settings
+from cms.web.auth import rule
+from cms.web.db import db, lock_released, read_only, settings, transaction
 from cms.web.forms import (
     announcement_form_data,
     announcement_form_values,
-    field_errors,
+    announcement_or_404,
     int_arg,
     message,
     paginate,
@@ -39,19 +40,8 @@ from cms.web.forms import (
 from cms.web.share import panel as share_panel
 
 bp = Blueprint("announcements", __name__, url_prefix="/announcements")
-EDITORS = (Role.ADMIN, Role.EDITOR)
-REVIEWERS = (Role.ADMIN, Role.REVIEWER)
 PER_PAGE = 20
 PLATFORMS = reach_svc.PLATFORM_LABELS
-
-
-def _get(announcement_id: int) -> Announcement:
-    try:
-        return svc.get(db(), announcement_id, g.user)
-    except NotFound as exc:
-        from flask import abort
-
-        abort(404, description=message(exc))
 
 
 def _now() -> datetime:
@@ -204,24 +194,17 @@ def create() -> Any:
     if request.method == "POST":
         data = announcement_form_data()
         campaign = request.form.get("campaign") == "1"
-        try:
+        with transaction(flash=False) as tx:
             ann = svc.create(db(), g.user, data, today=day, campaign=campaign)
             if request.form.get("action") == "submit":
                 _submit(ann)
-            db().commit()
-        except ValidationError as exc:
-            db().rollback()
+        if not tx.ok:
+            if not tx.fields:
+                flash(tx.message, "error")
             return render_template(
                 "announcements/form.html",
-                **_form_context(data=data, errors=field_errors(exc), ann=None, campaign=campaign),
-            ), 400
-        except DomainError as exc:
-            db().rollback()
-            flash(message(exc), "error")
-            return render_template(
-                "announcements/form.html",
-                **_form_context(data=data, errors={}, ann=None, campaign=campaign),
-            ), 403
+                **_form_context(data=data, errors=tx.fields, ann=None, campaign=campaign),
+            ), (400 if tx.fields else 403)
         flash(_("已保存") if ann.status.value == "draft" else _("已提交审核"), "success")
         return redirect(url_for(".show", announcement_id=ann.id))
     start, end = svc.default_window(day)
@@ -248,26 +231,19 @@ def create() -> Any:
 @rule(*EDITORS)
 def edit(announcement_id: int) -> Any:
     """Edit an announcement: saves a new revision."""
-    ann = _get(announcement_id)
+    ann = announcement_or_404(announcement_id)
     if request.method == "POST":
         data = announcement_form_data()
-        try:
+        with transaction(flash=False) as tx:
             svc.update(db(), g.user, ann, data, today=today(settings()))
             if request.form.get("action") == "submit":
                 _submit(ann)
-            db().commit()
-        except ValidationError as exc:
-            db().rollback()
+        if not tx.ok:
+            if not tx.fields:
+                flash(tx.message, "error")
             return render_template(
-                "announcements/form.html",
-                **_form_context(data=data, errors=field_errors(exc), ann=ann),
-            ), 400
-        except DomainError as exc:
-            db().rollback()
-            flash(message(exc), "error")
-            return render_template(
-                "announcements/form.html", **_form_context(data=data, errors={}, ann=ann)
-            ), 409
+                "announcements/form.html", **_form_context(data=data, errors=tx.fields, ann=ann)
+            ), (400 if tx.fields else 409)
         flash(_("已保存为第 {n} 版").format(n=ann.current.number), "success")
         return redirect(url_for(".show", announcement_id=ann.id))
     if ann.status.value in {"in_review", "withdrawn"}:
@@ -284,7 +260,7 @@ def show(announcement_id: int) -> Any:
     """One announcement: content, state, actions and history."""
     from cms.services import recordings
 
-    ann = _get(announcement_id)
+    ann = announcement_or_404(announcement_id)
     from sqlalchemy import select
 
     from cms.models import AuditLog
@@ -335,9 +311,9 @@ def show(announcement_id: int) -> Any:
 
 
 def _transition(announcement_id: int, action: str) -> Any:
-    ann = _get(announcement_id)
+    ann = announcement_or_404(announcement_id)
     comment = request.form.get("comment", "")
-    try:
+    with transaction() as tx:
         match action:
             case "submit":
                 _submit(ann)
@@ -350,14 +326,7 @@ def _transition(announcement_id: int, action: str) -> Any:
                 svc.reject(db(), g.user, ann, comment)
             case "withdraw":
                 svc.withdraw(db(), g.user, ann, comment)
-        db().commit()
-    except ValidationError as exc:
-        db().rollback()
-        flash("；".join(field_errors(exc).values()), "error")
-        return redirect(url_for(".show", announcement_id=announcement_id))
-    except DomainError as exc:
-        db().rollback()
-        flash(message(exc), "error")
+    if not tx.ok:
         return redirect(url_for(".show", announcement_id=announcement_id))
     done = {
         "submit": _("已提交审核"),
@@ -409,12 +378,12 @@ def recording(announcement_id: int) -> Any:
     from audio.render import Renderer
     from cms.services import recordings
 
-    ann = _get(announcement_id)
+    ann = announcement_or_404(announcement_id)
     config = settings()
-    try:
+    with transaction() as tx:
         if request.form.get("action") == "remove":
             recordings.remove_recording(db(), g.user, ann)
-            flash(_("已改回合成语音"), "success")
+            done = _("已改回合成语音")
         else:
             upload = request.files.get("recording")
             if upload is None or not upload.filename:
@@ -438,16 +407,9 @@ def recording(announcement_id: int) -> Any:
                     renderer=renderer,
                     directory=config.data_dir / "recordings",
                 )
-            flash(
-                _("录音已上传（{s} 秒），将代替合成语音").format(s=round(row.duration)), "success"
-            )
-        db().commit()
-    except ValidationError as exc:
-        db().rollback()
-        flash("；".join(field_errors(exc).values()), "error")
-    except DomainError as exc:
-        db().rollback()
-        flash(message(exc), "error")
+            done = _("录音已上传（{s} 秒），将代替合成语音").format(s=round(row.duration))
+    if tx.ok:
+        flash(done, "success")
     return redirect(url_for(".show", announcement_id=ann.id))
 
 
@@ -485,7 +447,7 @@ def review_queue() -> Any:
 @rule(*STAFF)
 def revisions(announcement_id: int) -> Any:
     """Revision history with a diff between any two revisions."""
-    ann = _get(announcement_id)
+    ann = announcement_or_404(announcement_id)
     numbers = [r.number for r in ann.revisions]
     new_n = int_arg("new", numbers[-1]) or numbers[-1]
     old_n = int_arg("old", max(1, new_n - 1)) or 1

@@ -26,6 +26,7 @@ from flask_babel import gettext as _
 
 from cms.db import unit_of_work
 from cms.models import Role, User
+from cms.roles import ANY_USER
 from cms.services import users
 from cms.services.errors import DomainError
 from cms.settings import Settings
@@ -36,8 +37,6 @@ bp = Blueprint("auth", __name__)
 
 F = TypeVar("F", bound=Callable[..., Any])
 PUBLIC = "public"
-ANY_USER = frozenset(Role)
-STAFF = frozenset({Role.ADMIN, Role.EDITOR, Role.REVIEWER})
 # The cookie's last-seen time moves at most this often, so that most requests set no cookie.
 SEEN_RESOLUTION_S = 60
 

@@ -20,14 +20,13 @@ from flask_babel import gettext as _
 from sqlalchemy import func, select
 
 from cms.models import Announcement, BreakIn, BreakInOutlet, Outlet, Role
+from cms.roles import OPERATORS, REVIEWERS, STAFF
 from cms.services import breakin as svc
 from cms.services import operators as operator_svc
-from cms.services.errors import DomainError, ValidationError
 from cms.services.scope import Scope
-from cms.web.auth import PUBLIC, STAFF, rule
-from cms.web.db import db, settings
+from cms.web.auth import PUBLIC, rule
+from cms.web.db import db, settings, transaction
 from cms.web.downloads import download_log
-from cms.web.forms import field_errors, message
 from cms.web.sendfile import bytes_body, file_body, respond, served_from_start
 
 bp = Blueprint("breakins", __name__)
@@ -134,12 +133,9 @@ def _copy_of(break_in_id: int, outlet_id: int) -> BreakInOutlet:
 
 
 def _played(copy: BreakInOutlet, user: Any, via: str) -> None:
-    try:
+    with transaction() as tx:
         created = svc.mark_played(db(), user, copy, via, _now())
-        db().commit()
-    except DomainError as exc:
-        db().rollback()
-        flash(message(exc), "error")
+    if not tx.ok:
         return
     flash(_("已确认播放紧急插播，谢谢！") if created else _("这次插播已经确认过了"), "success")
 
@@ -154,7 +150,7 @@ def _my_copy(copy_id: int) -> BreakInOutlet:
 
 
 @bp.get("/operator/breakins/<int(max=2147483647):copy_id>.mp3")
-@rule(Role.OPERATOR, Role.ADMIN)
+@rule(*OPERATORS)
 def my_copy_mp3(copy_id: int) -> Any:
     """A break-in's insert for one of the operator's outlets."""
     copy = _my_copy(copy_id)
@@ -165,7 +161,7 @@ def my_copy_mp3(copy_id: int) -> Any:
 
 
 @bp.post("/operator/breakins/<int(max=2147483647):copy_id>/played")
-@rule(Role.OPERATOR, Role.ADMIN)
+@rule(*OPERATORS)
 def my_copy_played(copy_id: int) -> Any:
     """已播放, logged in."""
     _played(_my_copy(copy_id), g.user, "web")
@@ -199,18 +195,18 @@ def index() -> Any:
         counts=counts,
         today=_today(),
         rules=svc.RULES,
-        may_end=g.user.role in svc.STARTERS,
+        may_end=g.user.role in REVIEWERS,
     )
 
 
 @bp.post("/breakins/start/<int(max=2147483647):announcement_id>")
-@rule(Role.REVIEWER, Role.ADMIN)
+@rule(*REVIEWERS)
 def start(announcement_id: int) -> Any:
     """Start a break-in of an approved urgent notice (or, for admins, under the emergency rule)."""
     ann = db().get(Announcement, announcement_id)
     if ann is None or not Scope.of(g.user).contains(ann.area):
         abort(404)
-    try:
+    with transaction() as tx:
         svc.start(
             db(),
             g.user,
@@ -220,30 +216,19 @@ def start(announcement_id: int) -> Any:
             now=_now(),
             reason=request.form.get("reason", ""),
         )
-        db().commit()
-    except ValidationError as exc:
-        db().rollback()
-        flash("；".join(field_errors(exc).values()), "error")
-        return redirect(url_for("announcements.show", announcement_id=announcement_id))
-    except DomainError as exc:
-        db().rollback()
-        flash(message(exc), "error")
+    if not tx.ok:
         return redirect(url_for("announcements.show", announcement_id=announcement_id))
     flash(_("已开始立即插播：各广播点的插播音频正在生成"), "success")
     return redirect(url_for(".index"))
 
 
 @bp.post("/breakins/<int(max=2147483647):break_in_id>/end")
-@rule(Role.REVIEWER, Role.ADMIN)
+@rule(*REVIEWERS)
 def end(break_in_id: int) -> Any:
     """End a break-in: boxes go quiet and the banners go."""
-    try:
+    with transaction() as tx:
         row: BreakIn = svc.get(db(), break_in_id, g.user)
         svc.end(db(), g.user, row, _now())
-        db().commit()
-    except DomainError as exc:
-        db().rollback()
-        flash(message(exc), "error")
-        return redirect(url_for(".index"))
-    flash(_("插播已结束"), "success")
+    if tx.ok:
+        flash(_("插播已结束"), "success")
     return redirect(url_for(".index"))

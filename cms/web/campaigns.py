@@ -11,15 +11,16 @@ from flask_babel import gettext as _
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
-from cms.models import Announcement, Area, AreaKind, Role
+from cms.models import Announcement, Area, AreaKind
+from cms.roles import EDITORS, STAFF
 from cms.services import campaigns as svc
 from cms.services.announcements import STATUS_LABELS
-from cms.services.errors import N_, DomainError, NotFound
+from cms.services.errors import N_, NotFound
 from cms.services.scope import Scope
 from cms.services.text import printable
 from cms.web import today
-from cms.web.auth import STAFF, rule
-from cms.web.db import db, settings
+from cms.web.auth import rule
+from cms.web.db import db, settings, transaction
 from cms.web.forms import form_id, message
 from cms.web.operators import neutralise
 from cms.web.sendfile import content_disposition
@@ -137,22 +138,17 @@ def _take(campaign_id: int, how: str) -> Any:
         flash(_("请选择乡镇"), "error")
         return redirect(url_for(".show", campaign_id=camp.id))
     try:
-        if how == "adopt":
-            copy = svc.adopt(db(), g.user, camp, town)
-        else:
-            copy = svc.adapt(db(), g.user, camp, town)
-        db().commit()
-    except NotFound as exc:
-        db().rollback()
-        abort(404, description=message(exc))
-    except DomainError as exc:
-        db().rollback()
-        flash(message(exc), "error")
-        return redirect(url_for(".show", campaign_id=camp.id))
+        with transaction(missing=True) as tx:
+            if how == "adopt":
+                copy = svc.adopt(db(), g.user, camp, town)
+            else:
+                copy = svc.adapt(db(), g.user, camp, town)
     except IntegrityError:
         # Two officers of the township took it up at the same moment: one copy per township.
         db().rollback()
         flash(_("本乡镇已经采用或改编过这个县级活动"), "error")
+        return redirect(url_for(".show", campaign_id=camp.id))
+    if not tx.ok:
         return redirect(url_for(".show", campaign_id=camp.id))
     if how == "adopt":
         flash(_("已照发：县里审核通过的内容将在本乡镇播出"), "success")
@@ -162,14 +158,14 @@ def _take(campaign_id: int, how: str) -> Any:
 
 
 @bp.post("/<int:campaign_id>/adopt")
-@rule(Role.ADMIN, Role.EDITOR, Role.REVIEWER)
+@rule(*STAFF)
 def adopt(campaign_id: int) -> Any:
     """Adopt the county's approved campaign as is (no second review)."""
     return _take(campaign_id, "adopt")
 
 
 @bp.post("/<int:campaign_id>/adapt")
-@rule(Role.ADMIN, Role.EDITOR)
+@rule(*EDITORS)
 def adapt(campaign_id: int) -> Any:
     """Start the township's own adaptation of the campaign (a draft for township review)."""
     return _take(campaign_id, "adapt")

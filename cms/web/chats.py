@@ -15,7 +15,7 @@ from cms.services import chats as chat_svc
 from cms.services.errors import N_, DomainError, NotFound, ValidationError
 from cms.services.scope import Scope
 from cms.web.auth import rule
-from cms.web.db import db, settings
+from cms.web.db import db, settings, transaction
 from cms.web.forms import field_errors, form_id, message
 
 ADMIN_UNBOUND = N_("管理员在后台解除绑定")
@@ -75,13 +75,10 @@ def binding_code() -> Any:
     if area_id is None:
         flash(_("请选择区域"), "error")
         return _page(400)
-    try:
+    with transaction() as tx:
         area = Scope.of(g.user).get_area(db(), area_id)
         code = chat_svc.create_binding_code(db(), g.user, area)
-        db().commit()
-    except DomainError as exc:
-        db().rollback()
-        flash(message(exc), "error")
+    if not tx.ok:
         return _page(400)
     return _page(new_code=code, code_area=area_svc.full_name(db(), area))
 
@@ -95,12 +92,9 @@ def link_code() -> Any:
     if user is None or not Scope.of(g.user).has_user(user):
         flash(_("请选择用户"), "error")
         return _page(400)
-    try:
+    with transaction() as tx:
         code = chat_svc.create_link_code(db(), g.user, user)
-        db().commit()
-    except DomainError as exc:
-        db().rollback()
-        flash(message(exc), "error")
+    if not tx.ok:
         return _page(400)
     return _page(new_link_code=code, link_user=user)
 
@@ -109,14 +103,11 @@ def link_code() -> Any:
 @rule(ADMIN)
 def unbind(chat_group_id: int) -> Any:
     """Stop posting to a chat."""
-    try:
+    with transaction() as tx:
         chat = _chat(chat_group_id)
         chat_svc.unbind_chat(db(), g.user, chat, ADMIN_UNBOUND)
-        db().commit()
+    if tx.ok:
         flash(_("已解除绑定"), "success")
-    except DomainError as exc:
-        db().rollback()
-        flash(message(exc), "error")
     return redirect(url_for(".index"))
 
 
@@ -132,7 +123,7 @@ def bind_robot() -> Any:
     area_id = form_id("area_id")
     if area_id is None:
         errors["area_id"] = _("请选择区域")
-    try:
+    with transaction(flash=False) as tx:
         hook_errors: dict[str, str] = {}
         try:
             chat_svc.validate_webhook(
@@ -158,10 +149,8 @@ def bind_robot() -> Any:
             title=form["title"],
             allow_local=settings().allow_local_webhooks,
         )
-        db().commit()
-    except DomainError as exc:
-        db().rollback()
-        return _page(400, robot_form=form, robot_errors={"form": message(exc)})
+    if not tx.ok:
+        return _page(400, robot_form=form, robot_errors={"form": tx.message})
     flash(
         _("已绑定机器人“{title}”到 {area}。可以点“发送测试消息”试一下。").format(
             title=chat.title or chat.chat_id, area=area_svc.full_name(db(), area)
@@ -183,14 +172,14 @@ def test_message(chat_group_id: int) -> Any:
     if chat.platform not in chat_svc.ROBOT_PLATFORMS:
         flash(_("只有群机器人可以发送测试消息"), "error")
         return _page(400)
-    answer = chat_svc.send_test_message(
-        db(),
-        g.user,
-        chat,
-        load_channel(settings(), chat.platform),
-        allow_local=settings().allow_local_webhooks,
-    )
-    db().commit()
+    with transaction(catch=()):
+        answer = chat_svc.send_test_message(
+            db(),
+            g.user,
+            chat,
+            load_channel(settings(), chat.platform),
+            allow_local=settings().allow_local_webhooks,
+        )
     return _page(
         200 if answer.ok else 502,
         test_chat_id=chat.id,

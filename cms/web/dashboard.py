@@ -10,12 +10,13 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import selectinload
 
 from cms.models import Announcement, ChatGroup, Delivery, Role, Status
+from cms.roles import ANY_USER
 from cms.services import alerts as alerts_svc
 from cms.services import announcements as svc
 from cms.services import reach as reach_svc
 from cms.services.scope import Scope
 from cms.web import today
-from cms.web.auth import ANY_USER, rule
+from cms.web.auth import rule
 from cms.web.db import db, settings
 
 bp = Blueprint("dashboard", __name__)

@@ -1,5 +1,10 @@
 """The per-request database session, owned by the request (commit at the edge).
 
+Every view that writes commits one way: inside ``with transaction() as tx:`` (a page, which
+shows a domain error as the user's message) or under ``@commits`` (the API, whose error
+handlers answer domain errors). Either commits when the work succeeds and rolls back on a
+domain error (:mod:`cms.services.errors`).
+
 A request that may change something (any method but GET, HEAD and OPTIONS, unless its
 view is marked :func:`read_only`) gets a session whose transactions begin IMMEDIATE on
 SQLite: it takes the writer lock before its first read, waits for it under the busy
@@ -9,16 +14,20 @@ through the one retry policy of :mod:`cms.db`. Every other request reads only.
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from types import TracebackType
 from typing import Any, TypeVar
 
-from flask import current_app, g, request
+from flask import abort, current_app, flash, g, request
+from flask_babel import gettext as _
 from sqlalchemy.orm import Session
 
 from cms.db import RETRY, labelled
 from cms.disk import is_disk_full
+from cms.services.errors import DomainError, NotFound, ValidationError
 from cms.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -62,17 +71,6 @@ def _begin(session: Session) -> None:
         raise
 
 
-def commit_then_read() -> None:
-    """Commit the request's writes; what it does afterwards (building its answer) only reads.
-
-    Those reads run in a read transaction: a write session's next transaction would begin
-    IMMEDIATE and queue for SQLite's writer lock again, only to load the answer's rows.
-    """
-    session = db()
-    session.commit()
-    session.bind = current_app.extensions["dalaba.sessions"].kw["bind"]
-
-
 @contextmanager
 def lock_released() -> Iterator[None]:
     """Slow work in a request that writes (audio, a file, a child process), without holding
@@ -113,3 +111,86 @@ def commit_bookkeeping(what: str) -> bool:
         log.warning("%s not saved: the disk is full", what)
         return False
     return True
+
+
+class transaction:  # lower case: it reads as a verb, like contextlib.suppress
+    """Commit the request's writes when the block succeeds; on a domain error, roll back and
+    keep the error to show in the user's language.
+
+    ``catch`` names the domain errors the page answers itself (any other propagates, as does
+    every other exception). With ``flash`` (the default) a caught error is flashed at once;
+    with ``missing`` a caught :class:`NotFound` answers 404 with its message. After the
+    block, ``tx.ok`` says whether it committed, and ``tx.error``, ``tx.message`` and
+    ``tx.fields`` what went wrong::
+
+        with transaction() as tx:
+            svc.save(db(), g.user, ...)
+        if tx.ok:
+            flash(_("已保存"), "success")
+    """
+
+    def __init__(
+        self,
+        *,
+        catch: type[DomainError] | tuple[type[DomainError], ...] = DomainError,
+        flash: bool = True,
+        missing: bool = False,
+    ) -> None:
+        self.catch = catch
+        self.flash = flash
+        self.missing = missing
+        self.error: DomainError | None = None
+
+    def __enter__(self) -> transaction:
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool:
+        if exc is None:
+            db().commit()
+            return False
+        if not isinstance(exc, DomainError):
+            return False  # the app's error handlers (disk full, database busy) take it
+        db().rollback()
+        if self.missing and isinstance(exc, NotFound):
+            abort(404, description=exc.message.render(_))
+        if not isinstance(exc, self.catch):
+            return False
+        self.error = exc
+        if self.flash:
+            flash(self.text, "error")
+        return True
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+    @property
+    def message(self) -> str:
+        """The error's message in the reader's language ("" when there was none)."""
+        return self.error.message.render(_) if self.error is not None else ""
+
+    @property
+    def fields(self) -> dict[str, str]:
+        """Each invalid field's message, for a form shown again (empty for other errors)."""
+        return self.error.render(_) if isinstance(self.error, ValidationError) else {}
+
+    @property
+    def text(self) -> str:
+        """What one line says: every field's message, or the error's."""
+        return "；".join(self.fields.values()) if self.fields else self.message
+
+
+def commits(view: F) -> F:
+    """Run the whole view as one transaction; domain errors go on to the blueprint's handlers."""
+
+    @functools.wraps(view)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        with transaction(catch=()):
+            return view(*args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]

@@ -6,13 +6,15 @@ import enum
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from flask import abort, request
+from flask import abort, g, request
 from flask_babel import gettext as _
 from sqlalchemy import Select, func, select
 
+from cms.models import Announcement
+from cms.services import announcements
 from cms.services import content as model
 from cms.services.content import Content, Kind
-from cms.services.errors import DomainError, Message, ValidationError, audio_message
+from cms.services.errors import DomainError, Message, NotFound, ValidationError, audio_message
 from cms.services.text import parse_id, parse_int
 from cms.web.db import db
 
@@ -36,6 +38,14 @@ def audio_text(source: AudioError | Reason) -> str:
 def stored_text(stored: str | None) -> str | None:
     """A stored message (``Message.dumps``, e.g. a clip's fallback reason) in the reader's language."""
     return None if stored is None else Message.loads(stored).render(_)
+
+
+def announcement_or_404(announcement_id: int) -> Announcement:
+    """The announcement, when the user may see it; else a 404 that says why."""
+    try:
+        return announcements.get(db(), announcement_id, g.user)
+    except NotFound as exc:
+        abort(404, description=message(exc))
 
 
 def int_arg(name: str, default: int | None = None, *, lo: int = 1, hi: int = 10**9) -> int | None:

@@ -22,6 +22,7 @@ from flask import Blueprint, Response, abort, g, render_template, request
 from flask_babel import gettext as _
 
 from cms.models import AreaKind
+from cms.roles import STAFF
 from cms.services import breakin as breakin_svc
 from cms.services import ledger as svc
 from cms.services import terminals as terminal_svc
@@ -29,7 +30,7 @@ from cms.services.chats import PLATFORM_LABELS
 from cms.services.errors import NotFound
 from cms.services.scope import Scope
 from cms.services.text import parse_id, printable
-from cms.web.auth import STAFF, rule
+from cms.web.auth import rule
 from cms.web.db import db, settings
 from cms.web.sendfile import content_disposition
 

@@ -7,16 +7,17 @@ from typing import Any
 from flask import Blueprint, abort, flash, g, redirect, render_template, request, url_for
 from flask_babel import gettext as _
 
-from cms.models import NoticeTemplate, Role
+from cms.models import NoticeTemplate
+from cms.roles import EDITORS, STAFF
 from cms.services import announcements as ann_svc
 from cms.services import templates as svc
 from cms.services import township
-from cms.services.errors import DomainError, NotFound, ValidationError
+from cms.services.errors import NotFound, ValidationError
 from cms.services.scope import Scope
 from cms.web import today
-from cms.web.auth import STAFF, rule
-from cms.web.db import db, settings
-from cms.web.forms import field_errors, message
+from cms.web.auth import rule
+from cms.web.db import db, settings, transaction
+from cms.web.forms import message
 
 bp = Blueprint("notice_templates", __name__, url_prefix="/templates")
 
@@ -46,7 +47,7 @@ def index() -> Any:
         "notice_templates/index.html",
         templates=svc.available(db(), g.user),
         own=[t for t in svc.available(db(), g.user, include_disabled=True) if t.editable],
-        may_edit=g.user.role in svc.EDITORS,
+        may_edit=g.user.role in EDITORS,
     )
 
 
@@ -61,7 +62,7 @@ def _row(template_id: int) -> NoticeTemplate:
 
 @bp.route("/new", methods=["GET", "POST"])
 @bp.route("/<int:template_id>/edit", methods=["GET", "POST"])
-@rule(Role.ADMIN, Role.EDITOR)
+@rule(*EDITORS)
 def edit(template_id: int | None = None) -> Any:
     """Add a template for this office, or change or disable one of its own."""
     row = _row(template_id) if template_id is not None else None
@@ -72,26 +73,23 @@ def edit(template_id: int | None = None) -> Any:
     )
     if request.method == "POST":
         data = {k: request.form.get(k, "") for k in ("name", "title", "body")}
-        try:
+        with transaction(flash=False) as tx:
             saved = svc.save(
                 db(), g.user, row, **data, active=request.form.get("action") != "disable"
             )
-            db().commit()
-        except ValidationError as exc:
-            db().rollback()
+        if tx.fields:
             return render_template(
-                "notice_templates/edit.html", row=row, data=data, errors=field_errors(exc)
+                "notice_templates/edit.html", row=row, data=data, errors=tx.fields
             ), 400
-        except DomainError as exc:
-            db().rollback()
-            abort(403, description=message(exc))
+        if not tx.ok:
+            abort(403, description=tx.message)
         flash(_("模板已停用") if not saved.active else _("模板已保存"), "success")
         return redirect(url_for(".index"))
     return render_template("notice_templates/edit.html", row=row, data=data, errors={})
 
 
 @bp.route("/use/<key>", methods=["GET", "POST"])
-@rule(Role.ADMIN, Role.EDITOR)
+@rule(*EDITORS)
 def use(key: str) -> Any:
     """Fill a template in: a new draft, then the normal review."""
     try:
@@ -113,14 +111,12 @@ def use(key: str) -> Any:
             "repeats": 2,
             "voice": township.default_voice(db(), office),
         }
-        try:
+        with transaction(catch=ValidationError, flash=False) as tx:
             ann = svc.draft_from(db(), g.user, template, values, content, today=day)
-            db().commit()
-        except ValidationError as exc:
-            db().rollback()
+        if not tx.ok:
             return render_template(
                 "notice_templates/use.html",
-                **_use_context(template, {**content, "fields": values}, field_errors(exc)),
+                **_use_context(template, {**content, "fields": values}, tx.fields),
             ), 400
         flash(_("已按模板生成草稿：请检查内容，然后提交审核"), "success")
         return redirect(url_for("announcements.show", announcement_id=ann.id))

@@ -9,11 +9,12 @@ from flask_babel import force_locale, format_date
 from flask_babel import gettext as _
 from markupsafe import Markup
 
+from cms.roles import STAFF
 from cms.services import airtime
 from cms.services import announcements as ann_svc
 from cms.services import notices as svc
 from cms.services.errors import NotFound
-from cms.web.auth import STAFF, rule
+from cms.web.auth import rule
 from cms.web.db import db, settings
 from cms.web.downloads import download_log
 from cms.web.forms import message

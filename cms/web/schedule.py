@@ -39,6 +39,7 @@ from cms.models import (
     Revision,
     Role,
 )
+from cms.roles import ANY_USER, STAFF
 from cms.services import airtime, township
 from cms.services import announcements as ann_svc
 from cms.services import budget as budget_svc
@@ -49,7 +50,7 @@ from cms.services import share as share_svc
 from cms.services import speech as speech_svc
 from cms.services import terminals as terminal_svc
 from cms.services.days import Outcome
-from cms.services.errors import NotFound, ValidationError, WorkflowError
+from cms.services.errors import ValidationError, WorkflowError
 from cms.services.labels import ENGINE_LABELS, JOB_LABELS
 from cms.services.scope import Scope
 from cms.services.text import (
@@ -62,9 +63,9 @@ from cms.services.text import (
     parse_int,
 )
 from cms.web import today
-from cms.web.auth import ANY_USER, STAFF, local_url, rule
-from cms.web.db import db, read_only, settings
-from cms.web.forms import audio_text, field_errors, int_arg, message, paginate
+from cms.web.auth import local_url, rule
+from cms.web.db import db, read_only, settings, transaction
+from cms.web.forms import announcement_or_404, audio_text, field_errors, int_arg, paginate
 from cms.web.sendfile import file_body, respond
 
 log = logging.getLogger(__name__)
@@ -141,16 +142,9 @@ def _in_scope(model: Any, row_id: int, inside: Any) -> None:
 
 def _act(change: Callable[[], object], done: str) -> Any:
     """Run one audited change; commit and say so, or say why not (404 when the row is gone)."""
-    try:
+    with transaction(catch=WorkflowError, missing=True) as tx:
         change()
-    except NotFound as exc:
-        db().rollback()
-        abort(404, description=message(exc))
-    except WorkflowError as exc:
-        db().rollback()
-        flash(message(exc), "error")
-    else:
-        db().commit()
+    if tx.ok:
         flash(done, "info")
     return _back(url_for("schedule.status"))
 
@@ -206,10 +200,7 @@ def resolve_alert(alert_id: int) -> Any:
 @rule(*STAFF)
 def renders(announcement_id: int) -> Any:
     """An announcement's renders, the programs it is in and its chat deliveries."""
-    try:
-        ann = ann_svc.get(db(), announcement_id, g.user)
-    except NotFound as exc:
-        abort(404, description=message(exc))
+    ann = announcement_or_404(announcement_id)
     revs: list[Revision] = []
     for rev in (ann.latest_revision, ann.approved_revision):
         if rev is not None and rev not in revs:
@@ -265,7 +256,7 @@ def lexicon() -> Any:
     form = request.form if request.method == "POST" else {}
     area = _lexicon_area(errors)
     if request.method == "POST" and not errors:
-        try:
+        with transaction(catch=ValidationError, flash=False) as tx:
             entry = lexicon_svc.save_entry(
                 db(),
                 g.user,
@@ -274,11 +265,9 @@ def lexicon() -> Any:
                 note=request.form.get("note", ""),
                 area=area,
             )
-        except ValidationError as exc:
-            errors = field_errors(exc)
-        else:
             affected = lexicon_svc.affected_revisions(db(), entry.written, area)
-            db().commit()
+        errors = tx.fields
+        if tx.ok:
             flash(
                 _("已保存“{w}”→“{s}”；{n} 条公告的音频和相关节目将自动重新生成。").format(
                     w=entry.written, s=entry.spoken, n=len(affected)
@@ -319,11 +308,8 @@ def lexicon_delete(entry_id: int) -> Any:
     if entry is None or not Scope.of(g.user).contains(entry.area):
         abort(404, description=_("读音条目 {id} 不存在").format(id=entry_id))
     area_id = entry.area_id
-    try:
+    with transaction(catch=(), missing=True):
         lexicon_svc.delete_entry(db(), g.user, entry_id)
-    except NotFound as exc:
-        abort(404, description=message(exc))
-    db().commit()
     flash(_("已删除读音条目"), "info")
     return redirect(url_for("schedule.lexicon", area_id=area_id))
 

@@ -25,15 +25,15 @@ from flask_babel import gettext as _
 from markupsafe import Markup, escape
 
 from cms.models import Announcement
-from cms.services import announcements as ann_svc
+from cms.roles import STAFF
 from cms.services import phones
 from cms.services import share as svc
-from cms.services.errors import DomainError, NotFound
 from cms.services.text import printable
-from cms.web.auth import PUBLIC, STAFF, rule
-from cms.web.db import db, settings
+from cms.web.auth import PUBLIC, rule
+from cms.web.db import db, settings, transaction
 from cms.web.downloads import download_log
-from cms.web.forms import message
+from cms.web.forms import announcement_or_404
+from cms.web.links import keep_private
 from cms.web.sendfile import bytes_body, file_body, respond, served_from_start
 
 bp = Blueprint("share", __name__)
@@ -45,13 +45,7 @@ NO_CACHE = "private, no-cache"
 DESCRIPTION_CHARS = 80
 
 
-@bp.after_request
-def _share_headers(response: Response) -> Response:
-    """Token URLs stay out of search engines and out of Referer headers."""
-    if request.path.startswith("/s/"):
-        response.headers["X-Robots-Tag"] = "noindex, nofollow"
-        response.headers["Referrer-Policy"] = "no-referrer"
-    return response
+keep_private(bp, "/s/")
 
 
 def _page(token: str) -> svc.SharePage:
@@ -211,17 +205,11 @@ def qr_png(token: str) -> Any:
 @rule(*STAFF)
 def new_link(announcement_id: int) -> Any:
     """换一个链接: issue a new share token; the old link stops working."""
-    try:
-        ann = ann_svc.get(db(), announcement_id, g.user)
-    except NotFound as exc:
-        abort(404, description=message(exc))
-    try:
+    ann = announcement_or_404(announcement_id)
+    with transaction() as tx:
         svc.issue_new_token(db(), g.user, ann)
-        db().commit()
+    if tx.ok:
         flash(_("已换成新的分享链接，旧链接已失效"), "success")
-    except DomainError as exc:
-        db().rollback()
-        flash(message(exc), "error")
     return redirect(url_for("announcements.show", announcement_id=announcement_id) + "#share")
 
 

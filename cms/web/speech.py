@@ -17,21 +17,21 @@ from typing import Any
 from flask import Blueprint, abort, current_app, g, jsonify, render_template, request, url_for
 from flask_babel import gettext as _
 
-from cms.models import Announcement, Area, Role
+from cms.models import Announcement, Area
+from cms.roles import EDITORS
 from cms.services import announcements as ann_svc
 from cms.services import speech as speech_svc
 from cms.services import township
 from cms.services.content import MAX_AREA_IDS
-from cms.services.errors import N_, Errors, NotFound
+from cms.services.errors import N_, Errors
 from cms.services.scope import Scope
 from cms.services.text import parse_id, parse_int
 from cms.web.auth import rule
 from cms.web.db import db, read_only, settings
-from cms.web.forms import announcement_form_data, audio_text, message, stored_text
+from cms.web.forms import announcement_form_data, announcement_or_404, audio_text, stored_text
 
 log = logging.getLogger(__name__)
 bp = Blueprint("speech", __name__, url_prefix="/announcements")
-EDITORS = (Role.ADMIN, Role.EDITOR)
 
 LISTEN_PER_MINUTE = 6
 """试听 renders one user may ask for per minute."""
@@ -137,10 +137,7 @@ def _announcement() -> Announcement | None:
     announcement_id = parse_id(raw)
     if announcement_id is None:
         abort(404, description=_("页面不存在"))
-    try:
-        return ann_svc.get(db(), announcement_id, g.user)
-    except NotFound as exc:
-        abort(404, description=message(exc))
+    return announcement_or_404(announcement_id)
 
 
 def _written() -> tuple[str, str | None]:

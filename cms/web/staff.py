@@ -10,11 +10,10 @@ from flask_babel import gettext as _
 from cms.models import Area, Role
 from cms.services import staff as svc
 from cms.services.chats import ROBOT_PLATFORMS
-from cms.services.errors import DomainError, ValidationError
 from cms.services.scope import Scope
 from cms.web.auth import rule
-from cms.web.db import db, settings
-from cms.web.forms import form_id, message
+from cms.web.db import db, settings, transaction
+from cms.web.forms import form_id
 
 bp = Blueprint("staff", __name__, url_prefix="/admin/staff-channel")
 
@@ -41,7 +40,7 @@ def save() -> Any:
     area = db().get(Area, area_id) if area_id is not None else None
     if area is None or not Scope.of(g.user).contains(area):
         abort(404)  # a neighbour township's area answers as a missing one
-    try:
+    with transaction(flash=False) as tx:
         svc.bind(
             db(),
             g.user,
@@ -50,12 +49,10 @@ def save() -> Any:
             request.form.getlist("events"),
             settings().now(),
         )
-        db().commit()
+    if tx.ok:
         flash(_("工作群设置已保存"), "success")
-    except ValidationError as exc:
-        db().rollback()
-        flash("；".join(exc.render(_).values()), "error")
-    except DomainError as exc:
-        db().rollback()
-        abort(403, description=message(exc))
+    elif tx.fields:
+        flash(tx.text, "error")
+    else:
+        abort(403, description=tx.message)
     return redirect(url_for("admin.settings_page", area_id=area.id) + "#staff-channel")

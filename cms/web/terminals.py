@@ -10,8 +10,7 @@ request is served. An idle poll of ``now.mp3`` is noted too, as the box's sign o
 
 from __future__ import annotations
 
-import re
-from datetime import date, datetime, time
+from datetime import date, datetime
 from typing import Any
 
 from flask import Blueprint, Response, abort, flash, g, redirect, render_template, request, url_for
@@ -21,29 +20,31 @@ from cms.models import Outlet, Program, Role, Terminal
 from cms.services import breakin as breakin_svc
 from cms.services import operators as operator_svc
 from cms.services import terminals as svc
-from cms.services.errors import DomainError, ValidationError
+from cms.services.errors import DomainError
 from cms.services.scope import Scope
 from cms.services.terminals import Fetch
-from cms.services.text import in_date_range, parse_date
 from cms.web.auth import PUBLIC, rule
 from cms.web.breakins import idle_response
-from cms.web.db import db, settings
+from cms.web.db import db, settings, transaction
 from cms.web.downloads import DownloadLog, download_log
-from cms.web.forms import field_errors, form_id, message
-from cms.web.operators import feed_xml, latest_build, names, safe_name
+from cms.web.forms import form_id
+from cms.web.links import (
+    day_files,
+    feed_xml,
+    keep_private,
+    latest_build,
+    link_day,
+    link_slot,
+    names,
+    safe_name,
+)
 from cms.web.sendfile import bytes_body, file_body, respond, zip_body
 
 bp = Blueprint("terminals", __name__)
 MP3 = "audio/mpeg"
-_SLOT = re.compile(r"([01][0-9]|2[0-3])([0-5][0-9])")
 
 
-@bp.after_request
-def _private_link_headers(response: Response) -> Response:
-    if request.path.startswith("/t/"):
-        response.headers["X-Robots-Tag"] = "noindex, nofollow"
-        response.headers["Referrer-Policy"] = "no-referrer"
-    return response
+keep_private(bp, "/t/")
 
 
 def _now() -> datetime:
@@ -115,12 +116,7 @@ def _send_program(terminal: Terminal, program: Program) -> Response:
 def today_mp3(token: str) -> Any:
     """Today's program for the current or next slot, as for the operator link."""
     terminal = _terminal(token)
-    today = _today()
-    programs = operator_svc.programs_for(db(), terminal.outlet, today, today)
-    program = operator_svc.current_of(programs, _now(), settings().tz)
-    if program is None:
-        abort(404)
-    return _send_program(terminal, program)
+    return _send_program(terminal, _current(terminal))
 
 
 @bp.get("/t/<token>/<day>/<slot>.mp3")
@@ -128,15 +124,7 @@ def today_mp3(token: str) -> Any:
 def program_mp3(token: str, day: str, slot: str) -> Any:
     """One program by day and slot time."""
     terminal = _terminal(token)
-    the_day = _today() if day == "today" else parse_date(day)
-    match = _SLOT.fullmatch(slot)
-    if the_day is None or not in_date_range(the_day) or match is None:
-        abort(404)
-    at = time(int(match.group(1)), int(match.group(2)))
-    for program in operator_svc.programs_for(db(), terminal.outlet, the_day, the_day):
-        if program.slot.at == at:
-            return _send_program(terminal, program)
-    abort(404)
+    return _send_program(terminal, _one(terminal, day, slot))
 
 
 @bp.get("/t/<token>/now.mp3")
@@ -188,22 +176,11 @@ def _current(terminal: Terminal) -> Program:
 
 
 def _one(terminal: Terminal, day: str, slot: str) -> Program:
-    the_day = _day(day)
-    match = _SLOT.fullmatch(slot)
-    if match is None:
-        abort(404)
-    at = time(int(match.group(1)), int(match.group(2)))
+    the_day, at = link_day(day), link_slot(slot)
     for program in operator_svc.programs_for(db(), terminal.outlet, the_day, the_day):
         if program.slot.at == at:
             return program
     abort(404)
-
-
-def _day(day: str) -> date:
-    the_day = _today() if day == "today" else parse_date(day)
-    if the_day is None or not in_date_range(the_day):
-        abort(404)
-    return the_day
 
 
 def _send_loop(terminal: Terminal, program: Program) -> Response:
@@ -248,16 +225,8 @@ def loop_mp3(token: str, day: str, slot: str) -> Any:
 def day_zip(token: str, day: str) -> Any:
     """The day's programs as one ZIP, as for the operator link."""
     terminal = _terminal(token)
-    outlet, the_day = terminal.outlet, _day(day)
-    members = []
-    for program in operator_svc.programs_for(db(), outlet, the_day, the_day):
-        path = (
-            operator_svc.program_file(settings(), program)
-            if operator_svc.is_ready(program)
-            else None
-        )
-        if path is not None:
-            members.append((names(outlet, program)[0], path))
+    outlet, the_day = terminal.outlet, link_day(day)
+    _programs, members = day_files(outlet, the_day)
     if not members:
         abort(404)
     try:
@@ -304,9 +273,7 @@ def feed(token: str) -> Any:
 def playlist(token: str, day: str) -> Any:
     """The day's programs as an M3U playlist of this terminal's own URLs."""
     terminal = _terminal(token)
-    the_day = _today() if day == "today" else parse_date(day)
-    if the_day is None or not in_date_range(the_day):
-        abort(404)
+    the_day = link_day(day)
     lines = ["#EXTM3U"]
     for program in operator_svc.programs_for(db(), terminal.outlet, the_day, the_day):
         if not operator_svc.is_ready(program):
@@ -351,13 +318,13 @@ def manage(outlet_id: int) -> Any:
     outlet = _outlet(outlet_id)
     new_token = None
     if request.method == "POST":
-        try:
+        with transaction() as tx:
             if request.form.get("action") == "revoke":
                 terminal = db().get(Terminal, form_id("terminal_id") or 0)
                 if terminal is None or terminal.outlet_id != outlet.id:
                     abort(404)
                 svc.revoke(db(), g.user, terminal, _now())
-                flash(_("终端已停用，它的链接不再有效"), "success")
+                done = _("终端已停用，它的链接不再有效")
             else:
                 _row, new_token = svc.register(
                     db(),
@@ -366,14 +333,9 @@ def manage(outlet_id: int) -> Any:
                     kind=request.form.get("kind", ""),
                     name=request.form.get("name", ""),
                 )
-                flash(_("终端已登记：请把下面的地址填进终端，这个地址只显示这一次"), "success")
-            db().commit()
-        except ValidationError as exc:
-            db().rollback()
-            flash("；".join(field_errors(exc).values()), "error")
-        except DomainError as exc:
-            db().rollback()
-            flash(message(exc), "error")
+                done = _("终端已登记：请把下面的地址填进终端，这个地址只显示这一次")
+        if tx.ok:
+            flash(done, "success")
         if new_token is None:
             return redirect(url_for(".manage", outlet_id=outlet.id))
     boxes = {b.terminal.id: b for b in svc.day_statuses(db(), [outlet.id], _today(), settings().tz)}

@@ -12,11 +12,10 @@ from flask_babel import gettext as _
 
 from cms.models import Role
 from cms.services import voices as voices_svc
-from cms.services.errors import DomainError
 from cms.services.text import clean_filename
 from cms.web.auth import rule
-from cms.web.db import db, lock_released, read_only, settings
-from cms.web.forms import audio_text, message
+from cms.web.db import db, lock_released, read_only, settings, transaction
+from cms.web.forms import audio_text
 
 bp = Blueprint("voices", __name__, url_prefix="/admin/voices")
 
@@ -78,20 +77,18 @@ def upload() -> Any:
     root.mkdir(parents=True, exist_ok=True)
     folder = Path(tempfile.mkdtemp(prefix=".upload-", dir=root))
     try:
-        path = folder / name
-        # Saving, unpacking and trying the model take long: not while holding the writer lock.
-        with lock_released():
-            file.save(path)
-            row = voices_svc.install_upload(
-                db(), g.user, settings(), path, request.form.get("sha256", "").strip() or None
-            )
-        db().commit()
-    except DomainError as exc:
-        db().rollback()
-        flash(message(exc), "error")
-        return redirect(url_for(".index"))
+        with transaction() as tx:
+            path = folder / name
+            # Saving, unpacking and trying the model take long: not while holding the writer lock.
+            with lock_released():
+                file.save(path)
+                row = voices_svc.install_upload(
+                    db(), g.user, settings(), path, request.form.get("sha256", "").strip() or None
+                )
     finally:
         shutil.rmtree(folder, ignore_errors=True)
+    if not tx.ok:
+        return redirect(url_for(".index"))
     flash(_("已安装 {name}，试加载通过").format(name=row.name), "success")
     if not row.in_use:
         flash(

@@ -8,16 +8,14 @@ from flask import Blueprint, abort, flash, g, redirect, render_template, request
 from flask_babel import gettext as _
 
 from cms.models import Area, AreaKind, Role, WechatAccount, WechatArticle
-from cms.services import announcements as ann_svc
+from cms.roles import REVIEWERS
 from cms.services import wechat as wechat_svc
-from cms.services.errors import DomainError, NotFound, ValidationError
 from cms.services.scope import Scope
 from cms.web.auth import rule
-from cms.web.db import db
-from cms.web.forms import field_errors, form_id, message
+from cms.web.db import db, transaction
+from cms.web.forms import announcement_or_404, form_id
 
 bp = Blueprint("wechat", __name__)
-PUBLISHERS = (Role.ADMIN, Role.REVIEWER)
 
 
 @bp.app_template_global()
@@ -52,7 +50,7 @@ def accounts() -> Any:
             account = db().get(WechatAccount, account_id) if account_id is not None else None
             if account is None or not Scope.of(g.user).contains(account.area):
                 abort(404, description=_("公众号账号不存在"))
-        try:
+        with transaction() as tx:
             wechat_svc.save_account(
                 db(),
                 g.user,
@@ -63,16 +61,10 @@ def accounts() -> Any:
                 office=request.form.get("office", ""),
                 active=account is None or "active" in request.form,
             )
-            db().commit()
+        if tx.ok:
             flash(_("已保存"), "success")
             return redirect(url_for(".accounts"))
-        except ValidationError as exc:
-            db().rollback()
-            errors = field_errors(exc)
-            flash("；".join(errors.values()), "error")
-        except DomainError as exc:
-            db().rollback()
-            flash(message(exc), "error")
+        errors = tx.fields
     scope = Scope.of(g.user)
     townships = [a for a in scope.areas(db()) if a.kind is AreaKind.TOWNSHIP]
     return render_template(
@@ -87,28 +79,18 @@ def accounts() -> Any:
 def _act(announcement_id: int, change: Any, done: str) -> Any:
     article_id = (request.view_args or {}).get("article_id")
     article = db().get(WechatArticle, article_id) if article_id is not None else None
-    try:
-        ann = ann_svc.get(db(), announcement_id, g.user)
-    except NotFound as exc:
-        abort(404, description=message(exc))
+    ann = announcement_or_404(announcement_id)
     if article is None or article.announcement_id != ann.id:
         abort(404)
-    try:
+    with transaction(missing=True) as tx:
         change()
-    except NotFound as exc:
-        db().rollback()
-        abort(404, description=message(exc))
-    except DomainError as exc:
-        db().rollback()
-        flash(message(exc), "error")
-    else:
-        db().commit()
+    if tx.ok:
         flash(done, "info")
     return redirect(url_for("schedule.renders", announcement_id=announcement_id) + "#wechat")
 
 
 @bp.post("/schedule/announcements/<int:announcement_id>/wechat/<int:article_id>/publish")
-@rule(*PUBLISHERS)
+@rule(*REVIEWERS)
 def publish(announcement_id: int, article_id: int) -> Any:
     """发布: the scheduler submits the draft and follows it until it is published."""
     return _act(
@@ -119,7 +101,7 @@ def publish(announcement_id: int, article_id: int) -> Any:
 
 
 @bp.post("/schedule/announcements/<int:announcement_id>/wechat/<int:article_id>/retry")
-@rule(*PUBLISHERS)
+@rule(*REVIEWERS)
 def retry(announcement_id: int, article_id: int) -> Any:
     """Try a failed or uncertain article again (after checking the account's back office)."""
     return _act(

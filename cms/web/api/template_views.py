@@ -6,13 +6,13 @@ from typing import Any
 
 from flask import g, url_for
 
+from cms.roles import EDITORS, STAFF
 from cms.services import templates
-from cms.services.announcements import EDITORS, READERS
 from cms.web.api.representations import service_input
 from cms.web.api.validation import checked_body
 from cms.web.api.views import _created, _detail, _today, bp
 from cms.web.auth import rule
-from cms.web.db import db
+from cms.web.db import commits, db
 
 
 def template_json(t: templates.Template) -> dict[str, Any]:
@@ -28,7 +28,7 @@ def template_json(t: templates.Template) -> dict[str, Any]:
 
 
 @bp.get("/templates")
-@rule(*READERS)
+@rule(*STAFF)
 def list_templates() -> Any:
     """The templates the token's owner may use."""
     return {"items": [template_json(t) for t in templates.available(db(), g.user)]}
@@ -36,11 +36,11 @@ def list_templates() -> Any:
 
 @bp.post("/templates/<template_id>/drafts")
 @rule(*EDITORS)
+@commits
 def draft_from_template(template_id: str) -> Any:
     """A new draft from a filled template."""
     template = templates.get(db(), g.user, template_id)
     data = checked_body()
     content = service_input(data["content"])
     ann = templates.draft_from(db(), g.user, template, data["fields"], content, today=_today())
-    db().commit()
     return _created(_detail(ann), url_for("api.get_announcement", announcement_id=ann.id))

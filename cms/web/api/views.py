@@ -7,6 +7,7 @@ existing ids, date order), and one answer names every bad field.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import date
 from typing import Any
 
@@ -16,8 +17,9 @@ from sqlalchemy.orm import selectinload
 from werkzeug.exceptions import HTTPException
 
 from cms.models import Announcement, Area, Revision, Role, Topic
+from cms.roles import ANY_USER, EDITORS, REVIEWERS, STAFF
 from cms.services import announcements, areas, reach, topics
-from cms.services.announcements import EDITORS, READERS, REVIEWERS, WITHDRAWERS, Content
+from cms.services.announcements import Content
 from cms.services.errors import N_, Errors, NotFound, ValidationError
 from cms.services.scope import Scope
 from cms.services.text import MAX_ID, clean_text
@@ -34,8 +36,8 @@ from cms.web.api.representations import (
     summary,
 )
 from cms.web.api.validation import body_problems, checked_body, checked_query, json_body, resolve
-from cms.web.auth import ANY_USER, PUBLIC, rule
-from cms.web.db import commit_then_read, db, settings
+from cms.web.auth import PUBLIC, rule
+from cms.web.db import commits, db, settings
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 api_errors.register(bp)
@@ -124,7 +126,7 @@ def openapi() -> Any:
 
 
 @bp.get("/announcements")
-@rule(*READERS)
+@rule(*STAFF)
 def list_announcements() -> Any:
     """Announcements, filtered and paginated."""
     session = db()
@@ -169,16 +171,16 @@ def list_announcements() -> Any:
 
 @bp.post("/announcements")
 @rule(*EDITORS)
+@commits
 def create_announcement() -> Any:
     """Create a draft."""
     data = _content_input()
     ann = announcements.create(db(), g.user, data, today=_today())
-    commit_then_read()
     return _created(_detail(ann), url_for("api.get_announcement", announcement_id=ann.id))
 
 
 @bp.get(f"/announcements/<{ID}:announcement_id>")
-@rule(*READERS)
+@rule(*STAFF)
 def get_announcement(announcement_id: int) -> Any:
     """One announcement."""
     return _detail(_announcement(announcement_id))
@@ -188,12 +190,12 @@ def _edit(announcement_id: int, *, merge: bool) -> Any:
     ann = _announcement(announcement_id)
     data = _content_input(Content.of(ann.current) if merge else None, ann)
     announcements.update(db(), g.user, ann, data, today=_today())
-    commit_then_read()
     return _detail(ann)
 
 
 @bp.put(f"/announcements/<{ID}:announcement_id>")
 @rule(*EDITORS)
+@commits
 def replace_announcement(announcement_id: int) -> Any:
     """Edit with the whole new content."""
     return _edit(announcement_id, merge=False)
@@ -201,6 +203,7 @@ def replace_announcement(announcement_id: int) -> Any:
 
 @bp.patch(f"/announcements/<{ID}:announcement_id>")
 @rule(*EDITORS)
+@commits
 def patch_announcement(announcement_id: int) -> Any:
     """Edit the given fields."""
     return _edit(announcement_id, merge=True)
@@ -208,6 +211,7 @@ def patch_announcement(announcement_id: int) -> Any:
 
 @bp.post(f"/announcements/<{ID}:announcement_id>/submit")
 @rule(*EDITORS)
+@commits
 def submit_announcement(announcement_id: int) -> Any:
     """Submit for review."""
     ann = _announcement(announcement_id)
@@ -215,45 +219,43 @@ def submit_announcement(announcement_id: int) -> Any:
     announcements.submit(db(), g.user, ann)
     # A notice whose channels reach nothing is refused (400, a field error on area_ids).
     reach.require_reach(db(), ann, settings().now(), settings().tz)
-    commit_then_read()
+    return _detail(ann)
+
+
+def _step(announcement_id: int, change: Callable[..., object], text_field: str) -> Any:
+    """One workflow step, with the body's ``text_field`` (a comment or a reason) as its text."""
+    ann = _announcement(announcement_id)
+    data = checked_body()
+    change(db(), g.user, ann, data.get(text_field) or "")
     return _detail(ann)
 
 
 @bp.post(f"/announcements/<{ID}:announcement_id>/approve")
 @rule(*REVIEWERS)
+@commits
 def approve_announcement(announcement_id: int) -> Any:
     """Approve the latest revision."""
-    ann = _announcement(announcement_id)
-    data = checked_body()
-    announcements.approve(db(), g.user, ann, data.get("comment") or "")
-    commit_then_read()
-    return _detail(ann)
+    return _step(announcement_id, announcements.approve, "comment")
 
 
 @bp.post(f"/announcements/<{ID}:announcement_id>/reject")
 @rule(*REVIEWERS)
+@commits
 def reject_announcement(announcement_id: int) -> Any:
     """Send back to draft with a comment."""
-    ann = _announcement(announcement_id)
-    data = checked_body()
-    announcements.reject(db(), g.user, ann, data.get("comment") or "")
-    commit_then_read()
-    return _detail(ann)
+    return _step(announcement_id, announcements.reject, "comment")
 
 
 @bp.post(f"/announcements/<{ID}:announcement_id>/withdraw")
-@rule(*WITHDRAWERS)
+@rule(*STAFF)
+@commits
 def withdraw_announcement(announcement_id: int) -> Any:
     """Stop it everywhere."""
-    ann = _announcement(announcement_id)
-    data = checked_body()
-    announcements.withdraw(db(), g.user, ann, data.get("reason") or "")
-    commit_then_read()
-    return _detail(ann)
+    return _step(announcement_id, announcements.withdraw, "reason")
 
 
 @bp.get(f"/announcements/<{ID}:announcement_id>/revisions")
-@rule(*READERS)
+@rule(*STAFF)
 def list_revisions(announcement_id: int) -> Any:
     """Every revision."""
     ann = _announcement(announcement_id)
@@ -261,7 +263,7 @@ def list_revisions(announcement_id: int) -> Any:
 
 
 @bp.get(f"/announcements/<{ID}:announcement_id>/revisions/<{ID}:number>")
-@rule(*READERS)
+@rule(*STAFF)
 def get_revision(announcement_id: int, number: int) -> Any:
     """One revision."""
     ann = _announcement(announcement_id)
@@ -289,6 +291,7 @@ def get_area(area_id: int) -> Any:
 
 @bp.post("/areas")
 @rule(Role.ADMIN)
+@commits
 def create_area() -> Any:
     """Add an area."""
     session = db()
@@ -300,13 +303,12 @@ def create_area() -> Any:
         kind=data.get("kind"),
         parent_id=data.get("parent_id"),
     )
-    session.commit()
     names = area_names(session, [row])
     return _created(area(row, names), url_for("api.get_area", area_id=row.id))
 
 
 @bp.get("/topics")
-@rule(*READERS)
+@rule(*STAFF)
 def list_topics() -> Any:
     """Announcement topics."""
     return {
