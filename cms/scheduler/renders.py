@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from functools import partial
-from pathlib import Path
+from pathlib import Path, PurePath
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
@@ -71,7 +71,8 @@ def clip_key(
 ) -> str:
     payload: dict[str, object] = {"profile": profile.value}
     if recording is not None:
-        payload["recording"] = [recording.id, recording.path]
+        # The file's name (its content hash), not where the data folder is mounted.
+        payload["recording"] = [recording.id, PurePath(recording.path).name]
     else:
         payload.update(
             text=rev.speech,
