@@ -1,8 +1,8 @@
 """deploy/backup.sh and deploy/restore.sh: a county's database and audio, and back, on PostgreSQL.
 
 The backup of a database with rendered clips and built programs is restored into a second,
-fresh database and the same data folder path (the database names audio files by absolute
-path); every table has the same rows, the audio files the same bytes, and the restored
+fresh database and the same data folder path (test_relocate.py restores into another);
+every table has the same rows, the audio files the same bytes, and the restored
 database takes new rows. Needs PostgreSQL (``DALABA_TEST_POSTGRES_URL`` and a role that may
 create databases) and its client tools: skips without them, except under CI.
 """
