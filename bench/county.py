@@ -606,7 +606,7 @@ def _run(
     }
     dalaba("db", "upgrade", env=env)
     settings = Settings.from_env(env)
-    engine = make_engine(url)
+    engine = make_engine(url, data_dir=settings.data_dir)
     try:
         sessions = make_session_factory(engine)
         registry = ChannelRegistry()

@@ -145,6 +145,7 @@ def test_a_restored_data_folder_serves_and_works_at_a_new_path(  # type: ignore[
         for name, ann in (("spoken", spoken), ("recorded", recorded)):
             row = s.get(Announcement, ann.id)
             clip = share.loudspeaker_clip(s, row.approved_revision_id)
+            assert (clip.engine == "recording") == (name == "recorded")
             before[name] = Path(clip.path).read_bytes()
             before[f"{name}-token"] = row.share_token.encode()
     engine.dispose()
