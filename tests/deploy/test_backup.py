@@ -114,7 +114,7 @@ def test_backup_restores_into_a_fresh_database_and_folder(  # type: ignore[no-un
     done = _script("restore.sh", str(backup), database_url=databases[1], data_dir=settings.data_dir)
     assert done.returncode == 0, done.stderr
 
-    restored = make_engine(databases[1])
+    restored = make_engine(databases[1], data_dir=settings.data_dir)
     try:
         assert current_revision(restored) == head_revision()
         assert _counts(restored) == before
