@@ -595,12 +595,13 @@ def scheduler_context(folder: Path, url: str):  # type: ignore[no-untyped-def]
         "PYTHONPATH": str(ROOT),
     }
     dalaba("db", "upgrade", env=env)
-    engine = make_engine(url)
+    settings = Settings.from_env(env)
+    engine = make_engine(url, data_dir=settings.data_dir)
     sessions = make_session_factory(engine)
     registry = ChannelRegistry()
     registry.register(OutboxChannel(sessions))
     ctx = Context(
-        settings=Settings.from_env(env),
+        settings=settings,
         engine=engine,
         sessions=sessions,
         registry=registry,

@@ -104,7 +104,7 @@ def seed(data_dir: Path) -> tuple[str, Path]:
     from cms.settings import Settings
 
     settings = Settings.from_env({}, data_dir=data_dir, secret_key="bench")
-    engine = make_engine(settings.database_url)
+    engine = make_engine(settings.database_url, data_dir=settings.data_dir)
     upgrade(engine)
     day = datetime.now(settings.tz).date()
     program_path = data_dir / "programs" / day.isoformat() / "1-0730.mp3"

@@ -183,7 +183,7 @@ def main() -> None:
             telegram_token=api.token,
             telegram_api_url=api.api_url,
         )
-        engine = make_engine(settings.database_url)
+        engine = make_engine(settings.database_url, data_dir=settings.data_dir)
         upgrade(engine)
         sessions = make_session_factory(engine)
         ids = _seed(sessions, args.groups, voice_note(folder))

@@ -127,7 +127,7 @@ def seed(data_dir: Path, env: dict[str, str], database_url: str) -> Township:
     from cms.models import Announcement, Area, AreaKind, Outlet, Topic, User
     from cms.services import operators, users
 
-    engine = make_engine(database_url)
+    engine = make_engine(database_url, data_dir=data_dir)
     try:
         with transaction(make_session_factory(engine)) as session:
 
@@ -459,7 +459,7 @@ def run(
             from cms import lease
             from cms.db import make_engine
 
-            engine = make_engine(database_url)
+            engine = make_engine(database_url, data_dir=data_dir)
             holders: set[str] = set()
             try:
                 # Make the scheduler busy: a lexicon entry re-renders every clip that uses it.

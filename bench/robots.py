@@ -152,7 +152,7 @@ def main() -> None:
     ):
         folder = Path(tmp)
         settings = Settings.from_env({}, data_dir=folder / "data", secret_key="bench")
-        engine = make_engine(settings.database_url)
+        engine = make_engine(settings.database_url, data_dir=settings.data_dir)
         upgrade(engine)
         sessions = make_session_factory(engine)
         fakes: dict[str, Any] = {"wecom": wecom, "dingtalk": ding, "feishu": lark}

@@ -196,7 +196,9 @@ async def _post_init(application: Application) -> None:  # type: ignore[type-arg
         from cms.db import make_engine, make_session_factory
 
         assert data.settings is not None
-        data.engine = await asyncio.to_thread(make_engine, data.settings.database_url)
+        data.engine = await asyncio.to_thread(
+            make_engine, data.settings.database_url, data_dir=data.settings.data_dir
+        )
         data.sessions = make_session_factory(data.engine, clock=data.settings.clock)
     try:
         await application.bot.set_my_commands([BotCommand(c, d) for c, d in COMMANDS])

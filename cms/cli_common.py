@@ -80,7 +80,7 @@ def checked_engine(settings: Settings) -> Engine:
     """The database engine, refused (exit 78) when its schema is not this version's."""
     from cms.db import make_engine
 
-    made = make_engine(settings.database_url)
+    made = make_engine(settings.database_url, data_dir=settings.data_dir)
     problem = schema_problem(made)
     if problem is not None:
         made.dispose()
@@ -93,7 +93,7 @@ def upgraded_engine(settings: Settings) -> Engine:
     from cms.db import make_engine
     from cms.migrate import upgrade
 
-    made = make_engine(settings.database_url)
+    made = make_engine(settings.database_url, data_dir=settings.data_dir)
     upgrade(made)
     return made
 

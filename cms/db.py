@@ -40,6 +40,7 @@ from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, Operati
 from sqlalchemy.orm import Session, sessionmaker
 
 from cms.clock import Clock
+from cms.models import DATA_DIR_ATTRIBUTE
 
 log = logging.getLogger(__name__)
 
@@ -93,8 +94,11 @@ def driver_problem(url: str) -> str | None:
     return None
 
 
-def make_engine(url: str, **kwargs: Any) -> Engine:
+def make_engine(url: str, *, data_dir: Path | None = None, **kwargs: Any) -> Engine:
     """Create an engine; for SQLite, create the folder and tune the connection.
+
+    ``data_dir`` (``Settings.data_dir``) is the folder that stored file paths are relative to
+    (:class:`cms.models.DataPath`); an engine without one refuses to read or write them.
 
     Raises:
         ConfigError: the database's driver is not installed (the message names the extra).
@@ -107,6 +111,22 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
     engine = _make_engine(url, **kwargs)
     event.listen(engine, "checkin", _forget_clock)
     event.listen(engine, "before_cursor_execute", _refuse_writes_when_reading)
+    if data_dir is not None:
+        use_data_dir(engine, data_dir)
+    return engine
+
+
+def use_data_dir(engine: Engine, data_dir: Path) -> Engine:
+    """Stored file paths on ``engine`` are relative to ``data_dir`` (kept on its dialect).
+
+    Raises:
+        ValueError: the engine already serves another data folder.
+    """
+    root = Path(data_dir).expanduser().resolve()
+    current = getattr(engine.dialect, DATA_DIR_ATTRIBUTE, None)
+    if current is not None and current != root:
+        raise ValueError(f"this engine's data folder is {current}, not {root}")
+    setattr(engine.dialect, DATA_DIR_ATTRIBUTE, root)
     return engine
 
 

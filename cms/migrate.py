@@ -12,6 +12,8 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Engine
 
+from cms.models import DATA_DIR_ATTRIBUTE
+
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 
@@ -23,10 +25,15 @@ def alembic_config(url: str) -> Config:
 
 
 def upgrade(engine: Engine, target: str = "heads") -> None:
-    """Bring the database schema up to ``target``."""
+    """Bring the database schema up to ``target``.
+
+    Migrations that move stored file paths (0015) learn the data folder from the engine
+    (``make_engine(url, data_dir=settings.data_dir)``).
+    """
     config = alembic_config(engine.url.render_as_string(hide_password=False))
     with engine.connect() as connection, _foreign_keys_off(connection), connection.begin():
         config.attributes["connection"] = connection
+        config.attributes["data_dir"] = getattr(engine.dialect, DATA_DIR_ATTRIBUTE, None)
         command.upgrade(config, target)
         if connection.dialect.name == "sqlite":
             broken = connection.exec_driver_sql("PRAGMA foreign_key_check").all()
@@ -52,6 +59,15 @@ def _foreign_keys_off(connection: Connection) -> Iterator[None]:
         yield
     finally:
         raw.execute("PRAGMA foreign_keys=ON")
+
+
+def downgrade(engine: Engine, target: str) -> None:
+    """Take the database schema back to ``target`` (for an admin undoing an upgrade)."""
+    config = alembic_config(engine.url.render_as_string(hide_password=False))
+    with engine.connect() as connection, _foreign_keys_off(connection), connection.begin():
+        config.attributes["connection"] = connection
+        config.attributes["data_dir"] = getattr(engine.dialect, DATA_DIR_ATTRIBUTE, None)
+        command.downgrade(config, target)
 
 
 def current_revision(engine: Engine) -> str | None:

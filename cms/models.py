@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import enum
+import os
 from datetime import UTC, date, datetime, time
+from pathlib import Path
 from typing import Annotated, Any, ClassVar
 
 from sqlalchemy import (
@@ -69,6 +71,74 @@ class UTCDateTime(TypeDecorator[datetime]):
         if value.tzinfo is None:
             return value.replace(tzinfo=UTC)
         return value.astimezone(UTC)
+
+
+# The dialect attribute that carries an engine's data folder (set by ``cms.db.make_engine``).
+DATA_DIR_ATTRIBUTE = "dalaba_data_dir"
+
+
+class NoDataFolder(RuntimeError):
+    """A stored file path was read or written on an engine that knows no data folder."""
+
+
+def data_dir_of(dialect: Any) -> Path:
+    """The data folder of the engine whose dialect this is.
+
+    Raises:
+        NoDataFolder: the engine was made without one (``make_engine(url, data_dir=...)``).
+    """
+    root: Path | None = getattr(dialect, DATA_DIR_ATTRIBUTE, None)
+    if root is None:
+        raise NoDataFolder(
+            "this engine has no data folder: make it with make_engine(url, data_dir=...)"
+        )
+    return root
+
+
+def relative_to_data(path: str | os.PathLike[str], root: Path) -> str:
+    """``path`` as stored: relative to the data folder ``root`` (resolved), or absolute when
+    outside it.
+
+    A path inside the folder is stored relative (POSIX separators), so that the folder can
+    move: a restore into another ``DALABA_DATA_DIR``, or the folder mounted elsewhere on a
+    second web machine. Production writes audio only inside the data folder; a path outside
+    it (a test's shared render cache) is kept absolute on purpose, and the pages that send
+    files refuse it. A relative path that climbs out of the folder is refused.
+    """
+    candidate = Path(path)
+    if not candidate.is_absolute():
+        if not (root / candidate).resolve().is_relative_to(root):
+            raise ValueError(f"stored path {str(path)!r} leaves the data folder")
+        return candidate.as_posix()
+    # Lexically first (no system call per row); a path through a symlink is resolved.
+    normal = Path(os.path.normpath(candidate))
+    if not normal.is_relative_to(root):
+        normal = candidate.resolve()
+    if normal.is_relative_to(root):
+        return normal.relative_to(root).as_posix()
+    return str(candidate)
+
+
+class DataPath(TypeDecorator[str]):
+    """A file in the data folder: stored relative to it, read back as an absolute path.
+
+    Code reads and writes absolute paths as before; the engine's data folder (from
+    ``Settings.data_dir``, see ``cms.db.make_engine``) turns them into relative ones on the
+    way in and back on the way out. So a restored or remounted data folder works at any path.
+    """
+
+    impl = String(500)
+    cache_ok = True
+
+    def process_bind_param(self, value: str | None, dialect: Any) -> str | None:
+        if value is None:
+            return None
+        return relative_to_data(value, data_dir_of(dialect))
+
+    def process_result_value(self, value: str | None, dialect: Any) -> str | None:
+        if value is None or Path(value).is_absolute():
+            return value
+        return str(data_dir_of(dialect) / value)
 
 
 intpk = Annotated[int, mapped_column(primary_key=True)]
@@ -679,11 +749,11 @@ class Clip(QueueMixin, Base):
     # Hash of everything that shapes the audio (spoken text after lexicon, engine, voice, rate,
     # profile); a lexicon change alters it and the clip is rendered again.
     cache_key: Mapped[str | None] = mapped_column(String(64))
-    path: Mapped[str | None] = mapped_column(String(500))
+    path: Mapped[str | None] = mapped_column(DataPath)
     duration: Mapped[float | None]
     engine: Mapped[str | None] = mapped_column(String(20))
     fallback_reason: Mapped[str | None] = mapped_column(Text)
-    subtitles_path: Mapped[str | None] = mapped_column(String(500))
+    subtitles_path: Mapped[str | None] = mapped_column(DataPath)
     created_at: Mapped[created_at]
 
     revision: Mapped[Revision] = relationship()
@@ -701,7 +771,7 @@ class Recording(Base):
         ForeignKey("announcement.id", ondelete="CASCADE"), index=True
     )
     original_name: Mapped[str200]
-    path: Mapped[str] = mapped_column(String(500))
+    path: Mapped[str] = mapped_column(DataPath)
     duration: Mapped[float]
     uploaded_by_id: Mapped[int] = mapped_column(ForeignKey("user.id"))
     active: Mapped[bool] = mapped_column(default=True)
@@ -720,7 +790,7 @@ class Program(QueueMixin, Base):
     state: Mapped[JobState] = mapped_column(_enum(JobState), default=JobState.PENDING, index=True)
     # Hash of the inputs (clips, order, repeats); a rebuild with the same hash does nothing.
     input_hash: Mapped[str | None] = mapped_column(String(64))
-    path: Mapped[str | None] = mapped_column(String(500))
+    path: Mapped[str | None] = mapped_column(DataPath)
     duration: Mapped[float | None]
     manifest: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     overrun: Mapped[bool] = mapped_column(default=False)
@@ -772,7 +842,7 @@ class OutboxMessage(Base):
     )
     kind: Mapped[str] = mapped_column(String(20))  # text | voice | audio | document
     text: Mapped[str] = mapped_column(Text, default="")
-    file_path: Mapped[str | None] = mapped_column(String(500))
+    file_path: Mapped[str | None] = mapped_column(DataPath)
     created_at: Mapped[created_at]
 
 
@@ -1023,7 +1093,7 @@ class BreakIn(QueueMixin, Base):
     rule: Mapped[str] = mapped_column(String(20))
     reason: Mapped[str] = mapped_column(Text, default="")
     state: Mapped[JobState] = mapped_column(_enum(JobState), default=JobState.PENDING, index=True)
-    path: Mapped[str | None] = mapped_column(String(500))
+    path: Mapped[str | None] = mapped_column(DataPath)
     duration: Mapped[float | None]
     outlet_count: Mapped[int] = mapped_column(default=0)
     started_by_id: Mapped[int | None] = mapped_column(ForeignKey("user.id", ondelete="SET NULL"))
@@ -1051,7 +1121,7 @@ class BreakInOutlet(Base):
         ForeignKey("break_in.id", ondelete="CASCADE"), index=True
     )
     outlet_id: Mapped[int] = mapped_column(ForeignKey("outlet.id", ondelete="CASCADE"), index=True)
-    path: Mapped[str] = mapped_column(String(500))
+    path: Mapped[str] = mapped_column(DataPath)
     ready_at: Mapped[datetime]
     played_at: Mapped[datetime | None]
     played_by_id: Mapped[int | None] = mapped_column(ForeignKey("user.id", ondelete="SET NULL"))

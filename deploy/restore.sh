@@ -6,8 +6,7 @@
 # DALABA_DATABASE_URL names the target database: it must exist and be empty, e.g.
 #   sudo -u postgres createdb -O dalaba dalaba
 # DALABA_DATA_DIR names the target data folder: missing or empty. The database records
-# audio files by their absolute path, so restore into the same DALABA_DATA_DIR the backup
-# came from. Both are taken from the environment, or else from /etc/dalaba/dalaba.env
+# audio files relative to the data folder, so it may be another path than the backup's. Both are taken from the environment, or else from /etc/dalaba/dalaba.env
 # (DALABA_ENV_FILE names another file). Stop the dalaba services first; run it as the dalaba
 # user (or chown -R dalaba: the folder afterwards), then start them again.
 set -euo pipefail

@@ -85,7 +85,7 @@ def postgres_schema() -> Iterator[str]:
 def engine(settings: Settings, migrated_db: Path) -> Iterator[Engine]:
     if not settings.database_url.startswith("sqlite"):
         # PostgreSQL (a module's settings chose it): a private schema, migrated here.
-        engine = make_engine(settings.database_url)
+        engine = make_engine(settings.database_url, data_dir=settings.data_dir)
         upgrade(engine)
         yield engine
         engine.dispose()
@@ -93,7 +93,7 @@ def engine(settings: Settings, migrated_db: Path) -> Iterator[Engine]:
     target = Path(settings.database_url.removeprefix("sqlite:///"))
     target.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(migrated_db, target)
-    engine = make_engine(settings.database_url)
+    engine = make_engine(settings.database_url, data_dir=settings.data_dir)
     yield engine
     engine.dispose()
 

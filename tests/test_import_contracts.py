@@ -76,6 +76,7 @@ SKELETON = {
     "cms/cli_scheduler.py": "from cms.cli_common import checked_engine\n",
     "cms/cli_common.py": "from cms import db\n",
     "cms/roles.py": "from cms.models import Role\n",
+    "cms/migrate.py": "from cms import models\n",
 }
 
 BROKEN = [
@@ -107,6 +108,8 @@ BROKEN = [
     ("cms/cli_common.py", "from cms import cli_audio", "the dalaba command's modules"),
     ("cms/roles.py", "from cms.services import users", "the table of role sets is core"),
     ("cms/roles.py", "def f():\n    from flask import g", "the table of role sets is core"),
+    ("cms/models.py", "from cms.settings import Settings", "stored file paths need no settings"),
+    ("cms/models.py", "def f():\n    from cms import db", "stored file paths need no settings"),
 ]
 
 

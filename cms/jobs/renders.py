@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from functools import lru_cache
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import TYPE_CHECKING
 
 from sqlalchemy import select, update
@@ -93,7 +93,8 @@ def clip_key(
 ) -> str:
     payload: dict[str, object] = {"profile": profile.value}
     if recording is not None:
-        payload["recording"] = [recording.id, recording.path]
+        # The file's name (its content hash), not where the data folder is mounted.
+        payload["recording"] = [recording.id, PurePath(recording.path).name]
     else:
         payload.update(
             text=rev.speech,

@@ -14,7 +14,7 @@ from werkzeug.exceptions import HTTPException, NotFound, ServiceUnavailable
 from werkzeug.routing import IntegerConverter, Map
 
 from cms import disk
-from cms.db import is_retryable, make_engine, make_session_factory
+from cms.db import is_retryable, make_engine, make_session_factory, use_data_dir
 from cms.services.errors import Message
 from cms.services.text import MAX_ID, clean_filename
 from cms.settings import Settings
@@ -71,7 +71,7 @@ def create_app(settings: Settings, *, engine: Any = None) -> Flask:
     app.json.ensure_ascii = False  # type: ignore[attr-defined]
     app.extensions["dalaba.settings"] = settings
     app.url_map.converters["int"] = IdConverter
-    engine = engine or make_engine(settings.database_url)
+    engine = use_data_dir(engine or make_engine(settings.database_url), settings.data_dir)
     app.extensions["dalaba.engine"] = engine
     # One clock for views and the services they call (settings.clock; tests inject theirs).
     app.extensions["dalaba.sessions"] = make_session_factory(engine, clock=settings.clock)

@@ -98,7 +98,7 @@ def serve(data_dir: Path) -> Iterator[LiveServer]:
         tts_engine="offline",
         scheduler_enabled=False,
     )
-    engine = make_engine(settings.database_url)
+    engine = make_engine(settings.database_url, data_dir=settings.data_dir)
     upgrade(engine)
     with make_session_factory(engine)() as session:
         seed(session, settings)

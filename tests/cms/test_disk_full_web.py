@@ -59,7 +59,9 @@ def engine(settings: Settings, migrated_db: Path) -> Iterator[Engine]:
     target.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(migrated_db, target)
     connect_args = {"timeout": BUSY_TIMEOUT_MS / 1000, "factory": FullDiskConnection}
-    engine = make_engine(settings.database_url, connect_args=connect_args)
+    engine = make_engine(
+        settings.database_url, data_dir=settings.data_dir, connect_args=connect_args
+    )
     yield engine
     engine.dispose()
 

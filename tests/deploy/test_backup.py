@@ -1,8 +1,8 @@
 """deploy/backup.sh and deploy/restore.sh: a county's database and audio, and back, on PostgreSQL.
 
 The backup of a database with rendered clips and built programs is restored into a second,
-fresh database and the same data folder path (the database names audio files by absolute
-path); every table has the same rows, the audio files the same bytes, and the restored
+fresh database and the same data folder path (test_relocate.py restores into another);
+every table has the same rows, the audio files the same bytes, and the restored
 database takes new rows. Needs PostgreSQL (``DALABA_TEST_POSTGRES_URL`` and a role that may
 create databases) and its client tools: skips without them, except under CI.
 """
@@ -114,7 +114,7 @@ def test_backup_restores_into_a_fresh_database_and_folder(  # type: ignore[no-un
     done = _script("restore.sh", str(backup), database_url=databases[1], data_dir=settings.data_dir)
     assert done.returncode == 0, done.stderr
 
-    restored = make_engine(databases[1])
+    restored = make_engine(databases[1], data_dir=settings.data_dir)
     try:
         assert current_revision(restored) == head_revision()
         assert _counts(restored) == before

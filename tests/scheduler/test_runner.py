@@ -95,7 +95,7 @@ def test_a_busy_database_does_not_lose_the_lease_before_it_expires(
     from cms.scheduler.runner import SchedulerHandle
 
     monkeypatch.setattr(cms_db, "BUSY_TIMEOUT_MS", 100)  # a lock outlasts it quickly
-    busy_engine = cms_db.make_engine(settings.database_url)
+    busy_engine = cms_db.make_engine(settings.database_url, data_dir=settings.data_dir)
     clock = ManualClock(utcnow())
     ctx = replace(_context(settings, busy_engine), clock=clock)
     handle = SchedulerHandle(

@@ -33,7 +33,7 @@ data_dir, url, api = sys.argv[1:4]
 settings = Settings.from_env(
     {}, data_dir=data_dir, secret_key="crash", database_url=url, wechat_api_url=api
 )
-engine = make_engine(url)
+engine = make_engine(url, data_dir=settings.data_dir)
 sessions = make_session_factory(engine)
 ctx = Context(settings=settings, engine=engine, sessions=sessions, registry=ChannelRegistry(),
               worker="child-process")
