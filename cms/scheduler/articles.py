@@ -26,6 +26,7 @@ from typing import Any
 from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
+from cms import tree
 from cms.db import rowcount, unit_of_work
 from cms.models import (
     Announcement,
@@ -46,7 +47,7 @@ from cms.publishers import (
 )
 from cms.scheduler import queue
 from cms.scheduler.context import Context
-from cms.services import share, township
+from cms.services import share
 from cms.services.announcements import live_filter, reaches
 from cms.services.errors import N_, Message
 from cms.settings import Settings
@@ -255,7 +256,7 @@ def _load(session: Session, settings: Settings, article_id: int) -> _Job | None:
         text=rev.body,
         # The account's own author line, else the township's office name, else its name.
         author=account.office
-        or str(township.effective(session, township.OFFICE_NAME, account.area, "") or "")
+        or str(tree.effective(session, tree.OFFICE_NAME, account.area, "") or "")
         or account.area.name,
         source_url=share_url(settings, rev.announcement),
     )

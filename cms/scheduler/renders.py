@@ -20,11 +20,10 @@ from pathlib import Path
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from cms import disk
+from cms import disk, tree
 from cms.db import rowcount, unit_of_work
 from cms.models import (
     Announcement,
-    Area,
     Clip,
     ClipProfile,
     JobState,
@@ -35,18 +34,12 @@ from cms.models import (
 )
 from cms.scheduler import diskspace, queue
 from cms.scheduler.context import Context
-from cms.services import township
 from cms.services.announcements import live_filter
 
 log = logging.getLogger(__name__)
 
 RENDER_HOLD = timedelta(minutes=10)
 AUDIO_PROFILE = {ClipProfile.LOUDSPEAKER: "loudspeaker", ClipProfile.VOICE: "voice_note"}
-
-
-def lexicon_pairs(session: Session, area: Area | None = None) -> list[tuple[str, str]]:
-    """The lexicon as it applies in ``area`` (None: the county's own entries only)."""
-    return township.lexicon_pairs(session, area)
 
 
 def relevant_entries(text: str, pairs: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
@@ -117,17 +110,17 @@ def plan_clips(session: Session, today: date, engine_mode: str) -> int:
     """Create or invalidate clip rows so every needed clip matches its inputs; returns changes.
 
     One clip per (revision, profile): its lexicon and engine are those of the revision's
-    area (:func:`cms.services.township.revision_area`), so a township's own entry changes
+    area (:func:`cms.tree.revision_area`), so a township's own entry changes
     the clips of that township's announcements only. ``engine_mode`` is the install's
     mode, used where no township chose its own.
     """
-    lexicons = township.Lexicons(session)
-    values = township.Values(session, [township.TTS_ENGINE])
+    lexicons = tree.Lexicons(session)
+    values = tree.Values(session, [tree.TTS_ENGINE])
     changes = 0
     for rev in revisions_needing_audio(session, today):
-        area = township.revision_area(session, rev)
+        area = tree.revision_area(session, rev)
         pairs = lexicons.pairs(area)
-        mode = _mode(values.get(township.TTS_ENGINE, area, engine_mode), engine_mode)
+        mode = values.engine_mode(area, engine_mode)
         recording = active_recording(session, rev.announcement_id)
         existing = {
             c.profile: c for c in session.scalars(select(Clip).where(Clip.revision_id == rev.id))
@@ -142,10 +135,6 @@ def plan_clips(session: Session, today: date, engine_mode: str) -> int:
                 changes += invalidate(session, clip.id, clip.cache_key, key)
     session.flush()
     return changes
-
-
-def _mode(value: object, fallback: str) -> str:
-    return str(value) if value in township.ENGINES else fallback
 
 
 def invalidate(session: Session, clip_id: int, old_key: str | None, new_key: str) -> int:
@@ -220,8 +209,7 @@ def _load(session: Session, clip_id: int, engine_mode: str) -> _Job | None:
         return None
     rev = clip.revision
     recording = active_recording(session, rev.announcement_id)
-    area = township.revision_area(session, rev)
-    engine = township.effective(session, township.TTS_ENGINE, area, engine_mode)
+    area = tree.revision_area(session, rev)
     return _Job(
         clip_id=clip.id,
         key=clip.cache_key,
@@ -229,10 +217,10 @@ def _load(session: Session, clip_id: int, engine_mode: str) -> _Job | None:
         text=rev.speech,
         voice=rev.voice,
         rate=rev.rate,
-        lexicon=relevant_entries(rev.speech, lexicon_pairs(session, area)),
+        lexicon=relevant_entries(rev.speech, tree.lexicon_pairs(session, area)),
         recording=recording.path if recording else None,
         attempts=clip.attempts,
-        engine=_mode(engine, engine_mode),
+        engine=tree.engine_mode(session, area, engine_mode),
     )
 
 

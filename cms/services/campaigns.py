@@ -52,6 +52,7 @@ from cms.services import audit, share
 from cms.services import content as content_model
 from cms.services.errors import N_, NotFound, PermissionDenied, WorkflowError
 from cms.services.scope import Scope
+from cms.tree import all_areas, township_of
 
 ADOPTED = "adopted"
 ADAPTED = "adapted"
@@ -68,14 +69,6 @@ def may_draft(user: User) -> bool:
         and user.area is not None
         and user.area.kind is AreaKind.COUNTY
     )
-
-
-def township_of(area: Area) -> Area | None:
-    """The township ``area`` lies in (itself for a township; None above townships)."""
-    node: Area | None = area
-    while node is not None and node.kind is not AreaKind.TOWNSHIP:
-        node = node.parent
-    return node
 
 
 def townships(session: Session, rev: Revision) -> list[Area]:
@@ -348,8 +341,6 @@ def report(
 
     Programs are read once for all campaigns (their manifests name the copies they play).
     """
-    from cms.services.areas import all_areas
-
     camps = list(campaigns) if campaigns is not None else county_campaigns(session, scope)
     if not camps:
         return []

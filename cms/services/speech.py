@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 from sqlalchemy import Engine, or_, select
 from sqlalchemy.orm import Session
 
+from cms import tree
 from cms.clock import clock_of
 from cms.models import Area, Clip, ClipProfile, JobState, Revision
 from cms.scheduler import lease
@@ -261,4 +262,4 @@ def lexicon(session: Session, area: Area | None = None) -> Lexicon:
     """The pronunciation lexicon as the renderer applies it in ``area`` (None: the county's)."""
     from audio.text import Lexicon
 
-    return Lexicon(tuple(render_jobs.lexicon_pairs(session, area)))
+    return Lexicon(tuple(tree.lexicon_pairs(session, area)))

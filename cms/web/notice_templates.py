@@ -7,10 +7,10 @@ from typing import Any
 from flask import Blueprint, abort, flash, g, redirect, render_template, request, url_for
 from flask_babel import gettext as _
 
+from cms import tree
 from cms.models import NoticeTemplate, Role
 from cms.services import announcements as ann_svc
 from cms.services import templates as svc
-from cms.services import township
 from cms.services.errors import DomainError, NotFound, ValidationError
 from cms.services.scope import Scope
 from cms.web import today
@@ -99,7 +99,7 @@ def use(key: str) -> Any:
     except NotFound as exc:
         abort(404, description=message(exc))
     day = today(settings())
-    office = township.area_of_user(db(), g.user)
+    office = tree.area_of_user(db(), g.user)
     if request.method == "POST":
         values = {f.name: request.form.get(f"field:{f.name}", "") for f in template.fields}
         content: dict[str, Any] = {
@@ -111,7 +111,7 @@ def use(key: str) -> Any:
             "to_loudspeaker": "to_loudspeaker" in request.form,
             "to_chats": "to_chats" in request.form,
             "repeats": 2,
-            "voice": township.default_voice(db(), office),
+            "voice": tree.default_voice(db(), office),
         }
         try:
             ann = svc.draft_from(db(), g.user, template, values, content, today=day)
