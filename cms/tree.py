@@ -4,8 +4,8 @@ The grid is a tree of areas (县 → 乡镇 → 村 → 组; an install may star
 row carrying its materialised path ("/1/4/9/"). Every question about the tree is answered
 here, once:
 
-- its shape: an area's ancestors and descendants, the township above it, the lowest area
-  common to several, every area in tree order;
+- its shape: an area's ancestors, the township above it, the lowest area common to
+  several, every area in tree order;
 - reach: an outlet or a bound chat reaches a notice when its area and one of the notice's
   targets overlap (:func:`overlap`); the preview of reach, the scheduler and the pages use
   this one rule;
@@ -53,16 +53,6 @@ FALLBACK_SLOTS = "07:30 10, 12:00 10, 19:30 15"
 def ancestor_ids(area: Area) -> list[int]:
     """The ids on ``area``'s path from the root, the area itself last."""
     return [int(part) for part in area.path.strip("/").split("/") if part]
-
-
-def descendant_ids(session: Session, areas: Iterable[Area]) -> set[int]:
-    """Ids of the given areas and everything below them."""
-    paths = [a.path for a in areas]
-    if not paths:
-        return set()
-    return set(
-        session.scalars(select(Area.id).where(or_(*(Area.path.startswith(p) for p in paths))))
-    )
 
 
 def all_areas(session: Session) -> list[Area]:
@@ -142,7 +132,8 @@ def overlap(a: Area, b: Area) -> bool:
 
 
 def overlaps(area: Area) -> ColumnElement[bool]:
-    """SQL condition on :class:`Area`: the row overlaps ``area`` (:func:`overlap`)."""
+    """SQL condition on :class:`Area`: the row overlaps ``area`` (:func:`overlap`): an
+    ancestor of it, the area itself, or anything below it."""
     return or_(Area.id.in_(ancestor_ids(area) or [area.id]), Area.path.startswith(area.path))
 
 
