@@ -122,13 +122,18 @@ def revision_area(session: Session, rev: Revision) -> Area | None:
 # -- reach: the overlap rule -----------------------------------------------------------------
 
 
+def within(area: Area, other: Area) -> bool:
+    """Whether ``area`` is ``other`` or lies below it."""
+    return area.path.startswith(other.path)
+
+
 def overlap(a: Area, b: Area) -> bool:
     """The one reach rule: two areas overlap when one is an ancestor of, or equal to, the other.
 
     A village loudspeaker plays notices for any of its 组; a 组's mobile speaker plays
     notices for its village and township; a chat bound to an area follows the same rule.
     """
-    return a.path.startswith(b.path) or b.path.startswith(a.path)
+    return within(a, b) or within(b, a)
 
 
 def overlaps(area: Area) -> ColumnElement[bool]:
@@ -145,9 +150,9 @@ def overlapping_ids(area: Area) -> Select[int]:
 def narrower(targets: Iterable[Area], area: Area) -> list[Area]:
     """The targets inside ``area`` when none covers all of it (what part of it they are for)."""
     targets = list(targets)
-    if any(area.path.startswith(t.path) for t in targets):
+    if any(within(area, t) for t in targets):
         return []
-    return [t for t in targets if t.path.startswith(area.path)]
+    return [t for t in targets if within(t, area)]
 
 
 # -- inherited settings ----------------------------------------------------------------------

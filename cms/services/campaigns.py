@@ -52,7 +52,7 @@ from cms.services import audit, share
 from cms.services import content as content_model
 from cms.services.errors import N_, NotFound, PermissionDenied, WorkflowError
 from cms.services.scope import Scope
-from cms.tree import all_areas, township_of
+from cms.tree import all_areas, narrower, township_of, within
 
 ADOPTED = "adopted"
 ADAPTED = "adapted"
@@ -85,9 +85,9 @@ def townships(session: Session, rev: Revision) -> list[Area]:
 def targets_in(rev: Revision, town: Area) -> list[Area]:
     """The township's part of the campaign's targets: the township itself when a target
     contains it (the county, or the township), else the targets inside it."""
-    if any(town.path.startswith(t.path) for t in rev.areas):
+    if any(within(town, t) for t in rev.areas):
         return [town]
-    return [t for t in rev.areas if t.path.startswith(town.path)]
+    return narrower(rev.areas, town)
 
 
 def copy_of(session: Session, campaign: Announcement, town: Area) -> Announcement | None:
