@@ -14,6 +14,7 @@ import click
 from audio.voices import DEFAULT_VOICE, MAX_RATE, MIN_RATE, VOICES
 from cms.services.errors import Message
 from cms.services.labels import ENGINE_LABELS
+from cms.settings import TTS_ENGINES
 
 if TYPE_CHECKING:
     from audio.engines import Speech
@@ -24,7 +25,6 @@ _SUFFIX_PROFILES = {
     ".opus": "voice_note",
     ".oga": "voice_note",
 }
-_ENGINES = ["auto", "edge", "offline", "neural"]
 
 
 @click.command("say")
@@ -38,7 +38,7 @@ _ENGINES = ["auto", "edge", "offline", "neural"]
 )
 @click.option(
     "--engine",
-    type=click.Choice(_ENGINES),
+    type=click.Choice(TTS_ENGINES),
     default=None,
     help="语音引擎（默认取 DALABA_TTS_ENGINE，否则 auto：在线优先，失败时依次改用"
     "离线神经语音（DALABA_NEURAL_MODEL_DIR 或 dalaba voices install 安装的模型）和离线语音）",
@@ -90,7 +90,7 @@ def say(
             f"不支持的输出格式“{output.suffix or '（无扩展名）'}”：请使用 .mp3、.ogg 或 .opus"
         )
     engine = engine or os.environ.get("DALABA_TTS_ENGINE") or "auto"
-    if engine not in _ENGINES:
+    if engine not in TTS_ENGINES:
         raise click.ClickException(
             f"DALABA_TTS_ENGINE 应为 auto、edge、offline 或 neural（当前为 {engine!r}）"
         )

@@ -687,7 +687,7 @@ class AuditLog(Base):
 
 def get_setting(session: Session, key: str, default: Any = None) -> Any:
     """The global (install-wide) value of ``key``; a township's own value is read with
-    :func:`cms.services.township.effective`."""
+    :func:`cms.tree.effective`."""
     value = session.scalar(
         select(Setting.value).where(Setting.key == key, Setting.area_id.is_(None))
     )

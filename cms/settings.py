@@ -19,6 +19,8 @@ class ConfigError(ValueError):
 
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+TTS_ENGINES = ("auto", "edge", "offline", "neural")
+"""The engine modes (``DALABA_TTS_ENGINE``, and a township's own choice in :mod:`cms.tree`)."""
 MAX_PROXY_HOPS = 10
 
 
@@ -109,7 +111,7 @@ class Settings:
             ZoneInfo(self.timezone)
         except (ZoneInfoNotFoundError, ValueError) as exc:
             raise ConfigError(f"DALABA_TIMEZONE 不是有效的时区：{self.timezone!r}") from exc
-        if self.tts_engine not in {"auto", "edge", "offline", "neural"}:
+        if self.tts_engine not in TTS_ENGINES:
             raise ConfigError(
                 "DALABA_TTS_ENGINE 应为 auto、edge、offline 或 neural"
                 f"（当前为 {self.tts_engine!r}）"

@@ -27,7 +27,7 @@ from typing import Any
 from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
-from cms import queue
+from cms import queue, tree
 from cms.db import rowcount, unit_of_work
 from cms.jobs.context import Context
 from cms.jobs.lifecycle import Failure, Kind, Outcome, run_job
@@ -49,7 +49,7 @@ from cms.publishers import (
     load_publishers,
 )
 from cms.queue import QueueState
-from cms.services import share, township
+from cms.services import share
 from cms.services.announcements import live_filter, reaches
 from cms.services.errors import N_, Message
 from cms.settings import Settings
@@ -258,7 +258,7 @@ def _load(session: Session, settings: Settings, article_id: int) -> _Job | None:
         text=rev.body,
         # The account's own author line, else the township's office name, else its name.
         author=account.office
-        or str(township.effective(session, township.OFFICE_NAME, account.area, "") or "")
+        or str(tree.effective(session, tree.OFFICE_NAME, account.area, "") or "")
         or account.area.name,
         source_url=share_url(settings, rev.announcement),
     )

@@ -187,8 +187,8 @@ def _outlet_variant(
     engine_mode: str | None,
 ) -> tuple[str, str | None, dict[str, Any] | None]:
     """An entry's status at an outlet with its own voice or engine, and what to speak."""
+    from cms import tree
     from cms.jobs.renders import active_recording, relevant_entries
-    from cms.services import township
     from cms.services.outlets import RECORDING_ONLY
 
     recording = active_recording(session, rev.announcement_id)
@@ -196,16 +196,14 @@ def _outlet_variant(
         return status, reason, None  # a human recording plays as recorded everywhere
     if outlet.tts_engine == RECORDING_ONLY:
         return "skip", Message(N_("此广播点只播放录音，这条公告没有录音")).dumps(), None
-    area = township.revision_area(session, rev)
-    engine = outlet.tts_engine or str(
-        township.effective(session, township.TTS_ENGINE, area, engine_mode or "auto")
-    )
+    area = tree.revision_area(session, rev)
+    engine = outlet.tts_engine or tree.engine_mode(session, area, engine_mode or "auto")
     synth = {
         "text": rev.speech,
         "voice": outlet.voice or rev.voice,
         "rate": rev.rate,
         "engine": engine,
-        "lexicon": relevant_entries(rev.speech, township.lexicon_pairs(session, area)),
+        "lexicon": relevant_entries(rev.speech, tree.lexicon_pairs(session, area)),
     }
     return "ready", None, synth
 

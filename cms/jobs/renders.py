@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from cms import queue
+from cms import queue, tree
 from cms.db import rowcount
 from cms.jobs.context import Context
 from cms.jobs.lifecycle import Failure, Kind, Outcome, finish, run_job
@@ -35,7 +35,6 @@ from cms.models import (
     Revision,
     Status,
 )
-from cms.services import township
 from cms.services.announcements import live_filter
 from cms.services.speech import profiles_for
 
@@ -169,13 +168,13 @@ def clip_changes(session: Session, today: date, engine_mode: str) -> list[ClipCh
     (a new revision whose spoken inputs are unchanged: a new title, dates or targets)
     reuses that clip's audio instead of queueing a render.
     """
-    lexicons = township.Lexicons(session)
-    values = township.Values(session, [township.TTS_ENGINE])
+    lexicons = tree.Lexicons(session)
+    values = tree.Values(session, [tree.TTS_ENGINE])
     changes: list[ClipChange] = []
     for rev in revisions_needing_audio(session, today):
-        area = township.revision_area(session, rev)
+        area = tree.revision_area(session, rev)
         pairs = lexicons.pairs(area)
-        mode = _mode(values.get(township.TTS_ENGINE, area, engine_mode), engine_mode)
+        mode = values.engine_mode(area, engine_mode)
         recording = active_recording(session, rev.announcement_id)
         existing = {
             c.profile: c for c in session.scalars(select(Clip).where(Clip.revision_id == rev.id))
@@ -258,15 +257,11 @@ def plan_clips(session: Session, today: date, engine_mode: str) -> int:
     """Create or invalidate clip rows so every needed clip matches its inputs; returns changes.
 
     One clip per (revision, profile): its lexicon and engine are those of the revision's
-    area (:func:`cms.services.township.revision_area`), so a township's own entry changes
+    area (:func:`cms.tree.revision_area`), so a township's own entry changes
     the clips of that township's announcements only. ``engine_mode`` is the install's
     mode, used where no township chose its own.
     """
     return apply_clip_changes(session, clip_changes(session, today, engine_mode))
-
-
-def _mode(value: object, fallback: str) -> str:
-    return str(value) if value in township.ENGINES else fallback
 
 
 def invalidate(
@@ -334,8 +329,7 @@ def _load(session: Session, clip_id: int, engine_mode: str) -> _Job | None:
         return None
     rev = clip.revision
     recording = active_recording(session, rev.announcement_id)
-    area = township.revision_area(session, rev)
-    engine = township.effective(session, township.TTS_ENGINE, area, engine_mode)
+    area = tree.revision_area(session, rev)
     return _Job(
         clip_id=clip.id,
         key=clip.cache_key,
@@ -343,10 +337,10 @@ def _load(session: Session, clip_id: int, engine_mode: str) -> _Job | None:
         text=rev.speech,
         voice=rev.voice,
         rate=rev.rate,
-        lexicon=relevant_entries(rev.speech, township.lexicon_pairs(session, area)),
+        lexicon=relevant_entries(rev.speech, tree.lexicon_pairs(session, area)),
         recording=recording.path if recording else None,
         attempts=clip.attempts,
-        engine=_mode(engine, engine_mode),
+        engine=tree.engine_mode(session, area, engine_mode),
     )
 
 

@@ -21,7 +21,7 @@ from pathlib import Path
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from cms import queue
+from cms import queue, tree
 from cms.clock import at_local, local_day, parse_hhmm
 from cms.db import WHEN_NEEDED, unit_of_work
 from cms.jobs import articles, deliveries, diskspace, programs, reconcile, renders
@@ -37,7 +37,7 @@ from cms.models import (
     Program,
     Slot,
 )
-from cms.services import announcements, township
+from cms.services import announcements
 from cms.services.airtime import in_slot
 
 log = logging.getLogger(__name__)
@@ -101,8 +101,8 @@ class Scheduler:
 
     def built_ahead(self, session: Session, today: date) -> set[int]:
         """Active outlets whose township's build time has passed today (each township may
-        set its own; see :mod:`cms.services.township`)."""
-        values = township.Values(session, [township.BUILD_TIME])
+        set its own; see :mod:`cms.tree`)."""
+        values = tree.Values(session, [tree.BUILD_TIME])
         default = self.ctx.settings.build_time
         passed: dict[str, bool] = {}
         ready: set[int] = set()
@@ -110,7 +110,7 @@ class Scheduler:
             select(Outlet.id, Area.path).join(Area, Area.id == Outlet.area_id).where(Outlet.active)
         )
         for outlet_id, path in rows:
-            at = str(values.at_path(township.BUILD_TIME, path, default))
+            at = str(values.at_path(tree.BUILD_TIME, path, default))
             if at not in passed:
                 passed[at] = self.build_time_passed(today, at)
             if passed[at]:

@@ -18,6 +18,7 @@ from typing import Any
 from sqlalchemy import Select, false, func, or_, select
 from sqlalchemy.orm import Session, aliased, selectinload
 
+from cms import tree
 from cms.clock import clock_of
 from cms.models import (
     Announcement,
@@ -117,12 +118,7 @@ def create(
         raise PermissionDenied(N_("只有县级编辑可以新建县级活动"))
     if not data.get("voice"):
         # No voice chosen (an API client, a script): the office's default voice.
-        from cms.services import township
-
-        data = {
-            **data,
-            "voice": township.default_voice(session, township.area_of_user(session, user)),
-        }
+        data = {**data, "voice": tree.default_voice(session, tree.area_of_user(session, user))}
     content = parse_content(session, data, today=today, scope=target_scope(user))
     ann = Announcement(status=Status.DRAFT, created_by_id=user.id, campaign=campaign)
     session.add(ann)
@@ -305,10 +301,8 @@ def going_out_on(session: Session, day: date, area: Area | None = None) -> list[
         .options(selectinload(Announcement.approved_revision).selectinload(Revision.areas))
     )
     if area is not None:
-        from cms.services.areas import overlapping_ids
-
         targets = select(revision_area.c.revision_id).where(
-            revision_area.c.area_id.in_(overlapping_ids(area))
+            revision_area.c.area_id.in_(tree.overlapping_ids(area))
         )
         stmt = stmt.where(Announcement.approved_revision_id.in_(targets))
     anns = list(session.scalars(stmt))
@@ -355,12 +349,12 @@ def search(
         else:
             # Matches announcements aimed at the area, anything below it, or anything above it
             # (an announcement for the whole township reaches every village in it).
-            from cms.services.areas import ancestor_ids, descendant_ids
-
-            ids = descendant_ids(session, [area]) | set(ancestor_ids(area))
             stmt = stmt.where(
                 select(revision_area.c.area_id)
-                .where(revision_area.c.revision_id == Revision.id, revision_area.c.area_id.in_(ids))
+                .where(
+                    revision_area.c.revision_id == Revision.id,
+                    revision_area.c.area_id.in_(tree.overlapping_ids(area)),
+                )
                 .exists()
             )
     if q:
@@ -449,18 +443,14 @@ def default_window(today: date) -> tuple[date, date]:
 
 def reaches(rev: Revision, area: Area) -> bool:
     """Whether a revision reaches an outlet or chat of ``area``: one of its targets overlaps
-    the area in the tree (:func:`cms.services.areas.overlap`, the one rule)."""
-    from cms.services.areas import overlap
-
-    return any(overlap(area, target) for target in rev.areas)
+    the area in the tree (:func:`cms.tree.overlap`, the one rule)."""
+    return any(tree.overlap(area, target) for target in rev.areas)
 
 
 def narrower_targets(rev: Revision, area: Area) -> list[Area]:
     """The targets inside ``area`` when no target covers all of it: a village loudspeaker
     playing a notice for its 三组 names "（三组）" on the run sheet and in the program."""
-    from cms.services.areas import narrower
-
-    return narrower(rev.areas, area)
+    return tree.narrower(rev.areas, area)
 
 
 def for_part(title: str, part: Iterable[Area]) -> str:

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-
-from sqlalchemy import or_, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from cms.models import Area, AreaKind, User
@@ -12,6 +10,7 @@ from cms.services import audit
 from cms.services.errors import N_, Conflict, Errors, NotFound
 from cms.services.scope import Scope
 from cms.services.text import clean_text
+from cms.tree import ancestor_ids
 
 AREA_KIND_LABELS = {
     AreaKind.COUNTY: N_("县"),
@@ -19,23 +18,6 @@ AREA_KIND_LABELS = {
     AreaKind.VILLAGE: N_("村"),
     AreaKind.GROUP: N_("组"),
 }
-
-
-def all_areas(session: Session) -> list[Area]:
-    """Every area in tree order (parents before children, siblings by sort then id)."""
-    areas = list(session.scalars(select(Area)))
-    by_parent: dict[int | None, list[Area]] = {}
-    for area in areas:
-        by_parent.setdefault(area.parent_id, []).append(area)
-    ordered: list[Area] = []
-
-    def walk(parent: int | None) -> None:
-        for child in sorted(by_parent.get(parent, []), key=lambda a: (a.sort, a.id)):
-            ordered.append(child)
-            walk(child.id)
-
-    walk(None)
-    return ordered
 
 
 def get_area(session: Session, area_id: int) -> Area:
@@ -110,48 +92,6 @@ def delete_area(session: Session, actor: User, area: Area) -> None:
         raise Conflict(N_("“{name}”还有所属用户，不能删除"), name=area.name)
     audit.record(session, actor, "area.delete", area, name=area.name)
     session.delete(area)
-
-
-def descendant_ids(session: Session, areas: Iterable[Area]) -> set[int]:
-    """Ids of the given areas and everything below them."""
-    paths = [a.path for a in areas]
-    if not paths:
-        return set()
-    return set(
-        session.scalars(select(Area.id).where(or_(*(Area.path.startswith(p) for p in paths))))
-    )
-
-
-def ancestor_ids(area: Area) -> list[int]:
-    """Ids from the root down to ``area`` itself."""
-    return [int(p) for p in area.path.strip("/").split("/") if p]
-
-
-def overlap(a: Area, b: Area) -> bool:
-    """The one reach rule: two areas overlap when one is an ancestor of, or equal to, the other.
-
-    A village loudspeaker plays notices for any of its 组; a 组's mobile speaker plays
-    notices for its village and township; a chat bound to an area follows the same rule.
-    """
-    return a.path.startswith(b.path) or b.path.startswith(a.path)
-
-
-def narrower(targets: Iterable[Area], area: Area) -> list[Area]:
-    """The targets inside ``area`` when none covers all of it (what part of it they are for)."""
-    targets = list(targets)
-    if any(area.path.startswith(t.path) for t in targets):
-        return []
-    return [t for t in targets if t.path.startswith(area.path)]
-
-
-def overlaps(area: Area):  # type: ignore[no-untyped-def]
-    """SQL condition on :class:`Area`: the row overlaps ``area`` (:func:`overlap`)."""
-    return or_(Area.id.in_(ancestor_ids(area) or [area.id]), Area.path.startswith(area.path))
-
-
-def overlapping_ids(area: Area):  # type: ignore[no-untyped-def]
-    """SQL: ids of the areas that overlap ``area`` (:func:`overlap`, as a subquery)."""
-    return select(Area.id).where(overlaps(area))
 
 
 def full_name(session: Session, area: Area) -> str:

@@ -16,10 +16,10 @@ from datetime import date, time, timedelta
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from cms import tree
 from cms.models import Announcement, Area, Clip, ClipProfile, JobState, Outlet
-from cms.services import airtime, township
+from cms.services import airtime
 from cms.services.announcements import reaching_outlets
-from cms.services.areas import overlap
 
 MAX_DAYS = 31
 
@@ -78,7 +78,7 @@ def _lexicon(session: Session, area: Area | None = None):  # type: ignore[no-unt
     """The lexicon as it applies in ``area`` (the draft's targets' common area)."""
     from audio.text import Lexicon
 
-    return Lexicon(tuple(township.lexicon_pairs(session, area)))
+    return Lexicon(tuple(tree.lexicon_pairs(session, area)))
 
 
 def estimate(text: str, rate: int, lexicon=None) -> float:  # type: ignore[no-untyped-def]
@@ -123,13 +123,13 @@ def budget(
     """
     draft = _Draft(start, end, end_time, airtime_choice)
     targets = list(session.scalars(select(Area).where(Area.id.in_(list(area_ids)))))
-    common = township.common_area_id(targets)
+    common = tree.common_area_id(targets)
     lexicon = _lexicon(session, session.get(Area, common) if common is not None else None)
     mine = estimate(text, rate, lexicon)
     outlets = [
         o
         for o in session.scalars(select(Outlet).where(Outlet.active).order_by(Outlet.id))
-        if any(overlap(o.area, t) for t in targets)
+        if any(tree.overlap(o.area, t) for t in targets)
     ]
     slots: list[SlotBudget] = []
     known: dict[int, float] = {}

@@ -52,6 +52,7 @@ from cms.services import audit, share
 from cms.services import content as content_model
 from cms.services.errors import N_, NotFound, PermissionDenied, WorkflowError
 from cms.services.scope import Scope
+from cms.tree import all_areas, narrower, township_of, within
 
 ADOPTED = "adopted"
 ADAPTED = "adapted"
@@ -61,14 +62,6 @@ ADOPTION_LABELS = {ADOPTED: N_("照发"), ADAPTED: N_("改编")}
 def may_draft(user: User) -> bool:
     """Whether ``user`` may draft county campaigns: an editor or admin of a county."""
     return user.role in EDITORS and user.area is not None and user.area.kind is AreaKind.COUNTY
-
-
-def township_of(area: Area) -> Area | None:
-    """The township ``area`` lies in (itself for a township; None above townships)."""
-    node: Area | None = area
-    while node is not None and node.kind is not AreaKind.TOWNSHIP:
-        node = node.parent
-    return node
 
 
 def townships(session: Session, rev: Revision) -> list[Area]:
@@ -85,9 +78,9 @@ def townships(session: Session, rev: Revision) -> list[Area]:
 def targets_in(rev: Revision, town: Area) -> list[Area]:
     """The township's part of the campaign's targets: the township itself when a target
     contains it (the county, or the township), else the targets inside it."""
-    if any(town.path.startswith(t.path) for t in rev.areas):
+    if any(within(town, t) for t in rev.areas):
         return [town]
-    return [t for t in rev.areas if t.path.startswith(town.path)]
+    return narrower(rev.areas, town)
 
 
 def copy_of(session: Session, campaign: Announcement, town: Area) -> Announcement | None:
@@ -341,8 +334,6 @@ def report(
 
     Programs are read once for all campaigns (their manifests name the copies they play).
     """
-    from cms.services.areas import all_areas
-
     camps = list(campaigns) if campaigns is not None else county_campaigns(session, scope)
     if not camps:
         return []

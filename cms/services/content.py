@@ -40,6 +40,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from audio.voices import DEFAULT_VOICE
 from cms.models import Airtime, Area, Priority, Revision, Topic
 from cms.services.errors import N_, Errors
 from cms.services.scope import Scope
@@ -60,7 +61,6 @@ MAX_WINDOW_DAYS = 366
 MAX_REPEATS = 5
 MAX_AREA_IDS = 500
 RATE_RANGE = (-50, 50)
-DEFAULT_VOICE = "zh-CN-XiaoxiaoNeural"
 
 
 def voice_names() -> list[str]:

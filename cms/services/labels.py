@@ -24,3 +24,10 @@ ENGINE_LABELS = {
     "tone": N_("提示音"),
     "neural": N_("离线神经语音"),
 }
+ENGINE_MODE_LABELS = {
+    "auto": N_("自动（在线优先，失败时离线）"),
+    "edge": N_("仅在线语音"),
+    "offline": N_("仅离线语音（eSpeak NG）"),
+    "neural": N_("仅离线神经语音"),
+}
+"""The engine modes a township or outlet may choose (:data:`cms.settings.TTS_ENGINES`)."""

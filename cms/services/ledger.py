@@ -60,6 +60,7 @@ from cms.services.notices import PRINT_ACTION
 from cms.services.operators import AUDIO_KINDS
 from cms.services.scope import Scope
 from cms.services.terminals import covered, spans, status_of
+from cms.tree import township_of
 
 UNFILED = N_("未分类")
 _MONTH = re.compile(r"([0-9]{4})-([0-9]{2})")  # ASCII digits only ("²" is a digit to isdigit)
@@ -217,13 +218,6 @@ def offices(session: Session, scope: Scope) -> list[Area]:
     ]
 
 
-def _township_of(area: Area, by_id: dict[int, Area]) -> Area | None:
-    node: Area | None = area
-    while node is not None and node.kind is not AreaKind.TOWNSHIP:
-        node = by_id.get(node.parent_id) if node.parent_id is not None else None
-    return node
-
-
 def _village_of(area: Area, by_id: dict[int, Area]) -> Area:
     node = area
     while node.kind is AreaKind.GROUP and node.parent_id in by_id:
@@ -257,7 +251,7 @@ def build(
     area_ids = [a.id for a in inside]
 
     def town_name(a: Area | None) -> str:
-        town = _township_of(a, by_id) if a is not None else None
+        town = township_of(a)
         return town.name if town else area.name
 
     # -- notices ------------------------------------------------------------------------
@@ -478,7 +472,7 @@ def build(
 
         def row_of(area_id: int | None) -> TownshipRow:
             owner = by_id.get(area_id) if area_id is not None else None
-            town = _township_of(owner, by_id) if owner is not None else None
+            town = township_of(owner)
             return towns[town.id] if town is not None and town.id in towns else towns[area.id]
 
         for ann in anns:

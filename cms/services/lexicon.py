@@ -10,8 +10,9 @@ from __future__ import annotations
 from sqlalchemy import ColumnElement, select
 from sqlalchemy.orm import Session
 
+from cms import tree
 from cms.models import Announcement, Area, LexiconEntry, Revision, Status, User
-from cms.services import audit, township
+from cms.services import audit
 from cms.services.announcements import live_filter
 from cms.services.errors import N_, Errors, NotFound
 from cms.services.text import clean_text
@@ -109,8 +110,8 @@ def affected_revisions(session: Session, written: str, area: Area | None = None)
         if written not in rev.speech:
             continue
         if area is not None:
-            own = township.revision_area(session, rev)
-            if own is None or area.id not in township.ancestor_ids(own):
+            own = tree.revision_area(session, rev)
+            if own is None or area.id not in tree.ancestor_ids(own):
                 continue
         seen[rev.id] = rev
     return list(seen.values())

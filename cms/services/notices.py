@@ -16,8 +16,9 @@ from datetime import date, datetime, timedelta, tzinfo
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
+from cms import tree
 from cms.models import Announcement, Area, AreaKind, User
-from cms.services import audit, share, township
+from cms.services import audit, share
 from cms.services.errors import N_, NotFound
 from cms.settings import Settings
 
@@ -65,7 +66,7 @@ def villages_in_reach(session: Session, areas: list[Area]) -> list[Area]:
         if area.kind is AreaKind.VILLAGE:
             found[area.id] = area
         elif area.kind is AreaKind.GROUP:
-            for area_id in reversed(township.ancestor_ids(area)):
+            for area_id in reversed(tree.ancestor_ids(area)):
                 node = session.get(Area, area_id)
                 if node is not None and node.kind is AreaKind.VILLAGE:
                     found[node.id] = node
@@ -74,7 +75,7 @@ def villages_in_reach(session: Session, areas: list[Area]) -> list[Area]:
     def order(area: Area) -> list[tuple[int, int]]:
         return [
             (node.sort, node.id)
-            for node in (session.get(Area, i) for i in township.ancestor_ids(area))
+            for node in (session.get(Area, i) for i in tree.ancestor_ids(area))
             if node is not None
         ]
 
@@ -97,7 +98,7 @@ def notice(session: Session, settings: Settings, ann: Announcement, tz: tzinfo) 
         title=rev.title,
         paragraphs=paragraphs(rev.body),
         day=issued.astimezone(tz).date() if issued else rev.start_date,
-        office=share.office_name(session, township.revision_area(session, rev)),
+        office=share.office_name(session, tree.revision_area(session, rev)),
         url=url,
         qr_svg=share.qr_svg(url),
         villages=[v.name for v in villages_in_reach(session, list(rev.areas))],

@@ -8,16 +8,18 @@ from datetime import time
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from cms import tree
 from cms.models import Area, Outlet, OutletKind, Slot, User
-from cms.services import audit, township
+from cms.services import audit
 from cms.services.errors import N_, Errors, NotFound
+from cms.services.labels import ENGINE_MODE_LABELS
 from cms.services.scope import Scope
 from cms.services.text import clean_text, parse_id, parse_int
 
 _HHMM = re.compile(r"([0-9]{1,2}):([0-9]{2})")
 OUTLET_KIND_LABELS = {OutletKind.LOUDSPEAKER: N_("固定大喇叭"), OutletKind.MOBILE: N_("移动音箱")}
 RECORDING_ONLY = "recording"
-OUTLET_ENGINES = {**township.ENGINE_LABELS, RECORDING_ONLY: N_("只播录音（没有录音的公告不播）")}
+OUTLET_ENGINES = {**ENGINE_MODE_LABELS, RECORDING_ONLY: N_("只播录音（没有录音的公告不播）")}
 """Engine modes an outlet may choose: the township's, or recordings only."""
 
 
@@ -80,7 +82,7 @@ def save_outlet(
         errors.add("area_id", N_("请选择存在的区域"))
     if outlet is None and area is not None and not str(slots or "").strip():
         # A new outlet left without slots gets its township's default slots.
-        slots = township.default_slots(session, area)
+        slots = tree.default_slots(session, area)
     parsed_slots = parse_slots(errors, slots)
     if not parsed_slots and "slots" not in errors:
         errors.add("slots", N_("至少设置一个播出时段"))

@@ -1,6 +1,6 @@
 """Reach: which loudspeakers, chats and Official Accounts a notice reaches, and when.
 
-The one rule (:func:`cms.services.areas.overlap`): an outlet or a bound chat reaches a
+The one rule (:func:`cms.tree.overlap`): an outlet or a bound chat reaches a
 notice when its area and one of the notice's targets overlap in the area tree. The
 editor's preview, the review page, the refusal at submission, the notice's own page and
 the scheduler (through :func:`cms.services.announcements.reaches`) all read it here.
@@ -33,10 +33,10 @@ from cms.models import (
     WechatArticle,
 )
 from cms.services import airtime
-from cms.services.areas import narrower, overlap, overlaps
 from cms.services.chats import ROBOT_PLATFORMS
 from cms.services.errors import N_, Message, ValidationError
 from cms.services.scope import Scope
+from cms.tree import narrower, overlap, overlaps
 
 # How far ahead the first play is looked for (a campaign may start far in the future).
 LOOKAHEAD_DAYS = 366

@@ -33,6 +33,7 @@ from cms.models import (
     WechatAccount,
 )
 from cms.services.errors import N_, Errors, NotFound
+from cms.tree import all_areas, common_area_id
 
 NOWHERE = "//"
 """A path no area has (paths are "/1/4/")."""
@@ -81,8 +82,6 @@ class Scope:
 
     def areas(self, session: Session) -> list[Area]:
         """The areas in scope, in tree order."""
-        from cms.services.areas import all_areas
-
         return [a for a in all_areas(session) if self.contains(a)]
 
     def check_areas(self, session: Session, errors: Errors, field: str, ids: Iterable[int]) -> None:
@@ -210,19 +209,8 @@ class Scope:
         return chat is not None and self.contains(chat.area)
 
 
-def common_ancestor(areas: Iterable[Area]) -> int | None:
-    """The id of the deepest area that contains all of ``areas`` (None when they share none)."""
-    parts = [[int(p) for p in a.path.strip("/").split("/") if p] for a in areas]
-    common: int | None = None
-    for ids in zip(*parts, strict=False):
-        if len(set(ids)) != 1:
-            break
-        common = ids[0]
-    return common
-
-
 def owner_area(user: User, targets: Iterable[Area]) -> int | None:
     """The office a new announcement belongs to: its author's, else its targets' common one."""
     if user.area_id is not None:
         return user.area_id
-    return common_ancestor(list(targets))
+    return common_area_id(targets)

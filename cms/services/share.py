@@ -20,6 +20,7 @@ from pathlib import Path
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from cms import tree
 from cms.models import (
     Announcement,
     Area,
@@ -168,7 +169,7 @@ def page(session: Session, token: str, tz: tzinfo) -> SharePage | None:
         title=rev.title,
         body=rev.body,
         day=issued.astimezone(tz).date() if issued else rev.start_date,
-        office=office_name(session, township.revision_area(session, rev)),
+        office=office_name(session, tree.revision_area(session, rev)),
         audio=Path(clip.path) if clip and clip.path else None,
         subtitles=Path(clip.subtitles_path) if clip and clip.subtitles_path else None,
         duration=clip.duration if clip else None,
@@ -190,8 +191,6 @@ def share_text(title: str, body: str, url: str, heading: str = HEADING) -> str:
 def for_area(session: Session, area: Area, today: date) -> list[Announcement]:
     """Shareable announcements that reach ``area`` (a target overlaps it in the tree) and
     have not ended, newest first: what an operator of that area may forward."""
-    from cms.services.areas import overlapping_ids
-
     stmt = (
         select(Announcement)
         .join(Revision, Revision.id == Announcement.approved_revision_id)
@@ -200,7 +199,7 @@ def for_area(session: Session, area: Area, today: date) -> list[Announcement]:
             Announcement.status != Status.WITHDRAWN,
             Announcement.share_token.is_not(None),
             Revision.end_date >= today,
-            revision_area.c.area_id.in_(overlapping_ids(area)),
+            revision_area.c.area_id.in_(tree.overlapping_ids(area)),
         )
         .order_by(Revision.start_date.desc(), Announcement.id.desc())
         .distinct()

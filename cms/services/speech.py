@@ -17,10 +17,9 @@ from typing import TYPE_CHECKING
 from sqlalchemy import Engine, or_, select
 from sqlalchemy.orm import Session
 
-from cms import lease
+from cms import lease, tree
 from cms.clock import clock_of
 from cms.models import Area, Clip, ClipProfile, JobState, Revision
-from cms.services import township
 from cms.services.errors import N_, Message, audio_message
 from cms.settings import Settings
 
@@ -281,4 +280,4 @@ def lexicon(session: Session, area: Area | None = None) -> Lexicon:
     """The pronunciation lexicon as the renderer applies it in ``area`` (None: the county's)."""
     from audio.text import Lexicon
 
-    return Lexicon(tuple(township.lexicon_pairs(session, area)))
+    return Lexicon(tuple(tree.lexicon_pairs(session, area)))

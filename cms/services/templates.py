@@ -28,9 +28,10 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from cms import tree
 from cms.models import Announcement, NoticeTemplate, User
 from cms.roles import EDITORS
-from cms.services import airtime, announcements, audit, phones, township
+from cms.services import airtime, announcements, audit, phones
 from cms.services.content import MAX_BODY
 from cms.services.errors import N_, Errors, NotFound, PermissionDenied, ValidationError
 from cms.services.text import clean_text, parse_date
@@ -281,7 +282,7 @@ def _visible_area_ids(user: User) -> list[int] | None:
     """The offices whose templates ``user`` sees (None: every office)."""
     if user.area is None:
         return None
-    return township.ancestor_ids(user.area) or [user.area.id]
+    return tree.ancestor_ids(user.area) or [user.area.id]
 
 
 def _may_edit(user: User, row: NoticeTemplate) -> bool:

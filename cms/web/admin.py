@@ -9,6 +9,7 @@ from flask_babel import gettext as _
 from sqlalchemy import or_, select
 
 from audio.voices import VOICES
+from cms import tree
 from cms.models import (
     ApiToken,
     AuditLog,
@@ -39,7 +40,9 @@ from cms.services.audit import (
 )
 from cms.services.chats import PLATFORM_LABELS
 from cms.services.errors import N_, DomainError, Message, NotFound, ValidationError
+from cms.services.labels import ENGINE_MODE_LABELS
 from cms.services.scope import Scope
+from cms.settings import TTS_ENGINES
 from cms.web.auth import remember_login, rule
 from cms.web.db import db, settings, transaction
 from cms.web.forms import field_errors, form_id, form_ids, int_arg, message, paginate
@@ -184,7 +187,7 @@ def outlet_edit(outlet_id: int | None = None) -> Any:
     else:
         data = {
             "kind": OutletKind.LOUDSPEAKER.value,
-            "slots": township.default_slots(db(), township.area_of_user(db(), g.user)),
+            "slots": tree.default_slots(db(), tree.area_of_user(db(), g.user)),
             "loop_minutes": 30,
             "active": True,
             "operator_ids": [],
@@ -204,16 +207,8 @@ def outlet_edit(outlet_id: int | None = None) -> Any:
         operators=operators,
         voices=VOICES,
         engines=outlet_svc.OUTLET_ENGINES,
-        inherited_engine=township.ENGINE_LABELS.get(
-            str(
-                township.effective(
-                    db(),
-                    township.TTS_ENGINE,
-                    outlet.area if outlet else None,
-                    settings().tts_engine,
-                )
-            ),
-            "",
+        inherited_engine=ENGINE_MODE_LABELS.get(
+            tree.engine_mode(db(), outlet.area if outlet else None, settings().tts_engine), ""
         ),
     ), (400 if errors else 200)
 
@@ -360,8 +355,8 @@ def settings_page() -> Any:
         errors = tx.fields
     elif request.method == "POST":
         form = {key: request.form[key] for key in township.KEYS if key in request.form}
-    defaults = township.env_defaults(settings())
-    values = township.Values(db(), township.KEYS)
+    defaults = tree.env_defaults(settings())
+    values = tree.Values(db(), township.KEYS)
     rows = []
     for key in township.KEYS:
         resolved = values.resolve(key, area, defaults[key])
@@ -382,7 +377,7 @@ def settings_page() -> Any:
         rows=rows,
         errors=errors,
         voices=VOICES,
-        engines={mode: township.ENGINE_LABELS[mode] for mode in _engines()},
+        engines={mode: ENGINE_MODE_LABELS[mode] for mode in _engines()},
         office_default=township.office_name(db(), area),
         allow_self_approval=(
             "allow_self_approval" in request.form
@@ -394,19 +389,17 @@ def settings_page() -> Any:
 
 def _shown(key: str, value: Any) -> str:
     """An inherited value as people read it (a voice's and an engine's label, not its id)."""
-    if key == township.DEFAULT_VOICE and value in VOICES:
+    if key == tree.DEFAULT_VOICE and value in VOICES:
         return _(VOICES[value].label)
-    if key == township.TTS_ENGINE and value in township.ENGINE_LABELS:
-        return _(township.ENGINE_LABELS[value])
+    if key == tree.TTS_ENGINE and value in ENGINE_MODE_LABELS:
+        return _(ENGINE_MODE_LABELS[value])
     return str(value or "")
 
 
 def _engines() -> tuple[str, ...]:
     """The engine modes this install can run (neural needs its model folder)."""
     return tuple(
-        mode
-        for mode in township.ENGINES
-        if mode != "neural" or settings().neural_model_dir is not None
+        mode for mode in TTS_ENGINES if mode != "neural" or settings().neural_model_dir is not None
     )
 
 

@@ -11,10 +11,11 @@ from flask_babel import gettext as _
 from sqlalchemy import select
 
 from audio.voices import VOICES
+from cms import tree
 from cms.models import Airtime, Announcement, Area, Revision, Status
 from cms.publishers import TITLE_CHARS, short_title
 from cms.roles import EDITORS, REVIEWERS, STAFF
-from cms.services import airtime, breakin, township
+from cms.services import airtime, breakin
 from cms.services import announcements as svc
 from cms.services import campaigns as campaigns_svc
 from cms.services import reach as reach_svc
@@ -215,7 +216,7 @@ def create() -> Any:
         "end_date": end.isoformat(),
         "repeats": 2,
         "chat_post_time": "09:00",
-        "voice": township.default_voice(db(), township.area_of_user(db(), g.user)),
+        "voice": tree.default_voice(db(), tree.area_of_user(db(), g.user)),
         "rate": 0,
         "priority": "normal",
         "area_ids": [],

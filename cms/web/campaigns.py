@@ -11,6 +11,7 @@ from flask_babel import gettext as _
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
+from cms import tree
 from cms.models import Announcement, Area, AreaKind
 from cms.roles import EDITORS, STAFF
 from cms.services import campaigns as svc
@@ -199,7 +200,7 @@ def report_csv() -> Any:
     writer = csv.writer(out)
     writer.writerow([_(c) for c in REPORT_COLUMNS])
     for r in _report_rows():
-        town = svc.township_of(r.area)
+        town = tree.township_of(r.area)
         writer.writerow(
             [
                 neutralise(printable(r.campaign.current.title)),

@@ -7,11 +7,11 @@ from typing import Any
 from flask import Blueprint, abort, flash, g, redirect, render_template, request, url_for
 from flask_babel import gettext as _
 
+from cms import tree
 from cms.models import NoticeTemplate
 from cms.roles import EDITORS, STAFF
 from cms.services import announcements as ann_svc
 from cms.services import templates as svc
-from cms.services import township
 from cms.services.errors import NotFound, ValidationError
 from cms.services.scope import Scope
 from cms.web import today
@@ -97,7 +97,7 @@ def use(key: str) -> Any:
     except NotFound as exc:
         abort(404, description=message(exc))
     day = today(settings())
-    office = township.area_of_user(db(), g.user)
+    office = tree.area_of_user(db(), g.user)
     if request.method == "POST":
         values = {f.name: request.form.get(f"field:{f.name}", "") for f in template.fields}
         content: dict[str, Any] = {
@@ -109,7 +109,7 @@ def use(key: str) -> Any:
             "to_loudspeaker": "to_loudspeaker" in request.form,
             "to_chats": "to_chats" in request.form,
             "repeats": 2,
-            "voice": township.default_voice(db(), office),
+            "voice": tree.default_voice(db(), office),
         }
         with transaction(catch=ValidationError, flash=False) as tx:
             ann = svc.draft_from(db(), g.user, template, values, content, today=day)

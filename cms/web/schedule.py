@@ -24,6 +24,7 @@ from flask import (
 from flask_babel import gettext as _
 from sqlalchemy import select
 
+from cms import tree
 from cms.models import (
     Alert,
     Area,
@@ -280,7 +281,7 @@ def lexicon() -> Any:
     # A township also sees the county's entries it inherits, and which of them it overrides.
     own = {e.written for e in entries}
     inherited = (
-        [(w, s, w in own) for w, s in township.lexicon_pairs(db(), area.parent)]
+        [(w, s, w in own) for w, s in tree.lexicon_pairs(db(), area.parent)]
         if area is not None
         else []
     )
@@ -341,7 +342,7 @@ def lexicon_sample() -> Any:
     if not text:
         flash(_("请输入要试听的文字"), "error")
         return redirect(url_for("schedule.lexicon", area_id=back))
-    entries = tuple(township.lexicon_pairs(db(), area))
+    entries = tuple(tree.lexicon_pairs(db(), area))
     try:
         clip = _renderer().render(text, lexicon=Lexicon(entries))
     except AudioError as exc:

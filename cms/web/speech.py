@@ -17,11 +17,11 @@ from typing import Any
 from flask import Blueprint, abort, current_app, g, jsonify, render_template, request, url_for
 from flask_babel import gettext as _
 
+from cms import tree
 from cms.models import Announcement, Area
 from cms.roles import EDITORS
 from cms.services import announcements as ann_svc
 from cms.services import speech as speech_svc
-from cms.services import township
 from cms.services.content import MAX_AREA_IDS
 from cms.services.errors import N_, Errors
 from cms.services.scope import Scope
@@ -118,11 +118,11 @@ def engine_status(ann: Announcement | None = None) -> speech_svc.EngineStatus:
     # The engine mode of the township the clip is rendered for (its own setting, or the
     # install's): the announcement's targets, or for a new one the editor's office.
     area = (
-        township.revision_area(db(), ann.current)
+        tree.revision_area(db(), ann.current)
         if ann is not None
-        else township.area_of_user(db(), g.user)
+        else tree.area_of_user(db(), g.user)
     )
-    mode = township.engine_mode(db(), area, settings())
+    mode = tree.engine_mode(db(), area, settings().tts_engine)
     return speech_svc.engine_status(settings(), last, recording=recording, mode=mode)
 
 
@@ -160,7 +160,7 @@ def _target_area() -> Area | None:
     Scope.of(g.user).check_areas(db(), errors, "area_ids", [i for i in ids if i is not None])
     if "area_ids" in errors:
         abort(400, description=errors.items["area_ids"].render(_))
-    return township.common_area(db(), [i for i in ids if i is not None])
+    return tree.common_area(db(), [i for i in ids if i is not None])
 
 
 def _preview_of(text: str, area: Area | None) -> dict[str, Any]:

@@ -45,8 +45,9 @@ from cms.models import (
 )
 from cms.services import announcements, areas, chats, operators, outlets
 from cms.services.errors import Message
-from cms.services.scope import Scope, common_ancestor
+from cms.services.scope import Scope
 from cms.services.users import issue_api_token
+from cms.tree import common_area_id
 from cms.web.auth import PUBLIC, route_rule
 from tests.conftest import login
 
@@ -702,7 +703,7 @@ def test_the_whole_install_and_the_owner_of_an_announcement(
         today=today,
     )
     assert both.area_id == county.area.id
-    assert common_ancestor([]) is None
+    assert common_area_id([]) is None
     town_editor = a.users[Role.EDITOR]
     assert announcements.get(session, ann.id, town_editor) is ann
     from cms.services.errors import NotFound, ValidationError

@@ -10,6 +10,7 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from cms import tree
 from cms.models import Announcement, Area, AreaKind, AuditLog, LexiconEntry, Role, Setting, User
 from cms.services import areas, township
 from cms.services import lexicon as lexicon_svc
@@ -46,26 +47,26 @@ def test_values_fall_back_from_township_to_global_to_the_environment(
     session: Session, towns: dict[str, Area], settings: Settings
 ) -> None:
     group = towns["ga"]
-    assert township.township_of(session, group) == towns["a"]
-    assert township.township_of(session, None) is None
-    assert township.build_time(session, group, settings) == settings.build_time == "04:00"
-    township.save(session, None, None, {township.BUILD_TIME: "4:30"})
-    assert township.build_time(session, group, settings) == "04:30"  # global, normalised
-    township.save(session, None, towns["a"], {township.BUILD_TIME: "03:15"})
-    assert township.build_time(session, group, settings) == "03:15"  # the group's township
-    assert township.build_time(session, towns["vb"], settings) == "04:30"  # the other one
-    resolved = township.Values(session, [township.BUILD_TIME]).resolve(
-        township.BUILD_TIME, towns["va"], settings.build_time
+    assert tree.township_of(group) == towns["a"]
+    assert tree.township_of(None) is None
+    assert tree.build_time(session, group, settings) == settings.build_time == "04:00"
+    township.save(session, None, None, {tree.BUILD_TIME: "4:30"})
+    assert tree.build_time(session, group, settings) == "04:30"  # global, normalised
+    township.save(session, None, towns["a"], {tree.BUILD_TIME: "03:15"})
+    assert tree.build_time(session, group, settings) == "03:15"  # the group's township
+    assert tree.build_time(session, towns["vb"], settings) == "04:30"  # the other one
+    resolved = tree.Values(session, [tree.BUILD_TIME]).resolve(
+        tree.BUILD_TIME, towns["va"], settings.build_time
     )
     assert resolved.source == towns["a"] and resolved.inherited_by(towns["va"])
     assert not resolved.inherited_by(towns["a"])
     # An empty value removes the township's own: it inherits again.
-    changed = township.save(session, None, towns["a"], {township.BUILD_TIME: ""})
-    assert changed == {township.BUILD_TIME: None}
-    assert township.build_time(session, group, settings) == "04:30"
-    township.save(session, None, None, {township.BUILD_TIME: ""})
-    assert session.scalar(select(Setting).where(Setting.key == township.BUILD_TIME)) is None
-    assert township.build_time(session, group, settings) == "04:00"
+    changed = township.save(session, None, towns["a"], {tree.BUILD_TIME: ""})
+    assert changed == {tree.BUILD_TIME: None}
+    assert tree.build_time(session, group, settings) == "04:30"
+    township.save(session, None, None, {tree.BUILD_TIME: ""})
+    assert session.scalar(select(Setting).where(Setting.key == tree.BUILD_TIME)) is None
+    assert tree.build_time(session, group, settings) == "04:00"
 
 
 def test_voice_slots_engine_and_office_per_township(
@@ -76,18 +77,18 @@ def test_voice_slots_engine_and_office_per_township(
         None,
         towns["a"],
         {
-            township.DEFAULT_VOICE: "zh-CN-YunjianNeural",
-            township.DEFAULT_SLOTS: "06:30 5，18:00",
-            township.TTS_ENGINE: "edge",
-            township.OFFICE_NAME: "后箐乡人民政府",
+            tree.DEFAULT_VOICE: "zh-CN-YunjianNeural",
+            tree.DEFAULT_SLOTS: "06:30 5，18:00",
+            tree.TTS_ENGINE: "edge",
+            tree.OFFICE_NAME: "后箐乡人民政府",
         },
     )
-    assert township.default_voice(session, towns["va"]) == "zh-CN-YunjianNeural"
-    assert township.default_voice(session, towns["vb"]) == "zh-CN-XiaoxiaoNeural"
-    assert township.default_slots(session, towns["va"]) == "06:30 5, 18:00 10"
-    assert township.default_slots(session, towns["vb"]) == township.FALLBACK_SLOTS
-    assert township.engine_mode(session, towns["ga"], settings) == "edge"
-    assert township.engine_mode(session, towns["vb"], settings) == settings.tts_engine
+    assert tree.default_voice(session, towns["va"]) == "zh-CN-YunjianNeural"
+    assert tree.default_voice(session, towns["vb"]) == "zh-CN-XiaoxiaoNeural"
+    assert tree.default_slots(session, towns["va"]) == "06:30 5, 18:00 10"
+    assert tree.default_slots(session, towns["vb"]) == tree.FALLBACK_SLOTS
+    assert tree.engine_mode(session, towns["ga"], settings.tts_engine) == "edge"
+    assert tree.engine_mode(session, towns["vb"], settings.tts_engine) == settings.tts_engine
     assert township.office_name(session, towns["ga"]) == ("{office}", {"office": "后箐乡人民政府"})
     assert township.office_name(session, towns["vb"]) == (township.OFFICE, {"area": "幸福镇"})
     # A new outlet left without slots gets its township's default slots.
@@ -109,17 +110,17 @@ def test_bad_values_are_refused_together_and_nothing_is_saved(
             None,
             towns["a"],
             {
-                township.BUILD_TIME: "25:00",
-                township.DEFAULT_SLOTS: "7点半",
-                township.DEFAULT_VOICE: "zh-CN-Nobody",
-                township.TTS_ENGINE: "loud",
-                township.OFFICE_NAME: "很" * 17,
+                tree.BUILD_TIME: "25:00",
+                tree.DEFAULT_SLOTS: "7点半",
+                tree.DEFAULT_VOICE: "zh-CN-Nobody",
+                tree.TTS_ENGINE: "loud",
+                tree.OFFICE_NAME: "很" * 17,
             },
         )
     assert set(caught.value.errors) == set(township.KEYS)
     with pytest.raises(ValidationError) as neural:
-        township.save(session, None, None, {township.TTS_ENGINE: "neural"}, engines=("auto",))
-    assert set(neural.value.errors) == {township.TTS_ENGINE}
+        township.save(session, None, None, {tree.TTS_ENGINE: "neural"}, engines=("auto",))
+    assert set(neural.value.errors) == {tree.TTS_ENGINE}
     assert session.scalar(select(Setting)) is None
     with pytest.raises(NotFound):
         township.settable_area(session, towns["va"].id)  # a village follows its township
@@ -136,9 +137,9 @@ def test_the_lexicon_merges_county_and_township_entries(
     lexicon_svc.save_entry(session, None, written="长街", spoken="常街")
     lexicon_svc.save_entry(session, None, written="重阳", spoken="虫阳")
     lexicon_svc.save_entry(session, None, written="长街", spoken="场街", area=towns["a"])
-    assert township.lexicon_pairs(session, towns["ga"]) == [("重阳", "虫阳"), ("长街", "场街")]
-    assert township.lexicon_pairs(session, towns["vb"]) == [("重阳", "虫阳"), ("长街", "常街")]
-    assert township.lexicon_pairs(session, None) == [("重阳", "虫阳"), ("长街", "常街")]
+    assert tree.lexicon_pairs(session, towns["ga"]) == [("重阳", "虫阳"), ("长街", "场街")]
+    assert tree.lexicon_pairs(session, towns["vb"]) == [("重阳", "虫阳"), ("长街", "常街")]
+    assert tree.lexicon_pairs(session, None) == [("重阳", "虫阳"), ("长街", "常街")]
     assert [e.written for e in lexicon_svc.all_entries(session, towns["a"])] == ["长街"]
     assert len(lexicon_svc.all_entries(session)) == 2
     # Saving the same written form again in the township changes its own entry only.
@@ -151,8 +152,8 @@ def test_an_announcement_uses_its_targets_common_area(
 ) -> None:
     one = make_announcement("approved", area_ids=[towns["va"].id, towns["ga"].id])
     both = make_announcement("approved", area_ids=[towns["va"].id, towns["vb"].id])
-    assert township.revision_area(session, one.approved_revision) == towns["va"]
-    assert township.revision_area(session, both.approved_revision) is None  # no common area
+    assert tree.revision_area(session, one.approved_revision) == towns["va"]
+    assert tree.revision_area(session, both.approved_revision) is None  # no common area
 
 
 # -- pages ----------------------------------------------------------------------------------
@@ -163,7 +164,7 @@ def test_share_page_shows_the_townships_office(
 ) -> None:
     in_a = make_announcement("approved", area_ids=[towns["va"].id])
     in_b = make_announcement("approved", area_ids=[towns["vb"].id])
-    township.save(session, None, towns["a"], {township.OFFICE_NAME: "后箐乡人民政府"})
+    township.save(session, None, towns["a"], {tree.OFFICE_NAME: "后箐乡人民政府"})
     session.commit()
     text_a = client.get(f"/s/{in_a.share_token}").get_data(as_text=True)
     text_b = client.get(f"/s/{in_b.share_token}").get_data(as_text=True)
@@ -186,9 +187,9 @@ def test_settings_page_per_township_shows_inherited_values_and_saves(
     )
     assert response.status_code == 302 and f"area_id={towns['a'].id}" in response.location
     session.expire_all()
-    assert township.effective(session, township.BUILD_TIME, towns["va"]) == "03:00"
-    assert township.effective(session, township.BUILD_TIME, towns["vb"]) == "05:00"
-    assert township.effective(session, township.OFFICE_NAME, towns["a"]) == "后箐乡政府"
+    assert tree.effective(session, tree.BUILD_TIME, towns["va"]) == "03:00"
+    assert tree.effective(session, tree.BUILD_TIME, towns["vb"]) == "05:00"
+    assert tree.effective(session, tree.OFFICE_NAME, towns["a"]) == "后箐乡政府"
     page = admin_client.get(f"/admin/settings?area_id={towns['a'].id}").get_data(as_text=True)
     assert 'name="build_time" value="03:00"' in page
     assert 'data-testid="inherited-build_time"' not in page
@@ -239,8 +240,8 @@ def test_lexicon_page_per_township(
     )
     assert response.status_code == 302
     session.expire_all()
-    assert township.lexicon_pairs(session, towns["va"]) == [("长街", "场街")]
-    assert township.lexicon_pairs(session, towns["vb"]) == [("长街", "常街")]
+    assert tree.lexicon_pairs(session, towns["va"]) == [("长街", "场街")]
+    assert tree.lexicon_pairs(session, towns["vb"]) == [("长街", "常街")]
     page = client.get(f"/schedule/lexicon?area_id={towns['a'].id}").get_data(as_text=True)
     assert "场街" in page and "已被本乡镇条目覆盖" in page
     county = client.get("/schedule/lexicon").get_data(as_text=True)
@@ -311,7 +312,7 @@ def test_an_announcement_without_a_voice_gets_its_offices_default(
     from cms.services import announcements
     from cms.web import today
 
-    township.save(session, None, towns["a"], {township.DEFAULT_VOICE: "zh-CN-YunjianNeural"})
+    township.save(session, None, towns["a"], {tree.DEFAULT_VOICE: "zh-CN-YunjianNeural"})
     session.commit()
     day = today(app.extensions["dalaba.settings"])
     data = {
@@ -340,7 +341,7 @@ def test_the_voice_menu_names_the_townships_engine(
     app: Any, session: Session, towns: dict[str, Area], make_user: Callable[..., User]
 ) -> None:
     """The install speaks offline; one township chose the online voice: its editors are told."""
-    township.save(session, None, towns["a"], {township.TTS_ENGINE: "edge"})
+    township.save(session, None, towns["a"], {tree.TTS_ENGINE: "edge"})
     session.commit()
     pages = {}
     for key in ("a", "b"):

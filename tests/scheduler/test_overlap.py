@@ -9,7 +9,7 @@ from sqlalchemy import select
 from cms.models import Area, ChatGroup, Delivery, JobState, Outlet, Program, Role, User
 from cms.services import announcements, budget, chats, share
 from cms.services import programs as programs_svc
-from cms.services.areas import overlap
+from cms.tree import overlap
 from tests.scheduler.helpers import local
 
 

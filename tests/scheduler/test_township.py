@@ -8,6 +8,7 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from cms import tree
 from cms.jobs import renders
 from cms.models import Area, AreaKind, Clip, ClipProfile, LexiconEntry, OutboxMessage, Program
 from cms.services import areas, township
@@ -34,8 +35,8 @@ def test_two_townships_build_tomorrow_at_their_own_times(  # type: ignore[no-unt
 ):
     early = make_outlet(towns["va"], "07:30 10")
     late = make_outlet(towns["vb"], "07:30 10")
-    township.save(session, None, towns["a"], {township.BUILD_TIME: "02:30"})
-    township.save(session, None, towns["b"], {township.BUILD_TIME: "06:00"})
+    township.save(session, None, towns["a"], {tree.BUILD_TIME: "02:30"})
+    township.save(session, None, towns["b"], {tree.BUILD_TIME: "06:00"})
     session.commit()
     tomorrow = today + timedelta(days=1)
 
@@ -60,7 +61,7 @@ def test_a_township_without_its_own_time_follows_the_global_then_the_environment
     tomorrow = today + timedelta(days=1)
     assert settings.build_time == "04:00"
     clock.set(local(settings, today, "04:01"))  # the environment's 04:00 has passed …
-    township.save(session, None, None, {township.BUILD_TIME: "05:00"})  # … the global not
+    township.save(session, None, None, {tree.BUILD_TIME: "05:00"})  # … the global not
     session.commit()
     scheduler.plan()
     assert _tomorrow_outlets(fresh_session(), tomorrow) == set()
@@ -114,7 +115,7 @@ def test_a_township_engine_mode_changes_its_clips_key_and_renderer(  # type: ign
     clock.set(local(settings, today, "05:00"))
     scheduler.plan()
     key = fresh_session().scalar(select(Clip.cache_key))
-    township.save(session, None, towns["a"], {township.TTS_ENGINE: "edge"})
+    township.save(session, None, towns["a"], {tree.TTS_ENGINE: "edge"})
     session.commit()
     assert scheduler.plan().planned_clips == 1
     clip = fresh_session().scalar(select(Clip).where(Clip.revision_id == ann.approved_revision_id))
@@ -132,7 +133,7 @@ def test_chat_posts_are_signed_by_the_chats_own_township(  # type: ignore[no-unt
 ):  # fmt: skip
     chat_a = make_chat(towns["va"])
     chat_b = make_chat(towns["vb"])
-    township.save(session, None, towns["a"], {township.OFFICE_NAME: "后箐乡人民政府"})
+    township.save(session, None, towns["a"], {tree.OFFICE_NAME: "后箐乡人民政府"})
     session.commit()
     make_announcement(
         "approved",

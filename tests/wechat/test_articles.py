@@ -424,10 +424,11 @@ def test_api_url_setting(tmp_path):  # type: ignore[no-untyped-def]
 def test_without_an_author_line_the_townships_office_name_signs_the_article(  # type: ignore[no-untyped-def]
     scheduler, fake, publisher, account, make_announcement, grid, fresh_session, session
 ):
+    from cms import tree
     from cms.services import township
 
     account.office = ""
-    township.save(session, None, grid["town"], {township.OFFICE_NAME: "清水镇宣传办公室"})
+    township.save(session, None, grid["town"], {tree.OFFICE_NAME: "清水镇宣传办公室"})
     session.commit()
     ann = _approved(make_announcement, grid, title="停水通知")
     scheduler.run_once()

@@ -15,8 +15,8 @@ from flask_babel import gettext as _
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from cms import tree
 from cms.models import Announcement, Area, Revision, User
-from cms.services import areas
 from cms.services import content as model
 from cms.services.announcements import STATUS_LABELS
 from cms.services.areas import AREA_KIND_LABELS
@@ -127,7 +127,7 @@ def detail(session: Session, ann: Announcement, today: date) -> dict[str, Any]:
 
 
 def area(row: Area, names: Mapping[int, str]) -> dict[str, Any]:
-    path = areas.ancestor_ids(row)
+    path = tree.ancestor_ids(row)
     return {
         "id": row.id,
         "name": row.name,
@@ -144,5 +144,5 @@ def area_names(session: Session, among: list[Area] | None = None) -> dict[int, s
     """Area names by id: all of them, or those on the paths of ``among``."""
     if among is None:
         return {i: n for i, n in session.execute(select(Area.id, Area.name))}
-    ids = {i for a in among for i in areas.ancestor_ids(a)}
+    ids = {i for a in among for i in tree.ancestor_ids(a)}
     return {i: n for i, n in session.execute(select(Area.id, Area.name).where(Area.id.in_(ids)))}
