@@ -8,12 +8,12 @@ import json
 from pathlib import Path
 
 import pytest
-from cms.scheduler.renders import clip_key
 from sqlalchemy import select
 from sqlalchemy.exc import StatementError
 
 from cms.cli_common import checked_engine
 from cms.db import make_engine, make_session_factory, use_data_dir
+from cms.jobs.renders import clip_key
 from cms.migrate import current_revision, downgrade, head_revision, upgrade
 from cms.models import (
     Clip,

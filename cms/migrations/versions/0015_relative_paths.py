@@ -11,7 +11,7 @@ the folder of the running install); a path outside the folder stays absolute, as
 that send files never served it anyway. Downgrade makes them absolute again.
 
 A clip made from a recording was keyed by the recording's absolute path; it is keyed by the
-file's name now (``cms.scheduler.renders.clip_key``), and the stored keys follow, so no clip
+file's name now (``cms.jobs.renders.clip_key``), and the stored keys follow, so no clip
 is rendered again. The data folder
 comes from the engine ``cms.migrate`` runs on (``dalaba db upgrade``: ``DALABA_DATA_DIR``).
 """
