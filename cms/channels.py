@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import Protocol, TypeVar, runtime_checkable
 
 from cms.settings import Settings
 
@@ -140,8 +140,10 @@ class Webhook:
     secret: str | None = field(default=None, repr=False)
 
 
-# ``validate(values, allow_local)``: ``values`` are the form's fields by name (stripped);
-# ``allow_local`` lets the address be on this machine or a private network (tests, a relay).
+# ``validate(values, allow_local)``: ``values`` are what the form (or ``dalaba chats bind``)
+# was given, stripped: ``webhook`` (the address) and ``secret`` (empty when none), the two
+# inputs a plugin's ``fields`` may declare; ``allow_local`` lets the address be on this
+# machine or a private network (tests, a self-hosted relay).
 # Raises cms.services.errors.ValidationError keyed by field name, in the plugin's own words.
 AddressValidator = Callable[[Mapping[str, str], bool], Webhook]
 
@@ -178,6 +180,24 @@ class ChannelPlugin:
 
 
 _loaded: tuple[object, tuple[str, ...], dict[str, ChannelPlugin]] | None = None
+T = TypeVar("T")
+
+
+def installed(group: str, kind: type[T]) -> list[T]:
+    """The ``kind`` objects the entry points of ``group`` name (one that fails to load, or
+    names something else, is logged and left out)."""
+    found: list[T] = []
+    for ep in entry_points(group=group):
+        try:
+            value = ep.load()
+        except Exception:
+            log.exception("plugin %s (%s) failed to load", ep.name, group)
+            continue
+        if isinstance(value, kind):
+            found.append(value)
+        else:
+            log.error("entry point %s = %s is not a %s", ep.name, ep.value, kind.__name__)
+    return found
 
 
 def plugins() -> dict[str, ChannelPlugin]:
@@ -186,17 +206,7 @@ def plugins() -> dict[str, ChannelPlugin]:
     key = (entry_points, tuple(sys.path))
     if _loaded is not None and _loaded[:2] == key:
         return _loaded[2]
-    found: list[ChannelPlugin] = []
-    for ep in entry_points(group=GROUP):
-        try:
-            plugin = ep.load()
-        except Exception:
-            log.exception("chat platform %s failed to load", ep.name)
-            continue
-        if isinstance(plugin, ChannelPlugin):
-            found.append(plugin)
-        else:
-            log.error("entry point %s = %s is not a ChannelPlugin", ep.name, ep.value)
+    found = installed(GROUP, ChannelPlugin)
     loaded = {p.platform: p for p in sorted(found, key=lambda p: p.order)}
     _loaded = (key[0], key[1], loaded)
     return loaded

@@ -17,12 +17,11 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from importlib.metadata import entry_points
 from typing import Protocol, runtime_checkable
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from cms.channels import FormField
+from cms.channels import FormField, installed
 from cms.services.errors import Message
 from cms.settings import Settings
 
@@ -168,18 +167,7 @@ class PublisherPlugin:
 
 
 def _plugins() -> list[PublisherPlugin]:
-    found = []
-    for ep in entry_points(group=GROUP):
-        try:
-            plugin = ep.load()
-        except Exception:
-            log.exception("publisher %s failed to load", ep.name)
-            continue
-        if isinstance(plugin, PublisherPlugin):
-            found.append(plugin)
-        else:
-            log.error("entry point %s = %s is not a PublisherPlugin", ep.name, ep.value)
-    return found
+    return installed(GROUP, PublisherPlugin)
 
 
 def plugin(platform: str) -> PublisherPlugin | None:
