@@ -63,7 +63,6 @@ def _page(status: int = 200, **shown: Any) -> Any:
         # Chats bound by a code wait in the local outbox while their platform cannot send.
         telegram_on=all(p.ready(settings()) for p in plugins().values() if not p.by_address),
         robot_platforms=dict(chat_svc.ROBOT_PLATFORMS),
-        robot_names=_("、").join(_(name) for name in chat_svc.ROBOT_PLATFORMS.values()),
         robot_fields=_robot_fields(),
         platforms=dict(chat_svc.PLATFORM_LABELS),
         robot_form=(robot_form := shown.pop("robot_form", {})),
