@@ -177,11 +177,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="dalaba-fanout-") as tmp, FakeBotApi() as api:
         folder = Path(tmp)
         settings = Settings.from_env(
-            {},
+            {"DALABA_TELEGRAM_TOKEN": api.token, "DALABA_TELEGRAM_API_URL": api.api_url},
             data_dir=folder / "data",
             secret_key="bench",
-            telegram_token=api.token,
-            telegram_api_url=api.api_url,
         )
         engine = make_engine(settings.database_url, data_dir=settings.data_dir)
         upgrade(engine)

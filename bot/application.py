@@ -26,6 +26,7 @@ from telegram.ext import (
     ExtBot,
 )
 
+from bot.config import telegram_config
 from cms.db import unit_of_work
 from cms.settings import Settings
 
@@ -145,7 +146,7 @@ def build_application(
     updates: bool = True,
     connection_pool_size: int = 64,
 ) -> Application:  # type: ignore[type-arg]
-    """Build (not start) the Application for ``settings.telegram_token``.
+    """Build (not start) the Application for the bot's token (``DALABA_TELEGRAM_TOKEN``).
 
     Args:
         sessions: a session factory to use; by default one is opened in ``post_init``.
@@ -155,12 +156,13 @@ def build_application(
     """
     from bot import handlers
 
-    if not settings.telegram_token:
+    config = telegram_config(settings)
+    if not config.token:
         raise ValueError("DALABA_TELEGRAM_TOKEN is not set")
-    base_url, base_file_url = api_urls(settings.telegram_api_url)
+    base_url, base_file_url = api_urls(config.api_url)
     builder = (
         ApplicationBuilder()
-        .token(settings.telegram_token)
+        .token(config.token)
         .base_url(base_url)
         .base_file_url(base_file_url)
         .context_types(ContextTypes(bot_data=BotData))

@@ -24,6 +24,7 @@ import contextlib
 import logging
 import queue
 import random
+import re
 import threading
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -45,9 +46,11 @@ from telegram.error import (
 from telegram.ext import Application
 
 from bot.application import PLATFORM, build_application
+from bot.config import check, has_token, telegram_config
 from bot.sending import Part, plan, send_part
 from cms.channels import (
     ChannelError,
+    ChannelPlugin,
     ChatUnavailable,
     Notice,
     OutcomeUnknown,
@@ -55,11 +58,12 @@ from cms.channels import (
     SendResult,
     TemporaryFailure,
 )
+from cms.services.errors import N_
 from cms.settings import Settings
 
 log = logging.getLogger(__name__)
 
-__all__ = ["RejectedNotice", "TelegramChannel", "WebhookConfig", "from_settings"]
+__all__ = ["RejectedNotice", "TelegramChannel", "WebhookConfig", "from_settings", "plugin"]
 
 # httpx errors raised after the whole request was written: Telegram may have acted on it.
 _ANSWER_LOST = (httpx.ReadTimeout, httpx.ReadError, httpx.RemoteProtocolError)
@@ -95,17 +99,16 @@ class WebhookConfig:
 
 def webhook_from_settings(settings: Settings) -> WebhookConfig | None:
     """The webhook configuration, if ``DALABA_TELEGRAM_WEBHOOK_URL`` is set."""
-    if not settings.telegram_webhook_url:
+    config = telegram_config(settings)
+    if not config.webhook_url:
         return None
-    host, _, port = settings.telegram_webhook_listen.rpartition(":")
-    return WebhookConfig(
-        settings.telegram_webhook_url, host, int(port), settings.telegram_webhook_secret
-    )
+    host, _, port = config.webhook_listen.rpartition(":")
+    return WebhookConfig(config.webhook_url, host, int(port), config.webhook_secret)
 
 
 def from_settings(settings: Settings) -> TelegramChannel | None:
-    """The ``dalaba.channels`` factory: a running channel, or None without a token."""
-    if not settings.telegram_token:
+    """The channel factory: a running channel, or None without a token."""
+    if not has_token(settings):
         return None
     webhook = webhook_from_settings(settings)
     channel = TelegramChannel(
@@ -439,3 +442,24 @@ def _polling_error(exc: TelegramError) -> None:
         log.info("another process is polling with this token: %s", exc)
         return
     log.warning("getUpdates failed: %s", exc)
+
+
+def chat_id_error(chat_id: str) -> str | None:
+    """A Telegram chat id is a number (a group's begins with -) or a public @username."""
+    if re.fullmatch(r"-?[0-9]{1,20}|@[A-Za-z0-9_]{4,40}", chat_id):
+        return None
+    return N_("群聊 ID 应为数字（群组以 - 开头）或 @用户名：{id}")
+
+
+plugin = ChannelPlugin(
+    platform=PLATFORM,
+    label=N_("Telegram"),
+    channel=from_settings,
+    reach_label=N_("Telegram 群"),
+    # After the work robots: Telegram needs special networking in mainland China.
+    order=90,
+    ready=has_token,
+    check=check,
+    chat_id_error=chat_id_error,
+)
+"""The ``dalaba.channels`` entry point: chats are bound by ``/bind CODE`` in the group."""

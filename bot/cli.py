@@ -40,9 +40,10 @@ def bot(webhook_url: str | None, listen: str, webhook_secret: str | None) -> Non
     """Run the Telegram bot alone until Ctrl+C (configured by DALABA_* variables)."""
     from bot.application import build_application
     from bot.channel import TelegramChannel, WebhookConfig
+    from bot.config import has_token
 
     settings = load_settings()
-    if not settings.telegram_token:
+    if not has_token(settings):
         raise click.ClickException(
             "未设置 DALABA_TELEGRAM_TOKEN：请先向 @BotFather 申请机器人令牌，"
             "再设置环境变量 DALABA_TELEGRAM_TOKEN 后重试。"

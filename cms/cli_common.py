@@ -42,8 +42,14 @@ class SchemaExit(click.ClickException):
 
 def load_settings(demo: bool = False, **overrides: object) -> Settings:
     """The settings from ``DALABA_*`` variables; a bad value ends the command with its message."""
+    from cms.channels import check_config
+    from cms.publishers import check_config as check_publishers
+
     try:
-        return Settings.from_env(None, demo=demo, **overrides)
+        settings = Settings.from_env(None, demo=demo, **overrides)
+        check_config(settings)
+        check_publishers(settings)
+        return settings
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from exc
 

@@ -2,7 +2,9 @@
 
 Like :mod:`cms.channels` for group chats, cms only defines the interface; the implementation
 (``wechat/``) is found at start-up through the ``dalaba.publishers`` entry point group, so
-cms never imports it. A publisher is called from a scheduler thread and may block.
+cms never imports it. Each entry point names a :class:`PublisherPlugin`, which reads and
+checks its own configuration keys (:meth:`cms.settings.Settings.plugin_env`). A publisher
+is called from a scheduler thread and may block.
 
 Errors carry a :class:`~cms.services.errors.Message` for the officer (stored and shown in
 the reader's language), never a credential.
@@ -12,14 +14,14 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from importlib.metadata import entry_points
 from typing import Protocol, runtime_checkable
 
 from sqlalchemy.orm import Session, sessionmaker
 
+from cms.channels import FormField, installed
 from cms.services.errors import Message
 from cms.settings import Settings
 
@@ -146,15 +148,51 @@ class PublisherRegistry:
 PublisherFactory = Callable[[Settings, "sessionmaker[Session]"], "Publisher | None"]
 
 
+@dataclass(frozen=True)
+class PublisherPlugin:
+    """What cms knows of one publishing platform, registered as a ``dalaba.publishers`` entry."""
+
+    platform: str
+    publisher: PublisherFactory
+    # ``check(settings)`` raises cms.settings.ConfigError for a malformed key (at start-up).
+    check: Callable[[Settings], object] = field(default=lambda _settings: None)
+    # An account's credentials: the admin page's inputs (declared here, rendered by cms) …
+    credentials: tuple[FormField, ...] = ()
+    # … and their check: ``validate_credentials(values, new)`` (values by field name,
+    # stripped; a blank secret keeps the stored one unless ``new``) raises
+    # cms.services.errors.ValidationError keyed by field name, in the plugin's words.
+    validate_credentials: Callable[[Mapping[str, str], bool], None] = field(
+        default=lambda _values, _new: None
+    )
+
+
+def _plugins() -> list[PublisherPlugin]:
+    return installed(GROUP, PublisherPlugin)
+
+
+def plugin(platform: str) -> PublisherPlugin | None:
+    """The installed publisher plugin named ``platform``, if any."""
+    return next((p for p in _plugins() if p.platform == platform), None)
+
+
+def check_config(settings: Settings) -> None:
+    """Let every installed publisher check its own configuration keys.
+
+    Raises:
+        ConfigError: a publisher's key is malformed (the message names the variable).
+    """
+    for plugin in _plugins():
+        plugin.check(settings)
+
+
 def load_publishers(settings: Settings, sessions: sessionmaker[Session]) -> PublisherRegistry:
     """Every installed publisher (a factory returns None when it cannot run)."""
     registry = PublisherRegistry()
-    for ep in entry_points(group=GROUP):
+    for plugin in _plugins():
         try:
-            factory: PublisherFactory = ep.load()
-            publisher = factory(settings, sessions)
+            publisher = plugin.publisher(settings, sessions)
         except Exception:
-            log.exception("publisher %s failed to load", ep.name)
+            log.exception("publisher %s failed to load", plugin.platform)
             continue
         if publisher is not None:
             registry.register(publisher)

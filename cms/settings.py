@@ -1,4 +1,9 @@
-"""One place where configuration is read from the environment (``DALABA_*``)."""
+"""One place where configuration is read from the environment (``DALABA_*``).
+
+The chat and publisher plugins (bot/, robots/, wechat/) own their keys: cms keeps every
+``DALABA_*`` variable as it was read and a plugin asks for its own through
+:meth:`Settings.plugin_env` (and checks them, see ``cms.channels.check_config``).
+"""
 
 from __future__ import annotations
 
@@ -68,12 +73,6 @@ class Settings:
     # The offline neural voice's model folder (DALABA_NEURAL_MODEL_DIR, else the model
     # `dalaba voices install` installed last under <data>/models).
     neural_model_dir: Path | None = None
-    telegram_token: str | None = None
-    telegram_api_url: str | None = None
-    # A public HTTPS address makes the bot receive updates by webhook instead of long polling.
-    telegram_webhook_url: str | None = None
-    telegram_webhook_listen: str = "127.0.0.1:8443"
-    telegram_webhook_secret: str | None = None
     scheduler_enabled: bool = True
     build_time: str = "04:00"
     base_url: str = "http://127.0.0.1:8080"
@@ -95,9 +94,9 @@ class Settings:
     allow_local_webhooks: bool = False
     # Below this much free space in the audio folder, renders and program builds wait.
     min_free_mb: int = 200
-    # The WeChat Official Account API (a proxy's address, or a loopback fake in tests).
-    wechat_api_url: str = "https://api.weixin.qq.com"
-    extra: Mapping[str, str] = field(default_factory=dict)
+    # Every DALABA_* variable as read: the plugins' own keys (see plugin_env). Never shown
+    # (tokens), and not compared (two settings differ by what cms itself reads).
+    extra: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
     # The one clock of this installation (DALABA_FAKE_NOW moves it, for tests only).
     clock: Clock = field(default_factory=SystemClock, compare=False, repr=False)
 
@@ -135,22 +134,21 @@ class Settings:
             raise ConfigError(
                 f"DALABA_ACCEL_REDIRECT 应以 / 开头并以 / 结尾（当前为 {self.accel_redirect!r}）"
             )
-        host, _, port = self.telegram_webhook_listen.rpartition(":")
-        if not (host and port.isdigit() and 0 < int(port) < 65536):
-            raise ConfigError(
-                "DALABA_TELEGRAM_WEBHOOK_LISTEN 应为 主机:端口"
-                f"（当前为 {self.telegram_webhook_listen!r}）"
-            )
-        if self.telegram_webhook_url and not self.telegram_webhook_url.startswith("https://"):
-            raise ConfigError("DALABA_TELEGRAM_WEBHOOK_URL 必须是 https:// 开头的公网地址")
         hh, _, mm = self.build_time.partition(":")
         if not (hh.isdigit() and mm.isdigit() and int(hh) < 24 and int(mm) < 60):
             raise ConfigError(f"DALABA_BUILD_TIME 应为 HH:MM（当前为 {self.build_time!r}）")
         parse_trusted_proxies(self.trusted_proxies)
-        if not self.wechat_api_url.startswith(("https://", "http://")):
-            raise ConfigError(
-                f"DALABA_WECHAT_API_URL 应以 https:// 或 http:// 开头（当前为 {self.wechat_api_url!r}）"
-            )
+
+    def plugin_env(self, name: str, default: str = "") -> str:
+        """A plugin's own ``DALABA_*`` key as the process was started with it (blank: unset)."""
+        return self.extra.get(name, "").strip() or default
+
+    def with_env(self, **values: str | None) -> Settings:
+        """These settings with plugin keys set (None removes one): tests, and a CLI option."""
+        extra = {**self.extra, **{k: v for k, v in values.items() if v is not None}}
+        for name in (k for k, v in values.items() if v is None):
+            extra.pop(name, None)
+        return replace(self, extra=extra)
 
     @property
     def tz(self) -> ZoneInfo:
@@ -206,11 +204,6 @@ class Settings:
             "tts_engine": env.get("DALABA_TTS_ENGINE", "offline" if demo else "auto"),
             "edge_wss_url": env.get("DALABA_EDGE_WSS_URL") or None,
             "neural_model_dir": _neural_model_dir(env, data_dir),
-            "telegram_token": env.get("DALABA_TELEGRAM_TOKEN") or None,
-            "telegram_api_url": env.get("DALABA_TELEGRAM_API_URL") or None,
-            "telegram_webhook_url": env.get("DALABA_TELEGRAM_WEBHOOK_URL") or None,
-            "telegram_webhook_listen": env.get("DALABA_TELEGRAM_WEBHOOK_LISTEN", "127.0.0.1:8443"),
-            "telegram_webhook_secret": env.get("DALABA_TELEGRAM_WEBHOOK_SECRET") or None,
             "scheduler_enabled": _bool("DALABA_SCHEDULER", env.get("DALABA_SCHEDULER", "true")),
             "build_time": env.get("DALABA_BUILD_TIME", "04:00"),
             "base_url": env.get("DALABA_BASE_URL", "http://127.0.0.1:8080").rstrip("/"),
@@ -233,12 +226,10 @@ class Settings:
             ),
             "trusted_proxies": env.get("DALABA_TRUSTED_PROXIES", "").strip(),
             "allow_local_webhooks": local_webhooks_allowed(env),
-            "wechat_api_url": (
-                env.get("DALABA_WECHAT_API_URL") or "https://api.weixin.qq.com"
-            ).rstrip("/"),
             "min_free_mb": _int(
                 "DALABA_MIN_FREE_MB", env.get("DALABA_MIN_FREE_MB", "200"), 0, 1_000_000
             ),
+            "extra": {k: v for k, v in env.items() if k.startswith("DALABA_")},
         }
         if env.get("DALABA_FAKE_NOW", "").strip():
             try:

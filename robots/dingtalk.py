@@ -21,12 +21,20 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import re
 import time
 from typing import Any
-from urllib.parse import quote_plus
+from urllib.parse import SplitResult, parse_qs, quote_plus, urlencode, urlunsplit
 
-from cms.channels import ChatUnavailable, Notice, PermanentFailure, RateLimited
+from cms.channels import (
+    ChatUnavailable,
+    Notice,
+    PermanentFailure,
+    RateLimited,
+)
+from cms.services.errors import N_
 from cms.settings import Settings
+from robots.address import Shape, robot_plugin
 from robots.base import (
     Part,
     Redirected,
@@ -38,7 +46,7 @@ from robots.base import (
     split_text,
 )
 
-__all__ = ["DingTalkChannel", "from_settings", "sign"]
+__all__ = ["DingTalkChannel", "from_settings", "plugin", "sign"]
 
 PLATFORM = "dingtalk"
 MARKDOWN_BYTES = 18_000  # the platform takes about 20,000; leave room for the title and link
@@ -50,9 +58,36 @@ SECURITY = 310000
 GONE = {300001, 300005, 400102}
 
 
+_TOKEN = re.compile(r"[A-Za-z0-9]{16,128}")
+_SECRET = re.compile(r"SEC[A-Za-z0-9]{16,128}")
+
+
 def from_settings(settings: Settings) -> DingTalkChannel:
-    """The ``dalaba.channels`` factory (robots are configured per chat, not in settings)."""
+    """The channel factory (robots are configured per chat, not in settings)."""
     return DingTalkChannel()
+
+
+def _key(parts: SplitResult, netloc: str) -> tuple[str, str] | None:
+    token = parse_qs(parts.query).get("access_token", [""])[0]
+    if parts.path != "/robot/send" or not _TOKEN.fullmatch(token):
+        return None
+    query = urlencode({"access_token": token})
+    return token, urlunsplit((parts.scheme, netloc, parts.path, query, ""))
+
+
+SHAPE = Shape(
+    label=N_("钉钉"),
+    hosts=frozenset({"oapi.dingtalk.com"}),
+    key=_key,
+    shape_error=N_(
+        "钉钉机器人地址应形如 https://oapi.dingtalk.com/robot/send?access_token=…，请在机器人设置里复制完整的 Webhook"
+    ),
+    secret_error=lambda secret: (
+        None
+        if _SECRET.fullmatch(secret)
+        else N_("钉钉的加签密钥以 SEC 开头，请在机器人安全设置的“加签”处复制")
+    ),
+)
 
 
 def sign(secret: str, timestamp_ms: int) -> str:
@@ -129,3 +164,16 @@ def _advice(message: str) -> str:
     if "sign" in lowered or "timestamp" in lowered:
         return "签名不对：请把机器人安全设置里“加签”的密钥（SEC 开头）重新复制到 dalaba，并检查电脑时间是否准确"
     return "请检查钉钉群机器人的安全设置"
+
+
+plugin = robot_plugin(
+    PLATFORM,
+    SHAPE,
+    from_settings,
+    hint=N_(
+        "钉钉：在群设置→“机器人”→“添加机器人”→“自定义”，安全设置选“加签”，"
+        "复制以 SEC 开头的密钥和 Webhook 地址（https://oapi.dingtalk.com/robot/send?access_token=…）。"
+    ),
+    order=20,
+)
+"""The ``dalaba.channels`` entry point: a robot is bound by its webhook address."""

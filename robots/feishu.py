@@ -18,14 +18,18 @@ import base64
 import hashlib
 import hmac
 import json
+import re
 import time
 from typing import Any
+from urllib.parse import SplitResult, urlunsplit
 
 from cms.channels import ChatUnavailable, Notice, PermanentFailure
+from cms.services.errors import N_
 from cms.settings import Settings
+from robots.address import Shape, robot_plugin
 from robots.base import Part, RobotChannel, Throttled, Window, errmsg, post_json, split_text
 
-__all__ = ["FeishuChannel", "from_settings", "sign"]
+__all__ = ["FeishuChannel", "from_settings", "plugin", "sign"]
 
 PLATFORM = "feishu"
 BODY_BYTES = 20 * 1024
@@ -42,9 +46,35 @@ KEYWORD_MISSING = 19024
 GONE = {19001}
 
 
+_HOOK = re.compile(r"/open-apis/bot/v2/hook/([A-Za-z0-9\-]{8,64})")
+_SECRET = re.compile(r"[A-Za-z0-9]{8,128}")
+
+
 def from_settings(settings: Settings) -> FeishuChannel:
-    """The ``dalaba.channels`` factory (robots are configured per chat, not in settings)."""
+    """The channel factory (robots are configured per chat, not in settings)."""
     return FeishuChannel()
+
+
+def _key(parts: SplitResult, netloc: str) -> tuple[str, str] | None:
+    match = _HOOK.fullmatch(parts.path)
+    if match is None or parts.query:
+        return None
+    return match.group(1), urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+
+
+SHAPE = Shape(
+    label=N_("飞书"),
+    hosts=frozenset({"open.feishu.cn", "open.larksuite.com"}),
+    key=_key,
+    shape_error=N_(
+        "飞书机器人地址应形如 https://open.feishu.cn/open-apis/bot/v2/hook/…，请在机器人设置里复制完整的 webhook 地址"
+    ),
+    secret_error=lambda secret: (
+        None
+        if _SECRET.fullmatch(secret)
+        else N_("飞书的签名校验密钥只含字母和数字，请在机器人安全设置处复制")
+    ),
+)
 
 
 def sign(secret: str, timestamp: int) -> str:
@@ -151,3 +181,16 @@ def _check(body: dict[str, Any]) -> None:
             f"消息里没有飞书机器人“自定义关键词”中的词，请改用签名校验或加上关键词（{code}：{message}）"
         )
     raise PermanentFailure(f"飞书拒绝了消息（{code}：{message}）")
+
+
+plugin = robot_plugin(
+    PLATFORM,
+    SHAPE,
+    from_settings,
+    hint=N_(
+        "飞书：在群设置→“群机器人”→“添加机器人”→“自定义机器人”，开启“签名校验”，"
+        "复制 webhook 地址（https://open.feishu.cn/open-apis/bot/v2/hook/…）和密钥。"
+    ),
+    order=30,
+)
+"""The ``dalaba.channels`` entry point: a robot is bound by its webhook address."""

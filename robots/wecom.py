@@ -17,15 +17,18 @@ with the platform's ``errmsg``.
 
 from __future__ import annotations
 
+import re
 import tempfile
 import threading
 from collections import OrderedDict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
+from urllib.parse import SplitResult, parse_qs, urlencode, urlsplit, urlunsplit
 
 from cms.channels import ChatUnavailable, Notice, PermanentFailure
+from cms.services.errors import N_
 from cms.settings import Settings
+from robots.address import Shape, robot_plugin
 from robots.base import Part, RobotChannel, Throttled, Window, errmsg, post_file, post_json
 from robots.base import split_text as split_text
 
@@ -40,6 +43,7 @@ __all__ = [
     "VOICE_SECONDS",
     "WeComChannel",
     "from_settings",
+    "plugin",
 ]
 
 PLATFORM = "wecom"
@@ -56,9 +60,30 @@ AMR_MAGIC = b"#!AMR\n"
 _AMR_SIZES = (12, 13, 15, 17, 19, 20, 26, 31, 5, 0, 0, 0, 0, 0, 0, 0)
 
 
+_KEY = re.compile(r"[A-Za-z0-9\-]{8,64}")
+
+
 def from_settings(settings: Settings) -> WeComChannel:
-    """The ``dalaba.channels`` factory (robots are configured per chat, not in settings)."""
+    """The channel factory (robots are configured per chat, not in settings)."""
     return WeComChannel()
+
+
+def _key(parts: SplitResult, netloc: str) -> tuple[str, str] | None:
+    token = parse_qs(parts.query).get("key", [""])[0]
+    if parts.path != "/cgi-bin/webhook/send" or not _KEY.fullmatch(token):
+        return None
+    return token, urlunsplit((parts.scheme, netloc, parts.path, urlencode({"key": token}), ""))
+
+
+SHAPE = Shape(
+    label=N_("企业微信"),
+    hosts=frozenset({"qyapi.weixin.qq.com"}),
+    key=_key,
+    shape_error=N_(
+        "企业微信机器人地址应形如 https://qyapi.weixin.qq.com/cgi-bin/webhook/send?key=…，请在群机器人的资料页复制完整地址"
+    ),
+    secret_error=lambda _secret: N_("企业微信群机器人没有签名密钥，请留空"),
+)
 
 
 def upload_url(webhook_url: str, media_type: str) -> str:
@@ -223,3 +248,16 @@ def _measure(path: Path) -> float:
     from audio.master import ogg_opus_duration
 
     return ogg_opus_duration(path)
+
+
+plugin = robot_plugin(
+    PLATFORM,
+    SHAPE,
+    from_settings,
+    hint=N_(
+        "企业微信：在群聊右上角“…”→“群机器人”→“添加机器人”，新建后复制它的 Webhook 地址"
+        "（https://qyapi.weixin.qq.com/cgi-bin/webhook/send?key=…）。企业微信机器人没有签名密钥。"
+    ),
+    order=10,
+)
+"""The ``dalaba.channels`` entry point: a robot is bound by its webhook address."""

@@ -4,6 +4,6 @@ Registered under the ``dalaba.publishers`` entry point group (see :mod:`cms.publ
 imports the cms data layer, never Flask. cms never imports this package.
 """
 
-from wechat.publisher import WechatPublisher, from_settings
+from wechat.publisher import WechatPublisher, from_settings, plugin
 
-__all__ = ["WechatPublisher", "from_settings"]
+__all__ = ["WechatPublisher", "from_settings", "plugin"]

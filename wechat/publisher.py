@@ -20,10 +20,11 @@ import html
 import json
 import logging
 import os
+import re
 import secrets
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from importlib.resources import files
@@ -32,23 +33,28 @@ from typing import Any
 from sqlalchemy import update
 from sqlalchemy.orm import Session, sessionmaker
 
+from cms.channels import FormField
 from cms.db import unit_of_work
 from cms.models import WechatAccount
 from cms.publishers import (
     AUTHOR_CHARS,
     DIGEST_CHARS,
     Article,
+    PublisherPlugin,
     PublishRefused,
     PublishRetry,
     PublishStatus,
     short_title,
 )
-from cms.services.errors import N_, Message
-from cms.settings import Settings
+from cms.services.errors import N_, Errors, Message
+from cms.settings import ConfigError, Settings
 from wechat.api import GARBLED, TOKEN_REFUSED, Api, MediaUnknown, TokenRejected, multipart
 
 log = logging.getLogger(__name__)
 
+PLATFORM = "wechat"
+API_URL = "DALABA_WECHAT_API_URL"
+DEFAULT_API_URL = "https://api.weixin.qq.com"
 TOKEN_MARGIN = timedelta(minutes=5)
 """A cached token this close to its expiry is replaced before use."""
 LEASE = timedelta(seconds=60)
@@ -92,12 +98,12 @@ def _cover() -> bytes:
 class WechatPublisher:
     """Publishes to the Official Accounts stored in ``wechat_account``."""
 
-    platform = "wechat"
+    platform = PLATFORM
 
     def __init__(self, settings: Settings, sessions: sessionmaker[Session], api: Api | None = None):
         self.sessions = sessions
         self.tz = settings.tz
-        self.api = api or Api(settings.wechat_api_url)
+        self.api = api or Api(api_url(settings))
         self.holder = f"{socket.gethostname()}:{os.getpid()}"
 
     # -- the access token ----------------------------------------------------------------
@@ -400,5 +406,55 @@ def _seconds_to_tomorrow(now: datetime, today: date, publisher: WechatPublisher)
 
 
 def from_settings(settings: Settings, sessions: sessionmaker[Session]) -> WechatPublisher:
-    """The ``dalaba.publishers`` entry point: always available (accounts live in the database)."""
+    """The publisher factory: always available (accounts live in the database)."""
     return WechatPublisher(settings, sessions)
+
+
+def api_url(settings: Settings) -> str:
+    """``DALABA_WECHAT_API_URL``: the Official Account API (a proxy's address, or a loopback
+    fake in tests); the platform's own by default.
+
+    Raises:
+        ConfigError: not an http(s) address.
+    """
+    url = settings.plugin_env(API_URL, DEFAULT_API_URL).rstrip("/")
+    if not url.startswith(("https://", "http://")):
+        raise ConfigError(f"{API_URL} 应以 https:// 或 http:// 开头（当前为 {url!r}）")
+    return url
+
+
+APP_ID = re.compile(r"wx[0-9a-f]{16}")
+APP_SECRET = re.compile(r"[0-9A-Za-z]{32}")
+CREDENTIALS = (
+    FormField("app_id", N_("AppID"), required=True, placeholder="wx…"),
+    FormField("app_secret", N_("AppSecret"), type="password", required=True, secret=True),
+)
+
+
+def validate_credentials(values: Mapping[str, str], new: bool) -> None:
+    """An account's AppID and AppSecret (the secret's value is never echoed back).
+
+    Raises:
+        ValidationError: on ``app_id`` or ``app_secret``.
+    """
+    errors = Errors()
+    app_id, secret = values.get("app_id", ""), values.get("app_secret", "")
+    if app_id and not APP_ID.fullmatch(app_id):
+        errors.add(
+            "app_id", N_("AppID 应为 wx 开头的 18 位字符，见公众号后台 设置与开发 → 基本配置")
+        )
+    if secret and not APP_SECRET.fullmatch(secret):
+        errors.add("app_secret", N_("AppSecret 应为 32 位字母和数字"))
+    elif not secret and new:
+        errors.add("app_secret", N_("请填写 AppSecret"))
+    errors.raise_if_any()
+
+
+plugin = PublisherPlugin(
+    platform=PLATFORM,
+    publisher=from_settings,
+    check=api_url,
+    credentials=CREDENTIALS,
+    validate_credentials=validate_credentials,
+)
+"""The ``dalaba.publishers`` entry point."""

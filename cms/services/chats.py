@@ -8,17 +8,24 @@ code is short enough to type on a phone and expires after :data:`CODE_TTL`.
 from __future__ import annotations
 
 import hashlib
-import ipaddress
 import re
 import secrets
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
-from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from cms.channels import ChannelError, ChatChannel, Notice, OutcomeUnknown, TemporaryFailure
+from cms.channels import (
+    ChannelError,
+    ChatChannel,
+    Notice,
+    OutcomeUnknown,
+    PlatformLabels,
+    TemporaryFailure,
+    Webhook,
+    plugin,
+)
 from cms.clock import clock_of
 from cms.db import rowcount
 from cms.models import (
@@ -299,8 +306,10 @@ def bind_chat_cli(
 ) -> ChatGroup:
     """``dalaba chats bind --chat-id ID --area AREA`` (AREA by id or by name path)."""
     chat_id = str(chat_id).strip()
-    if not re.fullmatch(r"-?[0-9]{1,20}|@[A-Za-z0-9_]{4,40}", chat_id):
-        raise Conflict(N_("群聊 ID 应为数字（群组以 - 开头）或 @用户名：{id}"), id=chat_id)
+    found = plugin(platform)
+    refused = found.chat_id_error(chat_id) if found is not None else None
+    if refused is not None:
+        raise Conflict(refused, id=chat_id)
     return bind_chat(
         session,
         None,
@@ -311,184 +320,43 @@ def bind_chat_cli(
     )
 
 
-# --- Group robots (WeCom, DingTalk, Feishu) ------------------------------------------------------
+# --- Group robots: chats bound by an address (WeCom, DingTalk, Feishu …) -------------------------
 
-ROBOT_PLATFORMS = {"wecom": N_("企业微信"), "dingtalk": N_("钉钉"), "feishu": N_("飞书")}
-# How every chat platform reads wherever one is shown (the outbox stands in for Telegram
-# while no bot token is set).
-PLATFORM_LABELS = {
-    "telegram": N_("Telegram"),
-    **ROBOT_PLATFORMS,
-    "outbox": N_("本地发件箱"),
-}
-# Where each platform keeps what the bind form asks for, in its own words (shown with an error).
-ROBOT_HINTS = {
-    "wecom": N_(
-        "企业微信：在群聊右上角“…”→“群机器人”→“添加机器人”，新建后复制它的 Webhook 地址"
-        "（https://qyapi.weixin.qq.com/cgi-bin/webhook/send?key=…）。企业微信机器人没有签名密钥。"
-    ),
-    "dingtalk": N_(
-        "钉钉：在群设置→“机器人”→“添加机器人”→“自定义”，安全设置选“加签”，"
-        "复制以 SEC 开头的密钥和 Webhook 地址（https://oapi.dingtalk.com/robot/send?access_token=…）。"
-    ),
-    "feishu": N_(
-        "飞书：在群设置→“群机器人”→“添加机器人”→“自定义机器人”，开启“签名校验”，"
-        "复制 webhook 地址（https://open.feishu.cn/open-apis/bot/v2/hook/…）和密钥。"
-    ),
-}
-_ROBOT_HOSTS = {
-    "wecom": {"qyapi.weixin.qq.com"},
-    "dingtalk": {"oapi.dingtalk.com"},
-    "feishu": {"open.feishu.cn", "open.larksuite.com"},
-}
-_WECOM_KEY = re.compile(r"[A-Za-z0-9\-]{8,64}")
-_DINGTALK_TOKEN = re.compile(r"[A-Za-z0-9]{16,128}")
-_FEISHU_HOOK = re.compile(r"/open-apis/bot/v2/hook/([A-Za-z0-9\-]{8,64})")
-_DINGTALK_SECRET = re.compile(r"SEC[A-Za-z0-9]{16,128}")
-_FEISHU_SECRET = re.compile(r"[A-Za-z0-9]{8,128}")
+# The installed platforms whose chats are bound by pasting an address (their plugins say
+# how it looks); read from the plugins when used.
+ROBOT_PLATFORMS = PlatformLabels(by_address=True)
+# How every chat platform reads wherever one is shown (the outbox stands in for a platform
+# whose plugin cannot send here, e.g. Telegram without a token).
+PLATFORM_LABELS = PlatformLabels(extra={"outbox": N_("本地发件箱")})
 # Sent to the group as it is (villagers read Chinese), so not translated.
 TEST_TITLE = "测试消息"
 TEST_TEXT = "这是大喇叭发送的测试消息：机器人已接通，以后本区域的通知会发到这个群。"
 
 
-@dataclass(frozen=True)
-class Webhook:
-    """A validated robot webhook: the address to post to and the robot's id in dalaba."""
-
-    url: str
-    chat_id: str
-
-
-def _loopback(host: str) -> bool:
-    if host == "localhost" or host.endswith(".localhost"):
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-def _local(host: str) -> bool:
-    """Whether ``host`` names this machine or a private network (not the platform)."""
-    if host == "localhost" or host.endswith(".localhost"):
-        return True
-    try:
-        address = ipaddress.ip_address(host)
-    except ValueError:
-        return False
-    return (
-        address.is_loopback
-        or address.is_private
-        or address.is_link_local
-        or address.is_unspecified
-        or address.is_reserved
-    )
-
-
 def validate_webhook(
     platform: str, url: str, secret: str = "", *, allow_local: bool | None = None
 ) -> Webhook:
-    """Check a robot's webhook address (and signing secret) for ``platform``.
+    """Check a robot's webhook address (and signing secret) with ``platform``'s plugin.
 
-    The host must be the platform's, over ``https://``, and the path, key or token must
-    have the platform's shape. Only when ``allow_local`` (None: ``DALABA_ALLOW_LOCAL_WEBHOOKS``)
-    may the host be a loopback or private address, over http too (tests, a self-hosted
-    relay): otherwise an admin could make dalaba post to, and show the answer of, any
-    service on the server's own network. Returns the address without anything but the key
-    (a pasted ``&timestamp=&sign=`` is dropped) and an id derived from the key, never the
-    key itself, that names the robot in lists.
+    Only when ``allow_local`` (None: ``DALABA_ALLOW_LOCAL_WEBHOOKS``) may the host be a
+    loopback or private address. Returns the address as the plugin keeps it and an id that
+    names the robot in lists.
 
     Raises:
-        ValidationError: on ``webhook``, ``secret`` or ``platform``.
+        ValidationError: on ``platform``, or on a field of the plugin's form (``webhook``,
+            ``secret``) in the plugin's words.
     """
     if allow_local is None:
         allow_local = local_webhooks_allowed()
-    errors = Errors()
-    url = url.strip()
-    secret = secret.strip()
-    if platform not in ROBOT_PLATFORMS:
-        errors.add("platform", N_("请选择平台：企业微信、钉钉或飞书"))
+    found = plugin(platform)
+    if found is None or found.validate is None:
+        errors = Errors()
+        errors.add(
+            "platform", N_("请选择平台：{platforms}"), platforms="、".join(ROBOT_PLATFORMS.values())
+        )
         errors.raise_if_any()
-    name = ROBOT_PLATFORMS[platform]
-    token = ""
-    canonical = ""
-    try:
-        parts = urlsplit(url)
-        host = (parts.hostname or "").lower()
-        port = parts.port
-    except ValueError:
-        parts, host, port = None, "", None
-    if not url:
-        errors.add("webhook", N_("请填写机器人的 webhook 地址"))
-    elif parts is None or parts.scheme not in ("https", "http") or not host:
-        errors.add("webhook", N_("webhook 地址应以 https:// 开头"))
-    elif _local(host) and not allow_local:
-        errors.add(
-            "webhook",
-            N_("不能使用本机或内网地址，请填写{label}机器人的 https:// 地址（{hosts}）"),
-            label=name,
-            hosts="、".join(sorted(_ROBOT_HOSTS[platform])),
-        )
-    elif parts.scheme == "http" and not _loopback(host):
-        errors.add("webhook", N_("只有本机（127.0.0.1）上的地址可以用 http://，请用 https:// 地址"))
-    elif host not in _ROBOT_HOSTS[platform] and not _local(host):
-        errors.add(
-            "webhook",
-            N_("这不是{label}机器人的地址：应为 {hosts} 上的地址"),
-            label=name,
-            hosts="、".join(sorted(_ROBOT_HOSTS[platform])),
-        )
-    else:
-        query = parse_qs(parts.query)
-        bracketed = f"[{host}]" if ":" in host else host
-        netloc = bracketed if port is None else f"{bracketed}:{port}"
-        if platform == "wecom":
-            token = query.get("key", [""])[0]
-            if parts.path != "/cgi-bin/webhook/send" or not _WECOM_KEY.fullmatch(token):
-                errors.add(
-                    "webhook",
-                    N_(
-                        "企业微信机器人地址应形如 https://qyapi.weixin.qq.com/cgi-bin/webhook/send?key=…，请在群机器人的资料页复制完整地址"
-                    ),
-                )
-            else:
-                canonical = urlunsplit(
-                    (parts.scheme, netloc, parts.path, urlencode({"key": token}), "")
-                )
-        elif platform == "dingtalk":
-            token = query.get("access_token", [""])[0]
-            if parts.path != "/robot/send" or not _DINGTALK_TOKEN.fullmatch(token):
-                errors.add(
-                    "webhook",
-                    N_(
-                        "钉钉机器人地址应形如 https://oapi.dingtalk.com/robot/send?access_token=…，请在机器人设置里复制完整的 Webhook"
-                    ),
-                )
-            else:
-                canonical = urlunsplit(
-                    (parts.scheme, netloc, parts.path, urlencode({"access_token": token}), "")
-                )
-        else:
-            match = _FEISHU_HOOK.fullmatch(parts.path)
-            if match is None or parts.query:
-                errors.add(
-                    "webhook",
-                    N_(
-                        "飞书机器人地址应形如 https://open.feishu.cn/open-apis/bot/v2/hook/…，请在机器人设置里复制完整的 webhook 地址"
-                    ),
-                )
-            else:
-                token = match.group(1)
-                canonical = urlunsplit((parts.scheme, netloc, parts.path, "", ""))
-    if secret:
-        if platform == "wecom":
-            errors.add("secret", N_("企业微信群机器人没有签名密钥，请留空"))
-        elif platform == "dingtalk" and not _DINGTALK_SECRET.fullmatch(secret):
-            errors.add("secret", N_("钉钉的加签密钥以 SEC 开头，请在机器人安全设置的“加签”处复制"))
-        elif platform == "feishu" and not _FEISHU_SECRET.fullmatch(secret):
-            errors.add("secret", N_("飞书的签名校验密钥只含字母和数字，请在机器人安全设置处复制"))
-    errors.raise_if_any()
-    return Webhook(canonical, hashlib.sha256(token.encode()).hexdigest()[:16])
+    assert found is not None and found.validate is not None
+    return found.validate({"webhook": url.strip(), "secret": secret.strip()}, allow_local)
 
 
 def bind_robot(
@@ -517,7 +385,7 @@ def bind_robot(
         chat.active = True
         chat.deactivated_reason = None
     chat.webhook_url = hook.url
-    chat.secret = secret.strip() or None
+    chat.secret = hook.secret
     chat.title = (title.strip() or chat.title or "")[:200]
     session.flush()
     audit.record(session, actor, "chat.bind", chat, area=area.id, chat_id=hook.chat_id)

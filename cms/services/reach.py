@@ -16,6 +16,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session, selectinload
 
+from cms.channels import PlatformLabels
 from cms.models import (
     Airtime,
     Announcement,
@@ -33,7 +34,6 @@ from cms.models import (
     WechatArticle,
 )
 from cms.services import airtime
-from cms.services.chats import ROBOT_PLATFORMS
 from cms.services.errors import N_, Message, ValidationError
 from cms.services.scope import Scope
 from cms.tree import narrower, overlap, overlaps
@@ -43,7 +43,8 @@ LOOKAHEAD_DAYS = 366
 # How many coming plays the notice's page lists.
 NEXT_PLAYS = 6
 
-PLATFORM_LABELS = {"telegram": N_("Telegram 群"), **ROBOT_PLATFORMS}
+# How the preview names each installed platform's chats (read from the plugins when used).
+PLATFORM_LABELS = PlatformLabels(reach=True)
 
 NOTHING_REACHED = N_(
     "所选区域没有可用于所选渠道的大喇叭或群聊：这条公告发不出去。"

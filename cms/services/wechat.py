@@ -1,26 +1,34 @@
 """The township's WeChat Official Account: its settings, and the 发布 button for articles.
 
 The scheduler makes the drafts (:mod:`cms.jobs.articles`); people only configure the
-account and ask for a draft to be published, each step audited. The AppSecret is written
-here and never read back out: not into a page, the audit log, an error, or the API.
+account and ask for a draft to be published, each step audited. What credentials look like
+is the publisher plugin's to say (``dalaba.publishers``: its declared fields and their
+check); the AppSecret is written here and never read back out: not into a page, the audit
+log, an error, or the API.
 """
 
 from __future__ import annotations
-
-import re
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from cms import queue
+from cms.channels import FormField
 from cms.models import Area, AreaKind, ArticleState, User, WechatAccount, WechatArticle
+from cms.publishers import plugin
 from cms.roles import REVIEWERS
 from cms.services import audit
-from cms.services.errors import N_, Errors, NotFound, PermissionDenied, WorkflowError
+from cms.services.errors import (
+    N_,
+    Errors,
+    NotFound,
+    PermissionDenied,
+    ValidationError,
+    WorkflowError,
+)
 from cms.services.text import clean_text
 
-APP_ID = re.compile(r"wx[0-9a-f]{16}")
-APP_SECRET = re.compile(r"[0-9A-Za-z]{32}")
+PLATFORM = "wechat"
 
 STATE_LABELS = {
     ArticleState.PENDING: N_("等待创建草稿"),
@@ -34,6 +42,12 @@ STATE_LABELS = {
     ArticleState.UNCERTAIN: N_("结果不确定"),
     ArticleState.CANCELLED: N_("已取消"),
 }
+
+
+def credential_fields() -> tuple[FormField, ...]:
+    """The account form's credential inputs, as the installed publisher declares them."""
+    found = plugin(PLATFORM)
+    return found.credentials if found is not None else ()
 
 
 def accounts(session: Session) -> list[WechatAccount]:
@@ -76,16 +90,18 @@ def save_account(
     ):
         errors.add("area_id", N_("{name}已经设置了公众号"), name=area.name)
     clean_id = clean_text(errors, "app_id", app_id, label=N_("AppID"), max_len=32)
-    if clean_id and not APP_ID.fullmatch(clean_id):
-        errors.add(
-            "app_id", N_("AppID 应为 wx 开头的 18 位字符，见公众号后台 设置与开发 → 基本配置")
-        )
     secret = app_secret.strip() if isinstance(app_secret, str) else ""
-    if secret and not APP_SECRET.fullmatch(secret):
-        # The value itself is never echoed back.
-        errors.add("app_secret", N_("AppSecret 应为 32 位字母和数字"))
-    elif not secret and account is None:
-        errors.add("app_secret", N_("请填写 AppSecret"))
+    found = plugin(PLATFORM)
+    if found is None:
+        errors.add("app_id", N_("没有安装公众号发布模块（dalaba.publishers）"))
+    else:
+        try:
+            found.validate_credentials(
+                {"app_id": clean_id or "", "app_secret": secret}, account is None
+            )
+        except ValidationError as exc:
+            for name, refused in exc.errors.items():
+                errors.items.setdefault(name, refused)
     clean_office = clean_text(
         errors, "office", office, label=N_("作者（发布单位）"), max_len=16, required=False
     )

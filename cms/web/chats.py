@@ -8,7 +8,7 @@ from flask import Blueprint, flash, g, redirect, render_template, request, url_f
 from flask_babel import gettext as _
 from sqlalchemy import select
 
-from cms.channels import load_channel
+from cms.channels import FormField, load_channel, plugins
 from cms.models import ChatGroup, Role, User
 from cms.services import areas as area_svc
 from cms.services import chats as chat_svc
@@ -32,10 +32,20 @@ def _chat(chat_group_id: int) -> ChatGroup:
     return chat
 
 
+def _robot_fields() -> list[FormField]:
+    """The bind form's inputs: every address-bound platform's declared fields, once each."""
+    fields: dict[str, FormField] = {}
+    for found in plugins().values():
+        if found.by_address:
+            for f in found.fields:
+                fields.setdefault(f.name, f)
+    return list(fields.values())
+
+
 def _page(status: int = 200, **shown: Any) -> Any:
     scope = Scope.of(g.user)
-    # The platforms in the order our users have them: the work robots, then Telegram.
-    order = [*chat_svc.ROBOT_PLATFORMS, "telegram"]
+    # The platforms in the order their plugins give (the work robots, then Telegram).
+    order = list(plugins())
     chats = sorted(
         (c for c in chat_svc.list_chats(db()) if scope.has_chat(c)),
         key=lambda c: order.index(c.platform) if c.platform in order else len(order),
@@ -50,12 +60,14 @@ def _page(status: int = 200, **shown: Any) -> Any:
                 select(User).where(User.active, scope.users()).order_by(User.role, User.username)
             )
         ),
-        telegram_on=bool(settings().telegram_token),
-        robot_platforms=chat_svc.ROBOT_PLATFORMS,
-        platforms=chat_svc.PLATFORM_LABELS,
+        # Chats bound by a code wait in the local outbox while their platform cannot send.
+        telegram_on=all(p.ready(settings()) for p in plugins().values() if not p.by_address),
+        robot_platforms=dict(chat_svc.ROBOT_PLATFORMS),
+        robot_fields=_robot_fields(),
+        platforms=dict(chat_svc.PLATFORM_LABELS),
         robot_form=(robot_form := shown.pop("robot_form", {})),
         robot_errors=shown.pop("robot_errors", {}),
-        robot_hint=chat_svc.ROBOT_HINTS.get(robot_form.get("platform", "")),
+        robot_hint=getattr(plugins().get(robot_form.get("platform", "")), "hint", None),
         **shown,
     ), status
 
@@ -114,10 +126,10 @@ def unbind(chat_group_id: int) -> Any:
 @bp.post("/robots")
 @rule(ADMIN)
 def bind_robot() -> Any:
-    """Bind a WeCom, DingTalk or Feishu group robot by its webhook address (and secret)."""
+    """Bind a group robot (WeCom, DingTalk, Feishu …) by its webhook address (and secret)."""
     form = {
         name: request.form.get(name, "").strip()[:2000]
-        for name in ("platform", "webhook", "secret", "title", "area_id")
+        for name in ("platform", *(f.name for f in _robot_fields()), "title", "area_id")
     }
     errors: dict[str, str] = {}
     area_id = form_id("area_id")

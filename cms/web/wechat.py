@@ -71,6 +71,7 @@ def accounts() -> Any:
         "wechat/accounts.html",
         accounts=[a for a in wechat_svc.accounts(db()) if scope.contains(a.area)],
         townships=townships,
+        credentials=wechat_svc.credential_fields(),
         errors=errors,
         form=request.form if request.method == "POST" else {},
     )

@@ -31,7 +31,7 @@ def api() -> Iterator[FakeBotApi]:
 
 @pytest.fixture
 def bot_settings(settings: Settings, api: FakeBotApi) -> Settings:
-    return settings.with_(telegram_token=api.token, telegram_api_url=api.api_url)
+    return settings.with_env(DALABA_TELEGRAM_TOKEN=api.token, DALABA_TELEGRAM_API_URL=api.api_url)
 
 
 class Clock:
@@ -65,7 +65,7 @@ def make_channel(
         **options: Any,
     ) -> TelegramChannel:
         application = build_application(
-            bot_settings.with_(telegram_token=token) if token else bot_settings,
+            bot_settings.with_env(DALABA_TELEGRAM_TOKEN=token) if token else bot_settings,
             sessions=make_session_factory(engine),
             clock=clock,
             limits=limits,

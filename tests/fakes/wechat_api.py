@@ -35,7 +35,7 @@ or *after* the request took effect (the answer is lost), garbage instead of JSON
 answer (the window in which a crash test kills the client).
 
     with FakeWechatApi() as api:
-        settings = settings.with_(wechat_api_url=api.base_url)
+        settings = settings.with_env(DALABA_WECHAT_API_URL=api.base_url)
         api.fail(Fault.DROP_AFTER, path="/cgi-bin/draft/add")
 """
 

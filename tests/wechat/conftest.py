@@ -40,7 +40,7 @@ def fake(clock: ManualClock) -> Iterator[FakeWechatApi]:
 def publisher(
     ctx: Context, fake: FakeWechatApi, monkeypatch: pytest.MonkeyPatch
 ) -> WechatPublisher:
-    pub = WechatPublisher(ctx.settings.with_(wechat_api_url=fake.base_url), ctx.sessions)
+    pub = WechatPublisher(ctx.settings.with_env(DALABA_WECHAT_API_URL=fake.base_url), ctx.sessions)
     reg = PublisherRegistry()
     reg.register(pub)
     ctx.shared["publishers"] = reg

@@ -31,7 +31,7 @@ from wechat.publisher import WechatPublisher
 
 data_dir, url, api = sys.argv[1:4]
 settings = Settings.from_env(
-    {}, data_dir=data_dir, secret_key="crash", database_url=url, wechat_api_url=api
+    {"DALABA_WECHAT_API_URL": api}, data_dir=data_dir, secret_key="crash", database_url=url
 )
 engine = make_engine(url, data_dir=settings.data_dir)
 sessions = make_session_factory(engine)
