@@ -66,12 +66,18 @@ def retry_clip(session: Session, clip_id: int, *, actor: User | None) -> Clip:
     clip = session.get(Clip, clip_id)
     if clip is None:
         raise NotFound(N_("音频 {id} 不存在"), id=clip_id)
-    about = {
-        "announcement": clip.revision.announcement_id,
-        "revision": clip.revision_id,
-        "profile": clip.profile.value,
-    }
-    _retry_failed(session, clip, actor, "clip.retry", N_("这段音频不是失败状态，无需重试"), about)
+    error = _retry_failed(session, clip, N_("这段音频不是失败状态，无需重试"))
+    audit.record(
+        session,
+        actor,
+        "clip.retry",
+        clip,
+        announcement=clip.revision.announcement_id,
+        revision=clip.revision_id,
+        profile=clip.profile.value,
+        error=error,
+    )
+    session.refresh(clip)
     return clip
 
 
@@ -85,34 +91,33 @@ def retry_program(session: Session, program_id: int, *, actor: User | None) -> P
     program = session.get(Program, program_id)
     if program is None:
         raise NotFound(N_("节目 {id} 不存在"), id=program_id)
-    about = {
-        "outlet": program.outlet_id,
-        "day": program.day.isoformat(),
-        "slot": program.slot.at.strftime("%H:%M"),
-    }
-    _retry_failed(
-        session, program, actor, "program.retry", N_("这个节目不是失败状态，无需重试"), about
+    error = _retry_failed(session, program, N_("这个节目不是失败状态，无需重试"))
+    audit.record(
+        session,
+        actor,
+        "program.retry",
+        program,
+        outlet=program.outlet_id,
+        day=program.day.isoformat(),
+        slot=program.slot.at.strftime("%H:%M"),
+        error=error,
     )
+    session.refresh(program)
     return program
 
 
-def _retry_failed(
-    session: Session,
-    row: Clip | Program,
-    actor: User | None,
-    action: str,
-    not_failed: str,
-    about: dict[str, Any],
-) -> None:
-    """A failed clip or program back to the queue, audited with its last error."""
+def _retry_failed(session: Session, row: Clip | Program, not_failed: str) -> str:
+    """A failed clip or program back to the queue; returns its last error for the audit.
+
+    (The caller writes the audit entry, with its action code spelt out: the audit page's
+    labels are checked against the codes written in the source.)
+    """
     error = _excerpt(row.last_error)
-    model = type(row)
     if not queue.requeue(
-        session, model, row.id, from_states=(JobState.FAILED,), ready=JobState.PENDING
+        session, type(row), row.id, from_states=(JobState.FAILED,), ready=JobState.PENDING
     ):
         raise WorkflowError(not_failed)
-    audit.record(session, actor, action, row, **about, error=error)
-    session.refresh(row)
+    return error
 
 
 def retry_delivery(

@@ -30,8 +30,15 @@ def _recorded() -> tuple[set[str], set[str]]:
                 if not isinstance(node, ast.Call) or len(node.args) < 3:
                     continue
                 func = node.func
-                name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", "")
-                if name != "record":
+                # audit.record(...) or a bare record(...) imported from cms.services.audit (a
+                # job kind's own .record step is not an audit entry).
+                if isinstance(func, ast.Attribute):
+                    owner = func.value
+                    if func.attr != "record" or not (
+                        isinstance(owner, ast.Name) and owner.id == "audit"
+                    ):
+                        continue
+                elif getattr(func, "id", "") != "record":
                     continue
                 code = node.args[2]
                 branches = [code.body, code.orelse] if isinstance(code, ast.IfExp) else [code]
