@@ -112,6 +112,8 @@ def add_recording(
             Path(tmp).unlink(missing_ok=True)
     # The checks again, on the row as it is now: the audio work above may have run outside
     # any transaction (see cms.web.db.lock_released), and someone may have submitted it.
+    # Flushed first: a refresh would drop this session's own unflushed changes to the row.
+    session.flush()
     session.refresh(ann)
     _check_editable(user, ann)
     session.execute(
