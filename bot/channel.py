@@ -208,6 +208,14 @@ class TelegramChannel:
                 startup.cancel()
                 loop.run_until_complete(asyncio.gather(startup, return_exceptions=True))
             loop.run_until_complete(self._safe_shutdown())
+            # Whatever PTB still had running (a held long poll, a retry's sleep) is cancelled
+            # and awaited here, as asyncio.run does: a task left pending on a closed loop is
+            # destroyed later by the garbage collector, in whatever thread happens to run.
+            leftover = [task for task in asyncio.all_tasks(loop) if not task.done()]
+            for task in leftover:
+                task.cancel()
+            if leftover:
+                loop.run_until_complete(asyncio.gather(*leftover, return_exceptions=True))
             loop.run_until_complete(loop.shutdown_asyncgens())
             loop.close()
 

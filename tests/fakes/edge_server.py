@@ -39,6 +39,8 @@ from xml.sax.saxutils import escape
 
 from aiohttp import WSMsgType, web
 
+from tests.fakes.loopback import LoopbackServer
+
 __all__ = ["Fault", "FakeEdgeServer", "SynthesisRequest", "serving_edge_tts"]
 
 _FRAME_BYTES = 144  # MPEG-2 Layer III, 24 kHz, 48 kbit/s: every frame 144 bytes
@@ -174,7 +176,7 @@ class FakeEdgeServer:
             ready.set()
             loop.run_forever()
             loop.run_until_complete(self._runner.cleanup() if self._runner else asyncio.sleep(0))
-            loop.close()
+            LoopbackServer._finish(loop)
 
         self._thread = threading.Thread(target=run, name="fake-edge-tts", daemon=True)
         self._thread.start()

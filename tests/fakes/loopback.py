@@ -64,6 +64,23 @@ class LoopbackServer:
         self.port = server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
         self._started.set()
         loop.run_forever()
+        self._finish(loop)
+
+    @staticmethod
+    def _finish(loop: asyncio.AbstractEventLoop) -> None:
+        """Cancel and await what is still running (a held long poll), as ``asyncio.run`` does.
+
+        A task left pending on a closed loop is destroyed later by the garbage collector, at
+        whatever point another test happens to be: its finaliser logs a traceback there, and on
+        CPython 3.11.7 formatting that traceback inside a running ``ast.parse`` (werkzeug
+        compiles each route with it) raises "AST constructor recursion depth mismatch".
+        """
+        pending = [task for task in asyncio.all_tasks(loop) if not task.done()]
+        for task in pending:
+            task.cancel()
+        if pending:
+            loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+        loop.run_until_complete(loop.shutdown_asyncgens())
         loop.close()
 
     async def _stop(self) -> None:
