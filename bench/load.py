@@ -78,6 +78,7 @@ class Stats:
     latencies: list[float] = field(default_factory=list)
     statuses: Counter[int] = field(default_factory=Counter)
     by_kind: Counter[str] = field(default_factory=Counter)
+    kind_latencies: dict[str, list[float]] = field(default_factory=dict)
     failures: list[str] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -86,6 +87,7 @@ class Stats:
             self.latencies.append(seconds)
             self.statuses[status] += 1
             self.by_kind[kind] += 1
+            self.kind_latencies.setdefault(kind, []).append(seconds)
             if status >= 500 or status == 0:
                 self.failures.append(f"{kind} {status} {detail}"[:300])
 
@@ -505,6 +507,13 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'p99 ms':24}{base.percentile(0.99):>22.1f}{load.percentile(0.99):>16.1f}")
     print(f"{'5xx or no answer':24}{base.errors_5xx:>22}{load.errors_5xx:>16}")
     print(f"mix under load: {dict(load.by_kind)}; statuses: {dict(sorted(load.statuses.items()))}")
+    print(
+        "p50/p99 ms by kind under load: "
+        + ", ".join(
+            f"{kind} {percentile_ms(times, 0.5):.0f}/{percentile_ms(times, 0.99):.0f}"
+            for kind, times in sorted(load.kind_latencies.items())
+        )
+    )
     print(
         f"scheduler lease holders seen: {len(outcome.holders)}; 'lease lost' in the log: {outcome.lease_losses}"
     )

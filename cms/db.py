@@ -143,6 +143,7 @@ def _make_engine(url: str, **kwargs: Any) -> Engine:
         event.listen(engine, "begin", _sqlite_begin)
         event.listen(engine, "commit", _sqlite_end)
         event.listen(engine, "rollback", _sqlite_end)
+        event.listen(engine, "checkin", _sqlite_checkin)
         return engine
     kwargs.setdefault("pool_pre_ping", True)
     return create_engine(url, **kwargs)
@@ -171,15 +172,101 @@ def _sqlite_begin(conn: Any) -> None:
         conn.exec_driver_sql("BEGIN")
         return
     asked = time.perf_counter()
-    conn.exec_driver_sql("BEGIN IMMEDIATE")
-    conn.info[_HELD] = (asked, time.perf_counter(), _label.get())
+    gate = _gate_for(conn.engine)
+    entered = gate.enter(BUSY_TIMEOUT_MS / 1000)
+    try:
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+    except BaseException:
+        if entered:
+            gate.leave()
+        raise
+    conn.info[_HELD] = (asked, time.perf_counter(), _label.get(), gate if entered else None)
 
 
 def _sqlite_end(conn: Any) -> None:
-    held = conn.info.pop(_HELD, None)
+    _release(conn.info)
+
+
+def _sqlite_checkin(_dbapi_connection: Any, record: Any) -> None:
+    """A connection back in the pool with its write still marked (it was never ended) frees it."""
+    _release(record.info)
+
+
+def _release(info: dict[str, Any]) -> None:
+    held = info.pop(_HELD, None)
     if held is not None:
-        asked, got, label = held
+        asked, got, label, gate = held
+        if gate is not None:
+            gate.leave()
         WRITES.note(label, wait=got - asked, hold=time.perf_counter() - got)
+
+
+class WriterGate:
+    """First come, first served for SQLite's one writer lock among this process's threads.
+
+    SQLite's own wait for the lock (the busy handler) polls with growing sleeps, up to
+    100 ms apart, and whoever polls at the right moment wins: under load a writer that has
+    waited longest keeps losing to newcomers, which is the long tail of every write. Here a
+    thread waits for its turn in arrival order and is woken the moment the previous writer
+    ends; SQLite's busy timeout still guards the lock against other processes.
+
+    A thread that already holds the gate (a write begun inside a write) is not made to wait
+    for itself, and one that waited ``timeout`` goes on without it to SQLite's own wait.
+    """
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition(threading.Lock())
+        self._next_ticket = 0
+        self._serving = 0
+        self._holder: int | None = None
+        self._abandoned: set[int] = set()  # tickets whose threads stopped waiting
+
+    def enter(self, timeout: float) -> bool:
+        me = threading.get_ident()
+        with self._cond:
+            if self._holder == me:
+                return False
+            ticket = self._next_ticket
+            self._next_ticket += 1
+            deadline = time.monotonic() + timeout
+            while self._serving != ticket:
+                left = deadline - time.monotonic()
+                if left <= 0 or not self._cond.wait(left):
+                    if self._serving == ticket:
+                        break
+                    self._abandon(ticket)
+                    return False
+            self._holder = me
+            return True
+
+    def leave(self) -> None:
+        with self._cond:
+            self._holder = None
+            self._advance()
+
+    def _advance(self) -> None:
+        self._serving += 1
+        while self._serving in self._abandoned:
+            self._abandoned.discard(self._serving)
+            self._serving += 1
+        self._cond.notify_all()
+
+    def _abandon(self, ticket: int) -> None:
+        self._abandoned.add(ticket)
+
+
+_GATES: dict[str, WriterGate] = {}
+_GATES_LOCK = threading.Lock()
+
+
+def _gate_for(engine: Engine) -> WriterGate:
+    """One gate per database file, shared by every engine of this process that opens it."""
+    key = str(engine.url.database or "")
+    with _GATES_LOCK:
+        gate = _GATES.get(key)
+        if gate is None:
+            gate = _GATES[key] = WriterGate()
+        return gate
 
 
 _HELD = "dalaba_write_held"

@@ -15,6 +15,8 @@ from cms.db import (
     WHEN_NEEDED,
     WRITES,
     RetryPolicy,
+    WriterGate,
+    _gate_for,
     is_retryable,
     make_session_factory,
     unit_of_work,
@@ -226,3 +228,54 @@ def test_concurrent_api_reads_with_one_token_never_fail(
         thread.join(60)
     app.extensions["dalaba.bookkeeper"].drain()
     assert len(statuses) == 200 and set(statuses) == {200}
+
+
+def test_writers_of_one_process_take_the_writer_lock_in_arrival_order(engine: Engine) -> None:
+    """SQLite's busy handler lets a newcomer overtake a writer that has waited for long; the
+    gate serves this process's writers first come, first served."""
+    gate = _gate_for(engine)
+    sessions = make_session_factory(engine, write=True)
+    order: list[str] = []
+    first = sessions()
+    first.execute(text("SELECT 1"))  # BEGIN IMMEDIATE: the writer lock is held
+    waiting: list[threading.Thread] = []
+
+    def write(name: str) -> None:
+        with sessions.begin() as s:
+            s.execute(text("SELECT 1"))  # BEGIN IMMEDIATE: waits for its turn
+            order.append(name)
+            s.add(Topic(name=name))
+
+    for name in ("甲", "乙", "丙", "丁"):
+        queued = gate._next_ticket + 1
+        thread = threading.Thread(target=write, args=(name,))
+        thread.start()
+        waiting.append(thread)
+        for _ in range(200):  # until this writer has drawn its ticket
+            if gate._next_ticket >= queued:
+                break
+            threading.Event().wait(0.01)
+    assert order == []
+    first.commit()
+    first.close()
+    for thread in waiting:
+        thread.join(10)
+    assert order == ["甲", "乙", "丙", "丁"]
+
+
+def test_the_writer_gate_skips_who_gave_up_and_never_waits_for_its_own_holder() -> None:
+    gate = WriterGate()
+    assert gate.enter(1.0) is True
+    assert gate.enter(1.0) is False  # a write begun inside a write: SQLite's own wait decides
+    gave_up: list[bool] = []
+    thread = threading.Thread(target=lambda: gave_up.append(gate.enter(0.05)))
+    thread.start()
+    thread.join(5)
+    assert gave_up == [False]
+    gate.leave()
+    # The ticket of the thread that gave up is skipped: the next comer is served at once.
+    served: list[bool] = []
+    thread = threading.Thread(target=lambda: served.append(gate.enter(1.0)))
+    thread.start()
+    thread.join(5)
+    assert served == [True]
