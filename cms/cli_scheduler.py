@@ -62,10 +62,13 @@ OUTCOME_LABELS = {
 def build_day(day_text: str | None) -> None:
     """为某一天生成（或更新）每个广播点的节目。"""
     from cms import disk
+    from cms.scheduler import priority
     from cms.scheduler.core import Scheduler
 
     ctx = _context()
     day = _parse_day(day_text, ctx)
+    # A batch of renders and builds: it yields the CPU to the web (cms.scheduler.priority).
+    priority.lower_this_process(ctx.settings.work_nice)
     space = disk.check(ctx.settings)
     if space.short:
         raise DiskFullExit(space.reason().render())

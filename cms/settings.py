@@ -94,6 +94,9 @@ class Settings:
     allow_local_webhooks: bool = False
     # Below this much free space in the audio folder, renders and program builds wait.
     min_free_mb: int = 200
+    # The nice value of renders and builds (and the ffmpeg they start): 0–19, 0 keeps them at
+    # the web's priority (cms.scheduler.priority).
+    work_nice: int = 10
     # Every DALABA_* variable as read: the plugins' own keys (see plugin_env). Never shown
     # (tokens), and not compared (two settings differ by what cms itself reads).
     extra: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
@@ -229,6 +232,7 @@ class Settings:
             "min_free_mb": _int(
                 "DALABA_MIN_FREE_MB", env.get("DALABA_MIN_FREE_MB", "200"), 0, 1_000_000
             ),
+            "work_nice": _int("DALABA_WORK_NICE", env.get("DALABA_WORK_NICE", "10"), 0, 19),
             "extra": {k: v for k, v in env.items() if k.startswith("DALABA_")},
         }
         if env.get("DALABA_FAKE_NOW", "").strip():

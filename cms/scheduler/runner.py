@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypedDict
 
+from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
 from sqlalchemy import Engine
 
@@ -31,6 +32,7 @@ from cms.jobs import breakin, terminals
 from cms.jobs.context import Context
 from cms.jobs.outbox import PLATFORM as OUTBOX
 from cms.jobs.outbox import OutboxChannel
+from cms.scheduler import priority
 from cms.scheduler.core import Scheduler
 from cms.settings import Settings
 
@@ -40,6 +42,10 @@ TICK_SECONDS = 5.0
 LEASE_SECONDS = 30.0
 RECONCILE_MINUTES = 10
 ESCALATE_MINUTES = 5
+# The executor of renders and builds (lower CPU priority), and its threads: render, build and
+# the daily build each run one at a time.
+WORK = "work"
+WORK_THREADS = 3
 # A holder that cannot renew stops this long before its lease expires, so that a process
 # taking over at the expiry never overlaps it.
 LEASE_MARGIN = timedelta(seconds=1)
@@ -185,7 +191,18 @@ def start_scheduler(
         scheduler=Scheduler(ctx), holder=ctx.worker, lease_ttl=timedelta(seconds=lease_seconds)
     )
     handle.heartbeat()
-    aps = BackgroundScheduler(timezone=settings.tz, daemon=True)
+    # Renders and builds (ffmpeg, the speech engines) run in threads of their own at a lower
+    # CPU priority, so that pages stay quick while they work (cms.scheduler.priority); the
+    # lease, planning, chat posts and break-ins keep the normal one.
+    work_pool = ThreadPoolExecutor(
+        WORK_THREADS,
+        pool_kwargs={"initializer": priority.lower_this_thread, "initargs": (settings.work_nice,)},
+    )
+    aps = BackgroundScheduler(
+        timezone=settings.tz,
+        daemon=True,
+        executors={"default": ThreadPoolExecutor(10), WORK: work_pool},
+    )
     tick = timedelta(seconds=tick_seconds)
     common: dict[str, Any] = {"coalesce": True, "max_instances": 1}
     short_grace = max(int(tick_seconds * 4), 30)
@@ -231,14 +248,14 @@ def start_scheduler(
         misfire_grace_time=max(int(lease_seconds), 1),
         **common,
     )
-    for name, fn in (
-        ("plan", plan_pass),
-        ("render", lambda: sched.render_due(budget_s=max(tick_seconds * 6, 30))),
-        ("build", sched.build_due),
-        ("dispatch", sched.dispatch_due),
+    for name, fn, executor in (
+        ("plan", plan_pass, "default"),
+        ("render", lambda: sched.render_due(budget_s=max(tick_seconds * 6, 30)), WORK),
+        ("build", sched.build_due, WORK),
+        ("dispatch", sched.dispatch_due, "default"),
         # Official Account drafts for new approvals, the 发布 requests, publish polling.
-        ("publish", sched.publish_due),
-        ("staff", sched.staff_due),
+        ("publish", sched.publish_due, "default"),
+        ("staff", sched.staff_due, "default"),
     ):
         aps.add_job(
             guarded(name, fn),
@@ -247,6 +264,7 @@ def start_scheduler(
             id=name,
             next_run_time=now,
             misfire_grace_time=short_grace,
+            executor=executor,
             **common,
         )
     # Break-ins (立即插播) are looked for every second or tick, whichever is sooner: the
@@ -270,6 +288,7 @@ def start_scheduler(
         hour=build_at.hour,
         minute=build_at.minute,
         id="daily_build",
+        executor=WORK,
         # A PC that was off at 04:00 still builds when it comes back in the morning.
         misfire_grace_time=6 * 3600,
         **common,
