@@ -133,7 +133,16 @@ def overlap(a: Area, b: Area) -> bool:
     A village loudspeaker plays notices for any of its 组; a 组's mobile speaker plays
     notices for its village and township; a chat bound to an area follows the same rule.
     """
-    return within(a, b) or within(b, a)
+    return paths_overlap(a.path, (b.path,))
+
+
+def paths_overlap(path: str, targets: Iterable[str]) -> bool:
+    """:func:`overlap` on tree paths: whether the area at ``path`` overlaps any of ``targets``.
+
+    For the pages that ask it of every outlet or chat against every notice: plain strings,
+    read once from the rows, not attribute loads each time.
+    """
+    return any(path.startswith(t) or t.startswith(path) for t in targets)
 
 
 def overlaps(area: Area) -> ColumnElement[bool]:

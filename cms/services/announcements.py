@@ -367,7 +367,10 @@ def search(
                 Revision.spoken_text.like(like, escape="\\"),
             )
         )
-    return stmt.order_by(Announcement.updated_at.desc(), Announcement.id.desc())
+    return stmt.order_by(Announcement.updated_at.desc(), Announcement.id.desc()).options(
+        # Each row shows its status, which looks at the approved revision's targets.
+        selectinload(Announcement.approved_revision).selectinload(Revision.areas)
+    )
 
 
 # How the diff shows fields that read better together; every other field shows on its own.
@@ -444,7 +447,27 @@ def default_window(today: date) -> tuple[date, date]:
 def reaches(rev: Revision, area: Area) -> bool:
     """Whether a revision reaches an outlet or chat of ``area``: one of its targets overlaps
     the area in the tree (:func:`cms.tree.overlap`, the one rule)."""
-    return any(tree.overlap(area, target) for target in rev.areas)
+    return tree.paths_overlap(area.path, target_paths(rev))
+
+
+def target_paths(rev: Revision) -> tuple[str, ...]:
+    """The tree paths of a revision's targets, for :func:`cms.tree.paths_overlap`."""
+    return tuple(target.path for target in rev.areas)
+
+
+def reaching(
+    announcements: Iterable[Announcement], areas: Iterable[tuple[int, Area]]
+) -> dict[int, list[Announcement]]:
+    """For each ``(key, area)``, the announcements (approved revisions) that reach the area.
+
+    :func:`reaches` for many at once: each target path and area path is read once.
+    """
+    targets = [(a, target_paths(a.approved)) for a in announcements]
+    out: dict[int, list[Announcement]] = {}
+    for key, area in areas:
+        path = area.path
+        out[key] = [a for a, paths in targets if tree.paths_overlap(path, paths)]
+    return out
 
 
 def narrower_targets(rev: Revision, area: Area) -> list[Area]:
@@ -482,14 +505,18 @@ def reaching_outlets(
         for a in (going_out_on(session, day) if going is None else going)
         if a.id != exclude and a.approved_revision is not None and a.approved.to_loudspeaker
     ]
-    return {o.id: [a for a in live if reaches(a.approved, o.area)] for o in outlets}
+    return reaching(live, ((o.id, o.area) for o in outlets))
 
 
 def plan_for_day(
-    session: Session, day: date, scope: Scope | None = None
+    session: Session,
+    day: date,
+    scope: Scope | None = None,
+    *,
+    going: list[Announcement] | None = None,
 ) -> list[tuple[Any, list[Announcement]]]:
     """For each active outlet (in ``scope``), the announcements it plays on ``day`` (urgent
-    first)."""
+    first); ``going``: :func:`going_out_on` for ``day``, when the caller has it already."""
     from cms.models import Outlet
 
     stmt = (
@@ -501,5 +528,5 @@ def plan_for_day(
     if scope is not None:
         stmt = stmt.where(scope.outlets())
     outlets = list(session.scalars(stmt))
-    reached = reaching_outlets(session, day, outlets)
+    reached = reaching_outlets(session, day, outlets, going=going)
     return [(o, reached[o.id]) for o in outlets]

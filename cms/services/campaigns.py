@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from datetime import date
 
 from sqlalchemy import func, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, selectinload
 
 from cms.clock import clock_of
 from cms.models import (
@@ -123,8 +123,25 @@ def offered_to(session: Session, town: Area) -> list[Announcement]:
             Announcement.approved_revision_id.is_not(None),
         )
         .order_by(Announcement.id.desc())
+        .options(selectinload(Announcement.approved_revision).selectinload(Revision.areas))
     )
     return [c for c in found if _offered(c) and targets_in(c.approved, town)]
+
+
+def waiting_for(session: Session, town: Area) -> int:
+    """How many campaigns offered to ``town`` it has not adopted or adapted yet."""
+    offered = offered_to(session, town)
+    if not offered:
+        return 0
+    taken = set(
+        session.scalars(
+            select(Announcement.origin_id).where(
+                Announcement.area_id == town.id,
+                Announcement.origin_id.in_([c.id for c in offered]),
+            )
+        )
+    )
+    return sum(1 for c in offered if c.id not in taken)
 
 
 def user_township(user: User) -> Area | None:
@@ -342,15 +359,23 @@ def report(
         for a in all_areas(session)
         if scope.contains(a) and a.kind in (AreaKind.TOWNSHIP, AreaKind.VILLAGE)
     ]
-    all_copies = list(
-        session.scalars(
-            select(Announcement).where(Announcement.origin_id.in_([c.id for c in camps]))
+    # Plain columns, not whole rows: a county's report reads hundreds of copies and outlets.
+    all_copies = session.execute(
+        select(
+            Announcement.id, Announcement.origin_id, Announcement.area_id, Announcement.adoption
+        ).where(Announcement.origin_id.in_([c.id for c in camps]))
+    ).all()
+    campaign_of: dict[int, int] = {
+        copy_id: origin_id for copy_id, origin_id, _, _ in all_copies if origin_id is not None
+    }
+    adoption = {(origin_id, area_id): how for _, origin_id, area_id, how in all_copies}
+    outlet_path: dict[int, str] = {
+        outlet_id: path
+        for outlet_id, path in session.execute(
+            select(Outlet.id, Area.path)
+            .join(Area, Area.id == Outlet.area_id)
+            .where(scope.outlets())
         )
-    )
-    campaign_of: dict[int, int] = {c.id: c.origin_id for c in all_copies if c.origin_id is not None}
-    adoption = {(c.origin_id, c.area_id): c.adoption for c in all_copies}
-    outlet_path = {
-        o.id: o.area.path for o in session.scalars(select(Outlet).where(scope.outlets()))
     }
 
     # program id → (outlet's area path, campaigns it contains)
@@ -393,22 +418,20 @@ def report(
         from cms.services.terminals import whole_programs
 
         boxed = whole_programs(session, ids)
-    posts: list[tuple[int, str]] = []
+    posted_at: dict[int, list[str]] = {}  # campaign id → the areas of its sent chat posts
     if campaign_of:
-        posts = [
-            (campaign_of[ann_id], path)
-            for ann_id, path in session.execute(
-                select(Revision.announcement_id, Area.path)
-                .join(Delivery, Delivery.revision_id == Revision.id)
-                .join(ChatGroup, ChatGroup.id == Delivery.chat_group_id)
-                .join(Area, Area.id == ChatGroup.area_id)
-                .where(
-                    Revision.announcement_id.in_(list(campaign_of)),
-                    Delivery.state == DeliveryState.SENT,
-                    scope.deliveries(),
-                )
+        for ann_id, path in session.execute(
+            select(Revision.announcement_id, Area.path)
+            .join(Delivery, Delivery.revision_id == Revision.id)
+            .join(ChatGroup, ChatGroup.id == Delivery.chat_group_id)
+            .join(Area, Area.id == ChatGroup.area_id)
+            .where(
+                Revision.announcement_id.in_(list(campaign_of)),
+                Delivery.state == DeliveryState.SENT,
+                scope.deliveries(),
             )
-        ]
+        ):
+            posted_at.setdefault(campaign_of[ann_id], []).append(path)
 
     rows: list[ReportRow] = []
     for camp in camps:
@@ -433,7 +456,7 @@ def report(
                     confirmed=len(confirmed & inside),
                     boxes=len(boxed & inside),
                     posted=sum(
-                        1 for c, path in posts if c == camp.id and path.startswith(area.path)
+                        1 for path in posted_at.get(camp.id, ()) if path.startswith(area.path)
                     ),
                 )
             )

@@ -8,7 +8,7 @@ the scheduler (through :func:`cms.services.announcements.reaches`) all read it h
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
@@ -36,7 +36,7 @@ from cms.models import (
 from cms.services import airtime
 from cms.services.errors import N_, Message, ValidationError
 from cms.services.scope import Scope
-from cms.tree import narrower, overlap, overlaps
+from cms.tree import narrower, overlaps, paths_overlap
 
 # How far ahead the first play is looked for (a campaign may start far in the future).
 LOOKAHEAD_DAYS = 366
@@ -175,55 +175,77 @@ def post_time(plan: Plan, now: datetime, tz: ZoneInfo) -> datetime | None:
 
 def of_plan(session: Session, plan: Plan, now: datetime, tz: ZoneInfo) -> Reach:
     """Every outlet, chat and Official Account the plan reaches, outlets by first play."""
-    reach = Reach()
-    if not plan.areas:
-        return reach
+    return of_plans(session, [plan], now, tz)[0]
+
+
+def of_plans(session: Session, plans: Sequence[Plan], now: datetime, tz: ZoneInfo) -> list[Reach]:
+    """:func:`of_plan` for many plans (a page of notices): the outlets, chats and accounts
+    near any of them are read once, in three queries, whatever the number of plans."""
+    reaches = [Reach() for _ in plans]
+    targets = [p.areas for p in plans if p.areas]
+    if not targets:
+        return reaches
     # Only the areas that overlap a target are read (a county has hundreds of outlets).
-    near = select(Area.id).where(or_(*(overlaps(t) for t in plan.areas)))
-    if plan.to_loudspeaker:
-        outlets = session.scalars(
-            select(Outlet)
-            .where(Outlet.active, Outlet.area_id.in_(near))
-            .order_by(Outlet.id)
-            .options(selectinload(Outlet.area), selectinload(Outlet.slots))
-        )
-        for outlet in outlets:
-            if not any(overlap(outlet.area, t) for t in plan.areas):
-                continue
-            reach.outlets.append(
-                OutletReach(
-                    outlet=outlet,
-                    slots=[
-                        s.label
-                        for s in outlet.slots
-                        if airtime.part_of(s.at) in airtime.parts(plan.airtime)
-                    ],
-                    first_play=first_play(outlet, plan.start, plan.end, now, tz, plan),
-                    part=narrower(plan.areas, outlet.area),
-                )
+    near = select(Area.id).where(
+        or_(*(overlaps(t) for t in {t.id: t for areas in targets for t in areas}.values()))
+    )
+    outlets: list[Outlet] = []
+    if any(p.to_loudspeaker and p.areas for p in plans):
+        outlets = list(
+            session.scalars(
+                select(Outlet)
+                .where(Outlet.active, Outlet.area_id.in_(near))
+                .order_by(Outlet.id)
+                .options(selectinload(Outlet.area), selectinload(Outlet.slots))
             )
-        far = datetime.max.replace(tzinfo=now.tzinfo)
-        reach.outlets.sort(key=lambda o: (o.first_play or far, o.outlet.id))
-    if plan.to_chats:
-        at = post_time(plan, now, tz)
-        for chat in session.scalars(
-            select(ChatGroup)
-            .where(ChatGroup.active, ChatGroup.area_id.in_(near))
-            .order_by(ChatGroup.id)
-            .options(selectinload(ChatGroup.area))
-        ):
-            if any(overlap(chat.area, t) for t in plan.areas):
-                reach.chats.append(ChatReach(chat, at, narrower(plan.areas, chat.area)))
-        reach.accounts = [
-            account
-            for account in session.scalars(
+        )
+    chats: list[ChatGroup] = []
+    accounts: list[WechatAccount] = []
+    if any(p.to_chats and p.areas for p in plans):
+        chats = list(
+            session.scalars(
+                select(ChatGroup)
+                .where(ChatGroup.active, ChatGroup.area_id.in_(near))
+                .order_by(ChatGroup.id)
+                .options(selectinload(ChatGroup.area))
+            )
+        )
+        accounts = list(
+            session.scalars(
                 select(WechatAccount)
                 .where(WechatAccount.active, WechatAccount.area_id.in_(near))
                 .order_by(WechatAccount.id)
+                .options(selectinload(WechatAccount.area))
             )
-            if any(overlap(account.area, t) for t in plan.areas)
-        ]
-    return reach
+        )
+    far = datetime.max.replace(tzinfo=now.tzinfo)
+    for plan, reach in zip(plans, reaches, strict=True):
+        if not plan.areas:
+            continue
+        paths = tuple(t.path for t in plan.areas)
+        if plan.to_loudspeaker:
+            parts = airtime.parts(plan.airtime)
+            for outlet in outlets:
+                if not paths_overlap(outlet.area.path, paths):
+                    continue
+                reach.outlets.append(
+                    OutletReach(
+                        outlet=outlet,
+                        slots=[s.label for s in outlet.slots if airtime.part_of(s.at) in parts],
+                        first_play=first_play(outlet, plan.start, plan.end, now, tz, plan),
+                        part=narrower(plan.areas, outlet.area),
+                    )
+                )
+            reach.outlets.sort(key=lambda o: (o.first_play or far, o.outlet.id))
+        if plan.to_chats:
+            at = post_time(plan, now, tz)
+            reach.chats = [
+                ChatReach(chat, at, narrower(plan.areas, chat.area))
+                for chat in chats
+                if paths_overlap(chat.area.path, paths)
+            ]
+            reach.accounts = [a for a in accounts if paths_overlap(a.area.path, paths)]
+    return reaches
 
 
 def require_reach(session: Session, ann: Announcement, now: datetime, tz: ZoneInfo) -> None:
@@ -381,6 +403,21 @@ def _program_states(
         elif program.state is JobState.DONE:
             out[(program.outlet_id, at)] = "built"
     return out
+
+
+def status_lines(
+    session: Session, anns: Iterable[Announcement], now: datetime, tz: ZoneInfo
+) -> dict[int, StatusLine]:
+    """:func:`status_line` of each announcement (by id), their reaches read together."""
+    anns = list(anns)
+    needing = [
+        a
+        for a in anns
+        if a.status is Status.APPROVED and a.approved_revision is not None and not a.campaign
+    ]
+    reaches = of_plans(session, [Plan.of(a.approved_revision) for a in needing], now, tz)  # type: ignore[arg-type]
+    reach_of = {a.id: r for a, r in zip(needing, reaches, strict=True)}
+    return {a.id: status_line(session, a, now, tz, reach=reach_of.get(a.id)) for a in anns}
 
 
 def status_line(

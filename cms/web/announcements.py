@@ -175,7 +175,7 @@ def index() -> Any:
     return render_template(
         "announcements/index.html",
         page=page,
-        statuses={a.id: reach_svc.status_line(db(), a, now, tz) for a in page.items},
+        statuses=reach_svc.status_lines(db(), page.items, now, tz),
         areas=Scope.of(g.user).areas(db()),
         topics=all_topics(db()),
         status=status,

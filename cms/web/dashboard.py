@@ -32,7 +32,7 @@ def index() -> Any:
     # outlets and chats below, shown there by title).
     going_all = svc.going_out_on(db(), day)
     going = [a for a in going_all if scope.contains(a.area)]
-    plan = svc.plan_for_day(db(), day, scope)
+    plan = svc.plan_for_day(db(), day, scope, going=going_all)
     if g.user.role is Role.OPERATOR:
         mine = {o.id for o in g.user.outlets}
         plan = [(o, anns) for o, anns in plan if o.id in mine]
@@ -52,13 +52,10 @@ def index() -> Any:
             .options(selectinload(ChatGroup.area))
         )
     )
-    chat_plan = [
-        (
-            c,
-            [a for a in going_all if a.approved.to_chats and svc.reaches(a.approved, c.area)],
-        )
-        for c in chats
-    ]
+    reached = svc.reaching(
+        [a for a in going_all if a.approved.to_chats], ((c.id, c.area) for c in chats)
+    )
+    chat_plan = [(c, reached[c.id]) for c in chats]
     alerts: list[tuple[datetime, str, Any]] = []
     if g.user.role is not Role.OPERATOR:
         # One list in time order (newest first): the scheduler's alerts, and every chat post
@@ -80,9 +77,7 @@ def index() -> Any:
         )
     }
     # Each notice's honest status; the on-air count and list are the ones whose status says so.
-    statuses = {
-        a.id: reach_svc.status_line(db(), a, settings().now(), settings().tz) for a in going
-    }
+    statuses = reach_svc.status_lines(db(), going, settings().now(), settings().tz)
     return render_template(
         "dashboard.html",
         alerts=alerts,
@@ -110,5 +105,4 @@ def _campaigns_waiting() -> int:
     town = campaigns.user_township(g.user)
     if town is None or g.user.role is Role.OPERATOR:
         return 0
-    offered = campaigns.offered_to(db(), town)
-    return sum(1 for c in offered if campaigns.copy_of(db(), c, town) is None)
+    return campaigns.waiting_for(db(), town)
