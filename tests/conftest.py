@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import itertools
+import os
 import shutil
 from collections.abc import Callable, Iterator
 from datetime import date, timedelta
@@ -96,6 +98,21 @@ def engine(settings: Settings, migrated_db: Path) -> Iterator[Engine]:
     engine = make_engine(settings.database_url, data_dir=settings.data_dir)
     yield engine
     engine.dispose()
+
+
+@pytest.fixture(autouse=True)
+def _keep_cpu_priority() -> Iterator[None]:
+    """A command run in-process (``dalaba build-day`` through Click's runner) lowers the CPU
+    priority of the thread that runs it (cms.scheduler.priority); the suite's thread gets its
+    own back, so that later tests and the processes they start are not lowered too."""
+    if not hasattr(os, "getpriority"):
+        yield
+        return
+    before = os.getpriority(os.PRIO_PROCESS, 0)
+    yield
+    if os.getpriority(os.PRIO_PROCESS, 0) != before:
+        with contextlib.suppress(OSError):  # raising a priority needs root (CI has it)
+            os.setpriority(os.PRIO_PROCESS, 0, before)
 
 
 @pytest.fixture(autouse=True)

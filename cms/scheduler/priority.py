@@ -31,10 +31,17 @@ def lower_this_thread(nice: int) -> bool:
 
 
 def lower_this_process(nice: int) -> bool:
-    """Give the whole process at least ``nice`` (a batch command that only does such work)."""
+    """Give the whole process at least ``nice`` (a batch command that only does such work).
+
+    On Linux the nice value belongs to each thread, so every thread running now is lowered
+    (those started later inherit it from the thread that starts them).
+    """
     if nice <= 0 or not hasattr(os, "setpriority"):
         return False
-    return _lower(0, nice)
+    if not sys.platform.startswith("linux"):
+        return _lower(0, nice)
+    lowered = [_lower(int(tid), nice) for tid in os.listdir("/proc/self/task")]
+    return bool(lowered) and all(lowered)
 
 
 def current_nice() -> int:

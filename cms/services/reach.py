@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
+from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import or_, select
@@ -37,6 +38,8 @@ from cms.services import airtime
 from cms.services.errors import N_, Message, ValidationError
 from cms.services.scope import Scope
 from cms.tree import narrower, overlaps, paths_overlap
+
+T = TypeVar("T")
 
 # How far ahead the first play is looked for (a campaign may start far in the future).
 LOOKAHEAD_DAYS = 366
@@ -189,35 +192,24 @@ def of_plans(session: Session, plans: Sequence[Plan], now: datetime, tz: ZoneInf
     near = select(Area.id).where(
         or_(*(overlaps(t) for t in {t.id: t for areas in targets for t in areas}.values()))
     )
-    outlets: list[Outlet] = []
-    if any(p.to_loudspeaker and p.areas for p in plans):
-        outlets = list(
+
+    def active_near(model: type[T], *also: Any) -> list[T]:
+        """The active rows of ``model`` (outlets, chats, accounts) in the areas near a target."""
+        column: Any = model
+        return list(
             session.scalars(
-                select(Outlet)
-                .where(Outlet.active, Outlet.area_id.in_(near))
-                .order_by(Outlet.id)
-                .options(selectinload(Outlet.area), selectinload(Outlet.slots))
+                select(model)
+                .where(column.active, column.area_id.in_(near))
+                .order_by(column.id)
+                .options(selectinload(column.area), *also)
             )
         )
-    chats: list[ChatGroup] = []
-    accounts: list[WechatAccount] = []
-    if any(p.to_chats and p.areas for p in plans):
-        chats = list(
-            session.scalars(
-                select(ChatGroup)
-                .where(ChatGroup.active, ChatGroup.area_id.in_(near))
-                .order_by(ChatGroup.id)
-                .options(selectinload(ChatGroup.area))
-            )
-        )
-        accounts = list(
-            session.scalars(
-                select(WechatAccount)
-                .where(WechatAccount.active, WechatAccount.area_id.in_(near))
-                .order_by(WechatAccount.id)
-                .options(selectinload(WechatAccount.area))
-            )
-        )
+
+    loud = any(p.to_loudspeaker and p.areas for p in plans)
+    outlets = active_near(Outlet, selectinload(Outlet.slots)) if loud else []
+    to_chats = any(p.to_chats and p.areas for p in plans)
+    chats = active_near(ChatGroup) if to_chats else []
+    accounts = active_near(WechatAccount) if to_chats else []
     far = datetime.max.replace(tzinfo=now.tzinfo)
     for plan, reach in zip(plans, reaches, strict=True):
         if not plan.areas:

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import sys
 from datetime import datetime, timedelta
 from pathlib import Path
 
 from click.testing import CliRunner
 
 from cms.cli import cli
+from cms.scheduler import priority
 
 
 def _env(settings) -> dict[str, str]:  # type: ignore[no-untyped-def]
@@ -36,6 +38,9 @@ def test_build_day_programs_and_status(  # type: ignore[no-untyped-def]
     assert "石桥大喇叭  07:30  已生成" in result.output
     assert "柳林大喇叭  12:00  无内容" in result.output
     assert "共 3 个节目：新生成 2 个，失败 0 个" in result.output
+    # A batch of renders and builds yields the CPU: it lowered itself (DALABA_WORK_NICE, 10).
+    if sys.platform.startswith("linux"):
+        assert priority.current_nice() == 10
     # Again: nothing changed, nothing rebuilt.
     again = runner.invoke(cli, ["build-day", "--date", tomorrow.isoformat()], env=_env(settings))
     assert again.exit_code == 0 and "新生成 0 个" in again.output and "无变化" in again.output
