@@ -87,10 +87,17 @@ def free_port() -> int:
 class Server:
     """One `dalaba serve` process on the test's database."""
 
-    def __init__(self, settings: Settings, log_dir: Path, name: str, *args: str) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        log_dir: Path,
+        name: str,
+        *args: str,
+        env: dict[str, str] | None = None,
+    ) -> None:
         self.port = free_port()
         self.log_path = log_dir / f"{name}.log"
-        env = {
+        environ = {
             **os.environ,
             "DALABA_DATA_DIR": str(settings.data_dir),
             "DALABA_DATABASE_URL": settings.database_url,
@@ -100,13 +107,14 @@ class Server:
             "DALABA_SCHEDULER_TICK": "0.3",
             "DALABA_SCHEDULER_LEASE": "3",
             "PYTHONUNBUFFERED": "1",
+            **(env or {}),
         }
-        env.pop("DALABA_TELEGRAM_TOKEN", None)
+        environ.pop("DALABA_TELEGRAM_TOKEN", None)
         self.log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "cms.cli", "serve", "--port", str(self.port), *args],
             cwd=ROOT,
-            env=env,
+            env=environ,
             stdout=self.log,
             stderr=subprocess.STDOUT,
         )

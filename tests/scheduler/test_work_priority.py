@@ -4,7 +4,6 @@ start (ffmpeg, eSpeak NG) inherits the lower priority."""
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import threading
@@ -15,7 +14,7 @@ import pytest
 
 from cms.scheduler import priority
 from cms.settings import ConfigError, Settings
-from tests.scheduler.test_processes import ROOT, free_port
+from tests.scheduler.test_processes import Server
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="per-thread nice")
 
@@ -35,45 +34,14 @@ def _thread_nices(pid: int) -> dict[int, int]:
     return found
 
 
-def _serve(settings: Settings, tmp_path: Path, nice: str) -> tuple[subprocess.Popen[bytes], int]:
-    port = free_port()
-    env = {
-        **os.environ,
-        "DALABA_DATA_DIR": str(settings.data_dir),
-        "DALABA_DATABASE_URL": settings.database_url,
-        "DALABA_SECRET_KEY": "priority-test-secret",
-        "DALABA_TTS_ENGINE": "offline",
-        "DALABA_SCHEDULER_TICK": "0.3",
-        "DALABA_WORK_NICE": nice,
-    }
-    log = (tmp_path / f"serve-{nice}.log").open("ab")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "cms.cli", "serve", "--port", str(port)],
-        cwd=ROOT,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    return proc, port
-
-
 @pytest.mark.parametrize("nice", ["10", "0"])
 def test_serve_runs_renders_and_builds_below_the_web(
     settings: Settings, engine: object, tmp_path: Path, nice: str
 ) -> None:
-    proc, port = _serve(settings, tmp_path, nice)
+    server = Server(settings, tmp_path, f"serve-{nice}", env={"DALABA_WORK_NICE": nice})
+    proc = server.proc
     try:
-        import urllib.request
-
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            assert proc.poll() is None, (tmp_path / f"serve-{nice}.log").read_text()
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/login", timeout=2) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                time.sleep(0.2)
+        server.wait_ready()
         # The render and build jobs run at start-up and then every tick (0.3 s): their
         # threads exist within a few ticks.
         lowered: list[int] = []
@@ -93,8 +61,7 @@ def test_serve_runs_renders_and_builds_below_the_web(
             assert 2 <= len(lowered) <= 3
             assert sum(value == 0 for value in nices.values()) >= 8
     finally:
-        proc.terminate()
-        proc.wait(30)
+        server.stop()
 
 
 def test_what_a_lowered_thread_starts_runs_at_its_priority() -> None:
