@@ -513,20 +513,17 @@ def _up_to_date(session: Session, ctx: Context, ids: list[int]) -> dict[int, Bui
                 outcome = "empty"
             else:
                 continue
-            found[program.id] = BuildLine(
-                outlet=program.outlet.name,
-                slot=program.slot.label,
-                outcome=outcome,
-                duration=program.duration,
-                overrun=program.overrun,
-                path=program.path,
-            )
+            found[program.id] = _line_of(program, outcome)
     return found
 
 
 def _line(session: Session, program_id: int, outcome: str) -> BuildLine:
     program = session.get(Program, program_id)
     assert program is not None
+    return _line_of(program, outcome)
+
+
+def _line_of(program: Program, outcome: str) -> BuildLine:
     return BuildLine(
         outlet=program.outlet.name,
         slot=program.slot.label,
