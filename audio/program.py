@@ -122,17 +122,26 @@ def manifest_path(program_path: Path) -> Path:
 def _frames(path: Path, key: str) -> Mp3Frames:
     # Clips are content-addressed and never change once written: path + key identify
     # the bytes, so one parse serves every outlet's program in a build run.
+    return _house_frames(
+        path,
+        missing=N_("找不到音频文件 {file}，请重新生成"),
+        name=N_("音频 {file}"),
+        not_house=N_("音频 {file} 不是统一的广播格式（{format}），请重新生成"),
+    )
+
+
+def _house_frames(path: Path, *, missing: str, name: str, not_house: str) -> Mp3Frames:
+    """The frames of the MP3 at ``path``, which must be in the house format.
+
+    The messages take ``{file}`` (the file's name); ``not_house`` may take ``{format}``.
+    """
     try:
         data = path.read_bytes()
     except OSError as exc:
-        raise ProgramError(N_("找不到音频文件 {file}，请重新生成"), file=path.name) from exc
-    frames = parse_frames(data, name=Reason.of(N_("音频 {file}"), file=path.name))
+        raise ProgramError(missing, file=path.name) from exc
+    frames = parse_frames(data, name=Reason.of(name, file=path.name))
     if frames.format != HOUSE_FORMAT:
-        raise ProgramError(
-            N_("音频 {file} 不是统一的广播格式（{format}），请重新生成"),
-            file=path.name,
-            format=str(frames.format),
-        )
+        raise ProgramError(not_house, file=path.name, format=str(frames.format))
     return frames
 
 
@@ -387,13 +396,12 @@ def build_loop(
         raise ProgramError(N_("循环时长应在 1 到 600 分钟之间"))
     if not 0 <= gap_s <= 60:
         raise ProgramError(N_("间隔时间应在 0 到 60 秒之间"))
-    try:
-        data = source.read_bytes()
-    except OSError as exc:
-        raise ProgramError(N_("找不到节目文件 {file}"), file=source.name) from exc
-    frames = parse_frames(data, name=Reason.of(N_("节目 {file}"), file=source.name))
-    if frames.format != HOUSE_FORMAT:
-        raise ProgramError(N_("节目 {file} 不是统一的广播格式"), file=source.name)
+    frames = _house_frames(
+        source,
+        missing=N_("找不到节目文件 {file}"),
+        name=N_("节目 {file}"),
+        not_house=N_("节目 {file} 不是统一的广播格式"),
+    )
     total = round(minutes * 60 / HOUSE_FORMAT.frame_seconds)
     least = round(gap_s / HOUSE_FORMAT.frame_seconds)
     repeats = max(1, total // (frames.count + least))
