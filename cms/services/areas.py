@@ -9,7 +9,7 @@ from cms.models import Area, AreaKind, User
 from cms.services import audit
 from cms.services.errors import N_, Conflict, Errors, NotFound
 from cms.services.scope import Scope
-from cms.services.text import clean_text
+from cms.services.text import clean_text, parse_choice
 from cms.tree import ancestor_ids
 
 AREA_KIND_LABELS = {
@@ -32,11 +32,7 @@ def create_area(
 ) -> Area:
     errors = Errors()
     clean = clean_text(errors, "name", name, label=N_("名称"), max_len=80)
-    try:
-        parsed_kind = AreaKind(str(kind))
-    except ValueError:
-        errors.add("kind", N_("区域类型无效"))
-        parsed_kind = AreaKind.GROUP
+    parsed_kind = parse_choice(errors, "kind", kind, AreaKind, AreaKind.GROUP, N_("区域类型无效"))
     parent = None
     scope = Scope.of(actor)
     if parent_id is not None:

@@ -14,7 +14,7 @@ from cms.services import audit
 from cms.services.errors import N_, Errors, NotFound
 from cms.services.labels import ENGINE_MODE_LABELS
 from cms.services.scope import Scope
-from cms.services.text import clean_text, parse_id, parse_int
+from cms.services.text import clean_text, parse_choice, parse_id, parse_int
 
 _HHMM = re.compile(r"([0-9]{1,2}):([0-9]{2})")
 OUTLET_KIND_LABELS = {OutletKind.LOUDSPEAKER: N_("固定大喇叭"), OutletKind.MOBILE: N_("移动音箱")}
@@ -71,11 +71,9 @@ def save_outlet(
     """Create (outlet is None) or update an outlet with its slots."""
     errors = Errors()
     clean = clean_text(errors, "name", name, label=N_("名称"), max_len=80)
-    try:
-        parsed_kind = OutletKind(str(kind))
-    except ValueError:
-        errors.add("kind", N_("广播点类型无效"))
-        parsed_kind = OutletKind.LOUDSPEAKER
+    parsed_kind = parse_choice(
+        errors, "kind", kind, OutletKind, OutletKind.LOUDSPEAKER, N_("广播点类型无效")
+    )
     parsed_area = parse_id(area_id)
     area = session.get(Area, parsed_area) if parsed_area is not None else None
     if area is None or not Scope.of(actor).contains(area):

@@ -9,12 +9,16 @@ the scheduler and the pages can step through.
 
 from __future__ import annotations
 
+import enum
 import re
 import unicodedata
 from datetime import date
 from pathlib import PurePosixPath, PureWindowsPath
+from typing import TypeVar
 
 from cms.services.errors import N_, Errors
+
+E = TypeVar("E", bound=enum.Enum)
 
 MAX_ID = 2**31 - 1
 MIN_DATE = date(2000, 1, 1)
@@ -129,6 +133,17 @@ def parse_id(raw: object) -> int | None:
     """A row id (1 … MAX_ID) in ASCII digits, else None."""
     number = parse_int(raw)
     return number if number is not None and 1 <= number <= MAX_ID else None
+
+
+def parse_choice(
+    errors: Errors, field: str, raw: object, choices: type[E], default: E, invalid: str
+) -> E:
+    """The member of ``choices`` whose value is ``raw``; else ``invalid`` on ``field`` and ``default``."""
+    try:
+        return choices(str(raw))
+    except ValueError:
+        errors.add(field, invalid)
+        return default
 
 
 def parse_date(raw: object) -> date | None:
