@@ -52,7 +52,7 @@ from cms.models import (
 )
 from cms.services import breakin, days
 from cms.services.airtime import in_slot
-from cms.services.alerts import raise_alert
+from cms.services.alerts import raise_alert, raise_program_alert
 from cms.services.announcements import (
     for_part,
     going_out_on,
@@ -388,16 +388,14 @@ def _mark_missed(session: Session, program: Program, outlet: Outlet, slot: Slot,
         )
         .execution_options(synchronize_session=False)
     )
-    raise_alert(
+    raise_program_alert(
         session,
         "program_missed",
-        Message(
-            N_("{outlet} {day} {slot} 的节目未能按时生成（已错过播出时间）"),
-            {"outlet": outlet.name, "day": day.isoformat(), "slot": slot.label},
-        ),
+        N_("{outlet} {day} {slot} 的节目未能按时生成（已错过播出时间）"),
+        program,
+        outlet=outlet.name,
         day=day,
-        object_type="program",
-        object_id=program.id,
+        slot=slot.label,
     )
 
 

@@ -15,7 +15,7 @@ from cms.clock import at_local
 from cms.models import Alert, Delivery, DeliveryState, JobState, Outlet, Program
 from cms.services import days
 from cms.services.airtime import in_slot
-from cms.services.alerts import raise_alert
+from cms.services.alerts import raise_alert, raise_program_alert
 from cms.services.errors import N_, Message
 from cms.services.programs import outlet_announcements
 
@@ -86,21 +86,15 @@ def reconcile_day(session: Session, day: date, now: datetime, tz: ZoneInfo) -> G
                 skipped = (program.manifest or {}).get("skipped") or []
                 if skipped:
                     titles = "、".join(f"《{item.get('title', '')}》" for item in skipped)
-                    gaps.programs += raise_alert(
+                    gaps.programs += raise_program_alert(
                         session,
                         "program_incomplete",
-                        Message(
-                            N_("{outlet} {day} {slot} 的节目缺少{titles}（音频未能生成）"),
-                            {
-                                "outlet": outlet.name,
-                                "day": day.isoformat(),
-                                "slot": slot.label,
-                                "titles": titles,
-                            },
-                        ),
+                        N_("{outlet} {day} {slot} 的节目缺少{titles}（音频未能生成）"),
+                        program,
+                        outlet=outlet.name,
                         day=day,
-                        object_type="program",
-                        object_id=program.id,
+                        slot=slot.label,
+                        titles=titles,
                     )
                 continue
             if not program.missed:
@@ -112,16 +106,14 @@ def reconcile_day(session: Session, day: date, now: datetime, tz: ZoneInfo) -> G
                 )
             if result is days.Outcome.BUILT_LATE:
                 continue  # missed at its time and since built (a retry): the alert is closed
-            gaps.programs += raise_alert(
+            gaps.programs += raise_program_alert(
                 session,
                 "program_missed",
-                Message(
-                    N_("{outlet} {day} {slot} 的节目未按时就绪"),
-                    {"outlet": outlet.name, "day": day.isoformat(), "slot": slot.label},
-                ),
+                N_("{outlet} {day} {slot} 的节目未按时就绪"),
+                program,
+                outlet=outlet.name,
                 day=day,
-                object_type="program",
-                object_id=program.id,
+                slot=slot.label,
             )
     day_start = at_local(day, datetime.min.time(), tz)
     day_end = day_start + timedelta(days=1)

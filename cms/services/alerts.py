@@ -13,7 +13,7 @@ from datetime import date, datetime
 from sqlalchemy import ColumnElement, select
 from sqlalchemy.orm import Session
 
-from cms.models import Alert
+from cms.models import Alert, Program
 from cms.services.errors import Message
 
 log = logging.getLogger(__name__)
@@ -51,6 +51,29 @@ def raise_alert(
     session.flush()
     log.warning("alert %s: %s", kind, message.render())
     return True
+
+
+def raise_program_alert(
+    session: Session,
+    kind: str,
+    msgid: str,
+    program: Program,
+    *,
+    outlet: str,
+    day: date,
+    slot: str,
+    **params: str,
+) -> bool:
+    """:func:`raise_alert` about one program of ``outlet`` at ``slot`` on ``day``; the
+    message takes ``{outlet}``, ``{day}`` and ``{slot}``, and any further ``params``."""
+    return raise_alert(
+        session,
+        kind,
+        Message(msgid, {"outlet": outlet, "day": day.isoformat(), "slot": slot, **params}),
+        day=day,
+        object_type="program",
+        object_id=program.id,
+    )
 
 
 def open_alerts(
