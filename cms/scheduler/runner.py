@@ -293,38 +293,23 @@ def start_scheduler(
         misfire_grace_time=6 * 3600,
         **common,
     )
-    aps.add_job(
-        guarded("reconcile", lambda: sched.reconcile()),
-        "interval",
-        minutes=RECONCILE_MINUTES,
-        id="reconcile",
-        misfire_grace_time=RECONCILE_MINUTES * 60,
-        **common,
+    # Checks that look back over the day: each runs every few minutes, and one missed
+    # while the PC slept runs once when it wakes (within its own interval).
+    checks: tuple[tuple[str, Callable[[], Any], int], ...] = (
+        ("reconcile", lambda: sched.reconcile(), RECONCILE_MINUTES),
+        ("terminals", lambda: terminals.check_silent(ctx), RECONCILE_MINUTES),
+        ("escalate", sched.escalate, ESCALATE_MINUTES),
+        ("notify", sched.notify, 1),
     )
-    aps.add_job(
-        guarded("terminals", lambda: terminals.check_silent(ctx)),
-        "interval",
-        minutes=RECONCILE_MINUTES,
-        id="terminals",
-        misfire_grace_time=RECONCILE_MINUTES * 60,
-        **common,
-    )
-    aps.add_job(
-        guarded("escalate", sched.escalate),
-        "interval",
-        minutes=ESCALATE_MINUTES,
-        id="escalate",
-        misfire_grace_time=ESCALATE_MINUTES * 60,
-        **common,
-    )
-    aps.add_job(
-        guarded("notify", sched.notify),
-        "interval",
-        minutes=1,
-        id="notify",
-        misfire_grace_time=60,
-        **common,
-    )
+    for name, fn, minutes in checks:
+        aps.add_job(
+            guarded(name, fn),
+            "interval",
+            minutes=minutes,
+            id=name,
+            misfire_grace_time=minutes * 60,
+            **common,
+        )
     aps.add_job(
         guarded(
             "reconcile_yesterday",
