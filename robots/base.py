@@ -58,11 +58,20 @@ __all__ = [
     "RobotChannel",
     "Throttled",
     "Window",
+    "SECRET",
+    "WEBHOOK",
     "post_file",
     "post_json",
     "redact",
+    "secret_of",
     "split_text",
+    "webhook_of",
 ]
+
+# What a robot keeps to reach its group (the chat's credentials, cms.channels.Binding), by
+# the names of the bind form's fields: the webhook address and the optional signing secret.
+WEBHOOK = "webhook"
+SECRET = "secret"
 
 # httpx errors raised after the whole request was written: the platform may have acted on it.
 _ANSWER_LOST = (httpx.ReadTimeout, httpx.ReadError, httpx.RemoteProtocolError)
@@ -100,6 +109,16 @@ def redact(text: str, *secrets: str | None) -> str:
         if secret:
             text = text.replace(secret, "***")
     return _SECRET_IN_URL.sub(_stars, text)
+
+
+def webhook_of(notice: Notice) -> str:
+    """The robot's webhook address, from the chat's credentials ("" when it has none)."""
+    return notice.credentials.get(WEBHOOK, "")
+
+
+def secret_of(notice: Notice) -> str | None:
+    """The robot's signing secret, from the chat's credentials (None when it has none)."""
+    return notice.credentials.get(SECRET) or None
 
 
 def client() -> httpx.Client:
@@ -356,7 +375,7 @@ class RobotChannel:
 
     def send(self, notice: Notice, progress: ProgressCallback) -> SendResult:
         """Post the parts of ``notice`` not yet in ``notice.sent_ids``, reporting each."""
-        if not notice.webhook_url:
+        if not webhook_of(notice):
             raise PermanentFailure(f"{self.name}机器人没有 webhook 地址，请重新绑定")
         try:
             parts = self.plan(notice)
@@ -426,7 +445,7 @@ class RobotChannel:
 
 
 def _scrubbed(exc: ChannelError, notice: Notice) -> ChannelError:
-    text = redact(str(exc), notice.webhook_url, notice.secret)
+    text = redact(str(exc), webhook_of(notice), secret_of(notice))
     if isinstance(exc, TemporaryFailure):
         return type(exc)(text, retry_after=exc.retry_after)
     if isinstance(exc, (ChatUnavailable, PermanentFailure, OutcomeUnknown)):
