@@ -9,4 +9,4 @@ channel in :class:`cms.channels.Notice`; cms stores them without reading them. T
 package imports the cms data layer's interface, never Flask; cms never imports it.
 """
 
-__all__ = ["base", "dingtalk", "feishu", "wecom"]
+__all__ = ["base", "dingtalk", "feishu", "keys", "wecom"]

@@ -6,8 +6,8 @@ does the rest: https only, no address on this machine or a private network unles
 (``DALABA_ALLOW_LOCAL_WEBHOOKS``: tests, a self-hosted relay), and the canonical address
 (only the key kept: a pasted ``&timestamp=&sign=`` is dropped) with an id derived from the
 key, never the key itself, that names the robot in lists. What the robot keeps is the
-chat's credentials, under the form's field names (:data:`robots.base.WEBHOOK`,
-:data:`robots.base.SECRET`): cms stores them without reading them.
+chat's credentials, under the form's field names (:mod:`robots.keys`): cms stores them
+without reading them.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from urllib.parse import SplitResult, urlsplit
 
 from cms.channels import Binding, ChannelFactory, ChannelPlugin, FormField
 from cms.services.errors import N_, Errors
-from robots.base import SECRET, WEBHOOK
+from robots.keys import SECRET, WEBHOOK
 
 __all__ = ["FIELDS", "Shape", "check_address", "robot_plugin"]
 

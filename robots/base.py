@@ -48,6 +48,7 @@ from cms.channels import (
     SendResult,
     TemporaryFailure,
 )
+from robots.keys import secret_of, webhook_of
 
 log = logging.getLogger(__name__)
 
@@ -58,20 +59,11 @@ __all__ = [
     "RobotChannel",
     "Throttled",
     "Window",
-    "SECRET",
-    "WEBHOOK",
     "post_file",
     "post_json",
     "redact",
-    "secret_of",
     "split_text",
-    "webhook_of",
 ]
-
-# What a robot keeps to reach its group (the chat's credentials, cms.channels.Binding), by
-# the names of the bind form's fields: the webhook address and the optional signing secret.
-WEBHOOK = "webhook"
-SECRET = "secret"
 
 # httpx errors raised after the whole request was written: the platform may have acted on it.
 _ANSWER_LOST = (httpx.ReadTimeout, httpx.ReadError, httpx.RemoteProtocolError)
@@ -109,16 +101,6 @@ def redact(text: str, *secrets: str | None) -> str:
         if secret:
             text = text.replace(secret, "***")
     return _SECRET_IN_URL.sub(_stars, text)
-
-
-def webhook_of(notice: Notice) -> str:
-    """The robot's webhook address, from the chat's credentials ("" when it has none)."""
-    return notice.credentials.get(WEBHOOK, "")
-
-
-def secret_of(notice: Notice) -> str | None:
-    """The robot's signing secret, from the chat's credentials (None when it has none)."""
-    return notice.credentials.get(SECRET) or None
 
 
 def client() -> httpx.Client:

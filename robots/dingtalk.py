@@ -43,10 +43,9 @@ from robots.base import (
     Window,
     errmsg,
     post_json,
-    secret_of,
     split_text,
-    webhook_of,
 )
+from robots.keys import secret_of, webhook_of
 
 __all__ = ["DingTalkChannel", "from_settings", "plugin", "sign"]
 

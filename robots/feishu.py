@@ -27,17 +27,8 @@ from cms.channels import ChatUnavailable, Notice, PermanentFailure
 from cms.services.errors import N_
 from cms.settings import Settings
 from robots.address import Shape, robot_plugin
-from robots.base import (
-    Part,
-    RobotChannel,
-    Throttled,
-    Window,
-    errmsg,
-    post_json,
-    secret_of,
-    split_text,
-    webhook_of,
-)
+from robots.base import Part, RobotChannel, Throttled, Window, errmsg, post_json, split_text
+from robots.keys import secret_of, webhook_of
 
 __all__ = ["FeishuChannel", "from_settings", "plugin", "sign"]
 

@@ -29,17 +29,9 @@ from cms.channels import ChatUnavailable, Notice, PermanentFailure
 from cms.services.errors import N_
 from cms.settings import Settings
 from robots.address import Shape, robot_plugin
-from robots.base import (
-    Part,
-    RobotChannel,
-    Throttled,
-    Window,
-    errmsg,
-    post_file,
-    post_json,
-    webhook_of,
-)
+from robots.base import Part, RobotChannel, Throttled, Window, errmsg, post_file, post_json
 from robots.base import split_text as split_text
+from robots.keys import webhook_of
 
 if TYPE_CHECKING:
     from audio.master import MasteringProfile

@@ -20,29 +20,31 @@ down_revision = '0015'
 branch_labels = None
 depends_on = None
 
-# The robots plugin's names for what the two old columns held (robots.base).
+# The robots plugin's names for what the two old columns held (robots.keys).
 WEBHOOK, SECRET = 'webhook', 'secret'
+# The columns on both sides of this revision (each step reads the ones it has).
+CHAT = sa.table(
+    'chat_group',
+    sa.column('id', sa.Integer),
+    sa.column('webhook_url', sa.Text),
+    sa.column('secret', sa.Text),
+    sa.column('credentials', sa.JSON),
+)
 
 
 def upgrade() -> None:
     with op.batch_alter_table('chat_group', schema=None) as batch_op:
         batch_op.add_column(sa.Column('credentials', sa.JSON(), nullable=True))
     connection = op.get_bind()
-    old = sa.table(
-        'chat_group',
-        sa.column('id', sa.Integer),
-        sa.column('webhook_url', sa.Text),
-        sa.column('secret', sa.Text),
-    )
-    new = sa.table('chat_group', sa.column('id', sa.Integer), sa.column('credentials', sa.JSON))
-    for row in connection.execute(sa.select(old)).mappings().all():
+    query = sa.select(CHAT.c.id, CHAT.c.webhook_url, CHAT.c.secret)
+    for row in connection.execute(query).mappings().all():
         credentials = {
             key: value
             for key, value in ((WEBHOOK, row['webhook_url']), (SECRET, row['secret']))
             if value
         }
         connection.execute(
-            sa.update(new).where(new.c.id == row['id']).values(credentials=credentials)
+            sa.update(CHAT).where(CHAT.c.id == row['id']).values(credentials=credentials)
         )
     with op.batch_alter_table('chat_group', schema=None) as batch_op:
         batch_op.alter_column('credentials', existing_type=sa.JSON(), nullable=False)
@@ -55,18 +57,11 @@ def downgrade() -> None:
         batch_op.add_column(sa.Column('webhook_url', sa.Text(), nullable=True))
         batch_op.add_column(sa.Column('secret', sa.Text(), nullable=True))
     connection = op.get_bind()
-    table = sa.table(
-        'chat_group',
-        sa.column('id', sa.Integer),
-        sa.column('credentials', sa.JSON),
-        sa.column('webhook_url', sa.Text),
-        sa.column('secret', sa.Text),
-    )
-    for row in connection.execute(sa.select(table.c.id, table.c.credentials)).mappings().all():
+    for row in connection.execute(sa.select(CHAT.c.id, CHAT.c.credentials)).mappings().all():
         credentials = row['credentials'] or {}
         connection.execute(
-            sa.update(table)
-            .where(table.c.id == row['id'])
+            sa.update(CHAT)
+            .where(CHAT.c.id == row['id'])
             .values(
                 webhook_url=credentials.get(WEBHOOK) or None,
                 secret=credentials.get(SECRET) or None,
