@@ -44,10 +44,10 @@ class Notice:
     sent_ids: tuple[str, ...] = ()
     # The notice's public share page, linked from the message where the platform allows it.
     link: str | None = None
-    # The chat's address and signing secret as its plugin made them when the chat was bound
-    # (a group robot's webhook); cms passes them on and never reads them. Kept out of repr.
-    webhook_url: str | None = field(default=None, repr=False)
-    secret: str | None = field(default=None, repr=False)
+    # The chat's credentials as its plugin made them when the chat was bound (a group
+    # robot's webhook address and signing secret, under the plugin's own field names); cms
+    # passes them on and never reads them. Kept out of repr.
+    credentials: Mapping[str, str] = field(default_factory=dict, repr=False, hash=False)
 
 
 @dataclass(frozen=True)
@@ -118,7 +118,8 @@ GROUP = "dalaba.channels"
 class FormField:
     """One input of the form that binds a chat by its address, declared by the plugin and
     rendered by cms (``label`` is a message id, shown translated; ``placeholder`` is shown
-    as it is, e.g. "https://")."""
+    as it is, e.g. "https://"). ``dalaba chats bind`` takes it as ``--NAME`` (``help`` and
+    ``envvar`` are its help text and the environment variable it may come from)."""
 
     name: str
     label: str
@@ -127,25 +128,30 @@ class FormField:
     # Stored and never shown again (a password input, not echoed back into the page).
     secret: bool = False
     placeholder: str = ""
+    help: str = ""
+    envvar: str | None = None
 
 
 @dataclass(frozen=True)
-class Webhook:
-    """A validated address: where to post, and the chat's id in dalaba (derived from the
-    address's key, never the key itself), as the platform's plugin made them."""
+class Binding:
+    """A validated chat, as the platform's plugin made it: the chat's id in dalaba (derived
+    from the address's key, never the key itself) and the credentials to keep for it.
 
-    url: str
+    ``credentials`` is the plugin's own mapping (its field names, e.g. a robot's address
+    and signing secret): cms stores it on the chat, never shows it again, never logs it,
+    and hands it back to the plugin's channel in every :class:`Notice`.
+    """
+
     chat_id: str
-    # The signing secret to keep with it (stored, never shown again), if the platform has one.
-    secret: str | None = field(default=None, repr=False)
+    credentials: Mapping[str, str] = field(default_factory=dict, repr=False, hash=False)
 
 
 # ``validate(values, allow_local)``: ``values`` are what the form (or ``dalaba chats bind``)
-# was given, stripped: ``webhook`` (the address) and ``secret`` (empty when none), the two
-# inputs a plugin's ``fields`` may declare; ``allow_local`` lets the address be on this
-# machine or a private network (tests, a self-hosted relay).
+# was given for the plugin's ``fields``, by field name, stripped (empty when left blank);
+# or, to check a bound chat again, its stored credentials. ``allow_local`` lets an address
+# be on this machine or a private network (tests, a self-hosted relay).
 # Raises cms.services.errors.ValidationError keyed by field name, in the plugin's own words.
-AddressValidator = Callable[[Mapping[str, str], bool], Webhook]
+AddressValidator = Callable[[Mapping[str, str], bool], Binding]
 
 
 @dataclass(frozen=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import click
 
@@ -14,15 +15,40 @@ def chats() -> None:
     """群聊：绑定、解绑、查看。"""
 
 
-@chats.command("bind")
+FIELD = "field_"  # the prefix of a plugin field's parameter name (``--webhook`` → field_webhook)
+
+
+class _BindCommand(click.Command):
+    """``bind``, with an option for each field the address-bound platforms' plugins declare
+    (the robots' ``--webhook`` and ``--secret``), read from the installed plugins."""
+
+    def get_params(self, ctx: click.Context) -> list[click.Parameter]:
+        from cms.channels import FormField, plugins
+
+        fields: dict[str, FormField] = {}
+        for found in plugins().values():
+            for f in found.fields if found.by_address else ():
+                fields.setdefault(f.name, f)
+        options = [
+            click.Option(
+                [f"--{f.name}", f"{FIELD}{f.name}"], default="", envvar=f.envvar, help=f.help
+            )
+            for f in fields.values()
+        ]
+        first, *rest = super().get_params(ctx)  # --chat-id first, as it always was
+        return [first, *options, *rest]
+
+
+def _required(platform: str) -> list[tuple[str, str]]:
+    """The fields ``platform``'s plugin requires: (name, label)."""
+    from cms.channels import plugin
+
+    found = plugin(platform)
+    return [(f.name, f.label) for f in (found.fields if found is not None else ()) if f.required]
+
+
+@chats.command("bind", cls=_BindCommand)
 @click.option("--chat-id", default="", help="群聊 ID（Telegram 群组为负数）")
-@click.option("--webhook", default="", help="群机器人的 webhook 地址（企业微信、钉钉、飞书）")
-@click.option(
-    "--secret",
-    default="",
-    envvar="DALABA_ROBOT_SECRET",
-    help="机器人的签名密钥（钉钉“加签”、飞书“签名校验”；也可用环境变量 DALABA_ROBOT_SECRET）",
-)
 @click.option("--area", required=True, help="区域 ID 或完整名称，例如 清水镇/石桥村/一组")
 @click.option("--title", default="", help="群名（可选，便于在后台辨认）")
 @click.option(
@@ -31,7 +57,7 @@ def chats() -> None:
     show_default=True,
     help="telegram、wecom（企业微信）、dingtalk（钉钉）或 feishu（飞书）",
 )
-def bind(chat_id: str, webhook: str, secret: str, area: str, title: str, platform: str) -> None:
+def bind(chat_id: str, area: str, title: str, platform: str, **given: Any) -> None:
     """Bind a chat or a group robot to AREA (a known one is re-bound and re-activated)."""
     from cms.db import transaction
     from cms.services.areas import full_name
@@ -39,14 +65,18 @@ def bind(chat_id: str, webhook: str, secret: str, area: str, title: str, platfor
     from cms.services.errors import DomainError, ValidationError
 
     robot = platform in ROBOT_PLATFORMS
-    if robot and not webhook:
-        raise click.UsageError(f"--platform {platform} 需要 --webhook 机器人地址")
+    # The robot's fields (its address, a secret …) go to its plugin as they are.
+    values = {k.removeprefix(FIELD): str(v or "") for k, v in given.items()}
+    missing = [(name, label) for name, label in _required(platform) if not values.get(name)]
+    if robot and missing:
+        name, label = missing[0]
+        raise click.UsageError(f"--platform {platform} 需要 --{name}（{label}）")
     if not robot and not chat_id:
         raise click.UsageError("请给出 --chat-id（群机器人请用 --platform 和 --webhook）")
     try:
         with transaction(session_factory(cli_settings())) as session:
             if robot:
-                chat = bind_robot_cli(session, platform, webhook, area, secret=secret, title=title)
+                chat = bind_robot_cli(session, platform, values, area, title=title)
             else:
                 chat = bind_chat_cli(session, chat_id, area, platform=platform, title=title)
             where = full_name(session, chat.area)

@@ -377,10 +377,10 @@ class ChatGroup(Base):
     active: Mapped[bool] = mapped_column(default=True)
     deactivated_reason: Mapped[str | None] = mapped_column(String(500))
     created_at: Mapped[created_at]
-    # Group robots (WeCom, DingTalk, Feishu): the webhook address and its signing secret.
+    # What the chat's plugin keeps to reach it (a group robot's webhook address and signing
+    # secret), under the plugin's own names (cms.channels.Binding); cms never reads it.
     # Never shown again after saving, never logged, kept out of exports and the API.
-    webhook_url: Mapped[str | None] = mapped_column(Text)
-    secret: Mapped[str | None] = mapped_column(Text)
+    credentials: Mapped[dict[str, str]] = mapped_column(JSON, default=dict)
 
     area: Mapped[Area] = relationship()
 

@@ -5,7 +5,9 @@ its signing secret looks like, and how it words each mistake (:class:`Shape`); t
 does the rest: https only, no address on this machine or a private network unless allowed
 (``DALABA_ALLOW_LOCAL_WEBHOOKS``: tests, a self-hosted relay), and the canonical address
 (only the key kept: a pasted ``&timestamp=&sign=`` is dropped) with an id derived from the
-key, never the key itself, that names the robot in lists.
+key, never the key itself, that names the robot in lists. What the robot keeps is the
+chat's credentials, under the form's field names (:mod:`robots.keys`): cms stores them
+without reading them.
 """
 
 from __future__ import annotations
@@ -17,15 +19,31 @@ from dataclasses import dataclass
 from functools import partial
 from urllib.parse import SplitResult, urlsplit
 
-from cms.channels import ChannelFactory, ChannelPlugin, FormField, Webhook
+from cms.channels import Binding, ChannelFactory, ChannelPlugin, FormField
 from cms.services.errors import N_, Errors
+from robots.keys import SECRET, WEBHOOK
 
 __all__ = ["FIELDS", "Shape", "check_address", "robot_plugin"]
 
-# The bind form's fields for every robot (rendered by cms's Chats page).
+# The bind form's fields for every robot (rendered by cms's Chats page; ``dalaba chats bind``
+# takes them as --webhook and --secret).
 FIELDS = (
-    FormField("webhook", N_("Webhook 地址"), type="url", required=True, placeholder="https://"),
-    FormField("secret", N_("签名密钥（可选）"), type="password", secret=True),
+    FormField(
+        WEBHOOK,
+        N_("Webhook 地址"),
+        type="url",
+        required=True,
+        placeholder="https://",
+        help="群机器人的 webhook 地址（企业微信、钉钉、飞书）",
+    ),
+    FormField(
+        SECRET,
+        N_("签名密钥（可选）"),
+        type="password",
+        secret=True,
+        help="机器人的签名密钥（钉钉“加签”、飞书“签名校验”；也可用环境变量 DALABA_ROBOT_SECRET）",
+        envvar="DALABA_ROBOT_SECRET",
+    ),
 )
 
 
@@ -69,8 +87,9 @@ def _local(host: str) -> bool:
     )
 
 
-def check_address(shape: Shape, values: Mapping[str, str], allow_local: bool) -> Webhook:
-    """Check ``values["webhook"]`` (and ``values["secret"]``) against ``shape``.
+def check_address(shape: Shape, values: Mapping[str, str], allow_local: bool) -> Binding:
+    """Check ``values["webhook"]`` (and ``values["secret"]``) against ``shape``; the robot
+    keeps the canonical address and the secret, if any.
 
     The host must be the platform's, over ``https://``: otherwise an admin could make dalaba
     post to, and show the answer of, any service on the server's own network.
@@ -79,8 +98,8 @@ def check_address(shape: Shape, values: Mapping[str, str], allow_local: bool) ->
         ValidationError: on ``webhook`` or ``secret``, in the platform's words.
     """
     errors = Errors()
-    url = values.get("webhook", "").strip()
-    secret = values.get("secret", "").strip()
+    url = values.get(WEBHOOK, "").strip()
+    secret = values.get(SECRET, "").strip()
     hosts = "、".join(sorted(shape.hosts))
     token = canonical = ""
     try:
@@ -91,21 +110,21 @@ def check_address(shape: Shape, values: Mapping[str, str], allow_local: bool) ->
     except ValueError:
         parts, host, port = None, "", None
     if not url:
-        errors.add("webhook", N_("请填写机器人的 webhook 地址"))
+        errors.add(WEBHOOK, N_("请填写机器人的 webhook 地址"))
     elif parts is None or parts.scheme not in ("https", "http") or not host:
-        errors.add("webhook", N_("webhook 地址应以 https:// 开头"))
+        errors.add(WEBHOOK, N_("webhook 地址应以 https:// 开头"))
     elif _local(host) and not allow_local:
         errors.add(
-            "webhook",
+            WEBHOOK,
             N_("不能使用本机或内网地址，请填写{label}机器人的 https:// 地址（{hosts}）"),
             label=shape.label,
             hosts=hosts,
         )
     elif parts.scheme == "http" and not _loopback(host):
-        errors.add("webhook", N_("只有本机（127.0.0.1）上的地址可以用 http://，请用 https:// 地址"))
+        errors.add(WEBHOOK, N_("只有本机（127.0.0.1）上的地址可以用 http://，请用 https:// 地址"))
     elif host not in shape.hosts and not _local(host):
         errors.add(
-            "webhook",
+            WEBHOOK,
             N_("这不是{label}机器人的地址：应为 {hosts} 上的地址"),
             label=shape.label,
             hosts=hosts,
@@ -115,15 +134,16 @@ def check_address(shape: Shape, values: Mapping[str, str], allow_local: bool) ->
         netloc = bracketed if port is None else f"{bracketed}:{port}"
         found = shape.key(parts, netloc)
         if found is None:
-            errors.add("webhook", shape.shape_error)
+            errors.add(WEBHOOK, shape.shape_error)
         else:
             token, canonical = found
     if secret:
         refused = shape.secret_error(secret)
         if refused is not None:
-            errors.add("secret", refused)
+            errors.add(SECRET, refused)
     errors.raise_if_any()
-    return Webhook(canonical, hashlib.sha256(token.encode()).hexdigest()[:16], secret or None)
+    credentials = {WEBHOOK: canonical, **({SECRET: secret} if secret else {})}
+    return Binding(hashlib.sha256(token.encode()).hexdigest()[:16], credentials)
 
 
 def robot_plugin(

@@ -48,6 +48,7 @@ from cms.channels import (
     SendResult,
     TemporaryFailure,
 )
+from robots.keys import secret_of, webhook_of
 
 log = logging.getLogger(__name__)
 
@@ -356,7 +357,7 @@ class RobotChannel:
 
     def send(self, notice: Notice, progress: ProgressCallback) -> SendResult:
         """Post the parts of ``notice`` not yet in ``notice.sent_ids``, reporting each."""
-        if not notice.webhook_url:
+        if not webhook_of(notice):
             raise PermanentFailure(f"{self.name}机器人没有 webhook 地址，请重新绑定")
         try:
             parts = self.plan(notice)
@@ -426,7 +427,7 @@ class RobotChannel:
 
 
 def _scrubbed(exc: ChannelError, notice: Notice) -> ChannelError:
-    text = redact(str(exc), notice.webhook_url, notice.secret)
+    text = redact(str(exc), webhook_of(notice), secret_of(notice))
     if isinstance(exc, TemporaryFailure):
         return type(exc)(text, retry_after=exc.retry_after)
     if isinstance(exc, (ChatUnavailable, PermanentFailure, OutcomeUnknown)):

@@ -45,6 +45,7 @@ from robots.base import (
     post_json,
     split_text,
 )
+from robots.keys import secret_of, webhook_of
 
 __all__ = ["DingTalkChannel", "from_settings", "plugin", "sign"]
 
@@ -125,9 +126,8 @@ class DingTalkChannel(RobotChannel):
         return parts
 
     def deliver_part(self, notice: Notice, part: Part) -> None:
-        assert notice.webhook_url is not None
         try:
-            answer = post_json(signed_url(notice.webhook_url, notice.secret), part.body)
+            answer = post_json(signed_url(webhook_of(notice), secret_of(notice)), part.body)
         except Redirected as exc:
             raise RateLimited(
                 f"钉钉机器人发送太频繁，被暂时限制（{exc}）：没有发出，{BLOCKED_SECONDS / 60:.0f} 分钟后自动重发",

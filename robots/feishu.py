@@ -28,6 +28,7 @@ from cms.services.errors import N_
 from cms.settings import Settings
 from robots.address import Shape, robot_plugin
 from robots.base import Part, RobotChannel, Throttled, Window, errmsg, post_json, split_text
+from robots.keys import secret_of, webhook_of
 
 __all__ = ["FeishuChannel", "from_settings", "plugin", "sign"]
 
@@ -105,12 +106,12 @@ class FeishuChannel(RobotChannel):
         ]
 
     def deliver_part(self, notice: Notice, part: Part) -> None:
-        assert notice.webhook_url is not None
         body = dict(part.body)
-        if notice.secret:
+        secret = secret_of(notice)
+        if secret:
             timestamp = int(time.time())
-            body.update(timestamp=str(timestamp), sign=sign(notice.secret, timestamp))
-        _check(post_json(notice.webhook_url, body).body)
+            body.update(timestamp=str(timestamp), sign=sign(secret, timestamp))
+        _check(post_json(webhook_of(notice), body).body)
 
 
 def _post(title: str, text: str, link: str | None) -> dict[str, Any]:

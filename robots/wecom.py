@@ -31,6 +31,7 @@ from cms.settings import Settings
 from robots.address import Shape, robot_plugin
 from robots.base import Part, RobotChannel, Throttled, Window, errmsg, post_file, post_json
 from robots.base import split_text as split_text
+from robots.keys import webhook_of
 
 if TYPE_CHECKING:
     from audio.master import MasteringProfile
@@ -139,21 +140,19 @@ class WeComChannel(RobotChannel):
         return parts
 
     def deliver_part(self, notice: Notice, part: Part) -> None:
-        assert notice.webhook_url is not None
         body = part.body
         if part.kind in ("voice", "file"):
             assert part.path is not None
             media_id = self._upload(notice, part.kind, part.path, notice.title)
             body = {"msgtype": part.kind, part.kind: {"media_id": media_id}}
-        _check(post_json(notice.webhook_url, body).body)
+        _check(post_json(webhook_of(notice), body).body)
 
     def _upload(self, notice: Notice, kind: str, path: Path, title: str) -> str:
-        assert notice.webhook_url is not None
         if kind == "voice":
             data, filename, mime = converted(path, "amr"), "notice.amr", "audio/amr"
         else:
             data, filename, mime = converted(path, "mp3"), f"{_safe(title)}.mp3", "audio/mpeg"
-        answer = post_file(upload_url(notice.webhook_url, kind), "media", filename, data, mime)
+        answer = post_file(upload_url(webhook_of(notice), kind), "media", filename, data, mime)
         _check(answer.body)
         media_id = answer.body.get("media_id")
         if not media_id:

@@ -19,6 +19,7 @@ Channel choice: a chat's platform channel if registered, else the local outbox (
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, tzinfo
 from pathlib import Path
@@ -233,8 +234,8 @@ class _SendJob:
     sent_ids: tuple[str, ...]
     attempts: int
     link: str | None = None  # the share page, for channels that cannot carry the audio
-    webhook_url: str | None = field(default=None, repr=False)
-    secret: str | None = field(default=None, repr=False)
+    # The chat's credentials, for its plugin (cms never reads them).
+    credentials: Mapping[str, str] = field(default_factory=dict, repr=False, hash=False)
 
 
 def _voice(session: Session, revision_id: int) -> Clip | None:
@@ -273,8 +274,7 @@ def _load(session: Session, delivery_id: int, settings: Settings) -> _SendJob | 
         sent_ids=tuple(str(i) for i in (delivery.message_ids or [])),
         attempts=delivery.attempts,
         link=share.share_url(settings, rev.announcement),
-        webhook_url=chat.webhook_url,
-        secret=chat.secret,
+        credentials=dict(chat.credentials or {}),
     )
 
 
@@ -306,8 +306,7 @@ def _notice(job: _SendJob) -> Notice:
         voice_duration=job.voice_duration,
         sent_ids=job.sent_ids,
         link=job.link,
-        webhook_url=job.webhook_url,
-        secret=job.secret,
+        credentials=job.credentials,
     )
 
 

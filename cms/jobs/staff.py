@@ -9,6 +9,7 @@ limits) or unreachable gets the post again later, up to :data:`MAX_ATTEMPTS` tim
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -41,8 +42,7 @@ class _Job:
     chat_id: str
     text: str
     attempts: int
-    webhook_url: str | None = field(default=None, repr=False)
-    secret: str | None = field(default=None, repr=False)
+    credentials: Mapping[str, str] = field(default_factory=dict, repr=False, hash=False)
 
 
 def _claim(ctx: Context, post_id: int, now: datetime) -> _Job | None:
@@ -63,8 +63,8 @@ def _claim(ctx: Context, post_id: int, now: datetime) -> _Job | None:
         post = session.get(StaffPost, post_id)
         chat = post.staff_channel.chat_group
         return _Job(
-            post.id, chat.platform, chat.chat_id, post.text, post.attempts, chat.webhook_url,
-            chat.secret,
+            post.id, chat.platform, chat.chat_id, post.text, post.attempts,
+            dict(chat.credentials or {}),
         )  # fmt: skip
 
     job: _Job | None = unit_of_work(ctx.sessions, work)
@@ -97,8 +97,7 @@ def send_one(ctx: Context, post_id: int) -> str:
         chat_id=job.chat_id,
         title=staff.TITLE,
         text=job.text,
-        webhook_url=job.webhook_url,
-        secret=job.secret,
+        credentials=job.credentials,
     )
     try:
         channel.send(notice, lambda _ids: None)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import re
 import secrets
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
@@ -17,13 +18,13 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from cms.channels import (
+    Binding,
     ChannelError,
     ChatChannel,
     Notice,
     OutcomeUnknown,
     PlatformLabels,
     TemporaryFailure,
-    Webhook,
     plugin,
 )
 from cms.clock import clock_of
@@ -333,18 +334,20 @@ TEST_TITLE = "测试消息"
 TEST_TEXT = "这是大喇叭发送的测试消息：机器人已接通，以后本区域的通知会发到这个群。"
 
 
-def validate_webhook(
-    platform: str, url: str, secret: str = "", *, allow_local: bool | None = None
-) -> Webhook:
-    """Check a robot's webhook address (and signing secret) with ``platform``'s plugin.
+def validate_binding(
+    platform: str, values: Mapping[str, str], *, allow_local: bool | None = None
+) -> Binding:
+    """Check what was given to bind a chat of ``platform`` by its address (its plugin's
+    form fields, by name: a robot's webhook address and signing secret) with the plugin.
 
-    Only when ``allow_local`` (None: ``DALABA_ALLOW_LOCAL_WEBHOOKS``) may the host be a
-    loopback or private address. Returns the address as the plugin keeps it and an id that
-    names the robot in lists.
+    Only the plugin's own fields are passed on, stripped (a missing one as ""); cms reads
+    none of them. Only when ``allow_local`` (None: ``DALABA_ALLOW_LOCAL_WEBHOOKS``) may an
+    address be a loopback or private one. Returns the chat's id in dalaba and the
+    credentials its plugin keeps.
 
     Raises:
-        ValidationError: on ``platform``, or on a field of the plugin's form (``webhook``,
-            ``secret``) in the plugin's words.
+        ValidationError: on ``platform``, or on a field of the plugin's form in the
+            plugin's words.
     """
     if allow_local is None:
         allow_local = local_webhooks_allowed()
@@ -356,7 +359,8 @@ def validate_webhook(
         )
         errors.raise_if_any()
     assert found is not None and found.validate is not None
-    return found.validate({"webhook": url.strip(), "secret": secret.strip()}, allow_local)
+    given = {f.name: str(values.get(f.name) or "").strip() for f in found.fields}
+    return found.validate(given, allow_local)
 
 
 def bind_robot(
@@ -364,47 +368,50 @@ def bind_robot(
     actor: User | None,
     *,
     platform: str,
-    webhook: str,
     area: Area,
-    secret: str = "",
     title: str = "",
     allow_local: bool | None = None,
+    **values: str,
 ) -> ChatGroup:
     """Bind a group robot to ``area`` (the same robot again is re-bound with the new values).
 
-    The secret is stored and never shown again; the audit record names the robot by its
-    id, never by its address or secret.
+    ``values`` are the plugin's form fields by name (for the robots: ``webhook=``,
+    ``secret=``). The credentials the plugin makes of them are stored and never shown
+    again; the audit record names the robot by its id, never by its credentials.
     """
-    hook = validate_webhook(platform, webhook, secret, allow_local=allow_local)
-    chat = find_chat(session, platform, hook.chat_id)
+    return _bind_robot(session, actor, platform, area, values, title, allow_local)
+
+
+def _bind_robot(
+    session: Session,
+    actor: User | None,
+    platform: str,
+    area: Area,
+    values: Mapping[str, str],
+    title: str,
+    allow_local: bool | None,
+) -> ChatGroup:
+    binding = validate_binding(platform, values, allow_local=allow_local)
+    chat = find_chat(session, platform, binding.chat_id)
     if chat is None:
-        chat = ChatGroup(platform=platform, chat_id=hook.chat_id, area=area)
+        chat = ChatGroup(platform=platform, chat_id=binding.chat_id, area=area)
         session.add(chat)
     else:
         chat.area = area
         chat.active = True
         chat.deactivated_reason = None
-    chat.webhook_url = hook.url
-    chat.secret = hook.secret
+    chat.credentials = dict(binding.credentials)
     chat.title = (title.strip() or chat.title or "")[:200]
     session.flush()
-    audit.record(session, actor, "chat.bind", chat, area=area.id, chat_id=hook.chat_id)
+    audit.record(session, actor, "chat.bind", chat, area=area.id, chat_id=binding.chat_id)
     return chat
 
 
 def bind_robot_cli(
-    session: Session, platform: str, webhook: str, area: str, *, secret: str = "", title: str = ""
+    session: Session, platform: str, values: Mapping[str, str], area: str, *, title: str = ""
 ) -> ChatGroup:
     """``dalaba chats bind --platform wecom --webhook URL [--secret S] --area AREA``."""
-    return bind_robot(
-        session,
-        None,
-        platform=platform,
-        webhook=webhook,
-        area=find_area(session, area),
-        secret=secret,
-        title=title,
-    )
+    return _bind_robot(session, None, platform, find_area(session, area), values, title, None)
 
 
 @dataclass(frozen=True)
@@ -447,7 +454,7 @@ def send_test_message(
     bound before local addresses were refused is checked again, and not posted to.
     """
     try:
-        validate_webhook(chat.platform, chat.webhook_url or "", allow_local=allow_local)
+        validate_binding(chat.platform, chat.credentials or {}, allow_local=allow_local)
     except ValidationError as exc:
         return RobotAnswer(False, next(iter(exc.errors.values())))
     if channel is None:
@@ -457,8 +464,7 @@ def send_test_message(
         chat_id=chat.chat_id,
         title=TEST_TITLE,
         text=TEST_TEXT,
-        webhook_url=chat.webhook_url,
-        secret=chat.secret,
+        credentials=chat.credentials or {},
     )
     try:
         result = channel.send(notice, lambda _ids: None)

@@ -42,6 +42,11 @@ def _robot_fields() -> list[FormField]:
     return list(fields.values())
 
 
+def _fields(form: dict[str, str]) -> dict[str, str]:
+    """What the bind form was given for the platforms' own fields, by name."""
+    return {f.name: form[f.name] for f in _robot_fields()}
+
+
 def _page(status: int = 200, **shown: Any) -> Any:
     scope = Scope.of(g.user)
     # The platforms in the order their plugins give (the work robots, then Telegram).
@@ -126,7 +131,8 @@ def unbind(chat_group_id: int) -> Any:
 @bp.post("/robots")
 @rule(ADMIN)
 def bind_robot() -> Any:
-    """Bind a group robot (WeCom, DingTalk, Feishu …) by its webhook address (and secret)."""
+    """Bind a group robot (WeCom, DingTalk, Feishu …) by the fields its plugin declares (a
+    webhook address and a secret), passed to the plugin as they are."""
     form = {
         name: request.form.get(name, "").strip()[:2000]
         for name in ("platform", *(f.name for f in _robot_fields()), "title", "area_id")
@@ -138,11 +144,8 @@ def bind_robot() -> Any:
     with transaction(flash=False) as tx:
         hook_errors: dict[str, str] = {}
         try:
-            chat_svc.validate_webhook(
-                form["platform"],
-                form["webhook"],
-                form["secret"],
-                allow_local=settings().allow_local_webhooks,
+            chat_svc.validate_binding(
+                form["platform"], form, allow_local=settings().allow_local_webhooks
             )
         except ValidationError as exc:
             hook_errors = field_errors(exc)
@@ -155,11 +158,10 @@ def bind_robot() -> Any:
             db(),
             g.user,
             platform=form["platform"],
-            webhook=form["webhook"],
-            secret=form["secret"],
             area=area,
             title=form["title"],
             allow_local=settings().allow_local_webhooks,
+            **_fields(form),
         )
     if not tx.ok:
         return _page(400, robot_form=form, robot_errors={"form": tx.message})

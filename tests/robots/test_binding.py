@@ -114,7 +114,7 @@ def test_entry_points_load_the_three_robot_channels(settings: Settings) -> None:
 )
 def test_webhook_validation(platform: str, url: str, secret: str, field: str, words: str) -> None:
     with pytest.raises(ValidationError) as info:
-        chats.validate_webhook(platform, url, secret)
+        chats.validate_binding(platform, {"webhook": url, "secret": secret})
     errors = info.value.render()
     assert words in errors[field], errors
     if secret:
@@ -122,19 +122,33 @@ def test_webhook_validation(platform: str, url: str, secret: str, field: str, wo
 
 
 def test_valid_webhooks_are_normalised_and_named_by_a_hash() -> None:
-    hook = chats.validate_webhook(
+    hook = chats.validate_binding(
         "dingtalk",
-        "https://oapi.dingtalk.com/robot/send?access_token=" + "ab" * 32 + "&timestamp=1&sign=x",
-        D_SECRET,
+        {
+            "webhook": "https://oapi.dingtalk.com/robot/send?access_token="
+            + "ab" * 32
+            + "&timestamp=1&sign=x",
+            "secret": f" {D_SECRET} ",
+        },
     )
-    assert hook.url == "https://oapi.dingtalk.com/robot/send?access_token=" + "ab" * 32
+    assert hook.credentials == {
+        "webhook": "https://oapi.dingtalk.com/robot/send?access_token=" + "ab" * 32,
+        "secret": D_SECRET,
+    }
+    assert D_SECRET not in repr(hook) and "ab" * 8 not in repr(hook)
     assert len(hook.chat_id) == 16 and "ab" * 8 not in hook.chat_id
-    assert chats.validate_webhook(
-        "feishu", "https://open.larksuite.com/open-apis/bot/v2/hook/2b9f5e1a-3c4d-4e5f"
-    ).url.endswith("/hook/2b9f5e1a-3c4d-4e5f")
-    assert chats.validate_webhook(
-        "wecom", f"http://[::1]:8080/cgi-bin/webhook/send?key={KEY}"
-    ).url.startswith("http://[::1]:8080/")
+    assert chats.validate_binding(
+        "feishu", {"webhook": "https://open.larksuite.com/open-apis/bot/v2/hook/2b9f5e1a-3c4d-4e5f"}
+    ).credentials == {
+        "webhook": "https://open.larksuite.com/open-apis/bot/v2/hook/2b9f5e1a-3c4d-4e5f"
+    }
+    assert (
+        chats.validate_binding(
+            "wecom", {"webhook": f"http://[::1]:8080/cgi-bin/webhook/send?key={KEY}"}
+        )
+        .credentials["webhook"]
+        .startswith("http://[::1]:8080/")
+    )
 
 
 def test_rebinding_the_same_robot_updates_it(session: Session, grid: dict[str, Area]) -> None:
@@ -181,7 +195,7 @@ def test_cli_bind_and_test_message(
     assert result.exit_code == 0, result.output
     assert "清水镇 / 石桥村 / 一组" in result.output and KEY not in result.output
     chat = session.scalar(select(ChatGroup).where(ChatGroup.platform == "wecom"))
-    assert chat is not None and chat.webhook_url == wecom.webhook(KEY)
+    assert chat is not None and chat.credentials == {"webhook": wecom.webhook(KEY)}
     listed = runner.invoke(chats_command, ["list", "--json"], env=env)
     assert KEY not in listed.output and "一组机器人" in listed.output
     result = runner.invoke(chats_command, ["test", str(chat.id)], env=env)
@@ -211,7 +225,7 @@ def test_cli_secret_from_the_environment_is_stored_not_echoed(
     assert D_SECRET not in result.output
     fresh(session)
     chat = session.scalar(select(ChatGroup).where(ChatGroup.platform == "dingtalk"))
-    assert chat is not None and chat.secret == D_SECRET
+    assert chat is not None and chat.credentials["secret"] == D_SECRET
 
 
 def test_web_form_binds_and_the_test_button_shows_the_answer(
@@ -254,7 +268,7 @@ def test_web_form_binds_and_the_test_button_shows_the_answer(
         assert "村委钉钉群" in page and D_SECRET not in page and "ef" * 32 not in page
         fresh(session)
         chat = session.scalar(select(ChatGroup).where(ChatGroup.platform == "dingtalk"))
-        assert chat is not None and chat.secret == D_SECRET
+        assert chat is not None and chat.credentials["secret"] == D_SECRET
         answer = client.post(f"/chats/{chat.id}/test")
         assert answer.status_code == 200
         assert 'data-testid="test-answer"' in answer.get_data(as_text=True)
@@ -264,7 +278,7 @@ def test_web_form_binds_and_the_test_button_shows_the_answer(
         fresh(session)
         chat = session.get(ChatGroup, chat.id)
         assert chat is not None
-        chat.secret = "SEC" + "0" * 64
+        chat.credentials = {**chat.credentials, "secret": "SEC" + "0" * 64}
         session.commit()
         answer = client.post(f"/chats/{chat.id}/test")
         text = answer.get_data(as_text=True)
@@ -310,14 +324,16 @@ def test_local_and_private_webhooks_only_when_the_install_allows_them(
 ) -> None:
     monkeypatch.delenv("DALABA_ALLOW_LOCAL_WEBHOOKS")
     with pytest.raises(ValidationError) as info:
-        chats.validate_webhook("wecom", url)
+        chats.validate_binding("wecom", {"webhook": url})
     assert "内网" in info.value.render()["webhook"]
     with pytest.raises(ValidationError):
-        chats.validate_webhook("wecom", url, allow_local=False)
+        chats.validate_binding("wecom", {"webhook": url}, allow_local=False)
     https = f"https://qyapi.weixin.qq.com/cgi-bin/webhook/send?key={KEY}"
-    assert chats.validate_webhook("wecom", https).url == https
+    assert chats.validate_binding("wecom", {"webhook": https}).credentials == {"webhook": https}
     monkeypatch.setenv("DALABA_ALLOW_LOCAL_WEBHOOKS", "1")
-    assert chats.validate_webhook("wecom", url).url  # a test fake, a relay on the network
+    assert chats.validate_binding(
+        "wecom", {"webhook": url}
+    ).credentials  # a test fake, a relay on the network
 
 
 def test_a_township_admin_cannot_point_a_robot_at_the_servers_own_ports(

@@ -120,7 +120,14 @@ def test_dingtalk_too_fast_then_redirects_waits_ten_minutes_and_never_fails(
 
 def test_dingtalk_link_to_the_share_page(ding: FakeDingTalk) -> None:
     DingTalkChannel().send(
-        Notice(1, "x", "停电通知", "今晚停电。", link=LINK, webhook_url=ding.webhook(D_TOKEN)),
+        Notice(
+            1,
+            "x",
+            "停电通知",
+            "今晚停电。",
+            link=LINK,
+            credentials={"webhook": ding.webhook(D_TOKEN)},
+        ),
         lambda ids: None,
     )
     [m] = ding.messages_to(D_TOKEN)
@@ -177,7 +184,9 @@ def test_dingtalk_limit_is_kept_server_side(ding: FakeDingTalk) -> None:
     channel = fast(DingTalkChannel, windows=[Window(4, 1.0)])
     url = ding.webhook(D_TOKEN)
     for i in range(9):
-        channel.send(Notice(i, "x", "通知", f"第{i}条。", webhook_url=url), lambda ids: None)
+        channel.send(
+            Notice(i, "x", "通知", f"第{i}条。", credentials={"webhook": url}), lambda ids: None
+        )
     assert ding.refused == 0 and len(ding.messages_to(D_TOKEN)) == 9
     assert ding.max_in_window(D_TOKEN, 4, 1.0) <= 4
 
@@ -191,13 +200,15 @@ def test_unexpected_throttling_is_asked_again_soon_doubling_up_to_one_window(
     url = ding.webhook(D_TOKEN)
     ding.fail(RobotFault.THROTTLE, times=3, robot=D_TOKEN)
     started = time.monotonic()
-    channel.send(Notice(1, "x", "通知", "第一条。", webhook_url=url), lambda ids: None)
+    channel.send(Notice(1, "x", "通知", "第一条。", credentials={"webhook": url}), lambda ids: None)
     assert 0.2 + 0.4 + 0.8 <= time.monotonic() - started < 2.2
     assert ding.faults_fired[RobotFault.THROTTLE] == 3
     # The refused requests do not count against the robot's window: 19 more go at once.
     started = time.monotonic()
     for i in range(19):
-        channel.send(Notice(2 + i, "x", "通知", f"第{i}条。", webhook_url=url), lambda ids: None)
+        channel.send(
+            Notice(2 + i, "x", "通知", f"第{i}条。", credentials={"webhook": url}), lambda ids: None
+        )
     assert time.monotonic() - started < 3.0
     assert ding.refused == 0 and len(ding.messages_to(D_TOKEN)) == 20
 
@@ -205,7 +216,9 @@ def test_unexpected_throttling_is_asked_again_soon_doubling_up_to_one_window(
     other = ding.webhook(D_OTHER)
     ding.fail(RobotFault.THROTTLE, times=2, robot=D_OTHER)
     started = time.monotonic()
-    capped.send(Notice(30, "y", "通知", "第一条。", webhook_url=other), lambda ids: None)
+    capped.send(
+        Notice(30, "y", "通知", "第一条。", credentials={"webhook": other}), lambda ids: None
+    )
     assert 0.4 + 0.5 <= time.monotonic() - started < 0.4 + 0.8  # not 0.4 + 0.8
     assert len(ding.messages_to(D_OTHER)) == 1
 
@@ -245,8 +258,7 @@ def test_feishu_signed_post_with_listen_link_arrives_once_through_throttling(
             "停电",
             "今晚停电。",
             link=LINK,
-            webhook_url=robot.webhook_url,
-            secret=F_SECRET,
+            credentials=robot.credentials,
         ),
         lambda ids: None,
     )
@@ -299,7 +311,9 @@ def test_feishu_both_limits_are_kept(lark: FakeFeishu) -> None:
     channel = fast(FeishuChannel, windows=[Window(5, 1.0), Window(8, 3.0)])
     url = lark.webhook(F_TOKEN)
     for i in range(10):
-        channel.send(Notice(i, "x", "通知", f"第{i}条。", webhook_url=url), lambda ids: None)
+        channel.send(
+            Notice(i, "x", "通知", f"第{i}条。", credentials={"webhook": url}), lambda ids: None
+        )
     assert lark.refused == 0 and len(lark.messages_to(F_TOKEN)) == 10
     assert lark.max_in_window(F_TOKEN, 5, 1.0) <= 5
     assert lark.max_in_window(F_TOKEN, 8, 3.0) <= 8
@@ -310,12 +324,14 @@ def test_feishu_5xx_and_dropped_answers(lark: FakeFeishu) -> None:
 
     url = lark.webhook(F_TOKEN)
     lark.fail(RobotFault.SERVER_ERROR, times=2)
-    fast(FeishuChannel).send(Notice(1, "x", "通知", "正文。", webhook_url=url), lambda ids: None)
+    fast(FeishuChannel).send(
+        Notice(1, "x", "通知", "正文。", credentials={"webhook": url}), lambda ids: None
+    )
     assert len(lark.messages_to(F_TOKEN)) == 1
     lark.fail(RobotFault.DROP_AFTER)
     with pytest.raises(OutcomeUnknown) as info:
         fast(FeishuChannel).send(
-            Notice(2, "x", "通知", "正文。", webhook_url=url), lambda ids: None
+            Notice(2, "x", "通知", "正文。", credentials={"webhook": url}), lambda ids: None
         )
     assert F_TOKEN not in str(info.value)
     assert len(lark.messages_to(F_TOKEN)) == 2
@@ -345,7 +361,8 @@ def test_feishu_splits_on_the_json_bodys_bytes_not_the_texts(lark: FakeFeishu) -
     text = "\n".join(lines)
     url = lark.webhook(F_TOKEN, secret=F_SECRET)
     FeishuChannel().send(
-        Notice(1, "x", "名单", text, link=LINK, webhook_url=url, secret=F_SECRET), lambda ids: None
+        Notice(1, "x", "名单", text, link=LINK, credentials={"webhook": url, "secret": F_SECRET}),
+        lambda ids: None,
     )
     got = lark.messages_to(F_TOKEN)
     assert len(got) >= 4 and all(m.size < 20 * 1024 for m in got)

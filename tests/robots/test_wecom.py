@@ -105,7 +105,7 @@ def test_markdown_with_the_share_link_when_the_notice_has_one(api: FakeWeCom) ->
             title="停水通知",
             text="明天上午停水。请提前储水。",
             link="https://dalaba.example/s/abc",
-            webhook_url=api.webhook(KEY),
+            credentials={"webhook": api.webhook(KEY)},
         ),
         lambda ids: None,
     )
@@ -147,7 +147,8 @@ def test_other_errcodes_fail_at_once_with_the_errmsg(api: FakeWeCom) -> None:
     long_title = "标" * 1000  # 3,000 bytes: WeCom refuses it (40058), no retries help
     with pytest.raises(PermanentFailure, match="40058"):
         WeComChannel().send(
-            Notice(1, "x", long_title, "正文。", webhook_url=api.webhook(KEY)), lambda ids: None
+            Notice(1, "x", long_title, "正文。", credentials={"webhook": api.webhook(KEY)}),
+            lambda ids: None,
         )
     assert api.messages_to(KEY) == []
 
@@ -223,7 +224,8 @@ def test_the_limit_is_kept_per_robot_and_never_delays_another(api: FakeWeCom) ->
     def post(key: str, n: int) -> None:
         for i in range(n):
             wecom.send(
-                Notice(i, key, "通知", f"第{i}条。", webhook_url=api.webhook(key)), lambda ids: None
+                Notice(i, key, "通知", f"第{i}条。", credentials={"webhook": api.webhook(key)}),
+                lambda ids: None,
             )
         times[key] = time.monotonic() - start
 
@@ -267,7 +269,8 @@ def test_outcome_unknown_is_redacted(api: FakeWeCom) -> None:
     api.fail(RobotFault.DROP_AFTER)
     with pytest.raises(OutcomeUnknown) as info:
         WeComChannel().send(
-            Notice(1, "x", "t", "正文。", webhook_url=api.webhook(KEY)), lambda ids: None
+            Notice(1, "x", "t", "正文。", credentials={"webhook": api.webhook(KEY)}),
+            lambda ids: None,
         )
     assert KEY not in str(info.value)
     assert amr_seconds(b"not amr") is None
@@ -318,7 +321,7 @@ def test_a_clip_is_converted_once_for_all_robots_and_again_when_it_changes(
         url = api.webhook(f"robot-key-{n:04d}")
         sender.send(
             Notice(n, f"chat-{n}", "通知", "请注意。", voice_path=clip, voice_duration=3.0,
-                   webhook_url=url),
+                   credentials={"webhook": url}),
             lambda ids: None,
         )  # fmt: skip
     assert len(runs) == 1
@@ -348,7 +351,7 @@ def test_the_60_s_limit_is_checked_on_the_converted_amr(
 
     url = api.webhook(KEY)
     notice = Notice(1, "x", "通知", "今晚停电。", voice_path=edge_voice, voice_duration=59.5,
-                    webhook_url=url)  # fmt: skip
+                    credentials={"webhook": url})  # fmt: skip
     assert [p.kind for p in channel().plan(notice)] == ["text", "file"]
     amr = converted(edge_voice, "amr")
     assert measured(amr) == amr_seconds(amr) and (measured(amr) or 0) > 60
@@ -356,7 +359,7 @@ def test_the_60_s_limit_is_checked_on_the_converted_amr(
     assert [m.msgtype for m in api.messages_to(KEY)] == ["text", "file"]
     assert [u["type"] for u in api.uploads] == ["file"]  # no voice upload was tried
     short = Notice(2, "x", "通知", "今晚停电。", voice_path=short_voice, voice_duration=3.0,
-                   webhook_url=url)  # fmt: skip
+                   credentials={"webhook": url})  # fmt: skip
     [_, voice] = channel().plan(short)
     # The AMR's own length (the converter pads a little), not the stored 3.0 s.
     assert voice.kind == "voice" and voice.duration == measured(converted(short_voice, "amr"))
