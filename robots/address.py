@@ -15,6 +15,7 @@ import ipaddress
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import partial
+from pathlib import Path
 from urllib.parse import SplitResult, urlsplit
 
 from cms.channels import ChannelFactory, ChannelPlugin, FormField, Webhook
@@ -126,6 +127,10 @@ def check_address(shape: Shape, values: Mapping[str, str], allow_local: bool) ->
     return Webhook(canonical, hashlib.sha256(token.encode()).hexdigest()[:16], secret or None)
 
 
+# The robots' own English catalogue, registered with each robot platform.
+TRANSLATIONS = Path(__file__).resolve().parent / "translations"
+
+
 def robot_plugin(
     platform: str, shape: Shape, channel: ChannelFactory, *, hint: str, order: int
 ) -> ChannelPlugin:
@@ -139,4 +144,5 @@ def robot_plugin(
         fields=FIELDS,
         hint=hint,
         order=order,
+        translations=TRANSLATIONS,
     )

@@ -3,7 +3,7 @@
 It is installed by the tests through an entry point alone (``dalaba.channels``, from a
 ``*.dist-info/entry_points.txt`` on ``sys.path``): cms has no line about it. It owns what a
 platform owns: its label, its bind form's field, its address format and the words that
-refuse a wrong one, and its sending channel.
+refuse a wrong one (in its own English catalogue, ``translations/``), and its sending channel.
 
 The platform's protocol (made up, spoken by :class:`tests.plugins.test_made_up_platform.FakeMegaphone`):
 ``POST https://megaphone.example/hook/KEY`` with the JSON ``{"title", "text", "link"}``;
@@ -17,6 +17,7 @@ import hashlib
 import ipaddress
 import re
 from collections.abc import Mapping
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import httpx
@@ -32,14 +33,14 @@ from cms.channels import (
     TemporaryFailure,
     Webhook,
 )
-from cms.services.errors import Errors
+from cms.services.errors import N_, Errors
 from cms.settings import Settings
 
 PLATFORM = "megaphone"
 HOST = "megaphone.example"
-LABEL = "扩音站"
-BAD_ADDRESS = "扩音站的地址应形如 https://megaphone.example/hook/ 加 12 位十六进制数"
-NO_SECRET = "扩音站没有密钥，请留空"
+LABEL = N_("扩音站")
+BAD_ADDRESS = N_("扩音站的地址应形如 https://megaphone.example/hook/ 加 12 位十六进制数")
+NO_SECRET = N_("扩音站没有密钥，请留空")
 _HOOK = re.compile(r"/hook/([0-9a-f]{12})")
 
 
@@ -103,7 +104,8 @@ plugin = ChannelPlugin(
     label=LABEL,
     channel=channel,
     validate=validate,
-    fields=(FormField("webhook", "扩音站地址", type="url", required=True),),
-    hint="扩音站：在扩音站后台“接入”页复制地址",
+    fields=(FormField("webhook", N_("扩音站地址"), type="url", required=True),),
+    hint=N_("扩音站：在扩音站后台“接入”页复制地址"),
     order=50,
+    translations=Path(__file__).resolve().parent / "translations",
 )
