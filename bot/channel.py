@@ -29,6 +29,7 @@ import threading
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -469,5 +470,7 @@ plugin = ChannelPlugin(
     ready=has_token,
     check=check,
     chat_id_error=chat_id_error,
+    # The package's own English catalogue.
+    translations=Path(__file__).resolve().parent / "translations",
 )
 """The ``dalaba.channels`` entry point: chats are bound by ``/bind CODE`` in the group."""

@@ -179,6 +179,8 @@ class ChannelPlugin:
     # ``chat_id_error(chat_id)``: why a chat id typed for ``dalaba chats bind`` cannot be one
     # of this platform's (a message id with ``{id}``), or None.
     chat_id_error: Callable[[str], str | None] = field(default=lambda _chat_id: None)
+    # The plugin's own English catalogue (``<translations>/en/LC_MESSAGES/messages.po``).
+    translations: Path | None = None
 
     @property
     def by_address(self) -> bool:

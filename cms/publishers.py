@@ -17,6 +17,7 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 from sqlalchemy.orm import Session, sessionmaker
@@ -164,6 +165,8 @@ class PublisherPlugin:
     validate_credentials: Callable[[Mapping[str, str], bool], None] = field(
         default=lambda _values, _new: None
     )
+    # The plugin's own English catalogue (``<translations>/en/LC_MESSAGES/messages.po``).
+    translations: Path | None = None
 
 
 def _plugins() -> list[PublisherPlugin]:

@@ -17,6 +17,7 @@ import ipaddress
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import partial
+from pathlib import Path
 from urllib.parse import SplitResult, urlsplit
 
 from cms.channels import Binding, ChannelFactory, ChannelPlugin, FormField
@@ -146,6 +147,10 @@ def check_address(shape: Shape, values: Mapping[str, str], allow_local: bool) ->
     return Binding(hashlib.sha256(token.encode()).hexdigest()[:16], credentials)
 
 
+# The robots' own English catalogue, registered with each robot platform.
+TRANSLATIONS = Path(__file__).resolve().parent / "translations"
+
+
 def robot_plugin(
     platform: str, shape: Shape, channel: ChannelFactory, *, hint: str, order: int
 ) -> ChannelPlugin:
@@ -159,4 +164,5 @@ def robot_plugin(
         fields=FIELDS,
         hint=hint,
         order=order,
+        translations=TRANSLATIONS,
     )

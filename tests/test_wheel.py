@@ -121,6 +121,9 @@ def test_the_wheel_installs_from_the_lock_and_serves_postgresql(tmp_path: Path) 
         "cms/templates/base.html",
         "cms/static/app.css",
         "cms/translations/en/LC_MESSAGES/messages.po",
+        "bot/translations/en/LC_MESSAGES/messages.po",
+        "robots/translations/en/LC_MESSAGES/messages.po",
+        "wechat/translations/en/LC_MESSAGES/messages.po",
         "cms/migrations/env.py",
         "cms/migrations/script.py.mako",
         "wechat/data/cover.png",
@@ -180,6 +183,11 @@ def test_the_wheel_installs_from_the_lock_and_serves_postgresql(tmp_path: Path) 
             assert "退出".encode() in home, home[:2000]
             css = opener.open(f"http://127.0.0.1:{port}/static/app.css", timeout=5)
             assert css.status == 200 and css.read()
+            # In English, the plugins' words come from their own catalogues in the wheel.
+            token = re.search(rb'name="csrf_token" value="([^"]+)"', home).group(1).decode()
+            lang = f"csrf_token={token}&lang=en&next=/chats".encode()
+            chats = opener.open(f"http://127.0.0.1:{port}/lang", data=lang, timeout=30).read()
+            assert b">WeCom</option>" in chats and b"Webhook address" in chats, chats[:2000]
         finally:
             proc.terminate()
             proc.wait(timeout=30)

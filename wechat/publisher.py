@@ -28,6 +28,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from importlib.resources import files
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import update
@@ -456,5 +457,7 @@ plugin = PublisherPlugin(
     check=api_url,
     credentials=CREDENTIALS,
     validate_credentials=validate_credentials,
+    # The package's own English catalogue.
+    translations=Path(__file__).resolve().parent / "translations",
 )
 """The ``dalaba.publishers`` entry point."""

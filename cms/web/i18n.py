@@ -1,12 +1,16 @@
-"""Translations: Chinese is the source language; English comes from a .po catalogue.
+"""Translations: Chinese is the source language; English comes from .po catalogues.
 
-The catalogue is compiled to .mo at start-up (when stale) into the data folder, so the
-repository holds no generated binaries and a fresh install needs no build step.
+cms has its catalogue (``cms/translations``), and each installed plugin (a chat platform or
+a publisher) may register its own through its entry point object (``translations``): the
+plugin's messages live with its code. Every catalogue is compiled to .mo at start-up (when
+stale) into the data folder, so the repository holds no generated binaries and a fresh
+install needs no build step; Flask-Babel merges them, cms's last (its words win).
 """
 
 from __future__ import annotations
 
 import atexit
+import hashlib
 import logging
 import shutil
 import tempfile
@@ -18,15 +22,42 @@ from flask import Flask, g, request, session
 from flask_babel import Babel, get_locale
 from werkzeug.wrappers import Response
 
+from cms import channels, publishers
 from cms.settings import Settings
 
 log = logging.getLogger(__name__)
 SOURCE = Path(__file__).resolve().parent.parent / "translations"
+# Below the compiled folder: each plugin's catalogue, in a folder of its own.
+PLUGINS = "plugins"
 LANGUAGES = {"zh_CN": "中文", "en": "English"}
 
 
+def plugin_catalogues() -> dict[str, Path]:
+    """Every installed plugin's catalogue folder (one shared by several platforms, such as
+    the group robots', once), by the name of the folder it is compiled into."""
+    found: list[Path | None] = [p.translations for p in channels.plugins().values()]
+    found += [
+        p.translations for p in channels.installed(publishers.GROUP, publishers.PublisherPlugin)
+    ]
+    folders: dict[str, Path] = {}
+    for folder in found:
+        if folder is None:
+            continue
+        folder = folder.resolve()
+        digest = hashlib.sha256(str(folder).encode()).hexdigest()[:10]
+        folders.setdefault(f"{folder.parent.name}-{digest}", folder)
+    return folders
+
+
+def translation_directories(compiled: Path) -> list[Path]:
+    """The folders Flask-Babel loads, in merge order: the plugins', then cms's (``compiled``
+    is what :func:`compile_catalogues` returned)."""
+    return [compiled / PLUGINS / name for name in plugin_catalogues()] + [compiled]
+
+
 def compile_catalogues(target: Path) -> Path:
-    """Compile stale catalogues into ``target``; returns the folder to load them from.
+    """Compile stale catalogues (cms's into ``target``, each plugin's into a folder below
+    ``target/plugins``); returns the folder to load them from.
 
     The web must start on a full disk (or a read-only data folder): then the catalogues are
     compiled into a temporary folder elsewhere, or, failing that, an older compiled copy is
@@ -48,8 +79,14 @@ def compile_catalogues(target: Path) -> Path:
 
 
 def _compile_into(target: Path) -> None:
-    for po in SOURCE.glob("*/LC_MESSAGES/messages.po"):
-        mo = target / po.relative_to(SOURCE).with_suffix(".mo")
+    _compile_folder(SOURCE, target)
+    for name, source in plugin_catalogues().items():
+        _compile_folder(source, target / PLUGINS / name)
+
+
+def _compile_folder(source: Path, target: Path) -> None:
+    for po in source.glob("*/LC_MESSAGES/messages.po"):
+        mo = target / po.relative_to(source).with_suffix(".mo")
         if mo.exists() and mo.stat().st_mtime >= po.stat().st_mtime:
             continue
         mo.parent.mkdir(parents=True, exist_ok=True)
@@ -98,12 +135,13 @@ def remember_language(response: Response, lang: str) -> Response:
 
 
 def init_app(app: Flask, settings: Settings) -> None:
-    directory = compile_catalogues(settings.data_dir / "cache" / "translations")
+    compiled = compile_catalogues(settings.data_dir / "cache" / "translations")
     Babel(
         app,
         locale_selector=select_locale,
         timezone_selector=lambda: settings.timezone,
         default_locale=settings.default_locale,
-        default_translation_directories=str(directory),
+        # Several folders, separated by ";": Flask-Babel merges them in order.
+        default_translation_directories=";".join(map(str, translation_directories(compiled))),
     )
     app.jinja_env.globals.update(LANGUAGES=LANGUAGES, get_locale=get_locale)

@@ -6,6 +6,7 @@ import json
 import re
 import string
 from collections.abc import Iterator
+from dataclasses import dataclass
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
@@ -18,14 +19,16 @@ from babel.messages.pofile import read_po
 from sqlalchemy import JSON, String, Text, select
 from sqlalchemy.orm import Session
 
-from cms.models import Announcement, Base, Outlet, Role, User
+from cms.models import Announcement, Area, Base, Outlet, Role, User
 from cms.services import operators
 from cms.web import today
-from cms.web.i18n import LANGUAGES
+from cms.web.i18n import LANGUAGES, plugin_catalogues
 from tests.conftest import login
 
 ROOT = Path(__file__).resolve().parents[2]
 PO = ROOT / "cms" / "translations" / "en" / "LC_MESSAGES" / "messages.po"
+# The plugin packages of this repository; each has its own catalogue (and babel.cfg).
+PLUGIN_PACKAGES = ("bot", "robots", "wechat")
 # The same keywords as the extraction command in the catalogue's header.
 KEYWORDS = {**DEFAULT_KEYWORDS, "N_": None, "lazy_gettext": None, "Voice": (2,)}
 
@@ -47,23 +50,42 @@ BINARY_SUFFIXES = (
 )
 
 
-def extract_msgids() -> dict[tuple[str | None, str], list[str]]:
-    """Every (context, msgid) in cms/ and the voice labels, with where it occurs, via babel.cfg."""
-    with (ROOT / "babel.cfg").open() as f:
-        method_map, options_map = parse_mapping_cfg(f, str(ROOT / "babel.cfg"))
+def extract_msgids(base: Path = ROOT) -> dict[tuple[str | None, str], list[str]]:
+    """Every (context, msgid) the code under ``base`` uses, with where it occurs, via the
+    ``babel.cfg`` there (the repository's: cms/ and the voice labels; a plugin package's)."""
+    with (base / "babel.cfg").open() as f:
+        method_map, options_map = parse_mapping_cfg(f, str(base / "babel.cfg"))
     found: dict[tuple[str | None, str], list[str]] = {}
     for filename, lineno, message, _comments, context in extract_from_dir(
-        str(ROOT), method_map, options_map, keywords=KEYWORDS, strip_comment_tags=True
+        str(base), method_map, options_map, keywords=KEYWORDS, strip_comment_tags=True
     ):
         msgid = message[0] if isinstance(message, tuple) else message
         if msgid:
-            found.setdefault((context, msgid), []).append(f"{filename}:{lineno}")
+            where = (base / filename).relative_to(ROOT)
+            found.setdefault((context, msgid), []).append(f"{where}:{lineno}")
     return found
 
 
-def load_catalogue() -> Catalog:
-    with PO.open("rb") as f:
+def load_catalogue(po: Path = PO) -> Catalog:
+    with po.open("rb") as f:
         return read_po(f, locale="en")
+
+
+@dataclass(frozen=True)
+class Catalogue:
+    """One English catalogue and the msgids of the code that owns it."""
+
+    po: Path
+    msgids: dict[tuple[str | None, str], list[str]]
+
+
+def english_po(package: Path) -> Path:
+    """A plugin package's own English catalogue (``translations/`` beside its ``babel.cfg``)."""
+    return package / "translations" / "en" / "LC_MESSAGES" / "messages.po"
+
+
+def plugin_catalogue(package: Path) -> Catalogue:
+    return Catalogue(english_po(package), extract_msgids(package))
 
 
 def placeholders(text: str) -> set[str]:
@@ -82,30 +104,79 @@ def msgids() -> dict[tuple[str | None, str], list[str]]:
     return found
 
 
-def test_every_msgid_has_an_english_translation(
-    msgids: dict[tuple[str | None, str], list[str]],
-) -> None:
-    catalogue = load_catalogue()
-    assert not catalogue.fuzzy, "the catalogue header is marked fuzzy: none of it would be used"
+@pytest.fixture(scope="module")
+def catalogues(msgids: dict[tuple[str | None, str], list[str]]) -> list[Catalogue]:
+    """cms's catalogue, then each plugin package's."""
+    found = [Catalogue(PO, msgids)]
+    for package in PLUGIN_PACKAGES:
+        catalogue = plugin_catalogue(ROOT / package)
+        assert catalogue.msgids, f"extraction found no msgid in {package}/: is its babel.cfg right?"
+        found.append(catalogue)
+    return found
+
+
+def missing_translations(catalogue: Catalogue) -> list[str]:
+    """The msgids of ``catalogue``'s code that have no English entry in it."""
+    loaded = load_catalogue(catalogue.po)
+    assert not loaded.fuzzy, f"{catalogue.po} is marked fuzzy: none of it would be used"
     missing = []
-    for (context, msgid), where in sorted(msgids.items(), key=lambda item: item[1][0]):
-        message = catalogue.get(msgid, context)
+    for (context, msgid), where in sorted(catalogue.msgids.items(), key=lambda item: item[1][0]):
+        message = loaded.get(msgid, context)
         if message is None or not message.string or message.fuzzy:
             shown = f"{context}|{msgid}" if context else msgid
-            missing.append(f"{shown!r} ({where[0]})")
-    assert not missing, (
-        f"{len(missing)} msgid(s) have no English translation in {PO.relative_to(ROOT)}:\n"
-        + "\n".join(missing)
+            missing.append(f"{shown!r} ({where[0]}) in {catalogue.po.relative_to(ROOT)}")
+    return missing
+
+
+def test_every_msgid_has_an_english_translation(catalogues: list[Catalogue]) -> None:
+    """Each package's msgids are in that package's own catalogue: cms's (and the audio
+    library's) in cms's, a plugin's in the plugin's."""
+    missing = [line for catalogue in catalogues for line in missing_translations(catalogue)]
+    assert not missing, f"{len(missing)} msgid(s) have no English translation:\n" + "\n".join(
+        missing
     )
 
 
+def test_a_plugins_messages_leave_the_cms_catalogue(catalogues: list[Catalogue]) -> None:
+    """A msgid only a plugin uses is in that plugin's catalogue, not also in cms's."""
+    cms, *plugins = catalogues
+    stray = [
+        f"{message.id!r} ({catalogue.msgids[(message.context, message.id)][0]})"
+        for message in load_catalogue(PO)
+        for catalogue in plugins
+        if message.id
+        and (message.context, message.id) in catalogue.msgids
+        and (message.context, message.id) not in cms.msgids
+    ]
+    assert not stray, f"only a plugin uses these, yet {PO.relative_to(ROOT)} has them:\n" + (
+        "\n".join(stray)
+    )
+
+
+def test_each_plugin_registers_its_catalogue_through_its_entry_point() -> None:
+    registered = set(plugin_catalogues().values())
+    for package in PLUGIN_PACKAGES:
+        assert (ROOT / package / "translations").resolve() in registered, package
+
+
 def test_translations_keep_placeholders_and_contain_no_chinese(
-    msgids: dict[tuple[str | None, str], list[str]],
+    catalogues: list[Catalogue],
 ) -> None:
-    catalogue = load_catalogue()
     bad = []
-    for message in catalogue:
-        if not message.id or not message.string or (message.context, message.id) not in msgids:
+    for catalogue in catalogues:
+        bad += bad_translations(catalogue)
+    assert not bad, "\n".join(bad)
+
+
+def bad_translations(catalogue: Catalogue) -> list[str]:
+    """Entries of ``catalogue`` whose English loses a placeholder or keeps Chinese."""
+    bad = []
+    for message in load_catalogue(catalogue.po):
+        if (
+            not message.id
+            or not message.string
+            or (message.context, message.id) not in catalogue.msgids
+        ):
             continue
         if placeholders(message.id) != placeholders(message.string):
             bad.append(
@@ -117,7 +188,7 @@ def test_translations_keep_placeholders_and_contain_no_chinese(
             bad.append(f"{message.id!r} → {message.string!r}: a % the source does not have")
         if CJK.search(message.string):
             bad.append(f"{message.id!r} → {message.string!r}: Chinese left in the translation")
-    assert not bad, "\n".join(bad)
+    return bad
 
 
 # --- Rendered pages ------------------------------------------------------------------------
@@ -439,10 +510,11 @@ def test_language_picked_before_login_is_remembered_then_kept_by_the_account(
     assert demo_user(demo, "admin").locale == "en"
 
 
-def test_the_catalogue_has_no_duplicate_entries() -> None:
+@pytest.mark.parametrize("po", [PO, *(english_po(ROOT / p) for p in PLUGIN_PACKAGES)])
+def test_the_catalogue_has_no_duplicate_entries(po: Path) -> None:
     """Two entries for one msgid: babel silently keeps one, so the other translation is lost."""
     entries: list[tuple[str | None, str]] = []
-    for block in PO.read_text(encoding="utf-8").split("\n\n"):
+    for block in po.read_text(encoding="utf-8").split("\n\n"):
         lines = [line for line in block.splitlines() if not line.startswith("#")]
         context = next((line for line in lines if line.startswith("msgctxt ")), None)
         msgid = next((line for line in lines if line.startswith("msgid ")), None)
@@ -450,3 +522,51 @@ def test_the_catalogue_has_no_duplicate_entries() -> None:
             entries.append((context, msgid))
     duplicates = sorted({entry for entry in entries if entries.count(entry) > 1}, key=str)
     assert not duplicates, duplicates
+
+
+@pytest.mark.parametrize(
+    ("platform", "label", "hint"),
+    [
+        ("wecom", "WeCom", "WeCom: in the group chat"),
+        ("dingtalk", "DingTalk", "DingTalk: in the group settings"),
+    ],
+)
+def test_a_robots_refusal_and_the_telegram_bind_hint_read_in_english(  # type: ignore[no-untyped-def]
+    client, session: Session, make_user, grid: dict[str, Area], platform: str, label: str, hint: str
+) -> None:
+    """The robots' words come from their own catalogue, the bind hint from cms's: one English
+    page shows both."""
+    login(client, make_user(Role.ADMIN))
+    set_english(client)
+    response = client.post(
+        "/chats/robots",
+        data={
+            "platform": platform,
+            "webhook": "https://example.com/hook",
+            "area_id": grid["v1"].id,
+        },
+    )
+    html = response.get_data(as_text=True)
+    assert response.status_code == 400
+    assert f"This is not a {label} robot address" in html and hint in html
+    assert "Webhook address" in html  # the robots' own field label
+    assert chinese_left(html, user_data(session)) == []
+
+    html = client.post("/chats/codes", data={"area_id": grid["v1"].id}).get_data(as_text=True)
+    assert "Ask a group admin to send this in the group: " in html and "/bind " in html
+    assert chinese_left(html, user_data(session)) == []
+
+
+def test_every_catalogue_is_merged_into_the_english_interface(app) -> None:  # type: ignore[no-untyped-def]
+    """One msgid of each plugin package, and one of cms, translated in an English request."""
+    from flask_babel import force_locale, gettext
+
+    with app.test_request_context(), force_locale("en"):
+        assert gettext("Telegram 群") == "Telegram group"  # bot/
+        assert gettext("Webhook 地址") == "Webhook address"  # robots/
+        assert gettext("公众号系统繁忙，稍后重试") == (
+            "The Official Account platform is busy; will try again later"
+        )
+        assert gettext("请群管理员在群里发送：") == "Ask a group admin to send this in the group: "
+    with app.test_request_context(), force_locale("zh_CN"):
+        assert gettext("Telegram 群") == "Telegram 群"

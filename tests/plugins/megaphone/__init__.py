@@ -4,7 +4,8 @@ It is installed by the tests through an entry point alone (``dalaba.channels``, 
 ``*.dist-info/entry_points.txt`` on ``sys.path``): cms has no line about it. It owns what a
 platform owns: its label, its bind form's fields (an address and a secret ``token`` that
 cms stores without reading, as the chat's credentials), their formats and the words that
-refuse a wrong one, and its sending channel, which reads the credentials back.
+refuse a wrong one, and its sending channel, which reads the credentials back. Its words are in its own English catalogue
+(``translations/``).
 
 The platform's protocol (made up, spoken by :class:`tests.plugins.test_made_up_platform.FakeMegaphone`):
 ``POST https://megaphone.example/hook/KEY`` with the header ``X-Megaphone-Token: TOKEN`` and
@@ -20,6 +21,7 @@ import hashlib
 import ipaddress
 import re
 from collections.abc import Mapping
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import httpx
@@ -36,16 +38,16 @@ from cms.channels import (
     SendResult,
     TemporaryFailure,
 )
-from cms.services.errors import Errors
+from cms.services.errors import N_, Errors
 from cms.settings import Settings
 
 PLATFORM = "megaphone"
 HOST = "megaphone.example"
-LABEL = "扩音站"
-BAD_ADDRESS = "扩音站的地址应形如 https://megaphone.example/hook/ 加 12 位十六进制数"
-NO_TOKEN = "请填写扩音站口令"
-BAD_TOKEN = "扩音站口令是 16 位字母或数字"
-WRONG_TOKEN = "扩音站口令不对，请重新绑定"
+LABEL = N_("扩音站")
+BAD_ADDRESS = N_("扩音站的地址应形如 https://megaphone.example/hook/ 加 12 位十六进制数")
+NO_TOKEN = N_("请填写扩音站口令")
+BAD_TOKEN = N_("扩音站口令是 16 位字母或数字")
+WRONG_TOKEN = N_("扩音站口令不对，请重新绑定")
 # The platform's own names for what it keeps (its bind form's fields).
 ADDRESS, TOKEN = "webhook", "token"
 _HOOK = re.compile(r"/hook/([0-9a-f]{12})")
@@ -122,9 +124,12 @@ plugin = ChannelPlugin(
     # The token is checked by ``validate``, not the page: the bind form is shared with the
     # robots, which have no token.
     fields=(
-        FormField(ADDRESS, "扩音站地址", type="url", required=True),
-        FormField(TOKEN, "扩音站口令", type="password", secret=True, help="扩音站后台的 16 位口令"),
+        FormField(ADDRESS, N_("扩音站地址"), type="url", required=True),
+        FormField(
+            TOKEN, N_("扩音站口令"), type="password", secret=True, help=N_("扩音站后台的 16 位口令")
+        ),
     ),
-    hint="扩音站：在扩音站后台“接入”页复制地址",
+    hint=N_("扩音站：在扩音站后台“接入”页复制地址"),
     order=50,
+    translations=Path(__file__).resolve().parent / "translations",
 )
