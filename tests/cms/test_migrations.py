@@ -8,11 +8,12 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, Integer, String, column, inspect, select, table, text, update
 
 from cms.db import make_engine, make_session_factory
 from cms.jobs.staff import abandon_expired
-from cms.migrate import current_revision, downgrade, head_revision, upgrade
+from cms.migrate import alembic_config, current_revision, downgrade, head_revision, upgrade
 from cms.models import (
     Area,
     AreaKind,
@@ -134,6 +135,14 @@ def test_0007_gives_existing_announcements_the_office_of_their_targets(tmp_path)
     assert foreign_keys == 1  # back on for the connections the pool hands out
 
 
+def _before(revision: str) -> str:
+    """The revision ``revision`` follows."""
+    script = ScriptDirectory.from_config(alembic_config("sqlite://"))
+    down = script.get_revision(revision).down_revision
+    assert isinstance(down, str)
+    return down
+
+
 def test_0016_queues_staff_posts_keeping_each_rows_meaning(fresh: Engine) -> None:
     """Every old state is kept; a post that was being sent keeps its claim's expiry (which
     ``next_attempt_at`` carried), so the crash rule still makes it uncertain; and back."""
@@ -152,8 +161,9 @@ def test_0016_queues_staff_posts_keeping_each_rows_meaning(fresh: Engine) -> Non
         for kind in ("pending", "sending", "sent", "failed", "uncertain"):
             session.add(StaffPost(staff_channel_id=channel.id, kind=kind, text=kind))
         session.commit()
-    downgrade(engine, "0015")
-    assert current_revision(engine) == "0015"
+    before = _before("0016")
+    downgrade(engine, before)
+    assert current_revision(engine) == before
     columns = {c["name"] for c in inspect(engine).get_columns("staff_post")}
     assert not columns & {"claimed_by", "claimed_until", "updated_at"}
     made = datetime(2026, 12, 1, 8, 0, tzinfo=UTC)
@@ -166,7 +176,7 @@ def test_0016_queues_staff_posts_keeping_each_rows_meaning(fresh: Engine) -> Non
         column("created_at", UTCDateTime()),
         column("next_attempt_at", UTCDateTime()),
     )
-    with engine.begin() as conn:  # as the staff job of 0015 left them
+    with engine.begin() as conn:  # as the staff job before 0016 left them
         conn.execute(update(old).values(state=old.c.kind, attempts=1, created_at=made))
         conn.execute(update(old).where(old.c.state == "sending").values(next_attempt_at=expiry))
         conn.execute(
@@ -196,7 +206,7 @@ def test_0016_queues_staff_posts_keeping_each_rows_meaning(fresh: Engine) -> Non
         assert abandon_expired(session, expiry + timedelta(seconds=1)) == 1
         session.rollback()
 
-    downgrade(engine, "0015")
+    downgrade(engine, before)
     with engine.connect() as conn:
         rows = dict(conn.execute(text("SELECT kind, state FROM staff_post")).all())
         back = conn.execute(
