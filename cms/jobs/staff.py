@@ -105,21 +105,14 @@ def _wait(_attempts: int, retry_after: float | None) -> timedelta:
 
 
 POST: Kind[_Job, SendResult] = Kind(
-    name="staff post",
-    model=StaffPost,
-    ready=DeliveryState.PENDING,
-    running=DeliveryState.SENDING,
-    failed=DeliveryState.FAILED,
-    hold=CLAIM,
-    load=_load,
-    work=_send,
-    record=_sent,
-    classify=_classify,
+    name="staff post", model=StaffPost, hold=CLAIM, backoff=_wait,
+    load=_load, work=_send, record=_sent, classify=_classify,
+    # A post's states are a delivery's: pending → sending → sent | failed | uncertain.
+    ready=DeliveryState.PENDING, running=DeliveryState.SENDING, failed=DeliveryState.FAILED,
+    outcomes={DeliveryState.FAILED: Outcome.FAILED, DeliveryState.UNCERTAIN: Outcome.UNCERTAIN},
     # Only a pending post is claimed: one whose claim expired is the crash rule's (below).
     claim_if=lambda _now: StaffPost.state == DeliveryState.PENDING,
-    outcomes={DeliveryState.FAILED: Outcome.FAILED, DeliveryState.UNCERTAIN: Outcome.UNCERTAIN},
-    backoff=_wait,
-)
+)  # fmt: skip
 
 
 def send_one(ctx: Context, post_id: int) -> Outcome:
