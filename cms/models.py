@@ -644,31 +644,6 @@ class StaffChannel(Base):
     chat_group: Mapped[ChatGroup] = relationship()
 
 
-class StaffPost(Base):
-    """One message to a staff channel: ``pending → sending → sent | failed | uncertain``.
-
-    Claimed (``sending``, committed) before it goes out; one found still ``sending`` after a
-    crash may have arrived and becomes ``uncertain``, never sent again.
-    """
-
-    __tablename__ = "staff_post"
-
-    id: Mapped[intpk]
-    staff_channel_id: Mapped[int] = mapped_column(
-        ForeignKey("staff_channel.id", ondelete="CASCADE"), index=True
-    )
-    kind: Mapped[str] = mapped_column(String(20))
-    text: Mapped[str] = mapped_column(Text)
-    state: Mapped[str] = mapped_column(String(20), default="pending", index=True)
-    attempts: Mapped[int] = mapped_column(default=0)
-    next_attempt_at: Mapped[datetime | None]
-    last_error: Mapped[str | None] = mapped_column(Text)
-    created_at: Mapped[created_at]
-    sent_at: Mapped[datetime | None]
-
-    staff_channel: Mapped[StaffChannel] = relationship()
-
-
 class AuditLog(Base):
     """Who did what, when: every state change and admin action."""
 
@@ -828,6 +803,31 @@ class Delivery(QueueMixin, Base):
     chat_group: Mapped[ChatGroup] = relationship()
 
     __table_args__ = (UniqueConstraint("revision_id", "chat_group_id"),)
+
+
+class StaffPost(QueueMixin, Base):
+    """One message to a staff channel: ``pending → sending → sent | failed | uncertain``.
+
+    Queued like a delivery (:mod:`cms.jobs.staff` over :func:`cms.jobs.lifecycle.run_job`):
+    claimed (``sending``, committed) before it goes out; one found still ``sending`` after its
+    claim expired (a crash) may have arrived and becomes ``uncertain``, never sent again.
+    """
+
+    __tablename__ = "staff_post"
+
+    id: Mapped[intpk]
+    staff_channel_id: Mapped[int] = mapped_column(
+        ForeignKey("staff_channel.id", ondelete="CASCADE"), index=True
+    )
+    kind: Mapped[str] = mapped_column(String(20))
+    text: Mapped[str] = mapped_column(Text)
+    state: Mapped[DeliveryState] = mapped_column(
+        _enum(DeliveryState), default=DeliveryState.PENDING, index=True
+    )
+    created_at: Mapped[created_at]
+    sent_at: Mapped[datetime | None]
+
+    staff_channel: Mapped[StaffChannel] = relationship()
 
 
 class OutboxMessage(Base):

@@ -31,11 +31,19 @@ from cms.models import (
     DeliveryState,
     JobState,
     Program,
+    StaffPost,
     WechatArticle,
 )
 from cms.services.errors import N_, DomainError, Message, audio_message
 
-QueueModel = type[Clip] | type[Program] | type[Delivery] | type[WechatArticle] | type[BreakIn]
+QueueModel = (
+    type[Clip]
+    | type[Program]
+    | type[Delivery]
+    | type[WechatArticle]
+    | type[BreakIn]
+    | type[StaffPost]
+)
 """The kinds of row the queue holds (each has :class:`cms.models.QueueMixin`'s columns)."""
 QueueState = JobState | DeliveryState | ArticleState
 """A queued row's state."""

@@ -123,6 +123,8 @@ class Kind(Generic[J, R]):
     after: Callable[[Context, int, Outcome], None] | None = None  # once recorded (committed)
     retry_outcome: Outcome = Outcome.RETRY
     outcomes: dict[QueueState, Outcome] = field(default_factory=dict)
+    # The wait before the next attempt, given the attempts used and the platform's ask.
+    backoff: Callable[[int, float | None], timedelta] = queue.backoff
 
 
 def run_job(ctx: Context, kind: Kind[J, R], row_id: int) -> Outcome:
@@ -208,7 +210,7 @@ def _failed(
         state = kind.failed
     values = (how.then(session, state is not None) or {}) if how.then is not None else {}
     if state is None:
-        next_at = ctx.now() + queue.backoff(attempts, how.retry_after)
+        next_at = ctx.now() + kind.backoff(attempts, how.retry_after)
         moved = finish(
             session, ctx, kind, row_id, kind.ready, last_error=error, next_attempt_at=next_at,
             **values,

@@ -279,11 +279,11 @@ class Scheduler:
 
         return notify_alerts(self.ctx)
 
-    def staff_due(self) -> int:
+    def staff_due(self, report: PassReport | None = None) -> int:
         """Tell the townships' staff channels what waits for them (cms.services.staff)."""
         from cms.jobs import staff
 
-        return staff.tick(self.ctx)
+        return staff.tick(self.ctx, report)
 
     def run_once(self) -> PassReport:
         """One full pass: plan, render, plan again (new clips change programs), build, send."""

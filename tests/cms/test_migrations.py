@@ -1,16 +1,29 @@
 """Alembic: an empty database upgrades to head, and the migrations match the models, on
-SQLite and on PostgreSQL (a private schema)."""
+SQLite and on PostgreSQL (a private schema); data migrations keep what existing rows mean."""
 
 from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import Engine, inspect
+from alembic.script import ScriptDirectory
+from sqlalchemy import Engine, Integer, String, column, inspect, select, table, text, update
 
-from cms.db import make_engine
-from cms.migrate import current_revision, head_revision, upgrade
-from cms.models import Base
+from cms.db import make_engine, make_session_factory
+from cms.jobs.staff import abandon_expired
+from cms.migrate import alembic_config, current_revision, downgrade, head_revision, upgrade
+from cms.models import (
+    Area,
+    AreaKind,
+    Base,
+    ChatGroup,
+    DeliveryState,
+    StaffChannel,
+    StaffPost,
+    UTCDateTime,
+)
 from tests.pg import BACKENDS
 
 
@@ -120,3 +133,85 @@ def test_0007_gives_existing_announcements_the_office_of_their_targets(tmp_path)
     assert user_area is None
     assert tuple(kept) == (1, 1)
     assert foreign_keys == 1  # back on for the connections the pool hands out
+
+
+def _before(revision: str) -> str:
+    """The revision ``revision`` follows."""
+    script = ScriptDirectory.from_config(alembic_config("sqlite://"))
+    down = script.get_revision(revision).down_revision
+    assert isinstance(down, str)
+    return down
+
+
+def test_0016_queues_staff_posts_keeping_each_rows_meaning(fresh: Engine) -> None:
+    """Every old state is kept; a post that was being sent keeps its claim's expiry (which
+    ``next_attempt_at`` carried), so the crash rule still makes it uncertain; and back."""
+    engine = fresh
+    upgrade(engine)
+    with make_session_factory(engine)() as session:
+        area = Area(name="清水镇", kind=AreaKind.TOWNSHIP, path="/1/")
+        session.add(area)
+        session.flush()
+        chat = ChatGroup(platform="wecom", chat_id="robot-1", title="干部群", area_id=area.id)
+        session.add(chat)
+        session.flush()
+        channel = StaffChannel(area_id=area.id, chat_group_id=chat.id, events=["review"])
+        session.add(channel)
+        session.flush()
+        for kind in ("pending", "sending", "sent", "failed", "uncertain"):
+            session.add(StaffPost(staff_channel_id=channel.id, kind=kind, text=kind))
+        session.commit()
+    before = _before("0016")
+    downgrade(engine, before)
+    assert current_revision(engine) == before
+    columns = {c["name"] for c in inspect(engine).get_columns("staff_post")}
+    assert not columns & {"claimed_by", "claimed_until", "updated_at"}
+    made = datetime(2026, 12, 1, 8, 0, tzinfo=UTC)
+    expiry = made + timedelta(minutes=5)
+    old = table(
+        "staff_post",
+        column("kind", String),
+        column("state", String),
+        column("attempts", Integer),
+        column("created_at", UTCDateTime()),
+        column("next_attempt_at", UTCDateTime()),
+    )
+    with engine.begin() as conn:  # as the staff job before 0016 left them
+        conn.execute(update(old).values(state=old.c.kind, attempts=1, created_at=made))
+        conn.execute(update(old).where(old.c.state == "sending").values(next_attempt_at=expiry))
+        conn.execute(
+            update(old)
+            .where(old.c.state == "pending")
+            .values(next_attempt_at=made + timedelta(minutes=1))
+        )
+
+    upgrade(engine)
+    assert current_revision(engine) == head_revision()
+    with make_session_factory(engine)() as session:
+        posts = {p.kind: p for p in session.scalars(select(StaffPost))}
+        assert {kind: p.state for kind, p in posts.items()} == {
+            "pending": DeliveryState.PENDING,
+            "sending": DeliveryState.SENDING,
+            "sent": DeliveryState.SENT,
+            "failed": DeliveryState.FAILED,
+            "uncertain": DeliveryState.UNCERTAIN,
+        }
+        assert all(p.updated_at == made and p.attempts == 1 for p in posts.values())
+        sending, pending = posts["sending"], posts["pending"]
+        assert sending.claimed_until == expiry and sending.next_attempt_at is None
+        assert pending.next_attempt_at == made + timedelta(minutes=1)
+        assert pending.claimed_until is None and pending.claimed_by is None
+        # Before its claim expires the post is being sent; after, it may have arrived.
+        assert abandon_expired(session, expiry - timedelta(seconds=1)) == 0
+        assert abandon_expired(session, expiry + timedelta(seconds=1)) == 1
+        session.rollback()
+
+    downgrade(engine, before)
+    with engine.connect() as conn:
+        rows = dict(conn.execute(text("SELECT kind, state FROM staff_post")).all())
+        back = conn.execute(
+            text("SELECT next_attempt_at FROM staff_post WHERE state = 'sending'")
+        ).scalar_one()
+    assert rows == {k: k for k in ("pending", "sending", "sent", "failed", "uncertain")}
+    assert back is not None
+    upgrade(engine)

@@ -12,8 +12,11 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from cms import queue
 from cms.jobs import staff as staff_job
+from cms.jobs.lifecycle import Outcome
 from cms.models import Alert, Delivery, DeliveryState, Role, StaffPost, User
+from cms.scheduler.core import PassReport
 from cms.services import announcements, chats, staff
 from cms.services.errors import Message, PermissionDenied, ValidationError
 from robots.wecom import WeComChannel
@@ -203,3 +206,145 @@ def test_the_settings_page_chooses_the_robot_and_what_goes_there(  # type: ignor
     chats_page = client.get("/chats").get_data(as_text=True)
     assert chats_page.index('data-testid="robot-form"') < chats_page.index("telegram-section")
     assert "中国大陆无法直接访问" in chats_page
+
+
+# -- the post's life through run_job (cms.jobs.lifecycle) ------------------------------------
+
+
+class _Crash(BaseException):
+    """The process dies (a BaseException: nothing in the job catches it)."""
+
+
+def _post(session: Session) -> StaffPost:
+    """The one post as the database has it now (not the test session's older snapshot)."""
+    session.rollback()
+    return session.scalars(select(StaffPost)).one()
+
+
+def _reason(post: StaffPost) -> str:
+    assert post.last_error is not None
+    return Message.loads(post.last_error).render()
+
+
+def test_a_post_whose_sender_died_mid_send_is_uncertain_and_never_sent_again(  # type: ignore[no-untyped-def]
+    robot_ctx, clock, session, grid, make_announcement, bound, api, monkeypatch
+) -> None:
+    bound(("review",))
+    make_announcement("in_review", title="医保缴费", area_ids=[grid["v1"].id])
+    channel = robot_ctx.registry.get("wecom")
+    real_send = channel.send
+
+    def send_then_die(notice, progress):  # type: ignore[no-untyped-def]
+        real_send(notice, progress)  # the robot accepted it …
+        raise _Crash()  # … and the process died before recording it
+
+    monkeypatch.setattr(channel, "send", send_then_die)
+    with pytest.raises(_Crash):
+        staff_job.tick(robot_ctx)
+    monkeypatch.setattr(channel, "send", real_send)  # the next process
+    post = _post(session)
+    assert post.state == DeliveryState.SENDING and post.attempts == 1
+    assert post.claimed_by is not None and post.claimed_by.startswith("test-worker/")
+    assert post.claimed_until == clock.now() + staff_job.CLAIM
+    assert len(texts(api)) == 1
+
+    # While the claim holds, the post is someone's: not sent, not judged.
+    assert staff_job.tick(robot_ctx) == 0
+    assert _post(session).state == DeliveryState.SENDING
+    # Expired, it is not taken again by the job runner …
+    clock.advance(staff_job.CLAIM + timedelta(seconds=1))
+    assert staff_job.send_one(robot_ctx, post.id) is Outcome.SKIPPED
+    # … and the tick's crash rule makes it uncertain: it may have arrived.
+    assert staff_job.tick(robot_ctx) == 0
+    post = _post(session)
+    assert post.state == DeliveryState.UNCERTAIN and post.claimed_until is None
+    clock.advance(timedelta(hours=1))
+    assert staff_job.tick(robot_ctx) == 0
+    assert len(texts(api)) == 1  # never sent twice
+
+
+def test_a_busy_robot_is_tried_each_minute_until_the_attempts_run_out(  # type: ignore[no-untyped-def]
+    robot_ctx, clock, scheduler, session, grid, make_announcement, bound, api
+) -> None:
+    bound(("review",))
+    make_announcement("in_review", title="医保缴费", area_ids=[grid["v1"].id])
+    api.fail(RobotFault.SERVER_ERROR, robot=KEY, kind="send", times=1000)
+    report = PassReport()
+    for attempt in range(1, queue.MAX_ATTEMPTS):
+        assert scheduler.staff_due(report) == 0
+        post = _post(session)
+        assert post.state == DeliveryState.PENDING and post.attempts == attempt
+        assert post.next_attempt_at == clock.now() + staff_job.RETRY  # the same minute each time
+        assert post.claimed_until is None and "HTTP 502" in _reason(post)
+        clock.advance(staff_job.RETRY - timedelta(seconds=1))
+        assert scheduler.staff_due(report) == 0  # not due yet: no attempt used
+        assert _post(session).attempts == attempt
+        clock.advance(timedelta(seconds=1))
+    assert report.outcomes == {"staff_post.retry": queue.MAX_ATTEMPTS - 1}
+    assert scheduler.staff_due(report) == 0
+    post = _post(session)
+    assert post.state == DeliveryState.FAILED and post.attempts == queue.MAX_ATTEMPTS
+    assert post.next_attempt_at is None and "HTTP 502" in _reason(post)
+    assert report.outcomes["staff_post.failed"] == 1
+    clock.advance(timedelta(hours=1))
+    assert scheduler.staff_due(report) == 0
+    assert _post(session).attempts == queue.MAX_ATTEMPTS and texts(api) == []
+
+
+def test_a_refused_post_fails_at_once_with_the_reason(  # type: ignore[no-untyped-def]
+    robot_ctx, clock, session, grid, make_announcement, bound, api
+) -> None:
+    bound(("review",))
+    make_announcement("in_review", title="医保缴费", area_ids=[grid["v1"].id])
+    api.remove_robot(KEY)  # the group removed the robot: WeCom answers 93000
+    report = PassReport()
+    assert staff_job.tick(robot_ctx, report) == 0
+    assert report.outcomes == {"staff_post.failed": 1}
+    post = _post(session)
+    assert post.state == DeliveryState.FAILED and post.attempts == 1
+    assert "93000" in _reason(post) and post.next_attempt_at is None
+    requests = len(api.requests)
+    clock.advance(timedelta(hours=1))
+    assert staff_job.tick(robot_ctx) == 0
+    assert len(api.requests) == requests  # not tried again
+
+
+def test_a_lost_answer_leaves_the_post_uncertain(  # type: ignore[no-untyped-def]
+    robot_ctx, clock, session, grid, make_announcement, bound, api
+) -> None:
+    bound(("review",))
+    make_announcement("in_review", title="医保缴费", area_ids=[grid["v1"].id])
+    api.fail(RobotFault.DROP_AFTER, robot=KEY, kind="send")  # posted, the answer lost
+    assert staff_job.send_one(robot_ctx, _collected(robot_ctx, session)) is Outcome.UNCERTAIN
+    post = _post(session)
+    assert post.state == DeliveryState.UNCERTAIN and "可能已送达" in _reason(post)
+    clock.advance(timedelta(hours=1))
+    assert staff_job.tick(robot_ctx) == 0
+    assert len(texts(api)) == 1
+
+
+def test_a_post_waits_without_using_an_attempt_while_its_robot_has_no_channel(  # type: ignore[no-untyped-def]
+    ctx, clock, session, grid, make_announcement, bound, api
+) -> None:
+    bound(("review",))
+    make_announcement("in_review", title="医保缴费", area_ids=[grid["v1"].id])
+    post_id = _collected(ctx, session)
+    assert staff_job.send_one(ctx, post_id) is Outcome.WAITING  # no WeCom plugin loaded
+    post = _post(session)
+    assert post.state == DeliveryState.PENDING and post.attempts == 0
+    assert post.next_attempt_at == clock.now() + staff_job.RETRY
+    ctx.registry.register(WeComChannel(throttle_wait=0.2, backoff=0.05, max_wait=2.0))
+    assert staff_job.tick(ctx) == 0  # a minute has not passed
+    clock.advance(staff_job.RETRY)
+    assert staff_job.tick(ctx) == 1
+    post = _post(session)
+    assert post.state == DeliveryState.SENT and post.attempts == 1
+    assert post.sent_at == clock.now() and post.claimed_until is None
+    assert len(texts(api)) == 1
+
+
+def _collected(ctx: Any, session: Session) -> int:
+    """Collect the events into posts (as a tick does) without sending them."""
+    with ctx.sessions() as s, s.begin():
+        staff.collect(s, ctx.now(), ctx.settings.base_url)
+    return _post(session).id
