@@ -1,7 +1,7 @@
 """staff posts are queued like every other job (cms.jobs.lifecycle.run_job)
 
 Revision ID: 0016
-Revises: 0017
+Revises: 0015
 Create Date: 2026-12-05
 
 ``staff_post`` gets the columns of ``cms.models.QueueMixin``: ``claimed_by`` and
@@ -20,7 +20,7 @@ from alembic import op
 import cms.models
 
 revision = '0016'
-down_revision = '0017'
+down_revision = '0015'
 branch_labels = None
 depends_on = None
 

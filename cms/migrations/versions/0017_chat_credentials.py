@@ -1,7 +1,7 @@
 """a chat's credentials belong to its plugin
 
 Revision ID: 0017
-Revises: 0015
+Revises: 0016
 Create Date: 2026-12-05
 
 A group robot kept its webhook address and signing secret in two columns of ``chat_group``
@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = '0017'
-down_revision = '0015'
+down_revision = '0016'
 branch_labels = None
 depends_on = None
 
