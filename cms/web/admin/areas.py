@@ -10,11 +10,7 @@ from sqlalchemy import select
 
 from audio.voices import VOICES
 from cms import tree
-from cms.models import (
-    OutletKind,
-    Role,
-    User,
-)
+from cms.models import OutletKind, Role, User
 from cms.services import areas as area_svc
 from cms.services import outlets as outlet_svc
 from cms.services.errors import N_, DomainError, Message, ValidationError

@@ -8,10 +8,7 @@ from flask import g, render_template, request
 from flask_babel import gettext as _
 from sqlalchemy import or_, select
 
-from cms.models import (
-    AuditLog,
-    NoticeTemplate,
-)
+from cms.models import AuditLog, NoticeTemplate
 from cms.services import breakin as breakin_svc
 from cms.services import templates as template_svc
 from cms.services import users as user_svc

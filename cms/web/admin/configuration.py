@@ -10,17 +10,11 @@ from sqlalchemy import select
 
 from audio.voices import VOICES
 from cms import tree
-from cms.models import (
-    Setting,
-    Topic,
-    get_setting,
-)
+from cms.models import Setting, Topic, get_setting
 from cms.services import topics as topic_svc
 from cms.services import township
 from cms.services.announcements import SELF_APPROVAL_SETTING
-from cms.services.audit import (
-    record,
-)
+from cms.services.audit import record
 from cms.services.errors import ValidationError
 from cms.services.labels import ENGINE_MODE_LABELS
 from cms.settings import TTS_ENGINES

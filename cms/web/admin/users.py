@@ -8,10 +8,7 @@ from flask import abort, flash, g, redirect, render_template, request, url_for
 from flask_babel import gettext as _
 from sqlalchemy import select
 
-from cms.models import (
-    ApiToken,
-    User,
-)
+from cms.models import ApiToken, User
 from cms.services import users as user_svc
 from cms.services.errors import N_, NotFound, ValidationError
 from cms.services.scope import Scope
@@ -60,13 +57,19 @@ def users() -> Any:
     ), (400 if errors else 200)
 
 
+def _user_or_404(user_id: int) -> User:
+    """The user, when inside the admin's area; else 404 (a neighbour's user is not found)."""
+    user = db().get(User, user_id)
+    if user is None or not Scope.of(g.user).has_user(user):
+        abort(404)
+    return user
+
+
 @bp.post("/users/<int:user_id>")
 @rule(ADMIN)
 def user_update(user_id: int) -> Any:
     """Change a user's name, role, active flag or password."""
-    user = db().get(User, user_id)
-    if user is None or not Scope.of(g.user).has_user(user):
-        abort(404)
+    user = _user_or_404(user_id)
     with transaction() as tx:
         user_svc.update_user(
             db(),
@@ -90,9 +93,7 @@ def user_update(user_id: int) -> Any:
 @rule(ADMIN)
 def user_unlock(user_id: int) -> Any:
     """Lift a login lock (many failed logins from many addresses)."""
-    user = db().get(User, user_id)
-    if user is None or not Scope.of(g.user).has_user(user):
-        abort(404)
+    user = _user_or_404(user_id)
     with transaction(catch=()):
         user_svc.unlock(db(), g.user, user)
     flash(_("已解除“{name}”的登录锁定").format(name=user.username), "success")
