@@ -21,7 +21,7 @@ from cms.settings import TTS_ENGINES
 from cms.web.admin import ADMIN, bp
 from cms.web.auth import rule
 from cms.web.db import db, settings, transaction
-from cms.web.forms import field_errors, form_id
+from cms.web.forms import chosen_area, form_id
 
 
 @bp.route("/topics", methods=["GET", "POST"])
@@ -60,12 +60,7 @@ def settings_page() -> Any:
     """Global settings and each township's own (empty: inherited from the county/global)."""
     errors: dict[str, str] = {}
     form: dict[str, str] = {}
-    area = None
-    try:
-        area = township.scoped_area(db(), g.user, request.values.get("area_id"))
-    except ValidationError as exc:
-        errors = field_errors(exc)
-        area = township.scoped_area(db(), g.user, None)  # the office's own values
+    area = chosen_area(errors)
     if request.method == "POST" and not errors:
         form = {key: request.form[key] for key in township.KEYS if key in request.form}
         with transaction(catch=ValidationError, flash=False) as tx:

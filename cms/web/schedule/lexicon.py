@@ -8,7 +8,7 @@ from flask import abort, current_app, flash, g, redirect, render_template, reque
 from flask_babel import gettext as _
 
 from cms import tree
-from cms.models import Area, LexiconEntry
+from cms.models import LexiconEntry
 from cms.roles import STAFF
 from cms.services import lexicon as lexicon_svc
 from cms.services import speech as speech_svc
@@ -17,21 +17,11 @@ from cms.services.errors import ValidationError
 from cms.services.scope import Scope
 from cms.web.auth import rule
 from cms.web.db import db, read_only, settings, transaction
-from cms.web.forms import audio_text, field_errors
+from cms.web.forms import audio_text, chosen_area
 from cms.web.schedule import bp
 from cms.web.schedule.common import send_audio
 
 SAMPLE_MAX_CHARS = 200
-
-
-def _lexicon_area(errors: dict[str, str]) -> Area | None:
-    """The township whose own lexicon is shown (none chosen: the county's); a bad choice
-    is reported in ``errors`` and shows the county's."""
-    try:
-        return township.scoped_area(db(), g.user, request.values.get("area_id"))
-    except ValidationError as exc:
-        errors.update(field_errors(exc))
-        return township.scoped_area(db(), g.user, None)  # the office's own lexicon
 
 
 @bp.route("/lexicon", methods=["GET", "POST"])
@@ -40,7 +30,7 @@ def lexicon() -> Any:
     """The pronunciation lexicon: the county's and each township's own; add an entry, listen."""
     errors: dict[str, str] = {}
     form = request.form if request.method == "POST" else {}
-    area = _lexicon_area(errors)
+    area = chosen_area(errors)
     if request.method == "POST" and not errors:
         with transaction(catch=ValidationError, flash=False) as tx:
             entry = lexicon_svc.save_entry(
@@ -118,7 +108,7 @@ def lexicon_sample() -> Any:
     from audio.text import Lexicon
 
     errors: dict[str, str] = {}
-    area = _lexicon_area(errors)
+    area = chosen_area(errors)
     back = area.id if area else None
     text = request.form.get("text", "").strip()[:SAMPLE_MAX_CHARS]
     if errors:
