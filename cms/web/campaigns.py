@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import csv
-import io
 from typing import Any
 
-from flask import Blueprint, Response, abort, flash, g, redirect, render_template, url_for
+from flask import Blueprint, abort, flash, g, redirect, render_template, url_for
 from flask_babel import gettext as _
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
@@ -18,13 +16,11 @@ from cms.services import campaigns as svc
 from cms.services.announcements import STATUS_LABELS
 from cms.services.errors import N_, NotFound
 from cms.services.scope import Scope
-from cms.services.text import printable
 from cms.web import today
 from cms.web.auth import rule
 from cms.web.db import db, settings, transaction
 from cms.web.forms import form_id, message
-from cms.web.operators import neutralise
-from cms.web.sendfile import content_disposition
+from cms.web.sheets import csv_response, neutralise
 
 bp = Blueprint("campaigns", __name__, url_prefix="/campaigns")
 
@@ -196,16 +192,14 @@ def report() -> Any:
 @rule(*STAFF)
 def report_csv() -> Any:
     """The campaign report as CSV (UTF-8 with BOM so Excel shows the Chinese)."""
-    out = io.StringIO()
-    writer = csv.writer(out)
-    writer.writerow([_(c) for c in REPORT_COLUMNS])
+    rows: list[list[Any]] = []
     for r in _report_rows():
         town = tree.township_of(r.area)
-        writer.writerow(
+        rows.append(
             [
-                neutralise(printable(r.campaign.current.title)),
-                neutralise(printable(town.name if town else "")),
-                neutralise(printable(r.area.name)) if r.area.kind is AreaKind.VILLAGE else "",
+                neutralise(r.campaign.current.title),
+                neutralise(town.name if town else ""),
+                neutralise(r.area.name) if r.area.kind is AreaKind.VILLAGE else "",
                 _(svc.ADOPTION_LABELS[r.adoption]) if r.adoption else _("未采用"),
                 r.built,
                 r.downloaded,
@@ -215,12 +209,6 @@ def report_csv() -> Any:
             ]
         )
     day = today(settings()).isoformat()
-    return Response(
-        "\ufeff" + out.getvalue(),
-        mimetype="text/csv",
-        headers={
-            "Content-Disposition": content_disposition(
-                f"县级活动_{day}.csv", f"campaigns_{day}.csv"
-            )
-        },
+    return csv_response(
+        [_(c) for c in REPORT_COLUMNS], rows, f"县级活动_{day}.csv", f"campaigns_{day}.csv"
     )

@@ -10,8 +10,8 @@ from flask import abort, g, request
 from flask_babel import gettext as _
 from sqlalchemy import Select, func, select
 
-from cms.models import Announcement
-from cms.services import announcements
+from cms.models import Announcement, Area
+from cms.services import announcements, township
 from cms.services import content as model
 from cms.services.content import Content, Kind
 from cms.services.errors import DomainError, Message, NotFound, ValidationError, audio_message
@@ -33,6 +33,17 @@ def message(exc: DomainError) -> str:
 def audio_text(source: AudioError | Reason) -> str:
     """An audio error's (or reason's) message in the reader's language."""
     return audio_message(source).render(_)
+
+
+def chosen_area(errors: dict[str, str]) -> Area | None:
+    """The township (or county) whose own values the page shows, from ``?area_id=`` or the
+    form, within the user's scope; a bad choice is added to ``errors`` and the page shows the
+    user's office's own values instead."""
+    try:
+        return township.scoped_area(db(), g.user, request.values.get("area_id"))
+    except ValidationError as exc:
+        errors.update(field_errors(exc))
+        return township.scoped_area(db(), g.user, None)
 
 
 def stored_text(stored: str | None) -> str | None:

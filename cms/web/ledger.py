@@ -10,7 +10,6 @@ is made from the HTML rendered here, passed as a file, so Chromium fetches nothi
 
 from __future__ import annotations
 
-import io
 import shutil
 import subprocess
 import tempfile
@@ -33,6 +32,7 @@ from cms.services.text import parse_id, printable
 from cms.web.auth import rule
 from cms.web.db import db, settings
 from cms.web.sendfile import content_disposition
+from cms.web.sheets import neutralise, xlsx_response
 
 bp = Blueprint("ledger", __name__, url_prefix="/ledger")
 PDF_TIMEOUT_S = 60
@@ -203,15 +203,6 @@ def pdf() -> Any:
     )
 
 
-def neutralise(value: Any) -> Any:
-    """A cell a spreadsheet must not run as a formula (a leading = + - @)."""
-    if isinstance(value, str):
-        value = printable(value)
-        if value[:1] in ("=", "+", "-", "@"):
-            return "'" + value
-    return value
-
-
 @bp.get("/ledger.xlsx")
 @rule(*STAFF)
 def xlsx() -> Any:
@@ -303,11 +294,4 @@ def xlsx() -> Any:
             [[r.township, r.notices, r.planned, r.built, r.fetched, r.confirmed, r.posts_sent,
               r.breakins] for r in ledger.townships],
         )  # fmt: skip
-    out = io.BytesIO()
-    book.save(out)
-    filename, fallback = _file_names(ledger, "xlsx")
-    return Response(
-        out.getvalue(),
-        mimetype="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
-        headers={"Content-Disposition": content_disposition(filename, fallback)},
-    )
+    return xlsx_response(book, *_file_names(ledger, "xlsx"))

@@ -1,37 +1,35 @@
 """Operators' pages: the private link's page, the logged-in operator's, confirming a program
-played, the admin's outlet links, and the compliance view (督查).
+played, and the admin's outlet links.
 
-The downloads behind a private link are in :mod:`cms.web.links` (the same blueprint).
+The same blueprint (defined in :mod:`cms.web.links`) holds the downloads behind a private link
+(:mod:`cms.web.links`) and the compliance view, 督查 (:mod:`cms.web.compliance`); importing
+this module adds them all.
 """
 
 from __future__ import annotations
 
-import csv
-import io
 import logging
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from flask import Response, abort, flash, g, redirect, render_template, request, url_for
+from flask import abort, flash, g, redirect, render_template, request, url_for
 from flask_babel import gettext as _
 from markupsafe import Markup
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
 from cms.models import Outlet, OutletKind, Program, Role
-from cms.roles import OPERATORS, STAFF
+from cms.roles import OPERATORS
 from cms.services import breakin as breakin_svc
 from cms.services import days as days_svc
 from cms.services import operators as svc
 from cms.services import share as share_svc
-from cms.services import terminals as terminal_svc
 from cms.services.scope import Scope
-from cms.services.text import printable
+from cms.web import compliance  # noqa: F401  (its pages are on this blueprint)
 from cms.web.auth import PUBLIC, rule
 from cms.web.db import db, settings, transaction
-from cms.web.forms import form_id, int_arg
+from cms.web.forms import form_id
 from cms.web.links import bp, outlet_of, send_program
-from cms.web.sendfile import content_disposition
 from cms.web.share import panel
 
 log = logging.getLogger(__name__)
@@ -249,185 +247,4 @@ def links() -> Any:
         new_link=new_link,
         new_outlet=new_outlet,
         **handover,
-    )
-
-
-# --- Compliance (督查) -----------------------------------------------------------------------------
-
-
-def _compliance_rows() -> tuple[int, date, list[svc.ComplianceRow]]:
-    days = int_arg("days", 30, lo=1, hi=366) or 30
-    now = _now()
-    rows = svc.compliance(db(), now, settings().tz, days, settings(), scope=Scope.of(g.user))
-    return days, now.astimezone(settings().tz).date(), rows
-
-
-@bp.get("/compliance")
-@rule(*STAFF)
-def compliance() -> Any:
-    """Per village and day: programs built, downloaded and confirmed, with a 30-day chart."""
-    days, today, rows = _compliance_rows()
-    totals = svc.daily_totals(rows, today, days)
-    outlet_ids = list(db().scalars(select(Outlet.id).where(Scope.of(g.user).outlets())))
-    return render_template(
-        "operators/compliance.html",
-        rows=rows,
-        days=days,
-        chart=_chart(totals),
-        totals=totals,
-        boxes=terminal_svc.day_statuses(db(), outlet_ids, today, settings().tz),
-        box_day=today,
-        box_statuses=terminal_svc.STATUS_LABELS,
-        box_kinds=terminal_svc.KIND_LABELS,
-    )
-
-
-def _chart(totals: list[svc.ComplianceRow]) -> dict[str, Any]:
-    """Coordinates for a server-rendered SVG: per day, built and confirmed bars, downloads dots."""
-    width, height, pad = 720, 220, 30
-    top = max([t.planned for t in totals] + [1])
-    step = (width - 2 * pad) / max(len(totals), 1)
-    bar = max(step / 2 - 1, 1)
-
-    def y(value: int) -> float:
-        return round(height - pad - value * (height - 2 * pad) / top, 1)
-
-    bars = []
-    for index, t in enumerate(totals):
-        x = round(pad + index * step, 1)
-        bars.append(
-            {
-                "day": t.day,
-                "x_built": x,
-                "x_confirmed": round(x + bar, 1),
-                "width": round(bar, 1),
-                "y_built": y(t.built),
-                "h_built": round(height - pad - y(t.built), 1),
-                "y_confirmed": y(t.confirmed),
-                "h_confirmed": round(height - pad - y(t.confirmed), 1),
-                "cx": round(x + bar, 1),
-                "cy": y(t.downloaded),
-                "label": index % 5 == 0 or index == len(totals) - 1,
-                "totals": t,
-            }
-        )
-    return {
-        "width": width,
-        "height": height,
-        "pad": pad,
-        "top": top,
-        "y_top": y(top),
-        "baseline": height - pad,
-        "bars": bars,
-    }
-
-
-# Every outcome column (待播出 … 漏播) counts each applicable program once: they add up to 应播节目.
-COLUMNS = (
-    "日期",
-    "村",
-    "应播节目",
-    "待播出",
-    "待确认",
-    "已确认",
-    "迟报",
-    "未确认",
-    "补生成",
-    "漏播",
-    "已下载",
-    "确认率",
-)
-# OWASP's CSV-injection rule: a cell starting with one of these is read as a formula by Excel,
-# LibreOffice or Google Sheets (a village named "=HYPERLINK(…)" would become a live link).
-FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
-
-
-def neutralise(value: Any) -> Any:
-    """A spreadsheet cell that stays text: user text starting like a formula gets a quote."""
-    if isinstance(value, str) and value.startswith(FORMULA_START):
-        return "'" + value
-    return value
-
-
-def _table(rows: list[svc.ComplianceRow]) -> list[list[Any]]:
-    return [
-        [
-            r.day,
-            neutralise(printable(r.village)),
-            r.planned,
-            r.pending,
-            r.awaiting,
-            r.on_time,
-            r.late,
-            r.unconfirmed,
-            r.built_late,
-            r.missed,
-            r.downloaded,
-            round(r.rate, 3),
-        ]
-        for r in rows
-    ]
-
-
-@bp.get("/compliance.csv")
-@rule(*STAFF)
-def compliance_csv() -> Any:
-    """The compliance table as CSV (UTF-8 with BOM so Excel shows the Chinese)."""
-    days, today, rows = _compliance_rows()
-    out = io.StringIO()
-    writer = csv.writer(out)
-    writer.writerow([_(c) for c in COLUMNS])
-    for row in _table(rows):
-        writer.writerow([v.isoformat() if isinstance(v, date) else v for v in row])
-    name = f"督查_{today.isoformat()}_{days}天.csv"
-    return Response(
-        "\ufeff" + out.getvalue(),
-        mimetype="text/csv",
-        headers={
-            "Content-Disposition": content_disposition(
-                name, f"compliance_{today.isoformat()}_{days}d.csv"
-            )
-        },
-    )
-
-
-@bp.get("/compliance.xlsx")
-@rule(*STAFF)
-def compliance_xlsx() -> Any:
-    """The compliance table as an Excel workbook."""
-    from openpyxl import Workbook
-    from openpyxl.styles import Font
-    from openpyxl.worksheet.worksheet import Worksheet
-
-    days, today, rows = _compliance_rows()
-    book = Workbook()
-    sheet = book.active
-    assert isinstance(sheet, Worksheet)  # a new workbook starts with one worksheet
-    sheet.title = _("督查")
-    sheet.append([_(c) for c in COLUMNS])
-    for cell in sheet[1]:
-        cell.font = Font(bold=True)
-    for row in _table(rows):
-        sheet.append(row)
-        for cell in sheet[sheet.max_row]:
-            if isinstance(cell.value, str):
-                cell.data_type = "s"  # user text is a string cell, never a formula
-    for cell in sheet["A"][1:]:
-        cell.number_format = "yyyy-mm-dd"
-    for cell in sheet["L"][1:]:
-        cell.number_format = "0.0%"
-    sheet.freeze_panes = "A2"
-    sheet.column_dimensions["A"].width = 12
-    sheet.column_dimensions["B"].width = 16
-    buffer = io.BytesIO()
-    book.save(buffer)
-    name = f"督查_{today.isoformat()}_{days}天.xlsx"
-    return Response(
-        buffer.getvalue(),
-        mimetype="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
-        headers={
-            "Content-Disposition": content_disposition(
-                name, f"compliance_{today.isoformat()}_{days}d.xlsx"
-            )
-        },
     )

@@ -466,35 +466,19 @@ def zip_body(members: list[tuple[str, Path]], tz: tzinfo) -> Body:
             latest = max(latest, modified)
             dtime, ddate = _dos_time(modified.astimezone(tz))
             raw = name.encode("utf-8")
-            flags = 0x0800
-            local = struct.pack(
-                "<IHHHHHIIIHH",
-                0x04034B50,
-                20,
-                flags,
-                0,
-                dtime,
-                ddate,
-                crc,
-                st.st_size,
-                st.st_size,
-                len(raw),
-                0,
-            )
+            # The fields the local header and the central directory entry share (APPNOTE
+            # 4.3.7, 4.3.12): version needed, flags (bit 11: UTF-8 names), method (stored),
+            # time, date, CRC-32, compressed and uncompressed size, name length.
+            shared = (20, 0x0800, 0, dtime, ddate, crc, st.st_size, st.st_size, len(raw))
+            local = struct.pack("<IHHHHHIIIHH", 0x04034B50, *shared, 0)
+            # Made by Unix, version 2.0; then no extra field, comment, disk number or
+            # internal attributes; external attributes: a regular file, rw-r--r--.
             central.append(
                 struct.pack(
                     "<IHHHHHHIIIHHHHHII",
                     0x02014B50,
                     (3 << 8) | 20,
-                    20,
-                    flags,
-                    0,
-                    dtime,
-                    ddate,
-                    crc,
-                    st.st_size,
-                    st.st_size,
-                    len(raw),
+                    *shared,
                     0,
                     0,
                     0,

@@ -109,7 +109,7 @@ def test_xlsx_cells_are_strings_and_quoted(inspector, formula_villages) -> None:
 
 
 def test_plain_names_and_negative_numbers_are_left_alone() -> None:
-    from cms.web.operators import neutralise
+    from cms.web.sheets import neutralise
 
     assert neutralise("石桥村") == "石桥村"
     assert neutralise(-3) == -3 and neutralise(0.5) == 0.5
