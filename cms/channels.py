@@ -130,6 +130,8 @@ class FormField:
     placeholder: str = ""
     help: str = ""
     envvar: str | None = None
+    # The longest value accepted (characters; checked by cms before the plugin's own check).
+    max_len: int = 200
 
 
 @dataclass(frozen=True)

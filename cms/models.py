@@ -973,23 +973,25 @@ class ShareDownload(Base):
     count: Mapped[int] = mapped_column(default=0)
 
 
-# --- The WeChat Official Account (微信公众号): drafts and publishing ---------------------------
+# --- Publishing platforms (e.g. the WeChat Official Account): drafts and publishing --------
 
 
-class WechatAccount(Base):
-    """One township's Official Account: its credentials and the cached access token.
+class PublisherAccount(Base):
+    """One township's account on a publishing platform (``platform`` names the installed
+    :class:`cms.publishers.PublisherPlugin`): its credentials and the cached access token.
 
-    The AppSecret and the access token are credentials: never shown after saving, never
-    logged, kept out of exports and the API. The token row doubles as a lease, so that only
-    one process fetches a new token at a time (the daily quota is small).
+    ``credentials`` is the plugin's own mapping (its declared fields by name); cms never reads
+    a key of it. The secret fields and the access token are credentials: never shown after
+    saving, never logged, kept out of exports, the API and the audit log. The token row doubles
+    as a lease, so that only one process fetches a new token at a time (quotas are small).
     """
 
-    __tablename__ = "wechat_account"
+    __tablename__ = "publisher_account"
 
     id: Mapped[intpk]
-    area_id: Mapped[int] = mapped_column(ForeignKey("area.id", ondelete="RESTRICT"), unique=True)
-    app_id: Mapped[str] = mapped_column(String(32))
-    app_secret: Mapped[str] = mapped_column(String(128))
+    area_id: Mapped[int] = mapped_column(ForeignKey("area.id", ondelete="RESTRICT"))
+    platform: Mapped[str] = mapped_column(String(40))
+    credentials: Mapped[dict[str, str]] = mapped_column(JSON, default=dict)
     # The article's author line: the issuing office.
     office: Mapped[str] = mapped_column(String(16), default="")
     active: Mapped[bool] = mapped_column(default=True)
@@ -997,16 +999,18 @@ class WechatAccount(Base):
     token_expires_at: Mapped[datetime | None]
     token_lease_by: Mapped[str | None] = mapped_column(String(80))
     token_lease_until: Mapped[datetime | None]
-    # The cover image, uploaded once as permanent material and reused for every draft.
-    thumb_media_id: Mapped[str | None] = mapped_column(String(128))
-    # Tokens fetched with ``force_refresh`` on ``forced_refresh_day`` (the platform allows 20
-    # a day, and each one breaks the token of every other system on the same AppID).
-    forced_refreshes: Mapped[int] = mapped_column(default=0, server_default="0")
-    forced_refresh_day: Mapped[date | None]
+    # The cover image, uploaded once to the platform and reused for every draft (its reference).
+    cover_ref: Mapped[str | None] = mapped_column(String(128))
+    # Tokens the plugin fetched by forcing a refresh on ``token_refresh_day`` (platforms allow
+    # few a day, and each may break the token of every other system on the same account).
+    token_refreshes: Mapped[int] = mapped_column(default=0, server_default="0")
+    token_refresh_day: Mapped[date | None]
     created_at: Mapped[created_at]
     updated_at: Mapped[datetime] = mapped_column(default=stamp, onupdate=stamp)
 
     area: Mapped[Area] = relationship()
+
+    __table_args__ = (UniqueConstraint("area_id", "platform"),)
 
 
 class ArticleState(enum.StrEnum):
@@ -1029,14 +1033,14 @@ class ArticleState(enum.StrEnum):
     CANCELLED = "cancelled"
 
 
-class WechatArticle(QueueMixin, Base):
-    """One approved revision as an article of one Official Account (a draft, then published)."""
+class PublisherArticle(QueueMixin, Base):
+    """One approved revision as an article of one publisher account (a draft, then published)."""
 
-    __tablename__ = "wechat_article"
+    __tablename__ = "publisher_article"
 
     id: Mapped[intpk]
     account_id: Mapped[int] = mapped_column(
-        ForeignKey("wechat_account.id", ondelete="CASCADE"), index=True
+        ForeignKey("publisher_account.id", ondelete="CASCADE"), index=True
     )
     announcement_id: Mapped[int] = mapped_column(
         ForeignKey("announcement.id", ondelete="CASCADE"), index=True
@@ -1048,19 +1052,20 @@ class WechatArticle(QueueMixin, Base):
     # Set (and committed) just before a non-repeatable request goes out: a claim found expired
     # with it set may have reached the platform, so it becomes ``uncertain``, not a retry.
     request_started_at: Mapped[datetime | None]
-    media_id: Mapped[str | None] = mapped_column(String(128))
-    publish_id: Mapped[str | None] = mapped_column(String(64))
+    # The platform's reference of the draft, and of the publish request (opaque to cms).
+    draft_ref: Mapped[str | None] = mapped_column(String(128))
+    publish_ref: Mapped[str | None] = mapped_column(String(64))
     article_url: Mapped[str | None] = mapped_column(String(1000))
     publish_requested_by_id: Mapped[int | None] = mapped_column(
         ForeignKey("user.id", ondelete="SET NULL")
     )
     drafted_at: Mapped[datetime | None]
-    # When ``freepublish/submit`` accepted it: polling its state stops after a while.
+    # When the platform accepted the publish request: polling its state stops after a while.
     submitted_at: Mapped[datetime | None]
     published_at: Mapped[datetime | None]
     created_at: Mapped[created_at]
 
-    account: Mapped[WechatAccount] = relationship()
+    account: Mapped[PublisherAccount] = relationship()
     revision: Mapped[Revision] = relationship()
 
     __table_args__ = (UniqueConstraint("account_id", "revision_id"),)

@@ -1,10 +1,12 @@
-"""The publisher interface: how the scheduler reaches a WeChat Official Account.
+"""The publisher interface: how the scheduler reaches a publishing platform (an Official
+Account: drafts, then articles).
 
-Like :mod:`cms.channels` for group chats, cms only defines the interface; the implementation
-(``wechat/``) is found at start-up through the ``dalaba.publishers`` entry point group, so
-cms never imports it. Each entry point names a :class:`PublisherPlugin`, which reads and
-checks its own configuration keys (:meth:`cms.settings.Settings.plugin_env`). A publisher
-is called from a scheduler thread and may block.
+Like :mod:`cms.channels` for group chats, cms only defines the interface; the implementations
+(e.g. ``wechat/``) are found at start-up through the ``dalaba.publishers`` entry point group,
+so cms never imports them. Each entry point names a :class:`PublisherPlugin`, which reads and
+checks its own configuration keys (:meth:`cms.settings.Settings.plugin_env`), declares its
+accounts' credentials (stored in :attr:`cms.models.PublisherAccount.credentials`, opaque to
+cms) and the platform's limits. A publisher is called from a scheduler thread and may block.
 
 Errors carry a :class:`~cms.services.errors.Message` for the officer (stored and shown in
 the reader's language), never a credential.
@@ -30,24 +32,20 @@ log = logging.getLogger(__name__)
 
 GROUP = "dalaba.publishers"
 
-# ``draft/add`` refuses longer fields (https://developers.weixin.qq.com/doc/offiaccount/Draft_Box/Add_draft.html).
-TITLE_CHARS = 32
-AUTHOR_CHARS = 16
-DIGEST_CHARS = 128
-
 # "关于……的通知" and its kin: the usual long form of a government notice's title.
 _ABOUT = re.compile(
     r"关于(?P<core>.+?)的(?P<kind>紧急通知|补充通知|通知|公告|通告|倡议书|倡议|通报|决定|意见|函)"
 )
 
 
-def short_title(title: str, limit: int = TITLE_CHARS) -> str:
-    """The Official Account title for ``title``: itself when it fits ``limit`` characters;
+def short_title(title: str, limit: int) -> str:
+    """The article title for ``title``: itself when it fits ``limit`` characters;
     else "关于开展X的通知" becomes "开展X通知" (then "开展X", then "开展X…通知"); else it is
     cut, ending in "…".
 
     A 37-character "关于开展……专项督查检查工作的通知" is an ordinary township title, and dalaba
-    titles may be 200 characters: the platform never sees more than ``limit``.
+    titles may be 200 characters: the platform never sees more than ``limit`` (its
+    plugin's :attr:`Limits.title`).
     """
     text = " ".join(title.split())
     if len(text) <= limit:
@@ -64,7 +62,7 @@ def short_title(title: str, limit: int = TITLE_CHARS) -> str:
 
 @dataclass(frozen=True)
 class Article:
-    """What an approved revision becomes in an Official Account."""
+    """What an approved revision becomes in a publisher account."""
 
     account_id: int
     title: str
@@ -75,7 +73,7 @@ class Article:
 
 @dataclass(frozen=True)
 class PublishStatus:
-    """``freepublish/get``: still publishing, published (with its link), failed (the draft
+    """A publish request: still publishing, published (with its link), failed (the draft
     stays in the draft box), or published and then removed (``removed`` says how; the draft
     left the draft box when it was published)."""
 
@@ -118,19 +116,20 @@ class Publisher(Protocol):
     platform: str
 
     def create_draft(self, article: Article, now: datetime, sending: Callable[[], None]) -> str:
-        """Put ``article`` in the account's draft box; returns the draft's media id.
+        """Put ``article`` in the account's draft box; returns the draft's reference.
 
         ``sending()`` is called just before the request that creates the draft goes out.
         """
         ...
 
     def submit(
-        self, account_id: int, media_id: str, now: datetime, sending: Callable[[], None]
+        self, account_id: int, draft_ref: str, now: datetime, sending: Callable[[], None]
     ) -> str:
-        """Ask the platform to publish a draft (``sending()`` first); returns the publish id."""
+        """Ask the platform to publish a draft (``sending()`` first); returns the publish
+        request's reference."""
         ...
 
-    def poll(self, account_id: int, publish_id: str, now: datetime) -> PublishStatus:
+    def poll(self, account_id: int, publish_ref: str, now: datetime) -> PublishStatus:
         """How the publish request is going."""
         ...
 
@@ -146,6 +145,15 @@ class PublisherRegistry:
         return self.publishers.get(platform)
 
 
+@dataclass(frozen=True)
+class Limits:
+    """The longest title, author line and digest the platform takes (characters)."""
+
+    title: int
+    author: int
+    digest: int
+
+
 PublisherFactory = Callable[[Settings, "sessionmaker[Session]"], "Publisher | None"]
 
 
@@ -155,6 +163,11 @@ class PublisherPlugin:
 
     platform: str
     publisher: PublisherFactory
+    limits: Limits
+    # How pages name the platform (a message id: the admin menu, the accounts page, the
+    # announcement's panel) and the accounts page's explanation (a message id).
+    label: str = ""
+    intro: str = ""
     # ``check(settings)`` raises cms.settings.ConfigError for a malformed key (at start-up).
     check: Callable[[Settings], object] = field(default=lambda _settings: None)
     # An account's credentials: the admin page's inputs (declared here, rendered by cms) …
@@ -176,6 +189,17 @@ def _plugins() -> list[PublisherPlugin]:
 def plugin(platform: str) -> PublisherPlugin | None:
     """The installed publisher plugin named ``platform``, if any."""
     return next((p for p in _plugins() if p.platform == platform), None)
+
+
+def platforms() -> list[str]:
+    """The installed publishing platforms, by name."""
+    return [p.platform for p in _plugins()]
+
+
+def credential_labels() -> dict[str, str]:
+    """The labels (message ids) of every installed publisher's non-secret credentials, by
+    field name (how an audit entry's details read)."""
+    return {f.name: f.label for p in _plugins() for f in p.credentials if not f.secret}
 
 
 def check_config(settings: Settings) -> None:

@@ -31,8 +31,8 @@ from cms.models import (
     DeliveryState,
     JobState,
     Program,
+    PublisherArticle,
     StaffPost,
-    WechatArticle,
 )
 from cms.services.errors import N_, DomainError, Message, audio_message
 
@@ -40,7 +40,7 @@ QueueModel = (
     type[Clip]
     | type[Program]
     | type[Delivery]
-    | type[WechatArticle]
+    | type[PublisherArticle]
     | type[BreakIn]
     | type[StaffPost]
 )
@@ -229,7 +229,7 @@ def queue_lengths(session: Session) -> dict[str, dict[str, int]]:
         ("clips", Clip),
         ("programs", Program),
         ("deliveries", Delivery),
-        ("articles", WechatArticle),
+        ("articles", PublisherArticle),
     ):
         rows = session.execute(select(model.state, func.count()).group_by(model.state)).all()
         out[name] = {state.value: count for state, count in rows}

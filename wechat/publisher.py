@@ -36,11 +36,10 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from cms.channels import FormField
 from cms.db import unit_of_work
-from cms.models import WechatAccount
+from cms.models import PublisherAccount
 from cms.publishers import (
-    AUTHOR_CHARS,
-    DIGEST_CHARS,
     Article,
+    Limits,
     PublisherPlugin,
     PublishRefused,
     PublishRetry,
@@ -61,6 +60,8 @@ TOKEN_MARGIN = timedelta(minutes=5)
 LEASE = timedelta(seconds=60)
 WAIT_S = 20.0
 FORCED_PER_DAY = 20
+# ``draft/add`` refuses longer fields (https://developers.weixin.qq.com/doc/offiaccount/Draft_Box/Add_draft.html).
+LIMITS = Limits(title=32, author=16, digest=128)
 """The platform's daily limit on ``force_refresh`` (shared with every other system on the AppID)."""
 
 NO_ACCOUNT = N_("公众号账号不存在或已停用")
@@ -97,7 +98,10 @@ def _cover() -> bytes:
 
 
 class WechatPublisher:
-    """Publishes to the Official Accounts stored in ``wechat_account``."""
+    """Publishes to the Official Accounts stored as ``publisher_account`` rows of platform
+    ``wechat``: AppID and AppSecret in their ``credentials``, the access token, its lease
+    and the day's forced refreshes in the generic token columns, the cover's permanent media
+    id in ``cover_ref``."""
 
     platform = PLATFORM
 
@@ -125,9 +129,9 @@ class WechatPublisher:
                 raise PublishRetry(Message(TOKEN_BUSY), retry_after=30)
             time.sleep(0.05)
 
-    def _account(self, session: Session, account_id: int, lock: bool = False) -> WechatAccount:
-        account = session.get(WechatAccount, account_id, with_for_update=lock)
-        if account is None or not account.active:
+    def _account(self, session: Session, account_id: int, lock: bool = False) -> PublisherAccount:
+        account = session.get(PublisherAccount, account_id, with_for_update=lock)
+        if account is None or not account.active or account.platform != PLATFORM:
             raise PublishRefused(Message(NO_ACCOUNT))
         return account
 
@@ -145,7 +149,10 @@ class WechatPublisher:
         if account.token_lease_until is not None and account.token_lease_until > now:
             return "wait", None
         account.token_lease_by, account.token_lease_until = me, now + LEASE
-        return "fetch", _Credentials(account.app_id, account.app_secret, account.access_token)
+        held = account.credentials or {}
+        return "fetch", _Credentials(
+            str(held.get("app_id", "")), str(held.get("app_secret", "")), account.access_token
+        )
 
     def _fetch(
         self, account_id: int, now: datetime, creds: _Credentials, stale: str | None, me: str
@@ -174,10 +181,10 @@ class WechatPublisher:
 
         def count(session: Session) -> bool:
             account = self._account(session, account_id, lock=True)
-            used = account.forced_refreshes if account.forced_refresh_day == today else 0
+            used = account.token_refreshes if account.token_refresh_day == today else 0
             if used >= FORCED_PER_DAY:
                 return False
-            account.forced_refresh_day, account.forced_refreshes = today, used + 1
+            account.token_refresh_day, account.token_refreshes = today, used + 1
             return True
 
         if not unit_of_work(self.sessions, count):
@@ -216,8 +223,8 @@ class WechatPublisher:
         unit_of_work(
             self.sessions,
             lambda s: s.execute(
-                update(WechatAccount)
-                .where(WechatAccount.id == account_id, WechatAccount.token_lease_by == me)
+                update(PublisherAccount)
+                .where(PublisherAccount.id == account_id, PublisherAccount.token_lease_by == me)
                 .values(**values)
                 .execution_options(synchronize_session=False)
             ),
@@ -273,14 +280,14 @@ class WechatPublisher:
             unit_of_work(
                 self.sessions,
                 lambda s: s.execute(
-                    update(WechatAccount)
-                    .where(WechatAccount.id == account_id, WechatAccount.thumb_media_id == forget)
-                    .values(thumb_media_id=None)
+                    update(PublisherAccount)
+                    .where(PublisherAccount.id == account_id, PublisherAccount.cover_ref == forget)
+                    .values(cover_ref=None)
                     .execution_options(synchronize_session=False)
                 ),
             )
         known = unit_of_work(
-            self.sessions, lambda s: self._account(s, account_id).thumb_media_id, write=False
+            self.sessions, lambda s: self._account(s, account_id).cover_ref, write=False
         )
         if known:
             return known
@@ -298,9 +305,9 @@ class WechatPublisher:
         unit_of_work(
             self.sessions,
             lambda s: s.execute(
-                update(WechatAccount)
-                .where(WechatAccount.id == account_id)
-                .values(thumb_media_id=media_id)
+                update(PublisherAccount)
+                .where(PublisherAccount.id == account_id)
+                .values(cover_ref=media_id)
                 .execution_options(synchronize_session=False)
             ),
         )
@@ -329,8 +336,8 @@ class WechatPublisher:
         payload = {
             "articles": [
                 {
-                    "title": short_title(article.title),
-                    "author": article.author[:AUTHOR_CHARS],
+                    "title": short_title(article.title, LIMITS.title),
+                    "author": article.author[: LIMITS.author],
                     "digest": _digest(article.text),
                     "content": article_html(article.text),
                     "content_source_url": article.source_url or "",
@@ -350,24 +357,24 @@ class WechatPublisher:
         )
 
     def submit(
-        self, account_id: int, media_id: str, now: datetime, sending: Callable[[], None]
+        self, account_id: int, draft_ref: str, now: datetime, sending: Callable[[], None]
     ) -> str:
         data = self.call(
             account_id,
             now,
             "/cgi-bin/freepublish/submit",
-            {"media_id": media_id},
+            {"media_id": draft_ref},
             repeatable=False,
             sending=sending,
         )
         return str(data.get("publish_id") or "")
 
-    def poll(self, account_id: int, publish_id: str, now: datetime) -> PublishStatus:
+    def poll(self, account_id: int, publish_ref: str, now: datetime) -> PublishStatus:
         data = self.call(
             account_id,
             now,
             "/cgi-bin/freepublish/get",
-            {"publish_id": publish_id},
+            {"publish_id": publish_ref},
             repeatable=True,
         )
         status = int(data.get("publish_status", 1))
@@ -396,7 +403,7 @@ class WechatPublisher:
 
 def _digest(text: str) -> str:
     flat = " ".join(text.split())
-    return flat if len(flat) <= DIGEST_CHARS else flat[: DIGEST_CHARS - 1] + "…"
+    return flat if len(flat) <= LIMITS.digest else flat[: LIMITS.digest - 1] + "…"
 
 
 def _seconds_to_tomorrow(now: datetime, today: date, publisher: WechatPublisher) -> float:
@@ -427,7 +434,7 @@ def api_url(settings: Settings) -> str:
 APP_ID = re.compile(r"wx[0-9a-f]{16}")
 APP_SECRET = re.compile(r"[0-9A-Za-z]{32}")
 CREDENTIALS = (
-    FormField("app_id", N_("AppID"), required=True, placeholder="wx…"),
+    FormField("app_id", N_("AppID"), required=True, placeholder="wx…", max_len=32),
     FormField("app_secret", N_("AppSecret"), type="password", required=True, secret=True),
 )
 
@@ -451,9 +458,17 @@ def validate_credentials(values: Mapping[str, str], new: bool) -> None:
     errors.raise_if_any()
 
 
+LABEL = N_("微信公众号")
+INTRO = N_(
+    "审核通过、发往群聊的公告会自动在公众号草稿箱里生成一篇文章；审核员在公告的“音频与发送”页按“发布”即可发表。AppSecret 保存后不再显示。"
+)
+
 plugin = PublisherPlugin(
     platform=PLATFORM,
     publisher=from_settings,
+    limits=LIMITS,
+    label=LABEL,
+    intro=INTRO,
     check=api_url,
     credentials=CREDENTIALS,
     validate_credentials=validate_credentials,

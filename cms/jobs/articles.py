@@ -1,11 +1,13 @@
-"""Official Account articles: drafts created on approval, published when an officer asks.
+"""Publisher articles (e.g. an Official Account's): drafts created on approval, published
+when an officer asks.
 
 One row per (account, approved revision), states in :class:`cms.models.ArticleState`, each
 change one guarded ``UPDATE … WHERE state = old`` (and the claimant, for claimed rows).
-The account is reached through a :class:`cms.publishers.Publisher` (``wechat/``), so cms
-never imports the platform code.
+The account is reached through the :class:`cms.publishers.Publisher` of its platform (a
+``dalaba.publishers`` plugin), so cms never imports the platform code.
 
-Duplicate policy. ``draft/add`` and ``freepublish/submit`` have no idempotency key. Just
+Duplicate policy. Creating a draft and submitting it may have no idempotency key (the
+Official Account's have none), so they are treated as such. Just
 before either goes out, ``request_started_at`` is committed under the claim; when the answer
 comes it is cleared in the same UPDATE that records the result. A claim found expired (or
 left by a process that died) with ``request_started_at`` set may have reached the platform:
@@ -34,9 +36,9 @@ from cms.jobs.lifecycle import Failure, Kind, Outcome, run_job
 from cms.models import (
     Announcement,
     ArticleState,
+    PublisherAccount,
+    PublisherArticle,
     Revision,
-    WechatAccount,
-    WechatArticle,
 )
 from cms.publishers import (
     Article,
@@ -56,7 +58,6 @@ from cms.settings import Settings
 
 log = logging.getLogger(__name__)
 
-PLATFORM = "wechat"
 HOLD = timedelta(minutes=10)
 POLL_EVERY = timedelta(seconds=20)
 POLL_CAP = timedelta(minutes=10)
@@ -78,13 +79,13 @@ POLL_GAVE_UP = N_(
 share_url: Callable[[Settings, Announcement], str | None] = share.share_url
 
 
-def publisher(ctx: Context) -> Publisher | None:
-    """The registered Official Account publisher (loaded once per scheduler)."""
+def publisher(ctx: Context, platform: str) -> Publisher | None:
+    """The registered publisher of ``platform`` (the publishers load once per scheduler)."""
     registry: PublisherRegistry | None = ctx.shared.get("publishers")
     if registry is None:
         registry = load_publishers(ctx.settings, ctx.sessions)
         ctx.shared["publishers"] = registry
-    return registry.get(PLATFORM)
+    return registry.get(platform)
 
 
 def _stored(msgid: str, **params: Any) -> str:
@@ -96,7 +97,7 @@ def _stored(msgid: str, **params: Any) -> str:
 
 def plan_articles(session: Session, today: date) -> tuple[int, int]:
     """Create the missing article rows; cancel the drafts not yet made for stale revisions."""
-    accounts = list(session.scalars(select(WechatAccount).where(WechatAccount.active)))
+    accounts = list(session.scalars(select(PublisherAccount).where(PublisherAccount.active)))
     created = 0
     if accounts:
         live = session.scalars(
@@ -107,13 +108,15 @@ def plan_articles(session: Session, today: date) -> tuple[int, int]:
         for rev in live:
             have = set(
                 session.scalars(
-                    select(WechatArticle.account_id).where(WechatArticle.revision_id == rev.id)
+                    select(PublisherArticle.account_id).where(
+                        PublisherArticle.revision_id == rev.id
+                    )
                 )
             )
             for account in accounts:
                 if account.id not in have and _serves(account, rev):
                     session.add(
-                        WechatArticle(
+                        PublisherArticle(
                             account_id=account.id,
                             announcement_id=rev.announcement_id,
                             revision_id=rev.id,
@@ -124,15 +127,16 @@ def plan_articles(session: Session, today: date) -> tuple[int, int]:
     cancelled = 0
     live_ids = select(Announcement.approved_revision_id).where(live_filter())
     for article in session.scalars(
-        select(WechatArticle).where(
-            WechatArticle.state == ArticleState.PENDING, WechatArticle.revision_id.not_in(live_ids)
+        select(PublisherArticle).where(
+            PublisherArticle.state == ArticleState.PENDING,
+            PublisherArticle.revision_id.not_in(live_ids),
         )
     ).all():
         ann = article.revision.announcement
         reason = WITHDRAWN if ann.withdrawn_at else SUPERSEDED
         cancelled += queue.transition(
             session,
-            WechatArticle,
+            PublisherArticle,
             article.id,
             ArticleState.PENDING,
             ArticleState.CANCELLED,
@@ -141,7 +145,7 @@ def plan_articles(session: Session, today: date) -> tuple[int, int]:
     return created, cancelled
 
 
-def _serves(account: WechatAccount, rev: Revision) -> bool:
+def _serves(account: PublisherAccount, rev: Revision) -> bool:
     """Whether the township's account carries ``rev``: aimed at it, within it, or above it."""
     return reaches(rev, account.area)
 
@@ -156,29 +160,31 @@ def recover(session: Session, now: datetime, worker: str) -> int:
     moved = 0
     for running, ready in back.items():
         orphaned = or_(
-            WechatArticle.claimed_until < now,
-            WechatArticle.claimed_by.is_(None),
-            ~WechatArticle.claimed_by.startswith(f"{worker}/"),
+            PublisherArticle.claimed_until < now,
+            PublisherArticle.claimed_by.is_(None),
+            ~PublisherArticle.claimed_by.startswith(f"{worker}/"),
         )
         # Looked up first: this runs every tick and almost always finds nothing to write.
         if (
             session.scalar(
-                select(WechatArticle.id).where(WechatArticle.state == running, orphaned).limit(1)
+                select(PublisherArticle.id)
+                .where(PublisherArticle.state == running, orphaned)
+                .limit(1)
             )
             is None
         ):
             continue
-        base = update(WechatArticle).where(WechatArticle.state == running, orphaned)
+        base = update(PublisherArticle).where(PublisherArticle.state == running, orphaned)
         moved += rowcount(
             session.execute(
-                base.where(WechatArticle.request_started_at.is_not(None))
+                base.where(PublisherArticle.request_started_at.is_not(None))
                 .values(state=ArticleState.UNCERTAIN, claimed_until=None, last_error=_stored(LOST))
                 .execution_options(synchronize_session=False)
             )
         )
         moved += rowcount(
             session.execute(
-                base.where(WechatArticle.request_started_at.is_(None))
+                base.where(PublisherArticle.request_started_at.is_(None))
                 .values(state=ready, claimed_by=None, claimed_until=None)
                 .execution_options(synchronize_session=False)
             )
@@ -189,20 +195,22 @@ def recover(session: Session, now: datetime, worker: str) -> int:
 def _in_use(session: Session) -> bool:
     """Whether there is an account or an article at all (most installations have neither)."""
     return (
-        session.scalar(select(WechatAccount.id).limit(1)) is not None
-        or session.scalar(select(WechatArticle.id).limit(1)) is not None
+        session.scalar(select(PublisherAccount.id).limit(1)) is not None
+        or session.scalar(select(PublisherArticle.id).limit(1)) is not None
     )
 
 
-def _due(session: Session, state: ArticleState, now: datetime) -> list[int]:
-    return list(
-        session.scalars(
-            select(WechatArticle.id)
-            .join(WechatAccount, WechatAccount.id == WechatArticle.account_id)
-            .where(queue.claimable(WechatArticle, state, now), WechatAccount.active)
-            .order_by(WechatArticle.id)
+def _due(session: Session, state: ArticleState, now: datetime) -> list[tuple[int, str]]:
+    """The due articles in ``state``, each with its account's platform."""
+    return [
+        (row.id, row.platform)
+        for row in session.execute(
+            select(PublisherArticle.id, PublisherAccount.platform)
+            .join(PublisherAccount, PublisherAccount.id == PublisherArticle.account_id)
+            .where(queue.claimable(PublisherArticle, state, now), PublisherAccount.active)
+            .order_by(PublisherArticle.id)
         )
-    )
+    ]
 
 
 # -- work --------------------------------------------------------------------------------
@@ -222,13 +230,16 @@ def work_due(ctx: Context, report: Any = None) -> int:
     )
     if not any(ids.values()):
         return 0
-    pub = publisher(ctx)
-    if pub is None:
-        log.warning("Official Account articles are waiting: no WeChat publisher is installed")
-        return 0
     done = 0
+    missing: set[str] = set()
     for state, step in _STEPS.items():
-        for article_id in ids[state]:
+        for article_id, platform in ids[state]:
+            pub = publisher(ctx, platform)
+            if pub is None:
+                if platform not in missing:
+                    log.warning("articles are waiting: no %r publisher is installed", platform)
+                    missing.add(platform)
+                continue
             outcome = step(ctx, pub, article_id)
             if report is not None:
                 report.count("article", outcome)
@@ -242,13 +253,13 @@ class _Job:
     account_id: int
     attempts: int
     article: Article | None
-    media_id: str | None
-    publish_id: str | None
+    draft_ref: str | None
+    publish_ref: str | None
     submitted_at: datetime | None = None
 
 
 def _load(session: Session, settings: Settings, article_id: int) -> _Job | None:
-    row = session.get(WechatArticle, article_id)
+    row = session.get(PublisherArticle, article_id)
     if row is None:
         return None
     rev, account = row.revision, row.account
@@ -263,7 +274,7 @@ def _load(session: Session, settings: Settings, article_id: int) -> _Job | None:
         source_url=share_url(settings, rev.announcement),
     )
     return _Job(
-        row.id, account.id, row.attempts, article, row.media_id, row.publish_id, row.submitted_at
+        row.id, account.id, row.attempts, article, row.draft_ref, row.publish_ref, row.submitted_at
     )
 
 
@@ -272,11 +283,11 @@ def _mark_sending(ctx: Context, article_id: int, running: ArticleState) -> Calla
         unit_of_work(
             ctx.sessions,
             lambda s: s.execute(
-                update(WechatArticle)
+                update(PublisherArticle)
                 .where(
-                    WechatArticle.id == article_id,
-                    WechatArticle.state == running,
-                    WechatArticle.claimed_by == ctx.worker,
+                    PublisherArticle.id == article_id,
+                    PublisherArticle.state == running,
+                    PublisherArticle.claimed_by == ctx.worker,
                 )
                 .values(request_started_at=ctx.now())
                 .execution_options(synchronize_session=False)
@@ -310,7 +321,7 @@ def _with_article(session: Session, ctx: Context, article_id: int) -> _Job | Non
 
 def _with_draft(session: Session, ctx: Context, article_id: int) -> _Job | None:
     job = _load(session, ctx.settings, article_id)
-    return job if job is not None and job.media_id else None
+    return job if job is not None and job.draft_ref else None
 
 
 def _unbound(ctx: Context, job: _Job) -> str:
@@ -336,14 +347,14 @@ def _step(
 
     def record(session: Session, ctx: Context, job: _Job, answer: str) -> Outcome:
         moved = queue.finish(
-            session, WechatArticle, job.article_id, running=running, new=done,
+            session, PublisherArticle, job.article_id, running=running, new=done,
             worker=ctx.worker, request_started_at=None, last_error=None, attempts=0,
             **values(ctx, answer),
         )  # fmt: skip
         return Outcome(done.value) if moved else Outcome.SKIPPED
 
     return Kind(
-        name="article", model=WechatArticle, hold=HOLD, load=load, work=_unbound,
+        name="article", model=PublisherArticle, hold=HOLD, load=load, work=_unbound,
         record=record, classify=partial(_classify, gave_up), ready=ready, running=running,
         failed=gave_up, retry_outcome=Outcome(ready.value), outcomes=_FINAL,
     )  # fmt: skip
@@ -352,14 +363,16 @@ def _step(
 CREATE = _step(
     ArticleState.PENDING, ArticleState.CREATING, ArticleState.FAILED, _with_article,
     ArticleState.DRAFTED,
-    lambda ctx, media_id: {"media_id": media_id, "drafted_at": ctx.now(), "next_attempt_at": None},
+    lambda ctx, draft_ref: {
+        "draft_ref": draft_ref, "drafted_at": ctx.now(), "next_attempt_at": None,
+    },
 )  # fmt: skip
 # Out of attempts or refused, a publish request goes back to ``drafted``: the draft stays.
 SUBMIT = _step(
     ArticleState.QUEUED, ArticleState.SUBMITTING, ArticleState.DRAFTED, _with_draft,
     ArticleState.PUBLISHING,
-    lambda ctx, publish_id: {
-        "publish_id": publish_id, "submitted_at": ctx.now(),
+    lambda ctx, publish_ref: {
+        "publish_ref": publish_ref, "submitted_at": ctx.now(),
         "next_attempt_at": ctx.now() + POLL_EVERY,
     },
 )  # fmt: skip
@@ -378,12 +391,12 @@ def create_one(ctx: Context, pub: Publisher, article_id: int) -> Outcome:
 
 
 def submit_one(ctx: Context, pub: Publisher, article_id: int) -> Outcome:
-    """Claim one publish request and hand the draft to ``freepublish/submit``."""
+    """Claim one publish request and hand the draft to the platform."""
 
     def submit(ctx: Context, job: _Job) -> str:
-        assert job.media_id is not None  # _with_draft
+        assert job.draft_ref is not None  # _with_draft
         return pub.submit(
-            job.account_id, job.media_id, ctx.now(),
+            job.account_id, job.draft_ref, ctx.now(),
             _mark_sending(ctx, article_id, ArticleState.SUBMITTING),
         )  # fmt: skip
 
@@ -393,20 +406,20 @@ def submit_one(ctx: Context, pub: Publisher, article_id: int) -> Outcome:
 def poll_one(ctx: Context, pub: Publisher, article_id: int) -> str:
     """Ask how a publish request is going (read-only on the platform: no claim needed)."""
     job = unit_of_work(ctx.sessions, lambda s: _load(s, ctx.settings, article_id), write=False)
-    if job is None or not job.publish_id:
+    if job is None or not job.publish_ref:
         return "skipped"
     now = ctx.now()
     guard = (
-        WechatArticle.id == article_id,
-        WechatArticle.state == ArticleState.PUBLISHING,
-        WechatArticle.publish_id == job.publish_id,
+        PublisherArticle.id == article_id,
+        PublisherArticle.state == ArticleState.PUBLISHING,
+        PublisherArticle.publish_ref == job.publish_ref,
     )
 
     def write(**values: Any) -> None:
         unit_of_work(
             ctx.sessions,
             lambda s: s.execute(
-                update(WechatArticle)
+                update(PublisherArticle)
                 .where(*guard)
                 .values(**values)
                 .execution_options(synchronize_session=False)
@@ -425,7 +438,7 @@ def poll_one(ctx: Context, pub: Publisher, article_id: int) -> str:
         )
         return ArticleState.UNCERTAIN.value
     try:
-        status = pub.poll(job.account_id, job.publish_id, now)
+        status = pub.poll(job.account_id, job.publish_ref, now)
     except (PublishRetry, PublishLost) as exc:
         delay = min(queue.backoff(job.attempts + 1), POLL_CAP)
         write(
@@ -433,7 +446,7 @@ def poll_one(ctx: Context, pub: Publisher, article_id: int) -> str:
         )
         return "waiting"
     except PublishRefused as exc:
-        write(state=ArticleState.DRAFTED, publish_id=None, last_error=exc.message.dumps())
+        write(state=ArticleState.DRAFTED, publish_ref=None, last_error=exc.message.dumps())
         return ArticleState.DRAFTED.value
     if not status.done:
         write(next_attempt_at=now + POLL_EVERY, last_error=None)
@@ -451,7 +464,7 @@ def poll_one(ctx: Context, pub: Publisher, article_id: int) -> str:
     if status.failure is not None:
         write(
             state=ArticleState.DRAFTED,
-            publish_id=None,
+            publish_ref=None,
             last_error=status.failure.dumps(),
             next_attempt_at=None,
         )

@@ -45,14 +45,14 @@ from cms.models import (
     JobState,
     Outlet,
     Program,
+    PublisherAccount,
+    PublisherArticle,
     Receipt,
     Revision,
     ShareDownload,
     Status,
     Terminal,
     TerminalFetch,
-    WechatAccount,
-    WechatArticle,
 )
 from cms.services.announcements import reaches
 from cms.services.errors import N_, NotFound
@@ -427,16 +427,16 @@ def build(
     ledger.articles = [
         (title, url or "", published)
         for title, url, published in session.execute(
-            select(Revision.title, WechatArticle.article_url, WechatArticle.published_at)
-            .join(Revision, Revision.id == WechatArticle.revision_id)
-            .join(WechatAccount, WechatAccount.id == WechatArticle.account_id)
+            select(Revision.title, PublisherArticle.article_url, PublisherArticle.published_at)
+            .join(Revision, Revision.id == PublisherArticle.revision_id)
+            .join(PublisherAccount, PublisherAccount.id == PublisherArticle.account_id)
             .where(
-                WechatAccount.area_id.in_(area_ids),
-                WechatArticle.state == ArticleState.PUBLISHED,
-                WechatArticle.published_at >= start_utc,
-                WechatArticle.published_at < end_utc,
+                PublisherAccount.area_id.in_(area_ids),
+                PublisherArticle.state == ArticleState.PUBLISHED,
+                PublisherArticle.published_at >= start_utc,
+                PublisherArticle.published_at < end_utc,
             )
-            .order_by(WechatArticle.published_at)
+            .order_by(PublisherArticle.published_at)
         )
     ]
     played = dict(

@@ -29,10 +29,10 @@ from cms.models import (
     JobState,
     Outlet,
     Program,
+    PublisherAccount,
+    PublisherArticle,
     Revision,
     Status,
-    WechatAccount,
-    WechatArticle,
 )
 from cms.services import airtime
 from cms.services.errors import N_, Message, ValidationError
@@ -111,7 +111,7 @@ class ChatReach:
 class Reach:
     outlets: list[OutletReach] = field(default_factory=list)
     chats: list[ChatReach] = field(default_factory=list)
-    accounts: list[WechatAccount] = field(default_factory=list)
+    accounts: list[PublisherAccount] = field(default_factory=list)
 
     @property
     def nothing(self) -> bool:
@@ -209,7 +209,7 @@ def of_plans(session: Session, plans: Sequence[Plan], now: datetime, tz: ZoneInf
     outlets = active_near(Outlet, selectinload(Outlet.slots)) if loud else []
     to_chats = any(p.to_chats and p.areas for p in plans)
     chats = active_near(ChatGroup) if to_chats else []
-    accounts = active_near(WechatAccount) if to_chats else []
+    accounts = active_near(PublisherAccount) if to_chats else []
     far = datetime.max.replace(tzinfo=now.tzinfo)
     for plan, reach in zip(plans, reaches, strict=True):
         if not plan.areas:
@@ -274,7 +274,7 @@ class Post:
 
 @dataclass(frozen=True)
 class ArticleLine:
-    account: WechatAccount
+    account: PublisherAccount
     state: ArticleState | None
     reason: str | None
     url: str | None
@@ -341,7 +341,9 @@ def outcome(session: Session, ann: Announcement, now: datetime, tz: ZoneInfo) ->
         posts.append(_post(d.chat_group, d, d.due_at))
     articles = {
         a.account_id: a
-        for a in session.scalars(select(WechatArticle).where(WechatArticle.revision_id == rev.id))
+        for a in session.scalars(
+            select(PublisherArticle).where(PublisherArticle.revision_id == rev.id)
+        )
     }
     lines = []
     for account in reach.accounts:
@@ -366,7 +368,7 @@ def _post(chat: ChatGroup, d: Delivery | None, due: datetime | None) -> Post:
     return Post(chat, d.state, d.due_at, d.sent_at, d.last_error, d.attempts)
 
 
-def _article(account: WechatAccount, a: WechatArticle | None) -> ArticleLine:
+def _article(account: PublisherAccount, a: PublisherArticle | None) -> ArticleLine:
     if a is None:
         return ArticleLine(account, None, None, None, None)
     return ArticleLine(account, a.state, a.last_error, a.article_url, a.id)
@@ -571,21 +573,21 @@ def problems(session: Session, scope: Scope | None = None, limit: int = 50) -> l
             )
         )
     articles = (
-        select(WechatArticle)
-        .join(WechatAccount, WechatAccount.id == WechatArticle.account_id)
+        select(PublisherArticle)
+        .join(PublisherAccount, PublisherAccount.id == PublisherArticle.account_id)
         .where(
             or_(
-                WechatArticle.state.in_([ArticleState.FAILED, ArticleState.UNCERTAIN]),
-                (WechatArticle.state == ArticleState.DRAFTED)
-                & WechatArticle.last_error.is_not(None),
+                PublisherArticle.state.in_([ArticleState.FAILED, ArticleState.UNCERTAIN]),
+                (PublisherArticle.state == ArticleState.DRAFTED)
+                & PublisherArticle.last_error.is_not(None),
             )
         )
-        .order_by(WechatArticle.updated_at.desc())
+        .order_by(PublisherArticle.updated_at.desc())
         .limit(limit)
     )
     if scope is not None and scope.path is not None:
         articles = articles.where(
-            WechatAccount.area_id.in_(select(Area.id).where(Area.path.startswith(scope.path)))
+            PublisherAccount.area_id.in_(select(Area.id).where(Area.path.startswith(scope.path)))
         )
     for a in session.scalars(articles):
         key = {
@@ -600,7 +602,7 @@ def problems(session: Session, scope: Scope | None = None, limit: int = 50) -> l
                 label=PROBLEM_LABELS[key],
                 title=a.revision.title,
                 where=a.account.area.name,
-                platform="wechat",
+                platform=a.account.platform,
                 reason=a.last_error,
                 announcement_id=a.announcement_id,
                 object_id=a.id,

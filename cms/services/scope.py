@@ -27,10 +27,10 @@ from cms.models import (
     Delivery,
     Outlet,
     Program,
+    PublisherAccount,
     Revision,
     Terminal,
     User,
-    WechatAccount,
 )
 from cms.services.errors import N_, Errors, NotFound
 from cms.tree import all_areas, common_area_id
@@ -176,7 +176,9 @@ class Scope:
             "program": select(Program.id).where(self.programs()),
             "delivery": select(Delivery.id).where(self.deliveries()),
             "clip": select(Clip.id).where(self.clips()),
-            "wechataccount": select(WechatAccount.id).where(self.has_area(WechatAccount.area_id)),
+            "publisheraccount": select(PublisherAccount.id).where(
+                self.has_area(PublisherAccount.area_id)
+            ),
             "breakin": select(BreakIn.id).where(self.has_area(BreakIn.area_id)),
             "terminal": select(Terminal.id).where(
                 Terminal.outlet_id.in_(select(Outlet.id).where(self.outlets()))

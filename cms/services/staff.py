@@ -34,13 +34,13 @@ from cms.models import (
     ChatGroup,
     Delivery,
     DeliveryState,
+    PublisherAccount,
+    PublisherArticle,
     Role,
     StaffChannel,
     StaffPost,
     Status,
     User,
-    WechatAccount,
-    WechatArticle,
 )
 from cms.services import audit
 from cms.services.chats import ROBOT_PLATFORMS
@@ -264,16 +264,16 @@ def _failures(session: Session, channel: StaffChannel, scope: Scope, base_url: s
             + (f"（{reason}）" if reason else "")
         )
     articles = session.scalars(
-        select(WechatArticle)
-        .join(WechatAccount, WechatAccount.id == WechatArticle.account_id)
-        .join(Area, Area.id == WechatAccount.area_id)
+        select(PublisherArticle)
+        .join(PublisherAccount, PublisherAccount.id == PublisherArticle.account_id)
+        .join(Area, Area.id == PublisherAccount.area_id)
         .where(
-            WechatArticle.state.in_([ArticleState.FAILED, ArticleState.UNCERTAIN]),
-            WechatArticle.updated_at > since,
-            WechatArticle.updated_at <= now,
+            PublisherArticle.state.in_([ArticleState.FAILED, ArticleState.UNCERTAIN]),
+            PublisherArticle.updated_at > since,
+            PublisherArticle.updated_at <= now,
             Area.path.startswith(scope.path or ""),
         )
-        .order_by(WechatArticle.id)
+        .order_by(PublisherArticle.id)
     ).all()
     for a in articles:
         state = "失败" if a.state is ArticleState.FAILED else "不确定是否成功"

@@ -99,17 +99,17 @@ def create_app(settings: Settings, *, engine: Any = None) -> Flask:
     from cms.web import ledger as ledger_pages
     from cms.web import notice_templates as template_pages
     from cms.web import notices as notice_pages
+    from cms.web import publishing as publishing_pages
     from cms.web import speech as speech_pages
     from cms.web import staff as staff_pages
     from cms.web import terminals as terminal_pages
-    from cms.web import wechat as wechat_pages
     from cms.web.share import bp as share_bp
 
     for blueprint in (auth, dashboard, announcements, admin, schedule, chats, operators, api):
         app.register_blueprint(blueprint.bp)
     app.register_blueprint(campaign_pages.bp)  # county campaigns and the county's report
     app.register_blueprint(share_bp)  # the public share pages /s/<token>
-    app.register_blueprint(wechat_pages.bp)
+    app.register_blueprint(publishing_pages.bp)  # publisher accounts and the 发布 button
     app.register_blueprint(speech_pages.bp)  # the editor's spoken-text preview and 试听
     app.register_blueprint(voice_pages.bp)  # offline neural voice models
     app.register_blueprint(notice_pages.bp)  # printed notices (A4, A5, one per village)

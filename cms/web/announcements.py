@@ -13,14 +13,13 @@ from sqlalchemy import select
 from audio.voices import VOICES
 from cms import tree
 from cms.models import Airtime, Announcement, Area, Revision, Status
-from cms.publishers import TITLE_CHARS, short_title
 from cms.roles import EDITORS, REVIEWERS, STAFF
 from cms.services import airtime, breakin
 from cms.services import announcements as svc
 from cms.services import campaigns as campaigns_svc
+from cms.services import publishing as publishing_svc
 from cms.services import reach as reach_svc
 from cms.services import speech as speech_svc
-from cms.services import wechat as wechat_svc
 from cms.services.audit import ACTION_LABELS
 from cms.services.content import MAX_AREA_IDS
 from cms.services.errors import NotFound
@@ -101,17 +100,16 @@ def _form_context(**extra: Any) -> dict[str, Any]:
         "voices": VOICES,
         "limits": {"title": svc.MAX_TITLE, "body": svc.MAX_BODY, "spoken": svc.MAX_SPOKEN},
         "listen_chars": speech_svc.LISTEN_CHARS,
-        # The Official Account's title (the platform takes 32 characters), shown as they type.
-        "oa_title": (
-            {
-                "limit": TITLE_CHARS,
-                "text": short_title(str((extra.get("data") or {}).get("title") or "")),
-            }
-            if wechat_svc.has_account(db())
-            else None
-        ),
+        # The article's title on the publishing platform (within its plugin's limit), shown
+        # as they type.
+        "oa_title": _article_title(str((extra.get("data") or {}).get("title") or "")),
         **extra,
     }
+
+
+def _article_title(title: str) -> dict[str, Any] | None:
+    found = publishing_svc.article_title(db(), title)
+    return None if found is None else {"limit": found[0], "text": found[1]}
 
 
 def _data_of(rev: Revision) -> dict[str, Any]:

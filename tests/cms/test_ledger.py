@@ -26,6 +26,8 @@ from cms.models import (
     Outlet,
     OutletKind,
     Program,
+    PublisherAccount,
+    PublisherArticle,
     Receipt,
     Role,
     ShareDownload,
@@ -34,8 +36,6 @@ from cms.models import (
     TerminalFetch,
     TerminalKind,
     User,
-    WechatAccount,
-    WechatArticle,
 )
 from cms.services import announcements as anns
 from cms.services import ledger as svc
@@ -191,14 +191,18 @@ def month(session: Session, county: County, make_user: Callable[..., User]) -> d
         ShareDownload(announcement_id=n1.id, day=date(2025, 10, 31), count=9),
         ShareDownload(announcement_id=n4.id, day=NOV + timedelta(days=21), count=4),
     ])  # fmt: skip
-    account = WechatAccount(area_id=county.towns["a"].id, app_id="wx123", app_secret="s")
+    account = PublisherAccount(
+        area_id=county.towns["a"].id,
+        platform="wechat",
+        credentials={"app_id": "wx123", "app_secret": "s"},
+    )
     session.add(account)
     session.flush()
     session.add_all([
-        WechatArticle(account_id=account.id, announcement_id=n1.id, revision_id=n1.approved.id,
+        PublisherArticle(account_id=account.id, announcement_id=n1.id, revision_id=n1.approved.id,
                       state=ArticleState.PUBLISHED, article_url="https://mp.weixin.qq.com/s/abc",
                       published_at=at(NOV + timedelta(days=3), 10)),
-        WechatArticle(account_id=account.id, announcement_id=n2.id, revision_id=n2.approved.id,
+        PublisherArticle(account_id=account.id, announcement_id=n2.id, revision_id=n2.approved.id,
                       state=ArticleState.DRAFTED),
     ])  # fmt: skip
     urgent = BreakIn(announcement_id=n1.id, revision_id=n1.approved.id, area_id=n1.area_id,

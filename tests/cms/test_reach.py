@@ -273,15 +273,17 @@ def test_the_dashboard_lists_failed_and_uncertain_posts_and_articles_in_time_ord
     make_announcement: Any,
     settings: Any,
 ) -> None:
-    from cms.models import ArticleState, WechatAccount, WechatArticle
+    from cms.models import ArticleState, PublisherAccount, PublisherArticle
 
     ann = make_announcement("approved", area_ids=[grid["v1"].id], title="停水通知")
     now = datetime.now(settings.tz)
     second_chat = ChatGroup(
         platform="dingtalk", chat_id="dingtalk:x", title="石桥干部群", area_id=grid["v1"].id
     )
-    account = WechatAccount(
-        area_id=grid["town"].id, app_id="wx0123456789abcdef", app_secret="s" * 32
+    account = PublisherAccount(
+        area_id=grid["town"].id,
+        platform="wechat",
+        credentials={"app_id": "wx0123456789abcdef", "app_secret": "s" * 32},
     )
     session.add_all([second_chat, account])
     session.flush()
@@ -304,7 +306,7 @@ def test_the_dashboard_lists_failed_and_uncertain_posts_and_articles_in_time_ord
                 last_error=Message("没能连上平台：{reason}", {"reason": "连接超时"}).dumps(),
                 updated_at=now - timedelta(minutes=10),
             ),
-            WechatArticle(
+            PublisherArticle(
                 account_id=account.id,
                 announcement_id=ann.id,
                 revision_id=ann.approved_revision_id,

@@ -37,11 +37,11 @@ from cms.models import (
     OutboxMessage,
     Outlet,
     Program,
+    PublisherAccount,
+    PublisherArticle,
     Role,
     Topic,
     User,
-    WechatAccount,
-    WechatArticle,
 )
 from cms.services import announcements, areas, chats, operators, outlets
 from cms.services.errors import Message
@@ -85,7 +85,7 @@ class Town:
     delivery: Delivery
     alert: Alert
     outbox: OutboxMessage
-    article: WechatArticle
+    article: PublisherArticle
     api_token_id: int
     lexicon_entry: LexiconEntry
     ids: dict[str, list[int]] = field(default_factory=dict)
@@ -193,12 +193,15 @@ def _town(
         object_id=program.id,
     )
     outbox = OutboxMessage(chat_group_id=chat.id, kind="text", text=f"{prefix}群消息")
-    account = WechatAccount(
-        area_id=town.id, app_id=f"wx{town.id:016d}", app_secret="s", office=f"{prefix}宣传办"
+    account = PublisherAccount(
+        area_id=town.id,
+        platform="wechat",
+        credentials={"app_id": f"wx{town.id:016d}", "app_secret": "s"},
+        office=f"{prefix}宣传办",
     )
     session.add_all([alert, outbox, account])
     session.flush()
-    article = WechatArticle(account=account, announcement_id=anns["approved"].id, revision=live)
+    article = PublisherArticle(account=account, announcement_id=anns["approved"].id, revision=live)
     session.add(article)
     lexicon_entry = LexiconEntry(area_id=town.id, written=LEXICON_WORD, spoken=f"{prefix}读法")
     session.add(lexicon_entry)
@@ -278,7 +281,7 @@ def _urls(rule: Any, values: dict[str, list[str]], b: Town) -> Iterator[str]:
         ):
             yield f"/schedule/audio/{kind}/{object_id}"
         return
-    if rule.endpoint == "wechat.publish" or rule.endpoint == "wechat.retry":
+    if rule.endpoint == "publishing.publish" or rule.endpoint == "publishing.retry":
         action = rule.endpoint.split(".")[1]
         for ann_id in (b.anns["approved"].id, MISSING):
             yield f"/schedule/announcements/{ann_id}/wechat/{b.article.id}/{action}"
@@ -585,7 +588,11 @@ def test_forms_refuse_the_neighbours_areas_users_and_rows(app, session, county, 
     ).status_code in {200, 400}
     assert _snapshot(session, b) == before
     assert (
-        session.scalar(select(WechatAccount.id).where(WechatAccount.app_id == "wx0123456789abcdef"))
+        session.scalar(
+            select(PublisherAccount.id).where(
+                PublisherAccount.credentials["app_id"].as_string() == "wx0123456789abcdef"
+            )
+        )
         is None
     )
 

@@ -30,9 +30,9 @@ from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
 from cms.db import make_session_factory
-from cms.models import Area, ArticleState, OutboxMessage, Role, Topic, User, WechatArticle
+from cms.models import Area, ArticleState, OutboxMessage, PublisherArticle, Role, Topic, User
 from cms.services import chats, users
-from cms.services import wechat as wechat_svc
+from cms.services import publishing as publishing_svc
 from cms.settings import Settings
 from tests.conftest import PASSWORD
 from tests.fakes.dingtalk_api import FakeDingTalk
@@ -318,9 +318,9 @@ def test_official_account_draft_publish_and_link_through_serve(  # type: ignore[
     """Approval → the draft in the draft box → 发布 on the web → published, link on the page."""
     with FakeWechatApi(publishing_polls=1) as fake:
         admin_user = people["reviewer"][0]
-        wechat_svc.save_account(
-            session, admin_user, None, area_id=grid["town"].id, app_id=APP_ID,
-            app_secret=APP_SECRET, office="清水镇人民政府",
+        publishing_svc.save_account(
+            session, admin_user, None, platform="wechat", area_id=grid["town"].id,
+            credentials={"app_id": APP_ID, "app_secret": APP_SECRET}, office="清水镇人民政府",
         )  # fmt: skip
         session.commit()
         server = serve(DALABA_WECHAT_API_URL=fake.base_url)
@@ -347,9 +347,11 @@ def test_official_account_draft_publish_and_link_through_serve(  # type: ignore[
         assert "清理村道垃圾" in article["content"]
         sessions = make_session_factory(engine)
 
-        def drafted() -> WechatArticle | None:
+        def drafted() -> PublisherArticle | None:
             with sessions() as s:
-                row = s.scalar(select(WechatArticle).where(WechatArticle.announcement_id == ann_id))
+                row = s.scalar(
+                    select(PublisherArticle).where(PublisherArticle.announcement_id == ann_id)
+                )
                 return row if row is not None and row.state is ArticleState.DRAFTED else None
 
         row = wait_for("the article marked drafted", drafted, server)

@@ -10,9 +10,9 @@ from sqlalchemy.orm import Session
 from cms.clock import ManualClock
 from cms.jobs import articles
 from cms.jobs.context import Context
-from cms.models import Area, WechatAccount
+from cms.models import Area, PublisherAccount
 from cms.publishers import PublisherRegistry
-from cms.services import wechat as wechat_svc
+from cms.services import publishing as publishing_svc
 from tests.fakes.wechat_api import APP_ID, APP_SECRET, FakeWechatApi
 from tests.scheduler import conftest as _scheduler
 from wechat.publisher import WechatPublisher
@@ -49,10 +49,10 @@ def publisher(
 
 
 @pytest.fixture
-def account(session: Session, grid: dict[str, Area], admin) -> WechatAccount:  # type: ignore[no-untyped-def]
-    acc = wechat_svc.save_account(
-        session, admin, None, area_id=grid["town"].id, app_id=APP_ID, app_secret=APP_SECRET,
-        office="清水镇人民政府",
+def account(session: Session, grid: dict[str, Area], admin) -> PublisherAccount:  # type: ignore[no-untyped-def]
+    acc = publishing_svc.save_account(
+        session, admin, None, platform="wechat", area_id=grid["town"].id,
+        credentials={"app_id": APP_ID, "app_secret": APP_SECRET}, office="清水镇人民政府",
     )  # fmt: skip
     session.commit()
     return acc

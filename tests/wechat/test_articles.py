@@ -11,9 +11,9 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import select
 
-from cms.models import ArticleState, AuditLog, Role, WechatAccount, WechatArticle
+from cms.models import ArticleState, AuditLog, PublisherAccount, PublisherArticle, Role
 from cms.publishers import PublishRetry
-from cms.services import wechat as wechat_svc
+from cms.services import publishing as publishing_svc
 from cms.services.errors import Message, PermissionDenied, ValidationError
 from tests.fakes.wechat_api import APP_SECRET, Fault
 from tests.wechat.conftest import SHARE
@@ -21,7 +21,7 @@ from tests.wechat.conftest import SHARE
 
 def _article(fresh_session, ann_id):  # type: ignore[no-untyped-def]
     return fresh_session().scalar(
-        select(WechatArticle).where(WechatArticle.announcement_id == ann_id)
+        select(PublisherArticle).where(PublisherArticle.announcement_id == ann_id)
     )
 
 
@@ -47,8 +47,8 @@ def test_draft_created_on_approval_with_escaped_html_and_source_url(  # type: ig
     report = scheduler.run_once()
     assert report.outcomes.get("article.drafted") == 1
     row = _article(fresh_session, ann.id)
-    assert row.state is ArticleState.DRAFTED and row.media_id in fake.state.drafts
-    draft = fake.state.drafts[row.media_id]
+    assert row.state is ArticleState.DRAFTED and row.draft_ref in fake.state.drafts
+    draft = fake.state.drafts[row.draft_ref]
     (sent,) = draft.articles
     assert sent["title"] == "停水通知<紧急>"
     assert sent["content"] == (
@@ -89,7 +89,7 @@ def test_thumbnail_uploaded_once_for_two_drafts_and_token_cached(  # type: ignor
     assert len(fake.state.drafts) == 3
     assert fake.calls("/cgi-bin/material/add_material") == 1
     assert fake.state.token_fetches == 1
-    assert fresh_session().get(WechatAccount, account.id).thumb_media_id in fake.state.materials
+    assert fresh_session().get(PublisherAccount, account.id).cover_ref in fake.state.materials
 
 
 def test_token_refreshed_before_expiry_and_once_on_40001(  # type: ignore[no-untyped-def]
@@ -175,11 +175,11 @@ def test_publish_then_poll_until_published_with_link(  # type: ignore[no-untyped
     scheduler.publish_due()
     row = _article(fresh_session, ann.id)
     reviewer = make_user(Role.REVIEWER)
-    wechat_svc.request_publish(session, reviewer, row.id)
+    publishing_svc.request_publish(session, reviewer, row.id)
     session.commit()
     scheduler.publish_due()
     row = _article(fresh_session, ann.id)
-    assert row.state is ArticleState.PUBLISHING and row.publish_id in fake.state.publishes
+    assert row.state is ArticleState.PUBLISHING and row.publish_ref in fake.state.publishes
     for _ in range(2):
         clock.advance(30)
         scheduler.publish_due()
@@ -188,9 +188,9 @@ def test_publish_then_poll_until_published_with_link(  # type: ignore[no-untyped
     scheduler.publish_due()
     row = _article(fresh_session, ann.id)
     assert row.state is ArticleState.PUBLISHED
-    assert row.article_url == f"https://mp.weixin.qq.com/s/{row.publish_id}"
+    assert row.article_url == f"https://mp.weixin.qq.com/s/{row.publish_ref}"
     assert row.published_at == clock.now()
-    audit = fresh_session().scalar(select(AuditLog).where(AuditLog.action == "wechat.publish"))
+    audit = fresh_session().scalar(select(AuditLog).where(AuditLog.action == "publishing.publish"))
     assert audit.user_id == reviewer.id and audit.object_id == row.id
 
 
@@ -201,13 +201,13 @@ def test_publish_failure_shows_reason_and_keeps_draft(  # type: ignore[no-untype
     fake.publish_failure = 4
     ann = _approved(make_announcement, grid)
     scheduler.publish_due()
-    wechat_svc.request_publish(session, admin, _article(fresh_session, ann.id).id)
+    publishing_svc.request_publish(session, admin, _article(fresh_session, ann.id).id)
     session.commit()
     for _ in range(3):
         scheduler.publish_due()
         clock.advance(30)
     row = _article(fresh_session, ann.id)
-    assert row.state is ArticleState.DRAFTED and row.media_id in fake.state.drafts
+    assert row.state is ArticleState.DRAFTED and row.draft_ref in fake.state.drafts
     assert "平台审核不通过" in Message.loads(row.last_error).render()
 
 
@@ -218,7 +218,7 @@ def test_editor_may_not_publish(  # type: ignore[no-untyped-def]
     ann = _approved(make_announcement, grid)
     scheduler.publish_due()
     with pytest.raises(PermissionDenied):
-        wechat_svc.request_publish(
+        publishing_svc.request_publish(
             session, make_user(Role.EDITOR), _article(fresh_session, ann.id).id
         )
 
@@ -231,11 +231,11 @@ def test_unverified_account_says_so_and_keeps_the_draft(  # type: ignore[no-unty
     scheduler.publish_due()
     row = _article(fresh_session, ann.id)
     assert row.state is ArticleState.DRAFTED
-    wechat_svc.request_publish(session, admin, row.id)
+    publishing_svc.request_publish(session, admin, row.id)
     session.commit()
     scheduler.publish_due()
     row = _article(fresh_session, ann.id)
-    assert row.state is ArticleState.DRAFTED and row.media_id in fake.state.drafts
+    assert row.state is ArticleState.DRAFTED and row.draft_ref in fake.state.drafts
     assert Message.loads(row.last_error).render() == (
         "公众号未认证，无法通过接口发布；草稿已保存在公众号后台，请在公众号后台手动发布"
     )
@@ -281,7 +281,7 @@ def test_lost_draft_answer_is_uncertain_never_resent(  # type: ignore[no-untyped
     scheduler.publish_due()
     assert len(fake.state.drafts) == made
     # The officer checked the back office and asks for the draft again.
-    wechat_svc.retry_article(session, admin, row.id)
+    publishing_svc.retry_article(session, admin, row.id)
     session.commit()
     scheduler.publish_due()
     assert _article(fresh_session, ann.id).state is ArticleState.DRAFTED
@@ -296,13 +296,13 @@ def test_crash_after_request_went_out_becomes_uncertain_not_a_second_draft(  # t
     row = _article(fresh_session, ann.id)
     # A second revision's row as a dead process left it: claimed, request marked as sent.
     s = fresh_session()
-    s.query(WechatArticle).filter_by(id=row.id).update(
+    s.query(PublisherArticle).filter_by(id=row.id).update(
         {
             "state": ArticleState.CREATING,
             "claimed_by": "dead-host:1/abcd",
             "claimed_until": clock.now() + timedelta(minutes=5),
             "request_started_at": clock.now(),
-            "media_id": None,
+            "draft_ref": None,
         }
     )
     s.commit()
@@ -321,7 +321,7 @@ def test_crash_before_request_resumes_without_uncertainty(  # type: ignore[no-un
     s = fresh_session()
     plan_articles(s, clock.now().date())
     s.flush()
-    s.query(WechatArticle).update(
+    s.query(PublisherArticle).update(
         {"state": ArticleState.CREATING, "claimed_by": "dead-host:1/abcd", "attempts": 1,
          "claimed_until": clock.now() + timedelta(minutes=5)}
     )  # fmt: skip
@@ -361,12 +361,13 @@ def test_wrong_secret_and_blocked_ip_fail_with_clear_reason_secret_never_shown( 
     assert "IP 白名单" in Message.loads(row.last_error).render()
     fake.ip_blocked = False
     new_secret = "Z" * 32
-    wechat_svc.save_account(
-        session, admin, session.get(WechatAccount, account.id), area_id=account.area_id,
-        app_id=account.app_id, app_secret=new_secret, office="",
+    publishing_svc.save_account(
+        session, admin, session.get(PublisherAccount, account.id), platform="wechat",
+        area_id=account.area_id,
+        credentials={"app_id": account.credentials["app_id"], "app_secret": new_secret}, office="",
     )  # fmt: skip
     session.commit()
-    wechat_svc.retry_article(session, admin, row.id)
+    publishing_svc.retry_article(session, admin, row.id)
     session.commit()
     scheduler.publish_due()
     row = _article(fresh_session, ann.id)
@@ -385,9 +386,9 @@ def test_wrong_secret_and_blocked_ip_fail_with_clear_reason_secret_never_shown( 
 
 def test_account_validation(session, grid, admin):  # type: ignore[no-untyped-def]
     with pytest.raises(ValidationError) as err:
-        wechat_svc.save_account(
-            session, admin, None, area_id=grid["v1"].id, app_id="abc", app_secret="short",
-            office="",
+        publishing_svc.save_account(
+            session, admin, None, platform="wechat", area_id=grid["v1"].id,
+            credentials={"app_id": "abc", "app_secret": "short"}, office="",
         )  # fmt: skip
     assert set(err.value.errors) == {"area_id", "app_id", "app_secret"}
     assert "short" not in json.dumps(err.value.render(), ensure_ascii=False)
@@ -407,7 +408,7 @@ def test_a_withdrawn_announcements_draft_cannot_be_published(  # type: ignore[no
     announcements.withdraw(session, own.created_by, own)
     session.commit()
     with pytest.raises(WorkflowError):
-        wechat_svc.request_publish(session, admin, row.id)
+        publishing_svc.request_publish(session, admin, row.id)
 
 
 def test_api_url_setting(tmp_path):  # type: ignore[no-untyped-def]
@@ -437,7 +438,7 @@ def test_without_an_author_line_the_townships_office_name_signs_the_article(  # 
     ann = _approved(make_announcement, grid, title="停水通知")
     scheduler.run_once()
     row = _article(fresh_session, ann.id)
-    (sent,) = fake.state.drafts[row.media_id].articles
+    (sent,) = fake.state.drafts[row.draft_ref].articles
     assert sent["author"] == "清水镇宣传办公室"
 
 
@@ -450,6 +451,7 @@ def test_long_title_author_and_digest_fit_the_platform_and_nothing_is_refused(  
     scheduler, fake, publisher, account, make_announcement, grid, fresh_session, session
 ):
     from cms.publishers import short_title
+    from wechat.publisher import LIMITS
 
     assert len(LONG_TITLE) == 38
     # No author line, no office name: the township's name signs it, and it may be long.
@@ -465,7 +467,7 @@ def test_long_title_author_and_digest_fit_the_platform_and_nothing_is_refused(  
     a = draft.articles[0]
     assert (
         a["title"]
-        == short_title(LONG_TITLE)
+        == short_title(LONG_TITLE, LIMITS.title)
         == "开展二〇二六年度农村人居环境整治暨村道垃圾清理专项督查检查工作"
     )
     assert len(a["author"]) <= 16 and len(a["digest"]) <= 128
@@ -476,17 +478,19 @@ def test_long_title_author_and_digest_fit_the_platform_and_nothing_is_refused(  
 def test_short_title_forms() -> None:
     from cms.publishers import short_title
 
-    assert short_title("停电通知") == "停电通知"
-    assert short_title("关于开展农村人居环境整治暨村道垃圾清理专项督查检查工作的通知") == (
+    assert short_title("停电通知", 32) == "停电通知"
+    assert short_title("关于开展农村人居环境整治暨村道垃圾清理专项督查检查工作的通知", 32) == (
         "关于开展农村人居环境整治暨村道垃圾清理专项督查检查工作的通知"  # 30: fits as it is
     )
     # "关于" and "的" go.
     title = "关于开展二〇二六年度农村人居环境整治暨村道垃圾清理专项检查工作的通知"
-    assert len(title) == 34 and short_title(title) == title[2:-3] + "通知"
+    assert len(title) == 34 and short_title(title, 32) == title[2:-3] + "通知"
     longer = "关于开展二〇二六年度全镇农村人居环境整治暨村道垃圾清理专项督查检查工作的通知"
-    assert short_title(longer) == "开展二〇二六年度全镇农村人居环境整治暨村道垃圾清理专项督查…通知"
-    assert all(len(short_title("长" * n)) <= 32 for n in (31, 32, 33, 200))
-    assert short_title("长" * 40) == "长" * 31 + "…"
+    assert (
+        short_title(longer, 32) == "开展二〇二六年度全镇农村人居环境整治暨村道垃圾清理专项督查…通知"
+    )
+    assert all(len(short_title("长" * n, 32)) <= 32 for n in (31, 32, 33, 200))
+    assert short_title("长" * 40, 32) == "长" * 31 + "…"
 
 
 def test_the_fake_refuses_what_draft_add_refuses(clock, fake, publisher, account) -> None:  # type: ignore[no-untyped-def]
@@ -516,7 +520,7 @@ def test_a_cover_deleted_in_the_back_office_is_uploaded_again_once(  # type: ign
     [draft] = fake.state.drafts.values()
     new = draft.articles[0]["thumb_media_id"]
     assert new != old and new in fake.state.materials
-    assert fresh_session().get(WechatAccount, account.id).thumb_media_id == new
+    assert fresh_session().get(PublisherAccount, account.id).cover_ref == new
 
 
 def test_48001_at_draft_add_says_no_draft_was_saved(  # type: ignore[no-untyped-def]
@@ -527,7 +531,7 @@ def test_48001_at_draft_add_says_no_draft_was_saved(  # type: ignore[no-untyped-
     scheduler.publish_due()
     row = _article(fresh_session, ann.id)
     text = Message.loads(row.last_error).render()
-    assert row.state is ArticleState.FAILED and row.media_id is None
+    assert row.state is ArticleState.FAILED and row.draft_ref is None
     assert "48001" in text and "创建草稿时" in text and "草稿没有保存" in text
     assert "草稿已保存" not in text
 
@@ -542,7 +546,7 @@ def test_published_then_deleted_or_blocked_says_so_never_that_the_draft_remains(
     fake.publish_failure = status
     ann = _approved(make_announcement, grid)
     scheduler.publish_due()
-    wechat_svc.request_publish(session, admin, _article(fresh_session, ann.id).id)
+    publishing_svc.request_publish(session, admin, _article(fresh_session, ann.id).id)
     session.commit()
     for _ in range(3):
         scheduler.publish_due()
@@ -550,7 +554,7 @@ def test_published_then_deleted_or_blocked_says_so_never_that_the_draft_remains(
     row = _article(fresh_session, ann.id)
     text = Message.loads(row.last_error).render()
     assert row.state is ArticleState.PUBLISHED and "已发布" in text and words in text
-    assert "草稿仍在" not in text and row.media_id not in fake.state.draft_box
+    assert "草稿仍在" not in text and row.draft_ref not in fake.state.draft_box
 
 
 def test_publish_polling_gives_up_as_unknown_and_retry_asks_again(  # type: ignore[no-untyped-def]
@@ -562,12 +566,12 @@ def test_publish_polling_gives_up_as_unknown_and_retry_asks_again(  # type: igno
     fake.publishing_polls = None  # the platform never says
     ann = _approved(make_announcement, grid)
     scheduler.publish_due()
-    wechat_svc.request_publish(session, admin, _article(fresh_session, ann.id).id)
+    publishing_svc.request_publish(session, admin, _article(fresh_session, ann.id).id)
     session.commit()
     scheduler.publish_due()
     polls = 0
     watcher = fresh_session()
-    while watcher.scalar(select(WechatArticle.state)) is ArticleState.PUBLISHING:
+    while watcher.scalar(select(PublisherArticle.state)) is ArticleState.PUBLISHING:
         watcher.rollback()
         clock.advance(timedelta(minutes=5))
         scheduler.publish_due()
@@ -579,7 +583,7 @@ def test_publish_polling_gives_up_as_unknown_and_retry_asks_again(  # type: igno
     assert row.state is ArticleState.UNCERTAIN and "发布结果未知" in text and "重试" in text
     assert POLL_LIMIT <= timedelta(minutes=5) * polls <= POLL_LIMIT + timedelta(minutes=10)
     # 重试, after looking in the back office: polling resumes and finds it published.
-    wechat_svc.retry_article(session, admin, row.id)
+    publishing_svc.retry_article(session, admin, row.id)
     session.commit()
     fake.publishing_polls = 0
     scheduler.publish_due()
@@ -609,7 +613,7 @@ def test_forced_token_refreshes_are_capped_at_20_a_day(  # type: ignore[no-untyp
         publisher.thumb_media_id(account.id, clock.now())
     assert exc.value.message.msgid == FORCED_LIMIT and exc.value.retry_after
     assert fake.state.forced == FORCED_PER_DAY  # none past the cap
-    assert fresh_session().get(WechatAccount, account.id).forced_refreshes == FORCED_PER_DAY
+    assert fresh_session().get(PublisherAccount, account.id).token_refreshes == FORCED_PER_DAY
     fake.state.forced = 0  # the platform's day is over too
     clock.advance(timedelta(days=1))
     with pytest.raises(PublishRetry) as exc:

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from cms.models import ArticleState, WechatArticle
+from cms.models import ArticleState, PublisherArticle
 from tests.fakes.wechat_api import Fault
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -63,7 +63,7 @@ def _run_and_kill(tmp_path, settings, fake, until) -> None:  # type: ignore[no-u
 
 
 def _row(fresh_session):  # type: ignore[no-untyped-def]
-    return fresh_session().scalar(select(WechatArticle))
+    return fresh_session().scalar(select(PublisherArticle))
 
 
 @pytest.mark.slow

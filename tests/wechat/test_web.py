@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy import select
 
-from cms.models import ArticleState, Role, WechatAccount, WechatArticle
+from cms.models import ArticleState, PublisherAccount, PublisherArticle, Role
 from tests.conftest import login
 from tests.fakes.wechat_api import APP_ID, APP_SECRET
 
@@ -31,8 +31,8 @@ def test_admin_saves_account_and_the_secret_is_never_shown(client, session, grid
         },
     )
     assert ok.status_code == 302
-    account = session.scalar(select(WechatAccount))
-    assert account.app_secret == APP_SECRET and account.office == "清水镇人民政府"
+    account = session.scalar(select(PublisherAccount))
+    assert account.credentials["app_secret"] == APP_SECRET and account.office == "清水镇人民政府"
     page = client.get("/admin/wechat").get_data(as_text=True)
     assert APP_ID in page and APP_SECRET not in page
     # Saving again with the secret left blank keeps it.
@@ -43,7 +43,7 @@ def test_admin_saves_account_and_the_secret_is_never_shown(client, session, grid
     )  # fmt: skip
     session.rollback()
     session.refresh(account)
-    assert account.app_secret == APP_SECRET and account.office == "清水镇"
+    assert account.credentials["app_secret"] == APP_SECRET and account.office == "清水镇"
     audit = client.get("/admin/audit").get_data(as_text=True)
     assert APP_SECRET not in audit
 
@@ -55,12 +55,16 @@ def test_only_admins_open_the_settings(client, make_user):  # type: ignore[no-un
 
 def test_publish_button_on_the_audio_page(client, session, grid, make_user, make_announcement):  # type: ignore[no-untyped-def]
     ann = make_announcement("approved", area_ids=[grid["v1"].id])
-    account = WechatAccount(area_id=grid["town"].id, app_id=APP_ID, app_secret=APP_SECRET)
+    account = PublisherAccount(
+        area_id=grid["town"].id,
+        platform="wechat",
+        credentials={"app_id": APP_ID, "app_secret": APP_SECRET},
+    )
     session.add(account)
     session.flush()
-    article = WechatArticle(
+    article = PublisherArticle(
         account_id=account.id, announcement_id=ann.id, revision_id=ann.approved_revision_id,
-        state=ArticleState.DRAFTED, media_id="DRAFT1",
+        state=ArticleState.DRAFTED, draft_ref="DRAFT1",
     )  # fmt: skip
     session.add(article)
     session.commit()

@@ -1,21 +1,24 @@
-"""The township's WeChat Official Account: its settings, and the 发布 button for articles.
+"""A township's publisher accounts (e.g. its Official Account): their settings, and the
+发布 button for articles.
 
 The scheduler makes the drafts (:mod:`cms.jobs.articles`); people only configure the
 account and ask for a draft to be published, each step audited. What credentials look like
 is the publisher plugin's to say (``dalaba.publishers``: its declared fields and their
-check); the AppSecret is written here and never read back out: not into a page, the audit
-log, an error, or the API.
+check); cms stores them as the plugin's opaque mapping. A secret field is written here and
+never read back out: not into a page, the audit log, an error, or the API.
 """
 
 from __future__ import annotations
+
+from collections.abc import Mapping
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from cms import queue
 from cms.channels import FormField
-from cms.models import Area, AreaKind, ArticleState, User, WechatAccount, WechatArticle
-from cms.publishers import plugin
+from cms.models import Area, AreaKind, ArticleState, PublisherAccount, PublisherArticle, User
+from cms.publishers import PublisherPlugin, platforms, plugin, short_title
 from cms.roles import REVIEWERS
 from cms.services import audit
 from cms.services.errors import (
@@ -27,8 +30,6 @@ from cms.services.errors import (
     WorkflowError,
 )
 from cms.services.text import clean_text
-
-PLATFORM = "wechat"
 
 STATE_LABELS = {
     ArticleState.PENDING: N_("等待创建草稿"),
@@ -44,23 +45,47 @@ STATE_LABELS = {
 }
 
 
-def credential_fields() -> tuple[FormField, ...]:
+def credential_fields(platform: str) -> tuple[FormField, ...]:
     """The account form's credential inputs, as the installed publisher declares them."""
-    found = plugin(PLATFORM)
+    found = plugin(platform)
     return found.credentials if found is not None else ()
 
 
-def accounts(session: Session) -> list[WechatAccount]:
-    return list(session.scalars(select(WechatAccount).order_by(WechatAccount.id)))
+def accounts(session: Session, platform: str) -> list[PublisherAccount]:
+    return list(
+        session.scalars(
+            select(PublisherAccount)
+            .where(PublisherAccount.platform == platform)
+            .order_by(PublisherAccount.id)
+        )
+    )
+
+
+def _active_platforms(session: Session) -> list[PublisherPlugin]:
+    """The installed plugins of the platforms that have an active account."""
+    used = set(
+        session.scalars(select(PublisherAccount.platform).where(PublisherAccount.active).distinct())
+    )
+    return [p for name in platforms() if name in used and (p := plugin(name)) is not None]
 
 
 def has_account(session: Session) -> bool:
-    """Whether any Official Account is set up (the form then shows the article's title)."""
-    return session.scalar(select(WechatAccount.id).where(WechatAccount.active).limit(1)) is not None
+    """Whether any publisher account is set up (the form then shows the article's title)."""
+    return bool(_active_platforms(session))
 
 
-def get_account(session: Session, account_id: int) -> WechatAccount:
-    account = session.get(WechatAccount, account_id)
+def article_title(session: Session, title: str) -> tuple[int, str] | None:
+    """The article title the announcement form shows as the officer types: the platforms'
+    smallest title limit and ``title`` shortened to it; None without an active account."""
+    found = _active_platforms(session)
+    if not found:
+        return None
+    limit = min(p.limits.title for p in found)
+    return limit, short_title(title, limit)
+
+
+def get_account(session: Session, account_id: int) -> PublisherAccount:
+    account = session.get(PublisherAccount, account_id)
     if account is None:
         raise NotFound(N_("公众号账号不存在"))
     return account
@@ -69,36 +94,45 @@ def get_account(session: Session, account_id: int) -> WechatAccount:
 def save_account(
     session: Session,
     actor: User | None,
-    account: WechatAccount | None,
+    account: PublisherAccount | None,
     *,
+    platform: str,
     area_id: object,
-    app_id: object,
-    app_secret: object,
+    credentials: Mapping[str, object],
     office: object,
     active: bool = True,
-) -> WechatAccount:
-    """Create or change an account; a blank ``app_secret`` keeps the stored one."""
+) -> PublisherAccount:
+    """Create or change an account of ``platform``; ``credentials`` holds the plugin's declared
+    fields by name, and a blank secret keeps the stored one."""
     errors = Errors()
     area = session.get(Area, area_id) if isinstance(area_id, int) else None
     if area is None or area.kind is not AreaKind.TOWNSHIP:
         errors.add("area_id", N_("请选择公众号服务的乡镇"))
     elif session.scalar(
-        select(WechatAccount.id).where(
-            WechatAccount.area_id == area.id,
-            WechatAccount.id != (account.id if account else -1),
+        select(PublisherAccount.id).where(
+            PublisherAccount.area_id == area.id,
+            PublisherAccount.platform == platform,
+            PublisherAccount.id != (account.id if account else -1),
         )
     ):
         errors.add("area_id", N_("{name}已经设置了公众号"), name=area.name)
-    clean_id = clean_text(errors, "app_id", app_id, label=N_("AppID"), max_len=32)
-    secret = app_secret.strip() if isinstance(app_secret, str) else ""
-    found = plugin(PLATFORM)
+    found = plugin(platform)
+    fields = found.credentials if found is not None else ()
+    shown: dict[str, str] = {}
+    secrets: dict[str, str] = {}
+    for f in fields:
+        raw = credentials.get(f.name)
+        if f.secret:
+            secrets[f.name] = raw.strip() if isinstance(raw, str) else ""
+        else:
+            shown[f.name] = clean_text(
+                errors, f.name, raw, label=f.label, max_len=f.max_len, required=f.required
+            )
     if found is None:
-        errors.add("app_id", N_("没有安装公众号发布模块（dalaba.publishers）"))
+        errors.add("area_id", N_("没有安装公众号发布模块（dalaba.publishers）"))
     else:
         try:
-            found.validate_credentials(
-                {"app_id": clean_id or "", "app_secret": secret}, account is None
-            )
+            found.validate_credentials({**shown, **secrets}, account is None)
         except ValidationError as exc:
             for name, refused in exc.errors.items():
                 errors.items.setdefault(name, refused)
@@ -107,64 +141,61 @@ def save_account(
     )
     errors.raise_if_any()
     assert area is not None
+    stored = dict(account.credentials) if account is not None else {}
+    changed_secret = any(v and v != stored.get(k) for k, v in secrets.items())
+    other_account = any(stored.get(k) != v for k, v in shown.items())
     if account is None:
-        account = WechatAccount(area_id=area.id, app_id=clean_id, app_secret=secret)
+        account = PublisherAccount(area_id=area.id, platform=platform)
         session.add(account)
-    elif clean_id != account.app_id or (secret and secret != account.app_secret):
+    elif other_account or changed_secret:
         # Another account, or a reset secret: the cached token and cover belong to the old one.
         account.access_token = account.token_expires_at = None
-        if clean_id != account.app_id:
-            account.thumb_media_id = None
-    account.area_id, account.app_id, account.office, account.active = (
-        area.id,
-        clean_id,
-        clean_office,
-        active,
-    )
-    if secret:
-        account.app_secret = secret
+        if other_account:
+            account.cover_ref = None
+    account.credentials = {**stored, **shown, **{k: v for k, v in secrets.items() if v}}
+    account.area_id, account.office, account.active = area.id, clean_office, active
     session.flush()
     audit.record(
         session,
         actor,
-        "wechat.save",
+        "publishing.save",
         account,
         area=area.name,
-        app_id=clean_id,
+        **shown,
         active=active,
-        secret_changed=bool(secret),
+        secret_changed=any(secrets.values()),
     )
     return account
 
 
-def articles_of(session: Session, announcement_id: int) -> list[WechatArticle]:
+def articles_of(session: Session, announcement_id: int) -> list[PublisherArticle]:
     return list(
         session.scalars(
-            select(WechatArticle)
-            .where(WechatArticle.announcement_id == announcement_id)
-            .order_by(WechatArticle.id)
+            select(PublisherArticle)
+            .where(PublisherArticle.announcement_id == announcement_id)
+            .order_by(PublisherArticle.id)
         )
     )
 
 
-def _article(session: Session, actor: User, article_id: int) -> WechatArticle:
+def _article(session: Session, actor: User, article_id: int) -> PublisherArticle:
     if actor.role not in REVIEWERS:
         raise PermissionDenied(N_("只有审核员和管理员可以发布到公众号"))
-    article = session.get(WechatArticle, article_id)
+    article = session.get(PublisherArticle, article_id)
     if article is None:
         raise NotFound(N_("公众号文章不存在"))
     return article
 
 
-def request_publish(session: Session, actor: User, article_id: int) -> WechatArticle:
+def request_publish(session: Session, actor: User, article_id: int) -> PublisherArticle:
     """The 发布 button: the scheduler submits the draft and follows it until published."""
     article = _article(session, actor, article_id)
     ann = article.revision.announcement
     if ann.withdrawn_at is not None or ann.approved_revision_id != article.revision_id:
         raise WorkflowError(N_("公告已撤回或已有新版本，不能发布这篇草稿"))
-    if not article.media_id or not queue.transition(
+    if not article.draft_ref or not queue.transition(
         session,
-        WechatArticle,
+        PublisherArticle,
         article.id,
         ArticleState.DRAFTED,
         ArticleState.QUEUED,
@@ -175,24 +206,26 @@ def request_publish(session: Session, actor: User, article_id: int) -> WechatArt
     ):
         raise WorkflowError(N_("这篇文章现在不能发布（草稿尚未创建或已在发布）"))
     session.refresh(article)
-    audit.record(session, actor, "wechat.publish", article, announcement=article.announcement_id)
+    audit.record(
+        session, actor, "publishing.publish", article, announcement=article.announcement_id
+    )
     return article
 
 
-def retry_article(session: Session, actor: User, article_id: int) -> WechatArticle:
+def retry_article(session: Session, actor: User, article_id: int) -> PublisherArticle:
     """After checking the account's back office: try a failed or uncertain step again."""
     article = _article(session, actor, article_id)
     # A publish request whose result never came (polling gave up): ask the platform again.
     # With a draft already made, an uncertain submit goes back to the draft (publish again
     # by hand); without one, the draft is created again.
-    if article.state is ArticleState.UNCERTAIN and article.publish_id:
+    if article.state is ArticleState.UNCERTAIN and article.publish_ref:
         target = ArticleState.PUBLISHING
     else:
-        target = ArticleState.DRAFTED if article.media_id else ArticleState.PENDING
+        target = ArticleState.DRAFTED if article.draft_ref else ArticleState.PENDING
     for old in (ArticleState.FAILED, ArticleState.UNCERTAIN):
         if queue.transition(
             session,
-            WechatArticle,
+            PublisherArticle,
             article.id,
             old,
             target,
@@ -205,6 +238,6 @@ def retry_article(session: Session, actor: User, article_id: int) -> WechatArtic
             claimed_until=None,
         ):
             session.refresh(article)
-            audit.record(session, actor, "wechat.retry", article, was=old.value)
+            audit.record(session, actor, "publishing.retry", article, was=old.value)
             return article
     raise WorkflowError(N_("只有失败或结果不确定的文章可以重试"))

@@ -1,0 +1,145 @@
+"""Publisher accounts (e.g. the Official Account): their settings (admin) and the 发布 button
+on an announcement.
+
+The URLs carry the platform's name (``/admin/<platform>``, ``…/<platform>/<article>/publish``),
+answered only for an installed publisher plugin; the credential inputs are the ones it declares.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, abort, flash, g, redirect, render_template, request, url_for
+from flask_babel import gettext as _
+
+from cms.models import Area, AreaKind, ArticleState, PublisherAccount, PublisherArticle, Role
+from cms.publishers import PublisherPlugin, platforms, plugin
+from cms.roles import REVIEWERS
+from cms.services import publishing as svc
+from cms.services.scope import Scope
+from cms.web.auth import rule
+from cms.web.db import db, transaction
+from cms.web.forms import announcement_or_404, form_id
+
+bp = Blueprint("publishing", __name__)
+
+
+@bp.app_template_global()
+def publisher_articles(announcement_id: int) -> list[PublisherArticle]:
+    """The publisher articles of an announcement (for the panel on its audio page)."""
+    return svc.articles_of(db(), announcement_id)
+
+
+@bp.app_template_global()
+def article_state_label(state: str) -> str:
+    return _(svc.STATE_LABELS[ArticleState(state)])
+
+
+@bp.app_template_global()
+def publisher_plugins() -> list[PublisherPlugin]:
+    """The installed publishing platforms (the admin menu links to each one's accounts)."""
+    return [p for name in platforms() if (p := plugin(name)) is not None]
+
+
+@bp.app_template_global()
+def publisher_label(platform: str) -> str:
+    """How pages name ``platform`` (its plugin's label; the bare name when it is gone)."""
+    found = plugin(platform)
+    return _(found.label) if found is not None and found.label else platform
+
+
+def _plugin_or_404(platform: str) -> PublisherPlugin:
+    found = plugin(platform)
+    if found is None:
+        abort(404)
+    return found
+
+
+def _area_in_scope(area_id: int | None) -> int | None:
+    """The chosen township when it lies in the admin's area (else none, which is refused)."""
+    if area_id is None:
+        return None
+    return area_id if Scope.of(g.user).contains(db().get(Area, area_id)) else None
+
+
+@bp.route("/admin/<platform>", methods=["GET", "POST"])
+@rule(Role.ADMIN)
+def accounts(platform: str) -> Any:
+    """A platform's accounts: its declared credentials (secrets write-only), the township,
+    the author line."""
+    found = _plugin_or_404(platform)
+    errors: dict[str, str] = {}
+    if request.method == "POST":
+        account: PublisherAccount | None = None
+        if request.form.get("account_id", "").strip():
+            account_id = form_id("account_id")
+            account = db().get(PublisherAccount, account_id) if account_id is not None else None
+            if (
+                account is None
+                or account.platform != platform
+                or not Scope.of(g.user).contains(account.area)
+            ):
+                abort(404, description=_("公众号账号不存在"))
+        with transaction() as tx:
+            svc.save_account(
+                db(),
+                g.user,
+                account,
+                platform=platform,
+                area_id=_area_in_scope(form_id("area_id")),
+                credentials={f.name: request.form.get(f.name, "") for f in found.credentials},
+                office=request.form.get("office", ""),
+                active=account is None or "active" in request.form,
+            )
+        if tx.ok:
+            flash(_("已保存"), "success")
+            return redirect(url_for(".accounts", platform=platform))
+        errors = tx.fields
+    scope = Scope.of(g.user)
+    townships = [a for a in scope.areas(db()) if a.kind is AreaKind.TOWNSHIP]
+    return render_template(
+        "publishing/accounts.html",
+        plugin=found,
+        accounts=[a for a in svc.accounts(db(), platform) if scope.contains(a.area)],
+        townships=townships,
+        credentials=found.credentials,
+        errors=errors,
+        form=request.form if request.method == "POST" else {},
+    )
+
+
+def _act(announcement_id: int, platform: str, change: Any, done: str) -> Any:
+    article_id = (request.view_args or {}).get("article_id")
+    article = db().get(PublisherArticle, article_id) if article_id is not None else None
+    ann = announcement_or_404(announcement_id)
+    if article is None or article.announcement_id != ann.id or article.account.platform != platform:
+        abort(404)
+    with transaction(missing=True) as tx:
+        change()
+    if tx.ok:
+        flash(done, "info")
+    return redirect(url_for("schedule.renders", announcement_id=announcement_id) + f"#{platform}")
+
+
+@bp.post("/schedule/announcements/<int:announcement_id>/<platform>/<int:article_id>/publish")
+@rule(*REVIEWERS)
+def publish(announcement_id: int, platform: str, article_id: int) -> Any:
+    """发布: the scheduler submits the draft and follows it until it is published."""
+    return _act(
+        announcement_id,
+        platform,
+        lambda: svc.request_publish(db(), g.user, article_id),
+        _("已提交发布，稍后刷新本页查看结果"),
+    )
+
+
+@bp.post("/schedule/announcements/<int:announcement_id>/<platform>/<int:article_id>/retry")
+@rule(*REVIEWERS)
+def retry(announcement_id: int, platform: str, article_id: int) -> Any:
+    """Try a failed or uncertain article again (after checking the account's back office)."""
+    return _act(
+        announcement_id,
+        platform,
+        lambda: svc.retry_article(db(), g.user, article_id),
+        _("已重新排队"),
+    )
