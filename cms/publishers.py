@@ -2,7 +2,7 @@
 Account: drafts, then articles).
 
 Like :mod:`cms.channels` for group chats, cms only defines the interface; the implementations
-(e.g. ``wechat/``) are found at start-up through the ``dalaba.publishers`` entry point group,
+(one package per platform) are found at start-up through the ``dalaba.publishers`` entry point group,
 so cms never imports them. Each entry point names a :class:`PublisherPlugin`, which reads and
 checks its own configuration keys (:meth:`cms.settings.Settings.plugin_env`), declares its
 accounts' credentials (stored in :attr:`cms.models.PublisherAccount.credentials`, opaque to

@@ -1,7 +1,7 @@
 """One place where configuration is read from the environment (``DALABA_*``).
 
-The chat and publisher plugins (bot/, robots/, wechat/) own their keys: cms keeps every
-``DALABA_*`` variable as it was read and a plugin asks for its own through
+The chat and publisher plugins (``dalaba.channels``, ``dalaba.publishers``) own their keys:
+cms keeps every ``DALABA_*`` variable as it was read and a plugin asks for its own through
 :meth:`Settings.plugin_env` (and checks them, see ``cms.channels.check_config``).
 """
 

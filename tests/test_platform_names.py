@@ -1,0 +1,68 @@
+"""cms knows no publishing platform: outside its migrations (which must name the old tables
+and columns), no file in ``cms/`` carries a platform's key, API name or identifier. The
+WeChat Official Account's live in ``wechat/`` (its plugin).
+
+What stays, on purpose: user-visible Chinese words such as 公众号 (they are message ids,
+translated in the catalogues, and the pages show them only about publisher accounts), and
+"WeChat" as prose about the chat app people forward share pages into (``cms/services/share.py``,
+``cms/static/share.js``), which is no plugin's concern.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+SUFFIXES = {".py", ".html", ".js", ".css", ".txt", ".cfg", ".toml"}
+
+# The Official Account's credential and API names, its hosts, and the plugin's identifiers.
+FORBIDDEN = re.compile(
+    r"app_?id|app_?secret|media_id|publish_id|freepublish|stable_token|draft/add"
+    r"|weixin|qq\.com|wx[0-9a-f]{16}|access_token\?"
+    r"|(?-i:Wechat|wechat|WECHAT)",
+    re.IGNORECASE,
+)
+
+
+def _hits(root: Path) -> list[str]:
+    found = []
+    for path in sorted(root.rglob("*")):
+        rel = path.relative_to(ROOT)
+        if path.suffix not in SUFFIXES or rel.parts[:2] in {
+            ("cms", "migrations"),
+            ("cms", "translations"),
+        }:
+            continue
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+            for match in FORBIDDEN.finditer(line):
+                found.append(f"{rel}:{number}: {match.group(0)}")
+    return found
+
+
+def test_cms_names_no_publishing_platform() -> None:
+    assert _hits(ROOT / "cms") == []
+
+
+def test_the_check_finds_the_names_where_they_belong() -> None:
+    # The plugin does carry them (so the pattern is not blind) …
+    names = {hit.rsplit(": ", 1)[1].lower() for hit in _hits(ROOT / "wechat")}
+    assert {
+        "app_id",
+        "app_secret",
+        "media_id",
+        "publish_id",
+        "freepublish",
+        "stable_token",
+    } <= names
+    # … and the names cms used to carry are caught.
+    for old in (
+        "WechatAccount",
+        "thumb_media_id",
+        "cms.services.wechat",
+        "DALABA_WECHAT_API_URL",
+        "url_for('wechat.accounts')",
+        "https://api.weixin.qq.com",
+    ):
+        assert FORBIDDEN.search(old), old
+    assert not FORBIDDEN.search("forwarded into WeChat groups by hand")
