@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import re
+import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -24,6 +25,7 @@ from typing import Protocol, runtime_checkable
 
 from sqlalchemy.orm import Session, sessionmaker
 
+from cms import channels
 from cms.channels import FormField, installed
 from cms.services.errors import Message
 from cms.settings import Settings
@@ -182,8 +184,19 @@ class PublisherPlugin:
     translations: Path | None = None
 
 
+_loaded: tuple[object, tuple[str, ...], list[PublisherPlugin]] | None = None
+
+
 def _plugins() -> list[PublisherPlugin]:
-    return installed(GROUP, PublisherPlugin)
+    """Every installed publisher plugin (read once per set of paths: pages ask often)."""
+    global _loaded
+    # cms.channels reads the entry points (a test may stand in for its reader).
+    key = (channels.entry_points, tuple(sys.path))
+    if _loaded is not None and _loaded[:2] == key:
+        return _loaded[2]
+    found = installed(GROUP, PublisherPlugin)
+    _loaded = (key[0], key[1], found)
+    return found
 
 
 def plugin(platform: str) -> PublisherPlugin | None:
