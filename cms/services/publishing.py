@@ -11,12 +11,12 @@ never read back out: not into a page, the audit log, an error, or the API.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import TypeVar
 
-from sqlalchemy import select
+from sqlalchemy import ColumnElement, select
 from sqlalchemy.orm import Session
 
 from cms import queue
-from cms.channels import FormField
 from cms.models import Area, AreaKind, ArticleState, PublisherAccount, PublisherArticle, User
 from cms.publishers import PublisherPlugin, platforms, plugin, short_title
 from cms.roles import REVIEWERS
@@ -45,20 +45,15 @@ STATE_LABELS = {
 }
 
 
-def credential_fields(platform: str) -> tuple[FormField, ...]:
-    """The account form's credential inputs, as the installed publisher declares them."""
-    found = plugin(platform)
-    return found.credentials if found is not None else ()
+_Row = TypeVar("_Row", PublisherAccount, PublisherArticle)
+
+
+def _listed(session: Session, model: type[_Row], condition: ColumnElement[bool]) -> list[_Row]:
+    return list(session.scalars(select(model).where(condition).order_by(model.id)))
 
 
 def accounts(session: Session, platform: str) -> list[PublisherAccount]:
-    return list(
-        session.scalars(
-            select(PublisherAccount)
-            .where(PublisherAccount.platform == platform)
-            .order_by(PublisherAccount.id)
-        )
-    )
+    return _listed(session, PublisherAccount, PublisherAccount.platform == platform)
 
 
 def _active_platforms(session: Session) -> list[PublisherPlugin]:
@@ -169,13 +164,7 @@ def save_account(
 
 
 def articles_of(session: Session, announcement_id: int) -> list[PublisherArticle]:
-    return list(
-        session.scalars(
-            select(PublisherArticle)
-            .where(PublisherArticle.announcement_id == announcement_id)
-            .order_by(PublisherArticle.id)
-        )
-    )
+    return _listed(session, PublisherArticle, PublisherArticle.announcement_id == announcement_id)
 
 
 def _article(session: Session, actor: User, article_id: int) -> PublisherArticle:

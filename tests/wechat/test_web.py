@@ -46,6 +46,8 @@ def test_admin_saves_account_and_the_secret_is_never_shown(client, session, grid
     assert account.credentials["app_secret"] == APP_SECRET and account.office == "清水镇"
     audit = client.get("/admin/audit").get_data(as_text=True)
     assert APP_SECRET not in audit
+    # The AppID (a credential the plugin declares) reads under the plugin's label.
+    assert '<span data-key="app_id">AppID</span>' in audit and APP_ID in audit
 
 
 def test_only_admins_open_the_settings(client, make_user):  # type: ignore[no-untyped-def]

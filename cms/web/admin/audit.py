@@ -9,6 +9,7 @@ from flask_babel import gettext as _
 from sqlalchemy import or_, select
 
 from cms.models import AuditLog, NoticeTemplate
+from cms.publishers import credential_labels
 from cms.services import breakin as breakin_svc
 from cms.services import templates as template_svc
 from cms.services import users as user_svc
@@ -49,7 +50,8 @@ def audit() -> Any:
         page=page,
         action=action,
         action_labels=ACTION_LABELS,
-        detail_labels=DETAIL_LABELS,
+        # A publisher's credential fields (e.g. an account's id) read as its plugin names them.
+        detail_labels={**credential_labels(), **DETAIL_LABELS},
         object_labels=OBJECT_LABELS,
         detail_value=detail_value,
         translate=_,
