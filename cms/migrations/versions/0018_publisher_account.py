@@ -1,7 +1,7 @@
 """publisher accounts and articles: generic tables the publisher plugins fill
 
 Revision ID: 0018
-Revises: 0015
+Revises: 0017
 Create Date: 2026-12-05
 
 The Official Account's tables become the generic ``publisher_account`` and
@@ -29,7 +29,7 @@ from alembic import op
 import cms.models
 
 revision = '0018'
-down_revision = '0015'
+down_revision = '0017'
 branch_labels = None
 depends_on = None
 
