@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 import click
 
+from cms import publishers
 from cms.cli_common import DiskFullExit, checked_engine, cli_settings
 
 if TYPE_CHECKING:
@@ -177,7 +178,8 @@ def status() -> None:
         "clips": "音频",
         "programs": "节目",
         "deliveries": "群聊发送",
-        "articles": "公众号文章",
+        # Every installed publisher's articles, by its noun.
+        "articles": "、".join(dict.fromkeys(publishers.nouns())) + "文章",
     }
     for key, label in names.items():
         counts = lengths.get(key, {})

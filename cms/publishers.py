@@ -170,6 +170,9 @@ class PublisherPlugin:
     # announcement's panel) and the accounts page's explanation (a message id).
     label: str = ""
     intro: str = ""
+    # How running text names the platform, short (a message id, in "{area}{noun}",
+    # "{noun}文章"); the label when empty.
+    noun: str = ""
     # ``check(settings)`` raises cms.settings.ConfigError for a malformed key (at start-up).
     check: Callable[[Settings], object] = field(default=lambda _settings: None)
     # An account's credentials: the admin page's inputs (declared here, rendered by cms) …
@@ -207,6 +210,20 @@ def plugin(platform: str) -> PublisherPlugin | None:
 def platforms() -> list[str]:
     """The installed publishing platforms, by name."""
     return [p.platform for p in _plugins()]
+
+
+def noun(platform: str) -> str:
+    """How running text names ``platform``: its plugin's noun, else its label (message ids);
+    the bare name when no plugin is installed for it (an old row)."""
+    found = plugin(platform)
+    if found is None:
+        return platform
+    return found.noun or found.label or platform
+
+
+def nouns() -> list[str]:
+    """The nouns (message ids) of every installed publisher, for text about all of them."""
+    return [noun(p.platform) for p in _plugins()]
 
 
 def credential_labels() -> dict[str, str]:

@@ -459,6 +459,19 @@ def validate_credentials(values: Mapping[str, str], new: bool) -> None:
 
 
 LABEL = N_("微信公众号")
+# How running text names it ("{area}公众号", "公众号文章").
+NOUN = N_("公众号")
+# What cms stored (cms.jobs.articles) before its messages named the platform: rows of older
+# versions, all this platform's articles, still carry them; kept so they read in English.
+STORED_BEFORE = (
+    N_(
+        "请求已发出但没有收到回答，可能已经生效：请到公众号后台查看草稿箱和发表记录，再决定是否重试"
+    ),
+    N_("公众号接口出现意外错误，稍后重试"),
+    N_(
+        "发布结果未知：提交发布 {hours} 小时后公众号仍未给出结果。请到公众号后台 发表记录 查看；点 重试 继续查询"
+    ),
+)
 INTRO = N_(
     "审核通过、发往群聊的公告会自动在公众号草稿箱里生成一篇文章；审核员在公告的“音频与发送”页按“发布”即可发表。AppSecret 保存后不再显示。"
 )
@@ -469,6 +482,7 @@ plugin = PublisherPlugin(
     limits=LIMITS,
     label=LABEL,
     intro=INTRO,
+    noun=NOUN,
     check=api_url,
     credentials=CREDENTIALS,
     validate_credentials=validate_credentials,

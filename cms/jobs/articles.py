@@ -49,6 +49,7 @@ from cms.publishers import (
     PublishRefused,
     PublishRetry,
     load_publishers,
+    noun,
 )
 from cms.queue import QueueState
 from cms.services import share
@@ -64,14 +65,16 @@ POLL_CAP = timedelta(minutes=10)
 POLL_LIMIT = timedelta(hours=2)
 """How long a publish request is followed; after that its state is unknown (重试 polls again)."""
 
+# "{noun}" is the platform's noun (cms.publishers.noun), stored as a message. (Rows of older
+# versions carry the Official Account's words instead: its plugin's catalogue keeps them.)
 LOST = N_(
-    "请求已发出但没有收到回答，可能已经生效：请到公众号后台查看草稿箱和发表记录，再决定是否重试"
+    "请求已发出但没有收到回答，可能已经生效：请到{noun}后台查看草稿箱和发表记录，再决定是否重试"
 )
-UNEXPECTED = N_("公众号接口出现意外错误，稍后重试")
+UNEXPECTED = N_("{noun}接口出现意外错误，稍后重试")
 WITHDRAWN = N_("公告已撤回")
 SUPERSEDED = N_("已被新版本取代")
 POLL_GAVE_UP = N_(
-    "发布结果未知：提交发布 {hours} 小时后公众号仍未给出结果。请到公众号后台 发表记录 查看；点 重试 继续查询"
+    "发布结果未知：提交发布 {hours} 小时后{noun}仍未给出结果。请到{noun}后台 发表记录 查看；点 重试 继续查询"
 )
 
 
@@ -90,6 +93,11 @@ def publisher(ctx: Context, platform: str) -> Publisher | None:
 
 def _stored(msgid: str, **params: Any) -> str:
     return Message(msgid, params).dumps()
+
+
+def _noun(platform: str) -> Message:
+    """The platform's noun, as a message's ``{noun}`` (rendered in the reader's language)."""
+    return Message(noun(platform))
 
 
 # -- planning ----------------------------------------------------------------------------
@@ -175,13 +183,30 @@ def recover(session: Session, now: datetime, worker: str) -> int:
         ):
             continue
         base = update(PublisherArticle).where(PublisherArticle.state == running, orphaned)
-        moved += rowcount(
-            session.execute(
-                base.where(PublisherArticle.request_started_at.is_not(None))
-                .values(state=ArticleState.UNCERTAIN, claimed_until=None, last_error=_stored(LOST))
-                .execution_options(synchronize_session=False)
+        lost = base.where(PublisherArticle.request_started_at.is_not(None))
+        # The reason names each article's platform: one update per platform among them.
+        for platform in session.scalars(
+            select(PublisherAccount.platform)
+            .distinct()
+            .join(PublisherArticle, PublisherArticle.account_id == PublisherAccount.id)
+            .where(
+                PublisherArticle.state == running,
+                orphaned,
+                PublisherArticle.request_started_at.is_not(None),
             )
-        )
+        ).all():
+            of_platform = select(PublisherAccount.id).where(PublisherAccount.platform == platform)
+            moved += rowcount(
+                session.execute(
+                    lost.where(PublisherArticle.account_id.in_(of_platform))
+                    .values(
+                        state=ArticleState.UNCERTAIN,
+                        claimed_until=None,
+                        last_error=_stored(LOST, noun=_noun(platform)),
+                    )
+                    .execution_options(synchronize_session=False)
+                )
+            )
         moved += rowcount(
             session.execute(
                 base.where(PublisherArticle.request_started_at.is_(None))
@@ -256,6 +281,7 @@ class _Job:
     draft_ref: str | None
     publish_ref: str | None
     submitted_at: datetime | None = None
+    platform: str = ""
 
 
 def _load(session: Session, settings: Settings, article_id: int) -> _Job | None:
@@ -274,7 +300,14 @@ def _load(session: Session, settings: Settings, article_id: int) -> _Job | None:
         source_url=share_url(settings, rev.announcement),
     )
     return _Job(
-        row.id, account.id, row.attempts, article, row.draft_ref, row.publish_ref, row.submitted_at
+        row.id,
+        account.id,
+        row.attempts,
+        article,
+        row.draft_ref,
+        row.publish_ref,
+        row.submitted_at,
+        account.platform,
     )
 
 
@@ -311,7 +344,7 @@ def _classify(refused: ArticleState, job: _Job, exc: BaseException) -> Failure:
         # For a publish request the draft stays in the account: back to ``drafted``.
         return Failure(final=refused, error=exc.message.dumps(), then=_cleared)
     log.exception("article %s: unexpected publisher error", job.article_id, exc_info=exc)
-    return Failure(error=Message(UNEXPECTED).dumps(), then=_cleared)
+    return Failure(error=_stored(UNEXPECTED, noun=_noun(job.platform)), then=_cleared)
 
 
 def _with_article(session: Session, ctx: Context, article_id: int) -> _Job | None:
@@ -434,7 +467,11 @@ def poll_one(ctx: Context, pub: Publisher, article_id: int) -> str:
         write(
             state=ArticleState.UNCERTAIN,
             next_attempt_at=None,
-            last_error=_stored(POLL_GAVE_UP, hours=int(POLL_LIMIT.total_seconds() // 3600)),
+            last_error=_stored(
+                POLL_GAVE_UP,
+                hours=int(POLL_LIMIT.total_seconds() // 3600),
+                noun=_noun(pub.platform),
+            ),
         )
         return ArticleState.UNCERTAIN.value
     try:

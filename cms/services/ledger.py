@@ -143,6 +143,11 @@ class Ledger:
     prints: list[tuple[str, int]] = field(default_factory=list)  # notice, times printed
     printed: int = 0  # prints in the month, counted apart (check: the rows add up to it)
     articles: list[tuple[str, str, datetime | None]] = field(default_factory=list)
+    # The same articles by publishing platform (its name, in name order): every platform
+    # the area has an account on or published on this month, each with its articles.
+    publishers: list[tuple[str, list[tuple[str, str, datetime | None]]]] = field(
+        default_factory=list
+    )
     breakins: list[BreakInRow] = field(default_factory=list)
     weeks: list[WeekRow] = field(default_factory=list)
     townships: list[TownshipRow] = field(default_factory=list)
@@ -424,21 +429,37 @@ def build(
             .order_by(func.count(AuditLog.id).desc(), Revision.title)
         )
     ]
-    ledger.articles = [
-        (title, url or "", published)
-        for title, url, published in session.execute(
-            select(Revision.title, PublisherArticle.article_url, PublisherArticle.published_at)
-            .join(Revision, Revision.id == PublisherArticle.revision_id)
-            .join(PublisherAccount, PublisherAccount.id == PublisherArticle.account_id)
-            .where(
-                PublisherAccount.area_id.in_(area_ids),
-                PublisherArticle.state == ArticleState.PUBLISHED,
-                PublisherArticle.published_at >= start_utc,
-                PublisherArticle.published_at < end_utc,
-            )
-            .order_by(PublisherArticle.published_at)
+    published_articles = session.execute(
+        select(
+            Revision.title,
+            PublisherArticle.article_url,
+            PublisherArticle.published_at,
+            PublisherAccount.platform,
         )
+        .join(Revision, Revision.id == PublisherArticle.revision_id)
+        .join(PublisherAccount, PublisherAccount.id == PublisherArticle.account_id)
+        .where(
+            PublisherAccount.area_id.in_(area_ids),
+            PublisherArticle.state == ArticleState.PUBLISHED,
+            PublisherArticle.published_at >= start_utc,
+            PublisherArticle.published_at < end_utc,
+        )
+        .order_by(PublisherArticle.published_at)
+    ).all()
+    ledger.articles = [
+        (title, url or "", published) for title, url, published, _ in published_articles
     ]
+    by_platform: dict[str, list[tuple[str, str, datetime | None]]] = {
+        platform: []
+        for platform in session.scalars(
+            select(PublisherAccount.platform)
+            .distinct()
+            .where(PublisherAccount.area_id.in_(area_ids))
+        )
+    }
+    for title, url, published, platform in published_articles:
+        by_platform.setdefault(platform, []).append((title, url or "", published))
+    ledger.publishers = sorted(by_platform.items())
     played = dict(
         session.execute(
             select(BreakInOutlet.break_in_id, func.count(BreakInOutlet.played_at)).group_by(

@@ -16,7 +16,7 @@ from typing import TypeVar
 from sqlalchemy import ColumnElement, select
 from sqlalchemy.orm import Session
 
-from cms import queue
+from cms import publishers, queue
 from cms.models import Area, AreaKind, ArticleState, PublisherAccount, PublisherArticle, User
 from cms.publishers import PublisherPlugin, platforms, plugin, short_title
 from cms.roles import REVIEWERS
@@ -24,6 +24,7 @@ from cms.services import audit
 from cms.services.errors import (
     N_,
     Errors,
+    Message,
     NotFound,
     PermissionDenied,
     ValidationError,
@@ -34,7 +35,7 @@ from cms.services.text import clean_text
 STATE_LABELS = {
     ArticleState.PENDING: N_("等待创建草稿"),
     ArticleState.CREATING: N_("正在创建草稿"),
-    ArticleState.DRAFTED: N_("草稿已在公众号"),
+    ArticleState.DRAFTED: N_("草稿已在{noun}"),  # its platform's noun (cms.publishers.noun)
     ArticleState.QUEUED: N_("等待发布"),
     ArticleState.SUBMITTING: N_("正在提交发布"),
     ArticleState.PUBLISHING: N_("发布中"),
@@ -69,21 +70,15 @@ def has_account(session: Session) -> bool:
     return bool(_active_platforms(session))
 
 
-def article_title(session: Session, title: str) -> tuple[int, str] | None:
+def article_title(session: Session, title: str) -> tuple[int, str, list[str]] | None:
     """The article title the announcement form shows as the officer types: the platforms'
-    smallest title limit and ``title`` shortened to it; None without an active account."""
+    smallest title limit, ``title`` shortened to it and the platforms (by name); None
+    without an active account."""
     found = _active_platforms(session)
     if not found:
         return None
     limit = min(p.limits.title for p in found)
-    return limit, short_title(title, limit)
-
-
-def get_account(session: Session, account_id: int) -> PublisherAccount:
-    account = session.get(PublisherAccount, account_id)
-    if account is None:
-        raise NotFound(N_("公众号账号不存在"))
-    return account
+    return limit, short_title(title, limit), [p.platform for p in found]
 
 
 def save_account(
@@ -100,9 +95,10 @@ def save_account(
     """Create or change an account of ``platform``; ``credentials`` holds the plugin's declared
     fields by name, and a blank secret keeps the stored one."""
     errors = Errors()
+    noun = Message(publishers.noun(platform))
     area = session.get(Area, area_id) if isinstance(area_id, int) else None
     if area is None or area.kind is not AreaKind.TOWNSHIP:
-        errors.add("area_id", N_("请选择公众号服务的乡镇"))
+        errors.add("area_id", N_("请选择{noun}服务的乡镇"), noun=noun)
     elif session.scalar(
         select(PublisherAccount.id).where(
             PublisherAccount.area_id == area.id,
@@ -110,7 +106,7 @@ def save_account(
             PublisherAccount.id != (account.id if account else -1),
         )
     ):
-        errors.add("area_id", N_("{name}已经设置了公众号"), name=area.name)
+        errors.add("area_id", N_("{name}已经设置了{noun}"), name=area.name, noun=noun)
     found = plugin(platform)
     fields = found.credentials if found is not None else ()
     shown: dict[str, str] = {}
@@ -124,7 +120,7 @@ def save_account(
                 errors, f.name, raw, label=f.label, max_len=f.max_len, required=f.required
             )
     if found is None:
-        errors.add("area_id", N_("没有安装公众号发布模块（dalaba.publishers）"))
+        errors.add("area_id", N_("没有安装{noun}发布模块（dalaba.publishers）"), noun=noun)
     else:
         try:
             found.validate_credentials({**shown, **secrets}, account is None)
@@ -168,11 +164,12 @@ def articles_of(session: Session, announcement_id: int) -> list[PublisherArticle
 
 
 def _article(session: Session, actor: User, article_id: int) -> PublisherArticle:
-    if actor.role not in REVIEWERS:
-        raise PermissionDenied(N_("只有审核员和管理员可以发布到公众号"))
     article = session.get(PublisherArticle, article_id)
     if article is None:
-        raise NotFound(N_("公众号文章不存在"))
+        raise NotFound(N_("文章不存在"))
+    if actor.role not in REVIEWERS:
+        noun = Message(publishers.noun(article.account.platform))
+        raise PermissionDenied(N_("只有审核员和管理员可以发布到{noun}"), noun=noun)
     return article
 
 

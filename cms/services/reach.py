@@ -523,9 +523,10 @@ PROBLEM_LABELS = {
     "failed": N_("群聊发送失败"),
     "uncertain": N_("群聊结果不确定"),
     "retrying": N_("群聊正在重试"),
-    "article_failed": N_("公众号草稿失败"),
-    "article_uncertain": N_("公众号结果不确定"),
-    "publish_failed": N_("公众号发布失败"),
+    # An article's: "{noun}" is its platform's noun (cms.publishers.noun).
+    "article_failed": N_("{noun}草稿失败"),
+    "article_uncertain": N_("{noun}结果不确定"),
+    "publish_failed": N_("{noun}发布失败"),
 }
 
 

@@ -23,6 +23,7 @@ from typing import TypeVar
 from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.orm import Session
 
+from cms import publishers
 from cms.clock import clock_of
 from cms.models import (
     Alert,
@@ -53,7 +54,8 @@ EVENTS = {
     "review": N_("有公告提交审核（待审核 N 条，最多每 10 分钟一条）"),
     "returned": N_("公告被退回修改（告诉作者）"),
     "programs": N_("节目漏播、未确认播放"),
-    "failures": N_("群聊发送失败、公众号文章失败"),
+    # "{noun}": every installed publisher's noun (cms.publishers.noun).
+    "failures": N_("群聊发送失败、{noun}文章失败"),
 }
 REVIEW_EVERY = timedelta(minutes=10)
 PROGRAM_ALERTS = (
@@ -278,7 +280,8 @@ def _failures(session: Session, channel: StaffChannel, scope: Scope, base_url: s
     for a in articles:
         state = "失败" if a.state is ArticleState.FAILED else "不确定是否成功"
         lines.append(
-            f"公众号文章《{a.revision.title}》{state} {_link(base_url, a.announcement_id)}"
+            f"{publishers.noun(a.account.platform)}文章《{a.revision.title}》{state} "
+            f"{_link(base_url, a.announcement_id)}"
         )
     if lines:
         _post(session, channel, "failures", ["【发送失败】", *_listed(lines)])

@@ -37,6 +37,7 @@ from cms.web.forms import (
     message,
     paginate,
 )
+from cms.web.publishing import publisher_nouns
 from cms.web.share import panel as share_panel
 
 bp = Blueprint("announcements", __name__, url_prefix="/announcements")
@@ -109,7 +110,9 @@ def _form_context(**extra: Any) -> dict[str, Any]:
 
 def _article_title(title: str) -> dict[str, Any] | None:
     found = publishing_svc.article_title(db(), title)
-    return None if found is None else {"limit": found[0], "text": found[1]}
+    if found is None:
+        return None
+    return {"limit": found[0], "text": found[1], "noun": publisher_nouns(found[2])}
 
 
 def _data_of(rev: Revision) -> dict[str, Any]:

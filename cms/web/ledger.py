@@ -31,6 +31,7 @@ from cms.services.scope import Scope
 from cms.services.text import parse_id, printable
 from cms.web.auth import rule
 from cms.web.db import db, settings
+from cms.web.publishing import publisher_noun, publisher_nouns
 from cms.web.sendfile import content_disposition
 from cms.web.sheets import neutralise, xlsx_response
 
@@ -219,6 +220,8 @@ def xlsx() -> Any:
     summary.append([neutralise(_("{office}宣传台账").format(office=ledger.area.name))])
     summary.append([_("期间"), f"{ledger.first.isoformat()} – {ledger.last.isoformat()}"])
     summary.append([])
+    # The platforms the area publishes on (every installed one when none).
+    used = [name for name, _articles in ledger.publishers] or None
     for label, key in (
         (_("公告"), "notices"),
         (_("应播节目"), "planned"),
@@ -230,7 +233,7 @@ def xlsx() -> Any:
         (_("分享页播放"), "share_plays"),
         (_("打印的公告"), "printed_notices"),
         (_("打印次数"), "prints"),
-        (_("公众号文章"), "articles"),
+        (_("{noun}文章").format(noun=publisher_nouns(used)), "articles"),
         (_("立即插播"), "breakins"),
         (_("终端播前完整下载"), "boxes_full"),
     ):
@@ -275,9 +278,12 @@ def xlsx() -> Any:
     sheet(_("分享页"), [_("公告"), _("播放次数")], [list(r) for r in ledger.shares])
     sheet(_("打印"), [_("公告"), _("打印次数")], [list(r) for r in ledger.prints])
     tz = settings().tz
-    sheet(_("公众号"), [_("标题"), _("链接"), _("发布时间")],
-          [[title, url, when.astimezone(tz).strftime("%Y-%m-%d %H:%M") if when else ""]
-           for title, url, when in ledger.articles])  # fmt: skip
+    # Each publishing platform's articles on a sheet named by its noun.
+    # (One sheet under every installed one's noun when the area has none.)
+    for name, articles in ledger.publishers or [("", [])]:
+        sheet(publisher_noun(name) if name else publisher_nouns(), [_("标题"), _("链接"), _("发布时间")],
+              [[title, url, when.astimezone(tz).strftime("%Y-%m-%d %H:%M") if when else ""]
+               for title, url, when in articles])  # fmt: skip
     sheet(
         _("立即插播"),
         [_("公告"), _("开始"), _("方式"), _("广播点"), _("已播放"), _("结束")],

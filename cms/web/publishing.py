@@ -12,6 +12,7 @@ from typing import Any
 from flask import Blueprint, abort, flash, g, redirect, render_template, request, url_for
 from flask_babel import gettext as _
 
+from cms import publishers
 from cms.models import Area, AreaKind, ArticleState, PublisherAccount, PublisherArticle, Role
 from cms.publishers import PublisherPlugin, platforms, plugin
 from cms.roles import REVIEWERS
@@ -31,8 +32,10 @@ def publisher_articles(announcement_id: int) -> list[PublisherArticle]:
 
 
 @bp.app_template_global()
-def article_state_label(state: str) -> str:
-    return _(svc.STATE_LABELS[ArticleState(state)])
+def article_state_label(state: str, platform: str | None = None) -> str:
+    """An article's state, in words naming its platform (every installed one's without)."""
+    noun = publisher_noun(platform) if platform is not None else publisher_nouns()
+    return _(svc.STATE_LABELS[ArticleState(state)]).format(noun=noun)
 
 
 @bp.app_template_global()
@@ -46,6 +49,20 @@ def publisher_label(platform: str) -> str:
     """How pages name ``platform`` (its plugin's label; the bare name when it is gone)."""
     found = plugin(platform)
     return _(found.label) if found is not None and found.label else platform
+
+
+@bp.app_template_global()
+def publisher_noun(platform: str) -> str:
+    """How running text names ``platform`` ("{area}{noun}", "{noun}文章"), translated."""
+    return _(publishers.noun(platform))
+
+
+@bp.app_template_global()
+def publisher_nouns(names: list[str] | None = None) -> str:
+    """The nouns of the platforms ``names`` (default: every installed one), translated and
+    joined in the reader's way: for text about all publishers together."""
+    chosen = publishers.nouns() if names is None else [publishers.noun(n) for n in names]
+    return _("、").join(dict.fromkeys(_(n) for n in chosen))
 
 
 def _plugin_or_404(platform: str) -> PublisherPlugin:
@@ -79,7 +96,7 @@ def accounts(platform: str) -> Any:
                 or account.platform != platform
                 or not Scope.of(g.user).contains(account.area)
             ):
-                abort(404, description=_("公众号账号不存在"))
+                abort(404, description=_("{noun}账号不存在").format(noun=publisher_noun(platform)))
         with transaction() as tx:
             svc.save_account(
                 db(),

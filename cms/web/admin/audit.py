@@ -28,6 +28,7 @@ from cms.web.admin import ADMIN, bp
 from cms.web.auth import rule
 from cms.web.db import db
 from cms.web.forms import int_arg, paginate
+from cms.web.publishing import publisher_nouns
 
 
 @bp.get("/audit")
@@ -42,7 +43,8 @@ def audit() -> Any:
     action = (request.args.get("action") or "").strip()[:60]
     if action:
         # By what people read ("审核", "群聊") or by the code ("announcement.").
-        codes = actions_matching(action, _)
+        # The labels as the page shows them (a publisher's action names its noun).
+        codes = actions_matching(action, lambda label: _(label).format(noun=publisher_nouns()))
         stmt = stmt.where(or_(AuditLog.action.in_(codes), AuditLog.action.startswith(action)))
     page = paginate(stmt, int_arg("page", 1) or 1, 50)
     return render_template(
