@@ -1,11 +1,12 @@
 """cms knows no publishing platform: outside its migrations (which must name the old tables
-and columns), no file in ``cms/`` carries a platform's key, API name or identifier. The
+and columns), no file in ``cms/`` carries a platform's key, API name or identifier, nor its
+name for users: 公众号 (the Official Account) is the WeChat plugin's word (its ``noun``), and
+cms writes each platform's noun where it speaks of one (``cms.publishers.noun``). The
 WeChat Official Account's live in ``wechat/`` (its plugin).
 
-What stays, on purpose: user-visible Chinese words such as 公众号 (they are message ids,
-translated in the catalogues, and the pages show them only about publisher accounts), and
-"WeChat" as prose about the chat app people forward share pages into (``cms/services/share.py``,
-``cms/static/share.js``), which is no plugin's concern.
+What stays, on purpose: "WeChat" as prose about the chat app people forward share pages into
+(``cms/services/share.py``, ``cms/static/share.js``), which is no plugin's concern; and the
+catalogues (``cms/translations``), whose entries are other files' words.
 """
 
 from __future__ import annotations
@@ -20,7 +21,8 @@ SUFFIXES = {".py", ".html", ".js", ".css", ".txt", ".cfg", ".toml"}
 FORBIDDEN = re.compile(
     r"app_?id|app_?secret|media_id|publish_id|freepublish|stable_token|draft/add"
     r"|weixin|qq\.com|wx[0-9a-f]{16}|access_token\?"
-    r"|(?-i:Wechat|wechat|WECHAT)",
+    r"|(?-i:Wechat|wechat|WECHAT)"
+    r"|公众号",
     re.IGNORECASE,
 )
 
@@ -63,6 +65,9 @@ def test_the_check_finds_the_names_where_they_belong() -> None:
         "DALABA_WECHAT_API_URL",
         "url_for('wechat.accounts')",
         "https://api.weixin.qq.com",
+        '<h3>{{ _("公众号") }}</h3>',
+        'N_("{area}公众号")',
     ):
         assert FORBIDDEN.search(old), old
+    assert "公众号" in names  # the plugin's noun
     assert not FORBIDDEN.search("forwarded into WeChat groups by hand")
