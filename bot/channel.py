@@ -472,5 +472,14 @@ plugin = ChannelPlugin(
     chat_id_error=chat_id_error,
     # The package's own English catalogue.
     translations=Path(__file__).resolve().parent / "translations",
+    badge=N_("中国大陆无法直接访问"),
+    note=N_(
+        "Telegram 在中国大陆需要特殊网络才能使用，一般乡镇请用上面的企业微信、钉钉或飞书机器人。"
+    ),
+    not_ready_note=N_(
+        "未设置 Telegram 机器人令牌（DALABA_TELEGRAM_TOKEN）：群聊消息不会真正发出，而是记录在本地发件箱中。"
+        "设置令牌并重启后，机器人会把通知发到已绑定的群。"
+    ),
+    link_note=N_("广播员私聊机器人发送 /link 关联码 后，可用 /program 领取当天节目并点“已播放”。"),
 )
 """The ``dalaba.channels`` entry point: chats are bound by ``/bind CODE`` in the group."""

@@ -183,6 +183,16 @@ class ChannelPlugin:
     chat_id_error: Callable[[str], str | None] = field(default=lambda _chat_id: None)
     # The plugin's own English catalogue (``<translations>/en/LC_MESSAGES/messages.po``).
     translations: Path | None = None
+    # The Chats page's words about a platform bound by a code, each a message id in the
+    # plugin's own catalogue: a short badge by its name, a line under it, what to do while
+    # it cannot send (``ready`` is False), and how an operator uses a link code there.
+    badge: str | None = None
+    note: str | None = None
+    not_ready_note: str | None = None
+    link_note: str | None = None
+    # For a platform bound by an address: a line above the bind form, in the plugin's words
+    # (platforms that share one, e.g. the group robots, show it once).
+    intro: str | None = None
 
     @property
     def by_address(self) -> bool:

@@ -149,6 +149,11 @@ def check_address(shape: Shape, values: Mapping[str, str], allow_local: bool) ->
 
 # The robots' own English catalogue, registered with each robot platform.
 TRANSLATIONS = Path(__file__).resolve().parent / "translations"
+# Above the Chats page's bind form (one line for every robot platform).
+INTRO = N_(
+    "在群设置里添加机器人，复制它的 webhook 地址（钉钉“加签”、飞书“签名校验”的密钥也一起复制）。"
+    "密钥保存后不再显示。"
+)
 
 
 def robot_plugin(
@@ -165,4 +170,5 @@ def robot_plugin(
         hint=hint,
         order=order,
         translations=TRANSLATIONS,
+        intro=INTRO,
     )

@@ -71,3 +71,40 @@ def test_the_check_finds_the_names_where_they_belong() -> None:
         assert FORBIDDEN.search(old), old
     assert "公众号" in names  # the plugin's noun
     assert not FORBIDDEN.search("forwarded into WeChat groups by hand")
+
+
+# The chat platforms' names and configuration keys: each plugin's own words (its label,
+# hint, intro, badge and notes), never cms's pages. cms's Python may still name a platform
+# in comments and as the default of a ``platform`` column; its keys it never names.
+CHAT_WORDS = re.compile(
+    r"企业微信|钉钉|飞书|Telegram|WeCom|DingTalk|Feishu|DALABA_TELEGRAM|DALABA_ROBOT"
+)
+CHAT_KEYS = re.compile(r"DALABA_TELEGRAM|DALABA_ROBOT")
+
+
+def _chat_hits(pattern: re.Pattern[str], folders: tuple[str, ...], suffixes: set[str]) -> list[str]:
+    found = []
+    for folder in folders:
+        for path in sorted((ROOT / folder).rglob("*")):
+            if path.suffix not in suffixes or "migrations" in path.parts:
+                continue
+            for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+                found += [
+                    f"{path.relative_to(ROOT)}:{number}: {m.group(0)}"
+                    for m in pattern.finditer(line)
+                ]
+    return found
+
+
+def test_cms_pages_name_no_chat_platform() -> None:
+    assert _chat_hits(CHAT_WORDS, ("cms/templates", "cms/static"), {".html", ".js", ".css"}) == []
+
+
+def test_cms_code_names_no_chat_platform_key() -> None:
+    assert _chat_hits(CHAT_KEYS, ("cms",), {".py", ".html", ".js"}) == []
+
+
+def test_the_chat_check_finds_the_words_where_they_belong() -> None:
+    words = {hit.rsplit(": ", 1)[1] for hit in _chat_hits(CHAT_WORDS, ("bot", "robots"), {".py"})}
+    assert {"企业微信", "钉钉", "飞书", "DALABA_TELEGRAM", "DALABA_ROBOT"} <= words
+    assert CHAT_WORDS.search('<h2>{{ _("绑定群机器人（企业微信、钉钉、飞书）") }}</h2>')

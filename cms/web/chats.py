@@ -21,6 +21,22 @@ from cms.web.forms import field_errors, form_id, message
 ADMIN_UNBOUND = N_("管理员在后台解除绑定")
 
 bp = Blueprint("chats", __name__, url_prefix="/chats")
+
+
+@bp.app_template_global()
+def robot_platform_names(last_or: bool = False) -> str:
+    """The installed platforms bound by an address (the group robots), translated and joined
+    in the reader's way: "企业微信、钉钉、飞书", or with ``last_or`` "企业微信、钉钉或飞书"."""
+    names = [_(p.label) for p in plugins().values() if p.by_address]
+    if last_or and len(names) > 1:
+        return _("{items}或{last}").format(items=_("、").join(names[:-1]), last=names[-1])
+    return _("、").join(names)
+
+
+@bp.app_template_global()
+def robot_intros() -> list[str]:
+    """The lines the robot platforms' plugins give for the bind form, each once."""
+    return list(dict.fromkeys(p.intro for p in plugins().values() if p.by_address and p.intro))
 ADMIN = Role.ADMIN
 
 
@@ -65,8 +81,11 @@ def _page(status: int = 200, **shown: Any) -> Any:
                 select(User).where(User.active, scope.users()).order_by(User.role, User.username)
             )
         ),
-        # Chats bound by a code wait in the local outbox while their platform cannot send.
-        telegram_on=all(p.ready(settings()) for p in plugins().values() if not p.by_address),
+        # The platforms whose chats are bound by a code, each with whether it can send
+        # (while it cannot, their chats wait in the local outbox).
+        code_platforms=[
+            (p, p.ready(settings())) for p in plugins().values() if not p.by_address
+        ],
         robot_platforms=dict(chat_svc.ROBOT_PLATFORMS),
         robot_fields=_robot_fields(),
         platforms=dict(chat_svc.PLATFORM_LABELS),
