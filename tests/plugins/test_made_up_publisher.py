@@ -195,6 +195,7 @@ def test_every_page_names_the_made_up_publisher_by_its_own_word(  # type: ignore
     outcome = _section(shown, 'data-testid="outcome"', "</section>")
     assert "<h3>公示栏</h3>" in outcome and "清水镇公示栏" in outcome
     assert "公示栏接口出现意外错误，稍后重试" in outcome and "公众号" not in outcome
+    assert "</span>：公示栏接口出现意外错误" in outcome  # the reason follows its state directly
     panel = client.get(f"/schedule/announcements/{ok.announcement_id}").get_data(as_text=True)
     table = _section(panel, 'id="noticeboard"', "</table>")
     assert "<th>公示栏</th>" in table and "公众号" not in table
