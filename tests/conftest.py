@@ -130,15 +130,24 @@ def session(engine: Engine, settings: Settings) -> Iterator[Session]:
         yield session
 
 
+def _no_background_commits(app: Any) -> None:
+    """No thread of the app commits while a test runs: a test's own session that read before
+    such a commit cannot write after it (SQLite answers "database is locked" at once).
+
+    Bookkeeping runs on the request's thread (tests/cms/test_db.py covers the background
+    writer); recorded downloads wait for the test's flushes, or the app's close.
+    """
+    app.extensions["dalaba.bookkeeper"].inline = True
+    app.extensions["dalaba.downloads"].interval = 3600
+
+
 @pytest.fixture
 def app(settings: Settings, engine: Engine):  # type: ignore[no-untyped-def]
     from cms.web import create_app
 
     app = create_app(settings, engine=engine)
     app.config.update(TESTING=True, WTF_CSRF_ENABLED=False)
-    # Bookkeeping on the request's thread: a background commit would race the test's own
-    # session (tests/cms/test_db.py covers the background writer).
-    app.extensions["dalaba.bookkeeper"].inline = True
+    _no_background_commits(app)
     yield app
     app.extensions["dalaba.downloads"].close()  # its thread writes no more to this database
 
@@ -150,6 +159,7 @@ def csrf_app(settings: Settings, engine: Engine):  # type: ignore[no-untyped-def
 
     app = create_app(settings, engine=engine)
     app.config.update(TESTING=True)
+    _no_background_commits(app)
     yield app
     app.extensions["dalaba.downloads"].close()
 
