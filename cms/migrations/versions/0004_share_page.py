@@ -13,8 +13,6 @@ import sqlalchemy as sa
 
 revision = '0004'
 down_revision = '0003'
-branch_labels = None
-depends_on = None
 
 TOKEN_BYTES = 32  # as cms.services.share.TOKEN_BYTES
 

@@ -11,8 +11,6 @@ import sqlalchemy as sa
 
 revision = '0005'
 down_revision = '0004'
-branch_labels = None
-depends_on = None
 
 
 def upgrade() -> None:

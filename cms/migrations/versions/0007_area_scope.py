@@ -20,8 +20,6 @@ import sqlalchemy as sa
 
 revision = '0007'
 down_revision = '0006'
-branch_labels = None
-depends_on = None
 
 
 def _common_ancestor(paths: list[str]) -> int | None:

@@ -15,8 +15,6 @@ import sqlalchemy as sa
 
 revision = '0008'
 down_revision = '0007'
-branch_labels = None
-depends_on = None
 
 GLOBAL = sa.text('area_id IS NULL')
 

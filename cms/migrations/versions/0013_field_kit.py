@@ -17,8 +17,6 @@ from alembic import op
 
 revision = '0013'
 down_revision = '0012'
-branch_labels = None
-depends_on = None
 
 AIRTIME = ('all', 'morning', 'noon', 'evening', 'morning+noon', 'morning+evening', 'noon+evening')
 

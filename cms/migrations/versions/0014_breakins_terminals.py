@@ -17,8 +17,6 @@ import cms.models
 
 revision = '0014'
 down_revision = '0013'
-branch_labels = None
-depends_on = None
 
 UTC = cms.models.UTCDateTime()
 

@@ -27,8 +27,6 @@ from cms.models import relative_to_data
 
 revision = '0015'
 down_revision = '0014'
-branch_labels = None
-depends_on = None
 
 COLUMNS = {
     'clip': ('path', 'subtitles_path'),

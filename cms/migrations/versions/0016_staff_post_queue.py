@@ -21,8 +21,6 @@ import cms.models
 
 revision = '0016'
 down_revision = '0015'
-branch_labels = None
-depends_on = None
 
 UTC = cms.models.UTCDateTime()
 STATES = ('pending', 'sending', 'sent', 'uncertain', 'failed', 'cancelled')

@@ -17,8 +17,6 @@ from alembic import op
 
 revision = '0017'
 down_revision = '0016'
-branch_labels = None
-depends_on = None
 
 # The robots plugin's names for what the two old columns held (robots.keys).
 WEBHOOK, SECRET = 'webhook', 'secret'

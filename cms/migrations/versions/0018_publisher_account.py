@@ -30,8 +30,6 @@ import cms.models
 
 revision = '0018'
 down_revision = '0017'
-branch_labels = None
-depends_on = None
 
 STATES = ('pending', 'creating', 'drafted', 'queued', 'submitting', 'publishing', 'published',
           'failed', 'uncertain', 'cancelled')
