@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime, time
 from typing import Any
 
@@ -27,7 +27,7 @@ from cms.services.scope import Scope
 from cms.services.text import parse_date, parse_id
 from cms.services.topics import all_topics
 from cms.web import today
-from cms.web.auth import rule
+from cms.web.auth import Route, add_routes, rule
 from cms.web.db import db, lock_released, read_only, settings, transaction
 from cms.web.forms import (
     announcement_form_data,
@@ -345,32 +345,23 @@ def _transition(announcement_id: int, action: str) -> Any:
     return redirect(url_for(".show", announcement_id=announcement_id))
 
 
-@bp.post("/<int:announcement_id>/submit")
-@rule(*EDITORS)
-def submit(announcement_id: int) -> Any:
-    """Send a draft to review."""
-    return _transition(announcement_id, "submit")
+def _transition_view(action: str) -> Callable[[int], Any]:
+    return lambda announcement_id: _transition(announcement_id, action)
 
 
-@bp.post("/<int:announcement_id>/approve")
-@rule(*REVIEWERS)
-def approve(announcement_id: int) -> Any:
-    """Approve the revision under review."""
-    return _transition(announcement_id, "approve")
-
-
-@bp.post("/<int:announcement_id>/reject")
-@rule(*REVIEWERS)
-def reject(announcement_id: int) -> Any:
-    """Send back to draft with a comment."""
-    return _transition(announcement_id, "reject")
-
-
-@bp.post("/<int:announcement_id>/withdraw")
-@rule(*STAFF)
-def withdraw(announcement_id: int) -> Any:
-    """Withdraw: stop everywhere from now on."""
-    return _transition(announcement_id, "withdraw")
+add_routes(
+    bp,
+    (
+        Route(f"/<int:announcement_id>/{action}", action, roles, doc, _transition_view(action))
+        for action, roles, doc in (
+            ("submit", EDITORS, "Send a draft to review."),
+            ("approve", REVIEWERS, "Approve the revision under review."),
+            ("reject", REVIEWERS, "Send back to draft with a comment."),
+            ("withdraw", STAFF, "Withdraw: stop everywhere from now on."),
+        )
+    ),
+    method="POST",
+)
 
 
 @bp.post("/<int:announcement_id>/recording")
