@@ -352,7 +352,7 @@ def _transition_view(action: str) -> Callable[[int], Any]:
 add_routes(
     bp,
     (
-        Route(f"/<int:announcement_id>/{action}", action, roles, doc, _transition_view(action))
+        Route(f"/<int:announcement_id>/{action}", action, roles, _transition_view(action), doc)
         for action, roles, doc in (
             ("submit", EDITORS, "Send a draft to review."),
             ("approve", REVIEWERS, "Approve the revision under review."),

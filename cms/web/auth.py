@@ -59,16 +59,17 @@ class Route:
     url: str
     endpoint: str
     roles: Collection[Role | str]
-    doc: str
     view: Callable[..., Any]
+    doc: str | None = None
 
 
 def add_routes(bp: Blueprint, routes: Iterable[Route], *, method: str) -> None:
     """Register each route as one written out would be: its URL, endpoint, method and rule;
-    the view takes the endpoint as its name and the route's doc."""
+    the view takes the endpoint as its name, and the route's doc where it has one."""
     for route in routes:
         route.view.__name__ = route.view.__qualname__ = route.endpoint
-        route.view.__doc__ = route.doc
+        if route.doc is not None:
+            route.view.__doc__ = route.doc
         view = rule(*route.roles)(route.view)
         bp.add_url_rule(route.url, route.endpoint, view, methods=[method])
 

@@ -25,7 +25,7 @@ from cms.models import Outlet, Program
 from cms.services import operators as svc
 from cms.services.errors import DomainError
 from cms.services.text import in_date_range, parse_date, printable
-from cms.web.auth import PUBLIC, rule
+from cms.web.auth import PUBLIC, Route, add_routes, rule
 from cms.web.db import db, settings
 from cms.web.downloads import download_log
 from cms.web.sendfile import (
@@ -198,34 +198,6 @@ def _count(
         download_log().add(outlet.id, day, kind, [p.id if p else None for p in programs], _now())
 
 
-@bp.get("/o/<token>/today.mp3")
-@rule(PUBLIC)
-def today_mp3(token: str) -> Any:
-    """Today's program for the current or next slot: a stable URL for boxes that fetch by URL."""
-    return send_program(_current(token))
-
-
-@bp.get("/o/<token>/<day>/<slot>.mp3")
-@rule(PUBLIC)
-def program_mp3(token: str, day: str, slot: str) -> Any:
-    """One program by day (or ``today``) and slot time, e.g. ``2026-11-28/0730.mp3``."""
-    return send_program(_one(token, day, slot))
-
-
-@bp.get("/o/<token>/loop.mp3")
-@rule(PUBLIC)
-def loop_current(token: str) -> Any:
-    """The mobile-speaker loop of the current or next program today."""
-    return _send_loop(_current(token))
-
-
-@bp.get("/o/<token>/<day>/<slot>/loop.mp3")
-@rule(PUBLIC)
-def loop_mp3(token: str, day: str, slot: str) -> Any:
-    """The mobile-speaker loop of one program."""
-    return _send_loop(_one(token, day, slot))
-
-
 def _send_loop(program: Program) -> Response:
     if not svc.is_ready(program):
         abort(404)
@@ -241,6 +213,34 @@ def _send_loop(program: Program) -> Response:
         abort(404)
     _count(response, outlet, program.day, "loop", [program])
     return response
+
+
+def _program_file(
+    send: Callable[[Program], Response], pick: Callable[..., Program]
+) -> Callable[..., Any]:
+    def view(**where: str) -> Any:
+        """The program ``pick`` finds from the link's URL, sent by ``send``."""
+        return send(pick(**where))
+
+    return view
+
+
+# A program by link token: for the current or next slot today (a stable URL for boxes that
+# fetch by URL), or by day (or ``today``) and slot time, e.g. ``2026-11-28/0730.mp3``; the
+# program itself or the mobile speaker's loop of it.
+add_routes(
+    bp,
+    (
+        Route(url, endpoint, (PUBLIC,), _program_file(send, pick))
+        for endpoint, url, send, pick in (
+            ("today_mp3", "/o/<token>/today.mp3", send_program, _current),
+            ("program_mp3", "/o/<token>/<day>/<slot>.mp3", send_program, _one),
+            ("loop_current", "/o/<token>/loop.mp3", _send_loop, _current),
+            ("loop_mp3", "/o/<token>/<day>/<slot>/loop.mp3", _send_loop, _one),
+        )
+    ),
+    method="GET",
+)
 
 
 @bp.get("/o/<token>/<day>.zip")

@@ -10,6 +10,7 @@ request is served. An idle poll of ``now.mp3`` is noted too, as the box's sign o
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import date, datetime
 from typing import Any
 
@@ -23,7 +24,7 @@ from cms.services import terminals as svc
 from cms.services.errors import DomainError
 from cms.services.scope import Scope
 from cms.services.terminals import Fetch
-from cms.web.auth import PUBLIC, rule
+from cms.web.auth import PUBLIC, Route, add_routes, rule
 from cms.web.breakins import idle_response
 from cms.web.db import db, settings, transaction
 from cms.web.downloads import DownloadLog, download_log
@@ -111,22 +112,6 @@ def _send_program(terminal: Terminal, program: Program) -> Response:
     )
 
 
-@bp.get("/t/<token>/today.mp3")
-@rule(PUBLIC)
-def today_mp3(token: str) -> Any:
-    """Today's program for the current or next slot, as for the operator link."""
-    terminal = _terminal(token)
-    return _send_program(terminal, _current(terminal))
-
-
-@bp.get("/t/<token>/<day>/<slot>.mp3")
-@rule(PUBLIC)
-def program_mp3(token: str, day: str, slot: str) -> Any:
-    """One program by day and slot time."""
-    terminal = _terminal(token)
-    return _send_program(terminal, _one(terminal, day, slot))
-
-
 @bp.get("/t/<token>/now.mp3")
 @rule(PUBLIC)
 def now_mp3(token: str) -> Any:
@@ -204,20 +189,32 @@ def _send_loop(terminal: Terminal, program: Program) -> Response:
     )
 
 
-@bp.get("/t/<token>/loop.mp3")
-@rule(PUBLIC)
-def loop_current(token: str) -> Any:
-    """The mobile-speaker loop of the current or next program today."""
-    terminal = _terminal(token)
-    return _send_loop(terminal, _current(terminal))
+def _program_file(
+    send: Callable[[Terminal, Program], Response], pick: Callable[..., Program]
+) -> Callable[..., Any]:
+    def view(token: str, **where: str) -> Any:
+        """The program ``pick`` finds from the terminal's URL, sent by ``send``."""
+        terminal = _terminal(token)
+        return send(terminal, pick(terminal, **where))
+
+    return view
 
 
-@bp.get("/t/<token>/<day>/<slot>/loop.mp3")
-@rule(PUBLIC)
-def loop_mp3(token: str, day: str, slot: str) -> Any:
-    """The mobile-speaker loop of one program."""
-    terminal = _terminal(token)
-    return _send_loop(terminal, _one(terminal, day, slot))
+# A program for the terminal's outlet, as for the operator link: for the current or next slot
+# today, or by day and slot time; the program itself or the mobile speaker's loop of it.
+add_routes(
+    bp,
+    (
+        Route(url, endpoint, (PUBLIC,), _program_file(send, pick))
+        for endpoint, url, send, pick in (
+            ("today_mp3", "/t/<token>/today.mp3", _send_program, _current),
+            ("program_mp3", "/t/<token>/<day>/<slot>.mp3", _send_program, _one),
+            ("loop_current", "/t/<token>/loop.mp3", _send_loop, _current),
+            ("loop_mp3", "/t/<token>/<day>/<slot>/loop.mp3", _send_loop, _one),
+        )
+    ),
+    method="GET",
+)
 
 
 @bp.get("/t/<token>/<day>.zip")

@@ -248,8 +248,8 @@ add_routes(
             f"/announcements/<{ID}:announcement_id>/{action}",
             f"{action}_announcement",
             roles,
-            doc,
             _step(change, text_field),
+            doc,
         )
         for action, roles, change, text_field, doc in _STEPS
     ),
