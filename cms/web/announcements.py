@@ -188,6 +188,16 @@ def index() -> Any:
     )
 
 
+def _refused(tx: transaction, data: Mapping[str, Any], status: int, **context: Any) -> Any:
+    """The form again after a refused save: field errors beside their fields (400), any other
+    refusal flashed (``status``)."""
+    if not tx.fields:
+        flash(tx.message, "error")
+    return render_template(
+        "announcements/form.html", **_form_context(data=data, errors=tx.fields, **context)
+    ), (400 if tx.fields else status)
+
+
 @bp.route("/new", methods=["GET", "POST"])
 @rule(*EDITORS)
 def create() -> Any:
@@ -201,12 +211,7 @@ def create() -> Any:
             if request.form.get("action") == "submit":
                 _submit(ann)
         if not tx.ok:
-            if not tx.fields:
-                flash(tx.message, "error")
-            return render_template(
-                "announcements/form.html",
-                **_form_context(data=data, errors=tx.fields, ann=None, campaign=campaign),
-            ), (400 if tx.fields else 403)
+            return _refused(tx, data, 403, ann=None, campaign=campaign)
         flash(_("已保存") if ann.status.value == "draft" else _("已提交审核"), "success")
         return redirect(url_for(".show", announcement_id=ann.id))
     start, end = svc.default_window(day)
@@ -241,11 +246,7 @@ def edit(announcement_id: int) -> Any:
             if request.form.get("action") == "submit":
                 _submit(ann)
         if not tx.ok:
-            if not tx.fields:
-                flash(tx.message, "error")
-            return render_template(
-                "announcements/form.html", **_form_context(data=data, errors=tx.fields, ann=ann)
-            ), (400 if tx.fields else 409)
+            return _refused(tx, data, 409, ann=ann)
         flash(_("已保存为第 {n} 版").format(n=ann.current.number), "success")
         return redirect(url_for(".show", announcement_id=ann.id))
     if ann.status.value in {"in_review", "withdrawn"}:
