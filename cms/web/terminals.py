@@ -10,7 +10,6 @@ request is served. An idle poll of ``now.mp3`` is noted too, as the box's sign o
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from datetime import date, datetime
 from typing import Any
 
@@ -24,12 +23,13 @@ from cms.services import terminals as svc
 from cms.services.errors import DomainError
 from cms.services.scope import Scope
 from cms.services.terminals import Fetch
-from cms.web.auth import PUBLIC, Route, add_routes, rule
+from cms.web.auth import PUBLIC, rule
 from cms.web.breakins import idle_response
 from cms.web.db import db, settings, transaction
 from cms.web.downloads import DownloadLog, download_log
 from cms.web.forms import form_id
 from cms.web.links import (
+    add_program_routes,
     day_files,
     feed_xml,
     keep_private,
@@ -39,7 +39,7 @@ from cms.web.links import (
     names,
     safe_name,
 )
-from cms.web.sendfile import bytes_body, file_body, respond, zip_body
+from cms.web.sendfile import Body, bytes_body, file_body, respond, zip_body
 
 bp = Blueprint("terminals", __name__)
 MP3 = "audio/mpeg"
@@ -189,32 +189,13 @@ def _send_loop(terminal: Terminal, program: Program) -> Response:
     )
 
 
-def _program_file(
-    send: Callable[[Terminal, Program], Response], pick: Callable[..., Program]
-) -> Callable[..., Any]:
-    def view(token: str, **where: str) -> Any:
-        """The program ``pick`` finds from the terminal's URL, sent by ``send``."""
-        terminal = _terminal(token)
-        return send(terminal, pick(terminal, **where))
-
-    return view
+def _program_file(loop: bool, by_slot: bool, token: str, **where: str) -> Response:
+    terminal = _terminal(token)
+    program = _one(terminal, **where) if by_slot else _current(terminal)
+    return (_send_loop if loop else _send_program)(terminal, program)
 
 
-# A program for the terminal's outlet, as for the operator link: for the current or next slot
-# today, or by day and slot time; the program itself or the mobile speaker's loop of it.
-add_routes(
-    bp,
-    (
-        Route(url, endpoint, (PUBLIC,), _program_file(send, pick))
-        for endpoint, url, send, pick in (
-            ("today_mp3", "/t/<token>/today.mp3", _send_program, _current),
-            ("program_mp3", "/t/<token>/<day>/<slot>.mp3", _send_program, _one),
-            ("loop_current", "/t/<token>/loop.mp3", _send_loop, _current),
-            ("loop_mp3", "/t/<token>/<day>/<slot>/loop.mp3", _send_loop, _one),
-        )
-    ),
-    method="GET",
-)
+add_program_routes(bp, "/t/<token>", _program_file)
 
 
 @bp.get("/t/<token>/<day>.zip")
@@ -251,15 +232,23 @@ def feed(token: str) -> Any:
         terminal.outlet,
         today,
         settings().base_url + url_for(".feed", token=token),  # a box has no page of its own
-        lambda day, slot: url_for(".program_mp3", token=token, day=day, slot=slot),
+        token,
     )
     body = bytes_body(data, latest_build(terminal.outlet))
+    return _text_file(terminal, body, "application/rss+xml", ".xml", today, "rss")
+
+
+def _text_file(
+    terminal: Terminal, body: Body, mimetype: str, suffix: str, day: date, kind: str
+) -> Response:
+    """A playlist or feed (UTF-8) for a box, named after the terminal, its fetch noted."""
+    name = f"dalaba-terminal{terminal.id}{suffix}"
     response = respond(
         body,
-        mimetype="application/rss+xml",
-        filename=f"dalaba-terminal{terminal.id}.xml",
-        fallback=f"dalaba-terminal{terminal.id}.xml",
-        on_close=_recorder(download_log(), terminal, today, "rss", body.size),
+        mimetype=mimetype,
+        filename=name,
+        fallback=name,
+        on_close=_recorder(download_log(), terminal, day, kind, body.size),
     )
     response.mimetype_params["charset"] = "utf-8"
     return response
@@ -287,15 +276,9 @@ def playlist(token: str, day: str) -> Any:
         ]
     data = ("\n".join(lines) + "\n").encode("utf-8")
     body = bytes_body(data, _now())
-    response = respond(
-        body,
-        mimetype="audio/x-mpegurl",
-        filename=f"dalaba-terminal{terminal.id}_{the_day.isoformat()}.m3u",
-        fallback=f"dalaba-terminal{terminal.id}_{the_day.isoformat()}.m3u",
-        on_close=_recorder(download_log(), terminal, the_day, "m3u", body.size),
+    return _text_file(
+        terminal, body, "audio/x-mpegurl", f"_{the_day.isoformat()}.m3u", the_day, "m3u"
     )
-    response.mimetype_params["charset"] = "utf-8"
-    return response
 
 
 # --- The admin's page: register and revoke an outlet's terminals ----------------------------------
