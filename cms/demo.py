@@ -30,6 +30,12 @@ ACCOUNTS = [
     ("liulin", "柳林村广播员 刘师傅", Role.OPERATOR),
 ]
 
+# Each village's outlets: (name after the village, kind, slots).
+VILLAGE_OUTLETS = (
+    ("村委会大喇叭", OutletKind.LOUDSPEAKER, "07:30 10, 12:00 10, 19:30 15"),
+    ("流动宣传音箱", OutletKind.MOBILE, "09:00 30"),
+)
+
 # (title, body, spoken or None, topic, days from today to start, length in days, villages or None
 #  for the whole township, final state, urgent)
 ANNOUNCEMENTS: list[tuple[str, str, str | None, str, int, int, list[str] | None, str, bool]] = [
@@ -216,24 +222,18 @@ def seed(
 
     admin = created["admin"]
     for village, vid in village_ids.items():
-        speaker = outlets.save_outlet(
-            session,
-            admin,
-            None,
-            name=f"{village}村委会大喇叭",
-            kind=OutletKind.LOUDSPEAKER.value,
-            area_id=vid,
-            slots="07:30 10, 12:00 10, 19:30 15",
-        )
-        mobile = outlets.save_outlet(
-            session,
-            admin,
-            None,
-            name=f"{village}流动宣传音箱",
-            kind=OutletKind.MOBILE.value,
-            area_id=vid,
-            slots="09:00 30",
-            loop_minutes=30,
+        speaker, mobile = (
+            outlets.save_outlet(
+                session,
+                admin,
+                None,
+                name=f"{village}{suffix}",
+                kind=kind.value,
+                area_id=vid,
+                slots=slots,
+                loop_minutes=30,  # what the mobile speaker loops (the default for both)
+            )
+            for suffix, kind, slots in VILLAGE_OUTLETS
         )
         if now is not None:
             speaker.created_at = mobile.created_at = now

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy.orm import Session
 
@@ -36,16 +37,18 @@ def wait(
     row_id: int | None = None,
 ) -> int:
     """Put off the due rows of ``model`` (or only ``row_id``), with the reason; returns how many."""
-    return queue.postpone_due(
-        session,
-        model,
-        ready=JobState.PENDING,
-        running=JobState.RUNNING,
-        now=now,
-        until=now + DISK_WAIT,
-        row_id=row_id,
-        last_error=space.reason().dumps(),
-    )
+    return queue.postpone_due(session, model, now=now, row_id=row_id, **_waiting(space, now))
+
+
+def _waiting(space: disk.DiskSpace, now: datetime) -> dict[str, Any]:
+    """What a row that waits for space is given: pending (not running), due again after
+    :data:`DISK_WAIT`, and why it waits."""
+    return {
+        "ready": JobState.PENDING,
+        "running": JobState.RUNNING,
+        "until": now + DISK_WAIT,
+        "last_error": space.reason().dumps(),
+    }
 
 
 def resume(session: Session, model: QueueModel, now: datetime) -> int:
@@ -83,16 +86,7 @@ def give_back(ctx: Context, model: QueueModel, row_id: int, worker: str) -> str:
     try:
         unit_of_work(
             ctx.sessions,
-            lambda s: queue.give_back(
-                s,
-                model,
-                row_id,
-                running=JobState.RUNNING,
-                ready=JobState.PENDING,
-                worker=worker,
-                until=now + DISK_WAIT,
-                last_error=space.reason().dumps(),
-            ),
+            lambda s: queue.give_back(s, model, row_id, worker=worker, **_waiting(space, now)),
         )
     except Exception as exc:
         if not disk.is_disk_full(exc):

@@ -280,7 +280,7 @@ def plan_day(
                     and not program.missed
                     and now > times.deadline
                 ):
-                    _mark_missed(session, program, outlet, slot, day)
+                    _mark_missed(session, program)
                     report.missed += 1
                     report.alerts += 1
                 continue
@@ -377,7 +377,7 @@ def day_inputs(
     }
 
 
-def _mark_missed(session: Session, program: Program, outlet: Outlet, slot: Slot, day: date) -> None:
+def _mark_missed(session: Session, program: Program) -> None:
     session.execute(
         update(Program)
         .where(Program.id == program.id, Program.state == program.state)
@@ -393,9 +393,6 @@ def _mark_missed(session: Session, program: Program, outlet: Outlet, slot: Slot,
         "program_missed",
         N_("{outlet} {day} {slot} 的节目未能按时生成（已错过播出时间）"),
         program,
-        outlet=outlet.name,
-        day=day,
-        slot=slot.label,
     )
 
 

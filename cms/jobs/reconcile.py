@@ -91,9 +91,6 @@ def reconcile_day(session: Session, day: date, now: datetime, tz: ZoneInfo) -> G
                         "program_incomplete",
                         N_("{outlet} {day} {slot} 的节目缺少{titles}（音频未能生成）"),
                         program,
-                        outlet=outlet.name,
-                        day=day,
-                        slot=slot.label,
                         titles=titles,
                     )
                 continue
@@ -107,13 +104,7 @@ def reconcile_day(session: Session, day: date, now: datetime, tz: ZoneInfo) -> G
             if result is days.Outcome.BUILT_LATE:
                 continue  # missed at its time and since built (a retry): the alert is closed
             gaps.programs += raise_program_alert(
-                session,
-                "program_missed",
-                N_("{outlet} {day} {slot} 的节目未按时就绪"),
-                program,
-                outlet=outlet.name,
-                day=day,
-                slot=slot.label,
+                session, "program_missed", N_("{outlet} {day} {slot} 的节目未按时就绪"), program
             )
     day_start = at_local(day, datetime.min.time(), tz)
     day_end = day_start + timedelta(days=1)

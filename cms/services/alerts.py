@@ -58,18 +58,17 @@ def raise_program_alert(
     kind: str,
     msgid: str,
     program: Program,
-    *,
-    outlet: str,
-    day: date,
-    slot: str,
     **params: str,
 ) -> bool:
-    """:func:`raise_alert` about one program of ``outlet`` at ``slot`` on ``day``; the
-    message takes ``{outlet}``, ``{day}`` and ``{slot}``, and any further ``params``."""
+    """:func:`raise_alert` about one program; the message takes ``{outlet}``, ``{day}`` and
+    ``{slot}`` (the program's outlet's name, its day, its slot's label), and any further
+    ``params``."""
+    day = program.day
+    names = {"outlet": program.outlet.name, "day": day.isoformat(), "slot": program.slot.label}
     return raise_alert(
         session,
         kind,
-        Message(msgid, {"outlet": outlet, "day": day.isoformat(), "slot": slot, **params}),
+        Message(msgid, {**names, **params}),
         day=day,
         object_type="program",
         object_id=program.id,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime, time
 from typing import Any
 
@@ -27,7 +27,7 @@ from cms.services.scope import Scope
 from cms.services.text import parse_date, parse_id
 from cms.services.topics import all_topics
 from cms.web import today
-from cms.web.auth import rule
+from cms.web.auth import Route, add_routes, rule
 from cms.web.db import db, lock_released, read_only, settings, transaction
 from cms.web.forms import (
     announcement_form_data,
@@ -188,6 +188,16 @@ def index() -> Any:
     )
 
 
+def _refused(tx: transaction, data: Mapping[str, Any], status: int, **context: Any) -> Any:
+    """The form again after a refused save: field errors beside their fields (400), any other
+    refusal flashed (``status``)."""
+    if not tx.fields:
+        flash(tx.message, "error")
+    return render_template(
+        "announcements/form.html", **_form_context(data=data, errors=tx.fields, **context)
+    ), (400 if tx.fields else status)
+
+
 @bp.route("/new", methods=["GET", "POST"])
 @rule(*EDITORS)
 def create() -> Any:
@@ -201,12 +211,7 @@ def create() -> Any:
             if request.form.get("action") == "submit":
                 _submit(ann)
         if not tx.ok:
-            if not tx.fields:
-                flash(tx.message, "error")
-            return render_template(
-                "announcements/form.html",
-                **_form_context(data=data, errors=tx.fields, ann=None, campaign=campaign),
-            ), (400 if tx.fields else 403)
+            return _refused(tx, data, 403, ann=None, campaign=campaign)
         flash(_("已保存") if ann.status.value == "draft" else _("已提交审核"), "success")
         return redirect(url_for(".show", announcement_id=ann.id))
     start, end = svc.default_window(day)
@@ -241,11 +246,7 @@ def edit(announcement_id: int) -> Any:
             if request.form.get("action") == "submit":
                 _submit(ann)
         if not tx.ok:
-            if not tx.fields:
-                flash(tx.message, "error")
-            return render_template(
-                "announcements/form.html", **_form_context(data=data, errors=tx.fields, ann=ann)
-            ), (400 if tx.fields else 409)
+            return _refused(tx, data, 409, ann=ann)
         flash(_("已保存为第 {n} 版").format(n=ann.current.number), "success")
         return redirect(url_for(".show", announcement_id=ann.id))
     if ann.status.value in {"in_review", "withdrawn"}:
@@ -345,32 +346,23 @@ def _transition(announcement_id: int, action: str) -> Any:
     return redirect(url_for(".show", announcement_id=announcement_id))
 
 
-@bp.post("/<int:announcement_id>/submit")
-@rule(*EDITORS)
-def submit(announcement_id: int) -> Any:
-    """Send a draft to review."""
-    return _transition(announcement_id, "submit")
+def _transition_view(action: str) -> Callable[[int], Any]:
+    return lambda announcement_id: _transition(announcement_id, action)
 
 
-@bp.post("/<int:announcement_id>/approve")
-@rule(*REVIEWERS)
-def approve(announcement_id: int) -> Any:
-    """Approve the revision under review."""
-    return _transition(announcement_id, "approve")
-
-
-@bp.post("/<int:announcement_id>/reject")
-@rule(*REVIEWERS)
-def reject(announcement_id: int) -> Any:
-    """Send back to draft with a comment."""
-    return _transition(announcement_id, "reject")
-
-
-@bp.post("/<int:announcement_id>/withdraw")
-@rule(*STAFF)
-def withdraw(announcement_id: int) -> Any:
-    """Withdraw: stop everywhere from now on."""
-    return _transition(announcement_id, "withdraw")
+add_routes(
+    bp,
+    (
+        Route(f"/<int:announcement_id>/{action}", action, roles, _transition_view(action), doc)
+        for action, roles, doc in (
+            ("submit", EDITORS, "Send a draft to review."),
+            ("approve", REVIEWERS, "Approve the revision under review."),
+            ("reject", REVIEWERS, "Send back to draft with a comment."),
+            ("withdraw", STAFF, "Withdraw: stop everywhere from now on."),
+        )
+    ),
+    method="POST",
+)
 
 
 @bp.post("/<int:announcement_id>/recording")

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import logging
 import unicodedata
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Iterable
+from dataclasses import dataclass
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
@@ -49,6 +50,28 @@ def rule(*roles: Role | str) -> Callable[[F], F]:
         return view
 
     return mark
+
+
+@dataclass(frozen=True)
+class Route:
+    """One of a family of routes whose views differ only in data (an action, a file kind)."""
+
+    url: str
+    endpoint: str
+    roles: Collection[Role | str]
+    view: Callable[..., Any]
+    doc: str | None = None
+
+
+def add_routes(bp: Blueprint, routes: Iterable[Route], *, method: str) -> None:
+    """Register each route as one written out would be: its URL, endpoint, method and rule;
+    the view takes the endpoint as its name, and the route's doc where it has one."""
+    for route in routes:
+        route.view.__name__ = route.view.__qualname__ = route.endpoint
+        if route.doc is not None:
+            route.view.__doc__ = route.doc
+        view = rule(*route.roles)(route.view)
+        bp.add_url_rule(route.url, route.endpoint, view, methods=[method])
 
 
 def route_rule(endpoint: str | None) -> str | frozenset[Role] | None:

@@ -25,7 +25,7 @@ from cms.models import Outlet, Program
 from cms.services import operators as svc
 from cms.services.errors import DomainError
 from cms.services.text import in_date_range, parse_date, printable
-from cms.web.auth import PUBLIC, rule
+from cms.web.auth import PUBLIC, Route, add_routes, rule
 from cms.web.db import db, settings
 from cms.web.downloads import download_log
 from cms.web.sendfile import (
@@ -198,34 +198,6 @@ def _count(
         download_log().add(outlet.id, day, kind, [p.id if p else None for p in programs], _now())
 
 
-@bp.get("/o/<token>/today.mp3")
-@rule(PUBLIC)
-def today_mp3(token: str) -> Any:
-    """Today's program for the current or next slot: a stable URL for boxes that fetch by URL."""
-    return send_program(_current(token))
-
-
-@bp.get("/o/<token>/<day>/<slot>.mp3")
-@rule(PUBLIC)
-def program_mp3(token: str, day: str, slot: str) -> Any:
-    """One program by day (or ``today``) and slot time, e.g. ``2026-11-28/0730.mp3``."""
-    return send_program(_one(token, day, slot))
-
-
-@bp.get("/o/<token>/loop.mp3")
-@rule(PUBLIC)
-def loop_current(token: str) -> Any:
-    """The mobile-speaker loop of the current or next program today."""
-    return _send_loop(_current(token))
-
-
-@bp.get("/o/<token>/<day>/<slot>/loop.mp3")
-@rule(PUBLIC)
-def loop_mp3(token: str, day: str, slot: str) -> Any:
-    """The mobile-speaker loop of one program."""
-    return _send_loop(_one(token, day, slot))
-
-
 def _send_loop(program: Program) -> Response:
     if not svc.is_ready(program):
         abort(404)
@@ -241,6 +213,43 @@ def _send_loop(program: Program) -> Response:
         abort(404)
     _count(response, outlet, program.day, "loop", [program])
     return response
+
+
+# The program files behind a token (an operator link's or a terminal's): endpoint, path below
+# the token, the mobile speaker's loop (or the program itself), by day and slot time (or for
+# the current or next slot today: a stable URL for boxes that fetch by URL). A day may be
+# ``today``, e.g. ``today/0730.mp3``, or a date, e.g. ``2026-11-28/0730.mp3``.
+PROGRAM_FILES = (
+    ("today_mp3", "today.mp3", False, False),
+    ("program_mp3", "<day>/<slot>.mp3", False, True),
+    ("loop_current", "loop.mp3", True, False),
+    ("loop_mp3", "<day>/<slot>/loop.mp3", True, True),
+)
+
+
+def add_program_routes(bp: Blueprint, prefix: str, send: Callable[..., Response]) -> None:
+    """Register :data:`PROGRAM_FILES` below ``prefix`` (public GETs); each route's view answers
+    ``send(loop, by_slot, **its URL's values)``."""
+
+    def view_of(loop: bool, by_slot: bool) -> Callable[..., Any]:
+        return lambda **values: send(loop, by_slot, **values)
+
+    add_routes(
+        bp,
+        (
+            Route(f"{prefix}/{path}", endpoint, (PUBLIC,), view_of(loop, by_slot))
+            for endpoint, path, loop, by_slot in PROGRAM_FILES
+        ),
+        method="GET",
+    )
+
+
+def _program_file(loop: bool, by_slot: bool, token: str, **where: str) -> Response:
+    program = _one(token, **where) if by_slot else _current(token)
+    return _send_loop(program) if loop else send_program(program)
+
+
+add_program_routes(bp, "/o/<token>", _program_file)
 
 
 @bp.get("/o/<token>/<day>.zip")
@@ -285,15 +294,23 @@ def playlist(token: str, day: str) -> Any:
         )
         lines += [f"#EXTINF:{round(program.duration or 0)},{title}", url]
     data = ("\n".join(lines) + "\n").encode("utf-8")
-    stamp = the_day.isoformat()
+    return _text_file(
+        outlet, data, "audio/x-mpegurl", f"_{the_day.isoformat()}.m3u8", the_day, "m3u"
+    )
+
+
+def _text_file(
+    outlet: Outlet, data: bytes, mimetype: str, suffix: str, day: date, kind: str
+) -> Response:
+    """A playlist or feed (UTF-8) named after the outlet, its download noted."""
     response = respond(
         bytes_body(data, latest_build(outlet)),
-        mimetype="audio/x-mpegurl",
-        filename=f"{safe_name(outlet.name)}_{stamp}.m3u8",
-        fallback=f"dalaba-outlet{outlet.id}_{stamp}.m3u8",
+        mimetype=mimetype,
+        filename=f"{safe_name(outlet.name)}{suffix}",
+        fallback=f"dalaba-outlet{outlet.id}{suffix}",
     )
     response.mimetype_params["charset"] = "utf-8"
-    _count(response, outlet, the_day, "m3u", [None])
+    _count(response, outlet, day, kind, [None])
     return response
 
 
@@ -332,28 +349,13 @@ def feed(token: str) -> Any:
     """A podcast RSS feed of the outlet's programs, so a phone's podcast app subscribes."""
     outlet = outlet_of(token)
     today = _today()
-    data = feed_xml(
-        outlet,
-        today,
-        settings().base_url + url_for(".link_page", token=token),
-        lambda day, slot: url_for(".program_mp3", token=token, day=day, slot=slot),
-    )
-    response = respond(
-        bytes_body(data, latest_build(outlet)),
-        mimetype="application/rss+xml",
-        filename=f"{safe_name(outlet.name)}.xml",
-        fallback=f"dalaba-outlet{outlet.id}.xml",
-    )
-    response.mimetype_params["charset"] = "utf-8"
-    _count(response, outlet, today, "rss", [None])
-    return response
+    data = feed_xml(outlet, today, settings().base_url + url_for(".link_page", token=token), token)
+    return _text_file(outlet, data, "application/rss+xml", ".xml", today, "rss")
 
 
-def feed_xml(
-    outlet: Outlet, today: date, link: str, program_url: Callable[[str, str], str]
-) -> bytes:
-    """The podcast RSS of ``outlet``'s programs; ``program_url(day, HHMM)`` is each enclosure's
-    path (the operator link's or a terminal's own)."""
+def feed_xml(outlet: Outlet, today: date, link: str, token: str) -> bytes:
+    """The podcast RSS of ``outlet``'s programs; each enclosure is the request's blueprint's
+    ``program_mp3`` behind ``token`` (the operator link's or a terminal's own)."""
     base = settings().base_url
     ET.register_namespace("itunes", ITUNES)
     rss = ET.Element("rss", {"version": "2.0"})
@@ -379,7 +381,7 @@ def feed_xml(
         except FileNotFoundError:
             continue
         slot = f"{program.slot.at:%H%M}"
-        url = base + program_url(program.day.isoformat(), slot)
+        url = base + url_for(".program_mp3", token=token, day=program.day.isoformat(), slot=slot)
         item = ET.SubElement(channel, "item")
         ET.SubElement(item, "title").text = printable(
             f"{program.day.isoformat()} {program.slot.label} {outlet.name}"

@@ -7,18 +7,29 @@ answered only for an installed publisher plugin; the credential inputs are the o
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from flask import Blueprint, abort, flash, g, redirect, render_template, request, url_for
 from flask_babel import gettext as _
+from sqlalchemy.orm import Session
 
 from cms import publishers
-from cms.models import Area, AreaKind, ArticleState, PublisherAccount, PublisherArticle, Role
+from cms.models import (
+    Area,
+    AreaKind,
+    ArticleState,
+    PublisherAccount,
+    PublisherArticle,
+    Role,
+    User,
+)
 from cms.publishers import PublisherPlugin, platforms, plugin
 from cms.roles import REVIEWERS
 from cms.services import publishing as svc
+from cms.services.errors import N_
 from cms.services.scope import Scope
-from cms.web.auth import rule
+from cms.web.auth import Route, add_routes, rule
 from cms.web.db import db, transaction
 from cms.web.forms import announcement_or_404, form_id
 
@@ -125,38 +136,44 @@ def accounts(platform: str) -> Any:
     )
 
 
-def _act(announcement_id: int, platform: str, change: Any, done: str) -> Any:
-    article_id = (request.view_args or {}).get("article_id")
-    article = db().get(PublisherArticle, article_id) if article_id is not None else None
-    ann = announcement_or_404(announcement_id)
-    if article is None or article.announcement_id != ann.id or article.account.platform != platform:
-        abort(404)
-    with transaction(missing=True) as tx:
-        change()
-    if tx.ok:
-        flash(done, "info")
-    return redirect(url_for("schedule.renders", announcement_id=announcement_id) + f"#{platform}")
+def _act(change: Callable[[Session, User, int], object], done: str) -> Callable[..., Any]:
+    """A reviewer's step on one article; back to the announcement's renders, ``done`` said."""
+
+    def view(announcement_id: int, platform: str, article_id: int) -> Any:
+        article = db().get(PublisherArticle, article_id)
+        ann = announcement_or_404(announcement_id)
+        if (
+            article is None
+            or article.announcement_id != ann.id
+            or article.account.platform != platform
+        ):
+            abort(404)
+        with transaction(missing=True) as tx:
+            change(db(), g.user, article_id)
+        if tx.ok:
+            flash(_(done), "info")
+        return redirect(
+            url_for("schedule.renders", announcement_id=announcement_id) + f"#{platform}"
+        )
+
+    return view
 
 
-@bp.post("/schedule/announcements/<int:announcement_id>/<platform>/<int:article_id>/publish")
-@rule(*REVIEWERS)
-def publish(announcement_id: int, platform: str, article_id: int) -> Any:
-    """发布: the scheduler submits the draft and follows it until it is published."""
-    return _act(
-        announcement_id,
-        platform,
-        lambda: svc.request_publish(db(), g.user, article_id),
-        _("已提交发布，稍后刷新本页查看结果"),
-    )
-
-
-@bp.post("/schedule/announcements/<int:announcement_id>/<platform>/<int:article_id>/retry")
-@rule(*REVIEWERS)
-def retry(announcement_id: int, platform: str, article_id: int) -> Any:
-    """Try a failed or uncertain article again (after checking the account's back office)."""
-    return _act(
-        announcement_id,
-        platform,
-        lambda: svc.retry_article(db(), g.user, article_id),
-        _("已重新排队"),
-    )
+# 发布: the scheduler submits the draft and follows it until it is published; 重试: a failed
+# or uncertain article again (after checking the account's back office).
+add_routes(
+    bp,
+    (
+        Route(
+            f"/schedule/announcements/<int:announcement_id>/<platform>/<int:article_id>/{action}",
+            action,
+            REVIEWERS,
+            _act(change, done),
+        )
+        for action, change, done in (
+            ("publish", svc.request_publish, N_("已提交发布，稍后刷新本页查看结果")),
+            ("retry", svc.retry_article, N_("已重新排队")),
+        )
+    ),
+    method="POST",
+)

@@ -29,6 +29,7 @@ from cms.web.db import db, settings, transaction
 from cms.web.downloads import DownloadLog, download_log
 from cms.web.forms import form_id
 from cms.web.links import (
+    add_program_routes,
     day_files,
     feed_xml,
     keep_private,
@@ -38,7 +39,7 @@ from cms.web.links import (
     names,
     safe_name,
 )
-from cms.web.sendfile import bytes_body, file_body, respond, zip_body
+from cms.web.sendfile import Body, bytes_body, file_body, respond, zip_body
 
 bp = Blueprint("terminals", __name__)
 MP3 = "audio/mpeg"
@@ -109,22 +110,6 @@ def _send_program(terminal: Terminal, program: Program) -> Response:
             download_log(), terminal, program.day, "mp3", body.size, program_id=program.id
         ),
     )
-
-
-@bp.get("/t/<token>/today.mp3")
-@rule(PUBLIC)
-def today_mp3(token: str) -> Any:
-    """Today's program for the current or next slot, as for the operator link."""
-    terminal = _terminal(token)
-    return _send_program(terminal, _current(terminal))
-
-
-@bp.get("/t/<token>/<day>/<slot>.mp3")
-@rule(PUBLIC)
-def program_mp3(token: str, day: str, slot: str) -> Any:
-    """One program by day and slot time."""
-    terminal = _terminal(token)
-    return _send_program(terminal, _one(terminal, day, slot))
 
 
 @bp.get("/t/<token>/now.mp3")
@@ -204,20 +189,13 @@ def _send_loop(terminal: Terminal, program: Program) -> Response:
     )
 
 
-@bp.get("/t/<token>/loop.mp3")
-@rule(PUBLIC)
-def loop_current(token: str) -> Any:
-    """The mobile-speaker loop of the current or next program today."""
+def _program_file(loop: bool, by_slot: bool, token: str, **where: str) -> Response:
     terminal = _terminal(token)
-    return _send_loop(terminal, _current(terminal))
+    program = _one(terminal, **where) if by_slot else _current(terminal)
+    return (_send_loop if loop else _send_program)(terminal, program)
 
 
-@bp.get("/t/<token>/<day>/<slot>/loop.mp3")
-@rule(PUBLIC)
-def loop_mp3(token: str, day: str, slot: str) -> Any:
-    """The mobile-speaker loop of one program."""
-    terminal = _terminal(token)
-    return _send_loop(terminal, _one(terminal, day, slot))
+add_program_routes(bp, "/t/<token>", _program_file)
 
 
 @bp.get("/t/<token>/<day>.zip")
@@ -254,15 +232,23 @@ def feed(token: str) -> Any:
         terminal.outlet,
         today,
         settings().base_url + url_for(".feed", token=token),  # a box has no page of its own
-        lambda day, slot: url_for(".program_mp3", token=token, day=day, slot=slot),
+        token,
     )
     body = bytes_body(data, latest_build(terminal.outlet))
+    return _text_file(terminal, body, "application/rss+xml", ".xml", today, "rss")
+
+
+def _text_file(
+    terminal: Terminal, body: Body, mimetype: str, suffix: str, day: date, kind: str
+) -> Response:
+    """A playlist or feed (UTF-8) for a box, named after the terminal, its fetch noted."""
+    name = f"dalaba-terminal{terminal.id}{suffix}"
     response = respond(
         body,
-        mimetype="application/rss+xml",
-        filename=f"dalaba-terminal{terminal.id}.xml",
-        fallback=f"dalaba-terminal{terminal.id}.xml",
-        on_close=_recorder(download_log(), terminal, today, "rss", body.size),
+        mimetype=mimetype,
+        filename=name,
+        fallback=name,
+        on_close=_recorder(download_log(), terminal, day, kind, body.size),
     )
     response.mimetype_params["charset"] = "utf-8"
     return response
@@ -290,15 +276,9 @@ def playlist(token: str, day: str) -> Any:
         ]
     data = ("\n".join(lines) + "\n").encode("utf-8")
     body = bytes_body(data, _now())
-    response = respond(
-        body,
-        mimetype="audio/x-mpegurl",
-        filename=f"dalaba-terminal{terminal.id}_{the_day.isoformat()}.m3u",
-        fallback=f"dalaba-terminal{terminal.id}_{the_day.isoformat()}.m3u",
-        on_close=_recorder(download_log(), terminal, the_day, "m3u", body.size),
+    return _text_file(
+        terminal, body, "audio/x-mpegurl", f"_{the_day.isoformat()}.m3u", the_day, "m3u"
     )
-    response.mimetype_params["charset"] = "utf-8"
-    return response
 
 
 # --- The admin's page: register and revoke an outlet's terminals ----------------------------------

@@ -36,7 +36,7 @@ from cms.web.api.representations import (
     summary,
 )
 from cms.web.api.validation import body_problems, checked_body, checked_query, json_body, resolve
-from cms.web.auth import PUBLIC, rule
+from cms.web.auth import PUBLIC, Route, add_routes, rule
 from cms.web.db import commits, db, settings
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
@@ -222,36 +222,39 @@ def submit_announcement(announcement_id: int) -> Any:
     return _detail(ann)
 
 
-def _step(announcement_id: int, change: Callable[..., object], text_field: str) -> Any:
+def _step(change: Callable[..., object], text_field: str) -> Callable[[int], Any]:
     """One workflow step, with the body's ``text_field`` (a comment or a reason) as its text."""
-    ann = _announcement(announcement_id)
-    data = checked_body()
-    change(db(), g.user, ann, data.get(text_field) or "")
-    return _detail(ann)
+
+    @commits
+    def view(announcement_id: int) -> Any:
+        ann = _announcement(announcement_id)
+        data = checked_body()
+        change(db(), g.user, ann, data.get(text_field) or "")
+        return _detail(ann)
+
+    return view
 
 
-@bp.post(f"/announcements/<{ID}:announcement_id>/approve")
-@rule(*REVIEWERS)
-@commits
-def approve_announcement(announcement_id: int) -> Any:
-    """Approve the latest revision."""
-    return _step(announcement_id, announcements.approve, "comment")
-
-
-@bp.post(f"/announcements/<{ID}:announcement_id>/reject")
-@rule(*REVIEWERS)
-@commits
-def reject_announcement(announcement_id: int) -> Any:
-    """Send back to draft with a comment."""
-    return _step(announcement_id, announcements.reject, "comment")
-
-
-@bp.post(f"/announcements/<{ID}:announcement_id>/withdraw")
-@rule(*STAFF)
-@commits
-def withdraw_announcement(announcement_id: int) -> Any:
-    """Stop it everywhere."""
-    return _step(announcement_id, announcements.withdraw, "reason")
+# The steps that take a text: action (the URL's last part), who may, the change, its text field.
+_STEPS = (
+    ("approve", REVIEWERS, announcements.approve, "comment", "Approve the latest revision."),
+    ("reject", REVIEWERS, announcements.reject, "comment", "Send back to draft with a comment."),
+    ("withdraw", STAFF, announcements.withdraw, "reason", "Stop it everywhere."),
+)
+add_routes(
+    bp,
+    (
+        Route(
+            f"/announcements/<{ID}:announcement_id>/{action}",
+            f"{action}_announcement",
+            roles,
+            _step(change, text_field),
+            doc,
+        )
+        for action, roles, change, text_field, doc in _STEPS
+    ),
+    method="POST",
+)
 
 
 @bp.get(f"/announcements/<{ID}:announcement_id>/revisions")

@@ -68,13 +68,20 @@ def _plan(outlet: Outlet, day: date) -> tuple[list[Announcement], list[schedule_
     return planned, slots
 
 
+def _day_plan(
+    outlet_id: int, day_text: str
+) -> tuple[Outlet, date, list[Announcement], list[schedule_svc.SlotDay]]:
+    """The outlet and the day the URL names (404 when there is none), and their plan."""
+    outlet = outlet_or_404(outlet_id)
+    day = _day(day_text)
+    return (outlet, day, *_plan(outlet, day))
+
+
 @bp.get("/outlets/<int:outlet_id>/<day_text>")
 @rule(*ANY_USER)
 def outlet_day(outlet_id: int, day_text: str) -> Any:
     """One outlet's programs for one day: listen, manifest, what is planned."""
-    outlet = outlet_or_404(outlet_id)
-    day = _day(day_text)
-    planned, slots = _plan(outlet, day)
+    outlet, day, planned, slots = _day_plan(outlet_id, day_text)
     return render_template(
         "schedule/outlet_day.html",
         outlet=outlet,
@@ -107,9 +114,7 @@ def calendar(outlet_id: int) -> Any:
 @rule(*ANY_USER)
 def runsheet(outlet_id: int, day_text: str) -> Any:
     """The printable run sheet (播出单): slot, order, titles, durations."""
-    outlet = outlet_or_404(outlet_id)
-    day = _day(day_text)
-    planned, slots = _plan(outlet, day)
+    outlet, day, planned, slots = _day_plan(outlet_id, day_text)
     estimates = {}
     for ann in planned:
         rev = ann.approved
