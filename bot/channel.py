@@ -59,12 +59,16 @@ from cms.channels import (
     SendResult,
     TemporaryFailure,
 )
-from cms.services.errors import N_
+from cms.services.errors import N_, Message
 from cms.settings import Settings
 
 log = logging.getLogger(__name__)
 
 __all__ = ["RejectedNotice", "TelegramChannel", "WebhookConfig", "from_settings", "plugin"]
+
+# Why a notice waits (the channel errors carry these as messages, shown in the reader's language).
+NOT_RUNNING = N_("Telegram 机器人未运行")
+STOPPING = N_("Telegram 机器人正在停止")
 
 # httpx errors raised after the whole request was written: Telegram may have acted on it.
 _ANSWER_LOST = (httpx.ReadTimeout, httpx.ReadError, httpx.RemoteProtocolError)
@@ -306,7 +310,7 @@ class TelegramChannel:
         """
         loop = self._loop
         if not self.running or loop is None or not loop.is_running():
-            raise TemporaryFailure("Telegram 机器人未运行", retry_after=30)
+            raise TemporaryFailure(Message(NOT_RUNNING), retry_after=30)
         events: queue.Queue[tuple[str, list[str], asyncio.Future[None] | None]] = queue.Queue()
 
         async def report(ids: list[str]) -> None:
@@ -335,7 +339,7 @@ class TelegramChannel:
         try:
             return future.result()
         except concurrent.futures.CancelledError as exc:
-            raise TemporaryFailure("Telegram 机器人正在停止") from exc
+            raise TemporaryFailure(Message(STOPPING)) from exc
 
     async def _tracked(
         self, notice: Notice, report: Callable[[list[str]], Awaitable[None]]
@@ -381,7 +385,8 @@ class TelegramChannel:
                     wait = _retry_after(exc)
                     if loop.time() + wait > deadline:
                         raise TemporaryFailure(
-                            f"Telegram 限流，{wait:.0f} 秒后再试", retry_after=wait
+                            Message(N_("Telegram 限流，{seconds:.0f} 秒后再试"), {"seconds": wait}),
+                            retry_after=wait,
                         ) from exc
                     log.info("429 for chat %s: waiting %.1f s", chat_id, wait)
                     await asyncio.sleep(wait)
@@ -389,13 +394,15 @@ class TelegramChannel:
                     in_flight = False
                     migrations += 1
                     if migrations > 3:
-                        raise TemporaryFailure("群聊迁移次数过多") from exc
+                        raise TemporaryFailure(Message(N_("群聊迁移次数过多"))) from exc
                     log.info("chat %s migrated to %s", chat_id, exc.new_chat_id)
                     chat_id = str(exc.new_chat_id)
                 except Forbidden as exc:
                     raise ChatUnavailable(exc.message) from exc
                 except InvalidToken as exc:
-                    raise TemporaryFailure("Telegram 令牌无效", retry_after=300) from exc
+                    raise TemporaryFailure(
+                        Message(N_("Telegram 令牌无效")), retry_after=300
+                    ) from exc
                 except BadRequest as exc:
                     if any(s in exc.message.lower() for s in _CHAT_GONE):
                         raise ChatUnavailable(exc.message) from exc
@@ -403,22 +410,28 @@ class TelegramChannel:
                 except NetworkError as exc:
                     in_flight = False
                     if isinstance(exc.__cause__, _ANSWER_LOST):
-                        raise OutcomeUnknown(f"Telegram 未应答：{exc.message}") from exc
+                        raise OutcomeUnknown(
+                            Message(N_("Telegram 未应答：{detail}"), {"detail": exc.message})
+                        ) from exc
                     attempts += 1
                     delay = self.backoff * 2 ** (attempts - 1) * random.uniform(0.8, 1.2)
                     if attempts >= self.max_attempts or loop.time() + delay > deadline:
-                        raise TemporaryFailure(f"网络错误：{exc.message}") from exc
+                        raise TemporaryFailure(
+                            Message(N_("网络错误：{detail}"), {"detail": exc.message})
+                        ) from exc
                     await asyncio.sleep(delay)
                 except TelegramError as exc:
                     raise TemporaryFailure(exc.message) from exc
                 except OSError as exc:
                     # The voice file vanished (a rebuild, a cleanup): nothing was sent.
-                    raise TemporaryFailure(f"语音文件不可用：{exc}") from exc
+                    raise TemporaryFailure(
+                        Message(N_("语音文件不可用：{detail}"), {"detail": str(exc)})
+                    ) from exc
         except asyncio.CancelledError as exc:
             # Only a shutdown cancels us. A request on the wire may have been posted.
             if in_flight:
-                raise OutcomeUnknown("发送中途停止，无法确认是否已送达") from exc
-            raise TemporaryFailure("Telegram 机器人正在停止") from exc
+                raise OutcomeUnknown(Message(N_("发送中途停止，无法确认是否已送达"))) from exc
+            raise TemporaryFailure(Message(STOPPING)) from exc
 
 
 def _retry_after(exc: RetryAfter) -> float:

@@ -11,7 +11,10 @@ no platform's URL format, key or setting.
 
 A channel is called from a worker thread and may block. It raises the errors below so that
 the dispatcher can decide: retry later, deactivate the chat, fail at once, or mark the
-delivery uncertain.
+delivery uncertain. Each carries its reason as a :class:`~cms.services.errors.Message` (a
+message id from the plugin's own catalogue with its parameters; the platform's code and its
+own words stay plain parameters), stored as it is and shown in the reader's language; a
+plain text (a platform's answer passed on) is kept as it is.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Protocol, TypeVar, runtime_checkable
 
+from cms.services.errors import Message
 from cms.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -58,13 +62,22 @@ class SendResult:
 
 
 class ChannelError(Exception):
-    """Base of the errors a channel raises."""
+    """Base of the errors a channel raises.
+
+    ``message`` is the reason: a :class:`~cms.services.errors.Message` (stored as such and
+    rendered in the reader's language) or plain text (technical detail, kept as it is).
+    ``str(exc)`` is the reason in Chinese (logs).
+    """
+
+    def __init__(self, message: str | Message = "") -> None:
+        self.message = message if isinstance(message, Message) else Message(message)
+        super().__init__(str(self.message))
 
 
 class TemporaryFailure(ChannelError):
     """Network trouble, rate limit or server error: try again later."""
 
-    def __init__(self, message: str, retry_after: float | None = None) -> None:
+    def __init__(self, message: str | Message = "", retry_after: float | None = None) -> None:
         super().__init__(message)
         self.retry_after = retry_after
 

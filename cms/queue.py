@@ -303,11 +303,16 @@ def error_message(exc: BaseException, limit: int = ERROR_CHARS) -> Message:
 
     Domain errors carry their own message, and so do audio errors (a message id with
     parameters, see :mod:`audio.errors`); an audio error without one gets a translated
-    headline naming the kind of failure, with the library's text after it. Anything else (a
+    headline naming the kind of failure, with the library's text after it. A chat channel's
+    error carries its message as ``message`` too (:class:`cms.channels.ChannelError`; its
+    parameters, the platform's code and words, are cut like ``detail``). Anything else (a
     platform's answer, a network error) is technical detail kept as is.
     """
     if isinstance(exc, DomainError):
         return exc.message
+    carried = getattr(exc, "message", None)
+    if isinstance(carried, Message) and carried.params:
+        return _shortened(carried, limit)
     detail = (str(exc) or type(exc).__name__)[:limit]
     if isinstance(exc, AudioError) and exc.msgid:
         # An audio error raised with a message id and parameters translates as a whole;

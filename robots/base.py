@@ -19,6 +19,11 @@ the pause each time, up to one window.
 Secrets. Webhook keys/tokens and signing secrets never appear in logs or error texts:
 :func:`redact` scrubs every error message, and a filter on the ``httpx`` logger hides the
 key in its request lines.
+
+Reasons. Every sentence a robot composes is a message id (this package's catalogue, marked
+``N_``) with parameters, carried by the channel errors as a
+:class:`~cms.services.errors.Message` and shown in the reader's language; the platform's code
+and its own words stay plain parameters. ``str(exc)`` is the same sentence in Chinese.
 """
 
 from __future__ import annotations
@@ -48,21 +53,26 @@ from cms.channels import (
     SendResult,
     TemporaryFailure,
 )
+from cms.services.errors import N_, Message
 from robots.keys import secret_of, webhook_of
 
 log = logging.getLogger(__name__)
 
 __all__ = [
+    "NO_WORDS",
     "Answer",
     "Part",
     "Redirected",
     "RobotChannel",
     "Throttled",
+    "VoiceUnusable",
     "Window",
     "post_file",
     "post_json",
     "redact",
+    "refusal",
     "split_text",
+    "voice_unusable",
 ]
 
 # httpx errors raised after the whole request was written: the platform may have acted on it.
@@ -119,24 +129,49 @@ def client() -> httpx.Client:
 # --- Answers and the HTTP calls ---------------------------------------------------------------
 
 
-class Throttled(Exception):
+# What a refusal shows when the platform gave no words of its own.
+NO_WORDS = N_("（无说明）")
+
+
+class _Said(Exception):
+    """An answer the send loop acts on, with what it says as a message (see the module)."""
+
+    def __init__(self, message: str | Message) -> None:
+        self.message = message if isinstance(message, Message) else Message(message)
+        super().__init__(str(self.message))
+
+
+class Throttled(_Said):
     """The platform said "too fast": wait, then send the same part again."""
 
-    def __init__(self, message: str, wait: float | None = None) -> None:
+    def __init__(self, message: str | Message, wait: float | None = None) -> None:
         super().__init__(message)
         self.wait = wait
 
 
-class _Retryable(Exception):
+class _Retryable(_Said):
     """Not posted (no connection, 5xx): safe to send again after a pause."""
 
 
 class Redirected(_Retryable):
     """The platform answered with a redirect instead of its JSON: nothing was posted."""
 
-    def __init__(self, message: str, location: str) -> None:
+    def __init__(self, message: str | Message, location: str) -> None:
         super().__init__(message)
         self.location = location
+
+
+def _http(response: httpx.Response) -> Message:
+    """An HTTP status as the platform gave it, e.g. "HTTP 502（Bad Gateway）"."""
+    return Message(
+        N_("HTTP {status}（{phrase}）"),
+        {"status": response.status_code, "phrase": response.reason_phrase},
+    )
+
+
+def refusal(code: object, words: str) -> dict[str, object]:
+    """A platform's error code and its own words, as the parameters of a refusal message."""
+    return {"code": code, "message": words or Message(NO_WORDS)}
 
 
 @dataclass(frozen=True)
@@ -149,14 +184,11 @@ def _answer(response: httpx.Response, *, posts: bool) -> Answer:
     if 300 <= response.status_code < 400:
         # The webhook API never redirects a message it accepted (DingTalk sends a blocked
         # robot's requests to a web page): nothing was posted.
-        raise Redirected(
-            f"HTTP {response.status_code}（{response.reason_phrase}）",
-            response.headers.get("Location", ""),
-        )
+        raise Redirected(_http(response), response.headers.get("Location", ""))
     if response.status_code == 429:
-        raise Throttled(f"HTTP 429（{response.reason_phrase}）")
+        raise Throttled(_http(response))
     if response.status_code >= 500:
-        raise _Retryable(f"HTTP {response.status_code}（{response.reason_phrase}）")
+        raise _Retryable(_http(response))
     try:
         body = response.json()
         if not isinstance(body, dict):
@@ -164,31 +196,31 @@ def _answer(response: httpx.Response, *, posts: bool) -> Answer:
     except ValueError as exc:
         if response.status_code >= 400:
             raise PermanentFailure(
-                f"平台拒绝了请求：HTTP {response.status_code}（{response.reason_phrase}）"
+                Message(N_("平台拒绝了请求：{http}"), {"http": _http(response)})
             ) from exc
         if posts:
-            raise OutcomeUnknown("平台的应答无法解析，消息可能已送达") from exc
-        raise _Retryable("平台的应答无法解析") from exc
+            raise OutcomeUnknown(Message(N_("平台的应答无法解析，消息可能已送达"))) from exc
+        raise _Retryable(Message(N_("平台的应答无法解析"))) from exc
     return Answer(response.status_code, body)
 
 
-def network_words(exc: httpx.HTTPError) -> str:
+def network_words(exc: httpx.HTTPError) -> Message:
     """What went wrong on the network, in words a township officer reads (no class names)."""
     match exc:
         case httpx.ConnectTimeout():
-            return "没能连上平台：连接超时，请检查这台电脑的网络"
+            return Message(N_("没能连上平台：连接超时，请检查这台电脑的网络"))
         case httpx.ConnectError():
-            return "没能连上平台：网络不通或地址无法访问，请检查这台电脑的网络"
+            return Message(N_("没能连上平台：网络不通或地址无法访问，请检查这台电脑的网络"))
         case httpx.PoolTimeout():
-            return "没能连上平台：同时发出的请求太多，稍后再试"
+            return Message(N_("没能连上平台：同时发出的请求太多，稍后再试"))
         case httpx.ReadTimeout():
-            return "平台迟迟没有应答"
+            return Message(N_("平台迟迟没有应答"))
         case httpx.RemoteProtocolError() | httpx.ReadError():
-            return "连接在平台应答前断开了"
+            return Message(N_("连接在平台应答前断开了"))
         case httpx.WriteTimeout() | httpx.WriteError():
-            return "没能连上平台：消息没能发完，连接中断了"
+            return Message(N_("没能连上平台：消息没能发完，连接中断了"))
         case _:
-            return "没能连上平台：网络出错"
+            return Message(N_("没能连上平台：网络出错"))
 
 
 def _call(request: httpx.Request, *, posts: bool) -> Answer:
@@ -196,8 +228,10 @@ def _call(request: httpx.Request, *, posts: bool) -> Answer:
         response = client().send(request)
     except _ANSWER_LOST as exc:
         if posts:
-            raise OutcomeUnknown(f"{network_words(exc)}，消息可能已送达") from exc
-        raise _Retryable(f"上传语音时{network_words(exc)}") from exc
+            raise OutcomeUnknown(
+                Message(N_("{reason}，消息可能已送达"), {"reason": network_words(exc)})
+            ) from exc
+        raise _Retryable(Message(N_("上传语音时{reason}"), {"reason": network_words(exc)})) from exc
     except httpx.HTTPError as exc:
         # Connect errors, pool timeouts, a body not fully written: nothing was posted.
         raise _Retryable(network_words(exc)) from exc
@@ -302,7 +336,7 @@ class RobotChannel:
     """Sends notices to one platform's robots; subclasses say how (plan, url, answer)."""
 
     platform = ""
-    name = ""  # shown in error texts: 企业微信 / 钉钉 / 飞书
+    name = ""  # shown in error texts (a message id, as ``label``): 企业微信 / 钉钉 / 飞书
     windows: tuple[Window, ...] = ()
 
     def __init__(
@@ -358,11 +392,13 @@ class RobotChannel:
     def send(self, notice: Notice, progress: ProgressCallback) -> SendResult:
         """Post the parts of ``notice`` not yet in ``notice.sent_ids``, reporting each."""
         if not webhook_of(notice):
-            raise PermanentFailure(f"{self.name}机器人没有 webhook 地址，请重新绑定")
+            raise PermanentFailure(
+                Message(N_("{label}机器人没有 webhook 地址，请重新绑定"), {"label": self.name})
+            )
         try:
             parts = self.plan(notice)
         except OSError as exc:
-            raise TemporaryFailure(f"语音文件不可用：{exc}") from exc
+            raise TemporaryFailure(voice_unusable(exc)) from exc
         robot = self._robot(notice.chat_id)
         ids = list(notice.sent_ids)
         with robot.lock:
@@ -384,7 +420,10 @@ class RobotChannel:
             if wait:
                 if now + wait > deadline:
                     raise RateLimited(
-                        f"{self.name}机器人每分钟消息数已达上限，{wait:.0f} 秒后再发",
+                        Message(
+                            N_("{label}机器人每分钟消息数已达上限，{seconds:.0f} 秒后再发"),
+                            {"label": self.name, "seconds": wait},
+                        ),
                         retry_after=wait,
                     )
                 time.sleep(wait)
@@ -409,7 +448,11 @@ class RobotChannel:
                     )
                 if time.monotonic() + pause > deadline:
                     raise RateLimited(
-                        f"{self.name}限流：{exc}，{pause:.0f} 秒后再试", retry_after=pause
+                        Message(
+                            N_("{label}限流：{detail}，{seconds:.0f} 秒后再试"),
+                            {"label": self.name, "detail": exc.message, "seconds": pause},
+                        ),
+                        retry_after=pause,
                     ) from exc
                 log.info(
                     "%s robot %s throttled: waiting %.1f s", self.platform, notice.chat_id, pause
@@ -417,22 +460,49 @@ class RobotChannel:
                 time.sleep(pause)
             except OSError as exc:
                 # The voice file vanished or would not convert: nothing was sent.
-                raise TemporaryFailure(f"语音文件不可用：{exc}") from exc
+                raise TemporaryFailure(voice_unusable(exc)) from exc
             except _Retryable as exc:
                 attempts += 1
                 delay = self.backoff * 2 ** (attempts - 1) * random.uniform(0.8, 1.2)
                 if attempts >= self.max_attempts or time.monotonic() + delay > deadline:
-                    raise TemporaryFailure(str(exc)) from exc
+                    raise TemporaryFailure(exc.message) from exc
                 time.sleep(delay)
 
 
+class VoiceUnusable(OSError):
+    """The voice file could not be made into what the platform takes (its reason a message)."""
+
+    def __init__(self, message: Message) -> None:
+        self.message = message
+        super().__init__(str(message))
+
+
+def voice_unusable(exc: OSError) -> Message:
+    """Why the voice file cannot be sent (a missing file's error is technical detail)."""
+    detail = exc.message if isinstance(exc, VoiceUnusable) else str(exc)
+    return Message(N_("语音文件不可用：{detail}"), {"detail": detail})
+
+
 def _scrubbed(exc: ChannelError, notice: Notice) -> ChannelError:
-    text = redact(str(exc), webhook_of(notice), secret_of(notice))
+    message = _redacted(exc.message, webhook_of(notice), secret_of(notice))
     if isinstance(exc, TemporaryFailure):
-        return type(exc)(text, retry_after=exc.retry_after)
+        return type(exc)(message, retry_after=exc.retry_after)
     if isinstance(exc, (ChatUnavailable, PermanentFailure, OutcomeUnknown)):
-        return type(exc)(text)
-    return ChannelError(text)
+        return type(exc)(message)
+    return ChannelError(message)
+
+
+def _redacted(message: Message, *secrets: str | None) -> Message:
+    """``message`` with :func:`redact` applied to its text and every text parameter."""
+    params = {
+        name: _redacted(value, *secrets)
+        if isinstance(value, Message)
+        else redact(value, *secrets)
+        if isinstance(value, str)
+        else value
+        for name, value in message.params.items()
+    }
+    return Message(redact(message.msgid, *secrets), params)
 
 
 def errmsg(body: dict[str, Any], *keys: str) -> str:

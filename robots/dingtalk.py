@@ -32,7 +32,7 @@ from cms.channels import (
     PermanentFailure,
     RateLimited,
 )
-from cms.services.errors import N_
+from cms.services.errors import N_, Message
 from cms.settings import Settings
 from robots.address import Shape, robot_plugin
 from robots.base import (
@@ -43,6 +43,7 @@ from robots.base import (
     Window,
     errmsg,
     post_json,
+    refusal,
     split_text,
 )
 from robots.keys import secret_of, webhook_of
@@ -108,7 +109,7 @@ def signed_url(webhook_url: str, secret: str | None, now: float | None = None) -
 
 class DingTalkChannel(RobotChannel):
     platform = PLATFORM
-    name = "钉钉"
+    name = N_("钉钉")
     windows = (Window(20, 60.0),)
 
     def plan(self, notice: Notice) -> list[Part]:
@@ -130,7 +131,12 @@ class DingTalkChannel(RobotChannel):
             answer = post_json(signed_url(webhook_of(notice), secret_of(notice)), part.body)
         except Redirected as exc:
             raise RateLimited(
-                f"钉钉机器人发送太频繁，被暂时限制（{exc}）：没有发出，{BLOCKED_SECONDS / 60:.0f} 分钟后自动重发",
+                Message(
+                    N_(
+                        "钉钉机器人发送太频繁，被暂时限制（{detail}）：没有发出，{minutes:.0f} 分钟后自动重发"
+                    ),
+                    {"detail": exc.message, "minutes": BLOCKED_SECONDS / 60},
+                ),
                 retry_after=BLOCKED_SECONDS,
             ) from exc
         _check(answer.body)
@@ -140,30 +146,48 @@ def _check(body: dict[str, Any]) -> None:
     code = body.get("errcode")
     if code == 0:
         return
-    message = errmsg(body, "errmsg") or "（无说明）"
+    words = errmsg(body, "errmsg")
+    said = refusal(code, words)
     if code == TOO_FAST:
         raise RateLimited(
-            f"钉钉机器人发送太频繁（{code}：{message}）：没有发出，{BLOCKED_SECONDS / 60:.0f} 分钟后自动重发",
+            Message(
+                N_(
+                    "钉钉机器人发送太频繁（{code}：{message}）：没有发出，{minutes:.0f} 分钟后自动重发"
+                ),
+                {**said, "minutes": BLOCKED_SECONDS / 60},
+            ),
             retry_after=BLOCKED_SECONDS,
         )
     if code == THROTTLED:
-        raise Throttled(f"{code} {message}")
+        raise Throttled(Message(N_("{code} {message}"), said))
     if code in GONE:
-        raise ChatUnavailable(f"钉钉机器人已被删除或停用（{code}：{message}）")
+        raise ChatUnavailable(Message(N_("钉钉机器人已被删除或停用（{code}：{message}）"), said))
     if code == SECURITY:
-        raise PermanentFailure(f"钉钉机器人的安全设置拒绝了消息：{_advice(message)}（{message}）")
-    raise PermanentFailure(f"钉钉拒绝了消息（{code}：{message}）")
+        raise PermanentFailure(
+            Message(
+                N_("钉钉机器人的安全设置拒绝了消息：{advice}（{message}）"),
+                {**said, "advice": Message(_advice(words))},
+            )
+        )
+    raise PermanentFailure(Message(N_("钉钉拒绝了消息（{code}：{message}）"), said))
 
 
 def _advice(message: str) -> str:
+    """What to change in the robot's security settings (a message id)."""
     lowered = message.lower()
     if "keyword" in lowered:
-        return "消息里没有机器人“自定义关键词”中的词，请在钉钉群机器人的安全设置里改用“加签”或加上关键词"
+        return N_(
+            "消息里没有机器人“自定义关键词”中的词，请在钉钉群机器人的安全设置里改用“加签”或加上关键词"
+        )
     if "ip" in lowered and ("whitelist" in lowered or "white" in lowered or "not in" in lowered):
-        return "本机的公网 IP 不在机器人的“IP 地址（段）”白名单里，请在安全设置里加上它或改用“加签”"
+        return N_(
+            "本机的公网 IP 不在机器人的“IP 地址（段）”白名单里，请在安全设置里加上它或改用“加签”"
+        )
     if "sign" in lowered or "timestamp" in lowered:
-        return "签名不对：请把机器人安全设置里“加签”的密钥（SEC 开头）重新复制到 dalaba，并检查电脑时间是否准确"
-    return "请检查钉钉群机器人的安全设置"
+        return N_(
+            "签名不对：请把机器人安全设置里“加签”的密钥（SEC 开头）重新复制到 dalaba，并检查电脑时间是否准确"
+        )
+    return N_("请检查钉钉群机器人的安全设置")
 
 
 plugin = robot_plugin(

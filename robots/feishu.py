@@ -24,10 +24,19 @@ from typing import Any
 from urllib.parse import SplitResult, urlunsplit
 
 from cms.channels import ChatUnavailable, Notice, PermanentFailure
-from cms.services.errors import N_
+from cms.services.errors import N_, Message
 from cms.settings import Settings
 from robots.address import Shape, robot_plugin
-from robots.base import Part, RobotChannel, Throttled, Window, errmsg, post_json, split_text
+from robots.base import (
+    Part,
+    RobotChannel,
+    Throttled,
+    Window,
+    errmsg,
+    post_json,
+    refusal,
+    split_text,
+)
 from robots.keys import secret_of, webhook_of
 
 __all__ = ["FeishuChannel", "from_settings", "plugin", "sign"]
@@ -85,7 +94,7 @@ def sign(secret: str, timestamp: int) -> str:
 
 class FeishuChannel(RobotChannel):
     platform = PLATFORM
-    name = "飞书"
+    name = N_("飞书")
     windows = (Window(5, 1.0), Window(100, 60.0))
 
     def plan(self, notice: Notice) -> list[Part]:
@@ -138,8 +147,15 @@ def _fitting(title: str, text: str, link: str | None) -> list[str]:
     bare = body_bytes(_post(worst_title, "", link))
     if bare > BODY_LIMIT - 200:
         # Nothing of the text would fit: say which part is too long.
-        what = "分享链接" if link and len(link.encode()) > len(title.encode()) else "通知标题"
-        raise PermanentFailure(f"飞书消息不能超过 20 KB：{what}太长（{bare} 字节），请缩短后再发")
+        what = (
+            N_("分享链接") if link and len(link.encode()) > len(title.encode()) else N_("通知标题")
+        )
+        raise PermanentFailure(
+            Message(
+                N_("飞书消息不能超过 20 KB：{what}太长（{bytes} 字节），请缩短后再发"),
+                {"what": Message(what), "bytes": bare},
+            )
+        )
     pieces: list[str] = []
     todo = split_text(text, TEXT_BYTES)
     while todo:
@@ -160,28 +176,47 @@ def _check(body: dict[str, Any]) -> None:
     code = body.get("code", body.get("StatusCode"))
     if code == 0:
         return
-    message = errmsg(body, "msg", "StatusMessage") or "（无说明）"
+    words = errmsg(body, "msg", "StatusMessage")
+    said = refusal(code, words)
+    lowered = words.lower()
     if code == FREQUENCY_LIMITED or (
-        code == THROTTLED and ("too many" in message.lower() or "frequen" in message.lower())
+        code == THROTTLED and ("too many" in lowered or "frequen" in lowered)
     ):
         # 9499 also answers malformed requests ("Bad Request"): only "too many" waits.
-        raise Throttled(f"{code} {message}")
+        raise Throttled(Message(N_("{code} {message}"), said))
     if code in GONE:
-        raise ChatUnavailable(f"飞书机器人的 webhook 已失效或被删除（{code}：{message}）")
+        raise ChatUnavailable(
+            Message(N_("飞书机器人的 webhook 已失效或被删除（{code}：{message}）"), said)
+        )
     if code == SIGN_MISMATCH:
         raise PermanentFailure(
-            "飞书机器人的签名校验失败：请把机器人安全设置里“签名校验”的密钥重新复制到 dalaba，"
-            f"并检查电脑时间是否准确（{code}：{message}）"
+            Message(
+                N_(
+                    "飞书机器人的签名校验失败：请把机器人安全设置里“签名校验”的密钥重新复制到 dalaba，"
+                    "并检查电脑时间是否准确（{code}：{message}）"
+                ),
+                said,
+            )
         )
     if code == IP_REFUSED:
         raise PermanentFailure(
-            f"本机的公网 IP 不在飞书机器人的 IP 白名单里，请在安全设置里加上它（{code}：{message}）"
+            Message(
+                N_(
+                    "本机的公网 IP 不在飞书机器人的 IP 白名单里，请在安全设置里加上它（{code}：{message}）"
+                ),
+                said,
+            )
         )
     if code == KEYWORD_MISSING:
         raise PermanentFailure(
-            f"消息里没有飞书机器人“自定义关键词”中的词，请改用签名校验或加上关键词（{code}：{message}）"
+            Message(
+                N_(
+                    "消息里没有飞书机器人“自定义关键词”中的词，请改用签名校验或加上关键词（{code}：{message}）"
+                ),
+                said,
+            )
         )
-    raise PermanentFailure(f"飞书拒绝了消息（{code}：{message}）")
+    raise PermanentFailure(Message(N_("飞书拒绝了消息（{code}：{message}）"), said))
 
 
 plugin = robot_plugin(

@@ -26,10 +26,20 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import SplitResult, parse_qs, urlencode, urlsplit, urlunsplit
 
 from cms.channels import ChatUnavailable, Notice, PermanentFailure
-from cms.services.errors import N_
+from cms.services.errors import N_, Message
 from cms.settings import Settings
 from robots.address import Shape, robot_plugin
-from robots.base import Part, RobotChannel, Throttled, Window, errmsg, post_file, post_json
+from robots.base import (
+    Part,
+    RobotChannel,
+    Throttled,
+    VoiceUnusable,
+    Window,
+    errmsg,
+    post_file,
+    post_json,
+    refusal,
+)
 from robots.base import split_text as split_text
 from robots.keys import webhook_of
 
@@ -99,7 +109,7 @@ def upload_url(webhook_url: str, media_type: str) -> str:
 
 class WeComChannel(RobotChannel):
     platform = PLATFORM
-    name = "企业微信"
+    name = N_("企业微信")
     windows = (Window(20, 60.0),)
 
     def plan(self, notice: Notice) -> list[Part]:
@@ -156,7 +166,7 @@ class WeComChannel(RobotChannel):
         _check(answer.body)
         media_id = answer.body.get("media_id")
         if not media_id:
-            raise PermanentFailure("企业微信上传语音后没有返回 media_id")
+            raise PermanentFailure(Message(N_("企业微信上传语音后没有返回 media_id")))
         return str(media_id)
 
 
@@ -164,12 +174,14 @@ def _check(body: dict[str, Any]) -> None:
     code = body.get("errcode")
     if code == 0:
         return
-    message = errmsg(body, "errmsg") or "（无说明）"
+    said = refusal(code, errmsg(body, "errmsg"))
     if code == THROTTLED:
-        raise Throttled(f"{code} {message}")
+        raise Throttled(Message(N_("{code} {message}"), said))
     if isinstance(code, int) and 93000 <= code <= 93099:
-        raise ChatUnavailable(f"企业微信机器人 webhook 已失效或被删除（{code}：{message}）")
-    raise PermanentFailure(f"企业微信拒绝了消息（{code}：{message}）")
+        raise ChatUnavailable(
+            Message(N_("企业微信机器人 webhook 已失效或被删除（{code}：{message}）"), said)
+        )
+    raise PermanentFailure(Message(N_("企业微信拒绝了消息（{code}：{message}）"), said))
 
 
 _CONVERTED: OrderedDict[tuple[str, str, int, int], bytes] = OrderedDict()
@@ -239,7 +251,9 @@ def _remaster(source: Path, spec: MasteringProfile) -> bytes:
         try:
             master(source, out, spec)
         except AudioError as exc:
-            raise OSError(f"音频转换失败：{exc}") from exc
+            raise VoiceUnusable(
+                Message(N_("音频转换失败：{detail}"), {"detail": str(exc)})
+            ) from exc
         return out.read_bytes()
 
 

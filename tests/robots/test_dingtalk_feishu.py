@@ -21,6 +21,7 @@ from tests.bot.conftest import fresh
 from tests.fakes.dingtalk_api import FakeDingTalk
 from tests.fakes.feishu_api import FakeFeishu
 from tests.fakes.robot_base import RobotFault
+from tests.helpers import shown
 from tests.robots.conftest import Dispatcher
 
 D_TOKEN = "a1b2c3d4e5f60718293a4b5c6d7e8f90a1b2c3d4e5f60718293a4b5c6d7e8f90"
@@ -103,7 +104,7 @@ def test_dingtalk_too_fast_then_redirects_waits_ten_minutes_and_never_fails(
     before = d.clock.now()
     assert d.run(passes=1) == ["pending"]
     waiting = _delivery(session, delivery_id)
-    assert "130101" in (waiting.last_error or "") and "10 分钟" in (waiting.last_error or "")
+    assert "130101" in shown(waiting.last_error) and "10 分钟" in shown(waiting.last_error)
     assert waiting.next_attempt_at is not None
     assert waiting.next_attempt_at.replace(tzinfo=before.tzinfo) - before >= timedelta(minutes=10)
     # Blocked: every try meets the redirect; more tries than any failure limit.
@@ -111,7 +112,7 @@ def test_dingtalk_too_fast_then_redirects_waits_ten_minutes_and_never_fails(
     assert set(outcomes) == {"pending"}, outcomes
     assert ding.redirects == queue.MAX_ATTEMPTS + 2
     blocked = _delivery(session, delivery_id)
-    assert blocked.state is DeliveryState.PENDING and "302" in (blocked.last_error or "")
+    assert blocked.state is DeliveryState.PENDING and "302" in shown(blocked.last_error)
     assert ding.messages_to(D_TOKEN) == []
     ding.unblock(D_TOKEN)
     assert d.run() == ["sent"]
@@ -150,9 +151,10 @@ def test_dingtalk_wrong_secret_fails_at_once_and_others_are_unaffected(
     assert d.run() == ["failed", "sent"]
     failed = _delivery(session, bad_id)
     assert failed.attempts <= 1  # failed at once, no retries
-    reason = failed.last_error or ""
+    reason = shown(failed.last_error)
     assert "加签" in reason and "sign not match" in reason
-    assert wrong not in reason and D_TOKEN not in reason
+    for stored in (reason, failed.last_error or ""):
+        assert wrong not in stored and D_TOKEN not in stored
     chat = session.get(ChatGroup, bad.id)
     assert chat is not None and chat.active  # a setting to fix, not a dead robot
     assert _delivery(session, good_id).state is DeliveryState.SENT
@@ -173,10 +175,10 @@ def test_dingtalk_keyword_and_deleted_robot(
     d = dispatcher(fast(DingTalkChannel))
     kw_id, gone_id = d.queue(session, rev, [keyword.id, gone.id])
     d.run()
-    assert "自定义关键词" in (_delivery(session, kw_id).last_error or "")
+    assert "自定义关键词" in shown(_delivery(session, kw_id).last_error)
     chat = session.get(ChatGroup, gone.id)
     assert chat is not None and not chat.active
-    assert "300001" in (chat.deactivated_reason or "")
+    assert "300001" in shown(chat.deactivated_reason)
 
 
 def test_dingtalk_limit_is_kept_server_side(ding: FakeDingTalk) -> None:
@@ -280,8 +282,10 @@ def test_feishu_wrong_secret_fails_with_a_clear_reason(
     d = dispatcher(fast(FeishuChannel))
     bad_id, good_id = d.queue(session, rev, [bad.id, good.id])
     assert d.run() == ["failed", "sent"]
-    reason = _delivery(session, bad_id).last_error or ""
+    stored = _delivery(session, bad_id).last_error or ""
+    reason = shown(stored)
     assert "签名校验" in reason and "19021" in reason and "WrongSecret123" not in reason
+    assert "WrongSecret123" not in stored
 
 
 def test_feishu_long_text_stays_under_20_kb_and_dead_bot_deactivates(
@@ -303,7 +307,7 @@ def test_feishu_long_text_stays_under_20_kb_and_dead_bot_deactivates(
     assert len(got) == 2 and all(m.size < 20 * 1024 for m in got)
     fresh(session)
     chat = session.get(ChatGroup, gone.id)
-    assert chat is not None and not chat.active and "19001" in (chat.deactivated_reason or "")
+    assert chat is not None and not chat.active and "19001" in shown(chat.deactivated_reason)
 
 
 def test_feishu_both_limits_are_kept(lark: FakeFeishu) -> None:
