@@ -427,14 +427,15 @@ UNREACHED = "没能连上平台"
 
 
 def test_failure(exc: ChannelError) -> Message:
-    """What a failed test message means, in words (never the exception's class name)."""
-    reason = str(exc).strip() or "—"
+    """What a failed test message means, in words (never the exception's class name); the
+    channel's own reason is a message too, so it reads in the reader's language."""
+    reason = exc.message if exc.message.msgid.strip() else Message("—")
     if isinstance(exc, OutcomeUnknown):
         return Message(N_("不确定平台是否收到：{reason}。请到群里看一看"), {"reason": reason})
     if isinstance(exc, TemporaryFailure):
-        if reason.startswith(UNREACHED):
-            detail = reason.removeprefix(UNREACHED).lstrip("：")
-            return Message(N_("没能连上平台：{reason}（稍后可以再试）"), {"reason": detail})
+        if reason.msgid.startswith(UNREACHED):
+            # The reason already says that the platform was not reached.
+            return Message(N_("{reason}（稍后可以再试）"), {"reason": reason})
         return Message(N_("平台暂时没有接收：{reason}（稍后可以再试）"), {"reason": reason})
     return Message(N_("平台拒收：{reason}"), {"reason": reason})
 

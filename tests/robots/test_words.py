@@ -63,6 +63,18 @@ def test_the_test_message_says_in_words_what_happened(
         assert "平台拒收：" in text and "93000" in text
         assert not any(name in text for name in CLASS_NAMES)
 
+        # In English, the whole answer is English: ours around it and the robot's reason.
+        client.post("/lang", data={"lang": "en", "next": "/chats"})
+        text = client.post(f"/chats/{chat.id}/test").get_data(as_text=True)
+        assert "The platform refused it: The WeCom robot&#39;s webhook is no longer valid" in text
+        assert "(93000: invalid webhook url" in text  # the platform's own words, as they came
+
+    chat = session.scalar(select(ChatGroup).where(ChatGroup.title == "断网的群"))
+    assert chat is not None
+    text = client.post(f"/chats/{chat.id}/test").get_data(as_text=True)
+    assert "Could not reach the platform: no network" in text
+    assert "(you can try again later)" in text and "没能连上平台" not in text
+
 
 @pytest.mark.parametrize(
     ("platform", "hint"),
