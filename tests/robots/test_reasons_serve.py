@@ -33,7 +33,7 @@ from cms.settings import Settings
 from tests.fakes.dingtalk_api import FakeDingTalk
 from tests.fakes.robot_base import RobotFault
 from tests.scheduler.test_processes import Server
-from tests.scheduler.test_reach_serve import _api
+from tests.scheduler.test_reach_serve import _publish
 
 pytestmark = pytest.mark.slow
 
@@ -121,14 +121,7 @@ def test_a_robots_refusal_wait_and_network_trouble_read_in_each_readers_language
             "repeats": 1,
             "chat_post_time": "00:00",
         }
-        status, created = _api(server, "POST", "/announcements", editor_token, body)
-        assert status == 201, created
-        ann_id = created["id"]
-        assert _api(server, "POST", f"/announcements/{ann_id}/submit", editor_token)[0] == 200
-        status, approved = _api(
-            server, "POST", f"/announcements/{ann_id}/approve", reviewer_token, {"comment": "同意"}
-        )
-        assert status == 200 and approved["status"] == "approved", approved
+        ann_id = _publish(server, body, editor_token, reviewer_token)
 
         # The refusal fails at once; the busy and the unreachable robot wait with a reason.
         sessions = make_session_factory(engine)

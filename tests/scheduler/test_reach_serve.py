@@ -55,6 +55,19 @@ def _api(
         return exc.code, json.loads(exc.read() or b"null")
 
 
+def _publish(server: Server, body: dict[str, Any], editor_token: str, reviewer_token: str) -> int:
+    """An editor creates and submits ``body`` through the API, a reviewer approves it: its id."""
+    status, created = _api(server, "POST", "/announcements", editor_token, body)
+    assert status == 201, created
+    ann_id = int(created["id"])
+    assert _api(server, "POST", f"/announcements/{ann_id}/submit", editor_token)[0] == 200
+    status, approved = _api(
+        server, "POST", f"/announcements/{ann_id}/approve", reviewer_token, {"comment": "同意"}
+    )
+    assert status == 200 and approved["status"] == "approved", approved
+    return ann_id
+
+
 def _browser(server: Server, username: str, password: str) -> Callable[[str], str]:
     """A logged-in web session (cookies and the login form's CSRF token), as a person has."""
     jar = http.cookiejar.CookieJar()
@@ -107,14 +120,7 @@ def test_a_group_notice_is_built_into_its_village_loudspeakers_program(  # type:
         "repeats": 1,
         "chat_post_time": "00:00",
     }
-    status, created = _api(server, "POST", "/announcements", editor_token, body)
-    assert status == 201, created
-    ann_id = created["id"]
-    assert _api(server, "POST", f"/announcements/{ann_id}/submit", editor_token)[0] == 200
-    status, approved = _api(
-        server, "POST", f"/announcements/{ann_id}/approve", reviewer_token, {"comment": "同意"}
-    )
-    assert status == 200 and approved["status"] == "approved", approved
+    ann_id = _publish(server, body, editor_token, reviewer_token)
     approved_at = time.monotonic()
 
     # A chats-only notice for 新华村 (a loudspeaker, but no chat bound) reaches nothing.
