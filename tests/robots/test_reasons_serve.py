@@ -10,12 +10,9 @@ Chinese, the platform's code and own words kept as they are.
 
 from __future__ import annotations
 
-import http.cookiejar
 import re
 import socket
 import time
-import urllib.parse
-import urllib.request
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from html import unescape
@@ -33,7 +30,7 @@ from cms.settings import Settings
 from tests.fakes.dingtalk_api import FakeDingTalk
 from tests.fakes.robot_base import RobotFault
 from tests.scheduler.test_processes import Server
-from tests.scheduler.test_reach_serve import _publish
+from tests.scheduler.test_reach_serve import _browser, _publish
 
 pytestmark = pytest.mark.slow
 
@@ -53,25 +50,6 @@ def _closed_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
-
-
-def _reader(server: Server, username: str) -> urllib.request.OpenerDirector:
-    """A logged-in browser session (cookies and the login form's CSRF token)."""
-    opener = urllib.request.build_opener(
-        urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar())
-    )
-    base = f"http://127.0.0.1:{server.port}"
-    page = opener.open(f"{base}/login", timeout=20).read().decode()
-    token = re.search(r'name="csrf_token" value="([^"]+)"', page)
-    assert token is not None
-    form = {"username": username, "password": DEMO_PASSWORD, "csrf_token": token.group(1)}
-    opener.open(f"{base}/login", urllib.parse.urlencode(form).encode(), timeout=20).read()
-    return opener
-
-
-def _page(server: Server, opener: urllib.request.OpenerDirector, path: str) -> str:
-    with opener.open(f"http://127.0.0.1:{server.port}{path}", timeout=20) as response:
-        return unescape(response.read().decode())
 
 
 def _error_texts(html: str) -> list[str]:
@@ -148,10 +126,10 @@ def test_a_robots_refusal_wait_and_network_trouble_read_in_each_readers_language
         assert settled, server.output()[-3000:]
         assert ding.messages_to(KEYWORD_TOKEN) == [] and ding.messages_to(BUSY_TOKEN) == []
 
-        english = _reader(server, "lishuji")
-        chinese = _reader(server, "wangli")
-        page_en = _page(server, english, f"/schedule/announcements/{ann_id}")
-        page_zh = _page(server, chinese, f"/schedule/announcements/{ann_id}")
+        english = _browser(server, "lishuji", DEMO_PASSWORD)
+        chinese = _browser(server, "wangli", DEMO_PASSWORD)
+        page_en = unescape(english(f"/schedule/announcements/{ann_id}"))
+        page_zh = unescape(chinese(f"/schedule/announcements/{ann_id}"))
         assert '<html lang="en">' in page_en and '<html lang="zh-CN">' in page_zh
         reasons_en, reasons_zh = _error_texts(page_en), _error_texts(page_zh)
         assert len(reasons_en) == len(reasons_zh) == 3, (reasons_en, reasons_zh)
@@ -192,8 +170,8 @@ def test_a_robots_refusal_wait_and_network_trouble_read_in_each_readers_language
             assert not re.search(r"[\u3000-\u303f\u4e00-\u9fff\uff00-\uffef]", reason), reason
 
         # The scheduler page lists the failed delivery with its reason, in each language.
-        status_en = _error_texts(_page(server, english, "/schedule/"))
-        status_zh = _error_texts(_page(server, chinese, "/schedule/"))
+        status_en = _error_texts(unescape(english("/schedule/")))
+        status_zh = _error_texts(unescape(chinese("/schedule/")))
         assert any(r.startswith(refused_en) for r in status_en), status_en
         assert any(r.startswith(refused_zh) for r in status_zh), status_zh
         # The robot's address key and the webhook stay out of every page.
