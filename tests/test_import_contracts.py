@@ -55,7 +55,7 @@ SKELETON = {
     "cms/settings.py": "from cms.clock import Clock\n",
     "cms/queue.py": "from cms import db, models\nfrom cms.services.errors import Message\n",
     "cms/lease.py": "from cms import db, models\n",
-    "cms/channels.py": "",
+    "cms/channels.py": "from cms.services import errors\n",
     "cms/publishers.py": "from cms.services import errors\n",
     "cms/services/__init__.py": "",
     "cms/services/errors.py": "",
